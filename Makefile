@@ -1,0 +1,37 @@
+# SeeThroughNet: set-up, main job and tests.  `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.seethroughnet-installed
+DEMO_CONFIG ?= projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml
+DEMO_OUTPUT ?= output/demo
+
+.PHONY: help install demo test clean-venv
+
+help:
+	@echo "make install  - create $(VENV) with pinned torch/torchvision, detectron2 (patched v0.6) and this project (idempotent)"
+	@echo "make demo     - install, generate the embedded synthetic Cityscapes data, train, evaluate and export (main job)"
+	@echo "make test     - install and run the test suite"
+
+install: $(STAMP)
+
+# Re-runs only when the pinned requirements, the project metadata or the detectron2 patch change.
+$(STAMP): requirements.txt pyproject.toml tools/install_detectron2.py $(wildcard tools/detectron2/*.patch)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77" wheel
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) tools/install_detectron2.py
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -c "import torch, torchvision, detectron2.modeling, detectron2.evaluation, seethroughnet; print('installed: torch', torch.__version__, '| torchvision', torchvision.__version__, '| detectron2', detectron2.__version__)"
+	@touch $@
+
+demo: install
+	$(PY) datasets/prepare_synthetic_cityscapes.py
+	$(PY) tools/run_demo.py --config-file $(DEMO_CONFIG) --output $(DEMO_OUTPUT)
+
+test: install
+	$(PY) -m pytest tests -q
+
+clean-venv:
+	rm -rf $(VENV)

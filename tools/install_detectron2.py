@@ -15,7 +15,8 @@ fixes the places where v0.6 breaks on current torch / numpy / Pillow / setuptool
 * FCOS / RetinaNet: the norm-name probe ``get_norm(norm, 1)`` fails for GroupNorm;
 * multi-process runs without a GPU use gloo instead of asserting CUDA and NCCL.
 
-The result is a real installed distribution (``pip show detectron2`` works) named
+As upstream's setup.py does, ``detectron2.projects.{deeplab,point_rend,panoptic_deeplab}``
+are installed from the sdist's ``projects/`` folder. The result is a real installed distribution (``pip show detectron2`` works) named
 ``detectron2`` with version ``0.6+py311.patched``.
 
 If ``detectron2`` is already importable *with* its compiled ops (a user who built upstream
@@ -39,6 +40,8 @@ SDIST_VERSION = "0.6"
 SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 INSTALLED_VERSION = "0.6+py311.patched"
+PROJECTS = {"point_rend": "PointRend/point_rend", "deeplab": "DeepLab/deeplab",
+            "panoptic_deeplab": "Panoptic-DeepLab/panoptic_deeplab"}
 REPO = Path(__file__).resolve().parents[1]
 PATCH_DIR = REPO / "tools" / "detectron2"
 
@@ -61,7 +64,8 @@ def fail(msg):
 
 
 def patch_digest():
-    h = hashlib.sha256()
+    """Identifies what this script installs: its own text and the patch set."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
     for p in sorted(PATCH_DIR.glob("*.patch")):
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
@@ -139,6 +143,9 @@ def build_source_tree(sdist, work):
     pkg = work / "pkg"
     pkg.mkdir()
     shutil.copytree(src / "detectron2", pkg / "detectron2")
+    # upstream's setup.py ships three projects inside the package (detectron2.projects.*)
+    for module, folder in PROJECTS.items():
+        shutil.copytree(src / "projects" / folder, pkg / "detectron2" / "projects" / module)
     shutil.copy(src / "LICENSE", pkg / "LICENSE")
     for patch in sorted(PATCH_DIR.glob("*.patch")):
         log(f"applying {patch.relative_to(REPO)}")

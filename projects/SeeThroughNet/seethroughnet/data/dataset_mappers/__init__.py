@@ -1,0 +1,3 @@
+from .semantic_segmentation_mapper import SemanticSegmentationMapper
+
+__all__ = ["SemanticSegmentationMapper"]

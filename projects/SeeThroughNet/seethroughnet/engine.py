@@ -1,0 +1,92 @@
+"""The detectron2 trainer for SeeThroughNet: data loaders with the project's mapper,
+evaluators chosen by the dataset's ``evaluator_type``, the poly LR schedule and the strict
+checkpointer. ``projects/SeeThroughNet/train_net.py`` is a thin command line around it."""
+import logging
+import os
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer, default_setup, hooks
+from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
+from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_scheduler
+
+from . import modeling  # noqa: F401  (registers the backbone and meta-architecture)
+from .checkpoint import StrictCheckpointer
+from .config import add_seethroughnet_config
+from .data.dataset_mappers import SemanticSegmentationMapper
+from .data.datasets import register_all
+from .evaluation import CityscapesOfficialSemSegEvaluator
+
+__all__ = ["Trainer", "setup", "build_config"]
+
+
+def build_config(config_file=None, opts=()):
+    """A config with the project's keys, merged from ``config_file`` and ``KEY VALUE`` opts."""
+    cfg = get_cfg()
+    add_seethroughnet_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
+        logging.getLogger(__name__).warning("no GPU is available: MODEL.DEVICE set to cpu")
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def setup(args):
+    register_all()
+    cfg = build_config(args.config_file, args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+class Trainer(DefaultTrainer):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        # Strict loading (see checkpoint.py); the periodic checkpointer hook saves through it too.
+        strict = self.build_checkpointer(cfg, self._trainer.model, trainer=self)
+        for h in self._hooks:
+            if isinstance(h, hooks.PeriodicCheckpointer):
+                h.checkpointer = strict
+        self.checkpointer = strict
+
+    @classmethod
+    def build_checkpointer(cls, cfg, model, trainer=None) -> DetectionCheckpointer:
+        import weakref
+
+        kwargs = {"trainer": weakref.proxy(trainer)} if trainer is not None else {}
+        return StrictCheckpointer(
+            model, cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, **kwargs
+        )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
+        sem_seg = SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        if evaluator_type == "cityscapes_sem_seg":
+            # the official Cityscapes script (on labelIds) beside detectron2's confusion matrix
+            return DatasetEvaluators([sem_seg, CityscapesOfficialSemSegEvaluator(dataset_name)])
+        if evaluator_type == "sem_seg":
+            return sem_seg
+        raise ValueError(
+            f"dataset {dataset_name} has evaluator_type {evaluator_type!r}; SeeThroughNet evaluates "
+            "'sem_seg' and 'cityscapes_sem_seg' datasets"
+        )
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=SemanticSegmentationMapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        mapper = SemanticSegmentationMapper(cfg, is_train=False, dataset_name=dataset_name)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_poly_lr_scheduler(cfg, optimizer)

@@ -1,0 +1,3 @@
+from .cityscapes import CityscapesOfficialSemSegEvaluator
+
+__all__ = ["CityscapesOfficialSemSegEvaluator"]

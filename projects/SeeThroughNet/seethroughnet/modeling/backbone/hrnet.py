@@ -1,0 +1,48 @@
+"""HRNetV2 as a detectron2 backbone: the four branch outputs of
+:class:`seethroughnet.nn.hrnet.HRNetV2Encoder` as named features ``res2..res5`` (strides
+4, 8, 16, 32) with their ``ShapeSpec``."""
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone
+
+from ...nn.hrnet import HRNetV2Encoder
+
+__all__ = ["HRNetV2Backbone", "build_hrnetv2_backbone"]
+
+
+class HRNetV2Backbone(Backbone):
+    def __init__(self, encoder: HRNetV2Encoder, out_features=("res2", "res3", "res4", "res5")):
+        super().__init__()
+        self.encoder = encoder
+        unknown = [f for f in out_features if f not in encoder.channels]
+        if unknown:
+            raise ValueError(f"MODEL.HRNET.OUT_FEATURES: unknown {unknown}; valid: {sorted(encoder.channels)}")
+        self._out_features = list(out_features)
+        self._out_feature_channels = {k: encoder.channels[k] for k in self._out_features}
+        self._out_feature_strides = {k: encoder.strides[k] for k in self._out_features}
+
+    def forward(self, x):
+        features = self.encoder(x)
+        return {k: features[k] for k in self._out_features}
+
+    def output_shape(self):
+        return {
+            k: ShapeSpec(channels=self._out_feature_channels[k], stride=self._out_feature_strides[k])
+            for k in self._out_features
+        }
+
+    @property
+    def size_divisibility(self):
+        return 32
+
+
+@BACKBONE_REGISTRY.register()
+def build_hrnetv2_backbone(cfg, input_shape=None):
+    """``MODEL.BACKBONE.NAME: build_hrnetv2_backbone``; options under ``MODEL.HRNET`` and
+    ``MODEL.BACKBONE.FREEZE_AT`` (0: train all, 1: freeze the stem, 2+: stem and stages)."""
+    encoder = HRNetV2Encoder(
+        variant=cfg.MODEL.HRNET.VARIANT,
+        checkpoint=cfg.MODEL.HRNET.CHECKPOINT or None,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        norm=cfg.MODEL.HRNET.NORM,
+    )
+    return HRNetV2Backbone(encoder, cfg.MODEL.HRNET.OUT_FEATURES)

@@ -1,0 +1,281 @@
+"""HRNetV2 encoder for SeeThroughNet (paper Section 3.2, Figure 4: "Backbone: HRNetV2-W48").
+
+SeeThroughNet takes the four parallel branches of HRNetV2 (Wang et al., "Deep High-Resolution
+Representation Learning for Visual Recognition", TPAMI 2020) at strides 4, 8, 16 and 32. The
+SeeThrough decoder puts one coarse semantic head on each branch, and the OCR head takes all four
+branches up-sampled to stride 4 and concatenated (the HRNetV2 representation: 48+96+192+384 = 720
+channels for W48).
+
+This module wraps the timm implementation (``features_only=True, feature_location=""``, i.e. the raw
+branch outputs, not the classification "incre" head) and drops the stem tap. It adds what a
+segmentation backbone needs and timm does not give:
+
+* ``checkpoint``: a *local* ImageNet checkpoint file (no download is ever attempted). A timm
+  classification ``state_dict`` (or the official HRNet ImageNet file, which uses the same names) is
+  accepted: wrapper keys (``state_dict`` / ``model``), ``module.`` / ``backbone.`` / ``body.``
+  prefixes and the classification head (``incre_modules``, ``downsamp_modules``, ``final_layer``,
+  ``classifier``) are dropped. Loading is strict unless ``allow_partial=True``; a mismatch raises a
+  ``ValueError`` that lists the missing, unexpected and wrongly-shaped keys.
+* ``norm``: ``"BN"`` (timm's ``BatchNorm2d``), ``"SyncBN"`` (``nn.SyncBatchNorm``) or ``"FrozenBN"``
+  (:class:`FrozenBatchNorm2d`, fixed statistics and affine parameters).
+* ``freeze_at``: detectron2 ResNet semantics. 0 freezes nothing, 1 the stem (conv1/bn1/conv2/bn2),
+  ``k >= 2`` the stem and HRNet stages 1..k-1 (stage 1 = ``layer1``, stage j > 1 =
+  ``transition{j-1}`` + ``stage{j}``), so 5 freezes the whole encoder. Frozen parts get
+  ``requires_grad=False`` and their BatchNorms become :class:`FrozenBatchNorm2d`, as in detectron2.
+
+HRNet's fuse layers up-sample lower branches by exactly 2, so the input height and width must be
+multiples of 32 (:attr:`HRNetV2Encoder.size_divisibility`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional
+
+import torch
+from torch import nn
+
+__all__ = [
+    "HRNET_VARIANTS",
+    "NORMS",
+    "FrozenBatchNorm2d",
+    "HRNetV2Encoder",
+    "CheckpointReport",
+    "convert_norm",
+]
+
+#: Tested timm variants. W48 is the paper's backbone; the small ones are for tests and demos.
+HRNET_VARIANTS = ("hrnet_w48", "hrnet_w18", "hrnet_w18_small_v2")
+#: ``norm`` choices.
+NORMS = ("BN", "SyncBN", "FrozenBN")
+
+_FEATURE_NAMES = ("res2", "res3", "res4", "res5")
+# Parts of the timm model frozen by ``freeze_at >= i + 1``.
+_FREEZE_GROUPS = (
+    ("conv1", "bn1", "conv2", "bn2"),  # 1: stem
+    ("layer1",),  # 2: + stage 1
+    ("transition1", "stage2"),  # 3: + stage 2
+    ("transition2", "stage3"),  # 4: + stage 3
+    ("transition3", "stage4"),  # 5: + stage 4 (everything)
+)
+# Prefixes of the ImageNet classification head, absent from the feature model.
+_CLASSIFIER_PREFIXES = (
+    "incre_modules.",
+    "downsamp_modules.",
+    "final_layer.",
+    "classifier.",
+    "fc.",
+    "head.",
+)
+_WRAPPER_PREFIXES = ("module.", "backbone.", "body.")
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters (all buffers, no parameters).
+
+    ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias``, folded into one
+    per-channel scale and shift. Same buffer names as ``nn.BatchNorm2d`` so state dicts load;
+    ``num_batches_tracked`` is accepted and dropped.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+    @classmethod
+    def convert_frozen_batchnorm(cls, module: nn.Module) -> nn.Module:
+        """Return ``module`` with every ``BatchNorm2d``/``SyncBatchNorm`` replaced (recursively)."""
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            frozen = cls(module.num_features, module.eps)
+            if module.affine:
+                frozen.weight.copy_(module.weight.detach())
+                frozen.bias.copy_(module.bias.detach())
+            if module.track_running_stats and module.running_mean is not None:
+                frozen.running_mean.copy_(module.running_mean)
+                frozen.running_var.copy_(module.running_var)
+            return frozen
+        for name, child in module.named_children():
+            new_child = cls.convert_frozen_batchnorm(child)
+            if new_child is not child:
+                setattr(module, name, new_child)
+        return module
+
+
+def convert_norm(module: nn.Module, norm: str) -> nn.Module:
+    """Convert the ``BatchNorm2d`` layers of ``module`` to ``norm`` (one of :data:`NORMS`)."""
+    if norm == "BN":
+        return module
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+class CheckpointReport(NamedTuple):
+    """What :meth:`HRNetV2Encoder.load_checkpoint` did."""
+
+    loaded: List[str]
+    missing: List[str]
+    unexpected: List[str]
+    mismatched: List[str]
+    dropped_classifier: List[str]
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    out = dict(state)
+    changed = True
+    while changed and out:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in out):
+                out = {k[len(prefix):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
+def _extract_state_dict(obj) -> Dict[str, torch.Tensor]:
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"checkpoint does not hold a state dict (got {type(obj).__name__})")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _fmt(keys: Iterable[str], limit: int = 25) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+class HRNetV2Encoder(nn.Module):
+    """HRNetV2 branches at strides 4/8/16/32 as ``{"res2", "res3", "res4", "res5"}``.
+
+    Args:
+        variant: timm model name, one of :data:`HRNET_VARIANTS` (``"hrnet_w48"`` is the paper's).
+        checkpoint: path of a local ImageNet checkpoint to load, or ``None`` (random init).
+        allow_partial: load only the matching tensors of ``checkpoint`` (with a warning) instead
+            of raising on missing/unexpected/mismatched keys.
+        freeze_at: 0 nothing, 1 the stem, ``k >= 2`` the stem and stages 1..k-1 (max 5).
+        norm: ``"BN"``, ``"SyncBN"`` or ``"FrozenBN"``.
+
+    Attributes:
+        channels: ``{"res2": C2, ..., "res5": C5}`` (48/96/192/384 for W48).
+        strides: ``{"res2": 4, "res3": 8, "res4": 16, "res5": 32}``.
+        size_divisibility: 32; input sizes must be multiples of it.
+    """
+
+    size_divisibility = 32
+
+    def __init__(
+        self,
+        variant: str = "hrnet_w48",
+        checkpoint: Optional[str] = None,
+        allow_partial: bool = False,
+        freeze_at: int = 0,
+        norm: str = "BN",
+    ):
+        super().__init__()
+        import timm  # local import: keep ``import seethroughnet.nn`` light
+
+        if not variant.startswith("hrnet_"):
+            raise ValueError(f"variant must be a timm HRNet (one of {HRNET_VARIANTS}), got {variant!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        if not 0 <= int(freeze_at) <= len(_FREEZE_GROUPS):
+            raise ValueError(f"freeze_at must be in [0, {len(_FREEZE_GROUPS)}], got {freeze_at}")
+        self.variant = variant
+        self.norm = norm
+        self.freeze_at = int(freeze_at)
+        self.body = timm.create_model(
+            variant,
+            pretrained=False,
+            features_only=True,
+            feature_location="",
+            out_indices=(1, 2, 3, 4),
+        )
+        chans = self.body.feature_info.channels()
+        reds = self.body.feature_info.reduction()
+        self.channels: Dict[str, int] = dict(zip(_FEATURE_NAMES, chans))
+        self.strides: Dict[str, int] = dict(zip(_FEATURE_NAMES, reds))
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint, allow_partial=allow_partial)
+        self.body = convert_norm(self.body, norm)
+        self._freeze(self.freeze_at)
+
+    # ------------------------------------------------------------------------------------------
+    def _freeze(self, freeze_at: int) -> None:
+        for group in _FREEZE_GROUPS[:freeze_at]:
+            for name in group:
+                part = getattr(self.body, name)
+                for p in part.parameters():
+                    p.requires_grad_(False)
+                setattr(self.body, name, FrozenBatchNorm2d.convert_frozen_batchnorm(part))
+
+    def load_checkpoint(self, path: str, allow_partial: bool = False) -> CheckpointReport:
+        """Load a local ImageNet checkpoint (timm classification names or feature-model names).
+
+        Raises ``ValueError`` listing missing / unexpected / shape-mismatched keys unless
+        ``allow_partial``. BatchNorm ``num_batches_tracked`` buffers may be absent.
+        """
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        state = _strip_prefixes(_extract_state_dict(obj))
+        dropped = [k for k in state if k.startswith(_CLASSIFIER_PREFIXES)]
+        state = {k: v for k, v in state.items() if k not in set(dropped)}
+        own = self.body.state_dict()
+        missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [
+            f"{k} (checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+            for k in state
+            if k in own and state[k].shape != own[k].shape
+        ]
+        if (missing or unexpected or mismatched) and not allow_partial:
+            raise ValueError(
+                f"checkpoint {path!r} does not match timm {self.variant!r} "
+                f"({len(missing)} missing, {len(unexpected)} unexpected, {len(mismatched)} "
+                f"wrongly shaped keys; pass allow_partial=True to load the rest).\n"
+                f"  missing: {_fmt(missing)}\n  unexpected: {_fmt(unexpected)}\n"
+                f"  mismatched: {_fmt(mismatched)}"
+            )
+        loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+        self.body.load_state_dict(loadable, strict=False)
+        if missing or unexpected or mismatched:
+            warnings.warn(
+                f"partial load of {path!r}: {len(loadable)} tensors loaded; missing: "
+                f"{_fmt(missing, 10)}; unexpected: {_fmt(unexpected, 10)}; mismatched: "
+                f"{_fmt(mismatched, 10)}",
+                stacklevel=2,
+            )
+        return CheckpointReport(sorted(loadable), missing, unexpected, mismatched, dropped)
+
+    # ------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``x``: ``(N, 3, H, W)`` normalised images, ``H`` and ``W`` multiples of 32."""
+        h, w = x.shape[-2:]
+        if h % self.size_divisibility or w % self.size_divisibility:
+            raise ValueError(
+                f"HRNet input size {(h, w)} must be a multiple of {self.size_divisibility} "
+                "(its fuse layers up-sample by exactly 2); pad the batch first"
+            )
+        return dict(zip(_FEATURE_NAMES, self.body(x)))

@@ -1,0 +1,393 @@
+"""SeeThroughNet (Han, Yoo, Oh, CVPR 2022), Sections 3.2-3.3, Figure 4, Eqs. 3-7, in plain PyTorch.
+
+One *pass* at image resolution ``r`` (:meth:`SeeThroughNet.forward_single`)::
+
+    F = HRNetV2(image_r)                              # res2..res5, strides 4..32
+    decoder(F) -> X_s (coarse), alpha_s, X'_s         # Eq. 3, X'_{16,8,4}
+    X_r = OCR(concat_hrnetv2(F), soft regions = X'_4) # final logits of the pass, stride 4
+    alpha_r = ScaleAttentionHead(OCR features)        # only where a lower-scale merge needs it
+
+**Training** (Section 3.3): two passes, ``r = 1.0`` and ``r = 0.5`` (bilinearly down-sampled input),
+sharing every weight, merged by Eq. 4: ``X = up(alpha_0.5 * X_0.5) + (1 - up(alpha_0.5)) * X_1.0``.
+Loss terms (:meth:`SeeThroughNet.losses`, every term returned under its own name):
+
+* Eq. 5, ``loss_rmi``: RMI loss (lambda = 0.5 between its CE and MI parts) on the merged ``X``,
+  bilinearly up-sampled to the label size.
+* Eq. 6, ``loss_cpp_s{16,8,4}_r{1.0,0.5}``: the decoder's auxiliary losses on the aggregated maps
+  ``X'_16, X'_8, X'_4`` of *both* passes, with CPP targets + KL (``aux_loss_kind="cpp_kl"``) or the
+  ablations ``"upsample_ce"`` ("CPP off": MMSeg-style up-sampled CE) / ``"nearest_ce"``. A map of
+  the ``r = 0.5`` pass at stride ``s`` has stride ``2s`` w.r.t. the full-resolution labels, so its
+  CPP target is taken at ``2s`` (32, 16, 8).
+* Eq. 7, ``loss_ce_r1.0`` / ``loss_ce_r0.5``: ``gamma`` (0.05) times cross-entropy on each pass's
+  own prediction ``X_1.0`` and ``X_0.5`` up-sampled to the label size (Tao et al.'s per-scale
+  auxiliary losses).
+
+The total loss is the plain sum of the returned terms (each already multiplied by its weight).
+
+**Inference** (:meth:`SeeThroughNet.inference`): any set of scales (paper: {0.5, 1.0, 2.0}) merged
+hierarchically with the learnt attention (Tao et al.) or averaged, optional horizontal flip (the
+merged results of the plain and flipped image are averaged), optional sliding window per scale.
+
+Where the paper is silent we follow HRNet-OCR / Tao et al.; see ``docs/seethroughnet_model.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .aux_losses import AuxiliaryLoss
+from .cpp import cpp_targets
+from .hrnet import HRNetV2Encoder
+from .ocr_head import OCRHead, concat_hrnetv2
+from .rmi_loss import RMILoss
+from .scale_attention import ScaleAttentionHead, average_merge, hierarchical_merge, resize
+from .see_through_decoder import SeeThroughDecoder
+
+__all__ = ["SeeThroughNet", "MERGE_MODES"]
+
+#: ``merge`` choices of :meth:`SeeThroughNet.inference`.
+MERGE_MODES = ("attention", "average")
+_AGG_STRIDES = (16, 8, 4)
+
+
+def _pair(x) -> Tuple[int, int]:
+    if isinstance(x, int):
+        return (x, x)
+    a, b = x
+    return (int(a), int(b))
+
+
+def _rkey(r: float) -> str:
+    return f"r{float(r)}"
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_value: int) -> torch.Tensor:
+    """Pixel cross-entropy of ``logits`` bilinearly resized to ``labels``' size, mean over valid
+    pixels; a graph-attached 0 if none is valid."""
+    logits = resize(logits, labels.shape[-2:]).float()
+    labels = labels.long()
+    total = F.cross_entropy(logits, labels, ignore_index=ignore_value, reduction="sum")
+    count = (labels != ignore_value).sum()
+    if int(count) == 0:
+        return logits.sum() * 0.0
+    return total / count
+
+
+class SeeThroughNet(nn.Module):
+    """HRNetV2 + SeeThrough decoder + OCR head + two-resolution scale attention.
+
+    Args:
+        num_classes: ``K`` (19 for Cityscapes).
+        backbone: timm HRNet variant (``"hrnet_w48"`` in the paper).
+        checkpoint: local ImageNet checkpoint for the encoder, or ``None``.
+        allow_partial: load a non-matching checkpoint partially instead of raising.
+        freeze_at: encoder freezing (0 none, 1 stem, k stem + stages 1..k-1).
+        norm: encoder norm, ``"BN"`` / ``"SyncBN"`` / ``"FrozenBN"``.
+        head_norm: norm of the freshly initialised heads, ``"BN"`` / ``"SyncBN"``.
+        decoder_head_channels: hidden width of the coarse heads (``None``: branch width).
+        decoder_attention_channels: hidden width of the decoder's attention-mask generators.
+        use_scale_attention: decoder multi-scale attention masks (Eq. 3) on/off (Table 4).
+        ocr_mid_channels / ocr_key_channels / ocr_dropout: OCR head sizes (512 / 256 / 0.05).
+        scale_attention_channels: hidden width of Tao et al.'s attention head (256); the head
+            exists only with two training resolutions.
+        train_resolutions: resolutions of the training passes, ``(0.5, 1.0)`` (Eq. 4) or ``(1.0,)``
+            (no multi-resolution training: the main loss goes on ``X_1.0``).
+        aux_loss_kind: ``"cpp_kl"`` (CPP on), ``"upsample_ce"`` (CPP off) or ``"nearest_ce"``.
+        aux_kl_direction / aux_ignore_mode: passed to :class:`AuxiliaryLoss`.
+        rmi_weight: weight of the main RMI loss (1.0).
+        rmi_lambda: lambda between RMI's CE and MI parts (0.5).
+        rmi_radius / rmi_pool / rmi_pool_stride / rmi_ce_mode: :class:`RMILoss` options.
+        cpp_weight: weight of every decoder auxiliary loss; a float or ``{16: w, 8: w, 4: w}``.
+        gamma: weight of the per-pass CE losses on ``X_1.0`` and ``X_0.5`` (0.05).
+        ignore_value: ignore label (255).
+        align_corners: of every bilinear resize of feature maps / logits.
+        test_scales / test_flip / test_merge / test_crop_size / test_stride: what ``forward`` does
+            in eval mode (see :meth:`inference`).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        backbone: str = "hrnet_w48",
+        checkpoint: Optional[str] = None,
+        allow_partial: bool = False,
+        freeze_at: int = 0,
+        norm: str = "BN",
+        head_norm: str = "BN",
+        decoder_head_channels: Optional[int] = None,
+        decoder_attention_channels: int = 256,
+        use_scale_attention: bool = True,
+        ocr_mid_channels: int = 512,
+        ocr_key_channels: int = 256,
+        ocr_dropout: float = 0.05,
+        scale_attention_channels: int = 256,
+        train_resolutions: Sequence[float] = (0.5, 1.0),
+        aux_loss_kind: str = "cpp_kl",
+        aux_kl_direction: str = "target_to_prediction",
+        aux_ignore_mode: str = "renormalize",
+        rmi_weight: float = 1.0,
+        rmi_lambda: float = 0.5,
+        rmi_radius: int = 3,
+        rmi_pool: str = "avg",
+        rmi_pool_stride: int = 4,
+        rmi_ce_mode: str = "bce",
+        cpp_weight: Union[float, Mapping[int, float]] = 1.0,
+        gamma: float = 0.05,
+        ignore_value: int = 255,
+        align_corners: bool = False,
+        test_scales: Sequence[float] = (1.0,),
+        test_flip: bool = False,
+        test_merge: str = "attention",
+        test_crop_size: Optional[Union[int, Tuple[int, int]]] = None,
+        test_stride: Optional[Union[int, Tuple[int, int]]] = None,
+    ):
+        super().__init__()
+        train_resolutions = tuple(sorted(float(r) for r in train_resolutions))
+        if train_resolutions not in ((1.0,), (0.5, 1.0)):
+            raise ValueError(f"train_resolutions must be (0.5, 1.0) or (1.0,), got {train_resolutions}")
+        if test_merge not in MERGE_MODES:
+            raise ValueError(f"test_merge must be one of {MERGE_MODES}, got {test_merge!r}")
+        self.num_classes = num_classes
+        self.ignore_value = ignore_value
+        self.align_corners = align_corners
+        self.train_resolutions = train_resolutions
+        self.encoder = HRNetV2Encoder(backbone, checkpoint, allow_partial, freeze_at, norm)
+        self.decoder = SeeThroughDecoder(
+            self.encoder.channels,
+            num_classes,
+            head_channels=decoder_head_channels,
+            attention_channels=decoder_attention_channels,
+            use_scale_attention=use_scale_attention,
+            norm=head_norm,
+            align_corners=align_corners,
+        )
+        self.ocr = OCRHead(
+            sum(self.encoder.channels.values()),
+            num_classes,
+            mid_channels=ocr_mid_channels,
+            key_channels=ocr_key_channels,
+            dropout=ocr_dropout,
+            norm=head_norm,
+        )
+        # Tao et al.'s attention head is trained only through Eq. 4; without the r=0.5 pass it
+        # would be an unused (DDP-unfriendly), untrained module, so it is not built.
+        self.scale_attention: Optional[ScaleAttentionHead] = (
+            ScaleAttentionHead(ocr_mid_channels, scale_attention_channels, head_norm)
+            if 0.5 in train_resolutions
+            else None
+        )
+        self.aux_loss = AuxiliaryLoss(
+            aux_loss_kind, num_classes, ignore_value, kl_direction=aux_kl_direction, ignore_mode=aux_ignore_mode
+        )
+        self.rmi_loss = RMILoss(
+            num_classes,
+            radius=rmi_radius,
+            pool=rmi_pool,
+            pool_stride=rmi_pool_stride,
+            lambda_weight=rmi_lambda,
+            ce_mode=rmi_ce_mode,
+            ignore_value=ignore_value,
+        )
+        self.rmi_weight = float(rmi_weight)
+        if isinstance(cpp_weight, Mapping):
+            self.cpp_weights = {int(s): float(cpp_weight[s]) for s in _AGG_STRIDES}
+        else:
+            self.cpp_weights = {s: float(cpp_weight) for s in _AGG_STRIDES}
+        self.gamma = float(gamma)
+        self.test_scales = tuple(test_scales)
+        self.test_flip = bool(test_flip)
+        self.test_merge = test_merge
+        self.test_crop_size = test_crop_size
+        self.test_stride = test_stride
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def size_divisibility(self) -> int:
+        """Training inputs must be multiples of this (32 per pass, 64 with the r=0.5 pass)."""
+        return int(round(self.encoder.size_divisibility / min(self.train_resolutions)))
+
+    def forward_single(self, images: torch.Tensor, with_scale_attention: bool = False) -> Dict[str, torch.Tensor]:
+        """One pass (sizes multiples of 32). Returns the decoder outputs (``coarse_*``, ``attn_*``,
+        ``agg_*``, ``soft_regions``), ``logits`` (X of this pass, stride 4), ``ocr_feats`` and, if
+        asked, ``scale_attn`` (Tao et al.'s alpha of this pass)."""
+        feats = self.encoder(images)
+        out = dict(self.decoder(feats))
+        ocr = self.ocr(concat_hrnetv2(feats, align_corners=self.align_corners), out["soft_regions"])
+        out["logits"] = ocr["logits"]
+        out["ocr_feats"] = ocr["feats"]
+        if with_scale_attention:
+            if self.scale_attention is None:
+                raise ValueError("no scale-attention head: the model was built with train_resolutions=(1.0,)")
+            out["scale_attn"] = self.scale_attention(ocr["feats"])
+        return out
+
+    def forward(self, images: torch.Tensor):
+        """Training: ``{"r1.0": pass dict, "r0.5": pass dict, "merged": X (N,K,H/4,W/4)}``
+        (``"r0.5"`` only with two training resolutions; its dict holds ``scale_attn``).
+        Eval: :meth:`inference` with the ``test_*`` settings, ``(N, K, H, W)`` logits."""
+        if not self.training:
+            return self.inference(
+                images,
+                scales=self.test_scales,
+                flip=self.test_flip,
+                merge=self.test_merge,
+                crop_size=self.test_crop_size,
+                stride=self.test_stride,
+            )
+        h, w = images.shape[-2:]
+        div = self.size_divisibility
+        if h % div or w % div:
+            raise ValueError(
+                f"training input size {(h, w)} must be a multiple of {div} "
+                "(pad images with 0 and labels with the ignore value)"
+            )
+        outputs: Dict[str, object] = {}
+        full = self.forward_single(images)
+        outputs[_rkey(1.0)] = full
+        if 0.5 in self.train_resolutions:
+            half_img = F.interpolate(images, size=(h // 2, w // 2), mode="bilinear", align_corners=self.align_corners)
+            half = self.forward_single(half_img, with_scale_attention=True)
+            outputs[_rkey(0.5)] = half
+            a = half["scale_attn"]
+            size = full["logits"].shape[-2:]
+            outputs["merged"] = resize(a * half["logits"], size, self.align_corners) + (
+                1.0 - resize(a, size, self.align_corners)
+            ) * full["logits"]
+        else:
+            outputs["merged"] = full["logits"]
+        return outputs
+
+    # ------------------------------------------------------------------------------------------
+    def losses(self, outputs: Mapping[str, object], labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Named, weighted loss terms (Eqs. 5-7); their sum is the training loss.
+
+        ``labels``: ``(N, H, W)`` at the input resolution, ``ignore_value`` for ignored pixels.
+        Keys: ``loss_rmi``; ``loss_cpp_s{16,8,4}_r{1.0,0.5}``; ``loss_ce_r{1.0,0.5}``.
+        """
+        labels = labels.long()
+        out: Dict[str, torch.Tensor] = {"loss_rmi": self.rmi_weight * self.rmi_loss(outputs["merged"], labels)}
+        targets: Dict[int, torch.Tensor] = {}
+        if self.aux_loss.needs_cpp_targets:
+            strides = sorted({int(round(s / r)) for s in _AGG_STRIDES for r in self.train_resolutions})
+            with torch.no_grad():
+                maps = cpp_targets(labels, strides, self.num_classes, self.ignore_value)
+            targets = dict(zip(strides, maps))
+        for r in sorted(self.train_resolutions, reverse=True):
+            branch = outputs[_rkey(r)]
+            for s in _AGG_STRIDES:
+                logits = branch[f"agg_{s}"]
+                t = targets.get(int(round(s / r)))
+                if t is not None and t.shape[-2:] != logits.shape[-2:]:
+                    t = None  # let the loss derive the stride from the shapes
+                out[f"loss_cpp_s{s}_{_rkey(r)}"] = self.cpp_weights[s] * self.aux_loss(logits, labels, t)
+        for r in sorted(self.train_resolutions, reverse=True):
+            logits = outputs[_rkey(r)]["logits"]
+            out[f"loss_ce_{_rkey(r)}"] = self.gamma * masked_cross_entropy(logits, labels, self.ignore_value)
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    def _padded_pass(self, images: torch.Tensor, with_attn: bool) -> Dict[str, torch.Tensor]:
+        """One pass on an image of any size: zero-pad (bottom/right) to a multiple of 32, run,
+        up-sample ``X``, ``alpha`` and ``alpha * X`` to the padded size (products before
+        up-sampling, as in Eq. 4) and crop back to the input size."""
+        h, w = images.shape[-2:]
+        div = self.encoder.size_divisibility
+        ph, pw = math.ceil(h / div) * div, math.ceil(w / div) * div
+        x = F.pad(images, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else images
+        o = self.forward_single(x, with_scale_attention=with_attn)
+        res = {"logits": resize(o["logits"], (ph, pw), self.align_corners)[..., :h, :w]}
+        if with_attn:
+            a = o["scale_attn"]
+            res["attn"] = resize(a, (ph, pw), self.align_corners)[..., :h, :w]
+            res["weighted"] = resize(a * o["logits"], (ph, pw), self.align_corners)[..., :h, :w]
+        return res
+
+    @staticmethod
+    def _window_starts(size: int, crop: int, stride: int) -> List[int]:
+        if size <= crop:
+            return [0]
+        n = math.ceil((size - crop) / stride) + 1
+        return sorted({min(i * stride, size - crop) for i in range(n)})
+
+    def _predict_scale(self, images, with_attn, crop_size, stride) -> Dict[str, torch.Tensor]:
+        """Per-scale dense maps at this scale's full resolution, by sliding window if asked
+        (overlaps averaged)."""
+        if crop_size is None:
+            return self._padded_pass(images, with_attn)
+        ch, cw = _pair(crop_size)
+        sh, sw = _pair(stride) if stride is not None else (ch, cw)
+        h, w = images.shape[-2:]
+        ys, xs = self._window_starts(h, ch, sh), self._window_starts(w, cw, sw)
+        if len(ys) == 1 and len(xs) == 1:
+            return self._padded_pass(images, with_attn)
+        acc: Dict[str, torch.Tensor] = {}
+        count = images.new_zeros(1, 1, h, w)
+        for y in ys:
+            for x in xs:
+                win = images[..., y:y + ch, x:x + cw]
+                o = self._padded_pass(win, with_attn)
+                wh, ww = win.shape[-2:]
+                for k, v in o.items():
+                    if k not in acc:
+                        acc[k] = v.new_zeros(v.shape[0], v.shape[1], h, w)
+                    acc[k][..., y:y + wh, x:x + ww] += v
+                count[..., y:y + wh, x:x + ww] += 1
+        return {k: v / count for k, v in acc.items()}
+
+    @torch.no_grad()
+    def inference(
+        self,
+        images: torch.Tensor,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        merge: str = "attention",
+        crop_size: Optional[Union[int, Tuple[int, int]]] = None,
+        stride: Optional[Union[int, Tuple[int, int]]] = None,
+    ) -> torch.Tensor:
+        """Full-resolution logits ``(N, K, H, W)`` for normalised ``images`` ``(N, 3, H, W)``.
+
+        Args:
+            scales: image scales (paper: ``(0.5, 1.0, 2.0)``); the image is bilinearly resized
+                to ``round(s * H) x round(s * W)``.
+            flip: also run on the horizontally flipped image and average the two merged results.
+            merge: ``"attention"`` (Tao et al.'s hierarchical merge with the learnt per-scale
+                attention, highest scale innermost; needs the head, i.e. a model trained with
+                ``train_resolutions=(0.5, 1.0)``) or ``"average"`` (mean of the per-scale logits).
+            crop_size / stride: sliding-window inference per scale (windows of ``crop_size``,
+                overlaps averaged; ``stride`` defaults to ``crop_size``); ``None``: whole image.
+                Any image size is accepted (each pass is zero-padded to a multiple of 32).
+        """
+        if merge not in MERGE_MODES:
+            raise ValueError(f"merge must be one of {MERGE_MODES}, got {merge!r}")
+        if not scales:
+            raise ValueError("need at least one scale")
+        scales = sorted({float(s) for s in scales})
+        h, w = images.shape[-2:]
+        with_attn = merge == "attention" and len(scales) > 1
+        if with_attn and self.scale_attention is None:
+            raise ValueError("merge='attention' needs the scale-attention head (train_resolutions=(0.5, 1.0)); use merge='average'")
+        result = None
+        flips = (False, True) if flip else (False,)
+        for do_flip in flips:
+            img = images.flip(-1) if do_flip else images
+            logits, attns, weighted = {}, {}, {}
+            for s in scales:
+                size = (max(1, int(round(h * s))), max(1, int(round(w * s))))
+                x = img if size == (h, w) else F.interpolate(img, size=size, mode="bilinear", align_corners=self.align_corners)
+                o = self._predict_scale(x, with_attn and s != scales[-1], crop_size, stride)
+                logits[s] = o["logits"]
+                if "attn" in o:
+                    attns[s], weighted[s] = o["attn"], o["weighted"]
+            if merge == "average" or len(scales) == 1:
+                merged = average_merge(logits, (h, w), self.align_corners)
+            else:
+                merged = hierarchical_merge(logits, attns, (h, w), self.align_corners, weighted=weighted)
+            if do_flip:
+                merged = merged.flip(-1)
+            result = merged if result is None else result + merged
+        return result / len(flips)

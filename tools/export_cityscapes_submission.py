@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Export a SeeThroughNet model's predictions for the Cityscapes benchmark server.
+
+For every image of a split it writes one PNG of Cityscapes *labelIds* (the model predicts
+trainIds; they are mapped through cityscapesscripts' label table), named
+``<city>_<seq>_<frame>*.png`` as the server and ``evalPixelLevelSemanticLabeling`` find them,
+into ``OUTPUT/<city>/``, and packs them into ``OUTPUT.zip``.
+
+    python tools/export_cityscapes_submission.py --config-file CFG --weights MODEL.pth \
+        --dataset cityscapes_fine_sem_seg_test --output output/submission [--overwrite] [KEY VALUE ...]
+
+Each PNG is written to a temporary file and renamed; the zip likewise. A folder that already
+holds predictions is refused unless --overwrite (which removes the old PNGs first).
+"""
+import argparse
+import glob
+import os
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+__all__ = ["trainid_to_labelid_lut", "export_predictions", "main"]
+
+
+def trainid_to_labelid_lut():
+    """A 256-entry lookup table from Cityscapes trainIds to labelIds (255 -> 0, 'unlabeled')."""
+    from cityscapesscripts.helpers.labels import labels
+
+    lut = np.zeros(256, dtype=np.uint8)
+    for label in labels:
+        if 0 <= label.trainId < 255 and not label.ignoreInEval:
+            lut[label.trainId] = label.id
+    return lut
+
+
+def _write_png_atomic(array, path):
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".png.part")
+    os.close(fd)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _prediction_name(file_name):
+    base = os.path.basename(file_name)
+    stem = base[: -len("_leftImg8bit.png")] if base.endswith("_leftImg8bit.png") else os.path.splitext(base)[0]
+    return stem + "_pred_labelIds.png", stem.split("_")[0]
+
+
+def export_predictions(model, data_loader, output_dir, *, overwrite=False, make_zip=True, progress=True):
+    """Run ``model`` over ``data_loader`` and write Cityscapes labelId PNGs; returns the paths."""
+    existing = glob.glob(os.path.join(output_dir, "**", "*.png"), recursive=True)
+    if existing:
+        if not overwrite:
+            raise FileExistsError(
+                f"{output_dir} already holds {len(existing)} prediction PNGs (e.g. {existing[0]}); "
+                "choose another --output or pass --overwrite to replace them"
+            )
+        for p in existing:
+            os.remove(p)
+    os.makedirs(output_dir, exist_ok=True)
+    lut = trainid_to_labelid_lut()
+    written = []
+    model.eval()
+    with torch.no_grad():
+        for batch in tqdm(data_loader, desc="export", disable=not progress):
+            outputs = model(batch)
+            for inp, out in zip(batch, outputs):
+                train_ids = out["sem_seg"].argmax(dim=0).to("cpu", torch.uint8).numpy()
+                name, city = _prediction_name(inp["file_name"])
+                os.makedirs(os.path.join(output_dir, city), exist_ok=True)
+                path = os.path.join(output_dir, city, name)
+                _write_png_atomic(lut[train_ids], path)
+                written.append(path)
+    if make_zip:
+        zip_path = output_dir.rstrip("/") + ".zip"
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(zip_path)), suffix=".zip.part")
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for p in written:
+                    zf.write(p, os.path.relpath(p, output_dir))
+            os.replace(tmp, zip_path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return written
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config-file", required=True)
+    ap.add_argument("--weights", required=True, help="a checkpoint written by train_net.py")
+    ap.add_argument("--dataset", default="cityscapes_fine_sem_seg_test")
+    ap.add_argument("--output", required=True, help="folder for the PNGs; the zip goes to OUTPUT.zip")
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--no-zip", action="store_true")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = ap.parse_args(argv)
+
+    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.data.datasets import register_all
+
+    if not os.path.isfile(args.weights):
+        sys.exit(f"error: --weights {args.weights} does not exist")
+    register_all()
+    cfg = build_config(args.config_file, args.opts)
+    cfg.MODEL.WEIGHTS = args.weights
+    cfg.freeze()
+    model = Trainer.build_model(cfg)
+    Trainer.build_checkpointer(cfg, model).load(args.weights)
+    loader = Trainer.build_test_loader(cfg, args.dataset)
+    try:
+        written = export_predictions(model, loader, args.output, overwrite=args.overwrite, make_zip=not args.no_zip)
+    except FileExistsError as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote {len(written)} predictions to {args.output}" + ("" if args.no_zip else f" and {args.output.rstrip('/')}.zip"))
+
+
+if __name__ == "__main__":
+    main()

@@ -26,9 +26,18 @@ def build_config(config_file=None, opts=()):
     """A config with the project's keys, merged from ``config_file`` and ``KEY VALUE`` opts."""
     cfg = get_cfg()
     add_seethroughnet_config(cfg)
+    hint = "see projects/SeeThroughNet/seethroughnet/config.py and detectron2's config/defaults.py for the keys"
     if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"config file {config_file} does not exist")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:  # "Non-existent config key: X"
+            raise KeyError(f"{config_file}: {e.args[0]} ({hint})") from None
+    try:
+        cfg.merge_from_list(list(opts))
+    except AssertionError as e:  # yacs reports an unknown command-line key by an assertion
+        raise KeyError(f"command-line override: {e} ({hint})") from None
     if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
         logging.getLogger(__name__).warning("no GPU is available: MODEL.DEVICE set to cpu")
         cfg.MODEL.DEVICE = "cpu"
@@ -52,6 +61,17 @@ class Trainer(DefaultTrainer):
             if isinstance(h, hooks.PeriodicCheckpointer):
                 h.checkpointer = strict
         self.checkpointer = strict
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        # The poly schedule's horizon is part of its saved state: a run resumed with a longer
+        # SOLVER.MAX_ITER would otherwise evaluate (1 - iter / old_max) ** power past 1.
+        sched = self.scheduler
+        if getattr(sched, "max_iters", self.max_iter) != self.max_iter:
+            logging.getLogger(__name__).warning(
+                f"resumed LR schedule had max_iters={sched.max_iters}; using SOLVER.MAX_ITER={self.max_iter}"
+            )
+            sched.max_iters = self.max_iter
 
     @classmethod
     def build_checkpointer(cls, cfg, model, trainer=None) -> DetectionCheckpointer:

@@ -1,0 +1,489 @@
+"""The synthetic Cityscapes-format dataset: determinism, on-disk format, agreement of the JSON and
+the label PNGs, cityscapesscripts' evaluation and detectron2's Cityscapes loaders on it, and the
+manifest's idempotence / refusal rules.
+
+One small dataset (128 x 256, 4 train / 4 val / 2 test images) is generated once per module.
+"""
+import glob
+import json
+import logging
+import os
+import re
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cityscapesscripts.helpers.annotation import Annotation
+from cityscapesscripts.helpers.labels import id2label, labels, name2label
+from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+from cityscapesscripts.preparation.json2labelImg import createLabelImage
+
+from seethroughnet.data import synthetic_cityscapes as sc
+
+H, W = 128, 256
+SEED = 3
+NUM = {"train": 4, "val": 4, "test": 2}
+KINDS = ("image", "polygons", "labelIds", "instanceIds", "labelTrainIds", "color")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _all_files(root):
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = p
+    return out
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _samples(root, splits=("train", "val", "test")):
+    for split in splits:
+        for i in range(NUM[split]):
+            yield split, i, sc.sample_paths(root, split, i)
+
+
+def _png(path):
+    return np.asarray(Image.open(path))
+
+
+def _png_instance_counts(inst):
+    """Independent reading of an instanceIds PNG: per class, (#instances, #crowd regions)."""
+    counts = Counter()
+    for v in np.unique(inst):
+        v = int(v)
+        if v >= 1000:
+            counts[(id2label[v // 1000].name, False)] += 1
+        elif id2label[v].hasInstances:
+            counts[(id2label[v].name, True)] += 1
+    return counts
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synthetic") / "cityscapes")
+    manifest = sc.generate_synthetic_cityscapes(root, seed=SEED, height=H, width=W, num_images=NUM, progress=False)
+    return root, manifest
+
+
+# --- (a) determinism ---------------------------------------------------------------------------
+def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
+    root, _ = dataset
+    again = str(tmp_path / "again")
+    sc.generate_synthetic_cityscapes(again, seed=SEED, height=H, width=W, num_images=NUM, progress=False)
+    a, b = _all_files(root), _all_files(again)
+    assert sorted(a) == sorted(b)
+    for rel in a:
+        assert _read(a[rel]) == _read(b[rel]), rel
+
+
+def test_other_seed_differs_and_counts_do_not_change_other_images(dataset, tmp_path):
+    root, _ = dataset
+    other = str(tmp_path / "other")
+    sc.generate_synthetic_cityscapes(other, seed=SEED + 1, height=H, width=W, num_images={"train": 2}, progress=False)
+    for i in range(2):
+        for kind in ("image", "polygons", "labelIds"):
+            assert _read(sc.sample_paths(root, "train", i)[kind]) != _read(sc.sample_paths(other, "train", i)[kind])
+    # each image is seeded from (seed, split, index): fewer images, same files
+    fewer = str(tmp_path / "fewer")
+    sc.generate_synthetic_cityscapes(fewer, seed=SEED, height=H, width=W, num_images={"train": 2, "val": 1},
+                                     progress=False)
+    for split, n in (("train", 2), ("val", 1)):
+        for i in range(n):
+            for kind in KINDS:
+                assert _read(sc.sample_paths(root, split, i)[kind]) == _read(sc.sample_paths(fewer, split, i)[kind])
+
+
+# --- (b) layout, label values, agreement --------------------------------------------------------
+def test_cityscapes_layout_and_nothing_else(dataset):
+    root, manifest = dataset
+    expected = {sc.MANIFEST_NAME}
+    for split, i, paths in _samples(root):
+        expected |= {os.path.relpath(p, root) for p in paths.values()}
+        city, stem = sc.sample_name(split, i)
+        assert re.fullmatch(r"[a-z]+_\d{6}_\d{6}", stem) and stem.startswith(city + "_")
+        assert paths["image"] == os.path.join(root, "leftImg8bit", split, city, stem + "_leftImg8bit.png")
+        for kind in ("labelIds", "instanceIds", "labelTrainIds", "color"):
+            assert paths[kind] == os.path.join(root, "gtFine", split, city, f"{stem}_gtFine_{kind}.png")
+        assert paths["polygons"] == os.path.join(root, "gtFine", split, city, stem + "_gtFine_polygons.json")
+    assert set(_all_files(root)) == expected  # no temporary or stray files
+    assert manifest["complete"] is True and manifest["params"]["num_images"] == NUM
+    # cities are spread: every split uses more than one made-up city
+    for split in ("train", "val", "test"):
+        assert len(os.listdir(os.path.join(root, "leftImg8bit", split))) >= 2
+
+
+def test_image_formats(dataset):
+    root, _ = dataset
+    for _, _, p in _samples(root):
+        img = Image.open(p["image"])
+        assert img.mode == "RGB" and img.size == (W, H)
+        assert Image.open(p["labelIds"]).mode == "L" and Image.open(p["labelTrainIds"]).mode == "L"
+        assert Image.open(p["color"]).mode == "RGBA"
+        inst = _png(p["instanceIds"])
+        assert inst.dtype == np.uint16 and inst.shape == (H, W)
+        a = np.asarray(img).astype(float)
+        assert a.std() > 20 and len(np.unique(a.reshape(-1, 3), axis=0)) > 1000  # a textured scene, not flat colour
+
+
+def test_label_pngs_hold_only_ids_of_the_label_table(dataset):
+    root, _ = dataset
+    ids = {l.id for l in labels if l.id >= 0}
+    train_ids = {l.trainId for l in labels if l.id >= 0}
+    for _, _, p in _samples(root):
+        assert set(np.unique(_png(p["labelIds"])).tolist()) <= ids
+        assert set(np.unique(_png(p["labelTrainIds"])).tolist()) <= train_ids
+        for v in np.unique(_png(p["instanceIds"])).tolist():
+            if v >= 1000:
+                assert id2label[v // 1000].hasInstances, v
+            else:
+                assert v in ids, v
+
+
+def test_label_images_agree_through_the_label_table(dataset):
+    root, _ = dataset
+    lut_train = np.full(256, -1, np.int64)
+    lut_color = np.zeros((256, 3), np.int64)
+    for l in labels:
+        if l.id >= 0:
+            lut_train[l.id] = l.trainId
+            lut_color[l.id] = l.color
+    for _, _, p in _samples(root):
+        lab = _png(p["labelIds"]).astype(np.int64)
+        inst = _png(p["instanceIds"]).astype(np.int64)
+        assert np.array_equal(np.where(inst >= 1000, inst // 1000, inst), lab)
+        assert np.array_equal(lut_train[lab], _png(p["labelTrainIds"]))
+        color = _png(p["color"])
+        assert np.array_equal(color[..., :3], lut_color[lab]) and (color[..., 3] == 255).all()
+        # instance ids of a class are labelId*1000 + 0..n-1 (cityscapesscripts' numbering), all visible:
+        # the generator never writes a thing polygon that ends up hidden
+        for lid in {int(v) // 1000 for v in np.unique(inst) if v >= 1000}:
+            ks = sorted(int(v) % 1000 for v in np.unique(inst) if v // 1000 == lid)
+            assert ks == list(range(len(ks)))
+
+
+def test_polygon_json_is_cityscapes_format_and_rasterises_to_the_pngs(dataset):
+    root, _ = dataset
+    for split, _, p in _samples(root):
+        with open(p["polygons"]) as f:
+            data = json.load(f)
+        assert set(data) == {"imgHeight", "imgWidth", "objects"}
+        assert (data["imgHeight"], data["imgWidth"]) == (H, W)
+        for obj in data["objects"]:
+            assert set(obj) == {"label", "polygon"}
+            name = obj["label"]
+            assert name in name2label or (name.endswith("group") and name[:-5] in name2label)
+            poly = np.array(obj["polygon"])
+            assert poly.ndim == 2 and poly.shape[1] == 2 and len(poly) >= 3 and poly.dtype.kind == "i"
+            assert poly.min() >= 0 and poly[:, 0].max() < W and poly[:, 1].max() < H
+        ann = Annotation()
+        ann.fromJsonFile(p["polygons"])  # cityscapesscripts' own reader and rasteriser
+        assert np.array_equal(np.asarray(createLabelImage(ann, "ids")), _png(p["labelIds"]))
+        assert np.array_equal(np.asarray(createLabelImage(ann, "trainIds")), _png(p["labelTrainIds"]))
+        assert np.array_equal(np.asarray(createLabelImage(ann, "color")), _png(p["color"]))
+        assert np.array_equal(np.asarray(createInstanceImage(ann, "ids")), _png(p["instanceIds"]).astype(np.int32))
+        if split != "test":  # painted objects: every thing polygon in the JSON is visible in the PNG
+            n_json = Counter(o["label"] for o in data["objects"] if name2label[sc._base_label(o["label"])].hasInstances)
+            n_png = _png_instance_counts(_png(p["instanceIds"]))
+            assert sum(n_json.values()) == sum(n_png.values())
+
+
+def test_cityscapesscripts_preparation_reproduces_the_train_id_images(dataset, tmp_path, monkeypatch):
+    """Running cityscapesscripts' createTrainIdLabelImgs (the real-Cityscapes preparation step) on a copy
+    of the generated gtFine rewrites exactly the labelTrainIds the generator wrote."""
+    import shutil
+
+    from cityscapesscripts.preparation import createTrainIdLabelImgs
+
+    root, _ = dataset
+    copy = tmp_path / "cs"
+    shutil.copytree(os.path.join(root, "gtFine"), copy / "gtFine")
+    for f in glob.glob(str(copy / "gtFine" / "*" / "*" / "*_labelTrainIds.png")):
+        os.remove(f)
+    monkeypatch.setenv("CITYSCAPES_DATASET", str(copy))
+    createTrainIdLabelImgs.main()
+    for split, _, p in _samples(root):
+        redone = str(copy / os.path.relpath(p["labelTrainIds"], root))
+        assert np.array_equal(_png(redone), _png(p["labelTrainIds"]))
+
+
+def test_void_regions_and_dummy_test_labels(dataset):
+    root, _ = dataset
+    void = {l.id for l in labels if l.ignoreInEval and l.id >= 0}
+    seen_void = set()
+    for _, _, p in _samples(root, ("train", "val")):
+        seen_void |= set(np.unique(_png(p["labelIds"])).tolist()) & void
+    assert 1 in seen_void  # ego vehicle, as in Cityscapes
+    for _, _, p in _samples(root, ("test",)):
+        lab = _png(p["labelIds"])
+        assert set(np.unique(lab).tolist()) <= {0, 1, 2, 3}  # unlabeled + ego vehicle/rectification/out of roi
+        assert (_png(p["labelTrainIds"]) == 255).all() and (_png(p["instanceIds"]) < 1000).all()
+        assert np.asarray(Image.open(p["image"])).std() > 20  # but the image is a full scene
+    full = sc.render_sample(SEED, "test", 0, H, W, test_gt="full")
+    dummy = sc.render_sample(SEED, "test", 0, H, W)
+    assert np.array_equal(full["image"], dummy["image"])
+    assert np.isin(full["labelIds"], [7, 11, 23]).any()  # road/building/sky in the full variant
+
+
+def test_all_thing_classes_appear_and_are_imbalanced_like_cityscapes():
+    """The default dataset (seed 0, 256 x 512): all eight thing classes in train and in val, with
+    cars and persons common and truck/bus/train/motorcycle rare."""
+    for split in ("val", "train"):
+        counts = Counter()
+        for i in range(sc.DEFAULT_NUM_IMAGES[split]):
+            counts.update(sc.scene_instance_counts(0, split, i))
+        for cls in sc.THING_CLASSES:
+            assert counts[cls] >= 1, (split, cls, counts)
+    assert counts["car"] > counts["person"] > counts["bicycle"]
+    for rare in ("truck", "bus", "train", "motorcycle"):
+        assert counts[rare] < 0.1 * counts["car"] and counts[rare] < 0.25 * counts["person"], counts
+
+
+def test_statistics_match_the_manifest(dataset):
+    root, manifest = dataset
+    stats = sc.compute_statistics(root, splits=("train", "val"))
+    for split in ("train", "val"):
+        st = stats[split]
+        assert st["images"] == NUM[split]
+        assert abs(sum(st["pixels"].values()) - 1.0) < 1e-9
+        measured = dict(st["instances"])
+        measured.update({k + "group": v for k, v in st["groups"].items()})
+        assert measured == manifest["instances"][split]
+    table = sc.format_statistics(stats)
+    assert "| car | 13 |" in table and len(table.splitlines()) == 2 + 19 + 2  # header, 19 classes, void, images
+
+
+# --- (c) cityscapesscripts' evaluation: ground truth as prediction scores 100 % -----------------
+@pytest.mark.filterwarnings("ignore:.*in1d.*:DeprecationWarning")
+def test_cityscapes_evaluation_of_ground_truth_is_perfect(dataset, tmp_path, monkeypatch):
+    root, _ = dataset
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
+
+    # cityscapesscripts 2.3 calls np.in1d, deprecated in numpy 2 (and gone in some builds); np.isin replaces it.
+    if not hasattr(np, "in1d"):
+        monkeypatch.setattr(np, "in1d", np.isin, raising=False)
+    pred_dir = tmp_path / "results"
+    pred_dir.mkdir()
+    for _, i, p in _samples(root, ("val",)):
+        stem = sc.sample_name("val", i)[1]
+        Image.open(p["labelIds"]).save(pred_dir / f"{stem}_pred.png")
+    args = ev.args
+    for k, v in dict(cityscapesPath=root, predictionPath=str(pred_dir), predictionWalk=None, quiet=True,
+                     JSONOutput=False, colorized=False, bold="", nocol="", evalInstLevelScore=True,
+                     evalPixelAccuracy=False, exportFile=str(tmp_path / "result.json"),
+                     groundTruthSearch=os.path.join(root, "gtFine", "val", "*", "*_gtFine_labelIds.png")).items():
+        monkeypatch.setattr(args, k, v, raising=False)
+    gts = sorted(glob.glob(args.groundTruthSearch))
+    assert len(gts) == NUM["val"]
+    preds = [ev.getPrediction(args, gt) for gt in gts]
+    result = ev.evaluateImgLists(preds, gts, args)
+    assert result["averageScoreClasses"] == pytest.approx(1.0)
+    assert result["averageScoreInstClasses"] == pytest.approx(1.0)
+    present = {id2label[int(v)].name for gt in gts for v in np.unique(_png(gt))}
+    scored = {k: v for k, v in result["classScores"].items() if not np.isnan(v)}
+    assert set(scored) == {n for n in present if not name2label[n].ignoreInEval} and len(scored) >= 8
+    assert all(v == pytest.approx(1.0) for v in scored.values())
+
+
+# --- (d) detectron2's builtin Cityscapes loaders ---------------------------------------------------
+def _d2_counts(records):
+    from cityscapesscripts.helpers.labels import labels as all_labels
+
+    things = [l.name for l in all_labels if l.hasInstances and not l.ignoreInEval]
+    out = {}
+    for r in records:
+        c = Counter((things[a["category_id"]], bool(a["iscrowd"])) for a in r["annotations"])
+        out[os.path.basename(r["file_name"])] = c
+    return out
+
+
+def _png_counts(root, split):
+    out = {}
+    for _, _, p in _samples(root, (split,)):
+        c = _png_instance_counts(_png(p["instanceIds"]))
+        # detectron2 loads only classes that are evaluated (caravan/trailer are not generated anyway)
+        out[os.path.basename(p["image"])] = Counter({k: v for k, v in c.items() if not name2label[k[0]].ignoreInEval})
+    return out
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_detectron2_semantic_loader(dataset, split):
+    pytest.importorskip("detectron2")
+    from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
+
+    root, _ = dataset
+    recs = load_cityscapes_semantic(os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split))
+    assert len(recs) == NUM[split]
+    expected = {sc.sample_paths(root, split, i)["image"]: sc.sample_paths(root, split, i)["labelTrainIds"]
+                for i in range(NUM[split])}
+    for r in recs:
+        assert expected[r["file_name"]] == r["sem_seg_file_name"] and (r["height"], r["width"]) == (H, W)
+
+
+@pytest.mark.parametrize("from_json", [False, True])
+def test_detectron2_instance_loader_finds_exactly_the_generated_instances(dataset, from_json):
+    pytest.importorskip("detectron2")
+    if from_json:
+        pytest.importorskip("shapely", reason="detectron2 reads Cityscapes polygons with shapely")
+    from detectron2.data.datasets.cityscapes import load_cityscapes_instances
+
+    root, _ = dataset
+    total = Counter()
+    for split in ("train", "val"):
+        recs = load_cityscapes_instances(os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split),
+                                         from_json=from_json, to_polygons=True)
+        assert len(recs) == NUM[split]
+        got, want = _d2_counts(recs), _png_counts(root, split)
+        assert got == want
+        for r in recs:
+            assert (r["height"], r["width"]) == (H, W)
+            for a in r["annotations"]:
+                x0, y0, x1, y1 = a["bbox"]
+                assert -1 <= x0 < x1 <= W + 1 and -1 <= y0 < y1 <= H + 1
+        for c in want.values():
+            total.update(c)
+    assert sum(v for (_, crowd), v in total.items() if not crowd) >= 10  # the check is not vacuous
+
+
+def test_detectron2_png_loader_boxes_are_the_instance_masks_boxes(dataset):
+    pytest.importorskip("detectron2")
+    from detectron2.data.datasets.cityscapes import load_cityscapes_instances
+
+    root, _ = dataset
+    recs = load_cityscapes_instances(os.path.join(root, "leftImg8bit", "val"), os.path.join(root, "gtFine", "val"),
+                                     from_json=False, to_polygons=False)
+    for r in recs:
+        inst = _png(r["file_name"].replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_instanceIds.png"))
+        boxes = set()
+        for v in np.unique(inst):
+            if v >= 1000 or id2label[int(v)].hasInstances:
+                ys, xs = np.nonzero(inst == v)
+                boxes.add((xs.min(), ys.min(), xs.max(), ys.max()))
+        assert {tuple(int(c) for c in a["bbox"]) for a in r["annotations"]} == boxes
+
+
+# --- (e) manifest: idempotence and refusals --------------------------------------------------------
+TINY = dict(seed=1, height=64, width=128, num_images={"train": 1, "val": 1, "test": 1}, progress=False)
+
+
+def _mtimes(root):
+    return {rel: os.stat(p).st_mtime_ns for rel, p in _all_files(root).items()}
+
+
+def test_rerun_with_same_parameters_does_nothing(tmp_path, caplog):
+    root = str(tmp_path / "cs")
+    m1 = sc.generate_synthetic_cityscapes(root, **TINY)
+    before = _mtimes(root)
+    with caplog.at_level(logging.INFO, logger=sc.__name__):
+        m2 = sc.generate_synthetic_cityscapes(root, **TINY)
+        m3 = sc.generate_synthetic_cityscapes(root, overwrite=True, **TINY)  # same content: still nothing to do
+    assert m1 == m2 == m3 and _mtimes(root) == before
+    assert "nothing to do" in caplog.text
+    with open(os.path.join(root, sc.MANIFEST_NAME)) as f:
+        on_disk = json.load(f)
+    assert on_disk == m1 and on_disk["complete"] is True
+    assert on_disk["params"] == {"seed": 1, "height": 64, "width": 128, "num_images": {"train": 1, "val": 1, "test": 1},
+                                 "test_gt": "dummy", "generator_version": sc.GENERATOR_VERSION}
+
+
+def test_other_parameters_are_refused_unless_overwrite(tmp_path):
+    root = str(tmp_path / "cs")
+    sc.generate_synthetic_cityscapes(root, **TINY)
+    other = dict(TINY, num_images={"train": 2, "val": 1, "test": 1})
+    with pytest.raises(sc.SyntheticDatasetError, match="other parameters.*--overwrite") as e:
+        sc.generate_synthetic_cityscapes(root, **other)
+    assert os.path.join(root, sc.MANIFEST_NAME) in str(e.value)
+    smaller = dict(TINY, num_images={"train": 1})
+    m = sc.generate_synthetic_cityscapes(root, overwrite=True, **smaller)
+    assert m["params"]["num_images"] == {"train": 1, "val": 0, "test": 0}
+    # the old val/test files are gone: a loader sees exactly the new dataset
+    assert set(_all_files(root)) == {sc.MANIFEST_NAME} | {os.path.relpath(p, root) for p in sc.sample_paths(root, "train", 0).values()}
+
+
+def test_foreign_folder_is_refused_unless_overwrite(tmp_path):
+    root = tmp_path / "real_cityscapes"
+    stray = root / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000019_leftImg8bit.png"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"not ours")
+    (root / "README").write_text("keep me")
+    with pytest.raises(sc.SyntheticDatasetError, match=r"not empty and has no synthetic_cityscapes\.json") as e:
+        sc.generate_synthetic_cityscapes(str(root), **TINY)
+    assert str(root) in str(e.value) and stray.exists()
+    sc.generate_synthetic_cityscapes(str(root), overwrite=True, **TINY)
+    assert not stray.exists() and (root / "README").read_text() == "keep me"
+    assert (root / sc.MANIFEST_NAME).exists()
+
+
+def test_interrupted_run_is_completed_and_missing_files_regenerated(tmp_path):
+    root = str(tmp_path / "cs")
+    sc.generate_synthetic_cityscapes(root, **TINY)
+    reference = {rel: _read(p) for rel, p in _all_files(root).items()}
+    mpath = os.path.join(root, sc.MANIFEST_NAME)
+    with open(mpath) as f:
+        m = json.load(f)
+    m["complete"] = False  # as left by a run that was killed half-way
+    with open(mpath, "w") as f:
+        json.dump(m, f)
+    open(sc.sample_paths(root, "val", 0)["image"] + ".tmp123", "wb").close()  # its temporary file
+    os.remove(sc.sample_paths(root, "train", 0)["labelIds"])
+    sc.generate_synthetic_cityscapes(root, **TINY)
+    assert {rel: _read(p) for rel, p in _all_files(root).items()} == reference
+    os.remove(sc.sample_paths(root, "test", 0)["color"])  # complete manifest, but a file is missing
+    sc.generate_synthetic_cityscapes(root, **TINY)
+    assert {rel: _read(p) for rel, p in _all_files(root).items()} == reference
+
+
+def test_bad_manifest_and_bad_parameters_give_clear_errors(tmp_path):
+    root = tmp_path / "cs"
+    root.mkdir()
+    (root / sc.MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(sc.SyntheticDatasetError, match="synthetic_cityscapes.json: not a readable"):
+        sc.generate_synthetic_cityscapes(str(root), **TINY)
+    (root / sc.MANIFEST_NAME).write_text('{"hello": 1}')
+    with pytest.raises(sc.SyntheticDatasetError, match="not a manifest written by"):
+        sc.generate_synthetic_cityscapes(str(root), **TINY)
+    sc.generate_synthetic_cityscapes(str(root), overwrite=True, **TINY)  # --overwrite replaces it
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(sc.SyntheticDatasetError, match="not a directory"):
+        sc.generate_synthetic_cityscapes(str(afile), **TINY)
+    for bad, match in ((dict(seed=-1), "seed"), (dict(height=8), "height"), (dict(width=10.5), "width"),
+                       (dict(num_images={"train": -1}), "num_images"), (dict(num_images={"dev": 1}), "unknown split"),
+                       (dict(test_gt="maybe"), "test_gt")):
+        with pytest.raises(ValueError, match=match):
+            sc.generate_synthetic_cityscapes(str(tmp_path / "new"), **dict(TINY, **bad))
+    assert not (tmp_path / "new").exists()
+
+
+def _cli():
+    sys.path.insert(0, os.path.join(REPO, "datasets"))
+    try:
+        import prepare_synthetic_cityscapes as cli
+    finally:
+        sys.path.pop(0)
+    return cli
+
+
+def test_cli_defaults_refusal_preview_and_stats(tmp_path, monkeypatch, capsys):
+    cli = _cli()
+    monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
+    assert cli.default_output() == os.path.join("datasets", "cityscapes")
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
+    assert cli.default_output() == str(tmp_path / "d2" / "cityscapes")
+    preview = tmp_path / "figs" / "preview.png"
+    rc = cli.main(["--height", "64", "--width", "128", "--num-train", "2", "--num-val", "1", "--num-test", "0",
+                   "--no-progress", "--stats", "--preview", str(preview), "--preview-count", "2"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| road | 0 |" in out and "preview written" in out
+    grid = Image.open(preview)
+    assert grid.size == (2 * 128 + 4, 2 * 64 + 4)
+    rc = cli.main(["--height", "64", "--width", "128", "--num-train", "3", "--no-progress"])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err

@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""The main job on the embedded dataset: train, evaluate, export, report.
+
+    python tools/run_demo.py --config-file projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml \
+        --output output/demo
+
+1. trains the config with ``projects/SeeThroughNet/train_net.py`` (resuming from the last
+   checkpoint in ``--output`` if there is one, so a re-run finishes or skips the training);
+2. evaluates ``model_final.pth`` on the config's test dataset with detectron2's
+   ``SemSegEvaluator`` and cityscapesscripts' evaluation;
+3. exports a Cityscapes benchmark submission for the test split (labelId PNGs + zip), and the
+   val predictions, which cityscapesscripts' ``evalPixelLevelSemanticLabeling`` scores again
+   from the files as the benchmark server would, as a check of the export;
+4. prints the per-class IoU table and writes it with the summary to ``OUTPUT/demo_results.json``
+   and ``OUTPUT/demo_results.md``.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def evaluate_exported_predictions(pred_dir, gt_dir):
+    """cityscapesscripts' pixel-level evaluation of exported labelId PNGs against ``gt_dir``
+    (``gtFine/<split>``); returns (mIoU in [0, 1], {class: IoU})."""
+    import glob
+
+    import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cs_eval
+
+    cs_eval.args.predictionPath = os.path.abspath(pred_dir)
+    cs_eval.args.predictionWalk = None
+    cs_eval.args.JSONOutput = False
+    cs_eval.args.colorized = False
+    cs_eval.args.quiet = True
+    gts = sorted(glob.glob(os.path.join(gt_dir, "*", "*_gtFine_labelIds.png")))
+    if not gts:
+        raise FileNotFoundError(f"no *_gtFine_labelIds.png under {gt_dir}")
+    preds = [cs_eval.getPrediction(cs_eval.args, gt) for gt in gts]
+    results = cs_eval.evaluateImgLists(preds, gts, cs_eval.args)
+    return results["averageScoreClasses"], results["classScores"]
+
+
+def _write_atomic(path, text):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config-file", required=True)
+    ap.add_argument("--output", default="output/demo")
+    ap.add_argument("--test-split-dataset", default="cityscapes_fine_sem_seg_test")
+    ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for training")
+    args = ap.parse_args(argv)
+    out = os.path.abspath(args.output)
+    os.makedirs(out, exist_ok=True)
+    t0 = time.time()
+
+    # 1. train (detectron2's own command line; --resume makes a re-run continue or skip)
+    cmd = [sys.executable, os.path.join(REPO, "projects/SeeThroughNet/train_net.py"), "--config-file",
+           args.config_file, "--resume", "OUTPUT_DIR", out, "TEST.EVAL_PERIOD", "0", *args.opts]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    t_train = time.time() - t0
+
+    import torch
+    from detectron2.data import MetadataCatalog
+    from tabulate import tabulate
+
+    from seethroughnet.data.datasets import register_all
+    from seethroughnet.engine import Trainer, build_config
+
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    from export_cityscapes_submission import export_predictions
+
+    register_all()
+    cfg = build_config(args.config_file, list(args.opts) + ["OUTPUT_DIR", out])
+    weights = os.path.join(out, "model_final.pth")
+    cfg.MODEL.WEIGHTS = weights
+    cfg.freeze()
+    torch.manual_seed(0)
+    model = Trainer.build_model(cfg)
+    Trainer.build_checkpointer(cfg, model).load(weights)
+
+    # 2. evaluate
+    val_name = cfg.DATASETS.TEST[0]
+    results = Trainer.test(cfg, model)
+    sem = results["sem_seg"] if "sem_seg" in results else results[val_name]["sem_seg"]
+
+    # 3. export the test split for the benchmark, and val to check the export end to end
+    export_predictions(model, Trainer.build_test_loader(cfg, args.test_split_dataset),
+                       os.path.join(out, "submission"), overwrite=True)
+    export_predictions(model, Trainer.build_test_loader(cfg, val_name),
+                       os.path.join(out, "val_predictions"), overwrite=True, make_zip=False)
+    gt_dir = MetadataCatalog.get(val_name).gt_dir
+    cs_miou, cs_classes = evaluate_exported_predictions(os.path.join(out, "val_predictions"), gt_dir)
+
+    # 4. report
+    classes = MetadataCatalog.get(val_name).stuff_classes
+    rows = [[c, sem.get(f"IoU-{c}", float("nan")), 100 * cs_classes.get(c, float("nan"))] for c in classes]
+    table = tabulate(rows, headers=["class", "IoU (SemSegEvaluator)", "IoU (exported, cityscapesscripts)"],
+                     floatfmt=".2f", tablefmt="github")
+    summary = {
+        "config": args.config_file,
+        "weights": weights,
+        "mIoU": sem["mIoU"],
+        "mIoU_exported_cityscapesscripts": 100 * cs_miou,
+        "pixel_accuracy": sem["pACC"],
+        "per_class_IoU": {c: sem.get(f"IoU-{c}") for c in classes},
+        "submission_zip": os.path.join(out, "submission.zip"),
+        "seconds_total": round(time.time() - t0, 1),
+        "seconds_training": round(t_train, 1),
+    }
+    _write_atomic(os.path.join(out, "demo_results.json"), json.dumps(summary, indent=2) + "\n")
+    _write_atomic(os.path.join(out, "demo_results.md"), table + "\n")
+    print("\nPer-class IoU on", val_name)
+    print(table)
+    print(f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on the exported PNGs)")
+    print(f"submission: {summary['submission_zip']}")
+    print(f"total {summary['seconds_total']} s, of which training {summary['seconds_training']} s")
+
+
+if __name__ == "__main__":
+    main()

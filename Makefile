@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.seethroughnet-installed
 DEMO_CONFIG ?= projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml
 DEMO_OUTPUT ?= output/demo
+# the demo's own dataset root, so that a real Cityscapes under $$DETECTRON2_DATASETS is never touched
+DEMO_DATASETS ?= datasets/synthetic
 
 .PHONY: help install demo test clean-venv
 
@@ -27,8 +29,8 @@ $(STAMP): requirements.txt pyproject.toml tools/install_detectron2.py $(wildcard
 	@touch $@
 
 demo: install
-	$(PY) datasets/prepare_synthetic_cityscapes.py
-	$(PY) tools/run_demo.py --config-file $(DEMO_CONFIG) --output $(DEMO_OUTPUT)
+	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) datasets/prepare_synthetic_cityscapes.py
+	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) tools/run_demo.py --config-file $(DEMO_CONFIG) --output $(DEMO_OUTPUT)
 
 test: install
 	$(PY) -m pytest tests -q

@@ -1,0 +1,87 @@
+"""Loading a detectron2 semantic-segmentation model, its class metadata and an image, for the
+visualisation tools (detectron2 + the project's config keys)."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["class_metadata", "load_model", "predict", "read_image", "to_model_input"]
+
+
+def load_model(config_file: str, weights: Optional[str] = None, opts: Sequence[str] = (), device: Optional[str] = None):
+    """``(cfg, model)``: the config (project keys included) and its model in eval mode, with
+    ``weights`` loaded strictly (``CheckpointMismatchError`` listing missing / unexpected keys if
+    the checkpoint belongs to another architecture; ``MODEL.WEIGHTS_ALLOW_PARTIAL True`` in
+    ``opts`` to load what matches). ``weights=None``: ``MODEL.WEIGHTS`` if set, else random init."""
+    import seethroughnet.data.datasets  # noqa: F401  (registers the Cityscapes / CamVid names)
+    from seethroughnet.engine import Trainer, build_config
+
+    cfg = build_config(config_file, list(opts))
+    if device:
+        cfg.MODEL.DEVICE = device
+    model = Trainer.build_model(cfg)
+    model.eval()
+    path = weights if weights is not None else cfg.MODEL.WEIGHTS
+    if path:
+        if "://" not in path and not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        Trainer.build_checkpointer(cfg, model).load(path)
+    return cfg, model
+
+
+def class_metadata(cfg):
+    """Metadata with ``stuff_classes`` / ``stuff_colors`` for ``MODEL.SEM_SEG_HEAD.NUM_CLASSES``:
+    the first of ``DATASETS.TEST`` / ``DATASETS.TRAIN`` whose class list has that length, else
+    the Cityscapes palette for 19 classes, else ``class 0..K-1`` with fixed random colours."""
+    import seethroughnet.data.datasets  # noqa: F401
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.catalog import Metadata
+
+    k = int(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
+    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
+        md = MetadataCatalog.get(name)
+        classes = md.get("stuff_classes", None)
+        if classes is not None and len(classes) == k:
+            colors = md.get("stuff_colors", None)
+            if colors is None or len(colors) != k:
+                colors = _colors(k)
+            return Metadata(name=f"vis_{name}", stuff_classes=list(classes), stuff_colors=[tuple(c) for c in colors])
+    if k == 19:
+        md = MetadataCatalog.get("cityscapes_fine_sem_seg_val")
+        return Metadata(name="vis_cityscapes", stuff_classes=list(md.stuff_classes), stuff_colors=list(md.stuff_colors))
+    return Metadata(name=f"vis_{k}_classes", stuff_classes=[f"class {i}" for i in range(k)], stuff_colors=_colors(k))
+
+
+def _colors(k):
+    rng = np.random.default_rng(0)
+    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(k)]
+
+
+def read_image(path: str) -> np.ndarray:
+    """An image file as ``(H, W, 3)`` uint8 RGB (EXIF orientation applied)."""
+    from detectron2.data.detection_utils import read_image as d2_read
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image {path} does not exist")
+    return np.ascontiguousarray(d2_read(path, format="RGB"))
+
+
+def to_model_input(image_rgb: np.ndarray, input_format: str) -> torch.Tensor:
+    """``(3, H, W)`` uint8 tensor in ``INPUT.FORMAT`` (``RGB`` or ``BGR``) from an RGB array."""
+    if input_format == "BGR":
+        image_rgb = image_rgb[:, :, ::-1]
+    elif input_format != "RGB":
+        raise ValueError(f"INPUT.FORMAT {input_format!r} is not supported by the visualisation tools (RGB or BGR)")
+    return torch.from_numpy(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)))
+
+
+@torch.no_grad()
+def predict(model, image: torch.Tensor) -> np.ndarray:
+    """The model's own eval-mode prediction (test scales / flip per its config) as ``(H, W)``
+    int64 class indices."""
+    h, w = image.shape[-2:]
+    out = model([{"image": image, "height": h, "width": w}])[0]["sem_seg"]
+    return out.argmax(0).cpu().numpy().astype(np.int64)

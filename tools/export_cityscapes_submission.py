@@ -16,13 +16,14 @@ import argparse
 import glob
 import os
 import sys
-import tempfile
 import zipfile
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
+
+from seethroughnet.utils.atomic import atomic_path
 
 __all__ = ["trainid_to_labelid_lut", "export_predictions", "main"]
 
@@ -39,15 +40,8 @@ def trainid_to_labelid_lut():
 
 
 def _write_png_atomic(array, path):
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".png.part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _prediction_name(file_name):
@@ -82,17 +76,10 @@ def export_predictions(model, data_loader, output_dir, *, overwrite=False, make_
                 _write_png_atomic(lut[train_ids], path)
                 written.append(path)
     if make_zip:
-        zip_path = output_dir.rstrip("/") + ".zip"
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(zip_path)), suffix=".zip.part")
-        os.close(fd)
-        try:
+        with atomic_path(output_dir.rstrip("/") + ".zip") as tmp:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
                 for p in written:
                     zf.write(p, os.path.relpath(p, output_dir))
-            os.replace(tmp, zip_path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     return written
 
 

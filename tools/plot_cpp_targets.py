@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -38,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from seethroughnet.nn.cpp import cpp_targets, nearest_downsample  # noqa: E402
+from seethroughnet.utils.atomic import atomic_path  # noqa: E402
 
 # name -> (class names, RGB colours, ignore value). Cityscapes: the 19 train ids and their official
 # colours; CamVid: the SegNet tutorial's 11 classes and colours, 11 = void.
@@ -92,16 +92,8 @@ def colour_fractions(fractions: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 def _atomic_savefig(fig, out: str, dpi: int) -> None:
-    out_dir = os.path.dirname(os.path.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", prefix=".tmp_", dir=out_dir)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def pick_region(fractions: np.ndarray, cells: int) -> Tuple[int, int]:

@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,10 +45,10 @@ def evaluate_exported_predictions(pred_dir, gt_dir):
 
 
 def _write_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
-    with os.fdopen(fd, "w") as f:
+    from seethroughnet.utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

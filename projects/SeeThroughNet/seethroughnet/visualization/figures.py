@@ -10,10 +10,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..utils.atomic import atomic_path
 
 import matplotlib
 
@@ -40,27 +41,13 @@ Box = Tuple[int, int, int, int]
 
 # ----------------------------------------------------------------------------------------------
 # writing
-def _temp_beside(path: str) -> str:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".part")
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates 0600; give the PNG ordinary permissions
-    return tmp
-
-
 def save_figure(fig, path: str, dpi: int = 100) -> str:
     """Save a matplotlib figure as PNG (temporary file, then rename) and close it."""
-    tmp = _temp_beside(path)
     try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
@@ -68,13 +55,8 @@ def save_image(array: np.ndarray, path: str) -> str:
     """Save an ``(H, W, 3)`` uint8 array as PNG (temporary file, then rename)."""
     from PIL import Image
 
-    tmp = _temp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array.astype(np.uint8))).save(tmp, format="PNG", optimize=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -1,0 +1,99 @@
+"""Smoke test of tools/benchmark_seethroughnet.py at a tiny size (W18-small-v2, demo heads,
+64x128, one repetition): every table has the expected rows. No timing is asserted."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("benchmark_seethroughnet", REPO / "tools" / "benchmark_seethroughnet.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tool = _load_tool()
+BB = "hrnet_w18_small_v2"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return tool.build_model(BB, "demo")
+
+
+def test_params_rows():
+    rows = tool.params_rows([BB], "demo")
+    assert [r[0] for r in rows] == [tool.PART_LABELS[p] for p in tool.PARTS] + ["**total**"]
+    m = tool.build_model(BB, "demo")
+    assert rows[-1][1] == f"{sum(p.numel() for p in m.parameters()) / 1e6:.3f}M"
+
+
+def test_markdown_table():
+    t = tool.markdown_table(["a", "b"], [[1, 2], [3, 4]])
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |", "| 3 | 4 |"]
+
+
+def test_inference_wrapper_matches_model_inference(model):
+    x = torch.randn(1, 3, 64, 128)
+    model.eval()
+    with torch.no_grad():
+        ref = model.inference(x)
+        got = tool._Inference(model, (64, 128))(x)
+    torch.testing.assert_close(got, ref)
+
+
+def test_flops_rows_and_linear_extrapolation(model):
+    rows, f = tool.flops_rows(model, (64, 128), (128, 256))
+    labels = [r[0] for r in rows]
+    assert labels[:4] == [tool.PART_LABELS[p] for p in tool.PARTS[:3]] + [tool.PART_LABELS["scale_attention"] + " (not run at single scale)"]
+    assert any(label.startswith("**single-scale inference") for label in labels)
+    assert any(label.startswith("HRNetV2") for label in labels)
+    assert f["half_size"] == (32, 64)
+    counted = f["counted"]
+    assert counted["total"] == pytest.approx(counted["encoder"] + counted["decoder"] + counted["ocr"] + counted["other"])
+    # the a*HW+b extrapolation equals a direct count (the model is exactly linear + constant in HW)
+    direct = tool.count_flops(model, (128, 256))
+    for k in ("encoder", "decoder", "ocr", "total"):
+        assert f["target"][k] == pytest.approx(direct[k], rel=1e-9, abs=1.0)
+
+
+def test_train_benchmark_rows(model):
+    res = tool.benchmark_train(model, batch=1, size=(64, 128), variants=("cpp_kl", "none", "upsample_ce"),
+                               warmup=0, steps=1, cpp_repeats=1, aux_repeats=1)
+    rows, cpp_rows = tool.train_rows(res)
+    assert [r[0] for r in rows] == ["cpp_kl", "none", "upsample_ce"]
+    assert all(r[1] == 1 for r in rows)
+    assert len(rows[0]) == len(tool.TRAIN_HEADERS) and all(len(r) == len(tool.CPP_HEADERS) for r in cpp_rows)
+    # decoder terms alone for cpp_kl and upsample_ce, then the cpp_targets call
+    assert len(cpp_rows) == 3 and "cpp_kl" in cpp_rows[0][0] and "upsample_ce" in cpp_rows[1][0]
+    assert cpp_rows[2][0].startswith("cpp_targets(labels 1x64x128")
+    assert res["strides"] == [4, 8, 16, 32]
+    # "none" drops the six decoder terms: rmi + 2 CE; the others keep all nine
+    assert res["times"]["none"][0]["n_terms"] == 3
+    assert res["times"]["cpp_kl"][0]["n_terms"] == 9
+    assert res["times"]["upsample_ce"][0]["n_terms"] == 9
+    assert not res["nonfinite"]
+    assert all(t["step"] > 0 and t["cpu_step"] > 0 for ts in res["times"].values() for t in ts)
+
+
+def test_infer_benchmark_rows(model):
+    cells = [(BB, "single"), (BB, "multi")]
+    res = tool.benchmark_infer(cells, (64, 128), {c: 1 for c in cells}, {}, models={BB: model})
+    rows = tool.infer_rows(res, (64, 128))
+    assert [(r[0], r[1]) for r in rows] == [(BB, "single scale (1.0)"), (BB, "{0.5,1.0,2.0} + flip, attention merge")]
+    assert all(r[3] == 1 and len(r) == len(tool.INFER_HEADERS) for r in rows)
+
+
+def test_cli_train_small_size(capsys):
+    """The GPU command's code path (plain model, --size, --batch), run on CPU at a tiny size."""
+    tool.main(["train", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--batch", "1",
+               "--variants", "cpp_kl", "none", "--warmup", "0", "--steps", "1", "--cpp-repeats", "1",
+               "--aux-repeats", "1"])
+    out = capsys.readouterr().out
+    assert "| cpp_kl | 1 |" in out and "| none | 1 |" in out and "cpp_targets(labels 1x64x128" in out

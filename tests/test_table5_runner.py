@@ -1,0 +1,181 @@
+"""The Table 5 runner (transfer/run_table5.py): resumable grid with recorded failures, the
+markdown table and the bar chart; and transfer/train_net.py end to end on a tiny converted
+dataset (one iteration, COCO evaluation)."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transfer import run_table5 as rt
+from transfer.run_table5 import Cell, CellError, cell_command, plan, render_chart, render_markdown, run_grid
+
+
+def _fake_metrics(cell):
+    base = {"imagenet": 20.0, "stn_wo_cpp": 22.0, "stn_cpp": 25.0}[cell.init] - (3.0 if cell.mode == "frozen" else 0)
+    bbox = {"AP": base, "AP50": base + 20, "AP75": base + 1, "APs": base / 2, "APm": base, "APl": base + 10}
+    out = {"bbox": bbox}
+    if cell.detector == "mask_rcnn":
+        out["segm"] = {k: v - 2 for k, v in bbox.items()}
+    return {"metrics": out}
+
+
+def test_grid_resumes_and_records_failures(tmp_path):
+    calls = []
+
+    def run(cell, cell_dir):
+        calls.append(cell.key)
+        assert os.path.isdir(cell_dir)
+        if cell == Cell("fcos", "stn_cpp", "frozen"):
+            raise RuntimeError("boom: out of memory")
+        return _fake_metrics(cell)
+
+    cells = plan()
+    assert len(cells) == 18
+    recs = run_grid(cells, str(tmp_path), run, render=False)
+    assert len(calls) == 18
+    failed = recs["fcos/stn_cpp_frozen"]
+    assert failed["status"] == "failed" and "boom: out of memory" in failed["error"]
+    assert sum(r["status"] == "ok" for r in recs.values()) == 17
+    on_disk = json.loads((tmp_path / "fcos" / "stn_cpp_frozen" / "cell.json").read_text())
+    assert on_disk["status"] == "failed" and on_disk["error"] == "RuntimeError: boom: out of memory"
+    calls.clear()
+    recs = run_grid(cells, str(tmp_path), run, rerun_failed=False)
+    assert calls == []  # nothing redone
+    calls.clear()
+    recs = run_grid(cells, str(tmp_path), lambda c, d: calls.append(c.key) or _fake_metrics(c))
+    assert calls == ["fcos/stn_cpp_frozen"]  # only the failed cell is retried
+    assert (tmp_path / "table5.md").is_file() and (tmp_path / "table5.png").is_file()  # re-rendered after it
+    assert all(r["status"] == "ok" for r in recs.values())
+
+
+def test_markdown_layout_bold_and_parentheses(tmp_path):
+    records = {c: {"status": "ok", **_fake_metrics(c)} for c in plan()}
+    records[Cell("faster_rcnn", "imagenet", "frozen")] = {"status": "failed", "error": "ValueError: bad"}
+    del records[Cell("fcos", "imagenet", "finetune")]
+    md = render_markdown(records, title="## T5")
+    lines = md.splitlines()
+    assert lines[0] == "## T5"
+    header = next(l for l in lines if l.startswith("| Detector"))
+    assert header == "| Detector | Encoder | AP | AP50 | AP75 | AP_s | AP_m | AP_l |"
+    row = next(l for l in lines if l.startswith("| Mask R-CNN | SeeThroughNet w/ CPP"))
+    assert row.split(" | ")[2] == "**25.0** (**22.0**)"
+    row = next(l for l in lines if l.startswith("| Mask R-CNN | ImageNet"))
+    assert row.split(" | ")[2] == "20.0 (17.0)"
+    assert next(l for l in lines if l.startswith("| Faster R-CNN | ImageNet")).split(" | ")[2] == "20.0 (failed)"
+    assert next(l for l in lines if l.startswith("| FCOS | ImageNet")).split(" | ")[2] == "– (17.0)"
+    assert "**Mask AP (Mask R-CNN)**" in md
+    assert "- `faster_rcnn/imagenet_frozen`: ValueError: bad" in md
+    assert "Not run yet: `fcos/imagenet_finetune`" in md
+
+
+def test_render_from_a_small_results_file(tmp_path):
+    # a results folder as the runner leaves it: cell.json files only
+    for c in [Cell("mask_rcnn", "stn_cpp", "finetune"), Cell("fcos", "imagenet", "frozen")]:
+        d = tmp_path / c.detector / f"{c.init}_{c.mode}"
+        d.mkdir(parents=True)
+        rec = {"status": "ok", **_fake_metrics(c)}
+        rec["metrics"]["bbox"]["APl"] = None  # no large objects: COCOeval's NaN
+        (d / "cell.json").write_text(json.dumps(rec))
+    assert rt.main(["--out-dir", str(tmp_path), "--render-only", "--title", "smoke"]) == 0
+    md = (tmp_path / "table5.md").read_text()
+    assert md.startswith("## smoke")
+    assert "| Mask R-CNN | SeeThroughNet w/ CPP | 25.0 (–) |" in md and "n/a" in md  # nothing to compare: no bold
+    with Image.open(tmp_path / "table5.png") as im:
+        assert im.format == "PNG" and im.size[0] > 600
+    render_chart({}, str(tmp_path / "empty.png"))  # nothing to plot is not an error
+    assert (tmp_path / "empty.png").is_file()
+
+
+def test_cell_command_and_missing_weights(tmp_path):
+    w = tmp_path / "stn_cpp.pth"
+    w.write_bytes(b"x")
+    cmd = cell_command(Cell("fcos", "stn_cpp", "frozen"), str(tmp_path / "c"), weights={"stn_cpp": str(w)},
+                       extra_opts=["SOLVER.MAX_ITER", "3"])
+    assert cmd[1:3] == ["-m", "transfer.train_net"] and cmd[4].endswith("fcos_hrnetv2_w48_fpn.yaml")
+    s = " ".join(cmd)
+    assert "SOLVER.MAX_ITER 3" in s and f"MODEL.TRANSFER.ENCODER_WEIGHTS {w}" in s
+    assert "MODEL.TRANSFER.ENCODER_INIT seethroughnet" in s and "MODEL.TRANSFER.FREEZE_ENCODER True" in s
+    with pytest.raises(CellError, match="pass --imagenet-weights"):
+        cell_command(Cell("fcos", "imagenet", "frozen"), str(tmp_path), weights={})
+    with pytest.raises(CellError, match="--stn-weights .*nope.pth: file not found"):
+        cell_command(Cell("fcos", "stn_wo_cpp", "frozen"), str(tmp_path), weights={"stn_wo_cpp": str(tmp_path / "nope.pth")})
+    # through the runner: recorded as a failed cell, nothing launched
+    runner = rt.subprocess_runner(weights={})
+    recs = run_grid([Cell("faster_rcnn", "imagenet", "finetune")], str(tmp_path / "grid"), runner, render=False)
+    assert "pass --imagenet-weights" in recs["faster_rcnn/imagenet_finetune"]["error"]
+
+
+def test_cli_options_to_config_overrides():
+    args = rt.build_parser().parse_args(["--smoke", "--iters", "8", "--variant", "hrnet_w18_small_v2", "--min-size", "96",
+                                         "MODEL.FPN.OUT_CHANNELS", "32"])
+    opts = rt.extra_opts_from_args(args)
+    pairs = dict(zip(opts[::2], opts[1::2]))  # later pairs win, as in cfg.merge_from_list
+    assert pairs["SOLVER.MAX_ITER"] == "8" and pairs["SOLVER.STEPS"] == "(6,)"
+    assert pairs["MODEL.HRNET.VARIANT"] == "hrnet_w18_small_v2" and pairs["INPUT.MIN_SIZE_TEST"] == "96"
+    assert pairs["MODEL.DEVICE"] == "cpu" and pairs["MODEL.FPN.OUT_CHANNELS"] == "32"
+
+
+# ------------------------------------------------------------------------------- train_net end to end
+def _tiny_cityscapes(root, n_train=2, n_val=1, h=64, w=128):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            stem = f"tiny_{i:06d}_000019"
+            inst = np.full((h, w), 7, np.int32)
+            img = np.full((h, w, 3), 90, np.uint8)
+            for k, (lid, color) in enumerate([(26, (0, 0, 142)), (24, (220, 20, 60))]):
+                y0, x0 = int(rng.integers(0, h - 24)), int(rng.integers(0, w - 40))
+                inst[y0:y0 + 20, x0:x0 + 30 + 5 * k] = lid * 1000 + k
+                img[y0:y0 + 20, x0:x0 + 30 + 5 * k] = color
+            for sub, arr, suffix in (("leftImg8bit", img, "_leftImg8bit.png"),
+                                     ("gtFine", inst.astype(np.uint16), "_gtFine_instanceIds.png")):
+                d = root / sub / split / "tiny"
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(d / f"{stem}{suffix}")
+
+
+@pytest.mark.slow
+def test_train_net_end_to_end_one_iteration(tmp_path):
+    pytest.importorskip("seethroughnet.nn.hrnet")
+    import torch
+
+    from seethroughnet.nn.hrnet import HRNetV2Encoder
+    from transfer.cityscapes_to_coco import convert_cityscapes
+    from transfer.train_net import INIT_REPORT_FILE, RESULTS_FILE, cli
+
+    root = tmp_path / "cityscapes"
+    _tiny_cityscapes(root)
+    convert_cityscapes(str(root), ["train", "val"], progress=False)
+    torch.manual_seed(0)
+    enc = HRNetV2Encoder("hrnet_w18_small_v2")
+    ckpt = tmp_path / "stn.pth"
+    torch.save({"model": {"sem_seg.encoder." + k: v for k, v in enc.state_dict().items()}}, ckpt)
+    out = tmp_path / "out"
+    opts = [o for pair in zip(rt.SMOKE_OPTS[::2], rt.SMOKE_OPTS[1::2]) for o in pair]
+    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48_fpn.yaml"), *opts,
+         "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2", "MODEL.TRANSFER.ENCODER_INIT", "seethroughnet",
+         "MODEL.TRANSFER.ENCODER_WEIGHTS", str(ckpt), "MODEL.TRANSFER.FREEZE_ENCODER", "True",
+         "SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()", "DATASETS.CITYSCAPES_ROOT", str(root),
+         "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MIN_SIZE_TEST", "64", "OUTPUT_DIR", str(out)])
+    res = json.loads((out / RESULTS_FILE).read_text())
+    assert set(res["metrics"]) == {"bbox"} and set(res["metrics"]["bbox"]) == set(rt.METRICS)
+    assert res["encoder_init"]["prefix"] == "sem_seg.encoder." and res["encoder_init"]["frozen"] is True
+    assert json.loads((out / INIT_REPORT_FILE).read_text())["loaded"] == len(enc.state_dict())
+    # --eval-only: everything from MODEL.WEIGHTS, no encoder checkpoint needed
+    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48_fpn.yaml"), "--eval-only", *opts,
+         "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2", "MODEL.WEIGHTS", str(out / "model_final.pth"),
+         "DATASETS.CITYSCAPES_ROOT", str(root), "INPUT.MIN_SIZE_TEST", "64", "OUTPUT_DIR", str(tmp_path / "eval")])
+    ev = json.loads((tmp_path / "eval" / RESULTS_FILE).read_text())
+    assert ev["mode"] == "eval" and set(ev["metrics"]["bbox"]) == set(rt.METRICS)
+
+
+def test_missing_converted_json_is_a_clear_error(tmp_path):
+    from transfer.data import DatasetMissingError, check_datasets, register_cityscapes_coco
+
+    names = register_cityscapes_coco(str(tmp_path / "cs"), splits=("val",))
+    assert list(names) == ["cityscapes_coco_val"]
+    with pytest.raises(DatasetMissingError, match=r"instancesonly_gtFine_val\.json does not exist; .*"
+                                                 r"python -m transfer\.convert_cityscapes_to_coco --root .*cs --splits val"):
+        check_datasets(["cityscapes_coco_val", "coco_2017_val"])

@@ -1,0 +1,76 @@
+"""Config keys of the detection-transfer experiments (paper Table 5).
+
+``add_transfer_config(cfg)`` adds, with defaults:
+
+* ``MODEL.HRNET.*`` (variant, ImageNet checkpoint, norm, out features) via
+  :func:`seethroughnet.config.add_seethroughnet_config` if they are not there yet;
+* ``MODEL.TRANSFER.*``: how the HRNetV2 encoder of ``build_hrnetv2_fpn_backbone`` is
+  initialised and whether it is frozen;
+* ``MODEL.FCOS.*``: the yaml version of detectron2's model-zoo FCOS
+  (``COCO-Detection/fcos_R_50_FPN_1x.py`` + ``common/models/fcos.py``), used by the
+  registered meta-architecture ``TransferFCOS``;
+* ``DATASETS.CITYSCAPES_ROOT`` / ``DATASETS.CITYSCAPES_COCO_JSON_DIR``: where the converted
+  ``cityscapes_coco_{train,val,test}`` datasets live.
+"""
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_transfer_config", "ENCODER_INITS", "TOP_BLOCKS"]
+
+ENCODER_INITS = ("imagenet", "seethroughnet", "random")
+TOP_BLOCKS = ("maxpool", "p6p7", "none")
+
+
+def add_transfer_config(cfg):
+    """Add the transfer keys to ``cfg`` (idempotent)."""
+    if not hasattr(cfg.MODEL, "HRNET"):
+        from seethroughnet.config import add_seethroughnet_config
+
+        add_seethroughnet_config(cfg)
+    if hasattr(cfg.MODEL, "TRANSFER"):
+        return cfg
+
+    cfg.MODEL.TRANSFER = CN()
+    # "imagenet": ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT) is a timm/official HRNet ImageNet
+    #   classification checkpoint, loaded strictly by HRNetV2Encoder.
+    # "seethroughnet": ENCODER_WEIGHTS is a checkpoint written by projects/SeeThroughNet/train_net.py
+    #   (with or without CPP); only its encoder weights are taken, found under whatever prefix.
+    # "random": no weights (timm's initialisation).
+    cfg.MODEL.TRANSFER.ENCODER_INIT = "imagenet"
+    cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
+    # The paper's "En. frozen": every encoder parameter has requires_grad=False and the encoder
+    # stays in eval mode (BatchNorm statistics fixed) even under model.train().
+    cfg.MODEL.TRANSFER.FREEZE_ENCODER = False
+    # When fine-tuning: keep the encoder's BatchNorm layers in eval mode (running statistics
+    # fixed, affine parameters trained), as mmdetection's HRNet detectors (norm_eval=True) do;
+    # detection batches (2 images per GPU) are too small for BN statistics. False: BN trains.
+    # Ignored (BN trains) for ENCODER_INIT "random", whose statistics mean nothing.
+    cfg.MODEL.TRANSFER.ENCODER_NORM_EVAL = True
+    # FPN level above p5: "maxpool" (Faster/Mask R-CNN: p6 for the RPN), "p6p7" (FCOS/RetinaNet:
+    # p6, p7 by stride-2 convs from p5, as in detectron2's FCOS), "none".
+    cfg.MODEL.TRANSFER.TOP_BLOCK = "maxpool"
+    # Parameters that cannot receive a gradient because the heads do not read the features
+    # they feed (e.g. p2 and the stride-4 branch for an FCOS head on p3-p7) get
+    # requires_grad=False at build time, so that DistributedDataParallel does not need
+    # find_unused_parameters. They are listed in the log.
+    cfg.MODEL.TRANSFER.FREEZE_UNUSED = True
+
+    # FCOS as a yaml meta-architecture ("TransferFCOS"); values from detectron2's model zoo.
+    if not hasattr(cfg.MODEL, "FCOS"):
+        cfg.MODEL.FCOS = CN()
+        cfg.MODEL.FCOS.NUM_CLASSES = 80
+        cfg.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+        cfg.MODEL.FCOS.NUM_CONVS = 4  # conv_dims=[256] * 4 in common/models/retinanet.py
+        cfg.MODEL.FCOS.HEAD_NORM = "GN"  # common/models/fcos.py
+        cfg.MODEL.FCOS.PRIOR_PROB = 0.01
+        cfg.MODEL.FCOS.CENTER_SAMPLING_RADIUS = 1.5
+        cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
+        cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
+        cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
+        cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
+        cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
+
+    # Converted Cityscapes (transfer/convert_cityscapes_to_coco.py). "" = $DETECTRON2_DATASETS/cityscapes
+    # (default datasets/cityscapes) and <root>/annotations.
+    cfg.DATASETS.CITYSCAPES_ROOT = ""
+    cfg.DATASETS.CITYSCAPES_COCO_JSON_DIR = ""
+    return cfg

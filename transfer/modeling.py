@@ -1,0 +1,311 @@
+"""The SeeThroughNet encoder in detectron2 detectors (paper Table 5).
+
+* :func:`build_transfer_backbone`: ``HRNetV2Encoder`` -> ``TransferEncoder`` (a
+  :class:`seethroughnet.modeling.backbone.hrnet.HRNetV2Backbone` that can be frozen) -> detectron2
+  ``FPN`` over the four branches ``res2..res5`` (strides 4..32) giving ``p2..p5``, plus
+  ``LastLevelMaxPool`` (``p6`` for the RPN) or ``LastLevelP6P7`` (``p6``, ``p7`` from ``p5``, FCOS).
+  The encoder is initialised from ImageNet, from a SeeThroughNet checkpoint (encoder weights
+  only), or randomly; ``backbone.init_report`` says what was loaded.
+* ``build_hrnetv2_fpn_backbone`` (``BACKBONE_REGISTRY``): the same from ``cfg.MODEL.HRNET``,
+  ``cfg.MODEL.FPN`` and ``cfg.MODEL.TRANSFER``.
+* ``TransferFCOS`` (``META_ARCH_REGISTRY``): detectron2's ``FCOS`` built from ``cfg.MODEL.FCOS``,
+  so that all three detectors run from yaml with the same trainer.
+* :func:`freeze_unused_parameters`: ``requires_grad=False`` for parameters that the heads'
+  input features do not depend on.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
+from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
+from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
+
+from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone
+from seethroughnet.nn.hrnet import HRNetV2Encoder
+
+from .config import ENCODER_INITS, TOP_BLOCKS
+from .encoder_init import EncoderWeightsError, imagenet_report, load_seethroughnet_encoder
+
+__all__ = [
+    "TransferEncoder",
+    "build_transfer_encoder",
+    "build_transfer_backbone",
+    "build_hrnetv2_fpn_backbone",
+    "TransferFCOS",
+    "freeze_unused_parameters",
+    "head_in_features",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class TransferEncoder(HRNetV2Backbone):
+    """``HRNetV2Backbone`` with the transfer-time training modes of the encoder.
+
+    * ``frozen=True`` (the paper's "En. frozen"): all encoder parameters get
+      ``requires_grad=False``, the encoder is kept in eval mode whatever ``train()`` is called
+      with (so BatchNorm running statistics never move), and its forward runs under
+      ``torch.no_grad()``. Module types and state-dict keys are unchanged.
+    * ``norm_eval=True`` (fine-tuning): only the BatchNorm layers are kept in eval mode
+      (statistics fixed, affine parameters trained).
+    """
+
+    def __init__(self, encoder: HRNetV2Encoder, out_features=("res2", "res3", "res4", "res5"), *,
+                 frozen: bool = False, norm_eval: bool = True):
+        super().__init__(encoder, out_features)
+        self.frozen = bool(frozen)
+        self.norm_eval = bool(norm_eval)
+        if self.frozen:
+            for p in self.encoder.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        elif self.norm_eval:
+            for m in self.encoder.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x):
+        if self.frozen:
+            with torch.no_grad():
+                return super().forward(x)
+        return super().forward(x)
+
+
+def build_transfer_encoder(
+    *,
+    variant: str = "hrnet_w48",
+    encoder_init: str = "imagenet",
+    encoder_weights: str = "",
+    norm: str = "BN",
+    freeze_at: int = 0,
+):
+    """``(HRNetV2Encoder, init_report)``."""
+    if encoder_init not in ENCODER_INITS:
+        raise ValueError(f"MODEL.TRANSFER.ENCODER_INIT must be one of {ENCODER_INITS}, got {encoder_init!r}")
+    if encoder_init == "imagenet":
+        if not encoder_weights:
+            raise EncoderWeightsError(
+                "MODEL.TRANSFER.ENCODER_INIT 'imagenet' needs a local ImageNet checkpoint in "
+                "MODEL.TRANSFER.ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT); nothing is downloaded"
+            )
+        encoder = HRNetV2Encoder(variant=variant, checkpoint=encoder_weights, freeze_at=freeze_at, norm=norm)
+        report = imagenet_report(encoder, encoder_weights)
+    elif encoder_init == "seethroughnet":
+        if not encoder_weights:
+            raise EncoderWeightsError(
+                "MODEL.TRANSFER.ENCODER_INIT 'seethroughnet' needs the SeeThroughNet checkpoint "
+                "(e.g. output/.../model_final.pth) in MODEL.TRANSFER.ENCODER_WEIGHTS"
+            )
+        encoder = HRNetV2Encoder(variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm)
+        report = load_seethroughnet_encoder(encoder, encoder_weights)
+    else:
+        if encoder_weights:
+            raise ValueError(
+                f"MODEL.TRANSFER.ENCODER_INIT 'random' with ENCODER_WEIGHTS {encoder_weights!r}: "
+                "set ENCODER_INIT to 'imagenet' or 'seethroughnet', or clear ENCODER_WEIGHTS"
+            )
+        encoder = HRNetV2Encoder(variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm)
+        report = {"init": "random", "path": None, "loaded": 0}
+        logger.info("encoder: random initialisation (no weights loaded)")
+    return encoder, report
+
+
+def build_transfer_backbone(
+    *,
+    variant: str = "hrnet_w48",
+    encoder_init: str = "imagenet",
+    encoder_weights: str = "",
+    norm: str = "BN",
+    freeze_at: int = 0,
+    freeze_encoder: bool = False,
+    norm_eval: bool = True,
+    in_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
+    out_channels: int = 256,
+    fpn_norm: str = "",
+    fuse_type: str = "sum",
+    top_block: str = "maxpool",
+) -> FPN:
+    """HRNetV2 encoder + detectron2 FPN; see the module docstring. Usable from LazyConfig too."""
+    if top_block not in TOP_BLOCKS:
+        raise ValueError(f"MODEL.TRANSFER.TOP_BLOCK must be one of {TOP_BLOCKS}, got {top_block!r}")
+    encoder, report = build_transfer_encoder(
+        variant=variant, encoder_init=encoder_init, encoder_weights=encoder_weights, norm=norm, freeze_at=freeze_at
+    )
+    # Statistics of a randomly initialised encoder mean nothing: its BatchNorms always train.
+    norm_eval = bool(norm_eval) and encoder_init != "random"
+    bottom_up = TransferEncoder(encoder, tuple(in_features), frozen=freeze_encoder, norm_eval=norm_eval)
+    if top_block == "maxpool":
+        top = LastLevelMaxPool()
+    elif top_block == "p6p7":
+        top = LastLevelP6P7(out_channels, out_channels, in_feature="p5")
+    else:
+        top = None
+    fpn = FPN(bottom_up=bottom_up, in_features=list(in_features), out_channels=out_channels, norm=fpn_norm,
+              top_block=top, fuse_type=fuse_type)
+    n_enc = sum(p.numel() for p in encoder.parameters())
+    n_trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+    report = dict(report)
+    report.update(
+        variant=variant,
+        frozen=bool(freeze_encoder),
+        norm=norm,
+        norm_eval=bool(norm_eval) and not freeze_encoder,
+        encoder_parameters=n_enc,
+        encoder_trainable_parameters=n_trainable,
+        randomly_initialised=sorted({"fpn"} | ({"encoder"} if report["init"] == "random" else set())),
+        fpn_outputs=list(fpn.output_shape()),
+    )
+    fpn.init_report = report
+    logger.info(
+        "HRNetV2-FPN backbone: %s encoder (%s init, %s), %d/%d encoder parameters trainable, FPN outputs %s",
+        variant, report["init"], "frozen" if freeze_encoder else "fine-tuned", n_trainable, n_enc, report["fpn_outputs"],
+    )
+    return fpn
+
+
+@BACKBONE_REGISTRY.register()
+def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
+    """``MODEL.BACKBONE.NAME: build_hrnetv2_fpn_backbone``. Reads ``MODEL.HRNET.{VARIANT,NORM,
+    CHECKPOINT}``, ``MODEL.BACKBONE.FREEZE_AT``, ``MODEL.FPN.{IN_FEATURES,OUT_CHANNELS,NORM,
+    FUSE_TYPE}`` and ``MODEL.TRANSFER.*`` (see :mod:`transfer.config`)."""
+    t = cfg.MODEL.TRANSFER
+    weights = t.ENCODER_WEIGHTS
+    if t.ENCODER_INIT == "imagenet" and not weights:
+        weights = cfg.MODEL.HRNET.CHECKPOINT
+    elif cfg.MODEL.HRNET.CHECKPOINT and t.ENCODER_INIT != "imagenet":
+        raise ValueError(
+            f"MODEL.HRNET.CHECKPOINT ({cfg.MODEL.HRNET.CHECKPOINT!r}) is an ImageNet checkpoint but "
+            f"MODEL.TRANSFER.ENCODER_INIT is {t.ENCODER_INIT!r}; clear one of them"
+        )
+    if input_shape is not None and input_shape.channels not in (None, 3):
+        raise ValueError(f"HRNetV2 takes 3-channel images, got input_shape {input_shape}")
+    return build_transfer_backbone(
+        variant=cfg.MODEL.HRNET.VARIANT,
+        encoder_init=t.ENCODER_INIT,
+        encoder_weights=weights,
+        norm=cfg.MODEL.HRNET.NORM,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        freeze_encoder=t.FREEZE_ENCODER,
+        norm_eval=t.ENCODER_NORM_EVAL,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        fpn_norm=cfg.MODEL.FPN.NORM,
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+        top_block=t.TOP_BLOCK,
+    )
+
+
+@META_ARCH_REGISTRY.register()
+class TransferFCOS(FCOS):
+    """detectron2's :class:`FCOS` (unchanged) constructed from ``cfg.MODEL.FCOS`` so that it
+    can be trained from yaml like the R-CNNs. Values mirror the model zoo's LazyConfig
+    ``COCO-Detection/fcos_R_50_FPN_1x.py``."""
+
+    @configurable
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_config(cls, cfg):
+        from detectron2.modeling import build_backbone
+
+        f = cfg.MODEL.FCOS
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        missing = [k for k in f.IN_FEATURES if k not in shapes]
+        if missing:
+            raise ValueError(f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {list(shapes)}")
+        channels = {shapes[k].channels for k in f.IN_FEATURES}
+        if len(channels) != 1:
+            raise ValueError(f"FCOS needs equal channels on {list(f.IN_FEATURES)}, got {channels}")
+        ch = channels.pop()
+        head = FCOSHead(
+            input_shape=[shapes[k] for k in f.IN_FEATURES],
+            num_classes=f.NUM_CLASSES,
+            conv_dims=[ch] * f.NUM_CONVS,
+            norm=f.HEAD_NORM,
+            prior_prob=f.PRIOR_PROB,
+        )
+        return {
+            "backbone": backbone,
+            "head": head,
+            "head_in_features": list(f.IN_FEATURES),
+            "num_classes": f.NUM_CLASSES,
+            "center_sampling_radius": f.CENTER_SAMPLING_RADIUS,
+            "focal_loss_alpha": f.FOCAL_LOSS_ALPHA,
+            "focal_loss_gamma": f.FOCAL_LOSS_GAMMA,
+            "test_score_thresh": f.SCORE_THRESH_TEST,
+            "test_topk_candidates": f.TOPK_CANDIDATES_TEST,
+            "test_nms_thresh": f.NMS_THRESH_TEST,
+            "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+        }
+
+
+def head_in_features(model: nn.Module) -> Optional[List[str]]:
+    """Backbone outputs read by the heads of a GeneralizedRCNN / dense detector, or None."""
+    if hasattr(model, "head_in_features"):
+        return list(model.head_in_features)
+    feats = set()
+    for part in ("proposal_generator", "roi_heads"):
+        m = getattr(model, part, None)
+        if m is not None and getattr(m, "in_features", None) is not None:
+            feats |= set(m.in_features)
+    return sorted(feats) or None
+
+
+def freeze_unused_parameters(backbone: nn.Module, used_features: Iterable[str], size: Optional[int] = None) -> List[str]:
+    """Set ``requires_grad=False`` on backbone parameters that none of ``used_features``
+    depends on (found by one backward pass on a zero image in eval mode, so no statistics
+    change). Returns their names."""
+    used_features = list(used_features)
+    params = {n: p for n, p in backbone.named_parameters() if p.requires_grad}
+    if not params:
+        return []
+    size = size or 2 * max(int(getattr(backbone, "size_divisibility", 32) or 32), 32)
+    was_training = backbone.training
+    saved = {n: p.grad for n, p in params.items()}
+    try:
+        backbone.eval()
+        for p in params.values():
+            p.grad = None
+        with torch.enable_grad():
+            device = next(iter(params.values())).device
+            feats = backbone(torch.zeros(1, 3, size, size, device=device))
+            missing = [f for f in used_features if f not in feats]
+            if missing:
+                raise ValueError(f"heads read {missing}, not among backbone outputs {list(feats)}")
+            total = sum(feats[f].float().sum() for f in used_features)
+            if total.requires_grad:
+                total.backward()
+        dead = [n for n, p in params.items() if p.grad is None]
+    finally:
+        for n, p in params.items():
+            p.grad = saved[n]
+        backbone.train(was_training)
+    for n in dead:
+        params[n].requires_grad_(False)
+    if dead:
+        logger.info(
+            "%d backbone parameters do not affect the heads' features %s and are frozen: %s",
+            len(dead), used_features, _short(dead),
+        )
+    return dead
+
+
+def _short(names: List[str], limit: int = 6) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")

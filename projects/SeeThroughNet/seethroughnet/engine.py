@@ -14,7 +14,7 @@ from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_sche
 
 from . import modeling  # noqa: F401  (registers the backbone and meta-architecture)
 from .checkpoint import StrictCheckpointer
-from .config import add_seethroughnet_config
+from .cpp_plugin_config import add_cpp_plugin_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
@@ -23,9 +23,10 @@ __all__ = ["Trainer", "setup", "build_config"]
 
 
 def build_config(config_file=None, opts=()):
-    """A config with the project's keys, merged from ``config_file`` and ``KEY VALUE`` opts."""
+    """A config with the project's keys (SeeThroughNet's and the CPP plug-in's), merged from
+    ``config_file`` and ``KEY VALUE`` opts."""
     cfg = get_cfg()
-    add_seethroughnet_config(cfg)
+    add_cpp_plugin_config(cfg)
     hint = "see projects/SeeThroughNet/seethroughnet/config.py and detectron2's config/defaults.py for the keys"
     if config_file:
         if not os.path.isfile(config_file):

@@ -24,6 +24,7 @@ from .cityscapes import (
 )
 from .folder_semseg import register_folder_semseg
 from .camvid import CAMVID_CLASSES, CAMVID_COLORS, CAMVID_IGNORE_LABEL, register_camvid
+from .more_datasets import register_more_datasets
 
 __all__ = [
     "DatasetError",
@@ -34,6 +35,7 @@ __all__ = [
     "register_cityscapes",
     "register_folder_semseg",
     "register_camvid",
+    "register_more_datasets",
     "CITYSCAPES_STUFF_CLASSES",
     "CITYSCAPES_STUFF_COLORS",
     "CITYSCAPES_THING_CLASSES",
@@ -52,7 +54,7 @@ def register_all() -> list:
     Paths are read from the environment at call time (``DETECTRON2_DATASETS``,
     ``SEETHROUGHNET_CAMVID``), so call it again after changing them.
     """
-    return register_cityscapes() + register_camvid()
+    return register_cityscapes() + register_camvid() + register_more_datasets()
 
 
 register_all()

@@ -1,0 +1,160 @@
+"""``CPPSegmentor``: backbone + decode head + training-only auxiliary heads (SeeThroughNet, CVPR
+2022, Table 1: CPP as a plug-in for any segmentation model).
+
+Training loss = ``LOSS_WEIGHT * CE(up(decode logits), labels)`` (bilinear up-sampling to the label
+size, ignore ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``) + the decode head's own extra terms (OCRNet's soft
+region CE, weight 0.4) + ``sum_i w_i * aux_loss_i`` of the auxiliary heads
+(:class:`seethroughnet.nn.auxiliary_heads.AuxiliaryHeads`). At inference only the backbone and the
+decode head run."""
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import ImageList
+from detectron2.utils.registry import Registry
+from torch import nn
+
+from ...nn.aux_losses import AUX_LOSS_KINDS
+from ...nn.auxiliary_heads import AuxiliaryHeads
+from ...nn.decode_heads import DECODE_HEADS, build_decode_head
+
+__all__ = ["CPPSegmentor", "SEG_HEAD_REGISTRY", "build_seg_head", "build_aux_heads"]
+
+SEG_HEAD_REGISTRY = Registry("SEG_HEAD")
+SEG_HEAD_REGISTRY.__doc__ = """Decode heads for ``CPPSegmentor``: ``fn(cfg, input_shape: {name: ShapeSpec}) -> nn.Module``,
+selected by ``MODEL.DECODE_HEAD.NAME``."""
+
+
+def _head_options(cfg, name):
+    d = cfg.MODEL.DECODE_HEAD
+    return {
+        "psp": {"pool_scales": tuple(d.POOL_SCALES)},
+        "upernet": {"pool_scales": tuple(d.POOL_SCALES)},
+        "deeplabv3plus": {"dilations": tuple(d.ASPP_DILATIONS), "low_level_channels": d.LOW_LEVEL_CHANNELS,
+                          "separable": d.SEPARABLE},
+        "dmnet": {"filter_sizes": tuple(d.FILTER_SIZES)},
+        "ccnet": {"recurrence": d.RECURRENCE},
+        "ann": {"project_channels": d.PROJECT_CHANNELS, "key_pool_scales": tuple(d.KEY_POOL_SCALES)},
+        "ocr": {"key_channels": d.KEY_CHANNELS, "soft_region_weight": d.SOFT_REGION_WEIGHT},
+    }.get(name, {})
+
+
+def _register(name):
+    def build(cfg, input_shape):
+        d = cfg.MODEL.DECODE_HEAD
+        kw = {"dropout": d.DROPOUT} if name != "ocr" else {}
+        return build_decode_head(
+            name, {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            channels=d.CHANNELS, in_features=list(d.IN_FEATURES), norm=d.NORM, **kw, **_head_options(cfg, name),
+        )
+
+    build.__name__ = name
+    SEG_HEAD_REGISTRY.register(build)
+
+
+for _name in DECODE_HEADS:
+    _register(_name)
+
+
+def build_seg_head(cfg, input_shape):
+    name = cfg.MODEL.DECODE_HEAD.NAME
+    if name not in SEG_HEAD_REGISTRY:
+        valid = ", ".join(sorted(k for k, _ in SEG_HEAD_REGISTRY))
+        raise ValueError(f"MODEL.DECODE_HEAD.NAME: unknown decode head {name!r}; valid choices: {valid}")
+    return SEG_HEAD_REGISTRY.get(name)(cfg, input_shape)
+
+
+def build_aux_heads(cfg, input_shape):
+    a = cfg.MODEL.CPP_AUX
+    if a.LOSS not in AUX_LOSS_KINDS:
+        raise ValueError(f"MODEL.CPP_AUX.LOSS: unknown auxiliary loss {a.LOSS!r}; valid choices: {', '.join(AUX_LOSS_KINDS)}")
+    feats = list(a.IN_FEATURES) if a.ENABLED else []
+    if a.ENABLED and a.NUM_HEADS >= 0:
+        if a.NUM_HEADS > len(feats):
+            raise ValueError(f"MODEL.CPP_AUX.NUM_HEADS {a.NUM_HEADS} > len(IN_FEATURES) {len(feats)}")
+        feats = feats[len(feats) - a.NUM_HEADS:]  # the deepest NUM_HEADS features
+    weights = list(a.WEIGHTS)
+    if len(weights) == 1:
+        weights = weights * len(feats)
+    elif a.ENABLED and a.NUM_HEADS >= 0 and len(weights) == len(a.IN_FEATURES):
+        weights = weights[len(weights) - len(feats):]
+    return AuxiliaryHeads(
+        {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, feats,
+        loss_kind=a.LOSS, weights=weights, hidden_channels=a.HIDDEN_CHANNELS,
+        ignore_value=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE, kl_direction=a.KL_DIRECTION,
+        ignore_mode=a.IGNORE_MODE, norm=cfg.MODEL.DECODE_HEAD.NORM, dropout=a.DROPOUT,
+    )
+
+
+@META_ARCH_REGISTRY.register()
+class CPPSegmentor(nn.Module):
+    """``MODEL.META_ARCHITECTURE: CPPSegmentor``. Training output: dict of named losses
+    (``loss_sem_seg``, ``loss_aux_<feature>``, head extras); inference: ``[{"sem_seg": (K, H, W)}]``."""
+
+    @configurable
+    def __init__(self, *, backbone, decode_head, aux_heads, pixel_mean, pixel_std, ignore_value: int,
+                 loss_weight: float = 1.0, size_divisibility: int = 32, check_finite_loss: bool = True):
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.aux_heads = aux_heads
+        self.ignore_value = ignore_value
+        self.loss_weight = loss_weight
+        self.size_divisibility = size_divisibility
+        self.check_finite_loss = check_finite_loss
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        shape = backbone.output_shape()
+        return {
+            "backbone": backbone,
+            "decode_head": build_seg_head(cfg, shape),
+            "aux_heads": build_aux_heads(cfg, shape),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "loss_weight": cfg.MODEL.DECODE_HEAD.LOSS_WEIGHT,
+            "size_divisibility": max(32, backbone.size_divisibility),
+            "check_finite_loss": cfg.SOLVER.CHECK_FINITE_LOSS,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def _ce(self, logits, labels):
+        up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        valid = (labels != self.ignore_value).sum()
+        total = F.cross_entropy(up.float(), labels.long(), ignore_index=self.ignore_value, reduction="sum")
+        return total / valid.clamp(min=1)
+
+    def forward(self, batched_inputs):
+        images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = ImageList.from_tensors(images, self.size_divisibility, pad_value=0.0)
+        features = self.backbone(images.tensor)
+        out = self.decode_head(features)
+        logits, extra = (out["logits"], out.get("extra", {})) if isinstance(out, dict) else (out, {})
+        if self.training:
+            labels = ImageList.from_tensors(
+                [x["sem_seg"].to(self.device) for x in batched_inputs], self.size_divisibility,
+                pad_value=self.ignore_value,
+            ).tensor
+            losses = {"loss_sem_seg": self.loss_weight * self._ce(logits, labels)}
+            for name, (extra_logits, w) in extra.items():
+                losses[name] = w * self._ce(extra_logits, labels)
+            losses.update(self.aux_heads(features, labels))
+            if self.check_finite_loss:
+                bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v).all()}
+                if bad:
+                    raise FloatingPointError(f"non-finite loss: {bad}; lower SOLVER.BASE_LR or check the inputs")
+            return losses
+        logits = F.interpolate(logits, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False)
+        results = []
+        for r, x, size in zip(logits, batched_inputs, images.image_sizes):
+            h, w = x.get("height", size[0]), x.get("width", size[1])
+            results.append({"sem_seg": sem_seg_postprocess(r, size, h, w)})
+        return results

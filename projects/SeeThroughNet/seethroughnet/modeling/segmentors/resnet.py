@@ -1,0 +1,90 @@
+"""A dilated ResNet backbone for the CPP plug-in models: detectron2's ``ResNet`` with
+``MODEL.RESNETS.RES4_DILATION`` / ``RES5_DILATION`` for every depth, i.e. also the basic-block
+ResNet-18/34 (detectron2's ``BasicBlock`` has no dilation). With dilations (2, 4) the output
+stride is 8 (the "dilated ResNet" of PSPNet / DeepLab / MMSegmentation), (1, 2) gives 16, (1, 1) 32.
+``STEM_TYPE: deeplab`` with ``STEM_OUT_CHANNELS: 64`` is the ResNetV1c deep stem of MMSegmentation
+(three 3x3 convs 32-32-64)."""
+import torch.nn.functional as F
+from detectron2.layers import Conv2d, get_norm
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, CNNBlockBase, ResNet
+
+try:  # detectron2's DeepLab project (installed with this project)
+    from detectron2.projects.deeplab.resnet import DeepLabStem
+except ImportError:  # pragma: no cover - same stem, for a detectron2 without the projects
+    class DeepLabStem(CNNBlockBase):
+        """Three 3x3 convs (out/2, out/2, out; the first with stride 2) + 3x3 max-pool, stride 4."""
+
+        def __init__(self, in_channels=3, out_channels=128, norm="BN"):
+            super().__init__(in_channels, out_channels, 4)
+            self.conv1 = Conv2d(in_channels, out_channels // 2, 3, stride=2, padding=1, bias=False,
+                                norm=get_norm(norm, out_channels // 2))
+            self.conv2 = Conv2d(out_channels // 2, out_channels // 2, 3, padding=1, bias=False,
+                                norm=get_norm(norm, out_channels // 2))
+            self.conv3 = Conv2d(out_channels // 2, out_channels, 3, padding=1, bias=False,
+                                norm=get_norm(norm, out_channels))
+
+        def forward(self, x):
+            x = F.relu_(self.conv3(F.relu_(self.conv2(F.relu_(self.conv1(x))))))
+            return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+__all__ = ["DilatedBasicBlock", "build_dilated_resnet_backbone"]
+
+
+class DilatedBasicBlock(CNNBlockBase):
+    """ResNet basic block (two 3x3 convs) with a dilation."""
+
+    def __init__(self, in_channels, out_channels, *, stride=1, dilation=1, norm="BN"):
+        super().__init__(in_channels, out_channels, stride)
+        self.shortcut = None
+        if in_channels != out_channels or stride != 1:
+            self.shortcut = Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, norm=get_norm(norm, out_channels))
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation,
+                            bias=False, norm=get_norm(norm, out_channels))
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=dilation, dilation=dilation,
+                            bias=False, norm=get_norm(norm, out_channels))
+
+    def forward(self, x):
+        out = self.conv2(F.relu_(self.conv1(x)))
+        return F.relu_(out + (x if self.shortcut is None else self.shortcut(x)))
+
+
+@BACKBONE_REGISTRY.register()
+def build_dilated_resnet_backbone(cfg, input_shape):
+    r = cfg.MODEL.RESNETS
+    norm = r.NORM
+    if r.STEM_TYPE == "deeplab":
+        stem = DeepLabStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
+    elif r.STEM_TYPE == "basic":
+        stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
+    else:
+        raise ValueError(f"MODEL.RESNETS.STEM_TYPE {r.STEM_TYPE!r}; valid choices: basic, deeplab")
+    blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
+    if r.DEPTH not in blocks:
+        raise ValueError(f"MODEL.RESNETS.DEPTH {r.DEPTH}; valid choices: {sorted(blocks)}")
+    basic = r.DEPTH in (18, 34)
+    if basic and r.RES2_OUT_CHANNELS != 64:
+        raise ValueError("ResNet-18/34 need MODEL.RESNETS.RES2_OUT_CHANNELS 64")
+    in_ch, out_ch = r.STEM_OUT_CHANNELS, r.RES2_OUT_CHANNELS
+    bottleneck = r.NUM_GROUPS * r.WIDTH_PER_GROUP
+    max_stage = max({"res2": 2, "res3": 3, "res4": 4, "res5": 5}[f] for f in r.OUT_FEATURES)
+    stages = []
+    for idx, stage in enumerate(range(2, max_stage + 1)):
+        dilation = {4: r.RES4_DILATION, 5: r.RES5_DILATION}.get(stage, 1)
+        n = blocks[r.DEPTH][idx]
+        first_stride = 1 if idx == 0 or dilation > 1 else 2
+        kw = dict(num_blocks=n, stride_per_block=[first_stride] + [1] * (n - 1), in_channels=in_ch,
+                  out_channels=out_ch, norm=norm)
+        grid = list(r.RES5_MULTI_GRID) if stage == 5 else [1] * n
+        if len(grid) != n:
+            raise ValueError(f"MODEL.RESNETS.RES5_MULTI_GRID needs {n} values, got {grid}")
+        kw["dilation_per_block"] = [dilation * g for g in grid]
+        if basic:
+            kw["block_class"] = DilatedBasicBlock
+        else:
+            kw.update(block_class=BottleneckBlock, bottleneck_channels=bottleneck, stride_in_1x1=r.STRIDE_IN_1X1,
+                      num_groups=r.NUM_GROUPS)
+            bottleneck *= 2
+        stages.append(ResNet.make_stage(**kw))
+        in_ch, out_ch = out_ch, out_ch * 2
+    return ResNet(stem, stages, out_features=r.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)

@@ -1,0 +1,200 @@
+"""tools/run_cpp_study.py: grid expansion, resume, failure recording and the renderers (with a
+fake, instant cell launcher), plus one real subprocess cell that fails."""
+import json
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+import run_cpp_study as rs  # noqa: E402
+
+CLASSES = ["sky", "road", "car", "pedestrian"]
+
+
+def _grid(**kw):
+    g = {
+        "datasets": {"toy": {"train": "toy_train", "test": "toy_val", "num_classes": 4,
+                             "instance_classes": ["car", "pedestrian"]}},
+        "models": {"psp": {"config": "a.yaml"}, "dlv3p": {"config": "b.yaml", "opts": ["SOLVER.MAX_ITER", 3]}},
+        "variants": {"baseline": {"loss": "upsample_ce", "num_heads": 4}, "cpp": {"loss": "cpp_kl", "num_heads": 4}},
+        "seeds": [0, 1],
+        "table1": {"baseline": "baseline", "cpp": "cpp"},
+        "figure5": {"model": "psp", "dataset": "toy", "num_heads": [0, 1, 2, 4],
+                    "losses": {"upsample": "upsample_ce", "cpp": "cpp_kl"}, "seeds": [0]},
+    }
+    g.update(kw)
+    return g
+
+
+class FakeLauncher:
+    """Deterministic results: CPP helps the instance classes; optional crash / interrupt."""
+
+    def __init__(self, crash=(), interrupt_after=None):
+        self.calls = []
+        self.crash = set(crash)
+        self.interrupt_after = interrupt_after
+
+    def __call__(self, cell, cell_dir, timeout_s=None, threads=1):
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append(cell["id"])
+        if cell["id"] in self.crash:
+            raise RuntimeError("CUDA out of memory (fake)")
+        bonus = 2.0 if cell["loss"] == "cpp_kl" else 0.0
+        iou = {c: 50.0 + cell["seed"] + (bonus * cell["num_heads"] / 4 if c in ("car", "pedestrian") else 0.0)
+               for c in CLASSES}
+        os.makedirs(cell_dir, exist_ok=True)
+        return {"status": "ok", "mIoU": sum(iou.values()) / len(iou), "IoU": iou}
+
+
+def test_expand_grid_dedups_and_builds_opts():
+    cells = rs.expand_grid(_grid())
+    ids = [c["id"] for c in cells]
+    assert len(ids) == len(set(ids))
+    # 2 models x 2 variants x 2 seeds + figure5 extra: h0 (shared), h1, h2 for 2 losses = 5
+    assert len(cells) == 8 + 5
+    c4 = next(c for c in cells if c["id"] == "psp__toy__cpp_kl_h4__s0")
+    assert "figure5:cpp" in c4["tags"] and "variant:cpp" in c4["tags"]
+    assert c4["opts"][-8:] == ["MODEL.CPP_AUX.ENABLED", "True", "MODEL.CPP_AUX.NUM_HEADS", "4",
+                               "MODEL.CPP_AUX.LOSS", "cpp_kl", "SEED", "0"]
+    h0 = next(c for c in cells if c["num_heads"] == 0)
+    assert "False" in h0["opts"] and h0["loss"] == "none"
+    d = next(c for c in cells if c["model"] == "dlv3p")
+    assert d["opts"][:2] == ["SOLVER.MAX_ITER", "3"] and "('toy_train',)" in d["opts"]
+
+
+def test_unknown_loss_or_model_in_grid_lists_choices():
+    with pytest.raises(ValueError, match="valid choices: upsample_ce, nearest_ce, cpp_kl"):
+        rs.expand_grid(_grid(variants={"x": {"loss": "dice", "num_heads": 4}}))
+    with pytest.raises(ValueError, match="unknown model 'nope'; valid choices: psp, dlv3p"):
+        rs.expand_grid(_grid(figure5={"model": "nope", "dataset": "toy"}))
+
+
+def test_resume_skips_finished_cells(tmp_path):
+    grid = _grid()
+    first = FakeLauncher(interrupt_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        rs.run_grid(grid, str(tmp_path), launcher=first, log=lambda *_: None)
+    assert len(first.calls) == 5
+    second = FakeLauncher()
+    records = rs.run_grid(grid, str(tmp_path), launcher=second, log=lambda *_: None)
+    assert not set(first.calls) & set(second.calls)
+    assert len(first.calls) + len(second.calls) == len(rs.expand_grid(grid))
+    assert all(r["status"] == "ok" for r in records)
+    third = FakeLauncher()
+    rs.run_grid(grid, str(tmp_path), launcher=third, log=lambda *_: None)
+    assert third.calls == []
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(records) and json.loads(lines[0])["status"] == "ok"
+
+
+def test_crashing_cell_is_recorded_and_marked_and_retried(tmp_path):
+    grid = _grid()
+    bad = "dlv3p__toy__cpp_kl_h4__s1"
+    records = rs.run_grid(grid, str(tmp_path), launcher=FakeLauncher(crash=[bad]), log=lambda *_: None)
+    rec = next(r for r in records if r["id"] == bad)
+    assert rec["status"] == "failed" and "out of memory" in rec["error"]
+    assert sum(r["status"] == "ok" for r in records) == len(records) - 1
+    md = rs.render(grid, str(tmp_path))
+    row = next(line for line in md.splitlines() if line.startswith("| dlv3p | toy"))
+    assert "FAILED: s1" in row and "| 1/1 |" not in row and "2/1" in row
+    assert f"`{bad}`" in md and "Failed cells" in md
+    # not retried by default, retried with retry_failed
+    again = FakeLauncher()
+    rs.run_grid(grid, str(tmp_path), launcher=again, log=lambda *_: None)
+    assert again.calls == []
+    rs.run_grid(grid, str(tmp_path), launcher=again, retry_failed=True, log=lambda *_: None)
+    assert again.calls == [bad]
+
+
+def test_renderers_tables_and_figure(tmp_path):
+    grid = _grid()
+    rs.run_grid(grid, str(tmp_path), launcher=FakeLauncher(), log=lambda *_: None)
+    md_path, fig_path = tmp_path / "t.md", tmp_path / "figs" / "f5.png"
+    md = rs.render(grid, str(tmp_path), str(md_path), str(fig_path))
+    assert md_path.read_text() == md
+    assert fig_path.stat().st_size > 1000 and fig_path.read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob("**/*.tmp*"))
+    # Table 1: baseline mIoU = 50.5 +- 0.71 (seeds 0, 1), CPP adds 2 on 2 of 4 classes -> +1.00
+    row = next(line for line in md.splitlines() if line.startswith("| psp | toy"))
+    assert "50.50 ± 0.71" in row and "51.50 ± 0.71" in row and "+1.00 ± 0.00" in row
+    # Table 2: instance classes +2, the rest 0
+    assert "| **instance avg** | | | | +2.00 |" in md and "| **non-instance avg** | | | | +0.00 |" in md
+    assert "| car | yes |" in md and "| sky |  |" in md
+    # Figure 5 rows: 0, 1, 2, 4 heads; CPP rises with the heads, up-sampling stays flat
+    data = rs.figure5_data(grid, rs.gather(grid, str(tmp_path)))
+    assert [p[0] for p in data["cpp"]] == [0, 1, 2, 4]
+    assert [round(p[1], 2) for p in data["cpp"]] == [50.0, 50.25, 50.5, 51.0]
+    assert [round(p[1], 2) for p in data["upsample"]] == [50.0] * 4
+    assert "| 4 | 50.00 (n=1) | 51.00 (n=1) |" in md  # one seed: no std
+    assert "| 50.0, 51.0 / 51.0, 52.0 |" in row  # per-seed values
+
+
+def test_pending_cells_are_marked(tmp_path):
+    md = rs.render(_grid(), str(tmp_path))
+    assert "pending: s0, s1" in md and "no complete pair of runs" in md
+
+
+def test_grid_file_yaml_and_json(tmp_path):
+    import yaml
+
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(_grid()))
+    (tmp_path / "g.json").write_text(json.dumps(_grid()))
+    assert rs.load_grid(str(tmp_path / "g.yaml")) == rs.load_grid(str(tmp_path / "g.json"))
+    (tmp_path / "bad.json").write_text(json.dumps({"models": {}}))
+    with pytest.raises(ValueError, match="non-empty 'models'"):
+        rs.load_grid(str(tmp_path / "bad.json"))
+
+
+def test_dry_run_launches_nothing(tmp_path):
+    launcher = FakeLauncher()
+    rs.run_grid(_grid(), str(tmp_path), launcher=launcher, dry_run=True, log=lambda *_: None)
+    assert launcher.calls == []
+
+
+def test_subprocess_cell_that_crashes_is_recorded(tmp_path):
+    """A real ``run_cpp_study.py cell`` subprocess with a missing config: failed, with its error."""
+    grid = _grid(models={"psp": {"config": str(tmp_path / "missing.yaml")}}, seeds=[0],
+                 variants={"cpp": {"loss": "cpp_kl", "num_heads": 4}}, figure5=None,
+                 table1={"baseline": "cpp", "cpp": "cpp"})
+    records = rs.run_grid(grid, str(tmp_path), log=lambda *_: None)
+    assert records[0]["status"] == "failed"
+    assert "FileNotFoundError" in records[0]["error"] and "missing.yaml" in records[0]["error"]
+    assert os.path.exists(tmp_path / records[0]["id"] / "log.txt")
+
+
+def test_train_cell_end_to_end_on_synthetic_cityscapes(tmp_path, monkeypatch):
+    """The real cell function: CPPSegmentor (ResNet-18, PSP head, 4 CPP heads) trained 2 iterations by
+    the project's Trainer on a tiny synthetic Cityscapes, evaluated, results.json fields filled."""
+    pytest.importorskip("detectron2")
+    from seethroughnet.data.datasets import register_all
+    from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
+
+    generate_synthetic_cityscapes(str(tmp_path / "d2" / "cityscapes"), seed=1, height=64, width=128,
+                                  num_images={"train": 2, "val": 2, "test": 0}, progress=False)
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
+    cfg = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/CamVid-CPU/pspnet_R18_camvid.yaml")
+    opts = ["DATASETS.TRAIN", "('cityscapes_fine_sem_seg_train',)", "DATASETS.TEST", "('cityscapes_fine_sem_seg_val',)",
+            "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "19", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2",
+            "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.CROP.SIZE", "(64, 64)", "INPUT.MIN_SIZE_TEST", "64",
+            "MODEL.DECODE_HEAD.CHANNELS", "16", "MODEL.CPP_AUX.HIDDEN_CHANNELS", "8"]
+    try:
+        res = rs.train_cell(cfg, str(tmp_path / "cell"), opts)
+    finally:
+        monkeypatch.undo()
+        register_all()
+    assert res["status"] == "ok" and 0.0 <= res["mIoU"] <= 100.0
+    assert len(res["IoU"]) == 19 and res["params_aux"] > 0 and res["params_inference"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "cell" / "metrics.json").read_text().splitlines() if line.strip()]
+    assert any("loss_aux_res2" in r and "loss_sem_seg" in r for r in rows)
+
+
+def test_shipped_camvid_grid_expands():
+    grid = rs.load_grid(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/camvid_r18_cpu.yaml"))
+    cells = rs.expand_grid(grid)
+    assert {c["model"] for c in cells} == {"pspnet", "deeplabv3plus"}
+    assert all(os.path.exists(os.path.join(REPO, c["config"])) for c in cells)
+    assert grid["datasets"]["camvid"]["instance_classes"] == ["car", "pedestrian", "bicyclist"]

@@ -312,3 +312,18 @@ def test_two_process_gloo_training_keeps_weights_identical(cityscapes_root, tmp_
     assert p0.keys() == p1.keys() and len(p0) > 100
     for k in p0:
         assert torch.equal(p0[k], p1[k]), k
+
+
+def test_registered_hrnetv2_backbone_output_shape_matches_its_features():
+    from detectron2.modeling import build_backbone
+
+    from seethroughnet.engine import build_config
+
+    cfg = build_config(DEMO)
+    backbone = build_backbone(cfg)
+    shapes = backbone.output_shape()
+    assert {k: v.stride for k, v in shapes.items()} == {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+    feats = backbone(torch.zeros(1, 3, 64, 128))
+    for k, f in feats.items():
+        assert f.shape[1] == shapes[k].channels
+        assert f.shape[-2:] == (64 // shapes[k].stride, 128 // shapes[k].stride)

@@ -56,28 +56,7 @@ def add_cpp_plugin_config(cfg):
 
 
 def build_cpp_config(config_file=None, opts=()):
-    """Like :func:`seethroughnet.engine.build_config` with the CPP plug-in keys added."""
-    import logging
-    import os
+    """:func:`seethroughnet.engine.build_config`, which includes the CPP plug-in keys."""
+    from .engine import build_config
 
-    import torch
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    add_cpp_plugin_config(cfg)
-    hint = "see projects/SeeThroughNet/seethroughnet/cpp_plugin_config.py for the CPP plug-in keys"
-    if config_file:
-        if not os.path.isfile(config_file):
-            raise FileNotFoundError(f"config file {config_file} does not exist")
-        try:
-            cfg.merge_from_file(config_file)
-        except KeyError as e:
-            raise KeyError(f"{config_file}: {e.args[0]} ({hint})") from None
-    try:
-        cfg.merge_from_list(list(opts))
-    except AssertionError as e:
-        raise KeyError(f"command-line override: {e} ({hint})") from None
-    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
-        logging.getLogger(__name__).warning("no GPU is available: MODEL.DEVICE set to cpu")
-        cfg.MODEL.DEVICE = "cpu"
-    return cfg
+    return build_config(config_file, opts)

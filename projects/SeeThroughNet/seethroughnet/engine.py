@@ -27,7 +27,10 @@ def build_config(config_file=None, opts=()):
     ``config_file`` and ``KEY VALUE`` opts."""
     cfg = get_cfg()
     add_cpp_plugin_config(cfg)
-    hint = "see projects/SeeThroughNet/seethroughnet/config.py and detectron2's config/defaults.py for the keys"
+    hint = (
+        "see projects/SeeThroughNet/seethroughnet/config.py, cpp_plugin_config.py and detectron2's "
+        "config/defaults.py for the keys"
+    )
     if config_file:
         if not os.path.isfile(config_file):
             raise FileNotFoundError(f"config file {config_file} does not exist")

@@ -52,6 +52,7 @@ from torch import Tensor
 from .cpp import REMAINDER_POLICIES, cpp_targets, nearest_downsample, validate_labels
 
 __all__ = [
+    "resized_cross_entropy",
     "AUX_LOSS_KINDS",
     "KL_DIRECTIONS",
     "IGNORE_MODES",
@@ -138,6 +139,15 @@ def _masked_ce(logits: Tensor, labels: Tensor, ignore_value: int) -> Tensor:
     return total / count
 
 
+def resized_cross_entropy(logits: Tensor, labels: Tensor, ignore_value: int = 255, *, align_corners: bool = False) -> Tensor:
+    """Cross-entropy of ``logits`` bilinearly resized to the label size (no resize if the sizes
+    match), averaged over non-ignored pixels; a graph-attached 0 if there are none. The main
+    segmentation losses and the up-sampled auxiliary baseline all use it."""
+    if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
+        logits = F.interpolate(logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=align_corners)
+    return _masked_ce(logits, labels, ignore_value)
+
+
 def upsample_ce_loss(
     logits: Tensor,
     labels: Tensor,
@@ -155,8 +165,7 @@ def upsample_ce_loss(
     _check_channels(logits, num_classes, "one per class")
     infer_scale(logits.shape[-2:], labels.shape[-2:], remainder)
     validate_labels(labels, num_classes, ignore_value)
-    up = F.interpolate(logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=align_corners)
-    return _masked_ce(up, labels, ignore_value)
+    return resized_cross_entropy(logits, labels, ignore_value, align_corners=align_corners)
 
 
 def nearest_ce_loss(

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .aux_losses import AuxiliaryLoss
+from .aux_losses import AuxiliaryLoss, resized_cross_entropy
 from .cpp import cpp_targets
 from .hrnet import HRNetV2Encoder
 from .ocr_head import OCRHead, concat_hrnetv2
@@ -64,18 +64,6 @@ def _pair(x) -> Tuple[int, int]:
 
 def _rkey(r: float) -> str:
     return f"r{float(r)}"
-
-
-def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_value: int) -> torch.Tensor:
-    """Pixel cross-entropy of ``logits`` bilinearly resized to ``labels``' size, mean over valid
-    pixels; a graph-attached 0 if none is valid."""
-    logits = resize(logits, labels.shape[-2:]).float()
-    labels = labels.long()
-    total = F.cross_entropy(logits, labels, ignore_index=ignore_value, reduction="sum")
-    count = (labels != ignore_value).sum()
-    if int(count) == 0:
-        return logits.sum() * 0.0
-    return total / count
 
 
 class SeeThroughNet(nn.Module):
@@ -287,7 +275,7 @@ class SeeThroughNet(nn.Module):
                 out[f"loss_cpp_s{s}_{_rkey(r)}"] = self.cpp_weights[s] * self.aux_loss(logits, labels, t)
         for r in sorted(self.train_resolutions, reverse=True):
             logits = outputs[_rkey(r)]["logits"]
-            out[f"loss_ce_{_rkey(r)}"] = self.gamma * masked_cross_entropy(logits, labels, self.ignore_value)
+            out[f"loss_ce_{_rkey(r)}"] = self.gamma * resized_cross_entropy(logits, labels, self.ignore_value)
         return out
 
     # ------------------------------------------------------------------------------------------

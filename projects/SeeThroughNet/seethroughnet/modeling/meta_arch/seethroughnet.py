@@ -10,10 +10,10 @@ import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.postprocessing import sem_seg_postprocess
-from detectron2.structures import ImageList
 from torch import nn
 
 from ...nn.seethroughnet import SeeThroughNet
+from ..common import check_finite_losses, normalized_images, padded_labels
 
 __all__ = ["SeeThroughNetSegmentor", "build_seethroughnet_from_cfg"]
 
@@ -94,42 +94,19 @@ class SeeThroughNetSegmentor(nn.Module):
     def device(self):
         return self.pixel_mean.device
 
-    def _images(self, batched_inputs, size_divisibility):
-        images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        return ImageList.from_tensors(images, size_divisibility, pad_value=0.0)
-
     def forward(self, batched_inputs):
         if self.training:
-            images = self._images(batched_inputs, self.net.size_divisibility)
-            labels = ImageList.from_tensors(
-                [x["sem_seg"].to(self.device) for x in batched_inputs],
-                self.net.size_divisibility,
-                pad_value=self.ignore_value,
-            ).tensor
+            div = self.net.size_divisibility
+            images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, div)
+            labels = padded_labels(batched_inputs, div, self.ignore_value, self.device)
             losses = self.net.losses(self.net(images.tensor), labels)
             if self.check_finite_loss:
-                self._check_finite(losses)
+                check_finite_losses(losses)
             return losses
-        images = self._images(batched_inputs, self.net.encoder.size_divisibility)
+        images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, self.net.encoder.size_divisibility)
         logits = self.net(images.tensor)
         results = []
         for r, x, size in zip(logits, batched_inputs, images.image_sizes):
             h, w = x.get("height", size[0]), x.get("width", size[1])
             results.append({"sem_seg": sem_seg_postprocess(r, size, h, w)})
         return results
-
-    @staticmethod
-    def _check_finite(losses):
-        bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v).all()}
-        if bad:
-            try:
-                from detectron2.utils.events import get_event_storage
-
-                where = f"at iteration {get_event_storage().iter}"
-            except (AssertionError, ImportError):
-                where = "outside a training loop"
-            raise FloatingPointError(
-                f"non-finite loss {where}: "
-                + ", ".join(f"{k} = {v}" for k, v in bad.items())
-                + ". Training stopped; lower SOLVER.BASE_LR, check the inputs, or resume from the last checkpoint."
-            )

@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import sem_seg_postprocess
-from detectron2.structures import ImageList
 from detectron2.utils.registry import Registry
 from torch import nn
 
-from ...nn.aux_losses import AUX_LOSS_KINDS
+from ...nn.aux_losses import AUX_LOSS_KINDS, resized_cross_entropy
 from ...nn.auxiliary_heads import AuxiliaryHeads
 from ...nn.decode_heads import DECODE_HEADS, build_decode_head
+from ..common import check_finite_losses, normalized_images, padded_labels
 
 __all__ = ["CPPSegmentor", "SEG_HEAD_REGISTRY", "build_seg_head", "build_aux_heads"]
 
@@ -126,31 +126,19 @@ class CPPSegmentor(nn.Module):
     def device(self):
         return self.pixel_mean.device
 
-    def _ce(self, logits, labels):
-        up = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        valid = (labels != self.ignore_value).sum()
-        total = F.cross_entropy(up.float(), labels.long(), ignore_index=self.ignore_value, reduction="sum")
-        return total / valid.clamp(min=1)
-
     def forward(self, batched_inputs):
-        images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        images = ImageList.from_tensors(images, self.size_divisibility, pad_value=0.0)
+        images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
         features = self.backbone(images.tensor)
         out = self.decode_head(features)
         logits, extra = (out["logits"], out.get("extra", {})) if isinstance(out, dict) else (out, {})
         if self.training:
-            labels = ImageList.from_tensors(
-                [x["sem_seg"].to(self.device) for x in batched_inputs], self.size_divisibility,
-                pad_value=self.ignore_value,
-            ).tensor
-            losses = {"loss_sem_seg": self.loss_weight * self._ce(logits, labels)}
+            labels = padded_labels(batched_inputs, self.size_divisibility, self.ignore_value, self.device)
+            losses = {"loss_sem_seg": self.loss_weight * resized_cross_entropy(logits, labels, self.ignore_value)}
             for name, (extra_logits, w) in extra.items():
-                losses[name] = w * self._ce(extra_logits, labels)
+                losses[name] = w * resized_cross_entropy(extra_logits, labels, self.ignore_value)
             losses.update(self.aux_heads(features, labels))
             if self.check_finite_loss:
-                bad = {k: float(v) for k, v in losses.items() if not torch.isfinite(v).all()}
-                if bad:
-                    raise FloatingPointError(f"non-finite loss: {bad}; lower SOLVER.BASE_LR or check the inputs")
+                check_finite_losses(losses)
             return losses
         logits = F.interpolate(logits, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False)
         results = []

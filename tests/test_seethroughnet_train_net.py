@@ -327,3 +327,26 @@ def test_registered_hrnetv2_backbone_output_shape_matches_its_features():
     for k, f in feats.items():
         assert f.shape[1] == shapes[k].channels
         assert f.shape[-2:] == (64 // shapes[k].stride, 128 // shapes[k].stride)
+
+
+def test_training_refuses_random_init_where_the_config_requires_pretrained(cityscapes_root, tmp_path, trained):
+    """Base-SeeThroughNet.yaml sets MODEL.REQUIRES_PRETRAINED; the demo opts out with
+    MODEL.ALLOW_RANDOM_INIT (the `trained` fixture is that path). Without the opt-out, training
+    stops before the first step naming the keys; resuming an existing run is not blocked."""
+    import shutil
+
+    from seethroughnet.engine import RandomInitError, Trainer
+
+    cfg = _cfg(tmp_path / "fresh", "MODEL.ALLOW_RANDOM_INIT", "False")
+    assert cfg.MODEL.REQUIRES_PRETRAINED
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    with pytest.raises(RandomInitError, match=r"MODEL.HRNET.CHECKPOINT .*MODEL.ALLOW_RANDOM_INIT True"):
+        trainer.resume_or_load(resume=False)
+    # a run with a checkpoint resumes without the guard
+    _, out, _ = trained
+    copy = tmp_path / "resumed"
+    shutil.copytree(out, copy)
+    cfg = _cfg(copy, "MODEL.ALLOW_RANDOM_INIT", "False")
+    cfg.freeze()
+    Trainer(cfg).resume_or_load(resume=True)

@@ -19,7 +19,7 @@ from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
 
-__all__ = ["Trainer", "setup", "build_config"]
+__all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "RandomInitError"]
 
 
 def build_config(config_file=None, opts=()):
@@ -48,6 +48,35 @@ def build_config(config_file=None, opts=()):
     return cfg
 
 
+class RandomInitError(RuntimeError):
+    """Training would start from random weights although the config asks for pre-trained ones."""
+
+
+def check_pretrained_weights(cfg) -> None:
+    """Refuse to train a config that declares ``MODEL.REQUIRES_PRETRAINED`` from random weights.
+
+    The paper-scale configs (SeeThroughNet W48, the Table 1 models) start from ImageNet encoders;
+    nothing can be downloaded, so an empty weight key would silently train from scratch for days.
+    Any of ``MODEL.WEIGHTS`` and, for HRNet encoders, ``MODEL.HRNET.CHECKPOINT`` satisfies the
+    check; ``MODEL.ALLOW_RANDOM_INIT True`` opts out (the CPU demo and test configs do).
+    """
+    if not cfg.MODEL.REQUIRES_PRETRAINED or cfg.MODEL.ALLOW_RANDOM_INIT or cfg.MODEL.WEIGHTS:
+        return
+    hrnet = cfg.MODEL.META_ARCHITECTURE == "SeeThroughNetSegmentor" or "hrnet" in cfg.MODEL.BACKBONE.NAME.lower()
+    if hrnet and cfg.MODEL.HRNET.CHECKPOINT:
+        return
+    what = (
+        "MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm layout) or MODEL.WEIGHTS"
+        if hrnet
+        else "MODEL.WEIGHTS (a local ImageNet checkpoint of the backbone)"
+    )
+    raise RandomInitError(
+        f"this config sets MODEL.REQUIRES_PRETRAINED (its encoder starts from ImageNet weights) but no "
+        f"weight file is given: set {what}, or add `MODEL.ALLOW_RANDOM_INIT True` to train from "
+        "random initialisation on purpose"
+    )
+
+
 def setup(args):
     register_all()
     cfg = build_config(args.config_file, args.opts)
@@ -67,6 +96,8 @@ class Trainer(DefaultTrainer):
         self.checkpointer = strict
 
     def resume_or_load(self, resume=True):
+        if not (resume and self.checkpointer.has_checkpoint()):
+            check_pretrained_weights(self.cfg)
         super().resume_or_load(resume=resume)
         # The poly schedule's horizon is part of its saved state: a run resumed with a longer
         # SOLVER.MAX_ITER would otherwise evaluate (1 - iter / old_max) ** power past 1.

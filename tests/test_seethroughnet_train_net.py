@@ -89,7 +89,9 @@ def test_training_logs_every_loss_term_and_evaluates(trained):
         f"loss_cpp_s{s}_r{r}" for s in (16, 8, 4) for r in ("1.0", "0.5")
     }
     assert terms <= set(train_rows[-1])
-    assert all(np.isfinite(train_rows[-1][k]) and train_rows[-1][k] > 0 for k in terms)
+    # every term finite; all but RMI positive (the reference's RMI part is a log-det that is
+    # negative on images this small, see docs/rmi_reference_check.md)
+    assert all(np.isfinite(train_rows[-1][k]) and (k == "loss_rmi" or train_rows[-1][k] > 0) for k in terms)
     assert glob.glob(os.path.join(out, "events.out.tfevents.*")), "no TensorBoard event file"
     for name in ("model_0000001.pth", "model_final.pth", "last_checkpoint"):
         assert os.path.exists(os.path.join(out, name)), name

@@ -372,15 +372,15 @@ def train_step(model, optimizer, images, labels, variant: str, aux: nn.Module, d
 def aux_terms_cost(model: SeeThroughNet, outputs: Mapping[str, object], labels: torch.Tensor, variant: str,
                    repeats: int = 20, device="cpu") -> List[Tuple[float, float]]:
     """``(wall, CPU)`` seconds of the six decoder loss terms alone: their targets (``cpp_targets``
-    for ``cpp_kl``), the losses on the aggregated maps ``agg_{16,8,4}`` of both passes (detached
-    copies, so nothing else is recomputed) and their backward to those maps. Mirrors the decoder
-    part of :meth:`SeeThroughNet.losses`."""
+    for ``cpp_kl``), the losses on the maps ``model.cpp_on`` names (``coarse_{16,8,4}`` or
+    ``agg_{16,8,4}``) of both passes (detached copies, so nothing else is recomputed) and their
+    backward to those maps. Mirrors the decoder part of :meth:`SeeThroughNet.losses`."""
     dev = torch.device(device)
     aux = aux_module(variant, model).to(dev)
     maps = {}
     for r in model.train_resolutions:
         for s in (16, 8, 4):
-            maps[(r, s)] = outputs[f"r{float(r)}"][f"agg_{s}"].detach().clone()
+            maps[(r, s)] = outputs[f"r{float(r)}"][f"{'coarse' if model.cpp_on == 'coarse' else 'agg'}_{s}"].detach().clone()
     strides = sorted({int(round(s / r)) for s in (16, 8, 4) for r in model.train_resolutions})
     res = []
     for i in range(repeats + 2):
@@ -500,7 +500,7 @@ def train_rows(res: Mapping[str, object]) -> Tuple[List[List[str]], List[List[st
     for v, ts in res.get("aux_cost", {}).items():
         w, c = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
         cpp_rows.append([
-            f"six decoder terms, {v}: targets + losses on agg_{{16,8,4}} x 2 passes + their backward", len(ts),
+            f"six decoder terms, {v}: targets + losses on the CPP_ON maps x 2 passes + their backward", len(ts),
             f"{w * 1e3:.2f}", f"{min(t[0] for t in ts) * 1e3:.2f}", f"{c * 1e3:.2f}",
             f"{w / med(first, 'step') * 100:.3f}% / {c / med(first, 'cpu_step') * 100:.3f}%",
         ])

@@ -5,7 +5,9 @@ The reference implementations are not part of this project; point the tool at lo
 
     git clone https://github.com/ZJULearning/RMI /tmp/RMI
     git clone https://github.com/NVIDIA/semantic-segmentation /tmp/nvidia-semseg
-    python tools/compare_rmi_reference.py --zju /tmp/RMI --nvidia /tmp/nvidia-semseg [--output docs/rmi_reference_check.md]
+    python tools/compare_rmi_reference.py --zju /tmp/RMI --nvidia /tmp/nvidia-semseg [--output table.md]
+
+(docs/rmi_reference_check.md records a run.)
 
 The reference modules are imported from those folders as they are. Their CUDA-only and
 training-framework imports are satisfied at run time, for the duration of the call only: the

@@ -9,12 +9,14 @@ DEMO_OUTPUT ?= output/demo
 # the demo's own dataset root, so that a real Cityscapes under $$DETECTRON2_DATASETS is never touched
 DEMO_DATASETS ?= datasets/synthetic
 
-.PHONY: help install demo test clean-venv
+.PHONY: help install demo test test-upstream gpu-check clean-venv
 
 help:
 	@echo "make install  - create $(VENV) with pinned torch/torchvision, detectron2 (patched v0.6) and this project (idempotent)"
 	@echo "make demo     - install, generate the embedded synthetic Cityscapes data, train, evaluate and export (main job)"
 	@echo "make test     - install and run the test suite"
+	@echo "make test-upstream - the same suite on upstream detectron2 main built from ../shared/peers (own venv $(VENV_UPSTREAM))"
+	@echo "make gpu-check - CUDA checks and paper-size timings/memory on a GPU machine -> docs/gpu_results.md"
 
 install: $(STAMP)
 
@@ -34,6 +36,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest tests -q
+
+gpu-check: install
+	$(PY) tools/gpu_check.py --output docs/gpu_results.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -117,7 +117,7 @@ def _read_text(path: str) -> str:
         return f.read()
 
 
-def load_yaml_file(path: str, *, allow_unsafe: bool = False, what: str = "config file") -> Any:
+def load_yaml_file(path: str, *, allow_unsafe: bool = False, what: str = "config file", via: str = "") -> Any:
     """The content of a YAML file, parsed with ``yaml.SafeLoader``. A tag that needs Python
     objects raises :class:`UnsafeConfigError` (file, tag, line, ``--allow-unsafe-config``) unless
     ``allow_unsafe``, in which case the file is read with ``yaml.unsafe_load`` and a warning."""
@@ -130,7 +130,7 @@ def load_yaml_file(path: str, *, allow_unsafe: bool = False, what: str = "config
         tag, line = bad
         if not allow_unsafe:
             raise UnsafeConfigError(
-                f"{what} {path}, line {line}: refused, the tag {tag} asks YAML to create Python objects "
+                f"{what} {path}{via}, line {line}: refused, the tag {tag} asks YAML to create Python objects "
                 f"(running code from the file); configs are read with safe YAML only. If you trust this "
                 f"file, pass {ALLOW_UNSAFE_CONFIG_FLAG}"
             )
@@ -140,12 +140,13 @@ def load_yaml_file(path: str, *, allow_unsafe: bool = False, what: str = "config
     return yaml.safe_load(text)
 
 
-def _config_chain(path: str, allow_unsafe: bool, depth: int = 0):
+def _config_chain(path: str, allow_unsafe: bool, parent: str = "", depth: int = 0):
     """``[(file, dict)]`` for ``path`` and its ``_BASE_`` files, resolved as fvcore's
     ``CfgNode.load_yaml_with_base`` does."""
     if depth > 32:
         raise ValueError(f"config file {path}: more than 32 nested {BASE_KEY} files (a cycle?)")
-    data = load_yaml_file(path, allow_unsafe=allow_unsafe)
+    via = f" ({BASE_KEY} of {parent})" if parent else ""
+    data = load_yaml_file(path, allow_unsafe=allow_unsafe, via=via)
     out = [(path, data)]
     if isinstance(data, dict) and data.get(BASE_KEY):
         base = str(data[BASE_KEY])
@@ -153,7 +154,7 @@ def _config_chain(path: str, allow_unsafe: bool, depth: int = 0):
             base = os.path.expanduser(base)
         if not base.startswith(("/", "https://", "http://")):
             base = os.path.join(os.path.dirname(path), base)
-        out += _config_chain(base, allow_unsafe, depth + 1)
+        out += _config_chain(base, allow_unsafe, path, depth + 1)
     return out
 
 
@@ -263,18 +264,29 @@ def load_pickle_file(path: str, *, trusted: bool = False, hint: str = TRUST_WEIG
 
 
 def _torch_safe_globals():
+    import numpy as np
+
     objs = _numpy_objects()
     # (object, "module.name") pairs: the name a file may use, for each alias (numpy 1 / 2)
-    return [(objs[v], f"{m}.{n}") for (m, n), v in NUMPY_GLOBALS.items()]
+    out = [(objs[v], f"{m}.{n}") for (m, n), v in NUMPY_GLOBALS.items()]
+    # torch's unpickler also checks the type of each dtype it sets state on (numpy >= 1.25:
+    # numpy.dtypes.Float32DType, ...): the dtype classes of the non-object array kinds.
+    out += sorted({type(np.dtype(c)) for c in np.typecodes["All"] if c != "O"}, key=str)
+    return out
 
 
 def _torch_detail(e: Exception) -> str:
+    """The offending global / opcode from torch's weights_only error (its wording varies)."""
+    import re
+
     msg = str(e)
-    for marker in ("Unsupported global:", "Unsupported operand", "WeightsUnpickler error:"):
-        i = msg.find(marker)
-        if i >= 0:
-            return msg[i:].split(". ")[0].split("\n")[0].strip()
-    return msg.strip().split("\n")[-1][:300]
+    m = re.search(r"GLOBAL ([\w.]+)", msg)
+    if m:
+        return f"global {m.group(1)} is not allowed"
+    m = re.search(r"WeightsUnpickler error: ([^\n]+)", msg)
+    if m:
+        return m.group(1).strip()[:300]
+    return "torch.load(weights_only=True) refused it"
 
 
 def load_torch_file(path: str, *, trusted: bool = False, hint: str = TRUST_WEIGHTS_HINT) -> Any:

@@ -75,7 +75,8 @@ def read_state_dict(path: str, trusted: bool = False) -> Dict[str, torch.Tensor]
     out = {}
     for k, v in obj.items():
         if isinstance(v, np.ndarray):
-            v = torch.from_numpy(np.ascontiguousarray(v))
+            # (not np.ascontiguousarray: it turns 0-d arrays, e.g. num_batches_tracked, into 1-d)
+            v = torch.from_numpy(v if v.flags.c_contiguous else v.copy(order="C"))
         if isinstance(v, torch.Tensor):
             out[str(k)] = v
     return out

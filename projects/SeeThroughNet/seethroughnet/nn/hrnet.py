@@ -161,7 +161,7 @@ def _extract_state_dict(obj) -> Dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping):
         raise ValueError(f"checkpoint does not hold a state dict (got {type(obj).__name__})")
     # numpy arrays: Detectron-style .pkl weights
-    return {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
+    return {k: torch.from_numpy(v.copy(order="C")) if isinstance(v, np.ndarray) else v
             for k, v in obj.items() if isinstance(v, (torch.Tensor, np.ndarray))}
 
 

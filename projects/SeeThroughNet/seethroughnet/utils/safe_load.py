@@ -205,9 +205,14 @@ def _plain_globals() -> Dict[Tuple[str, str], Any]:
     import codecs
     import collections
 
-    # bytes in pickle protocols 0-2 are written as _codecs.encode(str, "latin1") / bytes();
-    # complex numbers as complex(re, im); OrderedDict is a dict (torch state dicts are ones).
+    # bytes in pickle protocols 0-2 are written as _codecs.encode(str, "latin1") / bytes(),
+    # sets as set(list) (protocol 4+ has opcodes for them); complex numbers as complex(re, im);
+    # OrderedDict is a dict (torch state dicts are ones).
     return {
+        ("builtins", "set"): set,
+        ("__builtin__", "set"): set,
+        ("builtins", "frozenset"): frozenset,
+        ("__builtin__", "frozenset"): frozenset,
         ("_codecs", "encode"): codecs.encode,
         ("builtins", "bytes"): bytes,
         ("__builtin__", "bytes"): bytes,

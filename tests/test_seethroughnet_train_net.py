@@ -115,7 +115,7 @@ def test_resume_continues_the_iteration_counter_with_the_saved_weights(trained, 
     cfg2.defrost()
     cfg2.OUTPUT_DIR = str(run)
     cfg2.freeze()
-    saved = torch.load(run / "model_0000001.pth", map_location="cpu", weights_only=False)
+    saved = torch.load(run / "model_0000001.pth", map_location="cpu", weights_only=True)
     assert saved["iteration"] == 1
     trainer = Trainer(cfg2)
     trainer.resume_or_load(resume=True)

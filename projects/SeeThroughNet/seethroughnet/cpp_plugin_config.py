@@ -55,8 +55,8 @@ def add_cpp_plugin_config(cfg):
     return cfg
 
 
-def build_cpp_config(config_file=None, opts=()):
+def build_cpp_config(config_file=None, opts=(), *, allow_unsafe=False):
     """:func:`seethroughnet.engine.build_config`, which includes the CPP plug-in keys."""
     from .engine import build_config
 
-    return build_config(config_file, opts)
+    return build_config(config_file, opts, allow_unsafe=allow_unsafe)

@@ -242,11 +242,12 @@ def check_detector(s: Settings) -> List[List[str]]:
     from detectron2.utils.events import EventStorage
 
     import transfer.modeling  # noqa: F401  (registers the HRNetV2 detection backbones)
+    from seethroughnet.utils.safe_load import merge_config_file
     from transfer.config import add_transfer_config
 
     cfg = get_cfg()
     add_transfer_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48_fpn.yaml"))
+    merge_config_file(cfg, os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48_fpn.yaml"))
     cfg.MODEL.DEVICE = s.device.type
     cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
     cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""

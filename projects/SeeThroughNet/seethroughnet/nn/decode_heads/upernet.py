@@ -25,6 +25,7 @@ class UPerHead(DecodeHead):
         self.lateral = nn.ModuleList(ConvBNReLU(c, channels, 1, norm=norm) for c in self.in_channels[:-1])
         self.fpn = nn.ModuleList(ConvBNReLU(channels, channels, 3, norm=norm) for _ in self.in_channels[:-1])
         self.fpn_bottleneck = ConvBNReLU(len(self.in_channels) * channels, channels, 3, norm=norm)
+        self.init_weights()
 
     def forward(self, features):
         feats = self.inputs(features)

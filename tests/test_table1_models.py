@@ -389,13 +389,16 @@ def test_aux_dropout_config_key_both_values():
 
 
 if __name__ == "__main__":  # the table of docs/cpp_plugin.md
-    print("| head | MMSegmentation (derived) | ours (built from the Cityscapes config) |")
-    print("|---|---|---|")
+    def m(n):
+        return f"{n / 1e6:.2f} M"
+
+    print("| model (config) | decode head: MMSegmentation, derived | decode head: ours | auxiliary heads res2 / res3 / "
+          "res4 / res5: derived | auxiliary heads: ours | backbone: derived | backbone: ours |")
+    print("|---|---|---|---|---|---|---|")
     for config, head in TABLE1.items():
         model = build_model(build_cpp_config(os.path.join(CFG_DIR, config), BN_OPTS))
-        aux = {f: _count(m) for f, m in model.aux_heads.heads.items()}
-        print(f"| {head} | {MMSEG_HEAD_PARAMS[head]():,} | {_count(model.decode_head):,} |")
-        print(f"| {head}: auxiliary heads {', '.join(aux)} | "
-              f"{', '.join(format(mmseg_fcn_aux(c), ',') for c in (HR48 if head == 'ocr' else (C2, C3, C4, C5)))} | "
-              f"{', '.join(format(v, ',') for v in aux.values())} |")
-        print(f"| {head}: backbone | {format(mmseg_resnet101_v1c(), ',') if head != 'ocr' else '-'} | {_count(model.backbone):,} |")
+        widths = HR48 if head == "ocr" else (C2, C3, C4, C5)
+        aux = [_count(model.aux_heads.heads[f"res{i + 2}"]) for i in range(4)]
+        print(f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | {_count(model.decode_head):,} | "
+              f"{' / '.join(m(mmseg_fcn_aux(c)) for c in widths)} | {' / '.join(m(a) for a in aux)} | "
+              f"{m(mmseg_resnet101_v1c()) if head != 'ocr' else 'not derived (timm HRNetV2-W48)'} | {m(_count(model.backbone))} |")

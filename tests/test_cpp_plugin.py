@@ -289,3 +289,18 @@ def test_more_datasets_prepare_register_and_load(tmp_path):
     for name in names:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
+
+
+def test_undilated_upernet_trains_with_aux_heads_at_strides_4_8_16_32():
+    """UPerNet as MMSegmentation runs it (no dilation): the top-down path resizes every level and
+    the four auxiliary heads predict at strides 4, 8, 16, 32 (64x64 input: 16, 8, 4, 2)."""
+    model = build_model(_cfg("upernet", "MODEL.RESNETS.RES4_DILATION", "1", "MODEL.RESNETS.RES5_DILATION", "1"))
+    sizes = {}
+    for f, m in model.aux_heads.heads.items():
+        m.register_forward_hook(lambda mod, inp, out, f=f: sizes.__setitem__(f, out.shape[-1]))
+    model.train()
+    losses = model(_batch())
+    assert sizes == {"res2": 16, "res3": 8, "res4": 4, "res5": 2}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.decode_head.lateral.parameters())

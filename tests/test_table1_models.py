@@ -84,7 +84,7 @@ def mmseg_psp():  # psp_head.py PSPHead, pspnet_r50-d8.py: pool_scales (1, 2, 3,
 
 def mmseg_deeplabv3plus():  # sep_aspp_head.py DepthwiseSeparableASPPHead, deeplabv3plus_r50-d8.py: dilations (1, 12, 24, 36), c1 256 -> 48
     image_pool = conv_module(C5, CH, 1)
-    aspp = conv_module(C5, CH, 1) + 3 * dw_separable(C5, CH)  # dilation 1: 1x1 ConvModule; 12/24/36: separable 3x3
+    aspp = conv_module(C5, CH, 1) + 3 * dw_separable(C5, CH)  # dilation 1: 1x1 ConvModule; 12/24/36: separable
     bottleneck = conv_module(5 * CH, CH, 3)  # inherited from ASPPHead: a full 3x3 ConvModule (not separable)
     c1_bottleneck = conv_module(C2, 48, 1)
     sep_bottleneck = dw_separable(CH + 48, CH) + dw_separable(CH, CH)
@@ -186,6 +186,9 @@ def test_table1_model_matches_mmsegmentation(config, head):
     assert aux == {f"res{i + 2}": mmseg_fcn_aux(c) for i, c in enumerate(widths)}
     if head != "ocr":
         assert _count(model.backbone) == mmseg_resnet101_v1c()
+    # dropout before the classifier: dropout_ratio 0.1 in the -d8 / UPerNet configs, -1 (none) in OCRNet's
+    drops = [m.p for m in model.decode_head.modules() if isinstance(m, nn.Dropout2d)]
+    assert drops == ([0.0] if head == "ocr" else [0.1])
 
     # MMSegmentation: ResNetV1c strides (1, 2, 1, 1) dilations (1, 1, 2, 4) for the -d8 models,
     # (1, 2, 2, 2) / (1, 1, 1, 1) for UPerNet; HRNet branches at 4/8/16/32.

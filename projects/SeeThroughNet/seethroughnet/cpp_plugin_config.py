@@ -50,7 +50,7 @@ def add_cpp_plugin_config(cfg):
     cfg.MODEL.CPP_AUX.WEIGHTS = [0.4]
     cfg.MODEL.CPP_AUX.HIDDEN_CHANNELS = 256  # MMSegmentation FCN auxiliary head width
     # Dropout2d before the 1x1 classifier of every auxiliary head: 0 = 3x3 conv -> BN -> ReLU -> 1x1
-    # conv (the head as the paper draws it); 0.1 = MMSegmentation's FCNHead dropout_ratio
+    # conv (the shape of the paper's coarse heads, Sec. 3.2); 0.1 = MMSegmentation's FCNHead dropout_ratio
     cfg.MODEL.CPP_AUX.DROPOUT = 0.0
     cfg.MODEL.CPP_AUX.KL_DIRECTION = "target_to_prediction"
     cfg.MODEL.CPP_AUX.IGNORE_MODE = "renormalize"

@@ -113,6 +113,8 @@ def train_cell(config: str, out_dir: str, opts: List[str], allow_unsafe_config: 
         "train_seconds": round(train_s, 1),
         "params_inference": n_params - n_aux,
         "params_aux": n_aux,
+        # the features that carried an auxiliary head (NUM_HEADS picks them in MODEL.CPP_AUX.ADD_ORDER)
+        "aux_features": list(getattr(getattr(model, "aux_heads", None), "features", [])),
     }
 
 
@@ -416,6 +418,18 @@ def table2(grid: dict, records: List[dict]) -> str:
     return "\n".join(out)
 
 
+def figure5_features(grid: dict, records: List[dict]) -> Dict[int, List[str]]:
+    """``{num_heads: features}`` as the finished Figure 5 cells recorded them (``aux_features`` of
+    ``results.json``): which stages the heads sat on for each point of the x axis."""
+    fig = grid.get("figure5") or {}
+    out: Dict[int, List[str]] = {}
+    for r in records:
+        if (r.get("model") == fig.get("model") and r.get("dataset") == fig.get("dataset")
+                and r.get("status") == "ok" and "aux_features" in r):
+            out.setdefault(int(r["num_heads"]), list(r["aux_features"]))
+    return out
+
+
 def figure5_data(grid: dict, records: List[dict]) -> Dict[str, List[tuple]]:
     """``{loss name: [(num_heads, mean, std, n_ok, n_failed), ...]}``; 0 heads is the shared no-aux point."""
     fig = grid.get("figure5")
@@ -441,15 +455,18 @@ def figure5_markdown(grid: dict, records: List[dict]) -> str:
     fig = grid["figure5"]
     names = list(data)
     heads = [p[0] for p in data[names[0]]]
+    feats = figure5_features(grid, records)
     lines = [f"mIoU of {fig['model']} on {fig['dataset']} vs number of auxiliary heads (mean ± std over seeds; "
-             "heads on the deepest n stages)", "",
+             "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
+             "the stages each point used, as its cells recorded them, in brackets)", "",
              "| auxiliary heads | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, n in enumerate(heads):
         cells = []
         for name in names:
             _, m, s, k, nf = data[name][i]
             cells.append(_fmt(m, s, k) + (f" FAILED x{nf}" if nf else ""))
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        where = f" ({', '.join(feats[n]) or 'none'})" if n in feats else ""
+        lines.append(f"| {n}{where} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # run as a script: make `transfer` importable fro
 
 import detectron2.utils.comm as comm  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
@@ -82,7 +83,7 @@ def build_checkpointer(cfg, model, **kwargs):
     return SafeCheckpointer(model, cfg.OUTPUT_DIR, trusted=cfg.MODEL.WEIGHTS_TRUSTED, **kwargs)
 
 
-class Trainer(DefaultTrainer):
+class Trainer(PortableDefaultTrainer):
     """DefaultTrainer with the transfer model preparation, COCO evaluation and the safe
     checkpointer (for MODEL.WEIGHTS and --resume; the periodic checkpointer hook saves with it)."""
 

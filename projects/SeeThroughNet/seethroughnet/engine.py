@@ -8,7 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_setup, hooks
+from detectron2.engine import default_setup, hooks
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_scheduler
 
@@ -18,6 +18,7 @@ from .cpp_plugin_config import add_cpp_plugin_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
+from .training import PortableDefaultTrainer
 from .utils.safe_load import merge_config_file
 
 __all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "RandomInitError"]
@@ -93,7 +94,7 @@ def setup(args):
     return cfg
 
 
-class Trainer(DefaultTrainer):
+class Trainer(PortableDefaultTrainer):
     def __init__(self, cfg):
         super().__init__(cfg)
         # Strict loading (see checkpoint.py); the periodic checkpointer hook saves through it too.

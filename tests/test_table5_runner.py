@@ -93,7 +93,7 @@ def test_cell_command_and_missing_weights(tmp_path):
     w.write_bytes(b"x")
     cmd = cell_command(Cell("fcos", "stn_cpp", "frozen"), str(tmp_path / "c"), weights={"stn_cpp": str(w)},
                        extra_opts=["SOLVER.MAX_ITER", "3"])
-    assert cmd[1:3] == ["-m", "transfer.train_net"] and cmd[4].endswith("fcos_hrnetv2_w48_fpn.yaml")
+    assert cmd[1:3] == ["-m", "transfer.train_net"] and cmd[4].endswith("fcos_hrnetv2_w48.yaml")
     s = " ".join(cmd)
     assert "SOLVER.MAX_ITER 3" in s and f"MODEL.TRANSFER.ENCODER_WEIGHTS {w}" in s
     assert "MODEL.TRANSFER.ENCODER_INIT seethroughnet" in s and "MODEL.TRANSFER.FREEZE_ENCODER True" in s
@@ -154,7 +154,7 @@ def test_train_net_end_to_end_one_iteration(tmp_path):
     torch.save({"model": {"sem_seg.encoder." + k: v for k, v in enc.state_dict().items()}}, ckpt)
     out = tmp_path / "out"
     opts = [o for pair in zip(rt.SMOKE_OPTS[::2], rt.SMOKE_OPTS[1::2]) for o in pair]
-    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48_fpn.yaml"), *opts,
+    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48.yaml"), *opts,
          "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2", "MODEL.TRANSFER.ENCODER_INIT", "seethroughnet",
          "MODEL.TRANSFER.ENCODER_WEIGHTS", str(ckpt), "MODEL.TRANSFER.FREEZE_ENCODER", "True",
          "SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()", "DATASETS.CITYSCAPES_ROOT", str(root),
@@ -164,7 +164,7 @@ def test_train_net_end_to_end_one_iteration(tmp_path):
     assert res["encoder_init"]["prefix"] == "sem_seg.encoder." and res["encoder_init"]["frozen"] is True
     assert json.loads((out / INIT_REPORT_FILE).read_text())["loaded"] == len(enc.state_dict())
     # --eval-only: everything from MODEL.WEIGHTS, no encoder checkpoint needed
-    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48_fpn.yaml"), "--eval-only", *opts,
+    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48.yaml"), "--eval-only", *opts,
          "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2", "MODEL.WEIGHTS", str(out / "model_final.pth"),
          "DATASETS.CITYSCAPES_ROOT", str(root), "INPUT.MIN_SIZE_TEST", "64", "OUTPUT_DIR", str(tmp_path / "eval")])
     ev = json.loads((tmp_path / "eval" / RESULTS_FILE).read_text())

@@ -44,9 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 DETECTORS: Dict[str, Tuple[str, str]] = {
-    "mask_rcnn": ("Mask R-CNN", "mask_rcnn_hrnetv2_w48_fpn.yaml"),
-    "faster_rcnn": ("Faster R-CNN", "faster_rcnn_hrnetv2_w48_fpn.yaml"),
-    "fcos": ("FCOS", "fcos_hrnetv2_w48_fpn.yaml"),
+    "mask_rcnn": ("Mask R-CNN", "mask_rcnn_hrnetv2_w48.yaml"),
+    "faster_rcnn": ("Faster R-CNN", "faster_rcnn_hrnetv2_w48.yaml"),
+    "fcos": ("FCOS", "fcos_hrnetv2_w48.yaml"),
 }
 #: init key -> (label, MODEL.TRANSFER.ENCODER_INIT, CLI option holding the weights)
 INITS: Dict[str, Tuple[str, str, str]] = {

@@ -10,6 +10,13 @@ encoder on the converted Cityscapes instances, in detectron2's ``tools/train_net
 Evaluation is detectron2's ``COCOEvaluator(use_fast_impl=False)`` (bbox, and segm for Mask
 R-CNN). At the end ``<OUTPUT_DIR>/transfer_results.json`` holds the final metrics and the
 encoder initialisation report (``<OUTPUT_DIR>/encoder_init.json``).
+
+Beyond ``DefaultTrainer``: ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE full_model`` (one global gradient
+norm, mmdetection's ``grad_clip``); ``SyncBatchNorm`` -> ``BatchNorm2d`` when ``MODEL.DEVICE``
+is ``cpu`` (multi-process CPU runs); ``MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS`` (encoder BN
+statistics re-estimated before the first iteration); a Mask R-CNN with ``INPUT.MASK_FORMAT
+polygon`` refuses a train JSON converted as RLE. ``--resume`` continues from the last
+checkpoint in ``OUTPUT_DIR`` (what ``run_table5.py`` always passes).
 """
 import json
 import logging

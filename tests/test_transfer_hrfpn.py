@@ -193,8 +193,8 @@ def test_recompute_bn_stats_is_the_mean_over_batches():
         recompute_encoder_bn_stats(model, iter([]), num_iters=2)
 
 
-def test_transfer_trainer_reestimates_bn_of_the_imagenet_encoder(tmp_path):
-    """ENCODER_BN_RECOMPUTE_ITERS through the backbone built from a config (frozen encoder)."""
+def test_bn_reestimation_of_a_frozen_transfer_encoder():
+    """The statistics change, the frozen encoder stays in eval mode afterwards."""
     torch.manual_seed(0)
     backbone = build_transfer_backbone(variant=SMALL, encoder_init="random", freeze_encoder=True, out_channels=16,
                                        neck="hrfpn")

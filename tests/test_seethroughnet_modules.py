@@ -1,5 +1,5 @@
 """Tests of the SeeThroughNet model pieces (seethroughnet.nn: hrnet, see_through_decoder, ocr_head,
-rmi_loss, scale_attention, seethroughnet). CPU only, tiny inputs, hrnet_w18_small_v2 unless noted
+scale_attention, seethroughnet; RMI in test_rmi_loss.py). CPU only, tiny inputs, hrnet_w18_small_v2 unless noted
 (the W48 tests use 64x64 inputs and take a few seconds)."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +14,6 @@ from torch import nn
 
 from seethroughnet.nn.hrnet import FrozenBatchNorm2d, HRNetV2Encoder
 from seethroughnet.nn.ocr_head import OCRHead, concat_hrnetv2
-from seethroughnet.nn.rmi_loss import RMILoss
 from seethroughnet.nn.scale_attention import (
     ScaleAttentionHead,
     average_merge,
@@ -68,29 +66,6 @@ def ref_eq3(coarse, alphas):
             prev = ref_bilinear(a * prev, h, w) + (1 - ref_bilinear(a, h, w)) * x
         outs.append(prev)
     return outs
-
-
-def ref_rmi_part(probs: np.ndarray, onehot: np.ndarray, radius: int, alpha: float) -> float:
-    """RMI lower-bound term by explicit enumeration of the neighbourhood vectors (numpy, float64):
-    mean over batch and classes of 1/(2d) log det(I + Sigma_{Y|P} / alpha)."""
-    n, k, h, w = probs.shape
-    d = radius * radius
-    vals = []
-    for b in range(n):
-        for c in range(k):
-            ys, ps = [], []
-            for i in range(h - radius + 1):
-                for j in range(w - radius + 1):
-                    ys.append(onehot[b, c, i:i + radius, j:j + radius].reshape(-1))
-                    ps.append(probs[b, c, i:i + radius, j:j + radius].reshape(-1))
-            y = np.array(ys, dtype=np.float64)
-            p = np.array(ps, dtype=np.float64)
-            m = len(y)
-            yc, pc = y - y.mean(0), p - p.mean(0)
-            sy, sp, syp = yc.T @ yc / m, pc.T @ pc / m, yc.T @ pc / m
-            cond = sy - syp @ np.linalg.inv(sp + alpha * np.eye(d)) @ syp.T
-            vals.append(0.5 / d * np.linalg.slogdet(np.eye(d) + cond / alpha)[1])
-    return float(np.mean(np.array(vals).reshape(n, k).mean(0)))
 
 
 class Fixed(nn.Module):
@@ -353,70 +328,6 @@ def test_ocr_head_shapes_and_region_pooling():
 
 
 # ----------------------------------------------------------------------------------------------
-# RMI loss
-# ----------------------------------------------------------------------------------------------
-def _labels(n=2, h=32, w=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.zeros(n, h, w, dtype=torch.long)
-    y[:, :, w // 3:] = 1
-    y[:, h // 2:, :] += 2
-    noise = torch.rand(n, h, w, generator=g) < 0.1
-    y[noise] = torch.randint(0, K, (int(noise.sum()),), generator=g)
-    return y
-
-
-def _perfect_logits(y, margin=12.0):
-    return margin * (2 * F.one_hot(y.clamp(max=K - 1), K).permute(0, 3, 1, 2).float() - 1)
-
-
-@pytest.mark.parametrize("ce_mode,pool", [("bce", "avg"), ("bce", "max"), ("ce", "avg"), ("ce", "none")])
-def test_rmi_properties(ce_mode, pool):
-    loss = RMILoss(K, ce_mode=ce_mode, pool=pool)
-    y = _labels()
-    y[:, :2] = 255
-    rand = torch.randn(2, K, 32, 32, requires_grad=True)
-    parts = loss.forward_parts(rand, y)
-    assert all(torch.isfinite(v) for v in parts.values())
-    assert parts["total"] > 0 and parts["rmi"] >= 0
-    perfect = loss(_perfect_logits(y), y)
-    assert perfect < parts["total"]
-    parts["total"].backward()
-    assert rand.grad is not None and rand.grad.abs().sum() > 0
-    assert torch.isfinite(rand.grad).all()
-    # ignored pixels carry no gradient and do not change the loss
-    assert rand.grad[:, :, :2].abs().max() == 0
-    other = rand.detach().clone()
-    other[:, :, :2] = 50 * torch.randn_like(other[:, :, :2])
-    assert torch.allclose(loss(other, y), parts["total"].detach(), atol=1e-5)
-
-
-def test_rmi_all_ignore_and_small_inputs():
-    loss = RMILoss(K)
-    logits = torch.randn(1, K, 16, 16, requires_grad=True)
-    y = torch.full((1, 16, 16), 255)
-    v = loss(logits, y)
-    assert torch.isfinite(v) and v.item() == 0.0
-    v.backward()
-    assert torch.isfinite(logits.grad).all()
-    tiny = loss(torch.randn(1, K, 8, 8), torch.randint(0, K, (1, 8, 8)))  # 2x2 after pooling
-    assert torch.isfinite(tiny)
-
-
-def test_rmi_part_matches_enumeration_reference():
-    torch.manual_seed(0)
-    loss = RMILoss(3, radius=2, pool="none", ce_mode="ce")
-    y = torch.randint(0, 3, (2, 6, 7))
-    probs = F.softmax(torch.randn(2, 3, 6, 7), 1)
-    onehot = F.one_hot(y, 3).permute(0, 3, 1, 2).float()
-    got = float(loss.rmi_part(probs, onehot))
-    ref = ref_rmi_part(probs.numpy(), onehot.numpy(), radius=2, alpha=loss.pos_alpha)
-    assert got == pytest.approx(ref, rel=1e-4, abs=1e-6)
-    # lambda mixes the parts (RMI paper Eq. 16)
-    parts = loss.forward_parts(torch.randn(2, 3, 6, 7), y)
-    assert float(parts["total"]) == pytest.approx(0.5 * float(parts["ce"]) + 0.5 * float(parts["rmi"]), rel=1e-5)
-
-
-# ----------------------------------------------------------------------------------------------
 # scale attention (Eq. 4, Tao et al.)
 # ----------------------------------------------------------------------------------------------
 def test_two_scale_merge_eq4():
@@ -470,7 +381,8 @@ def test_training_outputs_and_losses(trained_step):
     assert out["r0.5"]["agg_16"].shape == (2, K, 2, 4)
     assert set(losses) == EXPECTED_LOSSES
     for k, v in losses.items():
-        assert v.dim() == 0 and torch.isfinite(v) and v > 0, k
+        # the RMI term is the reference's 0.5 log det, which may be negative (nn/rmi_loss.py)
+        assert v.dim() == 0 and torch.isfinite(v) and (k == "loss_rmi" or v > 0), k
     # Eq. 4 on the returned tensors
     a, x5, x1 = out["r0.5"]["scale_attn"], out["r0.5"]["logits"], out["r1.0"]["logits"]
     ref = ref_bilinear(a * x5, 16, 32) + (1 - ref_bilinear(a, 16, 32)) * x1
@@ -503,26 +415,81 @@ def test_ablation_combinations(use_attention, aux_kind):
     out = model(x)
     losses = model.losses(out, y)
     assert set(losses) == EXPECTED_LOSSES
-    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    assert all(torch.isfinite(v) and (k == "loss_rmi" or v > 0) for k, v in losses.items())
     sum(losses.values()).backward()
     assert model.decoder.coarse_heads["res5"][1].weight.grad.abs().sum() > 0
 
 
-def test_cpp_loss_uses_the_right_stride():
-    """The r=0.5 map at stride 16 is trained against the stride-32 CPP target of the labels."""
+@pytest.mark.parametrize("cpp_on,prefix", [("coarse", "coarse"), ("aggregated", "agg")])
+def test_cpp_loss_uses_the_right_map_and_stride(cpp_on, prefix):
+    """Eq. 6 on the map CPP_ON names; the r=0.5 map at stride 16 is trained against the
+    stride-32 CPP target of the labels."""
     from seethroughnet.nn.aux_losses import AuxiliaryLoss
     from seethroughnet.nn.cpp import cpp_targets
 
     torch.manual_seed(0)
-    model = small_model()
+    model = small_model(cpp_on=cpp_on)
     x, y = random_batch()
     out = model(x)
     losses = model.losses(out, y)
     aux = AuxiliaryLoss("cpp_kl", K)
-    t = cpp_targets(y, 32, K)
-    direct = aux(out["r0.5"]["agg_16"], y, t)
-    assert losses["loss_cpp_s16_r0.5"].item() == pytest.approx(direct.item(), rel=1e-5)
-    assert aux(out["r0.5"]["agg_16"], y).item() == pytest.approx(direct.item(), rel=1e-5)
+    for r, s, target_stride in (("r0.5", 16, 32), ("r1.0", 8, 8), ("r1.0", 4, 4)):
+        direct = aux(out[r][f"{prefix}_{s}"], y, cpp_targets(y, target_stride, K))
+        assert losses[f"loss_cpp_s{s}_{r}"].item() == pytest.approx(direct.item(), rel=1e-5)
+    assert aux(out["r0.5"][f"{prefix}_16"], y).item() == pytest.approx(losses["loss_cpp_s16_r0.5"].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("cpp_on", ["coarse", "aggregated"])
+def test_cpp_on_switch_decides_which_heads_the_cpp_terms_train(cpp_on):
+    """Under "coarse" the Eq. 6 terms reach the coarse heads at 1/16, 1/8, 1/4 and not the
+    attention-mask generators; under "aggregated" they reach both."""
+    torch.manual_seed(0)
+    model = small_model(cpp_on=cpp_on)
+    x, y = random_batch()
+    losses = model.losses(model(x), y)
+    cpp_total = sum(v for k, v in losses.items() if k.startswith("loss_cpp_"))
+    heads = {f"coarse.{n}": m for n, m in model.decoder.coarse_heads.items()}
+    heads.update({f"attention.{n}": m for n, m in model.decoder.attention_heads.items()})
+    params = {name: list(m.parameters()) for name, m in heads.items()}
+    flat = [p for ps in params.values() for p in ps]
+    grads = torch.autograd.grad(cpp_total, flat, allow_unused=True)
+    reached, i = {}, 0
+    for name, ps in params.items():
+        g = grads[i:i + len(ps)]
+        i += len(ps)
+        reached[name] = any(t is not None and float(t.abs().sum()) > 0 for t in g)
+    for branch in ("res4", "res3", "res2"):
+        assert reached[f"coarse.{branch}"], branch
+    attention = {k: v for k, v in reached.items() if k.startswith("attention.")}
+    assert len(attention) == 3
+    if cpp_on == "coarse":
+        assert not any(attention.values()), attention
+        assert not reached["coarse.res5"]  # X_32 carries no Eq. 6 term
+    else:
+        assert all(attention.values()), attention
+        assert reached["coarse.res5"]  # through X'_16 = up(a X_32) + ...
+
+
+def test_per_scale_loss_bce_is_the_rmi_reference_bce():
+    """PER_SCALE_LOSS "bce": gamma x (sigmoid BCE over all classes of the up-sampled X_r,
+    summed over valid pixels, / (valid pixels + 1)), as [41]'s code with do_rmi=False."""
+    torch.manual_seed(0)
+    model = small_model(per_scale_loss="bce")
+    x, y = random_batch()
+    out = model(x)
+    losses = model.losses(out, y)
+    for r in ("r1.0", "r0.5"):
+        up = F.interpolate(out[r]["logits"], size=y.shape[-2:], mode="bilinear", align_corners=False)
+        valid = (y != 255).float()
+        onehot = F.one_hot(y.clamp(max=K - 1), K).permute(0, 3, 1, 2).float()
+        z = up.detach().double()
+        bce = (z.clamp(min=0) - z * onehot + torch.log1p(torch.exp(-z.abs()))).sum(1)
+        ref = float((bce * valid).sum() / (valid.sum() + 1))
+        assert losses[f"loss_ce_{r}"].item() == pytest.approx(0.05 * ref, rel=1e-4)
+    with pytest.raises(ValueError, match="per_scale_loss must be one of"):
+        small_model(per_scale_loss="focal")
+    with pytest.raises(ValueError, match="cpp_on must be one of"):
+        small_model(cpp_on="both")
 
 
 def test_single_resolution_training_and_size_checks():

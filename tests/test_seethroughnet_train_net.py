@@ -89,7 +89,9 @@ def test_training_logs_every_loss_term_and_evaluates(trained):
         f"loss_cpp_s{s}_r{r}" for s in (16, 8, 4) for r in ("1.0", "0.5")
     }
     assert terms <= set(train_rows[-1])
-    assert all(np.isfinite(train_rows[-1][k]) and train_rows[-1][k] > 0 for k in terms)
+    # every term finite; all but RMI positive (the reference's RMI part is a log-det that is
+    # negative on images this small, see docs/rmi_reference_check.md)
+    assert all(np.isfinite(train_rows[-1][k]) and (k == "loss_rmi" or train_rows[-1][k] > 0) for k in terms)
     assert glob.glob(os.path.join(out, "events.out.tfevents.*")), "no TensorBoard event file"
     for name in ("model_0000001.pth", "model_final.pth", "last_checkpoint"):
         assert os.path.exists(os.path.join(out, name)), name
@@ -113,7 +115,7 @@ def test_resume_continues_the_iteration_counter_with_the_saved_weights(trained, 
     cfg2.defrost()
     cfg2.OUTPUT_DIR = str(run)
     cfg2.freeze()
-    saved = torch.load(run / "model_0000001.pth", map_location="cpu", weights_only=False)
+    saved = torch.load(run / "model_0000001.pth", map_location="cpu", weights_only=True)
     assert saved["iteration"] == 1
     trainer = Trainer(cfg2)
     trainer.resume_or_load(resume=True)
@@ -332,3 +334,53 @@ def test_registered_hrnetv2_backbone_output_shape_matches_its_features():
     for k, f in feats.items():
         assert f.shape[1] == shapes[k].channels
         assert f.shape[-2:] == (64 // shapes[k].stride, 128 // shapes[k].stride)
+
+
+def test_training_refuses_random_init_where_the_config_requires_pretrained(cityscapes_root, tmp_path, trained):
+    """Base-SeeThroughNet.yaml sets MODEL.REQUIRES_PRETRAINED; the demo opts out with
+    MODEL.ALLOW_RANDOM_INIT (the `trained` fixture is that path). Without the opt-out, training
+    stops before the first step naming the keys; resuming an existing run is not blocked."""
+    import shutil
+
+    from seethroughnet.engine import RandomInitError, Trainer
+
+    cfg = _cfg(tmp_path / "fresh", "MODEL.ALLOW_RANDOM_INIT", "False")
+    assert cfg.MODEL.REQUIRES_PRETRAINED
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    with pytest.raises(RandomInitError, match=r"MODEL.HRNET.CHECKPOINT .*MODEL.ALLOW_RANDOM_INIT True"):
+        trainer.resume_or_load(resume=False)
+    # a run with a checkpoint resumes without the guard
+    _, out, _ = trained
+    copy = tmp_path / "resumed"
+    shutil.copytree(out, copy)
+    cfg = _cfg(copy, "MODEL.ALLOW_RANDOM_INIT", "False")
+    cfg.freeze()
+    Trainer(cfg).resume_or_load(resume=True)
+
+
+def test_amp_on_cpu_trains_with_bfloat16_autocast(cityscapes_root, tmp_path, monkeypatch):
+    """SOLVER.AMP.ENABLED on CPU: the project's step trainer runs the forward pass under bfloat16
+    autocast (seen inside the model), every logged loss term is finite."""
+    from seethroughnet.engine import Trainer
+    from seethroughnet.nn.seethroughnet import SeeThroughNet
+    from seethroughnet.training import CPUAutocastTrainer
+
+    seen = []
+    original = SeeThroughNet.forward
+
+    def spy(self, images):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return original(self, images)
+
+    monkeypatch.setattr(SeeThroughNet, "forward", spy)
+    cfg = _cfg(tmp_path, "SOLVER.AMP.ENABLED", "True", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100")
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    assert isinstance(trainer._trainer, CPUAutocastTrainer)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    train_seen = seen[:2]
+    assert train_seen and all(on and dtype == torch.bfloat16 for on, dtype in train_seen)
+    rows = [r for r in _metrics(tmp_path) if "total_loss" in r]
+    assert rows and all(np.isfinite(v) for k, v in rows[-1].items() if k.startswith("loss_"))

@@ -4,10 +4,18 @@ detectron2's ``DetectionCheckpointer`` loads whatever matches and only logs the 
 not; a checkpoint of another architecture then trains or evaluates a half-random model. Here
 a mismatch is an error that lists the missing, unexpected and wrongly-shaped keys, unless
 ``MODEL.WEIGHTS_ALLOW_PARTIAL`` is set.
+
+Both checkpointers here read files without running code from them (:class:`SafeCheckpointer`):
+``.pth`` with ``torch.load(weights_only=True)``, ``.pkl`` through a restricted unpickler (see
+:mod:`seethroughnet.utils.safe_load`), for ``MODEL.WEIGHTS`` and for ``--resume`` alike. A file
+holding other pickled objects is refused unless the checkpointer is ``trusted``
+(``--trust-weights-file`` / ``MODEL.WEIGHTS_TRUSTED``).
 """
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["CheckpointMismatchError", "StrictCheckpointer"]
+from .utils.safe_load import load_weights_file
+
+__all__ = ["CheckpointMismatchError", "SafeCheckpointer", "StrictCheckpointer"]
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -20,7 +28,38 @@ def _listing(keys, limit=12):
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-class StrictCheckpointer(DetectionCheckpointer):
+class SafeCheckpointer(DetectionCheckpointer):
+    """detectron2's ``DetectionCheckpointer`` with its file reading (``_load_file``) done by
+    :func:`~seethroughnet.utils.safe_load.load_weights_file`; the model-zoo conventions of
+    ``.pkl`` (Detectron2 / Caffe2 layouts) and ``.pyth`` (pycls) files are kept."""
+
+    def __init__(self, model, save_dir="", *, trusted=False, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.trusted = bool(trusted)
+
+    def _load_file(self, filename):
+        data = load_weights_file(filename, trusted=self.trusted)
+        if not isinstance(data, dict):
+            raise ValueError(f"checkpoint {filename} holds a {type(data).__name__}, not a dict of weights")
+        if filename.endswith(".pkl"):  # as DetectionCheckpointer._load_file
+            if "model" in data and "__author__" in data:  # detectron2 model zoo
+                self.logger.info("Reading a file from '{}'".format(data["__author__"]))
+                return data
+            if "blobs" in data:  # Caffe2 / Detectron1 detection models
+                data = data["blobs"]
+            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        if filename.endswith(".pyth"):  # pycls
+            if "model_state" not in data:
+                raise ValueError(f"cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'")
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        if "model" not in data:
+            data = {"model": data}
+        return data
+
+
+class StrictCheckpointer(SafeCheckpointer):
     def __init__(self, model, save_dir="", *, allow_partial=False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
         self.allow_partial = allow_partial

@@ -29,9 +29,12 @@ def add_seethroughnet_config(cfg):
     cfg.MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS = 256  # hidden width of the attention-mask generators
     cfg.MODEL.SEE_THROUGH.HEAD_NORM = "BN"  # norm of the decoder / OCR / attention heads: BN | SyncBN
     cfg.MODEL.SEE_THROUGH.USE_SCALE_ATTENTION = True  # Table 4: off = sum of up-sampled maps
-    # Auxiliary (decoder) loss on the aggregated maps at 1/16, 1/8, 1/4 (Eq. 6):
+    # Auxiliary (decoder) losses at 1/16, 1/8, 1/4 of both passes (Eq. 6):
     # "cpp_kl" (the paper), "upsample_ce" (Table 4 "CPP off" baseline) or "nearest_ce".
     cfg.MODEL.SEE_THROUGH.AUX_LOSS = "cpp_kl"
+    # Which maps carry them: "coarse" (the coarse heads' X'_S of Sec. 3.2, the paper's notation) or
+    # "aggregated" (the maps after the Eq. 3 aggregation). docs/seethroughnet_model.md says why.
+    cfg.MODEL.SEE_THROUGH.CPP_ON = "coarse"
     cfg.MODEL.SEE_THROUGH.AUX_LOSS_WEIGHTS = [1.0, 1.0, 1.0]  # at 1/16, 1/8, 1/4
     cfg.MODEL.SEE_THROUGH.KL_DIRECTION = "target_to_prediction"  # or "prediction_to_target" (literal Eq. 2)
     cfg.MODEL.SEE_THROUGH.IGNORE_MODE = "renormalize"  # how CPP targets treat the ignore channel
@@ -43,11 +46,19 @@ def add_seethroughnet_config(cfg):
     cfg.MODEL.SEE_THROUGH.TRAIN_SCALES = [0.5, 1.0]  # or [1.0]: single-resolution training
     cfg.MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS = 256  # hidden width of Tao et al.'s attention head
     # Objective (Eqs. 5 and 7)
-    cfg.MODEL.SEE_THROUGH.RMI_WEIGHT = 1.0  # weight of the RMI term on the merged output
-    cfg.MODEL.SEE_THROUGH.RMI_LAMBDA = 0.5  # lambda of Eq. 5 (RMI vs its CE part)
-    cfg.MODEL.SEE_THROUGH.RMI_RADIUS = 3
-    cfg.MODEL.SEE_THROUGH.RMI_POOL_STRIDE = 4
-    cfg.MODEL.SEE_THROUGH.CE_WEIGHT = 0.05  # gamma of Eq. 7 on X_1.0 and up-sampled X_0.5
+    # Eq. 5: RMI on the merged output, as the RMI reference code computes it (nn/rmi_loss.py).
+    # Defaults = NVIDIA/semantic-segmentation's RMILoss, which the paper's recipe [41] trains with;
+    # POOL "max" + POOL_STRIDE 3 = ZJULearning/RMI's defaults.
+    cfg.MODEL.SEE_THROUGH.RMI = CN()
+    cfg.MODEL.SEE_THROUGH.RMI.WEIGHT = 1.0  # weight of the RMI term in the total loss (Eq. 7)
+    cfg.MODEL.SEE_THROUGH.RMI.LAMBDA = 0.5  # lambda between the BCE and the RMI parts (Eq. 5)
+    cfg.MODEL.SEE_THROUGH.RMI.RADIUS = 3  # R: R x R neighbourhoods
+    cfg.MODEL.SEE_THROUGH.RMI.POOL = "avg"  # "avg" | "max": down-sampling before the neighbourhoods
+    cfg.MODEL.SEE_THROUGH.RMI.POOL_STRIDE = 4  # pooling kernel = stride (1: none)
+    cfg.MODEL.SEE_THROUGH.RMI.CLASS_REDUCTION = "sum"  # "sum" (RMI Eq. 16, both references) | "mean"
+    # Eq. 7: gamma times a per-pass loss on X_1.0 and up-sampled X_0.5
+    cfg.MODEL.SEE_THROUGH.CE_WEIGHT = 0.05  # gamma
+    cfg.MODEL.SEE_THROUGH.PER_SCALE_LOSS = "ce"  # "ce" (softmax, the paper's L_ce) | "bce" ([41]'s code: RMI with RMI off)
 
     # Inference (Sec. 4): scales, flip, merge, whole-image or sliding-window
     cfg.TEST.SEE_THROUGH = CN()
@@ -63,5 +74,26 @@ def add_seethroughnet_config(cfg):
 
     # Checkpoints: a file whose keys do not match the model is an error unless this is True.
     cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
+    # Initialisation guard (seethroughnet.engine.check_pretrained_weights): a config that sets
+    # MODEL.REQUIRES_PRETRAINED (the paper-scale configs, whose encoder starts from ImageNet) refuses
+    # to start training when no weight file is given, unless MODEL.ALLOW_RANDOM_INIT is True.
+    cfg.MODEL.REQUIRES_PRETRAINED = False
+    cfg.MODEL.ALLOW_RANDOM_INIT = False
+
+    # Keys renamed by the exact-RMI change: an old config names the new key instead of failing bare.
+    for old, new in (
+        ("MODEL.SEE_THROUGH.RMI_WEIGHT", "MODEL.SEE_THROUGH.RMI.WEIGHT"),
+        ("MODEL.SEE_THROUGH.RMI_LAMBDA", "MODEL.SEE_THROUGH.RMI.LAMBDA"),
+        ("MODEL.SEE_THROUGH.RMI_RADIUS", "MODEL.SEE_THROUGH.RMI.RADIUS"),
+        ("MODEL.SEE_THROUGH.RMI_POOL_STRIDE", "MODEL.SEE_THROUGH.RMI.POOL_STRIDE"),
+    ):
+        cfg.register_renamed_key(old, new)
     # Stop training when any loss term is NaN or infinite (naming the term and iteration).
     cfg.SOLVER.CHECK_FINITE_LOSS = True
+
+    # --- Files from elsewhere (issue 15) ------------------------------------------------------
+    # Weight / checkpoint files holding pickled Python objects beyond tensors, numpy arrays,
+    # numbers, strings and containers are refused (loading them runs code from the file) unless
+    # this is True. Only the command line can set it (KEY VALUE or --trust-weights-file): a YAML
+    # config file that sets it is refused (seethroughnet/utils/safe_load.py).
+    cfg.MODEL.WEIGHTS_TRUSTED = False

@@ -8,7 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer, default_setup, hooks
+from detectron2.engine import default_setup, hooks
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_scheduler
 
@@ -18,14 +18,18 @@ from .cpp_plugin_config import add_cpp_plugin_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
+from .training import PortableDefaultTrainer
 from .utils.norm import convert_sync_batchnorm_to_bn
+from .utils.safe_load import merge_config_file
 
-__all__ = ["Trainer", "setup", "build_config"]
+__all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "RandomInitError"]
 
 
-def build_config(config_file=None, opts=()):
+def build_config(config_file=None, opts=(), *, allow_unsafe=False):
     """A config with the project's keys (SeeThroughNet's and the CPP plug-in's), merged from
-    ``config_file`` and ``KEY VALUE`` opts."""
+    ``config_file`` and ``KEY VALUE`` opts. The file and its ``_BASE_`` files are read with safe
+    YAML only (``UnsafeConfigError`` for a Python tag) unless ``allow_unsafe``
+    (``--allow-unsafe-config``)."""
     cfg = get_cfg()
     add_cpp_plugin_config(cfg)
     hint = (
@@ -36,7 +40,7 @@ def build_config(config_file=None, opts=()):
         if not os.path.isfile(config_file):
             raise FileNotFoundError(f"config file {config_file} does not exist")
         try:
-            cfg.merge_from_file(config_file)
+            merge_config_file(cfg, config_file, allow_unsafe=allow_unsafe)
         except KeyError as e:  # "Non-existent config key: X"
             raise KeyError(f"{config_file}: {e.args[0]} ({hint})") from None
     try:
@@ -49,15 +53,49 @@ def build_config(config_file=None, opts=()):
     return cfg
 
 
+class RandomInitError(RuntimeError):
+    """Training would start from random weights although the config asks for pre-trained ones."""
+
+
+def check_pretrained_weights(cfg) -> None:
+    """Refuse to train a config that declares ``MODEL.REQUIRES_PRETRAINED`` from random weights.
+
+    The paper-scale configs (SeeThroughNet W48, the Table 1 models) start from ImageNet encoders;
+    nothing can be downloaded, so an empty weight key would silently train from scratch for days.
+    Any of ``MODEL.WEIGHTS`` and, for HRNet encoders, ``MODEL.HRNET.CHECKPOINT`` satisfies the
+    check; ``MODEL.ALLOW_RANDOM_INIT True`` opts out (the CPU demo and test configs do).
+    """
+    if not cfg.MODEL.REQUIRES_PRETRAINED or cfg.MODEL.ALLOW_RANDOM_INIT or cfg.MODEL.WEIGHTS:
+        return
+    hrnet = cfg.MODEL.META_ARCHITECTURE == "SeeThroughNetSegmentor" or "hrnet" in cfg.MODEL.BACKBONE.NAME.lower()
+    if hrnet and cfg.MODEL.HRNET.CHECKPOINT:
+        return
+    what = (
+        "MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm layout) or MODEL.WEIGHTS"
+        if hrnet
+        else "MODEL.WEIGHTS (a local ImageNet checkpoint of the backbone)"
+    )
+    raise RandomInitError(
+        f"this config sets MODEL.REQUIRES_PRETRAINED (its encoder starts from ImageNet weights) but no "
+        f"weight file is given: set {what}, or add `MODEL.ALLOW_RANDOM_INIT True` to train from "
+        "random initialisation on purpose"
+    )
+
+
 def setup(args):
+    """``args``: detectron2's ``default_argument_parser`` with
+    :func:`~seethroughnet.utils.safe_load.add_safety_arguments`."""
+    from .utils.safe_load import apply_safety_arguments
+
     register_all()
-    cfg = build_config(args.config_file, args.opts)
+    cfg = build_config(args.config_file, apply_safety_arguments(args, args.opts),
+                       allow_unsafe=getattr(args, "allow_unsafe_config", False))
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
 
 
-class Trainer(DefaultTrainer):
+class Trainer(PortableDefaultTrainer):
     def __init__(self, cfg):
         super().__init__(cfg)
         # Strict loading (see checkpoint.py); the periodic checkpointer hook saves through it too.
@@ -68,6 +106,8 @@ class Trainer(DefaultTrainer):
         self.checkpointer = strict
 
     def resume_or_load(self, resume=True):
+        if not (resume and self.checkpointer.has_checkpoint()):
+            check_pretrained_weights(self.cfg)
         super().resume_or_load(resume=resume)
         # The poly schedule's horizon is part of its saved state: a run resumed with a longer
         # SOLVER.MAX_ITER would otherwise evaluate (1 - iter / old_max) ** power past 1.
@@ -92,7 +132,8 @@ class Trainer(DefaultTrainer):
 
         kwargs = {"trainer": weakref.proxy(trainer)} if trainer is not None else {}
         return StrictCheckpointer(
-            model, cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, **kwargs
+            model, cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            trusted=cfg.MODEL.WEIGHTS_TRUSTED, **kwargs
         )
 
     @classmethod

@@ -28,8 +28,9 @@ Structure, from coarse to fine over the HRNetV2 branches at strides 32, 16, 8, 4
   up-sampling, ``X'_s = up(X'_{2s}) + X_s``.
 
 Outputs (all logits, ``K`` channels): the coarse maps ``coarse_{32,16,8,4}``, the aggregated maps
-``agg_{16,8,4}`` that carry the CPP auxiliary losses (Eq. 6), the masks ``attn_{32,16,8}`` (when
-used), and ``soft_regions`` (= ``agg_4``, the soft object regions the OCR head consumes).
+``agg_{16,8,4}``, the masks ``attn_{32,16,8}`` (when used), and ``soft_regions`` (= ``agg_4``, the
+soft object regions the OCR head consumes). The CPP auxiliary losses of Eq. 6 go on
+``coarse_{16,8,4}`` (default) or ``agg_{16,8,4}`` (``SeeThroughNet(cpp_on=...)``).
 """
 
 from __future__ import annotations

@@ -11,16 +11,20 @@ One *pass* at image resolution ``r`` (:meth:`SeeThroughNet.forward_single`)::
 sharing every weight, merged by Eq. 4: ``X = up(alpha_0.5 * X_0.5) + (1 - up(alpha_0.5)) * X_1.0``.
 Loss terms (:meth:`SeeThroughNet.losses`, every term returned under its own name):
 
-* Eq. 5, ``loss_rmi``: RMI loss (lambda = 0.5 between its CE and MI parts) on the merged ``X``,
+* Eq. 5, ``loss_rmi``: RMI loss (lambda = 0.5 between its BCE and MI parts, exactly as the RMI
+  reference code computes it, :class:`~seethroughnet.nn.rmi_loss.RMILoss`) on the merged ``X``,
   bilinearly up-sampled to the label size.
-* Eq. 6, ``loss_cpp_s{16,8,4}_r{1.0,0.5}``: the decoder's auxiliary losses on the aggregated maps
-  ``X'_16, X'_8, X'_4`` of *both* passes, with CPP targets + KL (``aux_loss_kind="cpp_kl"``) or the
-  ablations ``"upsample_ce"`` ("CPP off": MMSeg-style up-sampled CE) / ``"nearest_ce"``. A map of
-  the ``r = 0.5`` pass at stride ``s`` has stride ``2s`` w.r.t. the full-resolution labels, so its
-  CPP target is taken at ``2s`` (32, 16, 8).
-* Eq. 7, ``loss_ce_r1.0`` / ``loss_ce_r0.5``: ``gamma`` (0.05) times cross-entropy on each pass's
-  own prediction ``X_1.0`` and ``X_0.5`` up-sampled to the label size (Tao et al.'s per-scale
-  auxiliary losses).
+* Eq. 6, ``loss_cpp_s{16,8,4}_r{1.0,0.5}``: the decoder's auxiliary losses at 1/16, 1/8, 1/4 of
+  *both* passes, on the coarse maps ``X_16, X_8, X_4`` (``cpp_on="coarse"``, default: Sec. 3.2
+  calls the coarse heads' predictions ``X'_S`` and puts the CPP losses on them) or on the
+  aggregated maps of Eq. 3 (``cpp_on="aggregated"``), with CPP targets + KL
+  (``aux_loss_kind="cpp_kl"``) or the ablations ``"upsample_ce"`` ("CPP off": MMSeg-style
+  up-sampled CE) / ``"nearest_ce"``. A map of the ``r = 0.5`` pass at stride ``s`` has stride
+  ``2s`` w.r.t. the full-resolution labels, so its CPP target is taken at ``2s`` (32, 16, 8).
+* Eq. 7, ``loss_ce_r1.0`` / ``loss_ce_r0.5``: ``gamma`` (0.05) times a per-pass loss on each
+  pass's own prediction ``X_1.0`` and ``X_0.5`` up-sampled to the label size (Tao et al.'s
+  per-scale losses): softmax cross-entropy (``per_scale_loss="ce"``, default, the paper's
+  ``L_ce``) or the sigmoid BCE that [41]'s code computes there (``"bce"``, RMI with RMI off).
 
 The total loss is the plain sum of the returned terms (each already multiplied by its weight).
 
@@ -48,10 +52,14 @@ from .rmi_loss import RMILoss
 from .scale_attention import ScaleAttentionHead, average_merge, hierarchical_merge, resize
 from .see_through_decoder import SeeThroughDecoder
 
-__all__ = ["SeeThroughNet", "MERGE_MODES"]
+__all__ = ["SeeThroughNet", "MERGE_MODES", "CPP_ON_CHOICES", "PER_SCALE_LOSSES"]
 
 #: ``merge`` choices of :meth:`SeeThroughNet.inference`.
 MERGE_MODES = ("attention", "average")
+#: which decoder maps carry the Eq. 6 losses: the coarse heads' ``X_s`` or the aggregated ``X'_s``.
+CPP_ON_CHOICES = ("coarse", "aggregated")
+#: the per-pass losses of Eq. 7: softmax cross-entropy or the RMI reference's sigmoid BCE.
+PER_SCALE_LOSSES = ("ce", "bce")
 _AGG_STRIDES = (16, 8, 4)
 
 
@@ -74,6 +82,8 @@ class SeeThroughNet(nn.Module):
         backbone: timm HRNet variant (``"hrnet_w48"`` in the paper).
         checkpoint: local ImageNet checkpoint for the encoder, or ``None``.
         allow_partial: load a non-matching checkpoint partially instead of raising.
+        trust_checkpoint: load a ``checkpoint`` holding pickled objects other than tensors
+            (runs code from the file; ``MODEL.WEIGHTS_TRUSTED``). Off: such a file is refused.
         freeze_at: encoder freezing (0 none, 1 stem, k stem + stages 1..k-1).
         norm: encoder norm, ``"BN"`` / ``"SyncBN"`` / ``"FrozenBN"``.
         head_norm: norm of the freshly initialised heads, ``"BN"`` / ``"SyncBN"``.
@@ -87,11 +97,15 @@ class SeeThroughNet(nn.Module):
             (no multi-resolution training: the main loss goes on ``X_1.0``).
         aux_loss_kind: ``"cpp_kl"`` (CPP on), ``"upsample_ce"`` (CPP off) or ``"nearest_ce"``.
         aux_kl_direction / aux_ignore_mode: passed to :class:`AuxiliaryLoss`.
+        cpp_on: ``"coarse"`` (Eq. 6 on the coarse heads' maps, default) or ``"aggregated"``
+            (on the maps aggregated by Eq. 3).
         rmi_weight: weight of the main RMI loss (1.0).
-        rmi_lambda: lambda between RMI's CE and MI parts (0.5).
-        rmi_radius / rmi_pool / rmi_pool_stride / rmi_ce_mode: :class:`RMILoss` options.
+        rmi_lambda: lambda between RMI's BCE and MI parts (0.5).
+        rmi_radius / rmi_pool / rmi_pool_stride / rmi_class_reduction: :class:`RMILoss` options.
         cpp_weight: weight of every decoder auxiliary loss; a float or ``{16: w, 8: w, 4: w}``.
-        gamma: weight of the per-pass CE losses on ``X_1.0`` and ``X_0.5`` (0.05).
+        gamma: weight of the per-pass losses on ``X_1.0`` and ``X_0.5`` (0.05).
+        per_scale_loss: ``"ce"`` (softmax cross-entropy, default) or ``"bce"`` (the RMI
+            reference's BCE part, as [41]'s code) for the per-pass losses of Eq. 7.
         ignore_value: ignore label (255).
         align_corners: of every bilinear resize of feature maps / logits.
         test_scales / test_flip / test_merge / test_crop_size / test_stride: what ``forward`` does
@@ -104,6 +118,7 @@ class SeeThroughNet(nn.Module):
         backbone: str = "hrnet_w48",
         checkpoint: Optional[str] = None,
         allow_partial: bool = False,
+        trust_checkpoint: bool = False,
         freeze_at: int = 0,
         norm: str = "BN",
         head_norm: str = "BN",
@@ -118,14 +133,16 @@ class SeeThroughNet(nn.Module):
         aux_loss_kind: str = "cpp_kl",
         aux_kl_direction: str = "target_to_prediction",
         aux_ignore_mode: str = "renormalize",
+        cpp_on: str = "coarse",
         rmi_weight: float = 1.0,
         rmi_lambda: float = 0.5,
         rmi_radius: int = 3,
         rmi_pool: str = "avg",
         rmi_pool_stride: int = 4,
-        rmi_ce_mode: str = "bce",
+        rmi_class_reduction: str = "sum",
         cpp_weight: Union[float, Mapping[int, float]] = 1.0,
         gamma: float = 0.05,
+        per_scale_loss: str = "ce",
         ignore_value: int = 255,
         align_corners: bool = False,
         test_scales: Sequence[float] = (1.0,),
@@ -140,11 +157,17 @@ class SeeThroughNet(nn.Module):
             raise ValueError(f"train_resolutions must be (0.5, 1.0) or (1.0,), got {train_resolutions}")
         if test_merge not in MERGE_MODES:
             raise ValueError(f"test_merge must be one of {MERGE_MODES}, got {test_merge!r}")
+        if cpp_on not in CPP_ON_CHOICES:
+            raise ValueError(f"cpp_on must be one of {CPP_ON_CHOICES}, got {cpp_on!r}")
+        if per_scale_loss not in PER_SCALE_LOSSES:
+            raise ValueError(f"per_scale_loss must be one of {PER_SCALE_LOSSES}, got {per_scale_loss!r}")
+        self.cpp_on = cpp_on
+        self.per_scale_loss = per_scale_loss
         self.num_classes = num_classes
         self.ignore_value = ignore_value
         self.align_corners = align_corners
         self.train_resolutions = train_resolutions
-        self.encoder = HRNetV2Encoder(backbone, checkpoint, allow_partial, freeze_at, norm)
+        self.encoder = HRNetV2Encoder(backbone, checkpoint, allow_partial, freeze_at, norm, trust_checkpoint=trust_checkpoint)
         self.decoder = SeeThroughDecoder(
             self.encoder.channels,
             num_classes,
@@ -178,7 +201,7 @@ class SeeThroughNet(nn.Module):
             pool=rmi_pool,
             pool_stride=rmi_pool_stride,
             lambda_weight=rmi_lambda,
-            ce_mode=rmi_ce_mode,
+            class_reduction=rmi_class_reduction,
             ignore_value=ignore_value,
         )
         self.rmi_weight = float(rmi_weight)
@@ -255,7 +278,8 @@ class SeeThroughNet(nn.Module):
         """Named, weighted loss terms (Eqs. 5-7); their sum is the training loss.
 
         ``labels``: ``(N, H, W)`` at the input resolution, ``ignore_value`` for ignored pixels.
-        Keys: ``loss_rmi``; ``loss_cpp_s{16,8,4}_r{1.0,0.5}``; ``loss_ce_r{1.0,0.5}``.
+        Keys: ``loss_rmi``; ``loss_cpp_s{16,8,4}_r{1.0,0.5}`` (on ``coarse_s`` or ``agg_s``, see
+        ``cpp_on``); ``loss_ce_r{1.0,0.5}`` (softmax CE or BCE, see ``per_scale_loss``).
         """
         labels = labels.long()
         out: Dict[str, torch.Tensor] = {"loss_rmi": self.rmi_weight * self.rmi_loss(outputs["merged"], labels)}
@@ -268,14 +292,18 @@ class SeeThroughNet(nn.Module):
         for r in sorted(self.train_resolutions, reverse=True):
             branch = outputs[_rkey(r)]
             for s in _AGG_STRIDES:
-                logits = branch[f"agg_{s}"]
+                logits = branch[f"{'coarse' if self.cpp_on == 'coarse' else 'agg'}_{s}"]
                 t = targets.get(int(round(s / r)))
                 if t is not None and t.shape[-2:] != logits.shape[-2:]:
                     t = None  # let the loss derive the stride from the shapes
                 out[f"loss_cpp_s{s}_{_rkey(r)}"] = self.cpp_weights[s] * self.aux_loss(logits, labels, t)
         for r in sorted(self.train_resolutions, reverse=True):
             logits = outputs[_rkey(r)]["logits"]
-            out[f"loss_ce_{_rkey(r)}"] = self.gamma * resized_cross_entropy(logits, labels, self.ignore_value)
+            if self.per_scale_loss == "bce":
+                per_scale = self.rmi_loss.binary_cross_entropy(logits, labels)
+            else:
+                per_scale = resized_cross_entropy(logits, labels, self.ignore_value)
+            out[f"loss_ce_{_rkey(r)}"] = self.gamma * per_scale
         return out
 
     # ------------------------------------------------------------------------------------------

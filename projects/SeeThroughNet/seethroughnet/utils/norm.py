@@ -4,9 +4,10 @@ PyTorch's ``nn.SyncBatchNorm`` trains only on GPU/XPU inputs when a process grou
 one process exists ("SyncBatchNorm expected input tensor to be on GPU or XPU"), so a config with
 ``SyncBN`` (the W48 SeeThroughNet configs) cannot train in a multi-process CPU (gloo) run. On CPU
 the trainers replace every ``SyncBatchNorm`` by a ``BatchNorm2d`` holding the same parameters and
-buffers: per-process batch statistics instead of synchronised ones. DistributedDataParallel
-broadcasts rank 0's buffers (running statistics) before every forward, so the processes stay
-identical; only the training-time normalisation uses each process's own batch.
+buffers: per-process batch statistics instead of synchronised ones. Parameters stay identical
+across processes (DistributedDataParallel averages the gradients); the running statistics are
+each process's own (the trainers' DDP has ``broadcast_buffers=False``, as detectron2's), and the
+checkpoint, written by rank 0, holds rank 0's.
 """
 from __future__ import annotations
 

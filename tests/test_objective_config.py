@@ -1,0 +1,80 @@
+"""Config keys of the objective (MODEL.SEE_THROUGH.RMI.*, CPP_ON, PER_SCALE_LOSS), renamed keys,
+and the random-initialisation guard (MODEL.REQUIRES_PRETRAINED / MODEL.ALLOW_RANDOM_INIT)."""
+import os
+
+import pytest
+
+pytest.importorskip("detectron2")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = os.path.join(REPO, "projects/SeeThroughNet/configs")
+DEMO = os.path.join(CONFIGS, "Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
+W48 = os.path.join(CONFIGS, "Cityscapes/seethroughnet_W48_cityscapes_fine.yaml")
+SMALL = ["MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "8",
+         "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "8", "MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "8"]
+
+
+def _net(*opts):
+    from seethroughnet.engine import build_config
+    from seethroughnet.modeling.meta_arch.seethroughnet import build_seethroughnet_from_cfg
+
+    return build_seethroughnet_from_cfg(build_config(DEMO, SMALL + list(opts)))
+
+
+def test_default_objective_is_the_nvidia_rmi_with_cpp_on_the_coarse_maps():
+    net = _net()
+    rmi = net.rmi_loss
+    assert (rmi.radius, rmi.pool, rmi.pool_stride, rmi.lambda_weight, rmi.class_reduction) == (3, "avg", 4, 0.5, "sum")
+    assert net.rmi_weight == 1.0 and net.cpp_on == "coarse" and net.per_scale_loss == "ce" and net.gamma == 0.05
+
+
+def test_every_objective_key_reaches_the_model():
+    net = _net(
+        "MODEL.SEE_THROUGH.RMI.WEIGHT", "0.7", "MODEL.SEE_THROUGH.RMI.LAMBDA", "0.25",
+        "MODEL.SEE_THROUGH.RMI.RADIUS", "2", "MODEL.SEE_THROUGH.RMI.POOL", "max",
+        "MODEL.SEE_THROUGH.RMI.POOL_STRIDE", "3", "MODEL.SEE_THROUGH.RMI.CLASS_REDUCTION", "mean",
+        "MODEL.SEE_THROUGH.CPP_ON", "aggregated", "MODEL.SEE_THROUGH.PER_SCALE_LOSS", "bce",
+    )
+    rmi = net.rmi_loss
+    assert (rmi.radius, rmi.pool, rmi.pool_stride, rmi.lambda_weight, rmi.class_reduction) == (2, "max", 3, 0.25, "mean")
+    assert net.rmi_weight == 0.7 and net.cpp_on == "aggregated" and net.per_scale_loss == "bce"
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("MODEL.SEE_THROUGH.RMI.POOL", "none", "RMI pool must be one of"),
+    ("MODEL.SEE_THROUGH.RMI.CLASS_REDUCTION", "max", "class_reduction must be one of"),
+    ("MODEL.SEE_THROUGH.CPP_ON", "both", "cpp_on must be one of"),
+    ("MODEL.SEE_THROUGH.PER_SCALE_LOSS", "focal", "per_scale_loss must be one of"),
+])
+def test_bad_objective_values_list_the_choices(key, value, match):
+    with pytest.raises(ValueError, match=match):
+        _net(key, value)
+
+
+def test_old_rmi_keys_name_their_new_names(tmp_path):
+    from seethroughnet.engine import build_config
+
+    with pytest.raises(KeyError, match=r"MODEL.SEE_THROUGH.RMI_LAMBDA.*MODEL.SEE_THROUGH.RMI.LAMBDA"):
+        build_config(DEMO, ["MODEL.SEE_THROUGH.RMI_LAMBDA", "0.5"])
+    old = tmp_path / "old.yaml"
+    old.write_text(f'_BASE_: "{DEMO}"\nMODEL:\n  SEE_THROUGH:\n    RMI_WEIGHT: 1.0\n')
+    with pytest.raises(KeyError, match=r"old.yaml.*MODEL.SEE_THROUGH.RMI.WEIGHT"):
+        build_config(str(old))
+
+
+def test_guard_paths():
+    from seethroughnet.engine import RandomInitError, build_config, check_pretrained_weights
+
+    for path in (W48, os.path.join(CONFIGS, "Cityscapes/ablation/seethroughnet_W48_cpp-off_msa-on.yaml"),
+                 os.path.join(CONFIGS, "CPP-Plugin/ocrnet_HRW48_cityscapes.yaml")):
+        with pytest.raises(RandomInitError, match=r"set MODEL.HRNET.CHECKPOINT .* or add `MODEL.ALLOW_RANDOM_INIT True`"):
+            check_pretrained_weights(build_config(path))
+    with pytest.raises(RandomInitError, match=r"set MODEL.WEIGHTS \(a local ImageNet checkpoint"):
+        check_pretrained_weights(build_config(os.path.join(CONFIGS, "CPP-Plugin/pspnet_R101_cityscapes.yaml")))
+    # each way of satisfying it
+    for opts in (["MODEL.ALLOW_RANDOM_INIT", "True"], ["MODEL.HRNET.CHECKPOINT", "/data/hrnetv2_w48.pth"],
+                 ["MODEL.WEIGHTS", "/data/model_final.pth"]):
+        check_pretrained_weights(build_config(W48, opts))
+    # the CPU demo and the CamVid CPU study opt out in their files
+    check_pretrained_weights(build_config(DEMO))
+    check_pretrained_weights(build_config(os.path.join(CONFIGS, "CPP-Plugin/CamVid-CPU/pspnet_R18_camvid.yaml")))

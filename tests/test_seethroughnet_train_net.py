@@ -299,12 +299,17 @@ def main(out):
     from seethroughnet.data.datasets import register_all
     from seethroughnet.engine import Trainer, build_config
     register_all()
-    cfg = build_config({demo!r}, {tiny!r} + ["OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4"])
+    # SyncBN as in the W48 configs: the CPU trainer must convert it (SyncBatchNorm trains only on GPUs)
+    cfg = build_config({demo!r}, {tiny!r} + ["OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4",
+                                             "MODEL.HRNET.NORM", "SyncBN", "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN"])
     cfg.freeze()
+    assert cfg.MODEL.DEVICE == "cpu"
     torch.manual_seed(comm.get_rank())  # different initial weights: DDP must broadcast rank 0's
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.model.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trainer.model.modules()) > 50
     params = {{k: v for k, v in trainer.model.module.named_parameters()}}
     torch.save(params, os.path.join(out, f"params_rank{{comm.get_rank()}}.pth"))
     assert torch.distributed.get_backend() == "gloo"
@@ -315,7 +320,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_two_process_gloo_training_keeps_weights_identical(cityscapes_root, tmp_path):
+def test_two_process_gloo_training_with_syncbn_config_keeps_weights_identical(cityscapes_root, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT.format(repo=REPO, demo=DEMO, tiny=TINY + ["TEST.EVAL_PERIOD", "0"]))
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}

@@ -93,7 +93,7 @@ def test_cell_command_and_missing_weights(tmp_path):
     w.write_bytes(b"x")
     cmd = cell_command(Cell("fcos", "stn_cpp", "frozen"), str(tmp_path / "c"), weights={"stn_cpp": str(w)},
                        extra_opts=["SOLVER.MAX_ITER", "3"])
-    assert cmd[1:3] == ["-m", "transfer.train_net"] and cmd[4].endswith("fcos_hrnetv2_w48_fpn.yaml")
+    assert cmd[1:3] == ["-m", "transfer.train_net"] and cmd[4].endswith("fcos_hrnetv2_w48.yaml")
     s = " ".join(cmd)
     assert "SOLVER.MAX_ITER 3" in s and f"MODEL.TRANSFER.ENCODER_WEIGHTS {w}" in s
     assert "MODEL.TRANSFER.ENCODER_INIT seethroughnet" in s and "MODEL.TRANSFER.FREEZE_ENCODER True" in s
@@ -154,7 +154,7 @@ def test_train_net_end_to_end_one_iteration(tmp_path):
     torch.save({"model": {"sem_seg.encoder." + k: v for k, v in enc.state_dict().items()}}, ckpt)
     out = tmp_path / "out"
     opts = [o for pair in zip(rt.SMOKE_OPTS[::2], rt.SMOKE_OPTS[1::2]) for o in pair]
-    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48_fpn.yaml"), *opts,
+    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48.yaml"), *opts,
          "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2", "MODEL.TRANSFER.ENCODER_INIT", "seethroughnet",
          "MODEL.TRANSFER.ENCODER_WEIGHTS", str(ckpt), "MODEL.TRANSFER.FREEZE_ENCODER", "True",
          "SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()", "DATASETS.CITYSCAPES_ROOT", str(root),
@@ -164,7 +164,7 @@ def test_train_net_end_to_end_one_iteration(tmp_path):
     assert res["encoder_init"]["prefix"] == "sem_seg.encoder." and res["encoder_init"]["frozen"] is True
     assert json.loads((out / INIT_REPORT_FILE).read_text())["loaded"] == len(enc.state_dict())
     # --eval-only: everything from MODEL.WEIGHTS, no encoder checkpoint needed
-    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48_fpn.yaml"), "--eval-only", *opts,
+    cli(["--config-file", os.path.join(rt.HERE, "configs", "faster_rcnn_hrnetv2_w48.yaml"), "--eval-only", *opts,
          "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2", "MODEL.WEIGHTS", str(out / "model_final.pth"),
          "DATASETS.CITYSCAPES_ROOT", str(root), "INPUT.MIN_SIZE_TEST", "64", "OUTPUT_DIR", str(tmp_path / "eval")])
     ev = json.loads((tmp_path / "eval" / RESULTS_FILE).read_text())
@@ -179,3 +179,150 @@ def test_missing_converted_json_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetMissingError, match=r"instancesonly_gtFine_val\.json does not exist; .*"
                                                  r"python -m transfer\.convert_cityscapes_to_coco --root .*cs --splits val"):
         check_datasets(["cityscapes_coco_val", "coco_2017_val"])
+
+
+# ------------------------------------------------------------------ encoder checks, seeds, resume
+def _stn_run(tmp_path, name, aux_loss, config=True):
+    d = tmp_path / name
+    d.mkdir()
+    ckpt = d / "model_final.pth"
+    ckpt.write_bytes(name.encode() * 100)
+    if config:
+        (d / "config.yaml").write_text(
+            f"MODEL:\n  DEVICE: cpu\n  SEE_THROUGH:\n    AUX_LOSS: {aux_loss}\n    CE_WEIGHT: 1.0\nSEED: -1\n")
+    return str(ckpt)
+
+
+def test_runner_refuses_swapped_unknown_and_unverifiable_encoders(tmp_path, capsys):
+    on = _stn_run(tmp_path, "cpp_on", "cpp_kl")
+    off = _stn_run(tmp_path, "cpp_off", "upsample_ce")
+    near = _stn_run(tmp_path, "cpp_off_nearest", "nearest_ce")
+    odd = _stn_run(tmp_path, "odd", "kl_cpp")
+    bare = _stn_run(tmp_path, "bare", None, config=False)
+    ok = rt.check_encoders({"stn_wo_cpp": off, "stn_cpp": on}, rt.INITS)
+    assert ok["stn_cpp"]["aux_loss"] == "cpp_kl" and ok["stn_wo_cpp"]["cpp"] is False
+    assert rt.check_encoders({"stn_wo_cpp": near, "stn_cpp": on}, rt.INITS)["stn_wo_cpp"]["aux_loss"] == "nearest_ce"
+    with pytest.raises(rt.EncoderCheckError, match=r"--stn-weights .*cpp_on/model_final\.pth: .*cpp_on/config\.yaml has "
+                                                   r"MODEL\.SEE_THROUGH\.AUX_LOSS 'cpp_kl' \(CPP on\).*WITHOUT CPP; swapped"):
+        rt.check_encoders({"stn_wo_cpp": on, "stn_cpp": off}, rt.INITS)
+    with pytest.raises(rt.EncoderCheckError, match=r"--stn-cpp-weights .*odd/model_final\.pth: .*'kl_cpp', which is neither"):
+        rt.check_encoders({"stn_wo_cpp": off, "stn_cpp": odd}, rt.INITS)
+    with pytest.raises(rt.EncoderCheckError, match=r"bare/model_final\.pth: no config\.yaml beside it"):
+        rt.check_encoders({"stn_cpp": bare}, ["stn_cpp"])
+    with pytest.raises(rt.EncoderCheckError, match="same file"):
+        rt.check_encoders({"stn_wo_cpp": on, "stn_cpp": on}, ["imagenet"])
+    # through the CLI: nothing is run and nothing written
+    out = tmp_path / "grid"
+    assert rt.main(["--out-dir", str(out), "--stn-weights", on, "--stn-cpp-weights", off]) == 2
+    assert "swapped --stn-weights and --stn-cpp-weights" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cell_records_encoder_sha256_and_is_not_resumed_with_another_encoder(tmp_path):
+    import hashlib
+
+    on = _stn_run(tmp_path, "cpp_on", "cpp_kl")
+    other = _stn_run(tmp_path, "cpp_on_2", "cpp_kl")
+    cell = Cell("fcos", "stn_cpp", "finetune")
+    d = tmp_path / "cell"
+    d.mkdir()
+    info = rt._guard_encoder(cell, str(d), on)
+    with open(on, "rb") as f:
+        assert info["sha256"] == hashlib.sha256(f.read()).hexdigest()
+    assert json.loads((d / rt.ENCODER_FILE).read_text())["sha256"] == info["sha256"]
+    assert rt._guard_encoder(cell, str(d), other)["sha256"] != info["sha256"]  # no checkpoint yet: fine
+    rt._guard_encoder(cell, str(d), on)
+    (d / "last_checkpoint").write_text("model_0000001.pth")
+    rt._guard_encoder(cell, str(d), on)  # same file: resumable
+    with pytest.raises(CellError, match=r"trained from .*cpp_on/model_final\.pth .*not from .*cpp_on_2/model_final\.pth.*delete"):
+        rt._guard_encoder(cell, str(d), other)
+    with pytest.raises(rt.EncoderCheckError, match="WITHOUT CPP"):
+        rt._guard_encoder(Cell("fcos", "stn_wo_cpp", "finetune"), str(d), on)
+
+
+def test_seeds_give_mean_and_sample_std(tmp_path):
+    cells = plan(["fcos"], ["imagenet", "stn_cpp"], ["finetune"], seeds=3)
+    assert [c.key for c in cells] == ["fcos/imagenet_finetune", "fcos/imagenet_finetune_seed1", "fcos/imagenet_finetune_seed2",
+                                      "fcos/stn_cpp_finetune", "fcos/stn_cpp_finetune_seed1", "fcos/stn_cpp_finetune_seed2"]
+    ap = {("imagenet", 0): 20.0, ("imagenet", 1): 21.0, ("imagenet", 2): 23.0,
+          ("stn_cpp", 0): 24.0, ("stn_cpp", 1): 26.0}  # seed 2 of stn_cpp fails
+
+    def run(cell, cell_dir):
+        if (cell.init, cell.seed) not in ap:
+            raise RuntimeError("diverged")
+        return {"metrics": {"bbox": {m: ap[cell.init, cell.seed] for m in rt.METRICS}}, "encoder_sha256": "ab" * 32}
+
+    run_grid(cells, str(tmp_path), run, render=False)
+    cmd = cell_command(cells[2], str(tmp_path / "x"), weights={"imagenet": _stn_run(tmp_path, "w", "cpp_kl")})
+    assert cmd[cmd.index("SEED") + 1] == "2" and "--resume" in cmd
+    records = rt.gather(str(tmp_path))  # seeds found on disk
+    assert len([c for c in records if c.detector == "fcos"]) == 6
+    md = render_markdown(records)
+    mean_i, std_i = np.mean([20, 21, 23]), np.std([20, 21, 23], ddof=1)
+    mean_s, std_s = np.mean([24, 26]), np.std([24, 26], ddof=1)
+    row = next(l for l in md.splitlines() if l.startswith("| FCOS | ImageNet"))
+    assert row.split(" | ")[2] == f"{mean_i:.1f} ± {std_i:.1f} (–)"
+    row = next(l for l in md.splitlines() if l.startswith("| FCOS | SeeThroughNet w/ CPP"))
+    assert row.split(" | ")[2] == f"**{mean_s:.1f} ± {std_s:.1f}** (–)"
+    assert "mean ± sample std over up to 3 seeds" in md
+    assert "- `fcos/stn_cpp_finetune_seed2`: RuntimeError: diverged" in md
+
+
+@pytest.mark.slow
+def test_killed_cell_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """A cell that dies after its checkpoint at iteration 1 is re-run by the grid and continues
+    at iteration 2 with the checkpoint's weights (train_net in-process, the runner's command)."""
+    import torch
+    from detectron2.engine import HookBase
+
+    from seethroughnet.nn.hrnet import HRNetV2Encoder
+    from transfer import train_net
+    from transfer.cityscapes_to_coco import convert_cityscapes
+
+    root = tmp_path / "cityscapes"
+    _tiny_cityscapes(root)
+    convert_cityscapes(str(root), ["train", "val"], progress=False)
+    torch.manual_seed(0)
+    imagenet = tmp_path / "imagenet.pth"
+    torch.save({k[len("body."):]: v for k, v in HRNetV2Encoder("hrnet_w18_small_v2").state_dict().items()}, imagenet)
+    opts = [o for pair in zip(rt.SMOKE_OPTS[::2], rt.SMOKE_OPTS[1::2]) for o in pair] + [
+        "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2", "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()",
+        "SOLVER.CHECKPOINT_PERIOD", "2", "DATASETS.CITYSCAPES_ROOT", str(root), "INPUT.MIN_SIZE_TRAIN", "(64,)",
+        "INPUT.MIN_SIZE_TEST", "64"]
+    events = {"start_iter": [], "killed": 0, "saved": None}
+
+    class Kill(HookBase):
+        def after_step(self):
+            if self.trainer.iter == 2:
+                ckpt = os.path.join(self.trainer.cfg.OUTPUT_DIR, "model_0000001.pth")
+                events["saved"] = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+                events["killed"] += 1
+                raise KeyboardInterrupt("killed")
+
+    orig_hooks, orig_resume = train_net.Trainer.build_hooks, train_net.Trainer.resume_or_load
+
+    def resume_or_load(self, resume=True):
+        orig_resume(self, resume)
+        events["start_iter"].append(self.start_iter)
+        if self.start_iter:
+            state = self.model.state_dict()
+            assert all(torch.equal(state[k], v) for k, v in events["saved"].items())
+
+    monkeypatch.setattr(train_net.Trainer, "resume_or_load", resume_or_load)
+    monkeypatch.setattr(train_net.Trainer, "build_hooks", lambda self: orig_hooks(self) + [Kill()])
+
+    def run_cell(cell, cell_dir):
+        cmd = cell_command(cell, cell_dir, weights={"imagenet": str(imagenet)}, extra_opts=opts)
+        try:
+            train_net.cli(cmd[3:])
+        except KeyboardInterrupt as e:  # what a killed subprocess looks like to the grid
+            raise CellError(f"interrupted: {e}") from None
+        return {"metrics": json.loads((tmp_path / "g" / "faster_rcnn" / "imagenet_finetune" / "transfer_results.json").read_text())["metrics"]}
+
+    cells = [Cell("faster_rcnn", "imagenet", "finetune")]
+    rec = run_grid(cells, str(tmp_path / "g"), run_cell, render=False)["faster_rcnn/imagenet_finetune"]
+    assert rec["status"] == "failed" and "interrupted" in rec["error"] and events["start_iter"] == [0]
+    monkeypatch.setattr(train_net.Trainer, "build_hooks", orig_hooks)
+    rec = run_grid(cells, str(tmp_path / "g"), run_cell, render=False)["faster_rcnn/imagenet_finetune"]
+    assert rec["status"] == "ok" and events["start_iter"] == [0, 2] and events["killed"] == 1
+    assert set(rec["metrics"]["bbox"]) == set(rt.METRICS)

@@ -23,9 +23,9 @@ from transfer.train_net import prepare_model  # noqa: E402
 VARIANT = "hrnet_w18_small_v2"
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "transfer", "configs")
 DETECTORS = {
-    "mask_rcnn": "mask_rcnn_hrnetv2_w48_fpn.yaml",
-    "faster_rcnn": "faster_rcnn_hrnetv2_w48_fpn.yaml",
-    "fcos": "fcos_hrnetv2_w48_fpn.yaml",
+    "mask_rcnn": "mask_rcnn_hrnetv2_w48.yaml",
+    "faster_rcnn": "faster_rcnn_hrnetv2_w48.yaml",
+    "fcos": "fcos_hrnetv2_w48.yaml",
 }
 
 
@@ -66,6 +66,7 @@ def _cfg(detector, **opts):
     cfg.MODEL.HRNET.VARIANT = VARIANT
     cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
     cfg.MODEL.FPN.OUT_CHANNELS = 64  # > 32 GroupNorm groups of the FCOS head at 1x1 p7
+    cfg.MODEL.HRFPN.OUT_CHANNELS = 64
     cfg.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 200
     cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = 64
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 32
@@ -205,7 +206,7 @@ def test_frozen_encoder_is_bit_identical_after_training(tmp_path, source_state):
         assert torch.equal(v, source_state[k]), k
     rest = dict(model.named_parameters())
     changed = [k for k, v in before_rest.items() if not torch.equal(rest[k], v)]
-    assert any(k.startswith("backbone.fpn") for k in changed)
+    assert any(k.startswith(("backbone.reduction_conv", "backbone.output_convs")) for k in changed)  # HRFPN
     assert any(k.startswith("roi_heads.") for k in changed) and any(k.startswith("proposal_generator.") for k in changed)
 
 
@@ -239,9 +240,9 @@ def test_each_detector_trains_one_step(detector):
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert no_grad == []
     if detector == "fcos":
-        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-        assert any(n.startswith("backbone.fpn_output2") for n in frozen)  # p2 is not read by the head
         assert any(isinstance(m, torch.nn.GroupNorm) for m in model.head.modules())
+        assert {k: v.stride for k, v in model.backbone.output_shape().items()} == {
+            "p3": 8, "p4": 16, "p5": 32, "p6": 64, "p7": 128}
     model.eval()
     with torch.no_grad():
         out = model([{"image": torch.zeros(3, 64, 128), "height": 64, "width": 128}])

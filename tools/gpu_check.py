@@ -247,7 +247,7 @@ def check_detector(s: Settings) -> List[List[str]]:
 
     cfg = get_cfg()
     add_transfer_config(cfg)
-    merge_config_file(cfg, os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48_fpn.yaml"))
+    merge_config_file(cfg, os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48.yaml"))
     cfg.MODEL.DEVICE = s.device.type
     cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
     cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""

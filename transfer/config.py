@@ -4,8 +4,9 @@
 
 * ``MODEL.HRNET.*`` (variant, ImageNet checkpoint, norm, out features) via
   :func:`seethroughnet.config.add_seethroughnet_config` if they are not there yet;
-* ``MODEL.TRANSFER.*``: how the HRNetV2 encoder of ``build_hrnetv2_fpn_backbone`` is
-  initialised and whether it is frozen;
+* ``MODEL.TRANSFER.*``: how the HRNetV2 encoder of ``build_hrnetv2_{hr,}fpn_backbone`` is
+  initialised, whether it is frozen, whether its BatchNorm statistics are re-estimated;
+* ``MODEL.HRFPN.*``: the HRFPN neck of ``build_hrnetv2_hrfpn_backbone`` (:mod:`transfer.hrfpn`);
 * ``MODEL.FCOS.*``: the yaml version of detectron2's model-zoo FCOS
   (``COCO-Detection/fcos_R_50_FPN_1x.py`` + ``common/models/fcos.py``), used by the
   registered meta-architecture ``TransferFCOS``;
@@ -14,10 +15,11 @@
 """
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_transfer_config", "ENCODER_INITS", "TOP_BLOCKS"]
+__all__ = ["add_transfer_config", "ENCODER_INITS", "TOP_BLOCKS", "NECKS"]
 
 ENCODER_INITS = ("imagenet", "seethroughnet", "random")
 TOP_BLOCKS = ("maxpool", "p6p7", "none")
+NECKS = ("hrfpn", "fpn")
 
 
 def add_transfer_config(cfg):
@@ -53,6 +55,23 @@ def add_transfer_config(cfg):
     # requires_grad=False at build time, so that DistributedDataParallel does not need
     # find_unused_parameters. They are listed in the log.
     cfg.MODEL.TRANSFER.FREEZE_UNUSED = True
+    # Re-estimate the encoder's BatchNorm running statistics on this many training batches
+    # before the first iteration (cumulative average, encoder forward only, no weight changes;
+    # averaged over processes). 0 = keep the checkpoint's statistics. Meant for the ImageNet
+    # rows, whose statistics otherwise stay ImageNet's under ENCODER_NORM_EVAL / FREEZE_ENCODER
+    # while the SeeThroughNet rows carry Cityscapes statistics (transfer/README.md). Not run when
+    # a run resumes from its own checkpoint (the statistics are in it).
+    cfg.MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS = 0
+
+    # HRFPN (transfer/hrfpn.py), the neck of mmdetection's HRNet detectors; defaults are
+    # mmdetection's HRFPN defaults (mmdet/models/necks/hrfpn.py).
+    cfg.MODEL.HRFPN = CN()
+    cfg.MODEL.HRFPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.HRFPN.OUT_CHANNELS = 256
+    cfg.MODEL.HRFPN.NUM_OUTS = 5
+    cfg.MODEL.HRFPN.POOLING = "AVG"  # AVG | MAX
+    cfg.MODEL.HRFPN.CONV_STRIDE = 1  # 2 in mmdetection's HRNet-FCOS configs (levels at strides 8..128)
+    cfg.MODEL.HRFPN.NORM = ""  # mmdetection: norm_cfg=None (conv with bias)
 
     # FCOS as a yaml meta-architecture ("TransferFCOS"); values from detectron2's model zoo.
     if not hasattr(cfg.MODEL, "FCOS"):

@@ -13,7 +13,8 @@ from typing import Dict, Iterable, Optional
 
 from .cityscapes_to_coco import THING_CLASSES, default_output_path
 
-__all__ = ["DATASET_NAME", "default_cityscapes_root", "register_cityscapes_coco", "check_datasets", "DatasetMissingError"]
+__all__ = ["DATASET_NAME", "default_cityscapes_root", "register_cityscapes_coco", "check_datasets", "check_mask_format",
+           "json_segmentation_format", "DatasetMissingError"]
 
 DATASET_NAME = "cityscapes_coco_{split}"
 SPLITS = ("train", "val", "test")
@@ -73,4 +74,39 @@ def check_datasets(names: Iterable[str]) -> None:
                 f"dataset {name!r}: {json_file} does not exist; convert the Cityscapes annotations first: "
                 f"python -m transfer.convert_cityscapes_to_coco --root {root} --splits {name[len('cityscapes_coco_'):]}"
                 + (f" --out-dir {os.path.dirname(json_file)}" if os.path.dirname(json_file) != os.path.join(root, "annotations") else "")
+            )
+
+
+def json_segmentation_format(json_file: str) -> Optional[str]:
+    """The ``info.segmentation`` ("rle" / "polygon") that ``convert_cityscapes_to_coco`` writes
+    at the start of its JSON, read from the file's first bytes (not the whole file); None for a
+    JSON from elsewhere."""
+    import re
+
+    try:
+        with open(json_file, "rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    m = re.match(r'\s*\{\s*"info"\s*:\s*\{[^{}]*?"segmentation"\s*:\s*"(\w+)"', head)
+    return m.group(1) if m else None
+
+
+def check_mask_format(names: Iterable[str], mask_format: str) -> None:
+    """Training with ``INPUT.MASK_FORMAT polygon`` needs polygon annotations: a converted split
+    written as RLE (``--segmentation rle``) is refused with the command that fixes it."""
+    from detectron2.data import MetadataCatalog
+
+    if mask_format != "polygon":
+        return
+    for name in names:
+        if not name.startswith("cityscapes_coco_"):
+            continue
+        json_file = MetadataCatalog.get(name).json_file
+        if json_segmentation_format(json_file) == "rle":
+            root = os.path.dirname(os.path.dirname(MetadataCatalog.get(name).image_root))
+            raise DatasetMissingError(
+                f"dataset {name!r}: {json_file} holds RLE masks but INPUT.MASK_FORMAT is 'polygon'; convert "
+                f"it with polygons (python -m transfer.convert_cityscapes_to_coco --root {root} --splits "
+                f"{name[len('cityscapes_coco_'):]} --segmentation polygon) or train with INPUT.MASK_FORMAT bitmask"
             )

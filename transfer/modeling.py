@@ -1,17 +1,21 @@
 """The SeeThroughNet encoder in detectron2 detectors (paper Table 5).
 
 * :func:`build_transfer_backbone`: ``HRNetV2Encoder`` -> ``TransferEncoder`` (a
-  :class:`seethroughnet.modeling.backbone.hrnet.HRNetV2Backbone` that can be frozen) -> detectron2
-  ``FPN`` over the four branches ``res2..res5`` (strides 4..32) giving ``p2..p5``, plus
-  ``LastLevelMaxPool`` (``p6`` for the RPN) or ``LastLevelP6P7`` (``p6``, ``p7`` from ``p5``, FCOS).
-  The encoder is initialised from ImageNet, from a SeeThroughNet checkpoint (encoder weights
-  only), or randomly; ``backbone.init_report`` says what was loaded.
-* ``build_hrnetv2_fpn_backbone`` (``BACKBONE_REGISTRY``): the same from ``cfg.MODEL.HRNET``,
-  ``cfg.MODEL.FPN`` and ``cfg.MODEL.TRANSFER``.
+  :class:`seethroughnet.modeling.backbone.hrnet.HRNetV2Backbone` that can be frozen) -> a neck:
+  ``hrfpn`` (:class:`transfer.hrfpn.HRFPN`, HRNet's own pyramid: all four branches at stride 4,
+  concatenated, 1x1-reduced, pooled into ``p2..p6`` or, with stride-2 output convs, ``p3..p7``)
+  or ``fpn`` (detectron2's ``FPN`` over the branches plus ``LastLevelMaxPool`` or
+  ``LastLevelP6P7``). The encoder is initialised from ImageNet, from a SeeThroughNet checkpoint
+  (encoder weights only), or randomly; ``backbone.init_report`` says what was loaded.
+* ``build_hrnetv2_hrfpn_backbone`` / ``build_hrnetv2_fpn_backbone`` (``BACKBONE_REGISTRY``):
+  the same from ``cfg.MODEL.HRNET``, ``cfg.MODEL.HRFPN`` / ``cfg.MODEL.FPN`` and
+  ``cfg.MODEL.TRANSFER``.
 * ``TransferFCOS`` (``META_ARCH_REGISTRY``): detectron2's ``FCOS`` built from ``cfg.MODEL.FCOS``,
   so that all three detectors run from yaml with the same trainer.
 * :func:`freeze_unused_parameters`: ``requires_grad=False`` for parameters that the heads'
   input features do not depend on.
+* :func:`recompute_encoder_bn_stats`: re-estimate the encoder's BatchNorm statistics on
+  training images (``MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS``).
 """
 from __future__ import annotations
 
@@ -23,21 +27,23 @@ from torch import nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
+from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 
 from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone
 from seethroughnet.nn.hrnet import HRNetV2Encoder
 
-from .config import ENCODER_INITS, TOP_BLOCKS
+from .config import ENCODER_INITS, NECKS, TOP_BLOCKS
 from .encoder_init import EncoderWeightsError, imagenet_report, load_seethroughnet_encoder
+from .hrfpn import HRFPN
 
 __all__ = [
     "TransferEncoder",
     "build_transfer_encoder",
     "build_transfer_backbone",
     "build_hrnetv2_fpn_backbone",
+    "build_hrnetv2_hrfpn_backbone",
     "TransferFCOS",
     "freeze_unused_parameters",
     "head_in_features",
@@ -140,10 +146,20 @@ def build_transfer_backbone(
     fpn_norm: str = "",
     fuse_type: str = "sum",
     top_block: str = "maxpool",
+    neck: str = "fpn",
+    hrfpn_num_outs: int = 5,
+    hrfpn_pooling: str = "AVG",
+    hrfpn_conv_stride: int = 1,
     trust_weights: bool = False,
-) -> FPN:
-    """HRNetV2 encoder + detectron2 FPN; see the module docstring. Usable from LazyConfig too."""
-    if top_block not in TOP_BLOCKS:
+) -> Backbone:
+    """HRNetV2 encoder + a neck; see the module docstring. Usable from LazyConfig too.
+
+    ``neck="fpn"``: detectron2's FPN over ``in_features`` with ``top_block``; ``neck="hrfpn"``:
+    :class:`transfer.hrfpn.HRFPN` over ``in_features`` (``hrfpn_*``; ``fpn_norm`` is its norm,
+    ``fuse_type``/``top_block`` do not apply)."""
+    if neck not in NECKS:
+        raise ValueError(f"neck must be one of {NECKS}, got {neck!r}")
+    if neck == "fpn" and top_block not in TOP_BLOCKS:
         raise ValueError(f"MODEL.TRANSFER.TOP_BLOCK must be one of {TOP_BLOCKS}, got {top_block!r}")
     encoder, report = build_transfer_encoder(
         variant=variant, encoder_init=encoder_init, encoder_weights=encoder_weights, norm=norm, freeze_at=freeze_at,
@@ -152,14 +168,18 @@ def build_transfer_backbone(
     # Statistics of a randomly initialised encoder mean nothing: its BatchNorms always train.
     norm_eval = bool(norm_eval) and encoder_init != "random"
     bottom_up = TransferEncoder(encoder, tuple(in_features), frozen=freeze_encoder, norm_eval=norm_eval)
-    if top_block == "maxpool":
-        top = LastLevelMaxPool()
-    elif top_block == "p6p7":
-        top = LastLevelP6P7(out_channels, out_channels, in_feature="p5")
+    if neck == "hrfpn":
+        fpn = HRFPN(bottom_up, in_features=list(in_features), out_channels=out_channels, num_outs=hrfpn_num_outs,
+                    pooling=hrfpn_pooling, conv_stride=hrfpn_conv_stride, norm=fpn_norm)
     else:
-        top = None
-    fpn = FPN(bottom_up=bottom_up, in_features=list(in_features), out_channels=out_channels, norm=fpn_norm,
-              top_block=top, fuse_type=fuse_type)
+        if top_block == "maxpool":
+            top = LastLevelMaxPool()
+        elif top_block == "p6p7":
+            top = LastLevelP6P7(out_channels, out_channels, in_feature="p5")
+        else:
+            top = None
+        fpn = FPN(bottom_up=bottom_up, in_features=list(in_features), out_channels=out_channels, norm=fpn_norm,
+                  top_block=top, fuse_type=fuse_type)
     n_enc = sum(p.numel() for p in encoder.parameters())
     n_trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
     report = dict(report)
@@ -170,22 +190,19 @@ def build_transfer_backbone(
         norm_eval=bool(norm_eval) and not freeze_encoder,
         encoder_parameters=n_enc,
         encoder_trainable_parameters=n_trainable,
-        randomly_initialised=sorted({"fpn"} | ({"encoder"} if report["init"] == "random" else set())),
+        neck=neck,
+        randomly_initialised=sorted({neck} | ({"encoder"} if report["init"] == "random" else set())),
         fpn_outputs=list(fpn.output_shape()),
     )
     fpn.init_report = report
     logger.info(
-        "HRNetV2-FPN backbone: %s encoder (%s init, %s), %d/%d encoder parameters trainable, FPN outputs %s",
-        variant, report["init"], "frozen" if freeze_encoder else "fine-tuned", n_trainable, n_enc, report["fpn_outputs"],
+        "HRNetV2-%s backbone: %s encoder (%s init, %s), %d/%d encoder parameters trainable, outputs %s",
+        neck.upper(), variant, report["init"], "frozen" if freeze_encoder else "fine-tuned", n_trainable, n_enc, report["fpn_outputs"],
     )
     return fpn
 
 
-@BACKBONE_REGISTRY.register()
-def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
-    """``MODEL.BACKBONE.NAME: build_hrnetv2_fpn_backbone``. Reads ``MODEL.HRNET.{VARIANT,NORM,
-    CHECKPOINT}``, ``MODEL.BACKBONE.FREEZE_AT``, ``MODEL.FPN.{IN_FEATURES,OUT_CHANNELS,NORM,
-    FUSE_TYPE}`` and ``MODEL.TRANSFER.*`` (see :mod:`transfer.config`)."""
+def _encoder_kwargs(cfg, input_shape):
     t = cfg.MODEL.TRANSFER
     weights = t.ENCODER_WEIGHTS
     if t.ENCODER_INIT == "imagenet" and not weights:
@@ -197,7 +214,7 @@ def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
         )
     if input_shape is not None and input_shape.channels not in (None, 3):
         raise ValueError(f"HRNetV2 takes 3-channel images, got input_shape {input_shape}")
-    return build_transfer_backbone(
+    return dict(
         variant=cfg.MODEL.HRNET.VARIANT,
         encoder_init=t.ENCODER_INIT,
         encoder_weights=weights,
@@ -205,12 +222,42 @@ def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         freeze_encoder=t.FREEZE_ENCODER,
         norm_eval=t.ENCODER_NORM_EVAL,
+        trust_weights=cfg.MODEL.WEIGHTS_TRUSTED,
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
+    """``MODEL.BACKBONE.NAME: build_hrnetv2_fpn_backbone``: the encoder + detectron2's FPN. Reads
+    ``MODEL.HRNET.{VARIANT,NORM,CHECKPOINT}``, ``MODEL.BACKBONE.FREEZE_AT``,
+    ``MODEL.FPN.{IN_FEATURES,OUT_CHANNELS,NORM,FUSE_TYPE}`` and ``MODEL.TRANSFER.*`` (see
+    :mod:`transfer.config`)."""
+    return build_transfer_backbone(
+        **_encoder_kwargs(cfg, input_shape),
+        neck="fpn",
         in_features=cfg.MODEL.FPN.IN_FEATURES,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         fpn_norm=cfg.MODEL.FPN.NORM,
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-        top_block=t.TOP_BLOCK,
-        trust_weights=cfg.MODEL.WEIGHTS_TRUSTED,
+        top_block=cfg.MODEL.TRANSFER.TOP_BLOCK,
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_hrnetv2_hrfpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
+    """``MODEL.BACKBONE.NAME: build_hrnetv2_hrfpn_backbone``: the encoder + HRFPN
+    (:mod:`transfer.hrfpn`). Reads ``MODEL.HRFPN.*`` instead of ``MODEL.FPN.*``
+    (``MODEL.TRANSFER.TOP_BLOCK`` does not apply)."""
+    h = cfg.MODEL.HRFPN
+    return build_transfer_backbone(
+        **_encoder_kwargs(cfg, input_shape),
+        neck="hrfpn",
+        in_features=h.IN_FEATURES,
+        out_channels=h.OUT_CHANNELS,
+        fpn_norm=h.NORM,
+        hrfpn_num_outs=h.NUM_OUTS,
+        hrfpn_pooling=h.POOLING,
+        hrfpn_conv_stride=h.CONV_STRIDE,
     )
 
 
@@ -315,3 +362,46 @@ def freeze_unused_parameters(backbone: nn.Module, used_features: Iterable[str], 
 
 def _short(names: List[str], limit: int = 6) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def recompute_encoder_bn_stats(encoder: nn.Module, batches: Iterable[torch.Tensor], num_iters: int) -> int:
+    """Replace the running mean/variance of every BatchNorm in ``encoder`` by their cumulative
+    average over ``num_iters`` input batches (already normalised image tensors), forwarding the
+    encoder alone in train mode under ``no_grad``: no weight changes. In a distributed run the
+    statistics are averaged over the processes. The encoder's modes and momenta are restored.
+    Returns the number of batches used (raises if there were none)."""
+    bns = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or num_iters <= 0:
+        return 0
+    modes = {m: m.training for m in encoder.modules()}
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the mean over the batches seen
+    n = 0
+    try:
+        encoder.train()
+        with torch.no_grad():
+            for x in batches:
+                encoder(x)
+                n += 1
+                if n >= num_iters:
+                    break
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        for m, was in modes.items():
+            m.training = was
+    if n == 0:
+        raise ValueError("MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS > 0 but the data loader gave no batch")
+    import detectron2.utils.comm as comm
+
+    if comm.get_world_size() > 1:
+        import torch.distributed as dist
+
+        for m in bns:
+            for buf in (m.running_mean, m.running_var):
+                dist.all_reduce(buf)
+                buf.div_(comm.get_world_size())
+    logger.info("encoder BatchNorm statistics re-estimated on %d batches (%d layers)", n, len(bns))
+    return n

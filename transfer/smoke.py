@@ -4,15 +4,17 @@
     python -m transfer.smoke --out output/transfer_smoke [--iters 4] [--stn-iters 6]
 
 1. ``datasets/prepare_synthetic_cityscapes.py``: a small synthetic Cityscapes (128x256 images).
-2. ``transfer/convert_cityscapes_to_coco.py``: its instances as COCO JSON.
+2. ``transfer/convert_cityscapes_to_coco.py``: its instances as COCO JSON (train as polygons,
+   val as RLE).
 3. ``projects/SeeThroughNet/train_net.py`` twice, a few iterations each, on the same data:
    with CPP (``MODEL.SEE_THROUGH.AUX_LOSS cpp_kl``) and without (``upsample_ce``), giving the
    two SeeThroughNet encoder checkpoints.
 4. A stand-in "ImageNet" checkpoint: timm's randomly initialised ``hrnet_w18_small_v2``
    classifier (BatchNorm statistics calibrated on noise) saved in timm's layout; nothing can be
    downloaded here, so it exercises the loading path only.
-5. ``transfer/run_table5.py --smoke``: the 18 cells, a few iterations each, evaluated with
-   COCOEvaluator, then table5.md / table5.png.
+5. ``transfer/run_table5.py --smoke``: the 18 cells (HRFPN neck; the ImageNet rows with BN
+   statistics re-estimated on 2 batches), a few iterations each, evaluated with COCOEvaluator,
+   then table5.md / table5.png.
 
 Every step is skipped when its output exists, so an interrupted run resumes. The numbers are
 a smoke test of the plumbing, not comparable to the paper.
@@ -74,6 +76,9 @@ def main(argv=None) -> int:
     p.add_argument("--num-val", type=int, default=4)
     p.add_argument("--stn-iters", type=int, default=30, help="SeeThroughNet iterations per checkpoint")
     p.add_argument("--iters", type=int, default=4, help="detector iterations per Table 5 cell")
+    p.add_argument("--seeds", type=int, default=1, help="repeats per Table 5 cell")
+    p.add_argument("--recompute-bn-imagenet", type=int, default=2, metavar="ITERS",
+                   help="re-estimate the stand-in ImageNet encoder's BN statistics on ITERS batches (0: off)")
     p.add_argument("--detectors", nargs="+", default=None)
     p.add_argument("--inits", nargs="+", default=None)
     p.add_argument("--modes", nargs="+", default=None)
@@ -89,7 +94,11 @@ def main(argv=None) -> int:
     _run([py, "datasets/prepare_synthetic_cityscapes.py", "--output", root, "--height", str(args.height),
           "--width", str(args.width), "--num-train", str(args.num_train), "--num-val", str(args.num_val),
           "--num-test", "0", "--no-progress"], env=env)
-    _run([py, "-m", "transfer.convert_cityscapes_to_coco", "--root", root, "--splits", "train", "val"], env=env)
+    # train as polygons (INPUT.MASK_FORMAT polygon, detectron2's Cityscapes recipe), val as
+    # lossless RLE (the evaluation ground truth)
+    _run([py, "-m", "transfer.convert_cityscapes_to_coco", "--root", root, "--splits", "train",
+          "--segmentation", "polygon"], env=env)
+    _run([py, "-m", "transfer.convert_cityscapes_to_coco", "--root", root, "--splits", "val"], env=env)
 
     # 3: SeeThroughNet encoders, with and without CPP
     weights = {}
@@ -113,6 +122,7 @@ def main(argv=None) -> int:
     # 5: the grid
     cmd = [py, "-m", "transfer.run_table5", "--smoke", "--out-dir", os.path.join(out, "table5"),
            "--variant", VARIANT, "--iters", str(args.iters), "--dataset-root", root,
+           "--seeds", str(args.seeds), "--recompute-bn-imagenet", str(args.recompute_bn_imagenet),
            "--imagenet-weights", imagenet, "--stn-weights", weights["stn_wo_cpp"], "--stn-cpp-weights", weights["stn_cpp"],
            "--title", f"CPU smoke run on synthetic Cityscapes ({args.height}x{args.width}, {args.num_train} train / "
                       f"{args.num_val} val images, {VARIANT}, {args.iters} iterations per cell) - NOT comparable to the paper"]

@@ -2,7 +2,7 @@
 """Train / evaluate a Table 5 detector (Mask R-CNN, Faster R-CNN or FCOS) with the HRNetV2
 encoder on the converted Cityscapes instances, in detectron2's ``tools/train_net.py`` style.
 
-    python -m transfer.train_net --config-file transfer/configs/mask_rcnn_hrnetv2_w48_fpn.yaml \
+    python -m transfer.train_net --config-file transfer/configs/mask_rcnn_hrnetv2_w48.yaml \
         --num-gpus 8 MODEL.TRANSFER.ENCODER_INIT seethroughnet \
         MODEL.TRANSFER.ENCODER_WEIGHTS output/seethroughnet_cpp/model_final.pth \
         OUTPUT_DIR output/table5/mask_rcnn/seethroughnet_cpp_finetune
@@ -10,6 +10,13 @@ encoder on the converted Cityscapes instances, in detectron2's ``tools/train_net
 Evaluation is detectron2's ``COCOEvaluator(use_fast_impl=False)`` (bbox, and segm for Mask
 R-CNN). At the end ``<OUTPUT_DIR>/transfer_results.json`` holds the final metrics and the
 encoder initialisation report (``<OUTPUT_DIR>/encoder_init.json``).
+
+Beyond ``DefaultTrainer``: ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE full_model`` (one global gradient
+norm, mmdetection's ``grad_clip``); ``SyncBatchNorm`` -> ``BatchNorm2d`` when ``MODEL.DEVICE``
+is ``cpu`` (multi-process CPU runs); ``MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS`` (encoder BN
+statistics re-estimated before the first iteration); a Mask R-CNN with ``INPUT.MASK_FORMAT
+polygon`` refuses a train JSON converted as RLE. ``--resume`` continues from the last
+checkpoint in ``OUTPUT_DIR`` (what ``run_table5.py`` always passes).
 """
 import json
 import logging
@@ -20,6 +27,7 @@ import sys
 if __package__ in (None, ""):  # run as a script: make `transfer` importable from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import torch  # noqa: E402
 import detectron2.utils.comm as comm  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
@@ -28,8 +36,9 @@ from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from transfer.config import add_transfer_config  # noqa: E402
-from transfer.data import check_datasets, register_cityscapes_coco  # noqa: E402
+from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
+from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn  # noqa: E402
 
 logger = logging.getLogger("transfer")
 
@@ -68,11 +77,69 @@ def prepare_model(cfg, model):
     if hasattr(model.backbone, "init_report"):
         model.backbone.init_report = report
     logger.info("model: %s, %d parameters, %d trainable", type(model).__name__, n, t)
-    if comm.is_main_process() and cfg.OUTPUT_DIR:
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        with open(os.path.join(cfg.OUTPUT_DIR, INIT_REPORT_FILE), "w") as f:
-            json.dump(_clean(report), f, indent=1)
+    report["bn_statistics"] = _bn_statistics_note(cfg)
+    _write_init_report(cfg, report)
     return model
+
+
+def _bn_statistics_note(cfg):
+    t = cfg.MODEL.TRANSFER
+    if t.ENCODER_INIT == "random":
+        return "random init: BatchNorm statistics estimated during training"
+    src = {"imagenet": "ImageNet", "seethroughnet": "Cityscapes (SeeThroughNet training)"}[t.ENCODER_INIT]
+    if t.ENCODER_BN_RECOMPUTE_ITERS > 0:
+        return f"re-estimated on {t.ENCODER_BN_RECOMPUTE_ITERS} training batches before training"
+    if t.FREEZE_ENCODER or t.ENCODER_NORM_EVAL:
+        return f"the checkpoint's ({src}), kept fixed"
+    return f"the checkpoint's ({src}), updated by training"
+
+
+def _write_init_report(cfg, report):
+    if comm.is_main_process() and cfg.OUTPUT_DIR:
+        from transfer.cityscapes_to_coco import write_json_atomic
+
+        write_json_atomic(_clean(report), os.path.join(cfg.OUTPUT_DIR, INIT_REPORT_FILE))
+
+
+#: SOLVER.CLIP_GRADIENTS.CLIP_TYPE added here: one L2 (NORM_TYPE) norm over all gradients of the
+#: model, clipped to CLIP_VALUE (torch.nn.utils.clip_grad_norm_), which is what mmdetection's
+#: ``grad_clip=dict(max_norm=35, norm_type=2)`` does. detectron2's own "norm" type clips every
+#: parameter tensor separately.
+FULL_MODEL_CLIP = "full_model"
+
+
+def build_optimizer(cfg, model):
+    """detectron2's SGD with its parameter groups (BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS,
+    WEIGHT_DECAY_NORM), plus the ``full_model`` gradient clipping type."""
+    from detectron2.solver import build_optimizer as d2_build_optimizer
+    from detectron2.solver.build import get_default_optimizer_params
+
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if not (clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL_CLIP):
+        return d2_build_optimizer(cfg, model)
+    if not clip.CLIP_VALUE > 0:
+        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for CLIP_TYPE full_model, got {clip.CLIP_VALUE}")
+    max_norm, norm_type = float(clip.CLIP_VALUE), float(clip.NORM_TYPE)
+
+    class SGDFullModelClip(torch.optim.SGD):
+        def step(self, closure=None):
+            params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+            return super().step(closure)
+
+    params = get_default_optimizer_params(
+        model,
+        base_lr=cfg.SOLVER.BASE_LR,
+        weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+        bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+        weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+    )
+    return SGDFullModelClip(params, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+                            nesterov=cfg.SOLVER.NESTEROV, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
 
 
 def build_checkpointer(cfg, model, **kwargs):
@@ -84,8 +151,10 @@ def build_checkpointer(cfg, model, **kwargs):
 
 
 class Trainer(PortableDefaultTrainer):
-    """DefaultTrainer with the transfer model preparation, COCO evaluation and the safe
-    checkpointer (for MODEL.WEIGHTS and --resume; the periodic checkpointer hook saves with it)."""
+    """DefaultTrainer with the transfer model preparation, COCO evaluation, the safe
+    checkpointer (for MODEL.WEIGHTS and --resume; the periodic checkpointer hook saves with it),
+    the full-model gradient clipping, SyncBN -> BN on CPU and the optional encoder BN
+    re-estimation."""
 
     def __init__(self, cfg):
         import weakref
@@ -102,7 +171,35 @@ class Trainer(PortableDefaultTrainer):
     @classmethod
     def build_model(cls, cfg):
         model = build_model(cfg)
+        if cfg.MODEL.DEVICE == "cpu":
+            model = convert_sync_batchnorm_to_bn(model)  # SyncBN cannot train on CPU with gloo
         return prepare_model(cfg, model)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_optimizer(cfg, model)
+
+    def resume_or_load(self, resume=True):
+        super().resume_or_load(resume=resume)
+        iters = self.cfg.MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS
+        if iters > 0 and self.start_iter == 0:  # a resumed run has the statistics in its checkpoint
+            self.recompute_encoder_bn(iters)
+
+    def recompute_encoder_bn(self, iters):
+        from transfer.modeling import recompute_encoder_bn_stats
+
+        model = _unwrap(self.model)
+        encoder = model.backbone.bottom_up.encoder
+
+        def batches():
+            for data in self.build_train_loader(self.cfg):
+                yield model.preprocess_image(data).tensor
+
+        n = recompute_encoder_bn_stats(encoder, batches(), iters)
+        report = getattr(model.backbone, "init_report", None)
+        if report is not None:
+            report["bn_statistics"] = f"re-estimated on {n} training batches"
+            _write_init_report(self.cfg, report)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -128,6 +225,8 @@ def setup(args):
     default_setup(cfg, args)
     register_cityscapes_coco(cfg.DATASETS.CITYSCAPES_ROOT or None, cfg.DATASETS.CITYSCAPES_COCO_JSON_DIR or None)
     check_datasets(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
+    if cfg.MODEL.MASK_ON and not args.eval_only:
+        check_mask_format(list(cfg.DATASETS.TRAIN), cfg.INPUT.MASK_FORMAT)
     return cfg
 
 

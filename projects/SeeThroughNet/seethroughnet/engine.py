@@ -19,6 +19,7 @@ from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
 from .training import PortableDefaultTrainer
+from .utils.norm import convert_sync_batchnorm_to_bn
 from .utils.safe_load import merge_config_file
 
 __all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "RandomInitError"]
@@ -116,6 +117,14 @@ class Trainer(PortableDefaultTrainer):
                 f"resumed LR schedule had max_iters={sched.max_iters}; using SOLVER.MAX_ITER={self.max_iter}"
             )
             sched.max_iters = self.max_iter
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        if cfg.MODEL.DEVICE == "cpu":
+            # SyncBN (the W48 configs) cannot train on CPU in a multi-process (gloo) run
+            model = convert_sync_batchnorm_to_bn(model)
+        return model
 
     @classmethod
     def build_checkpointer(cls, cfg, model, trainer=None) -> DetectionCheckpointer:

@@ -7,7 +7,7 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_setup, hooks
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_scheduler
@@ -18,8 +18,9 @@ from .cpp_plugin_config import add_cpp_plugin_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
+from .resumable import ResumableTrainerMixin, build_resumable_train_loader
 
-__all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "RandomInitError"]
+__all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "check_eval_weights", "RandomInitError"]
 
 
 def build_config(config_file=None, opts=()):
@@ -77,6 +78,20 @@ def check_pretrained_weights(cfg) -> None:
     )
 
 
+def check_eval_weights(cfg, resume=False) -> None:
+    """Refuse to evaluate a randomly initialised model: ``--eval-only`` needs ``MODEL.WEIGHTS``
+    (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``) unless ``MODEL.ALLOW_RANDOM_INIT True``."""
+    if cfg.MODEL.WEIGHTS or cfg.MODEL.ALLOW_RANDOM_INIT:
+        return
+    if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        return
+    raise RandomInitError(
+        "--eval-only without weights would evaluate a randomly initialised model: set MODEL.WEIGHTS "
+        "to a trained checkpoint (or pass --resume with a checkpoint in OUTPUT_DIR), or add "
+        "`MODEL.ALLOW_RANDOM_INIT True` to evaluate random weights on purpose"
+    )
+
+
 def setup(args):
     register_all()
     cfg = build_config(args.config_file, args.opts)
@@ -85,7 +100,10 @@ def setup(args):
     return cfg
 
 
-class Trainer(DefaultTrainer):
+class Trainer(ResumableTrainerMixin, DefaultTrainer):
+    """DefaultTrainer with exact resume (resumable.py): optimizer, scaler, generators and the
+    data stream's position are checkpointed, atomically (checkpoint.py)."""
+
     def __init__(self, cfg):
         super().__init__(cfg)
         # Strict loading (see checkpoint.py); the periodic checkpointer hook saves through it too.
@@ -135,7 +153,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=SemanticSegmentationMapper(cfg, is_train=True))
+        return build_resumable_train_loader(cfg, SemanticSegmentationMapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

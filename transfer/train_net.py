@@ -11,7 +11,6 @@ Evaluation is detectron2's ``COCOEvaluator(use_fast_impl=False)`` (bbox, and seg
 R-CNN). At the end ``<OUTPUT_DIR>/transfer_results.json`` holds the final metrics and the
 encoder initialisation report (``<OUTPUT_DIR>/encoder_init.json``).
 """
-import json
 import logging
 import math
 import os
@@ -70,8 +69,9 @@ def prepare_model(cfg, model):
     logger.info("model: %s, %d parameters, %d trainable", type(model).__name__, n, t)
     if comm.is_main_process() and cfg.OUTPUT_DIR:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        with open(os.path.join(cfg.OUTPUT_DIR, INIT_REPORT_FILE), "w") as f:
-            json.dump(_clean(report), f, indent=1)
+        from transfer.cityscapes_to_coco import write_json_atomic
+
+        write_json_atomic(_clean(report), os.path.join(cfg.OUTPUT_DIR, INIT_REPORT_FILE))
     return model
 
 

@@ -238,6 +238,18 @@ class ResumableTrainerMixin:
                 "training continues, but not exactly as an uninterrupted run would"
             )
 
+    def train(self):
+        self.validate_test_datasets()
+        return super().train()
+
+    def validate_test_datasets(self):
+        """Load (and so validate) every dataset the evaluation after training will read, now,
+        rather than find a bad file after hours of training."""
+        from detectron2.data import DatasetCatalog
+
+        for name in self.cfg.DATASETS.TEST:
+            DatasetCatalog.get(name)
+
     def build_hooks(self):
         ret = super().build_hooks()
         for h in ret:

@@ -26,6 +26,8 @@ from detectron2.engine import DefaultTrainer, default_argument_parser, default_s
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
+from seethroughnet.engine import check_eval_weights  # noqa: E402
+from seethroughnet.resumable import ResumableTrainerMixin  # noqa: E402
 from transfer.config import add_transfer_config  # noqa: E402
 from transfer.data import check_datasets, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
@@ -75,8 +77,9 @@ def prepare_model(cfg, model):
     return model
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with the transfer model preparation and COCO evaluation."""
+class Trainer(ResumableTrainerMixin, DefaultTrainer):
+    """DefaultTrainer with the transfer model preparation and COCO evaluation, and the
+    project's exact, crash-safe resume (seethroughnet/resumable.py)."""
 
     @classmethod
     def build_model(cls, cfg):
@@ -138,6 +141,7 @@ def write_results(cfg, results, model=None, mode="train"):
 def main(args):
     cfg = setup(args)
     if args.eval_only:
+        check_eval_weights(cfg, resume=args.resume)
         model = Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)

@@ -129,6 +129,10 @@ class _BatchStream(torch.utils.data.IterableDataset):
             position += self.batch_size
 
 
+def _as_is(batch):
+    return batch
+
+
 class ResumableTrainLoader:
     """An infinite iterable of training batches (lists of mapped dicts) whose position and seed
     are saved by :meth:`state_dict` and restored by :meth:`load_state_dict` before the first
@@ -165,7 +169,7 @@ class ResumableTrainLoader:
                               self.world_size, self.position, self.shuffle)
         if self.num_workers > 0:
             stream = torch.utils.data.DataLoader(
-                stream, batch_size=None, num_workers=self.num_workers,
+                stream, batch_size=None, num_workers=self.num_workers, collate_fn=_as_is,
                 generator=torch.Generator().manual_seed(self.seed),  # not the global generator
             )
         for batch in stream:
@@ -205,6 +209,31 @@ class ResumableTrainerMixin:
     produce results); a failed step's error names the batch's image files."""
 
     _step_failed = False
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        from detectron2.checkpoint import DetectionCheckpointer
+
+        from .checkpoint import StrictCheckpointer
+
+        if type(self.checkpointer) is DetectionCheckpointer:
+            # atomic saves and a resume that skips unreadable checkpoints; loading as before
+            import weakref
+
+            self.checkpointer = StrictCheckpointer(
+                self._trainer.model, self.cfg.OUTPUT_DIR, allow_partial=True, trainer=weakref.proxy(self)
+            )
+            for h in self._hooks:
+                if isinstance(h, hooks.PeriodicCheckpointer):
+                    h.checkpointer = self.checkpointer
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """detectron2's ``DatasetMapper`` over a :class:`ResumableTrainLoader`; subclasses with
+        their own mapper call :func:`build_resumable_train_loader` themselves."""
+        from detectron2.data import DatasetMapper
+
+        return build_resumable_train_loader(cfg, DatasetMapper(cfg, True))
 
     def state_dict(self):
         state = super().state_dict()

@@ -93,6 +93,18 @@ def test_unwritable_export_folder_is_named(tmp_path):
         export_predictions(_Model(), _loader(1), str(target), progress=False)
 
 
+def test_unwritable_output_dir_stops_train_net_at_the_start(tmp_path):
+    from detectron2.engine import default_argument_parser
+
+    from seethroughnet.engine import setup
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    args = default_argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(blocker / "run")])
+    with pytest.raises(PermissionError, match=r"OUTPUT_DIR .*a_file/run is not a writable folder"):
+        setup(args)
+
+
 # --------------------------------------------------------------------------- model and data
 def test_unknown_hrnet_variant_names_the_key_and_the_choices():
     from detectron2.modeling import build_backbone

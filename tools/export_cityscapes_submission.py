@@ -109,6 +109,7 @@ def main(argv=None):
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args(argv)
 
+    from seethroughnet.checkpoint import UnreadableCheckpointError
     from seethroughnet.engine import Trainer, build_config
     from seethroughnet.data.datasets import register_all
 
@@ -119,7 +120,10 @@ def main(argv=None):
     cfg.MODEL.WEIGHTS = args.weights
     cfg.freeze()
     model = Trainer.build_model(cfg)
-    Trainer.build_checkpointer(cfg, model).load(args.weights)
+    try:
+        Trainer.build_checkpointer(cfg, model).load(args.weights)
+    except UnreadableCheckpointError as e:
+        sys.exit(f"error: --weights: {e}")
     loader = Trainer.build_test_loader(cfg, args.dataset)
     try:
         written = export_predictions(model, loader, args.output, overwrite=args.overwrite, make_zip=not args.no_zip)

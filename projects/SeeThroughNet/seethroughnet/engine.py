@@ -92,10 +92,25 @@ def check_eval_weights(cfg, resume=False) -> None:
     )
 
 
+def check_output_dir(path) -> None:
+    """Fail at the start, naming the folder, if ``OUTPUT_DIR`` cannot be created or written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(
+            f"OUTPUT_DIR {path} is not a writable folder ({e.strerror}): set OUTPUT_DIR to a folder you can write"
+        ) from None
+
+
 def setup(args):
     register_all()
     cfg = build_config(args.config_file, args.opts)
     cfg.freeze()
+    check_output_dir(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
     return cfg
 

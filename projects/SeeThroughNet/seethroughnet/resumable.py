@@ -7,12 +7,13 @@ the training data stream are lost. :class:`ResumableTrainerMixin` adds them to t
 state, and :class:`ResumableTrainLoader` replaces detectron2's train loader by a stream whose
 position is part of that state:
 
-* the index stream is TrainingSampler's (``randperm`` epochs from one seed, every
-  ``world_size``-th element to a rank), seeded by ``SEED`` (or one shared random seed, which is
-  then saved); consecutive elements form a batch, so the position is "samples consumed";
-* each sample's augmentation draws from generators seeded by (seed, rank, position) and the
-  caller's generators are restored afterwards, so the data are the same whatever
-  ``DATALOADER.NUM_WORKERS`` is and whenever the run was interrupted;
+* the index stream is TrainingSampler's (``randperm`` epochs from the seed detectron2's
+  sampler draws, which follows ``SEED``; the seed is saved), every ``world_size``-th element to
+  a rank; consecutive elements form a batch, so the position is "samples consumed";
+* with ``DATALOADER.NUM_WORKERS 0`` the augmentations draw from the global generators in the
+  main process, as detectron2's loader does (a seeded run reproduces its numbers exactly), and
+  those generators are saved with the checkpoint; with workers, each sample's augmentation draws
+  from generators seeded by (seed, rank, position), which a worker restart cannot disturb;
 * the main process's generators (dropout, ...) are saved with the checkpoint, and evaluation
   during training leaves them untouched.
 
@@ -101,11 +102,14 @@ class _BatchStream(torch.utils.data.IterableDataset):
     """Batches of this rank's stream from ``start`` on; in a DataLoader worker ``w`` of ``n``
     only batches ``w, w + n, ...``, so that the loader's round-robin gives them in order."""
 
-    def __init__(self, dataset, mapper, batch_size, seed, rank, world_size, start, shuffle=True):
+    def __init__(self, dataset, mapper, batch_size, seed, rank, world_size, start, shuffle=True, per_sample_seeds=True):
         self.dataset, self.mapper, self.batch_size = dataset, mapper, batch_size
         self.seed, self.rank, self.world_size, self.start, self.shuffle = seed, rank, world_size, start, shuffle
+        self.per_sample_seeds = per_sample_seeds
 
     def _map(self, position, index):
+        if not self.per_sample_seeds:
+            return self.mapper(self.dataset[index])
         with preserved_rng():
             s = _sample_seed(self.seed, self.rank, position)
             random.seed(s)
@@ -166,7 +170,11 @@ class ResumableTrainLoader:
     def __iter__(self):
         self._started = True
         stream = _BatchStream(self.dataset, self.mapper, self.batch_size, self.seed, self.rank,
-                              self.world_size, self.position, self.shuffle)
+                              self.world_size, self.position, self.shuffle, per_sample_seeds=self.num_workers > 0)
+        if self.num_workers == 0 and self.position == 0:
+            # the one draw from the global generator that detectron2's loader (a torch DataLoader)
+            # makes when its iterator starts: seeded runs keep their numbers
+            torch.empty((), dtype=torch.int64).random_()
         if self.num_workers > 0:
             stream = torch.utils.data.DataLoader(
                 stream, batch_size=None, num_workers=self.num_workers, collate_fn=_as_is,
@@ -195,7 +203,7 @@ def build_resumable_train_loader(cfg, mapper):
     total = args["total_batch_size"]
     if total % world:
         raise ValueError(f"SOLVER.IMS_PER_BATCH {total} must be divisible by the number of processes ({world})")
-    seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+    seed = args["sampler"]._seed  # detectron2's TrainingSampler: shared_random_seed(), i.e. follows SEED
     return ResumableTrainLoader(args["dataset"], args["mapper"], total // world, seed=seed,
                                 num_workers=args["num_workers"])
 

@@ -131,7 +131,10 @@ class StrictCheckpointer(DetectionCheckpointer):
         for stale in os.listdir(self.save_dir):
             if stale.startswith(".") and ".part" in stale:  # left by a run killed while writing
                 log.warning(f"removing {os.path.join(self.save_dir, stale)}, a file a killed run left half-written")
-                os.remove(os.path.join(self.save_dir, stale))
+                try:
+                    os.remove(os.path.join(self.save_dir, stale))
+                except FileNotFoundError:  # another rank removed it first
+                    pass
         skipped = []
         for candidate in self.resume_candidates():
             try:

@@ -1,4 +1,5 @@
-"""Crash safety of training (issue #12): a run SIGKILLed mid-step and mid-checkpoint-write and
+"""Crash safety of training (issue #12): a run SIGKILLed mid-step, mid-checkpoint-write and in the
+final evaluation, and
 restarted with ``--resume`` reaches the weights of an uninterrupted run; checkpoints hold the
 optimizer, generators and data position and load with ``weights_only=True``; a bad newest
 checkpoint is skipped; ``--eval-only`` needs weights; a non-finite loss writes no results."""
@@ -27,7 +28,7 @@ TINY = [
 
 # train_net.py run as a script, with a hook that, at a chosen moment, prints a marker and waits
 # for the test to SIGKILL it: "step N" after iteration N's batch and forward pass, "save N" after
-# half of the checkpoint of iteration N has reached the disk.
+# half of the checkpoint of iteration N has reached the disk, "eval 0" in the evaluation.
 _WRAPPER = r"""
 import io, os, runpy, sys, time
 point = os.environ.get("KILL_POINT", "")
@@ -51,6 +52,13 @@ if point:
             original_step(self)
 
         Trainer.run_step = run_step
+    elif what == "eval":
+        from seethroughnet.engine import Trainer
+
+        def test(cls, *a, **k):
+            wait()
+
+        Trainer.test = classmethod(test)
     else:
         import torch
         original_save = torch.save
@@ -129,9 +137,14 @@ def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_w
     assert (run / "last_checkpoint").read_text() == "model_0000001.pth"
     assert not (run / "model_0000003.pth").exists(), "a half-written checkpoint under its final name"
     assert [n for n in os.listdir(run) if ".part" in n], "the interrupted write should have left its temporary file"
-    # 3. resumed to the end
-    _train(dataset_env, run, flags=["--resume"], tmp=tmp_path)
+    # 3. resumed, then killed in the evaluation after the last step
+    _train(dataset_env, run, flags=["--resume"], kill_point="eval 0", tmp=tmp_path)
+    assert (run / "last_checkpoint").read_text() == "model_final.pth"
     assert not [n for n in os.listdir(run) if ".part" in n]
+    # 4. resumed: nothing left to train, the evaluation runs
+    _train(dataset_env, run, flags=["--resume"], tmp=tmp_path)
+    rows = [json.loads(line) for line in open(run / "metrics.json")]
+    assert any("sem_seg/mIoU" in r for r in rows)
 
     a, b = _final_weights(straight), _final_weights(run)
     assert a.keys() == b.keys()

@@ -1,8 +1,8 @@
-"""Crash safety of training (issue #12): a run SIGKILLed mid-step, mid-checkpoint-write and in the
-final evaluation, and
-restarted with ``--resume`` reaches the weights of an uninterrupted run; checkpoints hold the
-optimizer, generators and data position and load with ``weights_only=True``; a bad newest
-checkpoint is skipped; ``--eval-only`` needs weights; a non-finite loss writes no results."""
+"""Crash safety of training (issue #12): a run SIGKILLed mid-step, mid-checkpoint-write and in
+the final evaluation, each time restarted with ``--resume``, reaches the weights of an
+uninterrupted run; checkpoints hold the optimizer, generators and data position and load with
+``weights_only=True``; a bad newest checkpoint is skipped; ``--eval-only`` needs weights; a
+non-finite loss writes no results."""
 import json
 import os
 import signal

@@ -28,7 +28,7 @@ TINY = [
 
 # train_net.py run as a script, with a hook that, at a chosen moment, prints a marker and waits
 # for the test to SIGKILL it: "step N" after iteration N's batch and forward pass, "save N" after
-# half of the checkpoint of iteration N has reached the disk, "eval 0" in the evaluation.
+# half of the checkpoint of iteration N has reached the disk, "eval N" in the N-th evaluation.
 _WRAPPER = r"""
 import io, os, runpy, sys, time
 point = os.environ.get("KILL_POINT", "")
@@ -54,9 +54,14 @@ if point:
         Trainer.run_step = run_step
     elif what == "eval":
         from seethroughnet.engine import Trainer
+        original_test = Trainer.test.__func__
+        calls = []
 
         def test(cls, *a, **k):
-            wait()
+            calls.append(1)
+            if len(calls) == n:
+                wait()
+            return original_test(cls, *a, **k)
 
         Trainer.test = classmethod(test)
     else:
@@ -125,24 +130,25 @@ def _final_weights(out):
 
 @pytest.mark.slow
 def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_weights(dataset_env, tmp_path):
+    evals = ("TEST.EVAL_PERIOD", "2")  # evaluations right after the checkpoints must not shift the generators
     straight = tmp_path / "straight"
-    _train(dataset_env, straight, tmp=tmp_path)
+    _train(dataset_env, straight, *evals, tmp=tmp_path)
 
     run = tmp_path / "killed"
     # 1. killed during iteration 2 (checkpoint of iteration 1 on disk)
-    _train(dataset_env, run, kill_point="step 2", tmp=tmp_path)
+    _train(dataset_env, run, *evals, kill_point="step 2", tmp=tmp_path)
     assert (run / "last_checkpoint").read_text() == "model_0000001.pth"
     # 2. resumed, then killed half-way through writing the checkpoint of iteration 3
-    _train(dataset_env, run, flags=["--resume"], kill_point="save 3", tmp=tmp_path)
+    _train(dataset_env, run, *evals, flags=["--resume"], kill_point="save 3", tmp=tmp_path)
     assert (run / "last_checkpoint").read_text() == "model_0000001.pth"
     assert not (run / "model_0000003.pth").exists(), "a half-written checkpoint under its final name"
     assert [n for n in os.listdir(run) if ".part" in n], "the interrupted write should have left its temporary file"
-    # 3. resumed, then killed in the evaluation after the last step
-    _train(dataset_env, run, flags=["--resume"], kill_point="eval 0", tmp=tmp_path)
+    # 3. resumed, then killed in the evaluation after the last step (the first is after iteration 3)
+    _train(dataset_env, run, *evals, flags=["--resume"], kill_point="eval 2", tmp=tmp_path)
     assert (run / "last_checkpoint").read_text() == "model_final.pth"
     assert not [n for n in os.listdir(run) if ".part" in n]
     # 4. resumed: nothing left to train, the evaluation runs
-    _train(dataset_env, run, flags=["--resume"], tmp=tmp_path)
+    _train(dataset_env, run, *evals, flags=["--resume"], tmp=tmp_path)
     rows = [json.loads(line) for line in open(run / "metrics.json")]
     assert any("sem_seg/mIoU" in r for r in rows)
 

@@ -97,3 +97,15 @@ def test_cli_train_small_size(capsys):
                "--aux-repeats", "1"])
     out = capsys.readouterr().out
     assert "| cpp_kl | 1 |" in out and "| none | 1 |" in out and "cpp_targets(labels 1x64x128" in out
+
+
+def test_cli_memory_measures_each_variant_in_its_own_process(capsys):
+    """`memory`: one subprocess per variant, peak RSS >= RSS after building, the loss terms of
+    each variant (9 with the decoder terms, 3 without)."""
+    tool.main(["memory", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--threads", "1"])
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| cpp_kl |") or ln.startswith("| none |")]
+    assert len(rows) == 2
+    for row in rows:
+        name, terms, built, peak = [c.strip() for c in row.strip("|").split("|")][:4]
+        assert float(peak) >= float(built) > 0
+        assert terms == ("9" if name == "cpp_kl" else "3")

@@ -27,9 +27,10 @@ TINY_R18 = [
     "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(K),
     "MODEL.DECODE_HEAD.CHANNELS", "16", "MODEL.DECODE_HEAD.PROJECT_CHANNELS", "8", "MODEL.DECODE_HEAD.KEY_CHANNELS", "8",
     "MODEL.CPP_AUX.HIDDEN_CHANNELS", "8", "MODEL.DEVICE", "cpu",
+    "MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN",  # single-process CPU tests (the Table 1 configs: SyncBN)
 ]
 HRNET = ["MODEL.BACKBONE.NAME", "build_hrnetv2_backbone", "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2",
-         "MODEL.DECODE_HEAD.IN_FEATURES", "['res2', 'res3', 'res4', 'res5']"]
+         "MODEL.DECODE_HEAD.IN_FEATURES", "['res2', 'res3', 'res4', 'res5']", "MODEL.HRNET.NORM", "BN"]
 
 
 def _cfg(head, *opts):
@@ -99,10 +100,37 @@ def test_aux_heads_do_not_run_in_eval_mode():
     assert torch.equal(a, b)
 
 
-def test_num_heads_takes_the_deepest_features_and_weights_apply():
-    model = build_model(_cfg("psp", "MODEL.CPP_AUX.NUM_HEADS", "2", "MODEL.CPP_AUX.WEIGHTS", "[0.1, 0.2, 0.3, 0.4]"))
-    assert model.aux_heads.features == ["res4", "res5"]
-    assert model.aux_heads.weights == {"res4": 0.3, "res5": 0.4}
+@pytest.mark.parametrize("n,expected", [(0, []), (1, ["res4"]), (2, ["res4", "res5"]), (3, ["res3", "res4", "res5"]),
+                                        (4, ["res2", "res3", "res4", "res5"]), (-1, ["res2", "res3", "res4", "res5"])])
+def test_num_heads_adds_heads_in_add_order_res4_first_and_weights_follow_names(n, expected):
+    """One head = res4 (MMSegmentation's auxiliary_head in_index=2), then res5, res3, res2."""
+    from seethroughnet.modeling.segmentors.cpp_segmentor import aux_head_features
+
+    opts = ["MODEL.CPP_AUX.NUM_HEADS", str(n), "MODEL.CPP_AUX.WEIGHTS", "[0.1, 0.2, 0.3, 0.4]"]
+    cfg = build_cpp_config(os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml"), opts)
+    assert list(cfg.MODEL.CPP_AUX.ADD_ORDER) == ["res4", "res5", "res3", "res2"]
+    assert aux_head_features(cfg) == expected
+    if n in (1, 2):
+        model = build_model(_cfg("psp", *opts))
+        assert model.aux_heads.features == expected
+        per_feature = {"res2": 0.1, "res3": 0.2, "res4": 0.3, "res5": 0.4}  # WEIGHTS follow IN_FEATURES
+        assert model.aux_heads.weights == {f: per_feature[f] for f in expected}
+
+
+def test_add_order_is_a_config_key_and_bad_values_name_it():
+    from seethroughnet.modeling.segmentors.cpp_segmentor import aux_head_features
+
+    base = os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml")
+    cfg = build_cpp_config(base, ["MODEL.CPP_AUX.NUM_HEADS", "1", "MODEL.CPP_AUX.ADD_ORDER", "['res2', 'res3', 'res4', 'res5']"])
+    assert aux_head_features(cfg) == ["res2"]
+    cfg = build_cpp_config(base, ["MODEL.CPP_AUX.NUM_HEADS", "1", "MODEL.CPP_AUX.ADD_ORDER", "['res4', 'res5']"])
+    with pytest.raises(ValueError, match=r"MODEL.CPP_AUX.ADD_ORDER .* misses \['res2', 'res3'\]"):
+        aux_head_features(cfg)
+    cfg = build_cpp_config(base, ["MODEL.CPP_AUX.NUM_HEADS", "5"])
+    with pytest.raises(ValueError, match=r"MODEL.CPP_AUX.NUM_HEADS 5 .* valid choices: -1 \(all\) or 0..4"):
+        aux_head_features(cfg)
+    with pytest.raises(ValueError, match="MODEL.CPP_AUX.WEIGHTS has 3 values"):
+        build_model(_cfg("psp", "MODEL.CPP_AUX.WEIGHTS", "[0.1, 0.2, 0.3]"))
 
 
 @pytest.mark.parametrize("kind", ["cpp_kl", "upsample_ce", "nearest_ce"])
@@ -155,13 +183,23 @@ def test_criss_cross_attention_matches_a_loop():
     torch.testing.assert_close(m(x), _naive_criss_cross(m, x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("k", [1, 3, 4, 7])
-def test_dynamic_depthwise_conv_matches_per_image_conv(k):
-    x, f = torch.randn(2, 3, 9, 10), torch.randn(2, 3, k, k)
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
+def test_dynamic_depthwise_conv_matches_a_loop_with_mmsegmentation_padding(k):
+    """Output (i, j) = sum_ab f[a, b] x[i + a - k // 2, j + b - k // 2] (zeros outside): for even k
+    the window reaches one more row/column up/left than down/right, as MMSegmentation's DCM pads
+    (``pad = (k - 1) // 2``, then ``(pad + 1, pad, pad + 1, pad)`` for even k)."""
+    x, f = torch.randn(2, 3, 6, 7, dtype=torch.float64), torch.randn(2, 3, k, k, dtype=torch.float64)
     y = dynamic_depthwise_conv(x, f)
-    for i in range(2):
-        ref = F.conv2d(F.pad(x[i : i + 1], ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2)), f[i].unsqueeze(1), groups=3)
-        torch.testing.assert_close(y[i : i + 1], ref)
+    ref = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    for i in range(h):
+        for j in range(w):
+            for a in range(k):
+                for b in range(k):
+                    r, c = i + a - k // 2, j + b - k // 2
+                    if 0 <= r < h and 0 <= c < w:
+                        ref[:, :, i, j] += f[:, :, a, b] * x[:, :, r, c]
+    torch.testing.assert_close(y, ref)
 
 
 @pytest.mark.parametrize("depth,dil,stride", [(18, (2, 4), 8), (18, (1, 2), 16), (18, (1, 1), 32), (50, (2, 4), 8)])
@@ -169,7 +207,8 @@ def test_dilated_resnet_output_stride(depth, dil, stride):
     from detectron2.modeling import build_backbone
 
     opts = ["MODEL.RESNETS.DEPTH", str(depth), "MODEL.RESNETS.RES4_DILATION", str(dil[0]),
-            "MODEL.RESNETS.RES5_DILATION", str(dil[1]), "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]" if depth == 18 else "[1, 1, 1]"]
+            "MODEL.RESNETS.RES5_DILATION", str(dil[1]), "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]" if depth == 18 else "[1, 1, 1]",
+            "MODEL.RESNETS.NORM", "BN"]
     if depth == 18:
         opts += ["MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
     cfg = build_cpp_config(os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml"), opts)
@@ -250,3 +289,18 @@ def test_more_datasets_prepare_register_and_load(tmp_path):
     for name in names:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)
+
+
+def test_undilated_upernet_trains_with_aux_heads_at_strides_4_8_16_32():
+    """UPerNet as MMSegmentation runs it (no dilation): the top-down path resizes every level and
+    the four auxiliary heads predict at strides 4, 8, 16, 32 (64x64 input: 16, 8, 4, 2)."""
+    model = build_model(_cfg("upernet", "MODEL.RESNETS.RES4_DILATION", "1", "MODEL.RESNETS.RES5_DILATION", "1"))
+    sizes = {}
+    for f, m in model.aux_heads.heads.items():
+        m.register_forward_hook(lambda mod, inp, out, f=f: sizes.__setitem__(f, out.shape[-1]))
+    model.train()
+    losses = model(_batch())
+    assert sizes == {"res2": 16, "res3": 8, "res4": 4, "res5": 2}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.decode_head.lateral.parameters())

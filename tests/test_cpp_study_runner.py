@@ -188,6 +188,7 @@ def test_train_cell_end_to_end_on_synthetic_cityscapes(tmp_path, monkeypatch):
         register_all()
     assert res["status"] == "ok" and 0.0 <= res["mIoU"] <= 100.0
     assert len(res["IoU"]) == 19 and res["params_aux"] > 0 and res["params_inference"] > 0
+    assert res["aux_features"] == ["res2", "res3", "res4", "res5"]
     rows = [json.loads(line) for line in (tmp_path / "cell" / "metrics.json").read_text().splitlines() if line.strip()]
     assert any("loss_aux_res2" in r and "loss_sem_seg" in r for r in rows)
 
@@ -198,3 +199,37 @@ def test_shipped_camvid_grid_expands():
     assert {c["model"] for c in cells} == {"pspnet", "deeplabv3plus"}
     assert all(os.path.exists(os.path.join(REPO, c["config"])) for c in cells)
     assert grid["datasets"]["camvid"]["instance_classes"] == ["car", "pedestrian", "bicyclist"]
+
+
+def test_shipped_figure5_cells_add_heads_res4_first():
+    """Figure 5's x axis: the cells' opts on their real config put 1 head on res4 (MMSegmentation's
+    auxiliary head), then res5, res3, res2 (MODEL.CPP_AUX.ADD_ORDER)."""
+    pytest.importorskip("detectron2")
+    from seethroughnet.cpp_plugin_config import build_cpp_config
+    from seethroughnet.modeling.segmentors.cpp_segmentor import aux_head_features
+
+    grid = rs.load_grid(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/camvid_r18_cpu.yaml"))
+    expected = {0: [], 1: ["res4"], 2: ["res4", "res5"], 3: ["res3", "res4", "res5"], 4: ["res2", "res3", "res4", "res5"]}
+    seen = set()
+    for c in rs.expand_grid(grid):
+        if any(t.startswith("figure5:") for t in c["tags"]) and c["seed"] == 0:
+            cfg = build_cpp_config(os.path.join(REPO, c["config"]), c["opts"])
+            assert aux_head_features(cfg) == expected[c["num_heads"]], c["id"]
+            seen.add(c["num_heads"])
+    assert seen == set(expected)
+
+
+def test_figure5_markdown_names_the_stages_each_point_used(tmp_path):
+    grid = _grid()
+    order = ["res4", "res5", "res3", "res2"]
+
+    def launcher(cell, cell_dir, timeout_s=None, threads=1):
+        res = FakeLauncher()(cell, cell_dir)
+        res["aux_features"] = sorted(order[:cell["num_heads"]])
+        return res
+
+    rs.run_grid(grid, str(tmp_path), launcher=launcher, log=lambda *_: None)
+    md = rs.figure5_markdown(grid, rs.gather(grid, str(tmp_path)))
+    assert "first n of MODEL.CPP_AUX.ADD_ORDER" in md
+    assert "| 0 (none) |" in md and "| 1 (res4) |" in md and "| 2 (res4, res5) |" in md
+    assert "| 4 (res2, res3, res4, res5) |" in md

@@ -651,6 +651,61 @@ def cmd_train(a) -> None:
         print(f"\nprocess peak RSS (whole run): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
+def _rss_gib() -> Tuple[float, float]:
+    """(current VmRSS, VmHWM = high-water mark of the resident set) of this process, GiB (Linux)."""
+    vals = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                vals[key] = int(rest.split()[0]) / 2**20  # kB -> GiB
+    return vals["VmRSS"], vals["VmHWM"]
+
+
+def cmd_memory(a) -> None:
+    """Peak resident memory of one CPU training step (forward, every loss term, backward, SGD step)
+    of a freshly built model, one process per variant so that the high-water marks do not mix."""
+    if a.one:
+        torch.manual_seed(0)
+        model = build_model(a.backbone, a.heads)
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+        h, w = a.size
+        images = torch.randn(a.batch, 3, h, w)
+        labels = make_labels(a.batch, h, w)
+        variant = a.variants[0]
+        rss_built, _ = _rss_gib()
+        t0 = time.perf_counter()
+        res = train_step(model, opt, images, labels, variant, aux_module(variant, model), torch.device("cpu"))
+        _, peak = _rss_gib()
+        print(f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {time.perf_counter() - t0:.1f} {res['n_terms']}")
+        return
+    import subprocess
+
+    rows = []
+    for v in a.variants:
+        cmd = [sys.executable, os.path.abspath(__file__), "memory", "--one", "--variants", v, "--backbone", a.backbone,
+               "--size", str(a.size[0]), str(a.size[1]), "--batch", str(a.batch), "--heads", a.heads,
+               "--threads", str(a.threads)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMORY ")]
+        if r.returncode != 0 or not line:
+            raise SystemExit(f"memory measurement of {v} failed:\n{r.stderr[-3000:]}")
+        _, name, built, peak, secs, terms = line[0].split()
+        rows.append([name, terms, built, peak, f"{float(peak) - float(built):.3f}", secs])
+    base = {r[0]: float(r[3]) for r in rows}
+    ref = base.get("none")
+    for r in rows:
+        r.append(f"{(base[r[0]] / ref - 1) * 100:+.1f}%" if ref else "-")
+    _print(
+        f"CPU peak RSS of one training step: {a.backbone}, {a.heads} heads, batch {a.batch}, {a.size[0]}x{a.size[1]} "
+        "(two training resolutions), a fresh process per variant",
+        ["aux losses", "loss terms", "RSS after building the model (GiB)", "peak RSS, VmHWM (GiB)",
+         "peak - built (GiB)", "step time (s)", "peak vs none"],
+        rows,
+    )
+
+
 def cmd_infer(a) -> None:
     cells = [(bb, m) for bb in a.backbones for m in a.modes]
     reps, warm = {}, {}
@@ -733,6 +788,15 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--reps-slow", type=int, default=1, help="repetitions of W48 multi-scale")
     q.add_argument("--warmup-slow", type=int, default=0, help="warm-up runs of W48 multi-scale")
     q.set_defaults(func=cmd_infer)
+
+    q = sub.add_parser("memory", help="CPU peak RSS of one training step, per auxiliary-loss variant (a process each)")
+    common(q)
+    q.add_argument("--backbone", default="hrnet_w48")
+    q.add_argument("--size", nargs=2, type=_size, default=[512, 1024], metavar=("H", "W"))
+    q.add_argument("--batch", type=int, default=1)
+    q.add_argument("--variants", nargs="+", default=["cpp_kl", "none"], choices=VARIANTS)
+    q.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: measure one variant here
+    q.set_defaults(func=cmd_memory)
 
     q = sub.add_parser("all", help="everything docs/seethroughnet_benchmark.md records")
     q.add_argument("--device", default="cpu")

@@ -7,7 +7,8 @@ trainIds; they are mapped through cityscapesscripts' label table), named
 into ``OUTPUT/<city>/``, and packs them into ``OUTPUT.zip``.
 
     python tools/export_cityscapes_submission.py --config-file CFG --weights MODEL.pth \
-        --dataset cityscapes_fine_sem_seg_test --output output/submission [--overwrite] [KEY VALUE ...]
+        --dataset cityscapes_fine_sem_seg_test --output output/submission [--overwrite] \
+        [--allow-unsafe-config] [--trust-weights-file] [KEY VALUE ...]
 
 Each PNG is written to a temporary file and renamed; the zip likewise. A folder that already
 holds predictions (or an existing OUTPUT.zip) is refused unless --overwrite, which removes the
@@ -26,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from seethroughnet.utils.atomic import atomic_path
+from seethroughnet.utils.safe_load import UnsafeFileError, add_safety_arguments, apply_safety_arguments
 
 __all__ = ["trainid_to_labelid_lut", "export_predictions", "main"]
 
@@ -106,6 +108,7 @@ def main(argv=None):
     ap.add_argument("--output", required=True, help="folder for the PNGs; the zip goes to OUTPUT.zip")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--no-zip", action="store_true")
+    add_safety_arguments(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args(argv)
 
@@ -116,14 +119,15 @@ def main(argv=None):
     if not os.path.isfile(args.weights):
         sys.exit(f"error: --weights {args.weights} does not exist")
     register_all()
-    cfg = build_config(args.config_file, args.opts)
-    cfg.MODEL.WEIGHTS = args.weights
-    cfg.freeze()
-    model = Trainer.build_model(cfg)
     try:
+        cfg = build_config(args.config_file, apply_safety_arguments(args, args.opts),
+                           allow_unsafe=args.allow_unsafe_config)
+        cfg.MODEL.WEIGHTS = args.weights
+        cfg.freeze()
+        model = Trainer.build_model(cfg)
         Trainer.build_checkpointer(cfg, model).load(args.weights)
-    except UnreadableCheckpointError as e:
-        sys.exit(f"error: --weights: {e}")
+    except (UnsafeFileError, UnreadableCheckpointError) as e:
+        sys.exit(f"error: {e}")
     loader = Trainer.build_test_loader(cfg, args.dataset)
     try:
         written = export_predictions(model, loader, args.output, overwrite=args.overwrite, make_zip=not args.no_zip)

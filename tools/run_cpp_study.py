@@ -43,10 +43,15 @@ Commands::
     python tools/run_cpp_study.py run GRID.yaml [--out DIR] [--parallel N] [--dry-run]
     python tools/run_cpp_study.py render GRID.yaml [--out DIR] [--docs-md FILE] [--fig FILE]
     python tools/run_cpp_study.py cell --config CFG --out DIR [KEY VALUE ...]   # one training run
+
+``run`` and ``cell`` take ``--allow-unsafe-config`` and ``--trust-weights-file`` (see
+``seethroughnet/utils/safe_load.py``; off by default: configs are read with safe YAML only and
+weight files without unpickling Python objects).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -65,7 +70,7 @@ from seethroughnet.utils.atomic import atomic_path  # noqa: E402  (light: no tor
 # ----------------------------------------------------------------------------------------- cells
 
 
-def train_cell(config: str, out_dir: str, opts: List[str]) -> dict:
+def train_cell(config: str, out_dir: str, opts: List[str], allow_unsafe_config: bool = False) -> dict:
     """Train + evaluate one config in this process; writes and returns ``results.json``."""
     from detectron2.utils.logger import setup_logger
 
@@ -84,7 +89,7 @@ def train_cell(config: str, out_dir: str, opts: List[str]) -> dict:
         register_more_datasets()
     except ImportError:
         pass
-    cfg = build_cpp_config(config, list(opts) + ["OUTPUT_DIR", out_dir])
+    cfg = build_cpp_config(config, list(opts) + ["OUTPUT_DIR", out_dir], allow_unsafe=allow_unsafe_config)
     cfg.freeze()
     with open(os.path.join(out_dir, "config.yaml"), "w") as f:
         f.write(cfg.dump())
@@ -111,13 +116,17 @@ def train_cell(config: str, out_dir: str, opts: List[str]) -> dict:
         "train_seconds": round(train_s, 1),
         "params_inference": n_params - n_aux,
         "params_aux": n_aux,
+        # the features that carried an auxiliary head (NUM_HEADS picks them in MODEL.CPP_AUX.ADD_ORDER)
+        "aux_features": list(getattr(getattr(model, "aux_heads", None), "features", [])),
     }
 
 
 def _cell_main(args) -> int:
     out = args.out
     try:
-        res = train_cell(args.config, out, args.opts)
+        from seethroughnet.utils.safe_load import apply_safety_arguments
+
+        res = train_cell(args.config, out, apply_safety_arguments(args, args.opts), args.allow_unsafe_config)
     except BaseException as e:  # noqa: BLE001 -- recorded, not hidden
         res = {"status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-4000:]}
         _write_json(os.path.join(out, "results.json"), res)
@@ -135,15 +144,16 @@ def _write_json(path: str, obj) -> None:
 # ------------------------------------------------------------------------------------------ grid
 
 
-def load_grid(path: str) -> dict:
-    with open(path) as f:
-        text = f.read()
+def load_grid(path: str, allow_unsafe: bool = False) -> dict:
     if path.endswith(".json"):
-        grid = json.loads(text)
+        with open(path) as f:
+            grid = json.load(f)
     else:
-        import yaml
+        from seethroughnet.utils.safe_load import load_yaml_file
 
-        grid = yaml.safe_load(text)
+        grid = load_yaml_file(path, allow_unsafe=allow_unsafe, what="grid file")  # safe YAML only
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path}: the grid file must hold a mapping")
     for key in ("models", "datasets"):
         if not grid.get(key):
             raise ValueError(f"{path}: the grid needs a non-empty {key!r} mapping")
@@ -208,12 +218,13 @@ def expand_grid(grid: dict) -> List[dict]:
     return list(cells.values())
 
 
-def subprocess_launcher(cell: dict, cell_dir: str, timeout_s: Optional[float] = None, threads: int = 1) -> dict:
+def subprocess_launcher(cell: dict, cell_dir: str, timeout_s: Optional[float] = None, threads: int = 1,
+                        allow_unsafe_config: bool = False) -> dict:
     """Run one cell in a fresh Python (``run_cpp_study.py cell``), log to ``cell_dir/log.txt``."""
     os.makedirs(cell_dir, exist_ok=True)
     cfg = cell["config"] if os.path.isabs(cell["config"]) else os.path.join(REPO, cell["config"])
     cmd = [sys.executable, "-W", "ignore", os.path.abspath(__file__), "cell", "--config", cfg, "--out", cell_dir,
-           *cell["opts"]]
+           *(["--allow-unsafe-config"] if allow_unsafe_config else []), *cell["opts"]]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(os.path.join(cell_dir, "log.txt"), "w") as log:
         log.write(" ".join(cmd) + "\n")
@@ -405,6 +416,18 @@ def table2(grid: dict, records: List[dict]) -> str:
     return "\n".join(out)
 
 
+def figure5_features(grid: dict, records: List[dict]) -> Dict[int, List[str]]:
+    """``{num_heads: features}`` as the finished Figure 5 cells recorded them (``aux_features`` of
+    ``results.json``): which stages the heads sat on for each point of the x axis."""
+    fig = grid.get("figure5") or {}
+    out: Dict[int, List[str]] = {}
+    for r in records:
+        if (r.get("model") == fig.get("model") and r.get("dataset") == fig.get("dataset")
+                and r.get("status") == "ok" and "aux_features" in r):
+            out.setdefault(int(r["num_heads"]), list(r["aux_features"]))
+    return out
+
+
 def figure5_data(grid: dict, records: List[dict]) -> Dict[str, List[tuple]]:
     """``{loss name: [(num_heads, mean, std, n_ok, n_failed), ...]}``; 0 heads is the shared no-aux point."""
     fig = grid.get("figure5")
@@ -430,15 +453,18 @@ def figure5_markdown(grid: dict, records: List[dict]) -> str:
     fig = grid["figure5"]
     names = list(data)
     heads = [p[0] for p in data[names[0]]]
+    feats = figure5_features(grid, records)
     lines = [f"mIoU of {fig['model']} on {fig['dataset']} vs number of auxiliary heads (mean ± std over seeds; "
-             "heads on the deepest n stages)", "",
+             "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
+             "the stages each point used, as its cells recorded them, in brackets)", "",
              "| auxiliary heads | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for i, n in enumerate(heads):
         cells = []
         for name in names:
             _, m, s, k, nf = data[name][i]
             cells.append(_fmt(m, s, k) + (f" FAILED x{nf}" if nf else ""))
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        where = f" ({', '.join(feats[n]) or 'none'})" if n in feats else ""
+        lines.append(f"| {n}{where} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -503,6 +529,8 @@ def render(grid: dict, out_dir: str, md_path: Optional[str] = None, fig_path: Op
 
 
 def main(argv=None) -> int:
+    from seethroughnet.utils.safe_load import add_safety_arguments
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run / resume every cell of a grid, then render")
@@ -513,6 +541,7 @@ def main(argv=None) -> int:
     r.add_argument("--dry-run", action="store_true")
     r.add_argument("--md")
     r.add_argument("--fig")
+    add_safety_arguments(r)
     g = sub.add_parser("render", help="gather results.jsonl and render the tables and Figure 5")
     g.add_argument("grid")
     g.add_argument("--out")
@@ -521,14 +550,18 @@ def main(argv=None) -> int:
     c = sub.add_parser("cell", help="one training run (used by the grid runner)")
     c.add_argument("--config", required=True)
     c.add_argument("--out", required=True)
+    add_safety_arguments(c)
     c.add_argument("opts", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     if args.cmd == "cell":
         return _cell_main(args)
-    grid = load_grid(args.grid)
+    grid = load_grid(args.grid, allow_unsafe=getattr(args, "allow_unsafe_config", False))
     out = args.out or grid.get("out_dir") or os.path.join("output", "cpp_study")
     if args.cmd == "run":
-        run_grid(grid, out, parallel=args.parallel or int(grid.get("parallel", 1)),
+        if args.trust_weights_file:  # MODEL.WEIGHTS_TRUSTED True for every cell
+            grid = dict(grid, opts=list(grid.get("opts") or []) + ["MODEL.WEIGHTS_TRUSTED", "True"])
+        launcher = functools.partial(subprocess_launcher, allow_unsafe_config=args.allow_unsafe_config)
+        run_grid(grid, out, launcher=launcher, parallel=args.parallel or int(grid.get("parallel", 1)),
                  retry_failed=args.retry_failed, dry_run=args.dry_run)
     print(render(grid, out, args.md, args.fig))
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -48,24 +47,23 @@ def _listing(keys, limit=8) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: str, trusted: bool = False) -> Dict[str, torch.Tensor]:
     """Tensors of a checkpoint file: detectron2 ``.pth`` (``{"model": ...}``), a bare state dict,
-    ``{"state_dict": ...}``, or a detectron2/Detectron ``.pkl`` of numpy arrays."""
+    ``{"state_dict": ...}``, or a detectron2/Detectron ``.pkl`` of numpy arrays. Read without
+    running code from the file (``torch.load(weights_only=True)``, a restricted unpickler for
+    ``.pkl``); a file holding other pickled objects raises
+    :class:`~seethroughnet.utils.safe_load.UntrustedWeightsError` unless ``trusted``
+    (``MODEL.WEIGHTS_TRUSTED`` / ``--trust-weights-file``)."""
+    from seethroughnet.utils.safe_load import UnsafeFileError, load_weights_file
+
     if not path or not os.path.isfile(path):
         raise EncoderWeightsError(f"encoder checkpoint {path!r} does not exist")
-    if path.endswith(".pkl"):
-        with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="latin1")
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            # detectron2 checkpoints may pickle scheduler/optimizer objects that the safe loader
-            # refuses; the file is the user's own training output.
-            logger.info("%s: not loadable with weights_only=True, retrying with weights_only=False", path)
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise EncoderWeightsError(f"cannot read encoder checkpoint {path!r}: {type(e).__name__}: {e}") from e
+    try:
+        obj = load_weights_file(path, trusted=trusted)
+    except UnsafeFileError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise EncoderWeightsError(f"cannot read encoder checkpoint {path!r}: {type(e).__name__}: {e}") from e
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     for key in ("model", "state_dict", "model_state_dict"):
@@ -77,7 +75,8 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     out = {}
     for k, v in obj.items():
         if isinstance(v, np.ndarray):
-            v = torch.from_numpy(np.ascontiguousarray(v))
+            # (not np.ascontiguousarray: it turns 0-d arrays, e.g. num_batches_tracked, into 1-d)
+            v = torch.from_numpy(v if v.flags.c_contiguous else v.copy(order="C"))
         if isinstance(v, torch.Tensor):
             out[str(k)] = v
     return out
@@ -96,10 +95,10 @@ def find_encoder_prefix(state: Mapping[str, torch.Tensor], encoder_keys: List[st
     return (full[0] if full else None), candidates
 
 
-def load_seethroughnet_encoder(encoder: nn.Module, path: str) -> dict:
+def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = False) -> dict:
     """Load the encoder weights of a SeeThroughNet checkpoint into ``encoder`` (an
     ``HRNetV2Encoder``, any norm). Returns the report dict (also logged)."""
-    state = read_state_dict(path)
+    state = read_state_dict(path, trusted=trusted)
     own = encoder.state_dict()
     own_keys = list(own)
     prefix, candidates = find_encoder_prefix(state, own_keys)
@@ -165,9 +164,9 @@ def _groups(keys, depth=2) -> Dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def imagenet_report(encoder: nn.Module, path: str) -> dict:
+def imagenet_report(encoder: nn.Module, path: str, trusted: bool = False) -> dict:
     """What an (already strict-loaded) ImageNet checkpoint contributed to ``encoder``."""
-    state = read_state_dict(path)
+    state = read_state_dict(path, trusted=trusted)
     own_keys = [k for k in encoder.state_dict() if not k.endswith(_OPTIONAL_SUFFIX)]
     # num_batches_tracked counters count as loaded (dropped silently by FrozenBatchNorm2d)
     body_keys = {k[len("body."):] for k in encoder.state_dict() if k.startswith("body.")}

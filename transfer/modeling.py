@@ -91,8 +91,10 @@ def build_transfer_encoder(
     encoder_weights: str = "",
     norm: str = "BN",
     freeze_at: int = 0,
+    trust_weights: bool = False,
 ):
-    """``(HRNetV2Encoder, init_report)``."""
+    """``(HRNetV2Encoder, init_report)``. ``trust_weights``: a weights file holding pickled
+    objects beyond tensors / numpy arrays is loaded (runs code from it) instead of refused."""
     if encoder_init not in ENCODER_INITS:
         raise ValueError(f"MODEL.TRANSFER.ENCODER_INIT must be one of {ENCODER_INITS}, got {encoder_init!r}")
     if encoder_init == "imagenet":
@@ -101,8 +103,9 @@ def build_transfer_encoder(
                 "MODEL.TRANSFER.ENCODER_INIT 'imagenet' needs a local ImageNet checkpoint in "
                 "MODEL.TRANSFER.ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT); nothing is downloaded"
             )
-        encoder = HRNetV2Encoder(variant=variant, checkpoint=encoder_weights, freeze_at=freeze_at, norm=norm)
-        report = imagenet_report(encoder, encoder_weights)
+        encoder = HRNetV2Encoder(variant=variant, checkpoint=encoder_weights, freeze_at=freeze_at, norm=norm,
+                                 trust_checkpoint=trust_weights)
+        report = imagenet_report(encoder, encoder_weights, trusted=trust_weights)
     elif encoder_init == "seethroughnet":
         if not encoder_weights:
             raise EncoderWeightsError(
@@ -110,7 +113,7 @@ def build_transfer_encoder(
                 "(e.g. output/.../model_final.pth) in MODEL.TRANSFER.ENCODER_WEIGHTS"
             )
         encoder = HRNetV2Encoder(variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm)
-        report = load_seethroughnet_encoder(encoder, encoder_weights)
+        report = load_seethroughnet_encoder(encoder, encoder_weights, trusted=trust_weights)
     else:
         if encoder_weights:
             raise ValueError(
@@ -137,12 +140,14 @@ def build_transfer_backbone(
     fpn_norm: str = "",
     fuse_type: str = "sum",
     top_block: str = "maxpool",
+    trust_weights: bool = False,
 ) -> FPN:
     """HRNetV2 encoder + detectron2 FPN; see the module docstring. Usable from LazyConfig too."""
     if top_block not in TOP_BLOCKS:
         raise ValueError(f"MODEL.TRANSFER.TOP_BLOCK must be one of {TOP_BLOCKS}, got {top_block!r}")
     encoder, report = build_transfer_encoder(
-        variant=variant, encoder_init=encoder_init, encoder_weights=encoder_weights, norm=norm, freeze_at=freeze_at
+        variant=variant, encoder_init=encoder_init, encoder_weights=encoder_weights, norm=norm, freeze_at=freeze_at,
+        trust_weights=trust_weights,
     )
     # Statistics of a randomly initialised encoder mean nothing: its BatchNorms always train.
     norm_eval = bool(norm_eval) and encoder_init != "random"
@@ -205,6 +210,7 @@ def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
         fpn_norm=cfg.MODEL.FPN.NORM,
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
         top_block=t.TOP_BLOCK,
+        trust_weights=cfg.MODEL.WEIGHTS_TRUSTED,
     )
 
 

@@ -20,9 +20,9 @@ if __package__ in (None, ""):  # run as a script: make `transfer` importable fro
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detectron2.utils.comm as comm  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
@@ -77,9 +77,30 @@ def prepare_model(cfg, model):
     return model
 
 
-class Trainer(ResumableTrainerMixin, DefaultTrainer):
-    """DefaultTrainer with the transfer model preparation and COCO evaluation, and the
-    project's exact, crash-safe resume (seethroughnet/resumable.py)."""
+def build_checkpointer(cfg, model, **kwargs):
+    """detectron2's checkpointer reading files without running code from them (``.pth`` with
+    ``weights_only=True``, ``.pkl`` of numpy arrays only) unless ``MODEL.WEIGHTS_TRUSTED``."""
+    from seethroughnet.checkpoint import SafeCheckpointer
+
+    return SafeCheckpointer(model, cfg.OUTPUT_DIR, trusted=cfg.MODEL.WEIGHTS_TRUSTED, **kwargs)
+
+
+class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
+    """DefaultTrainer with the transfer model preparation, COCO evaluation, the safe checkpointer
+    (for MODEL.WEIGHTS and --resume; the periodic checkpointer hook saves with it, atomically) and
+    the project's exact, crash-safe resume (seethroughnet/resumable.py)."""
+
+    def __init__(self, cfg):
+        import weakref
+
+        from detectron2.engine import hooks
+
+        super().__init__(cfg)
+        safe = build_checkpointer(cfg, self._trainer.model, trainer=weakref.proxy(self))
+        for h in self._hooks:
+            if isinstance(h, hooks.PeriodicCheckpointer):
+                h.checkpointer = safe
+        self.checkpointer = safe
 
     @classmethod
     def build_model(cls, cfg):
@@ -96,8 +117,11 @@ class Trainer(ResumableTrainerMixin, DefaultTrainer):
 def setup(args):
     cfg = get_cfg()
     add_transfer_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    from seethroughnet.utils.safe_load import apply_safety_arguments, merge_config_file
+
+    # safe YAML only (this file and its _BASE_ files) unless --allow-unsafe-config
+    merge_config_file(cfg, args.config_file, allow_unsafe=getattr(args, "allow_unsafe_config", False))
+    cfg.merge_from_list(apply_safety_arguments(args, args.opts))
     if args.eval_only:
         # all weights come from MODEL.WEIGHTS: do not read (or require) the encoder checkpoint
         cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
@@ -143,7 +167,7 @@ def main(args):
     if args.eval_only:
         check_eval_weights(cfg, resume=args.resume)
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         write_results(cfg, res, model, mode="eval")
         return res
@@ -160,7 +184,9 @@ def main(args):
 
 
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    from seethroughnet.utils.safe_load import add_safety_arguments
+
+    args = add_safety_arguments(default_argument_parser()).parse_args(argv)
     return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                   dist_url=args.dist_url, args=(args,))
 

@@ -2,7 +2,7 @@
 """SeeThroughNet training and evaluation script (detectron2 conventions).
 
     python projects/SeeThroughNet/train_net.py --config-file <yaml> [--num-gpus N] [--resume] \
-        [--eval-only] [KEY VALUE ...]
+        [--eval-only] [--allow-unsafe-config] [--trust-weights-file] [KEY VALUE ...]
 
 Multi-process runs use NCCL on GPUs and gloo on CPU (``MODEL.DEVICE cpu --num-gpus N``
 starts N CPU processes).
@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from detectron2.engine import default_argument_parser, launch  # noqa: E402
 
 from seethroughnet.engine import Trainer, check_eval_weights, setup  # noqa: E402
+from seethroughnet.utils.safe_load import add_safety_arguments  # noqa: E402
 
 
 def main(args):
@@ -31,7 +32,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = add_safety_arguments(default_argument_parser()).parse_args()
     print("Command Line Args:", args)
     launch(
         main,

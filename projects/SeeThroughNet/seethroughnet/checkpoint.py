@@ -5,6 +5,12 @@ not; a checkpoint of another architecture then trains or evaluates a half-random
 a mismatch is an error that lists the missing, unexpected and wrongly-shaped keys, unless
 ``MODEL.WEIGHTS_ALLOW_PARTIAL`` is set.
 
+Both checkpointers here read files without running code from them (:class:`SafeCheckpointer`):
+``.pth`` with ``torch.load(weights_only=True)``, ``.pkl`` through a restricted unpickler (see
+:mod:`seethroughnet.utils.safe_load`), for ``MODEL.WEIGHTS`` and for ``--resume`` alike. A file
+holding other pickled objects is refused unless the checkpointer is ``trusted``
+(``--trust-weights-file`` / ``MODEL.WEIGHTS_TRUSTED``).
+
 Checkpoints and ``last_checkpoint`` are written to a temporary name and renamed, so a run killed
 while saving leaves the previous checkpoint intact; ``--resume`` passes over a newest checkpoint
 that is missing, empty or truncated (with a warning naming it) to the previous one.
@@ -19,8 +25,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .utils.atomic import atomic_path
+from .utils.safe_load import UnsafeFileError, load_weights_file
 
-__all__ = ["CheckpointMismatchError", "UnreadableCheckpointError", "StrictCheckpointer"]
+__all__ = ["CheckpointMismatchError", "SafeCheckpointer", "StrictCheckpointer", "UnreadableCheckpointError"]
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -66,29 +73,49 @@ def _listing(keys, limit=12):
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-class StrictCheckpointer(DetectionCheckpointer):
-    def __init__(self, model, save_dir="", *, allow_partial=False, **kwargs):
+class SafeCheckpointer(DetectionCheckpointer):
+    """detectron2's ``DetectionCheckpointer`` with its file reading (``_load_file``) done by
+    :func:`~seethroughnet.utils.safe_load.load_weights_file`; the model-zoo conventions of
+    ``.pkl`` (Detectron2 / Caffe2 layouts) and ``.pyth`` (pycls) files are kept."""
+
+    def __init__(self, model, save_dir="", *, trusted=False, **kwargs):
         super().__init__(model, save_dir, **kwargs)
-        self.allow_partial = allow_partial
-        self._loading = None
+        self.trusted = bool(trusted)
+
+    def _load_file(self, filename):
+        data = load_weights_file(filename, trusted=self.trusted)
+        if not isinstance(data, dict):
+            raise ValueError(f"checkpoint {filename} holds a {type(data).__name__}, not a dict of weights")
+        if filename.endswith(".pkl"):  # as DetectionCheckpointer._load_file
+            if "model" in data and "__author__" in data:  # detectron2 model zoo
+                self.logger.info("Reading a file from '{}'".format(data["__author__"]))
+                return data
+            if "blobs" in data:  # Caffe2 / Detectron1 detection models
+                data = data["blobs"]
+            data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+            return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        if filename.endswith(".pyth"):  # pycls
+            if "model_state" not in data:
+                raise ValueError(f"cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'")
+            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
+        if "model" not in data:
+            data = {"model": data}
+        return data
 
     def load(self, path, *args, **kwargs):
-        self._loading = path
+        if path:
+            check_checkpoint_file(path)
         try:
-            if path:
-                check_checkpoint_file(path)
-            try:
-                return super().load(path, *args, **kwargs)
-            except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-                # torch's zip reader and pickle do not name the file
-                unreadable = not isinstance(e, RuntimeError) or "PytorchStreamReader" in str(e)
-                if not unreadable or isinstance(e, CheckpointMismatchError):
-                    raise
-                raise UnreadableCheckpointError(
-                    f"cannot read checkpoint {path} ({e}): it is truncated or corrupt; use another checkpoint"
-                ) from e
-        finally:
-            self._loading = None
+            return super().load(path, *args, **kwargs)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+            # torch's zip reader and pickle do not name the file
+            unreadable = not isinstance(e, RuntimeError) or "PytorchStreamReader" in str(e)
+            if not unreadable or isinstance(e, (CheckpointMismatchError, UnsafeFileError)):
+                raise
+            raise UnreadableCheckpointError(
+                f"cannot read checkpoint {path} ({e}): it is truncated or corrupt; use another checkpoint"
+            ) from e
 
     # ---- writing: a temporary name, then one rename -------------------------------------------
     def save(self, name, **kwargs):
@@ -150,6 +177,20 @@ class StrictCheckpointer(DetectionCheckpointer):
             f"--resume: no readable checkpoint in {self.save_dir} (tried {', '.join(skipped) or 'none'}). "
             "Remove the broken files and last_checkpoint to start afresh, or choose another OUTPUT_DIR."
         )
+
+
+class StrictCheckpointer(SafeCheckpointer):
+    def __init__(self, model, save_dir="", *, allow_partial=False, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.allow_partial = allow_partial
+        self._loading = None
+
+    def load(self, path, *args, **kwargs):
+        self._loading = path
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:
+            self._loading = None
 
     def _load_model(self, checkpoint):
         incompatible = super()._load_model(checkpoint)

@@ -90,3 +90,10 @@ def add_seethroughnet_config(cfg):
         cfg.register_renamed_key(old, new)
     # Stop training when any loss term is NaN or infinite (naming the term and iteration).
     cfg.SOLVER.CHECK_FINITE_LOSS = True
+
+    # --- Files from elsewhere (issue 15) ------------------------------------------------------
+    # Weight / checkpoint files holding pickled Python objects beyond tensors, numpy arrays,
+    # numbers, strings and containers are refused (loading them runs code from the file) unless
+    # this is True. Only the command line can set it (KEY VALUE or --trust-weights-file): a YAML
+    # config file that sets it is refused (seethroughnet/utils/safe_load.py).
+    cfg.MODEL.WEIGHTS_TRUSTED = False

@@ -39,12 +39,19 @@ def add_cpp_plugin_config(cfg):
     cfg.MODEL.CPP_AUX.ENABLED = True
     # the features that get an auxiliary head (the paper's Table 1: the four stages)
     cfg.MODEL.CPP_AUX.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    # -1: all of IN_FEATURES; n in 0..4: the deepest n of them (Figure 5's x axis)
+    # -1: all of IN_FEATURES; n in 0..len(IN_FEATURES): the first n features of ADD_ORDER that are in
+    # IN_FEATURES (Figure 5's x axis)
     cfg.MODEL.CPP_AUX.NUM_HEADS = -1
+    # the order in which NUM_HEADS adds heads: res4 first (MMSegmentation's single FCN auxiliary head
+    # sits on res4, in_index=2), then the others from the deepest down (the paper does not say)
+    cfg.MODEL.CPP_AUX.ADD_ORDER = ["res4", "res5", "res3", "res2"]
     cfg.MODEL.CPP_AUX.LOSS = "cpp_kl"  # cpp_kl | upsample_ce | nearest_ce
-    cfg.MODEL.CPP_AUX.WEIGHTS = [0.4]  # one per head or one for all (MMSegmentation aux weight 0.4)
+    # one per head of IN_FEATURES (in that order) or one for all (MMSegmentation aux weight 0.4)
+    cfg.MODEL.CPP_AUX.WEIGHTS = [0.4]
     cfg.MODEL.CPP_AUX.HIDDEN_CHANNELS = 256  # MMSegmentation FCN auxiliary head width
-    cfg.MODEL.CPP_AUX.DROPOUT = 0.1
+    # Dropout2d before the 1x1 classifier of every auxiliary head: 0 = 3x3 conv -> BN -> ReLU -> 1x1
+    # conv (the shape of the paper's coarse heads, Sec. 3.2); 0.1 = MMSegmentation's FCNHead dropout_ratio
+    cfg.MODEL.CPP_AUX.DROPOUT = 0.0
     cfg.MODEL.CPP_AUX.KL_DIRECTION = "target_to_prediction"
     cfg.MODEL.CPP_AUX.IGNORE_MODE = "renormalize"
 
@@ -52,11 +59,15 @@ def add_cpp_plugin_config(cfg):
     # detectron2's MODEL.RESNETS.* and the DeepLab keys (RES4_DILATION, RES5_MULTI_GRID, STEM_TYPE):
     # DEPTH 18/34 (basic blocks) or 50/101/152; RES4_DILATION 2 + RES5_DILATION 4 = output stride 8.
     # Their defaults are left untouched (other models share them); Base-CPP-Plugin.yaml sets OS8.
+    # CONTRACT_DILATION: the first block of a dilated stage uses half the dilation (MMSegmentation's
+    # ResNetV1c contract_dilation=True); off here (detectron2's behaviour), on in Base-CPP-Plugin.yaml.
+    if not hasattr(cfg.MODEL.RESNETS, "CONTRACT_DILATION"):
+        cfg.MODEL.RESNETS.CONTRACT_DILATION = False
     return cfg
 
 
-def build_cpp_config(config_file=None, opts=()):
+def build_cpp_config(config_file=None, opts=(), *, allow_unsafe=False):
     """:func:`seethroughnet.engine.build_config`, which includes the CPP plug-in keys."""
     from .engine import build_config
 
-    return build_config(config_file, opts)
+    return build_config(config_file, opts, allow_unsafe=allow_unsafe)

@@ -8,7 +8,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader
-from detectron2.engine import DefaultTrainer, default_setup, hooks
+from detectron2.engine import default_setup, hooks
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_scheduler
 
@@ -19,13 +19,17 @@ from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
 from .resumable import ResumableTrainerMixin, build_resumable_train_loader
+from .training import PortableDefaultTrainer
+from .utils.safe_load import merge_config_file
 
 __all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "check_eval_weights", "RandomInitError"]
 
 
-def build_config(config_file=None, opts=()):
+def build_config(config_file=None, opts=(), *, allow_unsafe=False):
     """A config with the project's keys (SeeThroughNet's and the CPP plug-in's), merged from
-    ``config_file`` and ``KEY VALUE`` opts."""
+    ``config_file`` and ``KEY VALUE`` opts. The file and its ``_BASE_`` files are read with safe
+    YAML only (``UnsafeConfigError`` for a Python tag) unless ``allow_unsafe``
+    (``--allow-unsafe-config``)."""
     cfg = get_cfg()
     add_cpp_plugin_config(cfg)
     hint = (
@@ -36,7 +40,7 @@ def build_config(config_file=None, opts=()):
         if not os.path.isfile(config_file):
             raise FileNotFoundError(f"config file {config_file} does not exist")
         try:
-            cfg.merge_from_file(config_file)
+            merge_config_file(cfg, config_file, allow_unsafe=allow_unsafe)
         except KeyError as e:  # "Non-existent config key: X"
             raise KeyError(f"{config_file}: {e.args[0]} ({hint})") from None
     try:
@@ -107,17 +111,22 @@ def check_output_dir(path) -> None:
 
 
 def setup(args):
+    """``args``: detectron2's ``default_argument_parser`` with
+    :func:`~seethroughnet.utils.safe_load.add_safety_arguments`."""
+    from .utils.safe_load import apply_safety_arguments
+
     register_all()
-    cfg = build_config(args.config_file, args.opts)
+    cfg = build_config(args.config_file, apply_safety_arguments(args, args.opts),
+                       allow_unsafe=getattr(args, "allow_unsafe_config", False))
     cfg.freeze()
     check_output_dir(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
     return cfg
 
 
-class Trainer(ResumableTrainerMixin, DefaultTrainer):
-    """DefaultTrainer with exact resume (resumable.py): optimizer, scaler, generators and the
-    data stream's position are checkpointed, atomically (checkpoint.py)."""
+class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
+    """The project's trainer with exact resume (resumable.py): optimizer, scaler, generators and
+    the data stream's position are checkpointed, atomically (checkpoint.py)."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -147,7 +156,8 @@ class Trainer(ResumableTrainerMixin, DefaultTrainer):
 
         kwargs = {"trainer": weakref.proxy(trainer)} if trainer is not None else {}
         return StrictCheckpointer(
-            model, cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, **kwargs
+            model, cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            trusted=cfg.MODEL.WEIGHTS_TRUSTED, **kwargs
         )
 
     @classmethod

@@ -222,14 +222,16 @@ class ResumableTrainerMixin:
         super().__init__(cfg)
         from detectron2.checkpoint import DetectionCheckpointer
 
-        from .checkpoint import StrictCheckpointer
+        from .checkpoint import SafeCheckpointer
 
         if type(self.checkpointer) is DetectionCheckpointer:
-            # atomic saves and a resume that skips unreadable checkpoints; loading as before
+            # atomic saves and a resume that skips unreadable checkpoints (subclasses may install
+            # their own SafeCheckpointer / StrictCheckpointer after this)
             import weakref
 
-            self.checkpointer = StrictCheckpointer(
-                self._trainer.model, self.cfg.OUTPUT_DIR, allow_partial=True, trainer=weakref.proxy(self)
+            self.checkpointer = SafeCheckpointer(
+                self._trainer.model, self.cfg.OUTPUT_DIR, trusted=getattr(self.cfg.MODEL, "WEIGHTS_TRUSTED", False),
+                trainer=weakref.proxy(self),
             )
             for h in self._hooks:
                 if isinstance(h, hooks.PeriodicCheckpointer):

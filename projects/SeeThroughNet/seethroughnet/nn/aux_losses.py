@@ -143,9 +143,11 @@ def resized_cross_entropy(logits: Tensor, labels: Tensor, ignore_value: int = 25
     """Cross-entropy of ``logits`` bilinearly resized to the label size (no resize if the sizes
     match), averaged over non-ignored pixels; a graph-attached 0 if there are none. The main
     segmentation losses and the up-sampled auxiliary baseline all use it."""
-    if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
-        logits = F.interpolate(logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=align_corners)
-    return _masked_ce(logits, labels, ignore_value)
+    with torch.autocast(device_type=logits.device.type, enabled=False):  # float32 under mixed precision
+        logits = logits.float()
+        if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
+            logits = F.interpolate(logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=align_corners)
+        return _masked_ce(logits, labels, ignore_value)
 
 
 def upsample_ce_loss(
@@ -321,6 +323,11 @@ class AuxiliaryLoss(torch.nn.Module):
         return self.kind == "cpp_kl"
 
     def forward(self, logits: Tensor, labels: Tensor, targets: Optional[Tensor] = None) -> Tensor:
+        # Mixed precision: the targets, the resizing and the loss itself run in float32.
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return self._forward(logits.float(), labels, targets)
+
+    def _forward(self, logits: Tensor, labels: Tensor, targets: Optional[Tensor]) -> Tensor:
         if self.kind == "cpp_kl":
             return cpp_kl_loss(
                 logits, labels, self.num_classes, self.ignore_value,

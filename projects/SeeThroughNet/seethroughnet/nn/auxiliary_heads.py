@@ -1,9 +1,12 @@
 """Auxiliary heads as a plug-in for any segmentation model (SeeThroughNet, CVPR 2022, Sec. 4.4 /
 Table 1: "four auxiliary heads" on the four stage outputs of the backbone, trained with CPP targets).
 
-Each head is MMSegmentation's FCN auxiliary head shape: ``3x3 conv -> norm -> ReLU -> Dropout2d ->
-1x1 conv`` to ``K`` classes (``K + 1`` for ``ignore_mode="ignore_channel"``), applied on one named
-backbone feature at that feature's stride. Its loss is one of
+Each head is ``3x3 conv -> norm -> ReLU -> 1x1 conv`` to ``K`` classes (``K + 1`` for
+``ignore_mode="ignore_channel"``), applied on one named backbone feature at that feature's stride;
+``dropout > 0`` puts a ``Dropout2d`` before the 1x1 conv (MMSegmentation's ``FCNHead`` auxiliary
+head: ``num_convs=1``, ``dropout_ratio=0.1``; default 0, no dropout). Initialisation as
+MMSegmentation's FCNHead (:mod:`seethroughnet.nn.weight_init`): Kaiming fan-out for the 3x3 conv,
+``N(0, 0.01)`` for the classifier. Its loss is one of
 :data:`seethroughnet.nn.aux_losses.AUX_LOSS_KINDS`:
 
 * ``"upsample_ce"``: logits bilinearly up-sampled to the label size + CE (the usual auxiliary head,
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 
 from .aux_losses import AUX_LOSS_KINDS, AuxiliaryLoss
+from .weight_init import init_classifier_, init_conv_module_
 
 __all__ = ["AuxiliaryHeads", "aux_head"]
 
@@ -36,15 +40,23 @@ def _norm(norm: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {norm!r}; valid choices: BN, SyncBN, GN")
 
 
-def aux_head(in_channels: int, hidden_channels: int, out_channels: int, norm: str = "BN", dropout: float = 0.1) -> nn.Sequential:
-    """``3x3 conv (no bias) -> norm -> ReLU -> Dropout2d -> 1x1 conv``."""
-    return nn.Sequential(
+def aux_head(in_channels: int, hidden_channels: int, out_channels: int, norm: str = "BN", dropout: float = 0.0) -> nn.Sequential:
+    """``3x3 conv (no bias) -> norm -> ReLU [-> Dropout2d(dropout) if dropout > 0] -> 1x1 conv``,
+    initialised as MMSegmentation's FCNHead (Kaiming fan-out conv, ``N(0, 0.01)`` classifier)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"auxiliary head dropout {dropout}; valid: 0 <= dropout < 1")
+    layers = [
         nn.Conv2d(in_channels, hidden_channels, 3, padding=1, bias=False),
         _norm(norm, hidden_channels),
         nn.ReLU(inplace=True),
-        nn.Dropout2d(dropout),
-        nn.Conv2d(hidden_channels, out_channels, 1),
-    )
+    ]
+    if dropout > 0:
+        layers.append(nn.Dropout2d(dropout))
+    layers.append(nn.Conv2d(hidden_channels, out_channels, 1))
+    head = nn.Sequential(*layers)
+    init_conv_module_(head[0], head[1])
+    init_classifier_(head[-1])
+    return head
 
 
 class AuxiliaryHeads(nn.Module):
@@ -59,7 +71,8 @@ class AuxiliaryHeads(nn.Module):
         weights: one loss weight per head, or one number for all (default 1.0 each).
         hidden_channels: width of the 3x3 conv (MMSegmentation's FCN auxiliary head: 256).
         ignore_value, kl_direction, ignore_mode: passed to :class:`AuxiliaryLoss`.
-        norm: ``"BN"`` | ``"SyncBN"`` | ``"GN"``; dropout: ``Dropout2d`` rate (0.1).
+        norm: ``"BN"`` | ``"SyncBN"`` | ``"GN"``; dropout: ``Dropout2d`` rate before the classifier
+            (0: none; MMSegmentation's FCNHead: 0.1).
 
     ``forward(features, labels)`` -> ``{"loss_aux_<feature>": weight * loss}`` in training mode,
     ``{}`` in eval mode.
@@ -77,7 +90,7 @@ class AuxiliaryHeads(nn.Module):
         kl_direction: str = "target_to_prediction",
         ignore_mode: str = "renormalize",
         norm: str = "BN",
-        dropout: float = 0.1,
+        dropout: float = 0.0,
     ):
         super().__init__()
         if loss_kind not in AUX_LOSS_KINDS:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import warnings
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -159,7 +160,9 @@ def _extract_state_dict(obj) -> Dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, Mapping):
         raise ValueError(f"checkpoint does not hold a state dict (got {type(obj).__name__})")
-    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    # numpy arrays: Detectron-style .pkl weights
+    return {k: torch.from_numpy(v.copy(order="C")) if isinstance(v, np.ndarray) else v
+            for k, v in obj.items() if isinstance(v, (torch.Tensor, np.ndarray))}
 
 
 def _fmt(keys: Iterable[str], limit: int = 25) -> str:
@@ -178,6 +181,9 @@ class HRNetV2Encoder(nn.Module):
             of raising on missing/unexpected/mismatched keys.
         freeze_at: 0 nothing, 1 the stem, ``k >= 2`` the stem and stages 1..k-1 (max 5).
         norm: ``"BN"``, ``"SyncBN"`` or ``"FrozenBN"``.
+        trust_checkpoint: load a ``checkpoint`` holding pickled objects other than tensors,
+            numpy arrays, numbers, strings and containers (this runs code from the file;
+            ``MODEL.WEIGHTS_TRUSTED``). Off: such a file is refused.
 
     Attributes:
         channels: ``{"res2": C2, ..., "res5": C5}`` (48/96/192/384 for W48).
@@ -194,6 +200,8 @@ class HRNetV2Encoder(nn.Module):
         allow_partial: bool = False,
         freeze_at: int = 0,
         norm: str = "BN",
+        *,
+        trust_checkpoint: bool = False,
     ):
         super().__init__()
         import timm  # local import: keep ``import seethroughnet.nn`` light
@@ -224,7 +232,7 @@ class HRNetV2Encoder(nn.Module):
         self.channels: Dict[str, int] = dict(zip(_FEATURE_NAMES, chans))
         self.strides: Dict[str, int] = dict(zip(_FEATURE_NAMES, reds))
         if checkpoint is not None:
-            self.load_checkpoint(checkpoint, allow_partial=allow_partial)
+            self.load_checkpoint(checkpoint, allow_partial=allow_partial, trusted=trust_checkpoint)
         self.body = convert_norm(self.body, norm)
         self._freeze(self.freeze_at)
 
@@ -237,13 +245,18 @@ class HRNetV2Encoder(nn.Module):
                     p.requires_grad_(False)
                 setattr(self.body, name, FrozenBatchNorm2d.convert_frozen_batchnorm(part))
 
-    def load_checkpoint(self, path: str, allow_partial: bool = False) -> CheckpointReport:
+    def load_checkpoint(self, path: str, allow_partial: bool = False, trusted: bool = False) -> CheckpointReport:
         """Load a local ImageNet checkpoint (timm classification names or feature-model names).
 
         Raises ``ValueError`` listing missing / unexpected / shape-mismatched keys unless
-        ``allow_partial``. BatchNorm ``num_batches_tracked`` buffers may be absent.
+        ``allow_partial``. BatchNorm ``num_batches_tracked`` buffers may be absent. The file is
+        read by :func:`seethroughnet.utils.safe_load.load_weights_file` (``weights_only=True``
+        for ``.pth``, numpy arrays only for ``.pkl``; other pickled objects refused unless
+        ``trusted``).
         """
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        from ..utils.safe_load import load_weights_file
+
+        obj = load_weights_file(path, trusted=trusted)
         state = _strip_prefixes(_extract_state_dict(obj))
         dropped = [k for k in state if k.startswith(_CLASSIFIER_PREFIXES)]
         state = {k: v for k, v in state.items() if k not in set(dropped)}

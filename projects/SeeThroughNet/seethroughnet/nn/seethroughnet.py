@@ -82,6 +82,8 @@ class SeeThroughNet(nn.Module):
         backbone: timm HRNet variant (``"hrnet_w48"`` in the paper).
         checkpoint: local ImageNet checkpoint for the encoder, or ``None``.
         allow_partial: load a non-matching checkpoint partially instead of raising.
+        trust_checkpoint: load a ``checkpoint`` holding pickled objects other than tensors
+            (runs code from the file; ``MODEL.WEIGHTS_TRUSTED``). Off: such a file is refused.
         freeze_at: encoder freezing (0 none, 1 stem, k stem + stages 1..k-1).
         norm: encoder norm, ``"BN"`` / ``"SyncBN"`` / ``"FrozenBN"``.
         head_norm: norm of the freshly initialised heads, ``"BN"`` / ``"SyncBN"``.
@@ -116,6 +118,7 @@ class SeeThroughNet(nn.Module):
         backbone: str = "hrnet_w48",
         checkpoint: Optional[str] = None,
         allow_partial: bool = False,
+        trust_checkpoint: bool = False,
         freeze_at: int = 0,
         norm: str = "BN",
         head_norm: str = "BN",
@@ -164,7 +167,7 @@ class SeeThroughNet(nn.Module):
         self.ignore_value = ignore_value
         self.align_corners = align_corners
         self.train_resolutions = train_resolutions
-        self.encoder = HRNetV2Encoder(backbone, checkpoint, allow_partial, freeze_at, norm)
+        self.encoder = HRNetV2Encoder(backbone, checkpoint, allow_partial, freeze_at, norm, trust_checkpoint=trust_checkpoint)
         self.decoder = SeeThroughDecoder(
             self.encoder.channels,
             num_classes,

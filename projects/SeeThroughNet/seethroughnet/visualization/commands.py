@@ -44,6 +44,16 @@ def _model_args(ap, prefix="", required=True, what="the model"):
                     help=f"checkpoint of {what} (default: MODEL.WEIGHTS of the config; random init if empty)")
 
 
+def _safety_args(ap):
+    from seethroughnet.utils.safe_load import add_safety_arguments
+
+    add_safety_arguments(ap)
+
+
+def _safety(a):
+    return {"allow_unsafe_config": a.allow_unsafe_config, "trust_weights": a.trust_weights_file}
+
+
 def _box(values):
     return tuple(int(round(float(v))) for v in values) if values is not None else None
 
@@ -89,13 +99,14 @@ def gradcam_main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of the heat map in the overlay")
     ap.add_argument("--output", required=True, help="overlay PNG")
     ap.add_argument("--device", default=None, help="override MODEL.DEVICE")
+    _safety_args(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     a = ap.parse_args(argv)
     from .figures import draw_box, overlay_cam, save_image
     from .models import class_metadata, load_model, read_image
 
     image = read_image(a.image)
-    cfg, model = load_model(a.config_file, a.weights, a.opts, a.device)
+    cfg, model = load_model(a.config_file, a.weights, a.opts, a.device, **_safety(a))
     res = explain(model, cfg, image, a.cls, a.layer, _box(a.box))
     out = overlay_cam(image, res.cam, a.alpha)
     if a.box is not None:
@@ -126,6 +137,7 @@ def compare_main(argv=None) -> int:
     ap.add_argument("--output", required=True)
     ap.add_argument("--dpi", type=int, default=100)
     ap.add_argument("--device", default=None)
+    _safety_args(ap)
     a = ap.parse_args(argv)
     from .figures import comparison_figure, save_figure
     from .models import class_metadata, load_model, predict, read_image, to_model_input
@@ -140,7 +152,7 @@ def compare_main(argv=None) -> int:
     for label, config, weights in ((a.labels[0], a.baseline_config_file, a.baseline_weights),
                                    (a.labels[1], a.cpp_config_file, a.cpp_weights)):
         try:
-            cfg, model = load_model(config, weights, (), a.device)
+            cfg, model = load_model(config, weights, (), a.device, **_safety(a))
         except Exception as e:
             if hasattr(e, "args") and e.args and isinstance(e.args[0], str):
                 e.args = (f"{label} model: {e.args[0]}",) + e.args[1:]
@@ -175,6 +187,7 @@ def overlay_main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=0.6)
     ap.add_argument("--scale", type=float, default=1.0, help="output size relative to the image")
     ap.add_argument("--device", default=None)
+    _safety_args(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     a = ap.parse_args(argv)
     from PIL import Image
@@ -188,7 +201,7 @@ def overlay_main(argv=None) -> int:
     for p in a.input + (a.gt or []):
         if not os.path.isfile(p):
             raise FileNotFoundError(f"{p} does not exist")
-    cfg, model = load_model(a.config_file, a.weights, a.opts, a.device)
+    cfg, model = load_model(a.config_file, a.weights, a.opts, a.device, **_safety(a))
     md = class_metadata(cfg)
     for i, path in enumerate(a.input):
         image = read_image(path)

@@ -216,13 +216,18 @@ def read_iou(path: str, prefix: str = "sem_seg") -> Tuple[Dict[str, float], Opti
     * a JSON (or ``torch.save``'d ``.pth``) result dict: ``{"sem_seg": {"IoU-road": ...}}`` as
       ``SemSegEvaluator.evaluate`` returns, the flat ``{"IoU-road": ...}``, or
       ``{"per_class_IoU": {...}, "mIoU": ...}`` (``tools/run_demo.py``'s ``demo_results.json``).
+
+    ``.pth`` / ``.pt`` files are read with ``torch.load(weights_only=True)`` and ``.pkl`` files
+    by a restricted unpickler (numbers, strings, containers, numpy arrays): a result file never
+    runs code (:class:`~seethroughnet.utils.safe_load.UnsafeFileError` otherwise).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"evaluation file {path} does not exist")
     if path.endswith((".pth", ".pt", ".pkl")):
-        import torch
+        from ..utils.safe_load import load_weights_file
 
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        hint = "Save evaluation results as JSON (json.dump of the evaluator's dict) and pass that file"
+        obj = load_weights_file(path, hint=hint)
         candidates = [obj]
     else:
         with open(path) as f:

@@ -44,5 +44,6 @@ def build_hrnetv2_backbone(cfg, input_shape=None):
         checkpoint=cfg.MODEL.HRNET.CHECKPOINT or None,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         norm=cfg.MODEL.HRNET.NORM,
+        trust_checkpoint=cfg.MODEL.WEIGHTS_TRUSTED,
     )
     return HRNetV2Backbone(encoder, cfg.MODEL.HRNET.OUT_FEATURES)

@@ -32,6 +32,7 @@ def build_seethroughnet_from_cfg(cfg) -> SeeThroughNet:
         num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
         backbone=cfg.MODEL.HRNET.VARIANT,
         checkpoint=cfg.MODEL.HRNET.CHECKPOINT or None,
+        trust_checkpoint=cfg.MODEL.WEIGHTS_TRUSTED,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         norm=cfg.MODEL.HRNET.NORM,
         head_norm=st.HEAD_NORM,

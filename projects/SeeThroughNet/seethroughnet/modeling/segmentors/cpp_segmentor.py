@@ -19,7 +19,7 @@ from ...nn.auxiliary_heads import AuxiliaryHeads
 from ...nn.decode_heads import DECODE_HEADS, build_decode_head
 from ..common import check_finite_losses, normalized_images, padded_labels
 
-__all__ = ["CPPSegmentor", "SEG_HEAD_REGISTRY", "build_seg_head", "build_aux_heads"]
+__all__ = ["CPPSegmentor", "SEG_HEAD_REGISTRY", "build_seg_head", "build_aux_heads", "aux_head_features"]
 
 SEG_HEAD_REGISTRY = Registry("SEG_HEAD")
 SEG_HEAD_REGISTRY.__doc__ = """Decode heads for ``CPPSegmentor``: ``fn(cfg, input_shape: {name: ShapeSpec}) -> nn.Module``,
@@ -43,10 +43,10 @@ def _head_options(cfg, name):
 def _register(name):
     def build(cfg, input_shape):
         d = cfg.MODEL.DECODE_HEAD
-        kw = {"dropout": d.DROPOUT} if name != "ocr" else {}
         return build_decode_head(
             name, {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            channels=d.CHANNELS, in_features=list(d.IN_FEATURES), norm=d.NORM, **kw, **_head_options(cfg, name),
+            channels=d.CHANNELS, in_features=list(d.IN_FEATURES), norm=d.NORM, dropout=d.DROPOUT,
+            **_head_options(cfg, name),
         )
 
     build.__name__ = name
@@ -65,20 +65,43 @@ def build_seg_head(cfg, input_shape):
     return SEG_HEAD_REGISTRY.get(name)(cfg, input_shape)
 
 
+def aux_head_features(cfg):
+    """The features that get an auxiliary head: all of ``MODEL.CPP_AUX.IN_FEATURES`` for
+    ``NUM_HEADS -1``; for ``NUM_HEADS n`` the first ``n`` of ``ADD_ORDER`` (default res4 -- the
+    position of MMSegmentation's single auxiliary head -- then res5, res3, res2), returned in
+    ``IN_FEATURES`` order. ``[]`` when ``ENABLED`` is False."""
+    a = cfg.MODEL.CPP_AUX
+    feats = list(a.IN_FEATURES) if a.ENABLED else []
+    if not a.ENABLED or a.NUM_HEADS < 0:
+        return feats
+    order = list(a.ADD_ORDER)
+    if len(set(order)) != len(order):
+        raise ValueError(f"MODEL.CPP_AUX.ADD_ORDER {order} lists a feature twice")
+    missing = [f for f in feats if f not in order]
+    if missing:
+        raise ValueError(f"MODEL.CPP_AUX.ADD_ORDER {order} misses {missing} of MODEL.CPP_AUX.IN_FEATURES {feats}; "
+                         "it must list every feature of IN_FEATURES")
+    if a.NUM_HEADS > len(feats):
+        raise ValueError(f"MODEL.CPP_AUX.NUM_HEADS {a.NUM_HEADS} > len(MODEL.CPP_AUX.IN_FEATURES) {len(feats)}; "
+                         f"valid choices: -1 (all) or 0..{len(feats)}")
+    chosen = set([f for f in order if f in feats][:a.NUM_HEADS])
+    return [f for f in feats if f in chosen]
+
+
 def build_aux_heads(cfg, input_shape):
     a = cfg.MODEL.CPP_AUX
     if a.LOSS not in AUX_LOSS_KINDS:
         raise ValueError(f"MODEL.CPP_AUX.LOSS: unknown auxiliary loss {a.LOSS!r}; valid choices: {', '.join(AUX_LOSS_KINDS)}")
-    feats = list(a.IN_FEATURES) if a.ENABLED else []
-    if a.ENABLED and a.NUM_HEADS >= 0:
-        if a.NUM_HEADS > len(feats):
-            raise ValueError(f"MODEL.CPP_AUX.NUM_HEADS {a.NUM_HEADS} > len(IN_FEATURES) {len(feats)}")
-        feats = feats[len(feats) - a.NUM_HEADS:]  # the deepest NUM_HEADS features
+    feats = aux_head_features(cfg)
     weights = list(a.WEIGHTS)
     if len(weights) == 1:
         weights = weights * len(feats)
-    elif a.ENABLED and a.NUM_HEADS >= 0 and len(weights) == len(a.IN_FEATURES):
-        weights = weights[len(weights) - len(feats):]
+    elif len(weights) == len(a.IN_FEATURES):  # one per IN_FEATURES entry: pick the chosen ones by name
+        by_name = dict(zip(a.IN_FEATURES, weights))
+        weights = [by_name[f] for f in feats]
+    else:
+        raise ValueError(f"MODEL.CPP_AUX.WEIGHTS has {len(weights)} values; valid: 1 (for all heads) or one per "
+                         f"MODEL.CPP_AUX.IN_FEATURES entry ({len(a.IN_FEATURES)})")
     return AuxiliaryHeads(
         {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, feats,
         loss_kind=a.LOSS, weights=weights, hidden_channels=a.HIDDEN_CHANNELS,

@@ -1,9 +1,19 @@
 """A dilated ResNet backbone for the CPP plug-in models: detectron2's ``ResNet`` with
 ``MODEL.RESNETS.RES4_DILATION`` / ``RES5_DILATION`` for every depth, i.e. also the basic-block
 ResNet-18/34 (detectron2's ``BasicBlock`` has no dilation). With dilations (2, 4) the output
-stride is 8 (the "dilated ResNet" of PSPNet / DeepLab / MMSegmentation), (1, 2) gives 16, (1, 1) 32.
-``STEM_TYPE: deeplab`` with ``STEM_OUT_CHANNELS: 64`` is the ResNetV1c deep stem of MMSegmentation
-(three 3x3 convs 32-32-64)."""
+stride is 8 (the "dilated ResNet" of PSPNet / DeepLab / MMSegmentation's ``-d8`` models), (1, 2)
+gives 16, (1, 1) 32 (MMSegmentation's UPerNet: strides 4/8/16/32).
+
+* ``STEM_TYPE: deeplab`` with ``STEM_OUT_CHANNELS: 64`` is the ResNetV1c deep stem of
+  MMSegmentation (three 3x3 convs 32-32-64).
+* ``MODEL.RESNETS.CONTRACT_DILATION: True`` is MMSegmentation's ``contract_dilation`` (ResNetV1c in
+  every ``configs/_base_/models/*_r50*.py``; torchvision's ``replace_stride_with_dilation`` does the
+  same): the first block of a stage with dilation ``d > 1`` uses ``d // 2``, the other blocks ``d``.
+  A ``RES5_MULTI_GRID`` other than all ones replaces it for res5 (MMSegmentation: a multi-grid sets
+  every block's dilation, the first included).
+* The basic block (ResNet-18/34) dilates only its first 3x3 conv, the second keeps dilation 1, as
+  MMSegmentation's ``BasicBlock``.
+"""
 import torch.nn.functional as F
 from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
@@ -28,11 +38,12 @@ except ImportError:  # pragma: no cover - same stem, for a detectron2 without th
             x = F.relu_(self.conv3(F.relu_(self.conv2(F.relu_(self.conv1(x))))))
             return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
-__all__ = ["DilatedBasicBlock", "build_dilated_resnet_backbone"]
+__all__ = ["DilatedBasicBlock", "build_dilated_resnet_backbone", "stage_dilations"]
 
 
 class DilatedBasicBlock(CNNBlockBase):
-    """ResNet basic block (two 3x3 convs) with a dilation."""
+    """ResNet basic block (two 3x3 convs) whose first conv has a stride and a dilation; the second
+    conv is undilated (MMSegmentation's ``BasicBlock``)."""
 
     def __init__(self, in_channels, out_channels, *, stride=1, dilation=1, norm="BN"):
         super().__init__(in_channels, out_channels, stride)
@@ -41,12 +52,21 @@ class DilatedBasicBlock(CNNBlockBase):
             self.shortcut = Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, norm=get_norm(norm, out_channels))
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation,
                             bias=False, norm=get_norm(norm, out_channels))
-        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=dilation, dilation=dilation,
-                            bias=False, norm=get_norm(norm, out_channels))
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, norm=get_norm(norm, out_channels))
 
     def forward(self, x):
         out = self.conv2(F.relu_(self.conv1(x)))
         return F.relu_(out + (x if self.shortcut is None else self.shortcut(x)))
+
+
+def stage_dilations(dilation, multi_grid, contract_dilation):
+    """Dilation of every block of one stage: ``dilation * g`` for the multi-grid factors ``g``;
+    with ``contract_dilation`` and no multi-grid (all ``g == 1``) the first block of a dilated
+    stage (``dilation > 1``) gets ``dilation // 2`` (MMSegmentation's ``ResLayer``)."""
+    dils = [dilation * g for g in multi_grid]
+    if contract_dilation and dilation > 1 and all(g == 1 for g in multi_grid):
+        dils[0] = dilation // 2
+    return dils
 
 
 @BACKBONE_REGISTRY.register()
@@ -78,7 +98,7 @@ def build_dilated_resnet_backbone(cfg, input_shape):
         grid = list(r.RES5_MULTI_GRID) if stage == 5 else [1] * n
         if len(grid) != n:
             raise ValueError(f"MODEL.RESNETS.RES5_MULTI_GRID needs {n} values, got {grid}")
-        kw["dilation_per_block"] = [dilation * g for g in grid]
+        kw["dilation_per_block"] = stage_dilations(dilation, grid, r.CONTRACT_DILATION)
         if basic:
             kw["block_class"] = DilatedBasicBlock
         else:

@@ -4,6 +4,10 @@ Every head takes ``(in_channels: {feature: channels}, num_classes, channels=512,
 dropout, norm, **head options)`` and maps a dict of backbone features to logits at the stride of
 its finest input (OCRNet: a dict with the logits and its soft-region output). Select one by name
 with :func:`build_decode_head`; :data:`DECODE_HEADS` lists the names.
+
+Each head has the layers, widths and initialisation of MMSegmentation's head of the same name (the
+paper, Sec. 4.4: "We used the models from MMSegmentation"); ``tests/test_table1_models.py`` checks
+the parameter counts against a per-layer derivation from MMSegmentation's code.
 """
 from __future__ import annotations
 

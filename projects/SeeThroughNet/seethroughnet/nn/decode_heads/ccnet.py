@@ -53,6 +53,7 @@ class CCHead(DecodeHead):
         self.cca = CrissCrossAttention(channels)
         self.convb = ConvBNReLU(channels, channels, 3, norm=norm)
         self.bottleneck = ConvBNReLU(cin + channels, channels, 3, norm=norm)
+        self.init_weights()
 
     def forward(self, features):
         x = self.inputs(features)[-1]

@@ -8,19 +8,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..auxiliary_heads import _norm
+from ..weight_init import init_classifier_, init_conv_modules_
 
 __all__ = ["ConvBNReLU", "resize", "DecodeHead", "PyramidPooling"]
 
 
 class ConvBNReLU(nn.Sequential):
-    """``conv (no bias) -> norm -> ReLU`` (MMSegmentation's ``ConvModule``)."""
+    """``conv (no bias) -> norm -> ReLU`` (MMSegmentation's ``ConvModule``); ``relu=False`` drops
+    the activation (a ConvModule with ``act_cfg=None``)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1, norm: str = "BN", groups: int = 1):
-        super().__init__(
+    def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1, norm: str = "BN", groups: int = 1,
+                 relu: bool = True):
+        layers = [
             nn.Conv2d(cin, cout, kernel, padding=dilation * (kernel // 2), dilation=dilation, groups=groups, bias=False),
             _norm(norm, cout),
-            nn.ReLU(inplace=True),
-        )
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
 
 
 def resize(x: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
@@ -33,7 +38,10 @@ class DecodeHead(nn.Module):
     """Base class: ``in_channels`` maps feature names to channels, ``in_features`` picks the
     inputs (in the order the head expects), the classifier is ``Dropout2d -> 1x1 conv``
     (MMSegmentation's ``BaseDecodeHead.cls_seg``). ``forward(features: dict)`` returns logits at
-    the stride of the head's finest input (or a dict with ``"logits"`` and extra outputs)."""
+    the stride of the head's finest input (or a dict with ``"logits"`` and extra outputs).
+
+    Subclasses call :meth:`init_weights` at the end of their ``__init__``: MMSegmentation's
+    initialisation (:mod:`seethroughnet.nn.weight_init`)."""
 
     default_in_features: Sequence[str] = ("res5",)
 
@@ -50,6 +58,12 @@ class DecodeHead(nn.Module):
         self.norm = norm
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def init_weights(self) -> None:
+        """Kaiming fan-out for every conv-norm(-ReLU) block, ``N(0, 0.01)`` for the classifier;
+        other plain convs keep PyTorch's default (as MMSegmentation)."""
+        init_conv_modules_(self)
+        init_classifier_(self.conv_seg)
 
     def cls_seg(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_seg(self.dropout(x))

@@ -56,6 +56,7 @@ class DeepLabV3PlusHead(DecodeHead):
         self.low_proj = ConvBNReLU(c_low, low_level_channels, 1, norm=norm)
         block = (lambda i, o: SeparableConvBNReLU(i, o, 1, norm)) if separable else (lambda i, o: ConvBNReLU(i, o, 3, norm=norm))
         self.fuse = nn.Sequential(block(channels + low_level_channels, channels), block(channels, channels))
+        self.init_weights()
 
     def forward(self, features):
         feats = self.inputs(features)

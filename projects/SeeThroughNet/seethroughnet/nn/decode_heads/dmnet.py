@@ -4,7 +4,9 @@ Sec. 3: parallel Dynamic Convolutional Modules (DCMs) with filter sizes 1, 3, 5,
 ``channels`` -- a content-dependent ``k x k`` filter per channel and per image -- and (b) reduced by
 a 1x1 conv (norm, ReLU) to ``channels``; (b) is convolved depth-wise with (a) (padding keeps the
 size), then norm + ReLU (and an optional 1x1 fusion conv, MMSegmentation ``fusion=False``). The DCM
-outputs are concatenated with the input and fused by a 3x3 conv before the classifier."""
+outputs are concatenated with the input and fused by a 3x3 conv before the classifier
+(MMSegmentation's ``DMHead``: the filter generator is a plain 1x1 conv with bias, PyTorch's
+default initialisation; the conv-norm-ReLU blocks are Kaiming-initialised)."""
 from __future__ import annotations
 
 import torch
@@ -18,12 +20,13 @@ __all__ = ["DMHead", "DynamicConvModule", "dynamic_depthwise_conv"]
 
 
 def dynamic_depthwise_conv(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
-    """Depth-wise conv of ``x (N, C, H, W)`` with per-image filters ``(N, C, k, k)``; same size out.
-    For even ``k`` the extra padding goes to the bottom/right (as MMSegmentation's DCM)."""
+    """Depth-wise conv of ``x (N, C, H, W)`` with per-image filters ``(N, C, k, k)``; same size out
+    (zero padding). For even ``k`` the extra row/column of padding goes to the top/left: ``k // 2``
+    before, ``(k - 1) // 2`` after, as MMSegmentation's ``DCM`` pads."""
     n, c, h, w = x.shape
     k = filters.shape[-1]
-    p0, p1 = (k - 1) // 2, k // 2
-    x = F.pad(x, (p0, p1, p0, p1))
+    before, after = k // 2, (k - 1) // 2
+    x = F.pad(x, (before, after, before, after))
     y = F.conv2d(x.reshape(1, n * c, h + k - 1, w + k - 1), filters.reshape(n * c, 1, k, k), groups=n * c)
     return y.reshape(n, c, h, w)
 
@@ -52,6 +55,7 @@ class DMHead(DecodeHead):
         cin = self.in_channels[-1]
         self.dcms = nn.ModuleList(DynamicConvModule(k, cin, channels, norm, fusion) for k in filter_sizes)
         self.bottleneck = ConvBNReLU(cin + len(filter_sizes) * channels, channels, 3, norm=norm)
+        self.init_weights()
 
     def forward(self, features):
         x = self.inputs(features)[-1]

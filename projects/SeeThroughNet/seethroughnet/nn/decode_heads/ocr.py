@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..ocr_head import OCRHead, concat_hrnetv2
+from ..weight_init import init_classifier_, init_conv_modules_
 from .common import ConvBNReLU, DecodeHead
 
 __all__ = ["OCRNetHead"]
@@ -22,11 +23,13 @@ __all__ = ["OCRNetHead"]
 
 class OCRNetHead(DecodeHead):
     """``in_features``: one feature, or several concatenated at the first one's stride (HRNetV2:
-    ``("res2", "res3", "res4", "res5")``). ``channels``: the OCR mid width (512)."""
+    ``("res2", "res3", "res4", "res5")``). ``channels``: the OCR mid width (512). ``dropout``: the
+    ``Dropout2d`` before the OCR classifier (0 = none, MMSegmentation's ``ocrnet_hr18.py``
+    ``dropout_ratio=-1``; the HRNet-OCR release uses 0.05)."""
 
     default_in_features = ("res5",)
 
-    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.05, norm="BN",
+    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.0, norm="BN",
                  key_channels=256, soft_region_channels=0, soft_region_weight=0.4):
         super().__init__(in_channels, num_classes, channels, in_features, 0.0, norm)
         cin = sum(self.in_channels)
@@ -35,6 +38,14 @@ class OCRNetHead(DecodeHead):
         self.ocr = OCRHead(cin, num_classes, channels, key_channels, dropout, norm=norm)
         del self.conv_seg  # the OCRHead has its own classifier
         self.soft_region_weight = soft_region_weight
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """MMSegmentation's: Kaiming fan-out for the conv-norm-ReLU blocks, ``N(0, 0.01)`` for both
+        classifiers (the soft-region ``FCNHead`` and the ``OCRHead`` each have a ``conv_seg``)."""
+        init_conv_modules_(self)
+        init_classifier_(self.soft_region[-1])
+        init_classifier_(self.ocr.classifier)
 
     def forward(self, features):
         feats = self.inputs(features)

@@ -21,6 +21,7 @@ class PSPHead(DecodeHead):
         cin = self.in_channels[-1]
         self.psp = PyramidPooling(cin, channels, pool_scales, norm)
         self.bottleneck = ConvBNReLU(cin + len(pool_scales) * channels, channels, 3, norm=norm)
+        self.init_weights()
 
     def forward(self, features):
         x = self.inputs(features)[-1]

@@ -208,7 +208,8 @@ def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(cityscape
 
     monkeypatch.setattr(validation, "_decode_label_file", counting)
     DatasetCatalog.get("cityscapes_fine_sem_seg_val")
-    assert sorted(calls) == sorted(s["trainIds"] for s in files["val"])
+    # val: the trainIds (training / SemSegEvaluator) and the labelIds (cityscapesscripts' evaluation)
+    assert sorted(calls) == sorted([s["trainIds"] for s in files["val"]] + [s["labelIds"] for s in files["val"]])
     cache_files = list((tmp_path / "cache").glob("*.json"))
     assert len(cache_files) == 1
     assert not list((tmp_path / "cache").glob(".tmp-*")), "temporary cache file left behind"

@@ -184,6 +184,9 @@ def test_polygons_source_matches_cityscapesscripts(tmp_path):
         {"label": "person", "polygon": [[8, 5], [20, 5], [20, 25], [8, 25]]},  # overwrites part of the car
         {"label": "license plate", "polygon": [[5, 6], [8, 6], [8, 8], [5, 8]]},  # id -1: not drawn
         {"label": "car", "polygon": [[30, 20], [40, 20], [35, 30]], "deleted": 1},
+        # degenerate polygons (issue #12): cityscapesscripts draws their outline pixels
+        {"label": "vegetation", "polygon": [[30, 25], [44, 25], [37, 25]]},  # zero area
+        {"label": "bicycle", "polygon": [[2, 28], [14, 30]]},  # 2 points
     ]
     root = tmp_path / "cs"
     _write_sample(root, "val", "lindau", "lindau_000000_000019", np.zeros((H, W), np.int32), polygons=objects)
@@ -194,7 +197,7 @@ def test_polygons_source_matches_cityscapesscripts(tmp_path):
     ref = np.asarray(createInstanceImage(ann, "ids"), dtype=np.int32)
     assert np.array_equal(ours, ref)
     coco, _ = convert_split(str(root), "val", source="polygons", progress=False)
-    assert sorted(a["cityscapes_instance_id"] for a in coco["annotations"]) == [26, 24000, 26000]
+    assert sorted(a["cityscapes_instance_id"] for a in coco["annotations"]) == [26, 24000, 26000, 33000]
 
 
 # ----------------------------------------------------------------------------------------- bad input
@@ -225,9 +228,8 @@ def test_instance_ids_with_unknown_values_is_an_error(tmp_path):
 @pytest.mark.parametrize(
     "obj, match",
     [
-        ({"label": "spaceship", "polygon": [[1, 1], [9, 1], [9, 9]]}, r"objects\[1\] \(label 'spaceship'\): unknown"),
-        ({"label": "car", "polygon": [[1, 1], [9, 1]]}, r"objects\[1\] \(label 'car'\): degenerate polygon with 2 point"),
-        ({"label": "car", "polygon": [[1, 1], [5, 5], [9, 9]]}, r"objects\[1\] \(label 'car'\): degenerate polygon with zero area"),
+        ({"label": "spaceship", "polygon": [[1, 1], [9, 1], [9, 9]]}, r"objects\[1\] \(label 'spaceship'\): unknown.*--skip-invalid-polygons"),
+        ({"label": "car", "polygon": [[1, 1]]}, r"objects\[1\] \(label 'car'\): polygon with 1 point.*--skip-invalid-polygons"),
     ],
 )
 def test_bad_polygons_json_is_an_error(tmp_path, obj, match):

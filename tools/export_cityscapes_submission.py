@@ -11,7 +11,9 @@ into ``OUTPUT/<city>/``, and packs them into ``OUTPUT.zip``.
         [--allow-unsafe-config] [--trust-weights-file] [KEY VALUE ...]
 
 Each PNG is written to a temporary file and renamed; the zip likewise. A folder that already
-holds predictions is refused unless --overwrite (which removes the old PNGs first).
+holds predictions (or an existing OUTPUT.zip) is refused unless --overwrite, which removes the
+old zip and then the old PNGs before the first new PNG is written, so an interrupted export
+never leaves an earlier model's results under this name.
 """
 import argparse
 import glob
@@ -54,16 +56,29 @@ def _prediction_name(file_name):
 
 def export_predictions(model, data_loader, output_dir, *, overwrite=False, make_zip=True, progress=True):
     """Run ``model`` over ``data_loader`` and write Cityscapes labelId PNGs; returns the paths."""
+    zip_path = output_dir.rstrip("/") + ".zip"
     existing = glob.glob(os.path.join(output_dir, "**", "*.png"), recursive=True)
-    if existing:
+    old_zip = make_zip and os.path.exists(zip_path)
+    if existing or old_zip:
         if not overwrite:
-            raise FileExistsError(
-                f"{output_dir} already holds {len(existing)} prediction PNGs (e.g. {existing[0]}); "
-                "choose another --output or pass --overwrite to replace them"
-            )
+            what = f"{output_dir} already holds {len(existing)} prediction PNGs (e.g. {existing[0]})" if existing else f"{zip_path} already exists"
+            raise FileExistsError(f"{what}; choose another --output or pass --overwrite to replace them")
+        # the old zip goes first: an export killed part-way must not leave an earlier model's
+        # complete zip under the name of this one
+        if old_zip:
+            os.remove(zip_path)
         for p in existing:
             os.remove(p)
-    os.makedirs(output_dir, exist_ok=True)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write to the output folder {output_dir} ({e.strerror}): choose a writable --output"
+        ) from None
     lut = trainid_to_labelid_lut()
     written = []
     model.eval()
@@ -78,7 +93,7 @@ def export_predictions(model, data_loader, output_dir, *, overwrite=False, make_
                 _write_png_atomic(lut[train_ids], path)
                 written.append(path)
     if make_zip:
-        with atomic_path(output_dir.rstrip("/") + ".zip") as tmp:
+        with atomic_path(zip_path) as tmp:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
                 for p in written:
                     zf.write(p, os.path.relpath(p, output_dir))
@@ -97,6 +112,7 @@ def main(argv=None):
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = ap.parse_args(argv)
 
+    from seethroughnet.checkpoint import UnreadableCheckpointError
     from seethroughnet.engine import Trainer, build_config
     from seethroughnet.data.datasets import register_all
 
@@ -110,12 +126,12 @@ def main(argv=None):
         cfg.freeze()
         model = Trainer.build_model(cfg)
         Trainer.build_checkpointer(cfg, model).load(args.weights)
-    except UnsafeFileError as e:
+    except (UnsafeFileError, UnreadableCheckpointError) as e:
         sys.exit(f"error: {e}")
     loader = Trainer.build_test_loader(cfg, args.dataset)
     try:
         written = export_predictions(model, loader, args.output, overwrite=args.overwrite, make_zip=not args.no_zip)
-    except FileExistsError as e:
+    except (FileExistsError, PermissionError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote {len(written)} predictions to {args.output}" + ("" if args.no_zip else f" and {args.output.rstrip('/')}.zip"))
 

@@ -63,6 +63,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "projects", "SeeThroughNet"))  # seethroughnet without `pip install -e`
+
+from seethroughnet.utils.atomic import atomic_path  # noqa: E402  (light: no torch)
 
 # ----------------------------------------------------------------------------------------- cells
 
@@ -134,11 +137,8 @@ def _cell_main(args) -> int:
 
 
 def _write_json(path: str, obj) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------ grid
@@ -312,11 +312,9 @@ def gather(grid: dict, out_dir: str) -> List[dict]:
         rec.update({k: v for k, v in res.items() if k != "traceback"})
         records.append(rec)
     os.makedirs(out_dir, exist_ok=True)
-    tmp = os.path.join(out_dir, "results.jsonl.tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(os.path.join(out_dir, "results.jsonl")) as tmp, open(tmp, "w") as f:
         for r in records:
             f.write(json.dumps(r, sort_keys=True) + "\n")
-    os.replace(tmp, os.path.join(out_dir, "results.jsonl"))
     return records
 
 
@@ -497,10 +495,11 @@ def figure5_png(grid: dict, records: List[dict], path: str) -> Optional[str]:
     ax.legend()
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -521,10 +520,8 @@ def render(grid: dict, out_dir: str, md_path: Optional[str] = None, fig_path: Op
         parts += ["", "### Failed cells", ""] + [f"- `{r['id']}`: {r.get('error', '?')}" for r in failed]
     text = "\n".join(parts) + "\n"
     md_path = md_path or os.path.join(out_dir, "tables.md")
-    tmp = md_path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(md_path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(tmp, md_path)
     return text
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -205,18 +204,15 @@ def _check_instance_values(arr: np.ndarray, path: str) -> None:
         )
 
 
-def _polygon_area(points: np.ndarray) -> float:
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
-
-
 def rasterize_polygons(path: str, expected_size: Optional[Tuple[int, int]] = None, on_invalid: str = "error") -> np.ndarray:
     """Rasterise a ``*_gtFine_polygons.json`` into an instanceIds array, exactly as
     cityscapesscripts' ``json2instanceImg.createInstanceImage(annotation, "ids")``.
 
-    An unknown label, or a polygon with fewer than 3 points or zero area, raises
-    :class:`CityscapesConversionError` naming the file and the object index
-    (``on_invalid="skip"`` logs and skips such objects instead).
+    Degenerate polygons (2 points, zero area) are drawn as cityscapesscripts draws them (their
+    outline pixels). An unknown label, or a polygon with fewer than 2 points (which
+    cityscapesscripts cannot draw), raises :class:`CityscapesConversionError` naming the file,
+    the object index and ``--skip-invalid-polygons`` (``on_invalid="skip"`` logs and skips such
+    objects instead).
     """
     from PIL import Image, ImageDraw
 
@@ -251,19 +247,19 @@ def rasterize_polygons(path: str, expected_size: Optional[Tuple[int, int]] = Non
         if label not in name2label and isinstance(label, str) and label.endswith("group"):
             label, is_group = label[: -len("group")], True
         if label not in name2label:
-            invalid(f"{where}: unknown Cityscapes label")
+            invalid(f"{where}: unknown Cityscapes label; pass --skip-invalid-polygons (on_invalid='skip') to skip such objects")
             continue
         try:
             pts = np.asarray(obj["polygon"], dtype=np.float64).reshape(-1, 2)
         except (KeyError, ValueError, TypeError) as e:
             invalid(f"{where}: 'polygon' must be a list of [x, y] points ({e})")
             continue
-        if len(pts) < 3:
-            invalid(f"{where}: degenerate polygon with {len(pts)} point(s) (need >= 3)")
+        if len(pts) < 2:  # PIL, and so cityscapesscripts, cannot draw it
+            invalid(f"{where}: polygon with {len(pts)} point(s) (need >= 2); pass --skip-invalid-polygons "
+                    "(on_invalid='skip') to skip such objects")
             continue
-        if _polygon_area(pts) == 0:
-            invalid(f"{where}: degenerate polygon with zero area")
-            continue
+        # Polygons with 2 points or zero area are drawn like any other (PIL draws their outline
+        # pixels), exactly as cityscapesscripts' createInstanceImage does.
         lab = name2label[label]
         value = lab.id
         if lab.hasInstances and not is_group and value != 255:
@@ -442,20 +438,15 @@ def convert_split(
 
 def write_json_atomic(obj, path: str) -> None:
     """Write ``obj`` as JSON to ``path`` via a temporary file in the same folder and a rename,
-    so that ``path`` is either the old file or the complete new one, never a partial JSON."""
-    out_dir = os.path.dirname(os.path.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
+    so that ``path`` is either the old file or the complete new one, never a partial JSON; the
+    file gets the usual umask permissions (``seethroughnet.utils.atomic_path``)."""
+    from seethroughnet.utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
             json.dump(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def convert_cityscapes(

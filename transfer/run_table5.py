@@ -538,9 +538,13 @@ def render_chart(records: Dict[Cell, dict], path: str, metrics: Sequence[str] = 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from seethroughnet.utils.atomic import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -549,10 +553,10 @@ def render_outputs(out_dir: str, title: Optional[str] = None) -> Tuple[str, str]
     title = title if title is not None else _title(out_dir)
     md_path = os.path.join(out_dir, "table5.md")
     md = render_markdown(records, title=f"## {title}" if title else "")
-    tmp = md_path + ".tmp"
-    with open(tmp, "w") as f:
+    from seethroughnet.utils.atomic import atomic_path
+
+    with atomic_path(md_path) as tmp, open(tmp, "w") as f:
         f.write(md)
-    os.replace(tmp, md_path)
     png = render_chart(records, os.path.join(out_dir, "table5.png"), title=title)
     return md_path, png
 

@@ -18,7 +18,6 @@ statistics re-estimated before the first iteration); a Mask R-CNN with ``INPUT.M
 polygon`` refuses a train JSON converted as RLE. ``--resume`` continues from the last
 checkpoint in ``OUTPUT_DIR`` (what ``run_table5.py`` always passes).
 """
-import json
 import logging
 import math
 import os
@@ -35,6 +34,8 @@ from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
+from seethroughnet.engine import check_eval_weights  # noqa: E402
+from seethroughnet.resumable import ResumableTrainerMixin  # noqa: E402
 from transfer.config import add_transfer_config  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
@@ -150,11 +151,11 @@ def build_checkpointer(cfg, model, **kwargs):
     return SafeCheckpointer(model, cfg.OUTPUT_DIR, trusted=cfg.MODEL.WEIGHTS_TRUSTED, **kwargs)
 
 
-class Trainer(PortableDefaultTrainer):
-    """DefaultTrainer with the transfer model preparation, COCO evaluation, the safe
-    checkpointer (for MODEL.WEIGHTS and --resume; the periodic checkpointer hook saves with it),
-    the full-model gradient clipping, SyncBN -> BN on CPU and the optional encoder BN
-    re-estimation."""
+class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
+    """DefaultTrainer with the transfer model preparation, COCO evaluation, the safe checkpointer
+    (for MODEL.WEIGHTS and --resume; the periodic checkpointer hook saves with it, atomically), the
+    project's exact, crash-safe resume (seethroughnet/resumable.py), the full-model gradient
+    clipping, SyncBN -> BN on CPU and the optional encoder BN re-estimation."""
 
     def __init__(self, cfg):
         import weakref
@@ -261,6 +262,7 @@ def write_results(cfg, results, model=None, mode="train"):
 def main(args):
     cfg = setup(args)
     if args.eval_only:
+        check_eval_weights(cfg, resume=args.resume)
         model = Trainer.build_model(cfg)
         build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)

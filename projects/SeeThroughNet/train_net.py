@@ -15,13 +15,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from detectron2.engine import default_argument_parser, launch  # noqa: E402
 
-from seethroughnet.engine import Trainer, setup  # noqa: E402
+from seethroughnet.engine import Trainer, check_eval_weights, setup  # noqa: E402
 from seethroughnet.utils.safe_load import add_safety_arguments  # noqa: E402
 
 
 def main(args):
     cfg = setup(args)
     if args.eval_only:
+        check_eval_weights(cfg, resume=args.resume)
         model = Trainer.build_model(cfg)
         Trainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)

@@ -10,16 +10,61 @@ Both checkpointers here read files without running code from them (:class:`SafeC
 :mod:`seethroughnet.utils.safe_load`), for ``MODEL.WEIGHTS`` and for ``--resume`` alike. A file
 holding other pickled objects is refused unless the checkpointer is ``trusted``
 (``--trust-weights-file`` / ``MODEL.WEIGHTS_TRUSTED``).
+
+Checkpoints and ``last_checkpoint`` are written to a temporary name and renamed, so a run killed
+while saving leaves the previous checkpoint intact; ``--resume`` passes over a newest checkpoint
+that is missing, empty or truncated (with a warning naming it) to the previous one.
 """
+import logging
+import os
+import pickle
+import re
+import zipfile
+
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from .utils.safe_load import load_weights_file
+from .utils.atomic import atomic_path
+from .utils.safe_load import UnsafeFileError, load_weights_file
 
-__all__ = ["CheckpointMismatchError", "SafeCheckpointer", "StrictCheckpointer"]
+__all__ = ["CheckpointMismatchError", "SafeCheckpointer", "StrictCheckpointer", "UnreadableCheckpointError"]
 
 
 class CheckpointMismatchError(RuntimeError):
     pass
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint file that is missing, empty or truncated."""
+
+
+def check_checkpoint_file(path) -> None:
+    """Raise :class:`UnreadableCheckpointError` naming ``path`` if it cannot be a whole checkpoint
+    (missing, empty, or a zip archive, torch's format, cut short). URLs are left to the loader."""
+    if "://" in str(path):
+        return
+    if not os.path.isfile(path):
+        raise UnreadableCheckpointError(f"checkpoint {path} does not exist (check MODEL.WEIGHTS / --weights)")
+    if os.path.getsize(path) == 0:
+        raise UnreadableCheckpointError(f"checkpoint {path} is empty: it was not written completely; use another checkpoint")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as z:
+                z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise UnreadableCheckpointError(
+                f"checkpoint {path} is truncated or corrupt ({e}): it was not written completely; "
+                "use another checkpoint (train_net.py --resume falls back to the previous one)"
+            ) from None
+
+
+def _iteration_of(name):
+    if name == "model_final.pth":
+        return float("inf")
+    m = re.fullmatch(r"model_(\d+)\.pth", name)
+    return int(m.group(1)) if m else None
 
 
 def _listing(keys, limit=12):
@@ -57,6 +102,81 @@ class SafeCheckpointer(DetectionCheckpointer):
         if "model" not in data:
             data = {"model": data}
         return data
+
+    def load(self, path, *args, **kwargs):
+        if path:
+            check_checkpoint_file(path)
+        try:
+            return super().load(path, *args, **kwargs)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+            # torch's zip reader and pickle do not name the file
+            unreadable = not isinstance(e, RuntimeError) or "PytorchStreamReader" in str(e)
+            if not unreadable or isinstance(e, (CheckpointMismatchError, UnsafeFileError)):
+                raise
+            raise UnreadableCheckpointError(
+                f"cannot read checkpoint {path} ({e}): it is truncated or corrupt; use another checkpoint"
+            ) from e
+
+    # ---- writing: a temporary name, then one rename -------------------------------------------
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        with atomic_path(save_file) as tmp:
+            torch.save(data, tmp)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        with atomic_path(os.path.join(self.save_dir, "last_checkpoint")) as tmp:
+            with open(tmp, "w") as f:
+                f.write(last_filename_basename)
+
+    # ---- resuming: the newest readable checkpoint ---------------------------------------------
+    def resume_candidates(self):
+        """The checkpoint named by ``last_checkpoint`` first, then the others in ``save_dir``,
+        newest (highest iteration) first."""
+        tagged = self.get_checkpoint_file()
+        names = [n for n in os.listdir(self.save_dir) if _iteration_of(n) is not None] if os.path.isdir(self.save_dir) else []
+        ordered = [os.path.join(self.save_dir, n) for n in sorted(names, key=_iteration_of, reverse=True)]
+        if tagged and os.path.basename(tagged) != "":
+            ordered = [tagged] + [p for p in ordered if os.path.abspath(p) != os.path.abspath(tagged)]
+        return ordered
+
+    def has_checkpoint(self):
+        return super().has_checkpoint() or bool(self.resume_candidates())
+
+    def resume_or_load(self, path, *, resume=True):
+        if not (resume and self.has_checkpoint()):
+            return super().resume_or_load(path, resume=False)
+        log = logging.getLogger(__name__)
+        for stale in os.listdir(self.save_dir):
+            if stale.startswith(".") and ".part" in stale:  # left by a run killed while writing
+                log.warning(f"removing {os.path.join(self.save_dir, stale)}, a file a killed run left half-written")
+                try:
+                    os.remove(os.path.join(self.save_dir, stale))
+                except FileNotFoundError:  # another rank removed it first
+                    pass
+        skipped = []
+        for candidate in self.resume_candidates():
+            try:
+                result = self.load(candidate)  # a file that cannot be read fails before any state changes
+            except UnreadableCheckpointError as e:
+                log.warning(f"cannot resume from {candidate}, skipping it: {e}")
+                skipped.append(candidate)
+                continue
+            if skipped:
+                log.warning(f"resumed from {candidate} instead of {skipped[0]}")
+            return result
+        raise UnreadableCheckpointError(
+            f"--resume: no readable checkpoint in {self.save_dir} (tried {', '.join(skipped) or 'none'}). "
+            "Remove the broken files and last_checkpoint to start afresh, or choose another OUTPUT_DIR."
+        )
 
 
 class StrictCheckpointer(SafeCheckpointer):

@@ -7,7 +7,7 @@ import os
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import default_setup, hooks
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_scheduler
@@ -18,11 +18,12 @@ from .cpp_plugin_config import add_cpp_plugin_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
+from .resumable import ResumableTrainerMixin, build_resumable_train_loader
 from .training import PortableDefaultTrainer
 from .utils.norm import convert_sync_batchnorm_to_bn
 from .utils.safe_load import merge_config_file
 
-__all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "RandomInitError"]
+__all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "check_eval_weights", "RandomInitError"]
 
 
 def build_config(config_file=None, opts=(), *, allow_unsafe=False):
@@ -82,6 +83,34 @@ def check_pretrained_weights(cfg) -> None:
     )
 
 
+def check_eval_weights(cfg, resume=False) -> None:
+    """Refuse to evaluate a randomly initialised model: ``--eval-only`` needs ``MODEL.WEIGHTS``
+    (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``) unless ``MODEL.ALLOW_RANDOM_INIT True``."""
+    if cfg.MODEL.WEIGHTS or cfg.MODEL.ALLOW_RANDOM_INIT:
+        return
+    if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
+        return
+    raise RandomInitError(
+        "--eval-only without weights would evaluate a randomly initialised model: set MODEL.WEIGHTS "
+        "to a trained checkpoint (or pass --resume with a checkpoint in OUTPUT_DIR), or add "
+        "`MODEL.ALLOW_RANDOM_INIT True` to evaluate random weights on purpose"
+    )
+
+
+def check_output_dir(path) -> None:
+    """Fail at the start, naming the folder, if ``OUTPUT_DIR`` cannot be created or written."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(
+            f"OUTPUT_DIR {path} is not a writable folder ({e.strerror}): set OUTPUT_DIR to a folder you can write"
+        ) from None
+
+
 def setup(args):
     """``args``: detectron2's ``default_argument_parser`` with
     :func:`~seethroughnet.utils.safe_load.add_safety_arguments`."""
@@ -91,11 +120,15 @@ def setup(args):
     cfg = build_config(args.config_file, apply_safety_arguments(args, args.opts),
                        allow_unsafe=getattr(args, "allow_unsafe_config", False))
     cfg.freeze()
+    check_output_dir(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
     return cfg
 
 
-class Trainer(PortableDefaultTrainer):
+class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
+    """The project's trainer with exact resume (resumable.py): optimizer, scaler, generators and
+    the data stream's position are checkpointed, atomically (checkpoint.py)."""
+
     def __init__(self, cfg):
         super().__init__(cfg)
         # Strict loading (see checkpoint.py); the periodic checkpointer hook saves through it too.
@@ -154,7 +187,7 @@ class Trainer(PortableDefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=SemanticSegmentationMapper(cfg, is_train=True))
+        return build_resumable_train_loader(cfg, SemanticSegmentationMapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

@@ -206,8 +206,13 @@ class HRNetV2Encoder(nn.Module):
         super().__init__()
         import timm  # local import: keep ``import seethroughnet.nn`` light
 
-        if not variant.startswith("hrnet_"):
-            raise ValueError(f"variant must be a timm HRNet (one of {HRNET_VARIANTS}), got {variant!r}")
+        available = timm.list_models("hrnet_*")
+        if variant not in available:
+            raise ValueError(
+                f"unknown HRNet variant {variant!r} (MODEL.HRNET.VARIANT in a detectron2 config): use one of "
+                f"{', '.join(HRNET_VARIANTS)} (tested; hrnet_w48 is the paper's), or another timm HRNet: "
+                f"{', '.join(m for m in available if m not in HRNET_VARIANTS)}"
+            )
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if not 0 <= int(freeze_at) <= len(_FREEZE_GROUPS):

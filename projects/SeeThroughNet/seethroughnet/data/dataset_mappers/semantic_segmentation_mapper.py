@@ -6,6 +6,7 @@ The dataset's own ignore value (``metadata.ignore_label``, e.g. 255 for Cityscap
 one model config serves every dataset.
 """
 import copy
+import zlib
 
 import numpy as np
 import torch
@@ -96,7 +97,15 @@ class SemanticSegmentationMapper:
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        try:
+            image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:  # PIL's truncated / corrupt-file errors
+            from ..datasets.validation import DatasetError
+
+            raise DatasetError(
+                f"image {dataset_dict['file_name']} cannot be decoded ({type(e).__name__}: {e}); restore "
+                "or re-export it (SEETHROUGHNET_VALIDATE=full checks every file before training)"
+            ) from e
         utils.check_image_size(dataset_dict, image)
         sem_seg = None
         if "sem_seg_file_name" in dataset_dict:

@@ -256,7 +256,11 @@ def load_cityscapes_semantic_validated(
     ``height``, ``width`` (from the polygon JSON, checked against the image).
     """
     root = root or os.path.dirname(os.path.dirname(image_dir.rstrip("/")).rstrip("/"))
-    pairs = _scan(dataset_name, root, root_origin, image_dir, gt_dir, (TRAIN_IDS_SUFFIX, POLYGONS_SUFFIX))
+    # cityscapesscripts' evaluation reads the labelIds files of the splits it scores (val; test
+    # for a local check), so those are validated with the trainIds, before any training starts
+    evaluated = os.path.basename(gt_dir.rstrip("/")) in ("val", "test")
+    suffixes = (TRAIN_IDS_SUFFIX, POLYGONS_SUFFIX) + ((LABEL_IDS_SUFFIX,) if evaluated else ())
+    pairs = _scan(dataset_name, root, root_origin, image_dir, gt_dir, suffixes)
     try:
         dicts = load_cityscapes_semantic(image_dir, gt_dir)
     except Exception as e:  # JSON decode errors from detectron2 do not name the file
@@ -274,7 +278,8 @@ def load_cityscapes_semantic_validated(
         samples.append(
             Sample(
                 image=img,
-                labels=(LabelFile(files[TRAIN_IDS_SUFFIX], TRAIN_ID_TABLE, ("L", "P")),),
+                labels=(LabelFile(files[TRAIN_IDS_SUFFIX], TRAIN_ID_TABLE, ("L", "P")),)
+                + ((LabelFile(files[LABEL_IDS_SUFFIX], LABEL_ID_TABLE, ("L", "P")),) if evaluated else ()),
                 expected_size=(d["width"], d["height"]) if d else None,
                 expected_size_source=f"its annotation {files[POLYGONS_SUFFIX]} (imgWidth x imgHeight)",
             )

@@ -1,0 +1,317 @@
+"""Exact resume for detectron2 trainers: a killed run restarted with ``--resume`` reaches the
+same weights as an uninterrupted one.
+
+detectron2 v0.6 checkpoints only the iteration and the hooks' state (the LR schedule): the
+optimizer (SGD momentum), the AMP grad scaler, the random number generators and the position of
+the training data stream are lost. :class:`ResumableTrainerMixin` adds them to the trainer's
+state, and :class:`ResumableTrainLoader` replaces detectron2's train loader by a stream whose
+position is part of that state:
+
+* the index stream is TrainingSampler's (``randperm`` epochs from the seed detectron2's
+  sampler draws, which follows ``SEED``; the seed is saved), every ``world_size``-th element to
+  a rank; consecutive elements form a batch, so the position is "samples consumed";
+* with ``DATALOADER.NUM_WORKERS 0`` the augmentations draw from the global generators in the
+  main process, as detectron2's loader does (a seeded run reproduces its numbers exactly), and
+  those generators are saved with the checkpoint; with workers, each sample's augmentation draws
+  from generators seeded by (seed, rank, position), which a worker restart cannot disturb;
+* the main process's generators (dropout, ...) are saved with the checkpoint, and evaluation
+  during training leaves them untouched.
+
+Everything saved is made of tensors, numbers, strings, lists and dicts, so checkpoints load
+with ``torch.load(weights_only=True)``.
+"""
+import contextlib
+import itertools
+import logging
+import random
+
+import numpy as np
+import torch
+from detectron2.data.common import DatasetFromList
+from detectron2.engine import hooks
+from detectron2.utils import comm
+
+__all__ = [
+    "ResumableTrainLoader",
+    "ResumableTrainerMixin",
+    "build_resumable_train_loader",
+    "get_rng_state",
+    "set_rng_state",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# random number generators, as weights_only-loadable values
+def get_rng_state() -> dict:
+    """The states of Python's, NumPy's and torch's global generators (CUDA too, if initialised)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": int(version), "state": list(internal), "gauss_next": [] if gauss is None else [gauss]},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"][0] if p["gauss_next"] else None))
+    n = state["numpy"]
+    keys = torch.as_tensor(n["keys"]).numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(torch.as_tensor(state["torch"]).to(torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = [torch.as_tensor(s).to(torch.uint8) for s in state["cuda"]]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Run a block without changing the global generators' states as seen afterwards."""
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
+def _sample_seed(seed: int, rank: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed, rank, position]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# the data stream
+def _infinite_indices(size: int, seed: int, shuffle: bool):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    while True:
+        if shuffle:
+            yield from torch.randperm(size, generator=g).tolist()
+        else:
+            yield from range(size)
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Batches of this rank's stream from ``start`` on; in a DataLoader worker ``w`` of ``n``
+    only batches ``w, w + n, ...``, so that the loader's round-robin gives them in order."""
+
+    def __init__(self, dataset, mapper, batch_size, seed, rank, world_size, start, shuffle=True, per_sample_seeds=True):
+        self.dataset, self.mapper, self.batch_size = dataset, mapper, batch_size
+        self.seed, self.rank, self.world_size, self.start, self.shuffle = seed, rank, world_size, start, shuffle
+        self.per_sample_seeds = per_sample_seeds
+
+    def _map(self, position, index):
+        if not self.per_sample_seeds:
+            return self.mapper(self.dataset[index])
+        with preserved_rng():
+            s = _sample_seed(self.seed, self.rank, position)
+            random.seed(s)
+            np.random.seed(s)
+            torch.manual_seed(s)
+            return self.mapper(self.dataset[index])
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        stream = itertools.islice(
+            _infinite_indices(len(self.dataset), self.seed, self.shuffle),
+            self.rank + self.start * self.world_size, None, self.world_size,
+        )
+        position = self.start
+        for j in itertools.count():
+            chunk = list(itertools.islice(stream, self.batch_size))
+            if j % workers == worker:
+                batch = [self._map(position + i, idx) for i, idx in enumerate(chunk)]
+                yield [b for b in batch if b is not None]
+            position += self.batch_size
+
+
+def _as_is(batch):
+    return batch
+
+
+class ResumableTrainLoader:
+    """An infinite iterable of training batches (lists of mapped dicts) whose position and seed
+    are saved by :meth:`state_dict` and restored by :meth:`load_state_dict` before the first
+    batch is drawn. ``last_files`` holds the ``file_name`` of the last batch's images."""
+
+    def __init__(self, dataset_dicts, mapper, batch_size, *, seed, num_workers=0, shuffle=True):
+        self.dataset = DatasetFromList(dataset_dicts, copy=False, serialize=True)
+        self.mapper, self.batch_size, self.num_workers, self.shuffle = mapper, batch_size, num_workers, shuffle
+        self.seed = int(seed)
+        self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
+        self.position = 0  # samples of this rank's stream in the batches handed out so far
+        self.last_files = []
+        self._started = False
+
+    def state_dict(self):
+        return {"seed": self.seed, "position": self.position, "batch_size": self.batch_size,
+                "world_size": self.world_size}
+
+    def load_state_dict(self, state):
+        if self._started:
+            raise RuntimeError("the training data stream has started: load its state before the first batch")
+        if state.get("batch_size", self.batch_size) != self.batch_size or state.get("world_size", self.world_size) != self.world_size:
+            logger.warning(
+                f"the checkpoint's data stream had {state.get('batch_size')} images per batch on "
+                f"{state.get('world_size')} processes, this run has {self.batch_size} on {self.world_size}: "
+                "the data order continues, but not as an uninterrupted run's would"
+            )
+        self.seed = int(state["seed"])
+        self.position = int(state["position"])
+
+    def __iter__(self):
+        self._started = True
+        stream = _BatchStream(self.dataset, self.mapper, self.batch_size, self.seed, self.rank,
+                              self.world_size, self.position, self.shuffle, per_sample_seeds=self.num_workers > 0)
+        if self.num_workers == 0 and self.position == 0:
+            # the one draw from the global generator that detectron2's loader (a torch DataLoader)
+            # makes when its iterator starts: seeded runs keep their numbers
+            torch.empty((), dtype=torch.int64).random_()
+        if self.num_workers > 0:
+            stream = torch.utils.data.DataLoader(
+                stream, batch_size=None, num_workers=self.num_workers, collate_fn=_as_is,
+                generator=torch.Generator().manual_seed(self.seed),  # not the global generator
+            )
+        for batch in stream:
+            self.position += self.batch_size
+            self.last_files = [d.get("file_name") for d in batch if isinstance(d, dict)]
+            yield batch
+
+
+def build_resumable_train_loader(cfg, mapper):
+    """:class:`ResumableTrainLoader` over ``cfg.DATASETS.TRAIN`` (detectron2's dataset filtering),
+    or detectron2's own loader, with a warning, for samplers other than ``TrainingSampler``."""
+    from detectron2.data import build_detection_train_loader
+    from detectron2.data.build import _train_loader_from_config
+
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        logger.warning(
+            f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: the data stream's position is "
+            "not checkpointed, a resumed run sees other images than an uninterrupted one"
+        )
+        return build_detection_train_loader(cfg, mapper=mapper)
+    args = _train_loader_from_config(cfg, mapper)
+    world = comm.get_world_size()
+    total = args["total_batch_size"]
+    if total % world:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH {total} must be divisible by the number of processes ({world})")
+    seed = args["sampler"]._seed  # detectron2's TrainingSampler: shared_random_seed(), i.e. follows SEED
+    return ResumableTrainLoader(args["dataset"], args["mapper"], total // world, seed=seed,
+                                num_workers=args["num_workers"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+class ResumableTrainerMixin:
+    """Mix into a ``DefaultTrainer`` subclass (before it) to checkpoint the optimizer, the AMP
+    scaler, the generators and the data stream, to evaluate without disturbing the generators,
+    and to skip evaluation when a step failed (a non-finite loss at the last iteration must not
+    produce results); a failed step's error names the batch's image files."""
+
+    _step_failed = False
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        from detectron2.checkpoint import DetectionCheckpointer
+
+        from .checkpoint import SafeCheckpointer
+
+        if type(self.checkpointer) is DetectionCheckpointer:
+            # atomic saves and a resume that skips unreadable checkpoints (subclasses may install
+            # their own SafeCheckpointer / StrictCheckpointer after this)
+            import weakref
+
+            self.checkpointer = SafeCheckpointer(
+                self._trainer.model, self.cfg.OUTPUT_DIR, trusted=getattr(self.cfg.MODEL, "WEIGHTS_TRUSTED", False),
+                trainer=weakref.proxy(self),
+            )
+            for h in self._hooks:
+                if isinstance(h, hooks.PeriodicCheckpointer):
+                    h.checkpointer = self.checkpointer
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """detectron2's ``DatasetMapper`` over a :class:`ResumableTrainLoader`; subclasses with
+        their own mapper call :func:`build_resumable_train_loader` themselves."""
+        from detectron2.data import DatasetMapper
+
+        return build_resumable_train_loader(cfg, DatasetMapper(cfg, True))
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()  # optimizer (+ grad_scaler under AMP)
+        state["rng"] = get_rng_state()
+        loader = getattr(self._trainer, "data_loader", None)
+        if isinstance(loader, ResumableTrainLoader):
+            state["data"] = loader.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        missing = [k for k in ("_trainer", "rng", "data") if k not in state]
+        if "_trainer" in state:
+            self._trainer.load_state_dict(state["_trainer"])
+        if "rng" in state:
+            if comm.get_world_size() == 1:
+                set_rng_state(state["rng"])
+            else:  # only rank 0's generators are saved: every rank is re-seeded from (iteration, rank)
+                seed = _sample_seed(int(state["iteration"]), comm.get_rank(), 0)
+                torch.manual_seed(seed)
+                np.random.seed(seed)
+                random.seed(seed)
+        loader = getattr(self._trainer, "data_loader", None)
+        if "data" in state and isinstance(loader, ResumableTrainLoader):
+            loader.load_state_dict(state["data"])
+        if missing:
+            logger.warning(
+                f"the checkpoint holds no {', '.join(missing)} state (saved by an older version): "
+                "training continues, but not exactly as an uninterrupted run would"
+            )
+
+    def train(self):
+        self.validate_test_datasets()
+        return super().train()
+
+    def validate_test_datasets(self):
+        """Load (and so validate) every dataset the evaluation after training will read, now,
+        rather than find a bad file after hours of training."""
+        from detectron2.data import DatasetCatalog
+
+        for name in self.cfg.DATASETS.TEST:
+            DatasetCatalog.get(name)
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        for h in ret:
+            if isinstance(h, hooks.EvalHook):
+                h._func = self._guarded_eval(h._func)
+        return ret
+
+    def _guarded_eval(self, func):
+        def run():
+            if self._step_failed:
+                logger.error("training stopped by an error: no evaluation of the model, no results written")
+                return None
+            with preserved_rng():
+                return func()
+
+        return run
+
+    def run_step(self):
+        try:
+            super().run_step()
+        except Exception as e:
+            self._step_failed = True
+            loader = getattr(self._trainer, "data_loader", None)
+            files = [f for f in getattr(loader, "last_files", []) if f]
+            if isinstance(e, FloatingPointError) and files:
+                raise FloatingPointError(f"{e} The batch held: {', '.join(files)}") from e
+            raise

@@ -89,7 +89,7 @@ def test_unwritable_export_folder_is_named(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     target = blocker / "submission"  # cannot be created (works as root, unlike chmod)
-    with pytest.raises(PermissionError, match=r"cannot write to the output folder .*a_file/submission.*--output"):
+    with pytest.raises(PermissionError, match=r"the output folder .*a_file/submission is not a writable folder.*--output"):
         export_predictions(_Model(), _loader(1), str(target), progress=False)
 
 

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from seethroughnet.utils.atomic import atomic_path
+from seethroughnet.utils.atomic import atomic_path, check_writable_dir
 from seethroughnet.utils.safe_load import UnsafeFileError, add_safety_arguments, apply_safety_arguments
 
 __all__ = ["trainid_to_labelid_lut", "export_predictions", "main"]
@@ -69,16 +69,7 @@ def export_predictions(model, data_loader, output_dir, *, overwrite=False, make_
             os.remove(zip_path)
         for p in existing:
             os.remove(p)
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise PermissionError(
-            f"cannot write to the output folder {output_dir} ({e.strerror}): choose a writable --output"
-        ) from None
+    check_writable_dir(output_dir, "the output folder", "choose a writable --output")
     lut = trainid_to_labelid_lut()
     written = []
     model.eval()

@@ -20,6 +20,7 @@ from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
 from .resumable import ResumableTrainerMixin, build_resumable_train_loader
 from .training import PortableDefaultTrainer
+from .utils.atomic import check_writable_dir
 from .utils.norm import convert_sync_batchnorm_to_bn
 from .utils.safe_load import merge_config_file
 
@@ -99,16 +100,7 @@ def check_eval_weights(cfg, resume=False) -> None:
 
 def check_output_dir(path) -> None:
     """Fail at the start, naming the folder, if ``OUTPUT_DIR`` cannot be created or written."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise PermissionError(
-            f"OUTPUT_DIR {path} is not a writable folder ({e.strerror}): set OUTPUT_DIR to a folder you can write"
-        ) from None
+    check_writable_dir(path, "OUTPUT_DIR", "set OUTPUT_DIR to a folder you can write")
 
 
 def setup(args):

@@ -1,3 +1,3 @@
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable_dir
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "check_writable_dir"]

@@ -31,3 +31,17 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def check_writable_dir(path, what: str, fix: str) -> None:
+    """Create the folder ``path`` if needed and check that a file can be written in it; otherwise a
+    ``PermissionError`` "``what`` ``path`` is not a writable folder (<reason>): ``fix``"."""
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"{what} {path} is not a writable folder ({e.strerror}): {fix}") from None

@@ -299,6 +299,20 @@ def test_label_id_outside_the_table_is_one_error_naming_the_file(two_image_root,
     assert os.listdir(out_dir) == []
 
 
+def test_a_corrupt_and_an_out_of_table_file_are_listed_in_one_error(two_image_root, tmp_path, capsys):
+    town = two_image_root / "gtFine" / "train" / "town"
+    corrupt = town / "town_000000_000019_gtFine_labelTrainIds.png"
+    corrupt.write_bytes(corrupt.read_bytes()[:40])
+    out_of_table = town / "town_000001_000019_gtFine_labelTrainIds.png"
+    _write_label(str(out_of_table), np.full((10, 10), 200, np.uint8))
+    rc, _, err = _run(
+        ["--cityscapes-root", str(two_image_root), "--split", "train", "--output-dir", str(tmp_path / "out")], capsys
+    )
+    assert rc == 1
+    _assert_one_error_naming(err, corrupt, "truncated or corrupt", "(2 files)")
+    assert f"{out_of_table} holds value 200" in err
+
+
 def test_missing_label_file_of_a_registered_dataset_is_named(cityscapes_root, tmp_path, capsys):
     from seethroughnet.data.datasets import register_all, register_cityscapes
 

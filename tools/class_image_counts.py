@@ -18,10 +18,11 @@ Each file is written to a temporary name beside it and renamed into place.
 Classes and label table: ``--dataset`` takes the dataset's metadata (``stuff_classes``,
 ``stuff_colors``, ``ignore_label``); the project's Cityscapes names and ``--cityscapes-root`` use
 the 19 Cityscapes trainId classes (0-18, 255 ignored).  A label file that is missing, truncated or
-corrupt, or that holds a value outside the label table, ends the run with one error naming the
-file(s) and what to do; nothing is written then.  With ``--dataset`` the dataset's own loader
-first pairs images with label files (header-level validation, see
-seethroughnet/data/datasets/validation.py); every label file is then decoded once, here.
+corrupt, or that holds a value outside the label table, ends the run with one error naming every
+such file and what to do; nothing is written then.  With ``--dataset`` the dataset's own loader
+first pairs images with label files (header-level validation unless ``SEETHROUGHNET_VALIDATE``
+says otherwise, see seethroughnet/data/datasets/validation.py); every label file is then decoded
+once, here.
 """
 
 from __future__ import annotations
@@ -204,8 +205,11 @@ def count_class_images(
     errors = [str(r) for r in results if isinstance(r, DatasetError)]
     bad_values = [e for e in errors if " holds value" in e]
     unreadable = [e for e in errors if " holds value" not in e]
-    raise_problems(name, unreadable, "missing, truncated or corrupt label files")
-    raise_problems(name, bad_values, "label values outside the label table")
+    what = [
+        "missing, truncated or corrupt label files" if unreadable else "",
+        "label values outside the label table" if bad_values else "",
+    ]
+    raise_problems(name, unreadable + bad_values, " and ".join(w for w in what if w))  # one error for all
 
     images = np.zeros(k, dtype=np.int64)
     pixels = np.zeros(k, dtype=np.int64)

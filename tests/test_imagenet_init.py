@@ -259,6 +259,12 @@ def test_wrong_resnet_files_are_refused_with_the_key_report(tmp_path):
     with pytest.raises(ImageNetCheckpointError, match=r"(?s)resnet18.pth.*wrongly shaped.*mismatched: res2.0.conv1.weight "
                                                       r"\(file \(64, 64, 3, 3\) vs model \(64, 64, 1, 1\)\)"):
         load_imagenet_resnet(model, r18)
+    # nothing missing, but a tensor the backbone has no place for (e.g. an SE block): refused, by the file's name
+    sd18 = torchvision.models.resnet18(weights=None).state_dict()
+    extra = _save({**sd18, "layer2.1.se.fc1.weight": torch.zeros(8, 128, 1, 1)}, tmp_path / "r18_se.pth")
+    with pytest.raises(ImageNetCheckpointError, match=r"(?s)r18_se.pth.*0 missing, 1 unexpected.*"
+                                                      r"unexpected: layer2.1.se.fc1.weight\n  mismatched: -"):
+        load_imagenet_resnet(_backbone(18), extra)
     # an explicit layout that is not the file's
     with pytest.raises(ImageNetCheckpointError, match=r"IMAGENET_LAYOUT is 'mmcv_v1c' but the file has the "
                                                       r"torchvision/timm layout"):

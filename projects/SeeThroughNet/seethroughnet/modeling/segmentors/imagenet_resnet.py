@@ -215,8 +215,7 @@ def load_imagenet_resnet(backbone: nn.Module, path: str, layout: str = "auto", *
         hints.append(
             f"the file's strided shortcuts {'average-pool before the 1x1 conv (ResNet-D)' if avg_down else 'are strided 1x1 convs'}"
             f" and the backbone's {'do' if model_avg else 'do not'} average-pool: set MODEL.RESNETS.AVG_DOWN {avg_down}")
-    problem = missing or unexpected or mismatched or (hints and not allow_partial)
-    if problem and not allow_partial:
+    if (missing or unexpected or mismatched or hints) and not allow_partial:
         raise ImageNetCheckpointError(
             f"ImageNet ResNet file {path} ({name} layout) does not match the backbone: {len(missing)} missing, "
             f"{len(unexpected)} unexpected, {len(mismatched)} wrongly shaped keys"

@@ -36,7 +36,7 @@ from seethroughnet.modeling.segmentors.imagenet_resnet import (  # noqa: E402
     load_imagenet_resnet,
 )
 from seethroughnet.modeling.segmentors.resnet import AvgDownShortcut, build_dilated_resnet_backbone  # noqa: E402
-from seethroughnet.utils.safe_load import UntrustedWeightsError  # noqa: E402
+from seethroughnet.utils.safe_load import UntrustedWeightsError, load_weights_file  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PSP = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/pspnet_R101_cityscapes.yaml")
@@ -282,7 +282,7 @@ def test_wrong_resnet_files_are_refused_with_the_key_report(tmp_path):
     # MODEL.WEIGHTS_ALLOW_PARTIAL loads the matching part, with a warning
     with pytest.warns(UserWarning, match=r"partial load of .*resnet50.pth"):
         part = _backbone(101, "basic", checkpoint=r50, WEIGHTS_ALLOW_PARTIAL=True)
-    assert torch.equal(part.res4[5].conv2.weight, torch.load(r50)["layer3.5.conv2.weight"])
+    assert torch.equal(part.res4[5].conv2.weight, load_weights_file(r50)["layer3.5.conv2.weight"])
 
 
 class _Payload:  # a pickled object: the safe loader must refuse the file

@@ -69,8 +69,17 @@ def test_guard_paths():
                  os.path.join(CONFIGS, "CPP-Plugin/ocrnet_HRW48_cityscapes.yaml")):
         with pytest.raises(RandomInitError, match=r"set MODEL.HRNET.CHECKPOINT .* or add `MODEL.ALLOW_RANDOM_INIT True`"):
             check_pretrained_weights(build_config(path))
-    with pytest.raises(RandomInitError, match=r"set MODEL.WEIGHTS \(a local ImageNet checkpoint"):
-        check_pretrained_weights(build_config(os.path.join(CONFIGS, "CPP-Plugin/pspnet_R101_cityscapes.yaml")))
+    psp = os.path.join(CONFIGS, "CPP-Plugin/pspnet_R101_cityscapes.yaml")
+    with pytest.raises(RandomInitError, match=r"set MODEL.RESNETS.IMAGENET_CHECKPOINT \(a local ImageNet ResNet file.*"
+                                              r"resnet101_v1c.*\) or MODEL.WEIGHTS, or add `MODEL.ALLOW_RANDOM_INIT True`"):
+        check_pretrained_weights(build_config(psp))
+    # the Table 1 ResNet configs: a local ImageNet ResNet file satisfies it (as MODEL.WEIGHTS does) ...
+    for opts in (["MODEL.RESNETS.IMAGENET_CHECKPOINT", "/data/resnet101_v1c.pth"], ["MODEL.WEIGHTS", "/data/m.pth"]):
+        check_pretrained_weights(build_config(psp, opts))
+    # ... but not for an HRNet config, whose encoder never reads it
+    with pytest.raises(RandomInitError, match=r"MODEL.HRNET.CHECKPOINT"):
+        check_pretrained_weights(build_config(os.path.join(CONFIGS, "CPP-Plugin/ocrnet_HRW48_cityscapes.yaml"),
+                                              ["MODEL.RESNETS.IMAGENET_CHECKPOINT", "/data/resnet101_v1c.pth"]))
     # each way of satisfying it
     for opts in (["MODEL.ALLOW_RANDOM_INIT", "True"], ["MODEL.HRNET.CHECKPOINT", "/data/hrnetv2_w48.pth"],
                  ["MODEL.WEIGHTS", "/data/model_final.pth"]):

@@ -19,7 +19,7 @@ def add_seethroughnet_config(cfg):
     # HRNetV2 encoder (timm's HRNet), registered as detectron2 backbone "build_hrnetv2_backbone".
     cfg.MODEL.HRNET = CN()
     cfg.MODEL.HRNET.VARIANT = "hrnet_w48"  # hrnet_w48 (paper) | hrnet_w18 | hrnet_w18_small_v2
-    cfg.MODEL.HRNET.CHECKPOINT = ""  # optional local ImageNet checkpoint file (timm layout)
+    cfg.MODEL.HRNET.CHECKPOINT = ""  # optional local ImageNet checkpoint file (timm or official HRNet release layout)
     cfg.MODEL.HRNET.NORM = "BN"  # BN | SyncBN | FrozenBN
     cfg.MODEL.HRNET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # strides 4, 8, 16, 32
 

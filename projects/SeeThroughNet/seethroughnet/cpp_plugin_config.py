@@ -63,6 +63,16 @@ def add_cpp_plugin_config(cfg):
     # ResNetV1c contract_dilation=True); off here (detectron2's behaviour), on in Base-CPP-Plugin.yaml.
     if not hasattr(cfg.MODEL.RESNETS, "CONTRACT_DILATION"):
         cfg.MODEL.RESNETS.CONTRACT_DILATION = False
+    # ImageNet initialisation from a local file (modeling/segmentors/imagenet_resnet.py), loaded strictly
+    # when the backbone is built (MODEL.WEIGHTS_ALLOW_PARTIAL / MODEL.WEIGHTS_TRUSTED apply to it too).
+    # IMAGENET_LAYOUT: auto | torchvision | timm | timm_d (resnet101d) | mmcv_v1c (MMSegmentation's
+    # resnet101_v1c). The backbone must be the file's variant: mmcv_v1c / timm_d need STEM_TYPE deeplab
+    # (+ STEM_OUT_CHANNELS 64), torchvision / timm need STEM_TYPE basic, timm_d needs AVG_DOWN True.
+    if not hasattr(cfg.MODEL.RESNETS, "IMAGENET_CHECKPOINT"):
+        cfg.MODEL.RESNETS.IMAGENET_CHECKPOINT = ""
+        cfg.MODEL.RESNETS.IMAGENET_LAYOUT = "auto"
+        # ResNet-D shortcut: average-pool then 1x1 conv in the strided blocks (timm resnet101d)
+        cfg.MODEL.RESNETS.AVG_DOWN = False
     return cfg
 
 

@@ -64,19 +64,26 @@ def check_pretrained_weights(cfg) -> None:
 
     The paper-scale configs (SeeThroughNet W48, the Table 1 models) start from ImageNet encoders;
     nothing can be downloaded, so an empty weight key would silently train from scratch for days.
-    Any of ``MODEL.WEIGHTS`` and, for HRNet encoders, ``MODEL.HRNET.CHECKPOINT`` satisfies the
-    check; ``MODEL.ALLOW_RANDOM_INIT True`` opts out (the CPU demo and test configs do).
+    Any of ``MODEL.WEIGHTS``, for HRNet encoders ``MODEL.HRNET.CHECKPOINT`` and for the dilated
+    ResNet ``MODEL.RESNETS.IMAGENET_CHECKPOINT`` satisfies the check; ``MODEL.ALLOW_RANDOM_INIT
+    True`` opts out (the CPU demo and test configs do).
     """
     if not cfg.MODEL.REQUIRES_PRETRAINED or cfg.MODEL.ALLOW_RANDOM_INIT or cfg.MODEL.WEIGHTS:
         return
     hrnet = cfg.MODEL.META_ARCHITECTURE == "SeeThroughNetSegmentor" or "hrnet" in cfg.MODEL.BACKBONE.NAME.lower()
     if hrnet and cfg.MODEL.HRNET.CHECKPOINT:
         return
-    what = (
-        "MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm layout) or MODEL.WEIGHTS"
-        if hrnet
-        else "MODEL.WEIGHTS (a local ImageNet checkpoint of the backbone)"
-    )
+    resnet = cfg.MODEL.BACKBONE.NAME == "build_dilated_resnet_backbone"
+    if resnet and getattr(cfg.MODEL.RESNETS, "IMAGENET_CHECKPOINT", ""):
+        return
+    if hrnet:
+        what = ("MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm or official HRNet layout) or "
+                "MODEL.WEIGHTS")
+    elif resnet:
+        what = ("MODEL.RESNETS.IMAGENET_CHECKPOINT (a local ImageNet ResNet file: torchvision, timm or "
+                "MMSegmentation/MMCV resnet101_v1c layout, see MODEL.RESNETS.IMAGENET_LAYOUT) or MODEL.WEIGHTS")
+    else:
+        what = "MODEL.WEIGHTS (a local ImageNet checkpoint of the backbone)"
     raise RandomInitError(
         f"this config sets MODEL.REQUIRES_PRETRAINED (its encoder starts from ImageNet weights) but no "
         f"weight file is given: set {what}, or add `MODEL.ALLOW_RANDOM_INIT True` to train from "

@@ -11,9 +11,10 @@ branch outputs, not the classification "incre" head) and drops the stem tap. It 
 segmentation backbone needs and timm does not give:
 
 * ``checkpoint``: a *local* ImageNet checkpoint file (no download is ever attempted). A timm
-  classification ``state_dict`` (or the official HRNet ImageNet file, which uses the same names) is
-  accepted: wrapper keys (``state_dict`` / ``model``), ``module.`` / ``backbone.`` / ``body.``
-  prefixes and the classification head (``incre_modules``, ``downsamp_modules``, ``final_layer``,
+  classification ``state_dict`` or the official HRNet ImageNet release (HRNet-Image-Classification
+  ``hrnetv2_w48_imagenet_pretrained.pth``; the two name and shape every tensor alike, see
+  ``tests/test_imagenet_init.py``) is accepted: wrapper keys (``state_dict`` / ``model``),
+  ``module.`` / ``backbone.`` / ``body.`` prefixes and the classification head (``incre_modules``, ``downsamp_modules``, ``final_layer``,
   ``classifier``) are dropped. Loading is strict unless ``allow_partial=True``; a mismatch raises a
   ``ValueError`` that lists the missing, unexpected and wrongly-shaped keys.
 * ``norm``: ``"BN"`` (timm's ``BatchNorm2d``), ``"SyncBN"`` (``nn.SyncBatchNorm``) or ``"FrozenBN"``
@@ -29,6 +30,7 @@ multiples of 32 (:attr:`HRNetV2Encoder.size_divisibility`).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional
 
@@ -232,7 +234,11 @@ class HRNetV2Encoder(nn.Module):
         self.channels: Dict[str, int] = dict(zip(_FEATURE_NAMES, chans))
         self.strides: Dict[str, int] = dict(zip(_FEATURE_NAMES, reds))
         if checkpoint is not None:
-            self.load_checkpoint(checkpoint, allow_partial=allow_partial, trusted=trust_checkpoint)
+            rep = self.load_checkpoint(checkpoint, allow_partial=allow_partial, trusted=trust_checkpoint)
+            logging.getLogger(__name__).info(
+                "HRNet ImageNet checkpoint %s: %d tensors loaded, %d missing, %d unexpected, %d wrongly shaped, "
+                "%d classification-head tensors dropped", checkpoint, len(rep.loaded), len(rep.missing),
+                len(rep.unexpected), len(rep.mismatched), len(rep.dropped_classifier))
         self.body = convert_norm(self.body, norm)
         self._freeze(self.freeze_at)
 

@@ -11,9 +11,17 @@ gives 16, (1, 1) 32 (MMSegmentation's UPerNet: strides 4/8/16/32).
   same): the first block of a stage with dilation ``d > 1`` uses ``d // 2``, the other blocks ``d``.
   A ``RES5_MULTI_GRID`` other than all ones replaces it for res5 (MMSegmentation: a multi-grid sets
   every block's dilation, the first included).
+* ``MODEL.RESNETS.AVG_DOWN: True``: the ResNet-D shortcut (:class:`AvgDownShortcut`), needed by
+  timm's ``resnet101d`` ImageNet weights; off for torchvision / timm ``resnet101`` / MMCV ``v1c``.
+* ``MODEL.RESNETS.IMAGENET_CHECKPOINT``: a local ImageNet file loaded (strictly) at build time by
+  :func:`~seethroughnet.modeling.segmentors.imagenet_resnet.load_imagenet_resnet`;
+  ``IMAGENET_LAYOUT`` ``auto`` | ``torchvision`` | ``timm`` | ``timm_d`` | ``mmcv_v1c``.
 * The basic block (ResNet-18/34) dilates only its first 3x3 conv, the second keeps dilation 1, as
   MMSegmentation's ``BasicBlock``.
 """
+import logging
+
+import fvcore.nn.weight_init as weight_init
 import torch.nn.functional as F
 from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
@@ -38,7 +46,27 @@ except ImportError:  # pragma: no cover - same stem, for a detectron2 without th
             x = F.relu_(self.conv3(F.relu_(self.conv2(F.relu_(self.conv1(x))))))
             return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
-__all__ = ["DilatedBasicBlock", "build_dilated_resnet_backbone", "stage_dilations"]
+__all__ = ["AvgDownShortcut", "DilatedBasicBlock", "build_dilated_resnet_backbone", "stage_dilations"]
+
+
+class AvgDownShortcut(Conv2d):
+    """The shortcut of a strided block in a ResNet-D (timm ``resnet101d``, MMCV ``ResNetV1d``;
+    ``MODEL.RESNETS.AVG_DOWN``): ``stride x stride`` average pooling (``ceil_mode``, padding not
+    counted), then a 1x1 conv with stride 1 and its norm. A block with stride 1 (res2, and the
+    dilated res4/res5) has no pooling, as MMSegmentation's ``ResLayer(avg_down=True)``. The
+    parameter names are a strided ``Conv2d`` shortcut's (``shortcut.weight``, ``shortcut.norm.*``)."""
+
+    avg_down = True
+
+    def __init__(self, in_channels, out_channels, stride, norm="BN"):
+        super().__init__(in_channels, out_channels, 1, stride=1, bias=False, norm=get_norm(norm, out_channels))
+        self.pool_stride = stride
+        weight_init.c2_msra_fill(self)
+
+    def forward(self, x):
+        if self.pool_stride > 1:
+            x = F.avg_pool2d(x, self.pool_stride, self.pool_stride, ceil_mode=True, count_include_pad=False)
+        return super().forward(x)
 
 
 class DilatedBasicBlock(CNNBlockBase):
@@ -105,6 +133,20 @@ def build_dilated_resnet_backbone(cfg, input_shape):
             kw.update(block_class=BottleneckBlock, bottleneck_channels=bottleneck, stride_in_1x1=r.STRIDE_IN_1X1,
                       num_groups=r.NUM_GROUPS)
             bottleneck *= 2
-        stages.append(ResNet.make_stage(**kw))
+        blocks_ = ResNet.make_stage(**kw)
+        if getattr(r, "AVG_DOWN", False):
+            for b in blocks_:
+                if b.shortcut is not None:
+                    b.shortcut = AvgDownShortcut(b.in_channels, b.out_channels, b.stride, norm)
+        stages.append(blocks_)
         in_ch, out_ch = out_ch, out_ch * 2
-    return ResNet(stem, stages, out_features=r.OUT_FEATURES).freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
+    model = ResNet(stem, stages, out_features=r.OUT_FEATURES)
+    path = getattr(r, "IMAGENET_CHECKPOINT", "")
+    if path:  # a local ImageNet file (imagenet_resnet.py): torchvision / timm / MMCV names, strict
+        from .imagenet_resnet import load_imagenet_resnet
+
+        report = load_imagenet_resnet(model, path, getattr(r, "IMAGENET_LAYOUT", "auto"),
+                                      allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+                                      trusted=cfg.MODEL.WEIGHTS_TRUSTED)
+        logging.getLogger(__name__).info("MODEL.RESNETS.IMAGENET_CHECKPOINT %s: %s", path, report.summary())
+    return model.freeze(cfg.MODEL.BACKBONE.FREEZE_AT)

@@ -32,14 +32,20 @@ import glob
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from seethroughnet.data.datasets.validation import DatasetError, LabelTable, raise_problems, read_label
+from seethroughnet.data.datasets.validation import (
+    DatasetError,
+    LabelTable,
+    raise_problems,
+    read_label,
+    run_parallel,
+    split_file_errors,
+)
 from seethroughnet.utils.atomic import atomic_path, check_writable_dir
 
 TOOL = "tools/class_image_counts.py"
@@ -172,39 +178,11 @@ def count_class_images(
 
         class_colors = default_colors(k)
     files = list(label_files)
-    results: List[object] = [None] * len(files)
-
-    def job(i: int):
-        try:
-            return i, _label_pixel_counts(files[i], table, k, ignore_label)
-        except DatasetError as e:
-            return i, e
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(files), desc=f"{name}: reading label files", unit="file", dynamic_ncols=True)
-    try:
-        if workers <= 1 or len(files) <= 1:
-            for i in range(len(files)):
-                results[i] = job(i)[1]
-                if bar is not None:
-                    bar.update(1)
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="class-counts") as pool:
-                for fut in as_completed([pool.submit(job, i) for i in range(len(files))]):
-                    i, r = fut.result()
-                    results[i] = r
-                    if bar is not None:
-                        bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    errors = [str(r) for r in results if isinstance(r, DatasetError)]
-    bad_values = [e for e in errors if " holds value" in e]
-    unreadable = [e for e in errors if " holds value" not in e]
+    results = run_parallel(
+        lambda f: _label_pixel_counts(f, table, k, ignore_label), files, f"{name}: reading label files", progress,
+        workers=max(1, workers),
+    )
+    unreadable, bad_values = split_file_errors(results)
     what = [
         "missing, truncated or corrupt label files" if unreadable else "",
         "label values outside the label table" if bad_values else "",

@@ -484,8 +484,19 @@ def _progress_enabled(progress: Optional[bool], n_work: int) -> bool:
     return n_work >= 500 and sys.stderr.isatty()
 
 
-def _run_parallel(fn, items: Sequence, desc: str, progress: bool) -> List:
-    """``[fn(x) for x in items]`` on a thread pool; exceptions are returned, not raised."""
+def split_file_errors(results: Sequence) -> Tuple[List[str], List[str]]:
+    """The :class:`DatasetError` messages among ``results`` (as :func:`run_parallel` returns
+    them), split into (unreadable: missing / truncated / corrupt files, label values outside the
+    label table)."""
+    errors = [str(r) for r in results if isinstance(r, DatasetError)]
+    bad_values = [e for e in errors if " holds value" in e]
+    unreadable = [e for e in errors if " holds value" not in e]
+    return unreadable, bad_values
+
+
+def run_parallel(fn, items: Sequence, desc: str, progress: bool, workers: Optional[int] = None) -> List:
+    """``[fn(x) for x in items]`` on a thread pool (``workers`` threads, default the validation
+    pool size); a :class:`DatasetError` is returned in place of its result, not raised."""
 
     def safe(x):
         try:
@@ -504,7 +515,7 @@ def _run_parallel(fn, items: Sequence, desc: str, progress: bool) -> List:
         except ImportError:  # pragma: no cover
             bar = None
     results: List = [None] * len(items)
-    workers = min(_num_workers(), len(items))
+    workers = min(_num_workers() if workers is None else workers, len(items))
     if workers <= 1:
         for i, x in enumerate(items):
             results[i] = safe(x)
@@ -569,7 +580,7 @@ def validate_samples(
         return (w, h), problems
 
     show = _progress_enabled(progress, len(samples) * 2 if mode == "full" else 0)
-    out = _run_parallel(header_job, samples, f"{dataset}: headers", show and mode == "full")
+    out = run_parallel(header_job, samples, f"{dataset}: headers", show and mode == "full")
     unreadable = [str(r) for r in out if isinstance(r, DatasetError)]
     raise_problems(dataset, unreadable, "unreadable or wrong-format files")
     mismatched = [p for r in out for p in r[1]]
@@ -641,13 +652,11 @@ def validate_samples(
                 n_uncached += 1
     show = _progress_enabled(progress, n_uncached)
     try:
-        out = _run_parallel(full_job, jobs, f"{dataset}: checking files", show)
+        out = run_parallel(full_job, jobs, f"{dataset}: checking files", show)
     finally:
         if cache is not None:
             cache.save()
-    errors = [str(r) for r in out if isinstance(r, DatasetError)]
-    bad_values = [e for e in errors if " holds value" in e]
-    corrupt = [e for e in errors if " holds value" not in e]
+    corrupt, bad_values = split_file_errors(out)
     raise_problems(dataset, corrupt, "truncated or corrupt files")
     raise_problems(dataset, bad_values, "label values outside the label table")
     for (kind, path, _), r in zip(jobs, out):
@@ -686,7 +695,7 @@ def label_histograms(
         cache.put(p, st, hist={str(k): v for k, v in e["hist"].items()})
         return e["hist"]
 
-    out = _run_parallel(job, todo, "label histograms", _progress_enabled(progress, len(todo)))
+    out = run_parallel(job, todo, "label histograms", _progress_enabled(progress, len(todo)))
     cache.save()
     for (p, _), r in zip(todo, out):
         if isinstance(r, DatasetError):

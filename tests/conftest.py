@@ -4,3 +4,40 @@ import tempfile
 
 os.environ.setdefault("SEETHROUGHNET_CACHE_DIR", tempfile.mkdtemp(prefix="stn-test-cache-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def make_synthetic_cityscapes(tmp_path_factory, request):
+    """Factory for the end-to-end tests: ``make(seed=3, num_images=..., register=True)`` generates a
+    64x128 synthetic Cityscapes under a fresh ``DETECTRON2_DATASETS`` root and returns that root;
+    with ``register`` it also points ``DETECTRON2_DATASETS`` at it and registers the builtin dataset
+    names, both restored when the test module ends."""
+
+    def make(seed=3, num_images=None, register=True):
+        from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
+
+        root = tmp_path_factory.mktemp("d2datasets")
+        generate_synthetic_cityscapes(
+            str(root / "cityscapes"), seed=seed, height=64, width=128,
+            num_images=num_images or {"train": 4, "val": 3, "test": 2}, progress=False,
+        )
+        if register:
+            from seethroughnet.data.datasets import register_all
+
+            old = os.environ.get("DETECTRON2_DATASETS")
+            os.environ["DETECTRON2_DATASETS"] = str(root)
+            register_all()
+
+            def restore():
+                if old is None:
+                    os.environ.pop("DETECTRON2_DATASETS", None)
+                else:
+                    os.environ["DETECTRON2_DATASETS"] = old
+                register_all()
+
+            request.addfinalizer(restore)
+        return root
+
+    return make

@@ -37,26 +37,9 @@ tool = _load_tool()
 
 
 @pytest.fixture(scope="module")
-def cityscapes_root(tmp_path_factory):
+def cityscapes_root(make_synthetic_cityscapes):
     """A synthetic Cityscapes (4 train, 2 val, 1 test image) registered under DETECTRON2_DATASETS."""
-    from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
-
-    root = tmp_path_factory.mktemp("d2datasets")
-    generate_synthetic_cityscapes(
-        str(root / "cityscapes"), seed=7, height=64, width=128,
-        num_images={"train": 4, "val": 2, "test": 1}, progress=False,
-    )
-    old = os.environ.get("DETECTRON2_DATASETS")
-    os.environ["DETECTRON2_DATASETS"] = str(root)
-    from seethroughnet.data.datasets import register_all
-
-    register_all()
-    yield root / "cityscapes"
-    if old is None:
-        os.environ.pop("DETECTRON2_DATASETS")
-    else:
-        os.environ["DETECTRON2_DATASETS"] = old
-    register_all()
+    return make_synthetic_cityscapes(seed=7, num_images={"train": 4, "val": 2, "test": 1}) / "cityscapes"
 
 
 def _independent_counts(label_files, min_pixels=1):

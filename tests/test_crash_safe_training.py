@@ -89,14 +89,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 @pytest.fixture(scope="module")
-def dataset_env(tmp_path_factory):
-    from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
-
-    root = tmp_path_factory.mktemp("crash_datasets")
-    generate_synthetic_cityscapes(
-        str(root / "cityscapes"), seed=3, height=64, width=128,
-        num_images={"train": 4, "val": 3, "test": 2}, progress=False,
-    )
+def dataset_env(make_synthetic_cityscapes):
+    root = make_synthetic_cityscapes(register=False)  # the runs are subprocesses: registered there
     return {**os.environ, "DETECTRON2_DATASETS": str(root), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
 

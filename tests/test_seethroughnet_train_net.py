@@ -32,25 +32,8 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def cityscapes_root(tmp_path_factory):
-    from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
-
-    root = tmp_path_factory.mktemp("d2datasets")
-    generate_synthetic_cityscapes(
-        str(root / "cityscapes"), seed=3, height=64, width=128,
-        num_images={"train": 4, "val": 3, "test": 2}, progress=False,
-    )
-    old = os.environ.get("DETECTRON2_DATASETS")
-    os.environ["DETECTRON2_DATASETS"] = str(root)
-    from seethroughnet.data.datasets import register_all
-
-    register_all()
-    yield root
-    if old is None:
-        os.environ.pop("DETECTRON2_DATASETS")
-    else:
-        os.environ["DETECTRON2_DATASETS"] = old
-    register_all()
+def cityscapes_root(make_synthetic_cityscapes):
+    return make_synthetic_cityscapes()
 
 
 def _cfg(out_dir, *opts):

@@ -44,9 +44,9 @@ def test_cpp_plugin_step_under_bfloat16_autocast():
     pytest.importorskip("detectron2")
     from detectron2.modeling import build_model
 
-    from seethroughnet.cpp_plugin_config import build_cpp_config
+    from seethroughnet.config import build_config
 
-    cfg = build_cpp_config(
+    cfg = build_config(
         os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/Base-CPP-Plugin.yaml"),
         ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.STEM_OUT_CHANNELS", "32",
          "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]", "MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN",

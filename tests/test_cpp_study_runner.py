@@ -205,7 +205,7 @@ def test_shipped_figure5_cells_add_heads_res4_first():
     """Figure 5's x axis: the cells' opts on their real config put 1 head on res4 (MMSegmentation's
     auxiliary head), then res5, res3, res2 (MODEL.CPP_AUX.ADD_ORDER)."""
     pytest.importorskip("detectron2")
-    from seethroughnet.cpp_plugin_config import build_cpp_config
+    from seethroughnet.config import build_config
     from seethroughnet.modeling.segmentors.cpp_segmentor import aux_head_features
 
     grid = rs.load_grid(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/camvid_r18_cpu.yaml"))
@@ -213,7 +213,7 @@ def test_shipped_figure5_cells_add_heads_res4_first():
     seen = set()
     for c in rs.expand_grid(grid):
         if any(t.startswith("figure5:") for t in c["tags"]) and c["seed"] == 0:
-            cfg = build_cpp_config(os.path.join(REPO, c["config"]), c["opts"])
+            cfg = build_config(os.path.join(REPO, c["config"]), c["opts"])
             assert aux_head_features(cfg) == expected[c["num_heads"]], c["id"]
             seen.add(c["num_heads"])
     assert seen == set(expected)

@@ -109,7 +109,7 @@ def test_unwritable_output_dir_stops_train_net_at_the_start(tmp_path):
 def test_unknown_hrnet_variant_names_the_key_and_the_choices():
     from detectron2.modeling import build_backbone
 
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     cfg = build_config(DEMO, ["MODEL.HRNET.VARIANT", "hrnet_w19"])
     with pytest.raises(ValueError, match=r"'hrnet_w19' \(MODEL.HRNET.VARIANT.*hrnet_w48.*hrnet_w18_small_v2"):
@@ -120,7 +120,8 @@ def test_bad_val_label_ids_stop_training_before_the_first_step(synthetic, tmp_pa
     """cityscapesscripts' evaluation reads the val *_gtFine_labelIds.png; a bad id there must
     stop the run at the start, naming the file, not after training."""
     from seethroughnet.data.datasets import DatasetError
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.config import build_config
 
     (bad,) = sorted(synthetic.glob("gtFine/val/*/*_gtFine_labelIds.png"))[:1]
     arr = np.asarray(Image.open(bad)).copy()
@@ -143,7 +144,7 @@ def test_undecodable_image_is_named_in_header_mode(synthetic, monkeypatch):
 
     from seethroughnet.data.dataset_mappers import SemanticSegmentationMapper
     from seethroughnet.data.datasets import DatasetError
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     monkeypatch.setenv("SEETHROUGHNET_VALIDATE", "header")
     cfg = build_config(DEMO, ["INPUT.CROP.SIZE", "(64, 128)"])

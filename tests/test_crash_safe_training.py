@@ -229,7 +229,8 @@ def test_non_finite_loss_at_the_last_iteration_writes_no_results(dataset_env, tm
     from detectron2.data import DatasetCatalog
 
     from seethroughnet.data.datasets import register_all
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.config import build_config
     from seethroughnet.nn.seethroughnet import SeeThroughNet
 
     monkeypatch.setenv("DETECTRON2_DATASETS", dataset_env["DETECTRON2_DATASETS"])

@@ -30,7 +30,7 @@ torchvision = pytest.importorskip("torchvision")
 
 from detectron2.layers import ShapeSpec  # noqa: E402
 
-from seethroughnet.cpp_plugin_config import build_cpp_config  # noqa: E402
+from seethroughnet.config import build_config  # noqa: E402
 from seethroughnet.modeling.segmentors.imagenet_resnet import (  # noqa: E402
     ImageNetCheckpointError,
     load_imagenet_resnet,
@@ -45,7 +45,7 @@ BN_BUFFERS = ("weight", "bias", "running_mean", "running_var", "num_batches_trac
 
 
 def _cfg(depth, stem="basic", avg_down=False, dilated=False, checkpoint="", layout="auto", **extra):
-    cfg = build_cpp_config()
+    cfg = build_config()
     r = cfg.MODEL.RESNETS
     r.DEPTH, r.STEM_TYPE, r.STEM_OUT_CHANNELS, r.NORM = depth, stem, 64, "BN"
     r.RES2_OUT_CHANNELS = 64 if depth < 50 else 256
@@ -174,7 +174,7 @@ def test_mmcv_resnet101_v1c_loads_into_the_table1_backbone(tmp_path):
     # MMCV's save_checkpoint: {"meta": ..., "state_dict": ...}
     path = _save({"meta": {"mmcv_version": "1.x", "CLASSES": None}, "state_dict": sd}, tmp_path / "resnet101_v1c.pth")
     # the Table 1 config itself (SyncBN -> BN for one CPU process), the file given by the new key
-    cfg = build_cpp_config(PSP, ["MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN",
+    cfg = build_config(PSP, ["MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN",
                                  "MODEL.RESNETS.IMAGENET_CHECKPOINT", path])
     assert cfg.MODEL.RESNETS.STEM_TYPE == "deeplab" and not cfg.MODEL.RESNETS.AVG_DOWN
     model = build_dilated_resnet_backbone(cfg, ShapeSpec(channels=3))  # loads strictly at build

@@ -15,7 +15,7 @@ SMALL = ["MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_KEY_
 
 
 def _net(*opts):
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
     from seethroughnet.modeling.meta_arch.seethroughnet import build_seethroughnet_from_cfg
 
     return build_seethroughnet_from_cfg(build_config(DEMO, SMALL + list(opts)))
@@ -52,7 +52,7 @@ def test_bad_objective_values_list_the_choices(key, value, match):
 
 
 def test_old_rmi_keys_name_their_new_names(tmp_path):
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     with pytest.raises(KeyError, match=r"MODEL.SEE_THROUGH.RMI_LAMBDA.*MODEL.SEE_THROUGH.RMI.LAMBDA"):
         build_config(DEMO, ["MODEL.SEE_THROUGH.RMI_LAMBDA", "0.5"])
@@ -63,7 +63,8 @@ def test_old_rmi_keys_name_their_new_names(tmp_path):
 
 
 def test_guard_paths():
-    from seethroughnet.engine import RandomInitError, build_config, check_pretrained_weights
+    from seethroughnet.engine import RandomInitError, check_pretrained_weights
+    from seethroughnet.config import build_config
 
     for path in (W48, os.path.join(CONFIGS, "Cityscapes/ablation/seethroughnet_W48_cpp-off_msa-on.yaml"),
                  os.path.join(CONFIGS, "CPP-Plugin/ocrnet_HRW48_cityscapes.yaml")):

@@ -91,10 +91,9 @@ def _refused_weights(msg, path):
 
 # ------------------------------------------------------------------------------------ configs
 def test_yaml_python_tag_refused_by_the_config_builders(evil):
-    from seethroughnet.cpp_plugin_config import build_cpp_config
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
-    for load in (load_yaml_file, build_config, build_cpp_config):
+    for load in (load_yaml_file, build_config):
         with pytest.raises(UnsafeConfigError) as e:
             load(str(evil.yaml))
         _refused_config(str(e.value), evil.yaml)
@@ -110,7 +109,7 @@ def test_detectron2_is_never_asked_to_fall_back_to_unsafe_yaml(evil, monkeypatch
     called with allow_unsafe=False and so raises instead of calling yaml.unsafe_load."""
     import yaml
 
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
     from seethroughnet.utils import safe_load
 
     monkeypatch.setattr(safe_load, "_config_chain", lambda path, allow_unsafe: [])  # skip the scan
@@ -120,7 +119,7 @@ def test_detectron2_is_never_asked_to_fall_back_to_unsafe_yaml(evil, monkeypatch
 
 
 def test_allow_unsafe_config_opt_in(evil, tmp_path):
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     load_yaml_file(str(evil.yaml), allow_unsafe=True)
     assert evil.marker.exists()  # the payload is live: the refusals above are real
@@ -132,7 +131,7 @@ def test_allow_unsafe_config_opt_in(evil, tmp_path):
 
 
 def test_a_config_file_cannot_vouch_for_weights(tmp_path):
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     bad = tmp_path / "trusting.yaml"
     bad.write_text(f'_BASE_: "{DEMO}"\nMODEL:\n  WEIGHTS_TRUSTED: True\n')
@@ -154,7 +153,8 @@ def test_project_configs_are_plain_yaml():
 # ------------------------------------------------------------------------------------ weights
 def test_weight_files_with_pickled_code_are_refused(evil):
     from seethroughnet.checkpoint import SafeCheckpointer
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.config import build_config
 
     cfg = build_config(DEMO)
     for path in (evil.pth, evil.pkl):
@@ -170,7 +170,8 @@ def test_weight_files_with_pickled_code_are_refused(evil):
 
 @pytest.mark.parametrize("kind", ["pth", "pkl"])
 def test_trust_weights_opt_in(evil, kind):
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.config import build_config
 
     path = str(getattr(evil, kind))
     cfg = build_config(DEMO, ["MODEL.WEIGHTS_TRUSTED", "True"])
@@ -395,7 +396,7 @@ def test_table5_runner_and_transfer_train_net_refuse_an_unsafe_config(evil, tmp_
 
 def test_transfer_encoder_weights_and_checkpointer(evil, tmp_path):
     from seethroughnet.nn.hrnet import HRNetV2Encoder
-    from transfer.config import add_transfer_config
+    from seethroughnet.config import add_seethroughnet_config
     from transfer.encoder_init import read_state_dict
     from transfer.modeling import build_transfer_encoder
     from transfer.train_net import build_checkpointer
@@ -408,7 +409,7 @@ def test_transfer_encoder_weights_and_checkpointer(evil, tmp_path):
         read_state_dict(str(evil.pkl))
     from detectron2.config import get_cfg
 
-    cfg = add_transfer_config(get_cfg())
+    cfg = add_seethroughnet_config(get_cfg())
     with pytest.raises(UntrustedWeightsError):
         build_checkpointer(cfg, nn.Linear(2, 2)).load(str(evil.pth))
     assert not evil.marker.exists()

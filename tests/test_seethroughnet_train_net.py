@@ -37,7 +37,7 @@ def cityscapes_root(make_synthetic_cityscapes):
 
 
 def _cfg(out_dir, *opts):
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     cfg = build_config(DEMO, TINY + ["OUTPUT_DIR", str(out_dir), *opts])
     return cfg
@@ -212,7 +212,7 @@ def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path):
 
 
 def test_unknown_config_key_and_wrong_type_name_the_key(tmp_path):
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     with pytest.raises(KeyError, match="MODEL.SEE_THROUGH.AUX_LOSSS"):
         build_config(DEMO, ["MODEL.SEE_THROUGH.AUX_LOSSS", "cpp_kl"])
@@ -224,7 +224,7 @@ def test_unknown_config_key_and_wrong_type_name_the_key(tmp_path):
 
 def test_unknown_aux_loss_lists_the_choices():
     from seethroughnet.modeling.meta_arch.seethroughnet import build_seethroughnet_from_cfg
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     cfg = build_config(DEMO, ["MODEL.SEE_THROUGH.AUX_LOSS", "kl_cpp"])
     with pytest.raises(ValueError, match="cpp_kl"):
@@ -252,7 +252,7 @@ def test_non_finite_loss_stops_training_naming_term_and_iteration(cityscapes_roo
 
 @pytest.mark.parametrize("path", ABLATIONS, ids=[os.path.basename(p) for p in ABLATIONS])
 def test_table4_ablation_configs_build_and_differ_only_in_two_keys(path):
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
     from seethroughnet.modeling.meta_arch.seethroughnet import build_seethroughnet_from_cfg
 
     cfg = build_config(path)
@@ -280,7 +280,8 @@ from detectron2.utils import comm
 
 def main(out):
     from seethroughnet.data.datasets import register_all
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.config import build_config
     register_all()
     # SyncBN as in the W48 configs: the CPU trainer must convert it (SyncBatchNorm trains only on GPUs)
     cfg = build_config({demo!r}, {tiny!r} + ["OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4",
@@ -319,7 +320,7 @@ def test_two_process_gloo_training_with_syncbn_config_keeps_weights_identical(ci
 def test_registered_hrnetv2_backbone_output_shape_matches_its_features():
     from detectron2.modeling import build_backbone
 
-    from seethroughnet.engine import build_config
+    from seethroughnet.config import build_config
 
     cfg = build_config(DEMO)
     backbone = build_backbone(cfg)

@@ -28,7 +28,7 @@ from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import build_backbone, build_model  # noqa: E402
 
 import seethroughnet.modeling.segmentors  # noqa: E402,F401  (registers CPPSegmentor)
-from seethroughnet.cpp_plugin_config import build_cpp_config  # noqa: E402
+from seethroughnet.config import build_config  # noqa: E402
 from seethroughnet.modeling.segmentors.cpp_segmentor import build_aux_heads, build_seg_head  # noqa: E402
 from seethroughnet.modeling.segmentors.resnet import stage_dilations  # noqa: E402
 from seethroughnet.nn.auxiliary_heads import AuxiliaryHeads, aux_head  # noqa: E402
@@ -177,7 +177,7 @@ def test_table1_model_matches_mmsegmentation(config, head):
     """Built from the Cityscapes config (norm BN instead of SyncBN: same parameters, CPU):
     decode head and each auxiliary head have MMSegmentation's parameter count, and the four
     backbone features have MMSegmentation's strides, in ``output_shape`` and in a forward pass."""
-    cfg = build_cpp_config(os.path.join(CFG_DIR, config), BN_OPTS)
+    cfg = build_config(os.path.join(CFG_DIR, config), BN_OPTS)
     model = build_model(cfg).eval()
     assert model.decode_head.__class__ is DECODE_HEADS[head]
     assert _count(model.decode_head) == MMSEG_HEAD_PARAMS[head]()
@@ -204,7 +204,7 @@ def test_table1_model_matches_mmsegmentation(config, head):
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CFG_DIR, "CamVid-CPU", "*_camvid.yaml"))))
 def test_cpu_config_strides(path):
     """The CPU configs: output stride 16 (a CPU budget, not MMSegmentation's 8), UPerNet 32 as MMSegmentation."""
-    cfg = build_cpp_config(path)
+    cfg = build_config(path)
     shapes = build_backbone(cfg).output_shape()
     up = cfg.MODEL.DECODE_HEAD.NAME == "upernet"
     assert [shapes[f].stride for f in ("res2", "res3", "res4", "res5")] == ([4, 8, 16, 32] if up else [4, 8, 16, 16])
@@ -221,7 +221,7 @@ def test_contract_dilation_matches_torchvision_dilated_resnet101():
     from torchvision.models import resnet101
 
     tv = resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
-    cfg = build_cpp_config(os.path.join(CFG_DIR, "pspnet_R101_cityscapes.yaml"), BN_OPTS)
+    cfg = build_config(os.path.join(CFG_DIR, "pspnet_R101_cityscapes.yaml"), BN_OPTS)
     assert cfg.MODEL.RESNETS.CONTRACT_DILATION is True
     bb = build_backbone(cfg)
     for ours, theirs in ((bb.res4, tv.layer3), (bb.res5, tv.layer4)):
@@ -236,7 +236,7 @@ def test_contract_dilation_matches_torchvision_dilated_resnet101():
 
 def test_basic_block_dilates_only_its_first_conv():
     """ResNet-18 (CPU configs): MMSegmentation's BasicBlock dilates conv1, conv2 keeps dilation 1."""
-    cfg = build_cpp_config(os.path.join(CFG_DIR, "CamVid-CPU", "pspnet_R18_camvid.yaml"))
+    cfg = build_config(os.path.join(CFG_DIR, "CamVid-CPU", "pspnet_R18_camvid.yaml"))
     bb = build_backbone(cfg)
     assert [b.conv1.dilation[0] for b in bb.res5] == [1, 2]  # dilation 2, contracted in the first block
     assert [b.conv2.dilation[0] for b in bb.res5] == [1, 1]
@@ -249,7 +249,7 @@ def _norm_types(module):
 
 @pytest.mark.parametrize("config,head", sorted(TABLE1.items()))
 def test_table1_configs_default_to_syncbn(config, head):
-    cfg = build_cpp_config(os.path.join(CFG_DIR, config))
+    cfg = build_config(os.path.join(CFG_DIR, config))
     norm_key = cfg.MODEL.HRNET.NORM if head == "ocr" else cfg.MODEL.RESNETS.NORM
     assert norm_key == "SyncBN" and cfg.MODEL.DECODE_HEAD.NORM == "SyncBN"
     shapes = {f"res{i + 2}": ShapeSpec(channels=c, stride=4) for i, c in enumerate(HR48 if head == "ocr" else (C2, C3, C4, C5))}
@@ -259,14 +259,14 @@ def test_table1_configs_default_to_syncbn(config, head):
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CFG_DIR, "CamVid-CPU", "*_camvid.yaml"))))
 def test_cpu_configs_use_bn(path):
-    cfg = build_cpp_config(path)
+    cfg = build_config(path)
     assert cfg.MODEL.RESNETS.NORM == "BN" and cfg.MODEL.DECODE_HEAD.NORM == "BN"
     model = build_model(cfg)
     assert _norm_types(model) == {nn.BatchNorm2d}
 
 
 def test_syncbn_backbone_of_a_table1_config():
-    cfg = build_cpp_config(os.path.join(CFG_DIR, "pspnet_R101_cityscapes.yaml"))
+    cfg = build_config(os.path.join(CFG_DIR, "pspnet_R101_cityscapes.yaml"))
     assert _norm_types(build_backbone(cfg)) == {nn.SyncBatchNorm}
 
 
@@ -375,11 +375,11 @@ def test_aux_dropout_config_key_both_values():
     base = os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml")
     shapes = {f"res{i + 2}": ShapeSpec(channels=c, stride=4) for i, c in enumerate((8, 8, 8, 8))}
     opts = BN_OPTS + ["MODEL.CPP_AUX.HIDDEN_CHANNELS", "16"]
-    cfg = build_cpp_config(base, opts)
+    cfg = build_config(base, opts)
     assert cfg.MODEL.CPP_AUX.DROPOUT == 0.0
     heads = build_aux_heads(cfg, shapes)
     assert not any(isinstance(m, nn.Dropout2d) for m in heads.modules())
-    cfg = build_cpp_config(base, opts + ["MODEL.CPP_AUX.DROPOUT", "0.1"])  # MMSegmentation's FCNHead
+    cfg = build_config(base, opts + ["MODEL.CPP_AUX.DROPOUT", "0.1"])  # MMSegmentation's FCNHead
     heads = build_aux_heads(cfg, shapes)
     drops = [m for m in heads.modules() if isinstance(m, nn.Dropout2d)]
     assert len(drops) == 4 and all(d.p == 0.1 for d in drops)
@@ -399,7 +399,7 @@ if __name__ == "__main__":  # the table of docs/cpp_plugin.md
           "res4 / res5: derived | auxiliary heads: ours | backbone: derived | backbone: ours |")
     print("|---|---|---|---|---|---|---|")
     for config, head in TABLE1.items():
-        model = build_model(build_cpp_config(os.path.join(CFG_DIR, config), BN_OPTS))
+        model = build_model(build_config(os.path.join(CFG_DIR, config), BN_OPTS))
         widths = HR48 if head == "ocr" else (C2, C3, C4, C5)
         aux = [_count(model.aux_heads.heads[f"res{i + 2}"]) for i in range(4)]
         print(f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | {_count(model.decode_head):,} | "

@@ -15,7 +15,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
-from transfer.config import add_transfer_config  # noqa: E402
+from seethroughnet.config import add_seethroughnet_config  # noqa: E402
 from transfer.encoder_init import EncoderWeightsError, find_encoder_prefix, load_seethroughnet_encoder  # noqa: E402
 from transfer.modeling import TransferEncoder, build_transfer_backbone  # noqa: E402
 from transfer.train_net import prepare_model  # noqa: E402
@@ -60,7 +60,7 @@ def _save_stn_checkpoint(path, state, prefix="net.encoder.", extra=True):
 
 def _cfg(detector, **opts):
     cfg = get_cfg()
-    add_transfer_config(cfg)
+    add_seethroughnet_config(cfg)
     cfg.merge_from_file(os.path.join(CONFIGS, DETECTORS[detector]))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.HRNET.VARIANT = VARIANT

@@ -16,7 +16,7 @@ from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone  # noqa: E402
-from transfer.config import add_transfer_config  # noqa: E402
+from seethroughnet.config import add_seethroughnet_config  # noqa: E402
 from transfer.hrfpn import HRFPN  # noqa: E402
 from transfer.modeling import build_transfer_backbone, recompute_encoder_bn_stats  # noqa: E402
 
@@ -90,7 +90,7 @@ def test_hrfpn_rejects_bad_options():
 
 def _fcos_cfg(**opts):
     cfg = get_cfg()
-    add_transfer_config(cfg)
+    add_seethroughnet_config(cfg)
     cfg.merge_from_file(os.path.join(CONFIGS, "fcos_hrnetv2_w48.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.HRNET.VARIANT = SMALL
@@ -143,7 +143,7 @@ def test_full_model_gradient_clipping_matches_one_global_norm():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
     cfg = get_cfg()
-    add_transfer_config(cfg)
+    add_seethroughnet_config(cfg)
     cfg.merge_from_list(["SOLVER.BASE_LR", "0.1", "SOLVER.MOMENTUM", "0.0", "SOLVER.WEIGHT_DECAY", "0.0",
                          "SOLVER.CLIP_GRADIENTS.ENABLED", "True", "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "full_model",
                          "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "2.0", "SOLVER.CLIP_GRADIENTS.NORM_TYPE", "2.0"])
@@ -233,7 +233,8 @@ def test_syncbn_is_converted_to_bn_with_the_same_state():
 
 
 def test_seethroughnet_trainer_converts_syncbn_on_cpu():
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.config import build_config
 
     demo = os.path.join(os.path.dirname(__file__), "..", "projects", "SeeThroughNet", "configs",
                         "Cityscapes-Synthetic", "seethroughnet_W18small_demo.yaml")

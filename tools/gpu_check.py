@@ -209,14 +209,14 @@ def check_ddp_launch(s: Settings) -> List[List[str]]:
 def check_table1_model(s: Settings) -> List[List[str]]:
     from detectron2.modeling import build_model
 
-    from seethroughnet.cpp_plugin_config import build_cpp_config
+    from seethroughnet.config import build_config
 
     opts = ["MODEL.DEVICE", s.device.type, "MODEL.ALLOW_RANDOM_INIT", "True", "MODEL.RESNETS.NORM", "BN",
             "MODEL.DECODE_HEAD.NORM", "BN"]
     if s.tiny:
         opts += ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]",
                  "MODEL.DECODE_HEAD.CHANNELS", "16", "MODEL.CPP_AUX.HIDDEN_CHANNELS", "8"]
-    cfg = build_cpp_config(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/deeplabv3plus_R101_cityscapes.yaml"), opts)
+    cfg = build_config(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/deeplabv3plus_R101_cityscapes.yaml"), opts)
     torch.manual_seed(0)
     model = build_model(cfg).train()
     h, w = s.table1_size
@@ -236,18 +236,14 @@ def check_table1_model(s: Settings) -> List[List[str]]:
 
 
 def check_detector(s: Settings) -> List[List[str]]:
-    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
     from detectron2.structures import BitMasks, Boxes, Instances
     from detectron2.utils.events import EventStorage
 
     import transfer.modeling  # noqa: F401  (registers the HRNetV2 detection backbones)
-    from seethroughnet.utils.safe_load import merge_config_file
-    from transfer.config import add_transfer_config
+    from seethroughnet.config import build_config
 
-    cfg = get_cfg()
-    add_transfer_config(cfg)
-    merge_config_file(cfg, os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48.yaml"))
+    cfg = build_config(os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48.yaml"))
     cfg.MODEL.DEVICE = s.device.type
     cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
     cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""

@@ -75,7 +75,7 @@ def train_cell(config: str, out_dir: str, opts: List[str], allow_unsafe_config: 
     from detectron2.utils.logger import setup_logger
 
     import seethroughnet.modeling.segmentors  # noqa: F401  (registers CPPSegmentor)
-    from seethroughnet.cpp_plugin_config import build_cpp_config
+    from seethroughnet.config import build_config as build_cpp_config
     from seethroughnet.data.datasets import register_all
     from seethroughnet.engine import Trainer
 

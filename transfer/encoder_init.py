@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from seethroughnet.nn.layers import short_list, state_dict_of
+
 __all__ = [
     "EncoderWeightsError",
     "read_state_dict",
@@ -39,12 +41,6 @@ _OPTIONAL_SUFFIX = "num_batches_tracked"
 
 class EncoderWeightsError(ValueError):
     """A checkpoint cannot initialise the encoder; the message names the file and keys."""
-
-
-def _listing(keys, limit=8) -> str:
-    keys = list(keys)
-    shown = ", ".join(repr(k) for k in keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def read_state_dict(path: str, trusted: bool = False) -> Dict[str, torch.Tensor]:
@@ -64,22 +60,10 @@ def read_state_dict(path: str, trusted: bool = False) -> Dict[str, torch.Tensor]
         raise
     except Exception as e:  # noqa: BLE001
         raise EncoderWeightsError(f"cannot read encoder checkpoint {path!r}: {type(e).__name__}: {e}") from e
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    for key in ("model", "state_dict", "model_state_dict"):
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping):
-        raise EncoderWeightsError(f"encoder checkpoint {path!r} holds no state dict (got {type(obj).__name__})")
-    out = {}
-    for k, v in obj.items():
-        if isinstance(v, np.ndarray):
-            # (not np.ascontiguousarray: it turns 0-d arrays, e.g. num_batches_tracked, into 1-d)
-            v = torch.from_numpy(v if v.flags.c_contiguous else v.copy(order="C"))
-        if isinstance(v, torch.Tensor):
-            out[str(k)] = v
-    return out
+    try:
+        return state_dict_of(obj)
+    except ValueError as e:
+        raise EncoderWeightsError(f"encoder checkpoint {path!r}: {e}") from None
 
 
 def find_encoder_prefix(state: Mapping[str, torch.Tensor], encoder_keys: List[str]) -> Tuple[Optional[str], List[str]]:
@@ -108,11 +92,11 @@ def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = Fa
         if candidates:
             p = candidates[0]
             missing = [k for k in required if p + k not in state]
-            hint = f"; under the closest prefix {p!r} {len(missing)} of {len(required)} keys are missing, e.g. {_listing(missing, 5)}"
+            hint = f"; under the closest prefix {p!r} {len(missing)} of {len(required)} keys are missing, e.g. {short_list(missing, 5, sort=False)}"
         raise EncoderWeightsError(
             f"checkpoint {path} holds no HRNetV2 encoder weights (looked for keys like "
             f"'<prefix>{required[0]}', '<prefix>{required[-1]}' for a {getattr(encoder, 'variant', 'HRNetV2')} "
-            f"encoder; the checkpoint has {len(state)} tensors, e.g. {_listing(sorted(state), 5)}{hint})"
+            f"encoder; the checkpoint has {len(state)} tensors, e.g. {short_list(state, 5)}{hint})"
         )
     mismatched = [
         f"{prefix}{k}: checkpoint {tuple(state[prefix + k].shape)} vs encoder {tuple(v.shape)}"
@@ -122,15 +106,15 @@ def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = Fa
     if mismatched:
         raise EncoderWeightsError(
             f"checkpoint {path}: encoder weights under {prefix!r} do not fit a "
-            f"{getattr(encoder, 'variant', 'HRNetV2')} encoder (another HRNet width?): {_listing(mismatched, 5)}"
+            f"{getattr(encoder, 'variant', 'HRNetV2')} encoder (another HRNet width?): {short_list(mismatched, 5, sort=False)}"
         )
     sub = {k: state[prefix + k] for k in own_keys if prefix + k in state}
     result = encoder.load_state_dict(sub, strict=False)
     bad_missing = [k for k in result.missing_keys if not k.endswith(_OPTIONAL_SUFFIX)]
     if bad_missing or result.unexpected_keys:  # cannot happen after the prefix search; be loud if it does
         raise EncoderWeightsError(
-            f"checkpoint {path}: loading under {prefix!r} left missing {_listing(bad_missing)} / unexpected "
-            f"{_listing(result.unexpected_keys)}"
+            f"checkpoint {path}: loading under {prefix!r} left missing {short_list(bad_missing, 8, sort=False)} / unexpected "
+            f"{short_list(result.unexpected_keys, 8, sort=False)}"
         )
     used = {prefix + k for k in sub}
     not_loaded = sorted(k for k in state if k not in used)

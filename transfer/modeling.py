@@ -34,7 +34,8 @@ from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone
 from seethroughnet.nn.hrnet import HRNetV2Encoder
 
-from .config import ENCODER_INITS, NECKS, TOP_BLOCKS
+from seethroughnet.config import ENCODER_INITS, NECKS, TOP_BLOCKS
+from seethroughnet.nn.layers import short_list
 from .encoder_init import EncoderWeightsError, imagenet_report, load_seethroughnet_encoder
 from .hrfpn import HRFPN
 
@@ -355,13 +356,9 @@ def freeze_unused_parameters(backbone: nn.Module, used_features: Iterable[str], 
     if dead:
         logger.info(
             "%d backbone parameters do not affect the heads' features %s and are frozen: %s",
-            len(dead), used_features, _short(dead),
+            len(dead), used_features, short_list(dead, 6, sort=False),
         )
     return dead
-
-
-def _short(names: List[str], limit: int = 6) -> str:
-    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def recompute_encoder_bn_stats(encoder: nn.Module, batches: Iterable[torch.Tensor], num_iters: int) -> int:

@@ -28,7 +28,6 @@ if __package__ in (None, ""):  # run as a script: make `transfer` importable fro
 
 import torch  # noqa: E402
 import detectron2.utils.comm as comm  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
@@ -36,7 +35,7 @@ from detectron2.modeling import build_model  # noqa: E402
 
 from seethroughnet.engine import check_eval_weights  # noqa: E402
 from seethroughnet.resumable import ResumableTrainerMixin  # noqa: E402
-from transfer.config import add_transfer_config  # noqa: E402
+from seethroughnet.config import build_config  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
 from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn  # noqa: E402
@@ -210,13 +209,11 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_transfer_config(cfg)
-    from seethroughnet.utils.safe_load import apply_safety_arguments, merge_config_file
+    from seethroughnet.utils.safe_load import apply_safety_arguments
 
     # safe YAML only (this file and its _BASE_ files) unless --allow-unsafe-config
-    merge_config_file(cfg, args.config_file, allow_unsafe=getattr(args, "allow_unsafe_config", False))
-    cfg.merge_from_list(apply_safety_arguments(args, args.opts))
+    cfg = build_config(args.config_file, apply_safety_arguments(args, args.opts),
+                       allow_unsafe=getattr(args, "allow_unsafe_config", False))
     if args.eval_only:
         # all weights come from MODEL.WEIGHTS: do not read (or require) the encoder checkpoint
         cfg.MODEL.TRANSFER.ENCODER_INIT = "random"

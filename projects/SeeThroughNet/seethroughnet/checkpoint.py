@@ -24,6 +24,7 @@ import zipfile
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .nn.layers import short_list
 from .utils.atomic import atomic_path
 from .utils.safe_load import UnsafeFileError, load_weights_file
 
@@ -65,12 +66,6 @@ def _iteration_of(name):
         return float("inf")
     m = re.fullmatch(r"model_(\d+)\.pth", name)
     return int(m.group(1)) if m else None
-
-
-def _listing(keys, limit=12):
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 class SafeCheckpointer(DetectionCheckpointer):
@@ -202,11 +197,11 @@ class StrictCheckpointer(SafeCheckpointer):
         if missing or unexpected or shapes:
             parts = []
             if missing:
-                parts.append(f"{len(missing)} missing keys: {_listing(missing)}")
+                parts.append(f"{len(missing)} missing keys: {short_list(missing)}")
             if unexpected:
-                parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+                parts.append(f"{len(unexpected)} unexpected keys: {short_list(unexpected)}")
             if shapes:
-                parts.append(f"{len(shapes)} shape mismatches: {_listing(shapes)}")
+                parts.append(f"{len(shapes)} shape mismatches: {short_list(shapes)}")
             raise CheckpointMismatchError(
                 f"checkpoint {self._loading} does not match the model ("
                 + "; ".join(parts)

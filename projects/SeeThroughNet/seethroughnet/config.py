@@ -1,15 +1,73 @@
-"""Config keys added by the SeeThroughNet project.
+"""Every config key of the project, added by one function, and the function that builds a config.
 
-Every hyper-parameter of the model, its losses and its inference lives here with a default,
-and the YAML files under ``projects/SeeThroughNet/configs`` set them with a comment saying
-where each value comes from. Unknown keys in a YAML file are rejected by detectron2's
-``CfgNode.merge_from_file`` with an error naming the key.
+:func:`add_seethroughnet_config` adds, with defaults, the keys of
+
+* SeeThroughNet (``MODEL.HRNET``, ``MODEL.SEE_THROUGH``, ``TEST.SEE_THROUGH``; paper Sec. 3),
+* the CPP plug-in study (``MODEL.DECODE_HEAD``, ``MODEL.CPP_AUX``, the dilated ResNet's
+  ``MODEL.RESNETS`` extras; paper Tables 1-2, Figure 5),
+* the detection transfer (``MODEL.TRANSFER``, ``MODEL.HRFPN``, ``MODEL.FCOS``,
+  ``DATASETS.CITYSCAPES_*``; paper Table 5),
+* checkpoint safety and training guards shared by all of them,
+
+in the manner of detectron2's ``projects/DeepLab/deeplab/config.py``. The YAML files under
+``projects/SeeThroughNet/configs`` and ``transfer/configs`` set them with a comment saying where
+each value comes from. :func:`build_config` merges a file and ``KEY VALUE`` overrides into it;
+an unknown key is an error naming the file (or the override) and the key.
 """
+import logging
+import os
+
+import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+from .utils.safe_load import merge_config_file
+
+__all__ = ["add_seethroughnet_config", "build_config", "ENCODER_INITS", "TOP_BLOCKS", "NECKS"]
+
+# Allowed values of MODEL.TRANSFER.ENCODER_INIT, MODEL.TRANSFER.TOP_BLOCK and the transfer neck.
+ENCODER_INITS = ("imagenet", "seethroughnet", "random")
+TOP_BLOCKS = ("maxpool", "p6p7", "none")
+NECKS = ("hrfpn", "fpn")
 
 
 def add_seethroughnet_config(cfg):
-    """Add the SeeThroughNet keys (and detectron2's DeepLab solver keys) to ``cfg``."""
+    """Add every key of the project to ``cfg`` (a fresh ``get_cfg()``) and return it."""
+    _add_seethroughnet_keys(cfg)
+    _add_cpp_plugin_keys(cfg)
+    _add_transfer_keys(cfg)
+    _add_safety_keys(cfg)
+    return cfg
+
+
+def build_config(config_file=None, opts=(), *, allow_unsafe=False):
+    """A config with the project's keys, merged from ``config_file`` and ``KEY VALUE`` opts.
+
+    The file and its ``_BASE_`` files are read with safe YAML only (``UnsafeConfigError`` for a
+    Python tag) unless ``allow_unsafe`` (``--allow-unsafe-config``). On a machine without a GPU a
+    ``cuda`` ``MODEL.DEVICE`` becomes ``cpu`` with a warning.
+    """
+    cfg = add_seethroughnet_config(get_cfg())
+    hint = "see projects/SeeThroughNet/seethroughnet/config.py and detectron2's config/defaults.py for the keys"
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise FileNotFoundError(f"config file {config_file} does not exist")
+        try:
+            merge_config_file(cfg, config_file, allow_unsafe=allow_unsafe)
+        except KeyError as e:  # "Non-existent config key: X"
+            raise KeyError(f"{config_file}: {e.args[0]} ({hint})") from None
+    try:
+        cfg.merge_from_list(list(opts))
+    except AssertionError as e:  # yacs reports an unknown command-line key by an assertion
+        raise KeyError(f"command-line override: {e} ({hint})") from None
+    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
+        logging.getLogger(__name__).warning("no GPU is available: MODEL.DEVICE set to cpu")
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def _add_seethroughnet_keys(cfg):
+    """SeeThroughNet (paper Sec. 3): encoder, See-Through decoder, OCR head, objective, inference."""
     # Poly learning-rate schedule and its keys (SOLVER.POLY_LR_POWER, ...), as in detectron2's
     # DeepLab project; also INPUT.CROP.SINGLE_CATEGORY_MAX_AREA and SOLVER.LR_SCHEDULER_NAME.
     from detectron2.projects.deeplab import add_deeplab_config
@@ -72,6 +130,134 @@ def add_seethroughnet_config(cfg):
     # Dataset mapper
     cfg.INPUT.COLOR_AUG = False  # photometric jitter in training
 
+
+def _add_cpp_plugin_keys(cfg):
+    """The CPP plug-in study (paper Tables 1-2, Figure 5): any decode head + training-only
+    auxiliary heads with CPP targets, as the meta-architecture ``CPPSegmentor``."""
+    cfg.MODEL.DECODE_HEAD = CN()
+    # psp | deeplabv3plus | upernet | dmnet | ccnet | ann | ocr (seethroughnet.nn.decode_heads)
+    cfg.MODEL.DECODE_HEAD.NAME = "psp"
+    cfg.MODEL.DECODE_HEAD.IN_FEATURES = []  # [] = the head's default (e.g. psp: res5; deeplabv3plus: res2, res5)
+    cfg.MODEL.DECODE_HEAD.CHANNELS = 512  # MMSegmentation's decode-head width
+    cfg.MODEL.DECODE_HEAD.DROPOUT = 0.1  # MMSegmentation's dropout_ratio before the classifier
+    cfg.MODEL.DECODE_HEAD.NORM = "BN"
+    cfg.MODEL.DECODE_HEAD.LOSS_WEIGHT = 1.0  # CE on the up-sampled logits
+    # head options (only the chosen head reads its own)
+    cfg.MODEL.DECODE_HEAD.POOL_SCALES = [1, 2, 3, 6]  # PSPNet / UPerNet pyramid bins
+    cfg.MODEL.DECODE_HEAD.ASPP_DILATIONS = [12, 24, 36]  # DeepLabV3+ at output stride 8
+    cfg.MODEL.DECODE_HEAD.LOW_LEVEL_CHANNELS = 48  # DeepLabV3+ decoder projection
+    cfg.MODEL.DECODE_HEAD.SEPARABLE = True  # DeepLabV3+ depthwise-separable ASPP/decoder
+    cfg.MODEL.DECODE_HEAD.FILTER_SIZES = [1, 3, 5, 7]  # DMNet DCMs
+    cfg.MODEL.DECODE_HEAD.RECURRENCE = 2  # CCNet RCCA loops R
+    cfg.MODEL.DECODE_HEAD.PROJECT_CHANNELS = 256  # ANN key/query width
+    cfg.MODEL.DECODE_HEAD.KEY_POOL_SCALES = [1, 3, 6, 8]  # ANN pyramid sampling
+    cfg.MODEL.DECODE_HEAD.KEY_CHANNELS = 256  # OCR key width
+    cfg.MODEL.DECODE_HEAD.SOFT_REGION_WEIGHT = 0.4  # OCRNet auxiliary (soft region) CE weight
+
+    cfg.MODEL.CPP_AUX = CN()
+    cfg.MODEL.CPP_AUX.ENABLED = True
+    # the features that get an auxiliary head (the paper's Table 1: the four stages)
+    cfg.MODEL.CPP_AUX.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    # -1: all of IN_FEATURES; n in 0..len(IN_FEATURES): the first n features of ADD_ORDER that are in
+    # IN_FEATURES (Figure 5's x axis)
+    cfg.MODEL.CPP_AUX.NUM_HEADS = -1
+    # the order in which NUM_HEADS adds heads: res4 first (MMSegmentation's single FCN auxiliary head
+    # sits on res4, in_index=2), then the others from the deepest down (the paper does not say)
+    cfg.MODEL.CPP_AUX.ADD_ORDER = ["res4", "res5", "res3", "res2"]
+    cfg.MODEL.CPP_AUX.LOSS = "cpp_kl"  # cpp_kl | upsample_ce | nearest_ce
+    # one per head of IN_FEATURES (in that order) or one for all (MMSegmentation aux weight 0.4)
+    cfg.MODEL.CPP_AUX.WEIGHTS = [0.4]
+    cfg.MODEL.CPP_AUX.HIDDEN_CHANNELS = 256  # MMSegmentation FCN auxiliary head width
+    # Dropout2d before the 1x1 classifier of every auxiliary head: 0 = 3x3 conv -> BN -> ReLU -> 1x1
+    # conv (the shape of the paper's coarse heads, Sec. 3.2); 0.1 = MMSegmentation's FCNHead dropout_ratio
+    cfg.MODEL.CPP_AUX.DROPOUT = 0.0
+    cfg.MODEL.CPP_AUX.KL_DIRECTION = "target_to_prediction"
+    cfg.MODEL.CPP_AUX.IGNORE_MODE = "renormalize"
+
+    # Dilated ResNet backbone "build_dilated_resnet_backbone" (modeling/segmentors/resnet.py) reads
+    # detectron2's MODEL.RESNETS.* and the DeepLab keys (RES4_DILATION, RES5_MULTI_GRID, STEM_TYPE):
+    # DEPTH 18/34 (basic blocks) or 50/101/152; RES4_DILATION 2 + RES5_DILATION 4 = output stride 8.
+    # Their defaults are left untouched (other models share them); Base-CPP-Plugin.yaml sets OS8.
+    # CONTRACT_DILATION: the first block of a dilated stage uses half the dilation (MMSegmentation's
+    # ResNetV1c contract_dilation=True); off here (detectron2's behaviour), on in Base-CPP-Plugin.yaml.
+    cfg.MODEL.RESNETS.CONTRACT_DILATION = False
+    # ImageNet initialisation from a local file (modeling/segmentors/imagenet_resnet.py), loaded strictly
+    # when the backbone is built (MODEL.WEIGHTS_ALLOW_PARTIAL / MODEL.WEIGHTS_TRUSTED apply to it too).
+    # IMAGENET_LAYOUT: auto | torchvision | timm | timm_d (resnet101d) | mmcv_v1c (MMSegmentation's
+    # resnet101_v1c). The backbone must be the file's variant: mmcv_v1c / timm_d need STEM_TYPE deeplab
+    # (+ STEM_OUT_CHANNELS 64), torchvision / timm need STEM_TYPE basic, timm_d needs AVG_DOWN True.
+    cfg.MODEL.RESNETS.IMAGENET_CHECKPOINT = ""
+    cfg.MODEL.RESNETS.IMAGENET_LAYOUT = "auto"
+    # ResNet-D shortcut: average-pool then 1x1 conv in the strided blocks (timm resnet101d)
+    cfg.MODEL.RESNETS.AVG_DOWN = False
+
+
+def _add_transfer_keys(cfg):
+    """The detection transfer (paper Table 5): how the HRNetV2 encoder enters a detector."""
+    cfg.MODEL.TRANSFER = CN()
+    # "imagenet": ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT) is a timm/official HRNet ImageNet
+    #   classification checkpoint, loaded strictly by HRNetV2Encoder.
+    # "seethroughnet": ENCODER_WEIGHTS is a checkpoint written by projects/SeeThroughNet/train_net.py
+    #   (with or without CPP); only its encoder weights are taken, found under whatever prefix.
+    # "random": no weights (timm's initialisation).
+    cfg.MODEL.TRANSFER.ENCODER_INIT = "imagenet"
+    cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
+    # The paper's "En. frozen": every encoder parameter has requires_grad=False and the encoder
+    # stays in eval mode (BatchNorm statistics fixed) even under model.train().
+    cfg.MODEL.TRANSFER.FREEZE_ENCODER = False
+    # When fine-tuning: keep the encoder's BatchNorm layers in eval mode (running statistics
+    # fixed, affine parameters trained), as mmdetection's HRNet detectors (norm_eval=True) do;
+    # detection batches (2 images per GPU) are too small for BN statistics. False: BN trains.
+    # Ignored (BN trains) for ENCODER_INIT "random", whose statistics mean nothing.
+    cfg.MODEL.TRANSFER.ENCODER_NORM_EVAL = True
+    # FPN level above p5: "maxpool" (Faster/Mask R-CNN: p6 for the RPN), "p6p7" (FCOS/RetinaNet:
+    # p6, p7 by stride-2 convs from p5, as in detectron2's FCOS), "none".
+    cfg.MODEL.TRANSFER.TOP_BLOCK = "maxpool"
+    # Parameters that cannot receive a gradient because the heads do not read the features
+    # they feed (e.g. p2 and the stride-4 branch for an FCOS head on p3-p7) get
+    # requires_grad=False at build time, so that DistributedDataParallel does not need
+    # find_unused_parameters. They are listed in the log.
+    cfg.MODEL.TRANSFER.FREEZE_UNUSED = True
+    # Re-estimate the encoder's BatchNorm running statistics on this many training batches
+    # before the first iteration (cumulative average, encoder forward only, no weight changes;
+    # averaged over processes). 0 = keep the checkpoint's statistics. Meant for the ImageNet
+    # rows, whose statistics otherwise stay ImageNet's under ENCODER_NORM_EVAL / FREEZE_ENCODER
+    # while the SeeThroughNet rows carry Cityscapes statistics (transfer/README.md). Not run when
+    # a run resumes from its own checkpoint (the statistics are in it).
+    cfg.MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS = 0
+
+    # HRFPN (transfer/hrfpn.py), the neck of mmdetection's HRNet detectors; defaults are
+    # mmdetection's HRFPN defaults (mmdet/models/necks/hrfpn.py).
+    cfg.MODEL.HRFPN = CN()
+    cfg.MODEL.HRFPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.HRFPN.OUT_CHANNELS = 256
+    cfg.MODEL.HRFPN.NUM_OUTS = 5
+    cfg.MODEL.HRFPN.POOLING = "AVG"  # AVG | MAX
+    cfg.MODEL.HRFPN.CONV_STRIDE = 1  # 2 in mmdetection's HRNet-FCOS configs (levels at strides 8..128)
+    cfg.MODEL.HRFPN.NORM = ""  # mmdetection: norm_cfg=None (conv with bias)
+
+    # FCOS as a yaml meta-architecture ("TransferFCOS"); values from detectron2's model zoo.
+    cfg.MODEL.FCOS = CN()
+    cfg.MODEL.FCOS.NUM_CLASSES = 80
+    cfg.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    cfg.MODEL.FCOS.NUM_CONVS = 4  # conv_dims=[256] * 4 in common/models/retinanet.py
+    cfg.MODEL.FCOS.HEAD_NORM = "GN"  # common/models/fcos.py
+    cfg.MODEL.FCOS.PRIOR_PROB = 0.01
+    cfg.MODEL.FCOS.CENTER_SAMPLING_RADIUS = 1.5
+    cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
+    cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
+    cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
+    cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
+    cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
+
+    # Converted Cityscapes (transfer/convert_cityscapes_to_coco.py). "" = $DETECTRON2_DATASETS/cityscapes
+    # (default datasets/cityscapes) and <root>/annotations.
+    cfg.DATASETS.CITYSCAPES_ROOT = ""
+    cfg.DATASETS.CITYSCAPES_COCO_JSON_DIR = ""
+
+
+def _add_safety_keys(cfg):
+    """Checkpoint strictness and trust, the initialisation guard, renamed keys."""
     # Checkpoints: a file whose keys do not match the model is an error unless this is True.
     cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
     # Initialisation guard (seethroughnet.engine.check_pretrained_weights): a config that sets
@@ -91,7 +277,7 @@ def add_seethroughnet_config(cfg):
     # Stop training when any loss term is NaN or infinite (naming the term and iteration).
     cfg.SOLVER.CHECK_FINITE_LOSS = True
 
-    # --- Files from elsewhere (issue 15) ------------------------------------------------------
+    # Files from elsewhere (issue 15).
     # Weight / checkpoint files holding pickled Python objects beyond tensors, numpy arrays,
     # numbers, strings and containers are refused (loading them runs code from the file) unless
     # this is True. Only the command line can set it (KEY VALUE or --trust-weights-file): a YAML

@@ -6,7 +6,6 @@ import os
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import default_setup, hooks
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
@@ -14,7 +13,7 @@ from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_sche
 
 from . import modeling  # noqa: F401  (registers the backbone and meta-architecture)
 from .checkpoint import StrictCheckpointer
-from .cpp_plugin_config import add_cpp_plugin_config
+from .config import build_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
@@ -24,35 +23,7 @@ from .utils.atomic import check_writable_dir
 from .utils.norm import convert_sync_batchnorm_to_bn
 from .utils.safe_load import merge_config_file
 
-__all__ = ["Trainer", "setup", "build_config", "check_pretrained_weights", "check_eval_weights", "RandomInitError"]
-
-
-def build_config(config_file=None, opts=(), *, allow_unsafe=False):
-    """A config with the project's keys (SeeThroughNet's and the CPP plug-in's), merged from
-    ``config_file`` and ``KEY VALUE`` opts. The file and its ``_BASE_`` files are read with safe
-    YAML only (``UnsafeConfigError`` for a Python tag) unless ``allow_unsafe``
-    (``--allow-unsafe-config``)."""
-    cfg = get_cfg()
-    add_cpp_plugin_config(cfg)
-    hint = (
-        "see projects/SeeThroughNet/seethroughnet/config.py, cpp_plugin_config.py and detectron2's "
-        "config/defaults.py for the keys"
-    )
-    if config_file:
-        if not os.path.isfile(config_file):
-            raise FileNotFoundError(f"config file {config_file} does not exist")
-        try:
-            merge_config_file(cfg, config_file, allow_unsafe=allow_unsafe)
-        except KeyError as e:  # "Non-existent config key: X"
-            raise KeyError(f"{config_file}: {e.args[0]} ({hint})") from None
-    try:
-        cfg.merge_from_list(list(opts))
-    except AssertionError as e:  # yacs reports an unknown command-line key by an assertion
-        raise KeyError(f"command-line override: {e} ({hint})") from None
-    if not torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"):
-        logging.getLogger(__name__).warning("no GPU is available: MODEL.DEVICE set to cpu")
-        cfg.MODEL.DEVICE = "cpu"
-    return cfg
+__all__ = ["Trainer", "setup", "check_pretrained_weights", "check_eval_weights", "RandomInitError"]
 
 
 class RandomInitError(RuntimeError):

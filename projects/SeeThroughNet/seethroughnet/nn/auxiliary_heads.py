@@ -25,19 +25,10 @@ import torch
 from torch import nn
 
 from .aux_losses import AUX_LOSS_KINDS, AuxiliaryLoss
+from .layers import norm_layer
 from .weight_init import init_classifier_, init_conv_module_
 
 __all__ = ["AuxiliaryHeads", "aux_head"]
-
-
-def _norm(norm: str, channels: int) -> nn.Module:
-    if norm == "BN":
-        return nn.BatchNorm2d(channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    if norm == "GN":
-        return nn.GroupNorm(32 if channels % 32 == 0 else 1, channels)
-    raise ValueError(f"unknown norm {norm!r}; valid choices: BN, SyncBN, GN")
 
 
 def aux_head(in_channels: int, hidden_channels: int, out_channels: int, norm: str = "BN", dropout: float = 0.0) -> nn.Sequential:
@@ -47,7 +38,7 @@ def aux_head(in_channels: int, hidden_channels: int, out_channels: int, norm: st
         raise ValueError(f"auxiliary head dropout {dropout}; valid: 0 <= dropout < 1")
     layers = [
         nn.Conv2d(in_channels, hidden_channels, 3, padding=1, bias=False),
-        _norm(norm, hidden_channels),
+        norm_layer(norm, hidden_channels),
         nn.ReLU(inplace=True),
     ]
     if dropout > 0:

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .layers import short_list, state_dict_of, strip_wrapper_prefixes
+
 __all__ = [
     "HRNET_VARIANTS",
     "NORMS",
@@ -45,6 +47,7 @@ __all__ = [
     "HRNetV2Encoder",
     "CheckpointReport",
     "convert_norm",
+    "WRAPPER_PREFIXES",
 ]
 
 #: Tested timm variants. W48 is the paper's backbone; the small ones are for tests and demos.
@@ -70,7 +73,8 @@ _CLASSIFIER_PREFIXES = (
     "fc.",
     "head.",
 )
-_WRAPPER_PREFIXES = ("module.", "backbone.", "body.")
+#: prefixes of wrapped checkpoints (DataParallel, detectron2 backbones) removed before loading
+WRAPPER_PREFIXES = ("module.", "backbone.", "body.")
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -140,37 +144,6 @@ class CheckpointReport(NamedTuple):
     unexpected: List[str]
     mismatched: List[str]
     dropped_classifier: List[str]
-
-
-def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    out = dict(state)
-    changed = True
-    while changed and out:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if all(k.startswith(prefix) for k in out):
-                out = {k[len(prefix):]: v for k, v in out.items()}
-                changed = True
-    return out
-
-
-def _extract_state_dict(obj) -> Dict[str, torch.Tensor]:
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"checkpoint does not hold a state dict (got {type(obj).__name__})")
-    # numpy arrays: Detectron-style .pkl weights
-    return {k: torch.from_numpy(v.copy(order="C")) if isinstance(v, np.ndarray) else v
-            for k, v in obj.items() if isinstance(v, (torch.Tensor, np.ndarray))}
-
-
-def _fmt(keys: Iterable[str], limit: int = 25) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 class HRNetV2Encoder(nn.Module):
@@ -263,7 +236,7 @@ class HRNetV2Encoder(nn.Module):
         from ..utils.safe_load import load_weights_file
 
         obj = load_weights_file(path, trusted=trusted)
-        state = _strip_prefixes(_extract_state_dict(obj))
+        state = strip_wrapper_prefixes(state_dict_of(obj), WRAPPER_PREFIXES)
         dropped = [k for k in state if k.startswith(_CLASSIFIER_PREFIXES)]
         state = {k: v for k, v in state.items() if k not in set(dropped)}
         own = self.body.state_dict()
@@ -279,16 +252,16 @@ class HRNetV2Encoder(nn.Module):
                 f"checkpoint {path!r} does not match timm {self.variant!r} "
                 f"({len(missing)} missing, {len(unexpected)} unexpected, {len(mismatched)} "
                 f"wrongly shaped keys; pass allow_partial=True to load the rest).\n"
-                f"  missing: {_fmt(missing)}\n  unexpected: {_fmt(unexpected)}\n"
-                f"  mismatched: {_fmt(mismatched)}"
+                f"  missing: {short_list(missing, 25)}\n  unexpected: {short_list(unexpected, 25)}\n"
+                f"  mismatched: {short_list(mismatched, 25)}"
             )
         loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
         self.body.load_state_dict(loadable, strict=False)
         if missing or unexpected or mismatched:
             warnings.warn(
                 f"partial load of {path!r}: {len(loadable)} tensors loaded; missing: "
-                f"{_fmt(missing, 10)}; unexpected: {_fmt(unexpected, 10)}; mismatched: "
-                f"{_fmt(mismatched, 10)}",
+                f"{short_list(missing, 10)}; unexpected: {short_list(unexpected, 10)}; mismatched: "
+                f"{short_list(mismatched, 10)}",
                 stacklevel=2,
             )
         return CheckpointReport(sorted(loadable), missing, unexpected, mismatched, dropped)

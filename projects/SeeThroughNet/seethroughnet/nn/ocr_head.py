@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .see_through_decoder import make_norm
+from .layers import ConvNormAct, resize
 
 __all__ = ["OCRHead", "concat_hrnetv2"]
 
@@ -41,20 +41,8 @@ def concat_hrnetv2(
 ) -> torch.Tensor:
     """HRNetV2 representation: every branch up-sampled to the first's size, concatenated."""
     size = features[names[0]].shape[-2:]
-    maps = [
-        f if f.shape[-2:] == size
-        else F.interpolate(f, size=size, mode="bilinear", align_corners=align_corners)
-        for f in (features[n] for n in names)
-    ]
+    maps = [resize(features[n], size, align_corners) for n in names]
     return torch.cat(maps, dim=1)
-
-
-def _cbr(cin: int, cout: int, kernel: int, norm: str) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
-        make_norm(norm, cout),
-        nn.ReLU(inplace=True),
-    )
 
 
 class OCRHead(nn.Module):
@@ -84,16 +72,16 @@ class OCRHead(nn.Module):
         self.num_classes = num_classes
         self.key_channels = key_channels
         self.region_scale = region_scale
-        self.pixel_conv = _cbr(in_channels, mid_channels, 3, norm)
+        self.pixel_conv = ConvNormAct(in_channels, mid_channels, 3, norm=norm)
         self.query = nn.Sequential(  # phi
-            _cbr(mid_channels, key_channels, 1, norm), _cbr(key_channels, key_channels, 1, norm)
+            ConvNormAct(mid_channels, key_channels, 1, norm=norm), ConvNormAct(key_channels, key_channels, 1, norm=norm)
         )
         self.key = nn.Sequential(  # psi
-            _cbr(mid_channels, key_channels, 1, norm), _cbr(key_channels, key_channels, 1, norm)
+            ConvNormAct(mid_channels, key_channels, 1, norm=norm), ConvNormAct(key_channels, key_channels, 1, norm=norm)
         )
-        self.value = _cbr(mid_channels, key_channels, 1, norm)  # delta
-        self.out_transform = _cbr(key_channels, mid_channels, 1, norm)  # rho
-        self.fuse = nn.Sequential(_cbr(2 * mid_channels, mid_channels, 1, norm), nn.Dropout2d(dropout))
+        self.value = ConvNormAct(mid_channels, key_channels, 1, norm=norm)  # delta
+        self.out_transform = ConvNormAct(key_channels, mid_channels, 1, norm=norm)  # rho
+        self.fuse = nn.Sequential(ConvNormAct(2 * mid_channels, mid_channels, 1, norm=norm), nn.Dropout2d(dropout))
         self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
 
     @staticmethod

@@ -33,22 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .see_through_decoder import make_norm
+from .layers import ConvNormAct, resize
 
 __all__ = [
     "ScaleAttentionHead",
     "merge_two_scales",
     "hierarchical_merge",
     "average_merge",
-    "resize",
 ]
-
-
-def resize(x: torch.Tensor, size: Tuple[int, int], align_corners: bool = False) -> torch.Tensor:
-    """Bilinear resize; identity if the size already matches."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 class ScaleAttentionHead(nn.Module):
@@ -65,11 +57,7 @@ class ScaleAttentionHead(nn.Module):
         layers = []
         c = in_channels
         for _ in range(2):
-            layers += [
-                nn.Conv2d(c, mid_channels, 3, padding=1, bias=False),
-                make_norm(norm, mid_channels),
-                nn.ReLU(inplace=True),
-            ]
+            layers += list(ConvNormAct(c, mid_channels, 3, norm=norm))  # flat: net.0, net.1, ...
             c = mid_channels
         layers += [nn.Conv2d(mid_channels, 1, 1, bias=False), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)

@@ -41,32 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SeeThroughDecoder", "aggregate_coarse_maps", "make_norm"]
+from .layers import ConvNormAct, resize
+
+__all__ = ["SeeThroughDecoder", "aggregate_coarse_maps"]
 
 _SCALES = (("res5", 32), ("res4", 16), ("res3", 8), ("res2", 4))
-
-
-def make_norm(norm: str, channels: int) -> nn.Module:
-    """``"BN"`` -> ``BatchNorm2d``, ``"SyncBN"`` -> ``SyncBatchNorm`` (for freshly-initialised heads)."""
-    if norm == "BN":
-        return nn.BatchNorm2d(channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    raise ValueError(f"head norm must be 'BN' or 'SyncBN', got {norm!r}")
-
-
-def _conv_bn_relu(cin: int, cout: int, kernel: int, norm: str) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False),
-        make_norm(norm, cout),
-        nn.ReLU(inplace=True),
-    )
-
-
-def _up(x: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 def aggregate_coarse_maps(
@@ -92,10 +71,10 @@ def aggregate_coarse_maps(
     for i, x in enumerate(coarse[1:]):
         size = x.shape[-2:]
         if alphas is None:
-            prev = _up(prev, size, align_corners) + x
+            prev = resize(prev, size, align_corners) + x
         else:
             a = alphas[i]
-            prev = _up(a * prev, size, align_corners) + (1.0 - _up(a, size, align_corners)) * x
+            prev = resize(a * prev, size, align_corners) + (1.0 - resize(a, size, align_corners)) * x
         out.append(prev)
     return out
 
@@ -138,14 +117,14 @@ class SeeThroughDecoder(nn.Module):
             c = in_channels[name]
             hidden = c if head_channels is None else head_channels
             self.coarse_heads[name] = nn.Sequential(
-                _conv_bn_relu(c, hidden, 3, norm), nn.Conv2d(hidden, num_classes, 1)
+                ConvNormAct(c, hidden, 3, norm=norm), nn.Conv2d(hidden, num_classes, 1)
             )
         self.attention_heads = nn.ModuleDict()
         if use_scale_attention:
             for name, _ in _SCALES[:-1]:
                 c = in_channels[name] + num_classes
                 self.attention_heads[name] = nn.Sequential(
-                    _conv_bn_relu(c, attention_channels, 3, norm),
+                    ConvNormAct(c, attention_channels, 3, norm=norm),
                     nn.Conv2d(attention_channels, 1, 1),
                     nn.Sigmoid(),
                 )

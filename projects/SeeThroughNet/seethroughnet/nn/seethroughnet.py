@@ -49,7 +49,8 @@ from .cpp import cpp_targets
 from .hrnet import HRNetV2Encoder
 from .ocr_head import OCRHead, concat_hrnetv2
 from .rmi_loss import RMILoss
-from .scale_attention import ScaleAttentionHead, average_merge, hierarchical_merge, resize
+from .layers import resize
+from .scale_attention import ScaleAttentionHead, average_merge, hierarchical_merge
 from .see_through_decoder import SeeThroughDecoder
 
 __all__ = ["SeeThroughNet", "MERGE_MODES", "CPP_ON_CHOICES", "PER_SCALE_LOSSES"]

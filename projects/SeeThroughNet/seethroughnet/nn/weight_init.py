@@ -14,7 +14,7 @@ separately and are not touched here):
   (``SelfAttentionBlock.init_weights``), applied by :class:`~seethroughnet.nn.decode_heads.ann.ANNHead`.
 
 In this project a ConvModule is any ``nn.Sequential`` that starts with an ``nn.Conv2d`` followed by
-a normalisation layer (``ConvBNReLU``, the auxiliary head's first three layers, the OCR head's
+a normalisation layer (``layers.ConvNormAct``, the auxiliary head's first three layers, the OCR head's
 conv-BN-ReLU blocks); :func:`init_conv_modules_` finds them by that shape.
 """
 from __future__ import annotations

@@ -21,7 +21,8 @@ def load_model(config_file: str, weights: Optional[str] = None, opts: Sequence[s
     (``UnsafeFileError``) unless ``allow_unsafe_config`` / ``trust_weights``
     (``--allow-unsafe-config`` / ``--trust-weights-file``)."""
     import seethroughnet.data.datasets  # noqa: F401  (registers the Cityscapes / CamVid names)
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.config import build_config
 
     opts = list(opts) + (["MODEL.WEIGHTS_TRUSTED", "True"] if trust_weights else [])
     cfg = build_config(config_file, opts, allow_unsafe=allow_unsafe_config)

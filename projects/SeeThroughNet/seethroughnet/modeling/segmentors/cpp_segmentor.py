@@ -11,58 +11,33 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.postprocessing import sem_seg_postprocess
-from detectron2.utils.registry import Registry
 from torch import nn
 
 from ...nn.aux_losses import AUX_LOSS_KINDS, resized_cross_entropy
 from ...nn.auxiliary_heads import AuxiliaryHeads
-from ...nn.decode_heads import DECODE_HEADS, build_decode_head
+from ...nn.decode_heads import DECODE_HEADS
 from ..common import check_finite_losses, normalized_images, padded_labels
 
-__all__ = ["CPPSegmentor", "SEG_HEAD_REGISTRY", "build_seg_head", "build_aux_heads", "aux_head_features"]
+__all__ = ["CPPSegmentor", "build_seg_head", "build_aux_heads", "aux_head_features"]
 
-SEG_HEAD_REGISTRY = Registry("SEG_HEAD")
-SEG_HEAD_REGISTRY.__doc__ = """Decode heads for ``CPPSegmentor``: ``fn(cfg, input_shape: {name: ShapeSpec}) -> nn.Module``,
-selected by ``MODEL.DECODE_HEAD.NAME``."""
-
-
-def _head_options(cfg, name):
-    d = cfg.MODEL.DECODE_HEAD
-    return {
-        "psp": {"pool_scales": tuple(d.POOL_SCALES)},
-        "upernet": {"pool_scales": tuple(d.POOL_SCALES)},
-        "deeplabv3plus": {"dilations": tuple(d.ASPP_DILATIONS), "low_level_channels": d.LOW_LEVEL_CHANNELS,
-                          "separable": d.SEPARABLE},
-        "dmnet": {"filter_sizes": tuple(d.FILTER_SIZES)},
-        "ccnet": {"recurrence": d.RECURRENCE},
-        "ann": {"project_channels": d.PROJECT_CHANNELS, "key_pool_scales": tuple(d.KEY_POOL_SCALES)},
-        "ocr": {"key_channels": d.KEY_CHANNELS, "soft_region_weight": d.SOFT_REGION_WEIGHT},
-    }.get(name, {})
-
-
-def _register(name):
-    def build(cfg, input_shape):
-        d = cfg.MODEL.DECODE_HEAD
-        return build_decode_head(
-            name, {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            channels=d.CHANNELS, in_features=list(d.IN_FEATURES), norm=d.NORM, dropout=d.DROPOUT,
-            **_head_options(cfg, name),
-        )
-
-    build.__name__ = name
-    SEG_HEAD_REGISTRY.register(build)
-
-
-for _name in DECODE_HEADS:
-    _register(_name)
+def _config_value(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def build_seg_head(cfg, input_shape):
-    name = cfg.MODEL.DECODE_HEAD.NAME
-    if name not in SEG_HEAD_REGISTRY:
-        valid = ", ".join(sorted(k for k, _ in SEG_HEAD_REGISTRY))
-        raise ValueError(f"MODEL.DECODE_HEAD.NAME: unknown decode head {name!r}; valid choices: {valid}")
-    return SEG_HEAD_REGISTRY.get(name)(cfg, input_shape)
+    """The decode head named by ``MODEL.DECODE_HEAD.NAME`` from the one decode-head registry
+    (:data:`seethroughnet.nn.decode_heads.DECODE_HEADS`), with the shared ``MODEL.DECODE_HEAD`` keys
+    and the option keys the head declared in its ``@register_decode_head``."""
+    d = cfg.MODEL.DECODE_HEAD
+    if d.NAME not in DECODE_HEADS:
+        raise ValueError(f"MODEL.DECODE_HEAD.NAME: unknown decode head {d.NAME!r}; valid choices: "
+                         f"{', '.join(sorted(DECODE_HEADS))}")
+    head = DECODE_HEADS[d.NAME]
+    options = {arg: _config_value(d[key]) for arg, key in head.config_keys.items()}
+    return head(
+        {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+        channels=d.CHANNELS, in_features=list(d.IN_FEATURES), norm=d.NORM, dropout=d.DROPOUT, **options,
+    )
 
 
 def aux_head_features(cfg):

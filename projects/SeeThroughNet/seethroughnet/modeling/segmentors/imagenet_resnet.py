@@ -41,6 +41,8 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 
+from ...nn.layers import short_list, state_dict_of, strip_wrapper_prefixes
+
 __all__ = [
     "RESNET_LAYOUTS",
     "ImageNetCheckpointError",
@@ -153,12 +155,6 @@ def convert_resnet_state_dict(state: Mapping[str, torch.Tensor], stem: str):
     return out, dropped, unconverted, source
 
 
-def _fmt(keys, limit: int = 25) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit]) or "-"
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def _backbone_avg_down(backbone: nn.Module) -> Optional[bool]:
     """Whether the backbone's strided shortcuts average-pool first (``None``: no strided shortcut)."""
     flags = [getattr(m.shortcut, "avg_down", False) for m in backbone.modules()
@@ -174,14 +170,14 @@ def load_imagenet_resnet(backbone: nn.Module, path: str, layout: str = "auto", *
     Strict unless ``allow_partial`` (then only the matching tensors load, with a warning). The file
     is read by :func:`seethroughnet.utils.safe_load.load_weights_file` (``weights_only=True``;
     pickled objects refused unless ``trusted``)."""
-    from ...nn.hrnet import _extract_state_dict, _strip_prefixes
+    from ...nn.hrnet import WRAPPER_PREFIXES
     from ...utils.safe_load import load_weights_file
 
     if layout != "auto" and layout not in RESNET_LAYOUTS:
         raise ValueError(f"MODEL.RESNETS.IMAGENET_LAYOUT {layout!r}; valid choices: auto, {', '.join(RESNET_LAYOUTS)}")
     obj = load_weights_file(path, trusted=trusted)  # UnsafeFileError for pickled objects
     try:
-        state = _strip_prefixes(_extract_state_dict(obj))
+        state = strip_wrapper_prefixes(state_dict_of(obj), WRAPPER_PREFIXES)
     except ValueError as e:
         raise ImageNetCheckpointError(f"ImageNet ResNet file {path}: {e}") from None
     try:
@@ -189,7 +185,7 @@ def load_imagenet_resnet(backbone: nn.Module, path: str, layout: str = "auto", *
     except KeyError as e:
         raise ImageNetCheckpointError(
             f"ImageNet ResNet file {path} is not a torchvision / timm / MMCV ResNet: {e.args[0]}; its keys: "
-            f"{_fmt(state, 15)}") from None
+            f"{short_list(state, 15)}") from None
     if layout != "auto" and RESNET_LAYOUTS[layout] != found:
         raise ImageNetCheckpointError(
             f"ImageNet ResNet file {path}: MODEL.RESNETS.IMAGENET_LAYOUT is {layout!r} but the file has the "
@@ -220,13 +216,13 @@ def load_imagenet_resnet(backbone: nn.Module, path: str, layout: str = "auto", *
             f"ImageNet ResNet file {path} ({name} layout) does not match the backbone: {len(missing)} missing, "
             f"{len(unexpected)} unexpected, {len(mismatched)} wrongly shaped keys"
             + "".join(f"; {h}" for h in hints)
-            + f" (MODEL.WEIGHTS_ALLOW_PARTIAL True loads the rest).\n  missing: {_fmt(missing)}\n"
-            f"  unexpected: {_fmt(unexpected)}\n  mismatched: {_fmt(mismatched)}")
+            + f" (MODEL.WEIGHTS_ALLOW_PARTIAL True loads the rest).\n  missing: {short_list(missing, 25)}\n"
+            f"  unexpected: {short_list(unexpected, 25)}\n  mismatched: {short_list(mismatched, 25)}")
     loadable = {k: v for k, v in converted.items() if k in own and v.shape == own[k].shape}
     backbone.load_state_dict(loadable, strict=False)
     report = ResNetLoadReport(name, sorted(loadable), missing, unexpected, mismatched, dropped)
     if missing or unexpected or mismatched or hints:
-        warnings.warn(f"partial load of {path}: {report.summary()}; missing: {_fmt(missing, 10)}; unexpected: "
-                      f"{_fmt(unexpected, 10)}; mismatched: {_fmt(mismatched, 10)}" + "".join(f"; {h}" for h in hints),
+        warnings.warn(f"partial load of {path}: {report.summary()}; missing: {short_list(missing, 10)}; unexpected: "
+                      f"{short_list(unexpected, 10)}; mismatched: {short_list(mismatched, 10)}" + "".join(f"; {h}" for h in hints),
                       stacklevel=2)
     return report

@@ -3,7 +3,8 @@
 Every head takes ``(in_channels: {feature: channels}, num_classes, channels=512, in_features=(),
 dropout, norm, **head options)`` and maps a dict of backbone features to logits at the stride of
 its finest input (OCRNet: a dict with the logits and its soft-region output). Select one by name
-with :func:`build_decode_head`; :data:`DECODE_HEADS` lists the names.
+with :func:`build_decode_head`; :data:`DECODE_HEADS` lists the names. Each head registers itself,
+and the config keys of its options, with :func:`register_decode_head` where it is defined.
 
 Each head has the layers, widths and initialisation of MMSegmentation's head of the same name (the
 paper, Sec. 4.4: "We used the models from MMSegmentation"); ``tests/test_table1_models.py`` checks
@@ -18,25 +19,8 @@ from .deeplabv3plus import DeepLabV3PlusHead
 from .dmnet import DMHead
 from .ocr import OCRNetHead
 from .psp import PSPHead
+from .registry import DECODE_HEADS, build_decode_head, register_decode_head
 from .upernet import UPerHead
 
-__all__ = ["DECODE_HEADS", "build_decode_head", "DecodeHead", "PSPHead", "DeepLabV3PlusHead", "UPerHead",
+__all__ = ["DECODE_HEADS", "build_decode_head", "register_decode_head", "DecodeHead", "PSPHead", "DeepLabV3PlusHead", "UPerHead",
            "DMHead", "CCHead", "ANNHead", "OCRNetHead"]
-
-#: name -> class, the names used by ``MODEL.DECODE_HEAD.NAME``.
-DECODE_HEADS = {
-    "psp": PSPHead,
-    "deeplabv3plus": DeepLabV3PlusHead,
-    "upernet": UPerHead,
-    "dmnet": DMHead,
-    "ccnet": CCHead,
-    "ann": ANNHead,
-    "ocr": OCRNetHead,
-}
-
-
-def build_decode_head(name: str, *args, **kwargs) -> DecodeHead:
-    """``DECODE_HEADS[name](*args, **kwargs)``; an unknown name raises ``ValueError`` listing them."""
-    if name not in DECODE_HEADS:
-        raise ValueError(f"unknown decode head {name!r}; valid choices: {', '.join(DECODE_HEADS)}")
-    return DECODE_HEADS[name](*args, **kwargs)

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..weight_init import zero_init_
-from .common import ConvBNReLU, DecodeHead
+from ..layers import ConvNormAct
+from .common import DecodeHead
+from .registry import register_decode_head
 
 __all__ = ["ANNHead", "AFNB", "APNB", "AsymmetricAttention", "pyramid_sample"]
 
@@ -49,8 +51,8 @@ class AsymmetricAttention(nn.Module):
         self.scales = tuple(scales)
         self.channels = channels
         self.share_key_query = share_key_query
-        self.key = ConvBNReLU(key_in, channels, 1, norm=norm)
-        self.query = self.key if share_key_query else ConvBNReLU(query_in, channels, 1, norm=norm)
+        self.key = ConvNormAct(key_in, channels, 1, norm=norm)
+        self.query = self.key if share_key_query else ConvNormAct(query_in, channels, 1, norm=norm)
         self.value = nn.Conv2d(key_in, channels, 1)
         self.out = nn.Conv2d(channels, out_channels, 1)
 
@@ -71,7 +73,7 @@ class AFNB(nn.Module):
     def __init__(self, low_in, high_in, channels, out_channels, norm="BN", scales=(1, 3, 6, 8)):
         super().__init__()
         self.attention = AsymmetricAttention(high_in, low_in, channels, out_channels, norm, scales)
-        self.fuse = ConvBNReLU(out_channels + high_in, out_channels, 1, norm=norm, relu=False)
+        self.fuse = ConvNormAct(out_channels + high_in, out_channels, 1, norm=norm, act=False)
 
     def forward(self, low, high):
         return self.fuse(torch.cat([self.attention(high, low), high], dim=1))
@@ -85,12 +87,13 @@ class APNB(nn.Module):
         super().__init__()
         self.attention = AsymmetricAttention(in_channels, in_channels, channels, out_channels, norm, scales,
                                              share_key_query=True)
-        self.fuse = ConvBNReLU(out_channels + in_channels, out_channels, 1, norm=norm)
+        self.fuse = ConvNormAct(out_channels + in_channels, out_channels, 1, norm=norm)
 
     def forward(self, x):
         return self.fuse(torch.cat([self.attention(x, x), x], dim=1))
 
 
+@register_decode_head("ann", project_channels="PROJECT_CHANNELS", key_pool_scales="KEY_POOL_SCALES")
 class ANNHead(DecodeHead):
     """``in_features``: (low, high), default ``("res4", "res5")``."""
 
@@ -101,7 +104,7 @@ class ANNHead(DecodeHead):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         low, high = self.in_channels[0], self.in_channels[-1]
         self.fusion = AFNB(low, high, project_channels, high, norm, key_pool_scales)
-        self.bottleneck = ConvBNReLU(high, channels, 3, norm=norm)
+        self.bottleneck = ConvNormAct(high, channels, 3, norm=norm)
         self.context = APNB(channels, project_channels, channels, norm, key_pool_scales)
         self.init_weights()
 

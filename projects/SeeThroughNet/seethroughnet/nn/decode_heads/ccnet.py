@@ -16,7 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import ConvBNReLU, DecodeHead
+from ..layers import ConvNormAct
+from .common import DecodeHead
+from .registry import register_decode_head
 
 __all__ = ["CCHead", "CrissCrossAttention"]
 
@@ -42,6 +44,7 @@ class CrissCrossAttention(nn.Module):
         return self.gamma * out + x
 
 
+@register_decode_head("ccnet", recurrence="RECURRENCE")
 class CCHead(DecodeHead):
     default_in_features = ("res5",)
 
@@ -49,10 +52,10 @@ class CCHead(DecodeHead):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         cin = self.in_channels[-1]
         self.recurrence = recurrence
-        self.conva = ConvBNReLU(cin, channels, 3, norm=norm)
+        self.conva = ConvNormAct(cin, channels, 3, norm=norm)
         self.cca = CrissCrossAttention(channels)
-        self.convb = ConvBNReLU(channels, channels, 3, norm=norm)
-        self.bottleneck = ConvBNReLU(cin + channels, channels, 3, norm=norm)
+        self.convb = ConvNormAct(channels, channels, 3, norm=norm)
+        self.bottleneck = ConvNormAct(cin + channels, channels, 3, norm=norm)
         self.init_weights()
 
     def forward(self, features):

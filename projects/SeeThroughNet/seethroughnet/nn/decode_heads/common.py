@@ -7,31 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..auxiliary_heads import _norm
+from ..layers import ConvNormAct, resize
 from ..weight_init import init_classifier_, init_conv_modules_
 
-__all__ = ["ConvBNReLU", "resize", "DecodeHead", "PyramidPooling"]
-
-
-class ConvBNReLU(nn.Sequential):
-    """``conv (no bias) -> norm -> ReLU`` (MMSegmentation's ``ConvModule``); ``relu=False`` drops
-    the activation (a ConvModule with ``act_cfg=None``)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1, norm: str = "BN", groups: int = 1,
-                 relu: bool = True):
-        layers = [
-            nn.Conv2d(cin, cout, kernel, padding=dilation * (kernel // 2), dilation=dilation, groups=groups, bias=False),
-            _norm(norm, cout),
-        ]
-        if relu:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
-
-
-def resize(x: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+__all__ = ["DecodeHead", "PyramidPooling"]
 
 
 class DecodeHead(nn.Module):
@@ -82,13 +61,9 @@ class PyramidPooling(nn.Module):
         self.bins = tuple(bins)
         self.align_corners = align_corners
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvBNReLU(in_channels, channels, 1, norm=norm)) for b in self.bins
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvNormAct(in_channels, channels, 1, norm=norm)) for b in self.bins
         )
 
     def forward(self, x: torch.Tensor):
         size = x.shape[-2:]
-        outs = []
-        for stage in self.stages:
-            y = stage(x)
-            outs.append(F.interpolate(y, size=size, mode="bilinear", align_corners=self.align_corners))
-        return outs
+        return [resize(stage(x), size, self.align_corners) for stage in self.stages]

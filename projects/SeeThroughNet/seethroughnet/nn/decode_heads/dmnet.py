@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..auxiliary_heads import _norm
-from .common import ConvBNReLU, DecodeHead
+from ..layers import norm_layer, ConvNormAct
+from .common import DecodeHead
+from .registry import register_decode_head
 
 __all__ = ["DMHead", "DynamicConvModule", "dynamic_depthwise_conv"]
 
@@ -36,9 +37,9 @@ class DynamicConvModule(nn.Module):
         super().__init__()
         self.filter_size = filter_size
         self.filter_gen = nn.Conv2d(in_channels, channels, 1)
-        self.input_redu = ConvBNReLU(in_channels, channels, 1, norm=norm)
-        self.post = nn.Sequential(_norm(norm, channels), nn.ReLU(inplace=True))
-        self.fusion = ConvBNReLU(channels, channels, 1, norm=norm) if fusion else nn.Identity()
+        self.input_redu = ConvNormAct(in_channels, channels, 1, norm=norm)
+        self.post = nn.Sequential(norm_layer(norm, channels), nn.ReLU(inplace=True))
+        self.fusion = ConvNormAct(channels, channels, 1, norm=norm) if fusion else nn.Identity()
 
     def forward(self, x):
         filters = self.filter_gen(F.adaptive_avg_pool2d(x, self.filter_size))
@@ -46,6 +47,7 @@ class DynamicConvModule(nn.Module):
         return self.fusion(self.post(y))
 
 
+@register_decode_head("dmnet", filter_sizes="FILTER_SIZES")
 class DMHead(DecodeHead):
     default_in_features = ("res5",)
 
@@ -54,7 +56,7 @@ class DMHead(DecodeHead):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         cin = self.in_channels[-1]
         self.dcms = nn.ModuleList(DynamicConvModule(k, cin, channels, norm, fusion) for k in filter_sizes)
-        self.bottleneck = ConvBNReLU(cin + len(filter_sizes) * channels, channels, 3, norm=norm)
+        self.bottleneck = ConvNormAct(cin + len(filter_sizes) * channels, channels, 3, norm=norm)
         self.init_weights()
 
     def forward(self, features):

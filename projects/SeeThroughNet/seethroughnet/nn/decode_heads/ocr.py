@@ -16,11 +16,14 @@ from torch import nn
 
 from ..ocr_head import OCRHead, concat_hrnetv2
 from ..weight_init import init_classifier_, init_conv_modules_
-from .common import ConvBNReLU, DecodeHead
+from ..layers import ConvNormAct
+from .common import DecodeHead
+from .registry import register_decode_head
 
 __all__ = ["OCRNetHead"]
 
 
+@register_decode_head("ocr", key_channels="KEY_CHANNELS", soft_region_weight="SOFT_REGION_WEIGHT")
 class OCRNetHead(DecodeHead):
     """``in_features``: one feature, or several concatenated at the first one's stride (HRNetV2:
     ``("res2", "res3", "res4", "res5")``). ``channels``: the OCR mid width (512). ``dropout``: the
@@ -34,7 +37,7 @@ class OCRNetHead(DecodeHead):
         super().__init__(in_channels, num_classes, channels, in_features, 0.0, norm)
         cin = sum(self.in_channels)
         hidden = soft_region_channels or cin  # HRNet-OCR: 720 -> 720 -> K
-        self.soft_region = nn.Sequential(ConvBNReLU(cin, hidden, 1, norm=norm), nn.Conv2d(hidden, num_classes, 1))
+        self.soft_region = nn.Sequential(ConvNormAct(cin, hidden, 1, norm=norm), nn.Conv2d(hidden, num_classes, 1))
         self.ocr = OCRHead(cin, num_classes, channels, key_channels, dropout, norm=norm)
         del self.conv_seg  # the OCRHead has its own classifier
         self.soft_region_weight = soft_region_weight

@@ -7,11 +7,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import ConvBNReLU, DecodeHead, PyramidPooling
+from ..layers import ConvNormAct
+from .common import DecodeHead, PyramidPooling
+from .registry import register_decode_head
 
 __all__ = ["PSPHead"]
 
 
+@register_decode_head("psp", pool_scales="POOL_SCALES")
 class PSPHead(DecodeHead):
     default_in_features = ("res5",)
 
@@ -20,7 +23,7 @@ class PSPHead(DecodeHead):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         cin = self.in_channels[-1]
         self.psp = PyramidPooling(cin, channels, pool_scales, norm)
-        self.bottleneck = ConvBNReLU(cin + len(pool_scales) * channels, channels, 3, norm=norm)
+        self.bottleneck = ConvNormAct(cin + len(pool_scales) * channels, channels, 3, norm=norm)
         self.init_weights()
 
     def forward(self, features):

@@ -10,11 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import ConvBNReLU, DecodeHead, PyramidPooling, resize
+from ..layers import ConvNormAct, resize
+from .common import DecodeHead, PyramidPooling
+from .registry import register_decode_head
 
 __all__ = ["UPerHead"]
 
 
+@register_decode_head("upernet", pool_scales="POOL_SCALES")
 class UPerHead(DecodeHead):
     default_in_features = ("res2", "res3", "res4", "res5")
 
@@ -23,10 +26,10 @@ class UPerHead(DecodeHead):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         top = self.in_channels[-1]
         self.psp = PyramidPooling(top, channels, pool_scales, norm)
-        self.psp_bottleneck = ConvBNReLU(top + len(pool_scales) * channels, channels, 3, norm=norm)
-        self.lateral = nn.ModuleList(ConvBNReLU(c, channels, 1, norm=norm) for c in self.in_channels[:-1])
-        self.fpn = nn.ModuleList(ConvBNReLU(channels, channels, 3, norm=norm) for _ in self.in_channels[:-1])
-        self.fpn_bottleneck = ConvBNReLU(len(self.in_channels) * channels, channels, 3, norm=norm)
+        self.psp_bottleneck = ConvNormAct(top + len(pool_scales) * channels, channels, 3, norm=norm)
+        self.lateral = nn.ModuleList(ConvNormAct(c, channels, 1, norm=norm) for c in self.in_channels[:-1])
+        self.fpn = nn.ModuleList(ConvNormAct(channels, channels, 3, norm=norm) for _ in self.in_channels[:-1])
+        self.fpn_bottleneck = ConvNormAct(len(self.in_channels) * channels, channels, 3, norm=norm)
         self.init_weights()
 
     def forward(self, features):

@@ -49,7 +49,7 @@ from torch import nn
 
 from seethroughnet.nn.aux_losses import AuxiliaryLoss
 from seethroughnet.nn.cpp import cpp_targets
-from seethroughnet.nn.scale_attention import resize
+from seethroughnet.nn.layers import resize
 from seethroughnet.nn.seethroughnet import SeeThroughNet
 
 PARTS = ("encoder", "decoder", "ocr", "scale_attention")

@@ -322,7 +322,7 @@ def test_registered_hrnetv2_backbone_output_shape_matches_its_features():
 
     from seethroughnet.config import build_config
 
-    cfg = build_config(DEMO)
+    cfg = build_config(DEMO, ["MODEL.BACKBONE.NAME", "build_hrnetv2_backbone"])
     backbone = build_backbone(cfg)
     shapes = backbone.output_shape()
     assert {k: v.stride for k, v in shapes.items()} == {"res2": 4, "res3": 8, "res4": 16, "res5": 32}

@@ -9,11 +9,10 @@ each image's original size.
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 from torch import nn
 
 from ...nn.seethroughnet import SeeThroughNet
-from ..common import check_finite_losses, normalized_images, padded_labels
+from ..common import check_finite_losses, normalized_images, padded_labels, semantic_outputs
 
 __all__ = ["SeeThroughNetSegmentor", "build_seethroughnet_from_cfg"]
 
@@ -110,8 +109,4 @@ class SeeThroughNetSegmentor(nn.Module):
             return losses
         images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, self.net.encoder.size_divisibility)
         logits = self.net(images.tensor)
-        results = []
-        for r, x, size in zip(logits, batched_inputs, images.image_sizes):
-            h, w = x.get("height", size[0]), x.get("width", size[1])
-            results.append({"sem_seg": sem_seg_postprocess(r, size, h, w)})
-        return results
+        return semantic_outputs(logits, batched_inputs, images.image_sizes)

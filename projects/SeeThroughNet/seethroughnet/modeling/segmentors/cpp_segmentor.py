@@ -10,13 +10,12 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 from torch import nn
 
 from ...nn.aux_losses import AUX_LOSS_KINDS, resized_cross_entropy
 from ...nn.auxiliary_heads import AuxiliaryHeads
 from ...nn.decode_heads import DECODE_HEADS
-from ..common import check_finite_losses, normalized_images, padded_labels
+from ..common import check_finite_losses, normalized_images, padded_labels, semantic_outputs
 
 __all__ = ["CPPSegmentor", "build_seg_head", "build_aux_heads", "aux_head_features"]
 
@@ -139,8 +138,4 @@ class CPPSegmentor(nn.Module):
                 check_finite_losses(losses)
             return losses
         logits = F.interpolate(logits, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False)
-        results = []
-        for r, x, size in zip(logits, batched_inputs, images.image_sizes):
-            h, w = x.get("height", size[0]), x.get("width", size[1])
-            results.append({"sem_seg": sem_seg_postprocess(r, size, h, w)})
-        return results
+        return semantic_outputs(logits, batched_inputs, images.image_sizes)

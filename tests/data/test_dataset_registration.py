@@ -116,8 +116,8 @@ def test_cityscapes_instances_fixture(cityscapes):
 
 def test_cityscapes_header_mode_skips_decoding(cityscapes, monkeypatch):
     calls = []
-    orig = validation._decode_label_file
-    monkeypatch.setattr(validation, "_decode_label_file", lambda *a, **k: calls.append(a) or orig(*a, **k))
+    orig = validation.decode_label_file
+    monkeypatch.setattr(validation, "decode_label_file", lambda *a, **k: calls.append(a) or orig(*a, **k))
     monkeypatch.setenv("SEETHROUGHNET_VALIDATE", "header")
     assert len(DatasetCatalog.get("cityscapes_fine_sem_seg_val")) == 4
     assert calls == []
@@ -129,13 +129,13 @@ def test_cityscapes_header_mode_skips_decoding(cityscapes, monkeypatch):
 def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(tiny_cs, cityscapes, tmp_path, monkeypatch):
     root, files = cityscapes
     calls = []
-    orig = validation._decode_label_file
+    orig = validation.decode_label_file
 
     def counting(path, *a, **k):
         calls.append(path)
         return orig(path, *a, **k)
 
-    monkeypatch.setattr(validation, "_decode_label_file", counting)
+    monkeypatch.setattr(validation, "decode_label_file", counting)
     DatasetCatalog.get("cityscapes_fine_sem_seg_val")
     # val: the trainIds (training / SemSegEvaluator) and the labelIds (cityscapesscripts' evaluation)
     assert sorted(calls) == sorted([s["trainIds"] for s in files["val"]] + [s["labelIds"] for s in files["val"]])

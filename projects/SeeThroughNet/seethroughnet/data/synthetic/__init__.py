@@ -5,7 +5,8 @@ by every tool that reads Cityscapes (cityscapesscripts, detectron2's ``cityscape
 
     <root>/leftImg8bit/{train,val,test}/<city>/<city>_<seq:06d>_<frame:06d>_leftImg8bit.png
     <root>/gtFine/{split}/<city>/<city>_<seq>_<frame>_gtFine_polygons.json
-    <root>/gtFine/{split}/<city>/<city>_<seq>_<frame>_gtFine_{labelIds,instanceIds,labelTrainIds,color}.png
+    <root>/gtFine/{split}/<city>/<city>_<seq>_<frame>_gtFine_{kind}.png
+        (kind: labelIds, instanceIds, labelTrainIds, color)
     <root>/synthetic_cityscapes.json          (manifest, written last)
 
 How a sample is made

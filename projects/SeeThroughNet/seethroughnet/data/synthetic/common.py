@@ -33,7 +33,8 @@ VOID_REGION_LABELS = ("ego vehicle", "rectification border", "out of roi")
 
 
 class SyntheticDatasetError(RuntimeError):
-    """The output folder cannot be used as asked (foreign content, other parameters, bad manifest)."""
+    """The output folder cannot be used as asked (foreign content, other parameters, bad
+    manifest)."""
 
 
 def sample_name(split: str, index: int) -> tuple[str, str]:
@@ -59,7 +60,8 @@ def sample_paths(root: str, split: str, index: int) -> dict[str, str]:
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The random generator of one image: seeded from ``(seed, split, index)`` and the
     generator version alone."""
-    return np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODE[split], index, GENERATOR_VERSION]))
+    entropy = [seed, SPLIT_CODE[split], index, GENERATOR_VERSION]
+    return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
 def base_label(name: str) -> str:

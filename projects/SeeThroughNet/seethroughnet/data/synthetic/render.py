@@ -40,8 +40,10 @@ def paint_scene(ctx, objs, idx_expected):
             continue
         if "ground_shadow" in o.p:  # darken the ground under and around a vehicle, softly
             g = np.clip(o.p["ground_shadow"], -1e5, 1e5)
-            gx0, gy0 = (int(max(np.floor(g[:, 0].min()) - 4, 0)), int(max(np.floor(g[:, 1].min()) - 4, 0)))
-            gx1, gy1 = (int(min(np.ceil(g[:, 0].max()) + 5, W)), int(min(np.ceil(g[:, 1].max()) + 5, H)))
+            gx0 = int(max(np.floor(g[:, 0].min()) - 4, 0))
+            gy0 = int(max(np.floor(g[:, 1].min()) - 4, 0))
+            gx1 = int(min(np.ceil(g[:, 0].max()) + 5, W))
+            gy1 = int(min(np.ceil(g[:, 1].max()) + 5, H))
             if gx1 > gx0 and gy1 > gy0:
                 m = np.zeros((gy1 - gy0, gx1 - gx0), np.float32)
                 cv2.fillPoly(m, [np.round((g - [gx0, gy0]) * 4).astype(np.int32)], 1.0, shift=2)
@@ -78,7 +80,8 @@ def render_sample(seed: int, split: str, index: int, height: int = 256, width: i
     gt_objs = objs
     if split == "test" and test_gt == "dummy":
         gt_objs = [o for o in objs if o.label in VOID_REGION_LABELS]
-    text = polygons_json_text(height, width, [{"label": o.label, "polygon": o.ipoly.tolist()} for o in gt_objs])
+    text = polygons_json_text(height, width,
+                              [{"label": o.label, "polygon": o.ipoly.tolist()} for o in gt_objs])
     ann = annotation_from_text(text)
     label_ids = np.asarray(createLabelImage(ann, "ids"), np.uint8)
     train_ids = np.asarray(createLabelImage(ann, "trainIds"), np.uint8)

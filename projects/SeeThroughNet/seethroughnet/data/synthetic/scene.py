@@ -23,8 +23,8 @@ class SceneComposer(StreetFurnitureMixin, ThingsMixin, StreetLayout):
 
 
 def poly_mask(ipoly, width, height):
-    """Pixels PIL's ``ImageDraw.polygon`` fills for ``ipoly`` (the rasteriser cityscapesscripts uses),
-    as a boolean crop and its offset."""
+    """Pixels PIL's ``ImageDraw.polygon`` fills for ``ipoly`` (the rasteriser cityscapesscripts
+    uses), as a boolean crop and its offset."""
     x0, y0 = int(ipoly[:, 0].min()), int(ipoly[:, 1].min())
     x1, y1 = int(ipoly[:, 0].max()), int(ipoly[:, 1].max())
     im = Image.new("L", (width, height), 0)
@@ -48,8 +48,8 @@ def visible_enough(mask):
         return False
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return (stats[best, cv2.CC_STAT_AREA] >= MIN_VISIBLE_PIXELS and stats[best, cv2.CC_STAT_WIDTH] >= 3
-            and stats[best, cv2.CC_STAT_HEIGHT] >= 3)
+    return (stats[best, cv2.CC_STAT_AREA] >= MIN_VISIBLE_PIXELS
+            and stats[best, cv2.CC_STAT_WIDTH] >= 3 and stats[best, cv2.CC_STAT_HEIGHT] >= 3)
 
 
 def drop_hidden_things(objs, width, height):
@@ -65,10 +65,12 @@ def drop_hidden_things(objs, width, height):
             x1, y1 = o.ipoly.max(0)
             if not visible_enough(idx[y0:y1 + 1, x0:x1 + 1] == k + 1):
                 dropped.add(id(o))
-        objs = [o for o in objs if id(o) not in dropped and (o.parent is None or id(o.parent) not in dropped)]
+        objs = [o for o in objs if id(o) not in dropped
+                and (o.parent is None or id(o.parent) not in dropped)]
         if not dropped:
             return objs, idx
-    raise AssertionError("occlusion pruning did not converge")  # removal only uncovers pixels: unreachable
+    # removing objects only uncovers pixels: unreachable
+    raise AssertionError("occlusion pruning did not converge")
 
 
 
@@ -86,7 +88,8 @@ def annotation_from_text(text):
 
 
 def build_scene(seed, split, index, height, width):
-    """Compose the scene and finalise its polygon list (clipped, rounded, occluded things removed)."""
+    """Compose the scene and finalise its polygon list (clipped, rounded, occluded things
+    removed); returns ``(rng, camera, composer, objects, object index map)``."""
     rng = image_rng(seed, split, index)
     cam = Camera(rng, height, width)
     comp = SceneComposer(rng, cam, index)
@@ -100,9 +103,10 @@ def build_scene(seed, split, index, height, width):
     return rng, cam, comp, objs, idx
 
 
-def scene_instance_counts(seed: int, split: str, index: int, height: int = 256, width: int = 512) -> dict:
-    """``{label: count}`` of the thing and group polygons image ``index`` gets (full labels), without
-    painting it: a cheap way to look at class frequencies over many images."""
+def scene_instance_counts(seed: int, split: str, index: int, height: int = 256,
+                          width: int = 512) -> dict:
+    """``{label: count}`` of the thing and group polygons image ``index`` gets (full labels),
+    without painting it: a cheap way to look at class frequencies over many images."""
     check_params(seed, height, width, {split: index + 1}, "full")
     objs = build_scene(seed, split, index, height, width)[3]
     counts = {}

@@ -43,7 +43,8 @@ def compute_statistics(root: str, splits=("train", "val")) -> dict:
                 n_img += 1
         total = max(int(pix.sum()), 1)
         out[split] = {"images": n_img,
-                      "pixels": {id2label[i].name: float(pix[i]) / total for i in np.nonzero(pix)[0]},
+                      "pixels": {id2label[i].name: float(pix[i]) / total
+                                 for i in np.nonzero(pix)[0]},
                       "instances": inst, "groups": groups}
     return out
 
@@ -54,7 +55,8 @@ def format_statistics(stats: dict) -> str:
     head = "| class | trainId | " + " | ".join(f"{s} pixels %" for s in splits) + " | " + \
            " | ".join(f"{s} instances" for s in splits) + " |"
     rows = [head, "|" + "---|" * (2 + 2 * len(splits))]
-    evaluated = sorted((l for l in CS_LABELS if l.trainId not in (255, -1)), key=lambda l: l.trainId)
+    evaluated = sorted((l for l in CS_LABELS if l.trainId not in (255, -1)),
+                       key=lambda l: l.trainId)
     for l in evaluated + [None]:
         if l is None:
             name, tid = "void (ignored)", "255"
@@ -67,11 +69,14 @@ def format_statistics(stats: dict) -> str:
         for s in splits:
             if l is not None and l.hasInstances:
                 g = stats[s]["groups"].get(l.name, 0)
-                ins.append(str(stats[s]["instances"].get(l.name, 0)) + (f" (+{g} groups)" if g else ""))
+                groups = f" (+{g} groups)" if g else ""
+                ins.append(str(stats[s]["instances"].get(l.name, 0)) + groups)
             else:
                 ins.append("")
-        rows.append(f"| {name} | {tid} | " + " | ".join(f"{p:.2f}" for p in pct) + " | " + " | ".join(ins) + " |")
-    rows.append("| images | | " + " | ".join(str(stats[s]["images"]) for s in splits) + " | " + " | " * len(splits))
+        rows.append(f"| {name} | {tid} | " + " | ".join(f"{p:.2f}" for p in pct) + " | "
+                    + " | ".join(ins) + " |")
+    rows.append("| images | | " + " | ".join(str(stats[s]["images"]) for s in splits) + " | "
+                + " | " * len(splits))
     return "\n".join(rows)
 
 

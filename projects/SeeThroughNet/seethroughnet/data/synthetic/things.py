@@ -69,11 +69,13 @@ class ThingsMixin:
             for k in range(1 if rng.random() < 0.6 else int(rng.integers(2, 4))):
                 self._two_wheeler("bicycle", X + s * 0.15 * k, Z + 0.7 * k, rider=False)
         for _ in range(int(rng.poisson(0.4))):
-            self._two_wheeler("bicycle" if rng.random() < 0.75 else "motorcycle", None, None, rider=True)
+            self._two_wheeler("bicycle" if rng.random() < 0.75 else "motorcycle", None, None,
+                              rider=True)
         for _ in range(int(rng.poisson(0.1))):
             self._parked_motorcycle()
         for _ in range(12 if forced in ("rider", "motorcycle") else 0):  # placement can fail: retry
-            if self._two_wheeler("bicycle" if forced == "rider" else "motorcycle", None, None, rider=True, z_max=30.0):
+            if self._two_wheeler("bicycle" if forced == "rider" else "motorcycle", None, None,
+                                 rider=True, z_max=30.0):
                 break
         # far crowds
         if rng.random() < 0.12 and self.z_obj > 50:
@@ -87,7 +89,8 @@ class ThingsMixin:
             L, Wd = U(3.7, 4.9), U(1.65, 1.9)
             hb, hc = U(0.85, 1.0), U(1.35, 1.55) if rng.random() < 0.8 else U(1.6, 1.8)
             cl = L * U(0.48, 0.6)
-            boxes = [("body", -L / 2, L / 2, Wd / 2, 0.12, hb), ("cabin", -cl / 2 - 0.1 * L, cl / 2 - 0.1 * L, Wd * 0.43, hb, hc)]
+            boxes = [("body", -L / 2, L / 2, Wd / 2, 0.12, hb),
+                     ("cabin", -cl / 2 - 0.1 * L, cl / 2 - 0.1 * L, Wd * 0.43, hb, hc)]
             wheels = [(-L / 2 + 0.75, 0.31), (L / 2 - 0.8, 0.31)]
             col = self.pick("car")
         elif cls == "truck":
@@ -98,7 +101,8 @@ class ThingsMixin:
                      ("cab", L / 2 - cab, L / 2, Wd / 2 * 0.97, 0.35, hcab)]
             wheels = [(-L / 2 + 1.2, 0.5), (L / 2 - 1.2, 0.5)]
             col = self.pick("truck")
-            cargo_col = np.array([215.0, 215.0, 212.0]) * self.U(0.9, 1.05) if rng.random() < 0.5 else col
+            cargo_col = (np.array([215.0, 215.0, 212.0]) * self.U(0.9, 1.05) if rng.random() < 0.5
+                         else col)
         elif cls == "bus":
             L, Wd = (U(10.5, 12.5) if rng.random() < 0.85 else U(17, 18.5)), 2.55
             boxes = [("bus", -L / 2, L / 2, Wd / 2, 0.3, U(2.9, 3.2))]
@@ -121,8 +125,10 @@ class ThingsMixin:
             if self.track_x is None:
                 self.tram = True
                 self.track_x = min(self.lane_centres, key=lambda c: abs(c - 0.3))
-                self.ground.append(SceneObject("rail track", self.cam.ground_quad(self.track_x - 1.1, self.track_x + 1.1, 0.3, self.z_end),
-                                        "rail", {"col": np.array([80.0, 80.0, 84.0]), "xc": self.track_x}))
+                quad = self.cam.ground_quad(self.track_x - 1.1, self.track_x + 1.1, 0.3, self.z_end)
+                self.ground.append(SceneObject("rail track", quad, "rail",
+                                               {"col": np.array([80.0, 80.0, 84.0]),
+                                                "xc": self.track_x}))
             X = self.track_x
         else:
             X = self.lane_centres[int(rng.integers(len(self.lane_centres)))] + self.U(-0.3, 0.3)
@@ -153,7 +159,8 @@ class ThingsMixin:
                     for h in (h0, h1):
                         X, H_, Z = world(l, ww, h)
                         pts.append((X, H_, Z))
-            # faces: (name, 4 corners (bottom a, bottom b, top b, top a) or top face, outward normal)
+            # faces: (name, 4 corners (bottom a, bottom b, top b, top a) or top face, outward
+            # normal)
             defs = [("front", [(l1, -w), (l1, w)], (1, 0)), ("rear", [(l0, w), (l0, -w)], (-1, 0)),
                     ("left", [(l0, -w), (l1, -w)], (0, -1)), ("right", [(l1, w), (l0, w)], (0, 1))]
             for name, ((la, wa), (lb, wb)), (nl, nw) in defs:
@@ -161,32 +168,42 @@ class ThingsMixin:
                 centre = np.array(world((la + lb) / 2, (wa + wb) / 2, (h0 + h1) / 2))
                 if np.dot(n, cam_pos - centre) <= 0:
                     continue
-                quad = np.array([world(la, wa, h0), world(lb, wb, h0), world(lb, wb, h1), world(la, wa, h1)])
+                quad = np.array([world(la, wa, h0), world(lb, wb, h0), world(lb, wb, h1),
+                                 world(la, wa, h1)])
                 faces.append({"role": role, "name": name, "quad": quad, "shade": self._shade(n),
                               "dist": float(np.linalg.norm(centre - cam_pos))})
             if h1 < cam.cam_h:
-                quad = np.array([world(l0, -w, h1), world(l1, -w, h1), world(l1, w, h1), world(l0, w, h1)])
-                faces.append({"role": role, "name": "top", "quad": quad, "shade": self._shade(np.array([0.0, 1.0, 0.0])) * 1.05,
-                              "dist": float(np.linalg.norm(np.array(world((l0 + l1) / 2, 0, h1)) - cam_pos))})
+                quad = np.array([world(l0, -w, h1), world(l1, -w, h1), world(l1, w, h1),
+                                 world(l0, w, h1)])
+                top_centre = np.array(world((l0 + l1) / 2, 0, h1))
+                faces.append({"role": role, "name": "top", "quad": quad,
+                              "shade": self._shade(np.array([0.0, 1.0, 0.0])) * 1.05,
+                              "dist": float(np.linalg.norm(top_centre - cam_pos))})
         wheels = []
         for lw, r in spec["wheels"]:
             for side_name, ww in (("left", -W2), ("right", W2)):
                 t = np.linspace(0, 2 * np.pi, 14, endpoint=False)
                 X, H_, Z = world(lw + r * np.cos(t), np.full_like(t, ww), r + r * np.sin(t))
                 pts.append(tuple(np.array(world(lw, ww, 0.0), float)))
-                wheels.append((side_name, cam.project(X, H_, Z), cam.project(*world(lw + 0.55 * r * np.cos(t), np.full_like(t, ww), r + 0.55 * r * np.sin(t)))))
+                hub = world(lw + 0.55 * r * np.cos(t), np.full_like(t, ww),
+                            r + 0.55 * r * np.sin(t))
+                wheels.append((side_name, cam.project(X, H_, Z), cam.project(*hub)))
         pts = np.array(pts, float)
         img_pts = cam.project(pts[:, 0], pts[:, 1], pts[:, 2]).astype(np.float32)
         hull = cv2.convexHull(img_pts).reshape(-1, 2).astype(np.float64)
         faces.sort(key=lambda f: -f["dist"])
         for f in faces:
             f["img"] = cam.project(f["quad"][:, 0], f["quad"][:, 1], f["quad"][:, 2])
-        visible_sides = {f["name"] for f in faces if f["role"] in ("body", "cab", "bus", "train", "cargo")}
-        p = {"cls": cls, "col": spec["col"], "cargo_col": spec["cargo_col"], "faces": faces, "wheels": [w for w in wheels if w[0] in visible_sides],
-             "ground_shadow": cam.ground_quad(box[0] - 0.2, box[1] + 0.2, box[2] - 0.3, box[3] + 0.2)}
+        visible_sides = {f["name"] for f in faces
+                         if f["role"] in ("body", "cab", "bus", "train", "cargo")}
+        p = {"cls": cls, "col": spec["col"], "cargo_col": spec["cargo_col"], "faces": faces,
+             "wheels": [w for w in wheels if w[0] in visible_sides],
+             "ground_shadow": cam.ground_quad(box[0] - 0.2, box[1] + 0.2, box[2] - 0.3,
+                                              box[3] + 0.2)}
         obj = SceneObject(cls, hull, "vehicle", p)
         objs = [obj]
-        # license plate on the visible end face of cars (label id -1: not drawn into the label images)
+        # license plate on the visible end face of cars (label id -1: not drawn into the label
+        # images)
         if cls in ("car", "truck"):
             for f in faces:
                 if f["name"] in ("front", "rear") and f["role"] in ("body", "cab"):
@@ -203,8 +220,9 @@ class ThingsMixin:
         hw = sw * 0.72
         t = np.linspace(np.pi / 2, -np.pi / 3, 6)
         head_r = [(r * math.cos(a), hp - r + r * math.sin(a)) for a in t]
-        right = [(r * 0.45, hp - 2 * r), (sw, 0.82 * hp), (sw + 0.05 + arms, 0.47 * hp), (sw - 0.03 + arms, 0.45 * hp),
-                 (sw - 0.04, 0.72 * hp), (hw, 0.5 * hp), (stance / 2 + 0.08, 0.0), (stance / 2 - 0.05, 0.0), (0.0, 0.46 * hp)]
+        right = [(r * 0.45, hp - 2 * r), (sw, 0.82 * hp), (sw + 0.05 + arms, 0.47 * hp),
+                 (sw - 0.03 + arms, 0.45 * hp), (sw - 0.04, 0.72 * hp), (hw, 0.5 * hp),
+                 (stance / 2 + 0.08, 0.0), (stance / 2 - 0.05, 0.0), (0.0, 0.46 * hp)]
         left = [(-x, y) for x, y in reversed(right)]
         left = [(-stance / 2 + 0.05, 0.0), (-stance / 2 - 0.08, 0.0)] + left[3:]
         head_l = [(-x, y) for x, y in reversed(head_r)]
@@ -230,13 +248,16 @@ class ThingsMixin:
         return True
 
     def _person_colours(self, hp, X, Z, lift=0.0):
-        return {"hp": hp, "lift": lift, "X": X, "Z": Z, "shirt": self.pick("shirt"), "pants": self.pick("pants"),
-                "skin": self.pick("skin"), "hair": self.pick("hair"), "shade": self._shade(np.array([0.0, 0.0, -1.0]))}
+        return {"hp": hp, "lift": lift, "X": X, "Z": Z, "shirt": self.pick("shirt"),
+                "pants": self.pick("pants"), "skin": self.pick("skin"), "hair": self.pick("hair"),
+                "shade": self._shade(np.array([0.0, 0.0, -1.0]))}
 
     def _parked_motorcycle(self, z_max=None):
         s = 1 if self.rng.random() < 0.5 else -1
-        return self._two_wheeler("motorcycle", self.edge[s] + s * self.U(0.5, 1.0) * (1 if self.rng.random() < 0.5 else -1),
-                                 self.U(5, min(self.z_obj, z_max or self.z_obj)), rider=False)
+        return self._two_wheeler(
+            "motorcycle",
+            self.edge[s] + s * self.U(0.5, 1.0) * (1 if self.rng.random() < 0.5 else -1),
+            self.U(5, min(self.z_obj, z_max or self.z_obj)), rider=False)
 
     def _two_wheeler(self, cls, X, Z, rider, z_max=None):
         U, rng, cam = self.U, self.rng, self.cam
@@ -263,11 +284,13 @@ class ThingsMixin:
         else:
             outline, geo = motorcycle_outline(side_view)
         outline = outline * [mirror, 1.0]
-        vehicle = SceneObject(cls, cam.billboard(outline, X, Z, squeeze), "bicycle" if cls == "bicycle" else "motorcycle",
-                       {"col": col, "side": side_view,
-                        "geo": {k: (cam.billboard(np.asarray(v, float).reshape(-1, 2) * [mirror, 1.0], X, Z, squeeze))
-                                for k, v in geo.items()},
-                        "scale": cam.f / Z, "shade": self._shade(np.array([0.0, 0.0, -1.0]))})
+        painter = "bicycle" if cls == "bicycle" else "motorcycle"
+        geo_img = {k: cam.billboard(np.asarray(v, float).reshape(-1, 2) * [mirror, 1.0], X, Z,
+                                    squeeze)
+                   for k, v in geo.items()}
+        vehicle = SceneObject(cls, cam.billboard(outline, X, Z, squeeze), painter,
+                              {"col": col, "side": side_view, "geo": geo_img, "scale": cam.f / Z,
+                               "shade": self._shade(np.array([0.0, 0.0, -1.0]))})
         objs = [vehicle]
         if rider:
             seat = 0.95 if cls == "bicycle" else 0.85
@@ -282,7 +305,8 @@ class ThingsMixin:
             p = self._person_colours(hp, X, Z)
             p["helmet"] = cls == "motorcycle" or rng.random() < 0.4
             p["helmet_col"] = self.pick("car")
-            objs.append(SceneObject("rider", cam.billboard(ro, X, Z, squeeze if side_view else 1.0), "person", p))
+            rider_outline = cam.billboard(ro, X, Z, squeeze if side_view else 1.0)
+            objs.append(SceneObject("rider", rider_outline, "person", p))
         self.add_standing(Z, objs, box)
         return True
 
@@ -311,7 +335,8 @@ class ThingsMixin:
             X = self.edge[s] + s * self.sw[s] / 2
             for _ in range(int(rng.integers(4, 9))):
                 x, z, h = X + U(-1.2, 1.2), Z + U(-2, 2), U(1.5, 1.9)
-                pts += [(x - 0.25, 0.0, z), (x + 0.25, 0.0, z), (x - 0.25, h * 0.8, z), (x + 0.25, h * 0.8, z), (x, h, z)]
+                pts += [(x - 0.25, 0.0, z), (x + 0.25, 0.0, z), (x - 0.25, h * 0.8, z),
+                        (x + 0.25, h * 0.8, z), (x, h, z)]
                 parts.append(self.pick("shirt"))
             box = (X - 1.5, X + 1.5, Z - 2.3, Z + 2.3)
             kind = "crowd_person"
@@ -320,7 +345,8 @@ class ThingsMixin:
         pts = np.array(pts, float)
         ip = self.cam.project(pts[:, 0], pts[:, 1], pts[:, 2]).astype(np.float32)
         hull = cv2.convexHull(ip).reshape(-1, 2).astype(np.float64)
-        self.add_standing(box[2], [SceneObject(cls + "group", hull, kind, {"cols": parts, "pts": ip})], box)
+        crowd = SceneObject(cls + "group", hull, kind, {"cols": parts, "pts": ip})
+        self.add_standing(box[2], [crowd], box)
         return True
 
     def _void_regions(self):
@@ -331,14 +357,15 @@ class ThingsMixin:
             xs = np.linspace(0, W - 1, 17)
             ys = H - 1 - he * (1 - 0.45 * ((xs - W / 2) / (W / 2)) ** 2)
             poly = np.concatenate([np.stack([xs, ys], 1), [[W - 1, H - 1], [0, H - 1]]])
-            self.overlay.append(SceneObject("ego vehicle", poly, "ego", {"col": np.array([40.0, 42.0, 48.0]) * U(0.7, 1.5),
-                                                                   "top": float(ys.min())}))
+            self.overlay.append(SceneObject("ego vehicle", poly, "ego",
+                                            {"col": np.array([40.0, 42.0, 48.0]) * U(0.7, 1.5),
+                                             "top": float(ys.min())}))
             if rng.random() < 0.4:
                 k = max(2.0, H * 0.012)
-                self.overlay.append(SceneObject("out of roi", np.array([[0, H - 1 - k], [W - 1, H - 1 - k], [W - 1, H - 1], [0, H - 1]]),
-                                         "black", {}))
+                strip = np.array([[0, H - 1 - k], [W - 1, H - 1 - k], [W - 1, H - 1], [0, H - 1]])
+                self.overlay.append(SceneObject("out of roi", strip, "black", {}))
         if rng.random() < 0.35:
             k = max(2.0, W * U(0.004, 0.012))
             for x0, x1 in ((0.0, k), (W - 1.0, W - 1.0 - k)):
-                self.overlay.append(SceneObject("rectification border",
-                                         np.array([[x0, 0], [x1, 0], [x1 + (x0 - x1) * 0.5, H - 1], [x0, H - 1]]), "black", {}))
+                border = np.array([[x0, 0], [x1, 0], [x1 + (x0 - x1) * 0.5, H - 1], [x0, H - 1]])
+                self.overlay.append(SceneObject("rectification border", border, "black", {}))

@@ -63,7 +63,8 @@ def read_manifest(root: str) -> dict | None:
     except (OSError, ValueError) as e:
         raise SyntheticDatasetError(f"{path}: not a readable synthetic-Cityscapes manifest ({e}); "
                                     "delete it or pass --overwrite") from e
-    if not isinstance(data, dict) or data.get("generator") != GENERATOR_NAME or not isinstance(data.get("params"), dict):
+    if (not isinstance(data, dict) or data.get("generator") != GENERATOR_NAME
+            or not isinstance(data.get("params"), dict)):
         raise SyntheticDatasetError(f"{path}: not a manifest written by {GENERATOR_NAME} "
                                     "(missing 'generator'/'params'); delete it or pass --overwrite")
     return data
@@ -96,7 +97,8 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
     num_images = dict(DEFAULT_NUM_IMAGES if num_images is None else num_images)
     check_params(seed, height, width, num_images, test_gt)
     num_images = {s: int(num_images.get(s, 0)) for s in SPLITS}
-    params = {"seed": int(seed), "height": int(height), "width": int(width), "num_images": num_images,
+    params = {"seed": int(seed), "height": int(height), "width": int(width),
+              "num_images": num_images,
               "test_gt": test_gt, "generator_version": GENERATOR_VERSION}
     root = os.path.abspath(root)
     manifest_path = os.path.join(root, MANIFEST_NAME)
@@ -110,15 +112,17 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
         if not overwrite:
             raise
         old = None
-    if old is not None and (not overwrite or (old["params"] == params and old.get("complete") is True)):
-        if old["params"] == params and old.get("complete") is True:
+    same_complete = old is not None and old["params"] == params and old.get("complete") is True
+    if old is not None and (not overwrite or same_complete):
+        if same_complete:
             missing = missing_files(root, num_images)
             if not missing:
-                logger.info("%s already holds the synthetic Cityscapes dataset with these parameters "
-                            "(seed=%d, %dx%d, %s): nothing to do.", root, seed, height, width, num_images)
+                logger.info("%s already holds the synthetic Cityscapes dataset with these "
+                            "parameters (seed=%d, %dx%d, %s): nothing to do.",
+                            root, seed, height, width, num_images)
                 return old
-            logger.warning("%s: the manifest says complete but %d files are missing (e.g. %s); regenerating.",
-                           root, len(missing), missing[0])
+            logger.warning("%s: the manifest says complete but %d files are missing (e.g. %s); "
+                           "regenerating.", root, len(missing), missing[0])
             wipe = True
         elif old["params"] == params:
             logger.info("%s: completing an interrupted generation with the same parameters.", root)
@@ -126,15 +130,17 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
         else:
             raise SyntheticDatasetError(
                 f"{manifest_path}: the dataset there was generated with other parameters "
-                f"({json.dumps(old['params'], sort_keys=True)}) than asked ({json.dumps(params, sort_keys=True)}). "
-                "Pass --overwrite (overwrite=True) to delete its leftImg8bit/ and gtFine/ and regenerate, "
-                "or choose another output folder.")
+                f"({json.dumps(old['params'], sort_keys=True)}) than asked "
+                f"({json.dumps(params, sort_keys=True)}). "
+                "Pass --overwrite (overwrite=True) to delete its leftImg8bit/ and gtFine/ and "
+                "regenerate, or choose another output folder.")
     elif overwrite:
         wipe = True
     elif os.path.isdir(root) and os.listdir(root):
         raise SyntheticDatasetError(
-            f"{root}: the folder is not empty and has no {MANIFEST_NAME} (a real Cityscapes, or other files?). "
-            "Refusing to write into it. Pass --overwrite (overwrite=True) to delete its leftImg8bit/ and gtFine/ "
+            f"{root}: the folder is not empty and has no {MANIFEST_NAME} (a real Cityscapes, or "
+            "other files?). Refusing to write into it. Pass --overwrite (overwrite=True) to delete "
+            "its leftImg8bit/ and gtFine/ "
             "and generate there, or choose another output folder.")
     if wipe:
         for sub in ("leftImg8bit", "gtFine"):

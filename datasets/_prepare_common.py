@@ -15,7 +15,9 @@ from PIL import Image
 
 def dataset_root(root: Optional[str] = None) -> str:
     """``root``, else ``$DETECTRON2_DATASETS``, else ``datasets`` (detectron2's default)."""
-    return os.path.expanduser(root if root is not None else os.getenv("DETECTRON2_DATASETS", "datasets"))
+    if root is None:
+        root = os.getenv("DETECTRON2_DATASETS", "datasets")
+    return os.path.expanduser(root)
 
 
 def reduce_zero_label(src_dir: str, dst_dir: str) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prepare NYU-Depth-v2 (40 classes) for ``nyuv2_40_sem_seg_{train,test}``.
 
-    python datasets/prepare_nyuv2.py                      # under $DETECTRON2_DATASETS (or datasets/)
+    python datasets/prepare_nyuv2.py   # under $DETECTRON2_DATASETS, else datasets/
     python datasets/prepare_nyuv2.py --root /data
 
 In ``nyuv2/``: writes ``label40_reduced/`` from ``label40/`` (0 = unlabelled -> 255, ``c`` ->

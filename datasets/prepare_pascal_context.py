@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prepare Pascal Context (59 classes) for ``pascal_context59_sem_seg_{train,val}``.
 
-    python datasets/prepare_pascal_context.py             # under $DETECTRON2_DATASETS (or datasets/)
+    python datasets/prepare_pascal_context.py   # under $DETECTRON2_DATASETS, else datasets/
     python datasets/prepare_pascal_context.py --root /data
 
 In ``VOCdevkit/VOC2010/``: writes ``SegmentationClassContext59/`` from the 60-label maps of

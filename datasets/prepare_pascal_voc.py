@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prepare Pascal VOC 2012 (+SBD aug) for ``voc2012_sem_seg_{train,val,train_aug}``.
 
-    python datasets/prepare_pascal_voc.py                 # under $DETECTRON2_DATASETS (or datasets/)
+    python datasets/prepare_pascal_voc.py   # under $DETECTRON2_DATASETS, else datasets/
     python datasets/prepare_pascal_voc.py --root /data
 
 Writes ``VOCdevkit/VOC2012/cpp_pairs_{train,val,train_aug}.txt`` from the split lists in

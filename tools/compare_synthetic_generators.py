@@ -42,19 +42,23 @@ def load_generator_at(revision: str, workdir: str):
         sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
-    # the package: export the whole seethroughnet package of that revision and import it
-    # under its own name in a subprocess-free way (a fresh sys.path entry, modules unloaded)
+    # the package: export the whole seethroughnet package of that revision and import it from
+    # there (a fresh sys.path entry, the seethroughnet modules unloaded before and after)
     archive = _git("archive", "--format=tar", revision, PACKAGE)
     subprocess.run(["tar", "-x", "-C", workdir], input=archive, check=True)
-    for name in [m for m in sys.modules if m == "seethroughnet" or m.startswith("seethroughnet.")]:
-        del sys.modules[name]
+    _forget_seethroughnet()
     sys.path.insert(0, os.path.join(workdir, "projects", "SeeThroughNet"))
     try:
         return importlib.import_module("seethroughnet.data.synthetic")
     finally:
         sys.path.pop(0)
-        for name in [m for m in sys.modules if m == "seethroughnet" or m.startswith("seethroughnet.")]:
-            del sys.modules[name]
+        _forget_seethroughnet()
+
+
+def _forget_seethroughnet():
+    """Unload every ``seethroughnet`` module, so that the next import reads another copy."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "seethroughnet"]:
+        del sys.modules[name]
 
 
 def load_current_generator():

@@ -12,7 +12,11 @@ pytest.importorskip("detectron2", reason="detectron2 is not installed")
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 
 import seethroughnet.data.datasets as sdd  # noqa: E402
-from seethroughnet.data.datasets import read_label, register_camvid, register_folder_semseg  # noqa: E402
+from seethroughnet.data.datasets import (  # noqa: E402
+    read_label,
+    register_camvid,
+    register_folder_semseg,
+)
 from seethroughnet.data.datasets.camvid import camvid_candidates, camvid_root  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("isolated_validation_cache", "restore_default_registrations")

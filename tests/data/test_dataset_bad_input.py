@@ -252,8 +252,10 @@ def _folder(tiny_cs, tmp_path, n=2, k=3):
     for i in range(n):
         (tmp_path / "img").mkdir(exist_ok=True)
         (tmp_path / "lab").mkdir(exist_ok=True)
-        Image.fromarray(np.zeros((tiny_cs.H, tiny_cs.W, 3), np.uint8)).save(tmp_path / "img" / f"a{i}.png")
-        Image.fromarray((np.arange(tiny_cs.H * tiny_cs.W).reshape(tiny_cs.H, tiny_cs.W) % k).astype(np.uint8)).save(tmp_path / "lab" / f"a{i}.png")
+        h, w = tiny_cs.H, tiny_cs.W
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "img" / f"a{i}.png")
+        lab = (np.arange(h * w).reshape(h, w) % k).astype(np.uint8)
+        Image.fromarray(lab).save(tmp_path / "lab" / f"a{i}.png")
     register_folder_semseg("t_bad_folder", str(tmp_path / "img"), str(tmp_path / "lab"), ["x", "y", "z"][:k])
 
 
@@ -288,7 +290,8 @@ def test_folder_truncated_and_size(tiny_cs, tmp_path):
     msg = load_error("t_bad_folder")
     assert str(tmp_path / "lab" / "a0.png") in msg and "truncated" in msg
     _folder(tiny_cs, tmp_path)
-    Image.fromarray(np.zeros((tiny_cs.H + 1, tiny_cs.W), np.uint8)).save(tmp_path / "lab" / "a1.png")
+    too_high = np.zeros((tiny_cs.H + 1, tiny_cs.W), np.uint8)
+    Image.fromarray(too_high).save(tmp_path / "lab" / "a1.png")
     msg = load_error("t_bad_folder")
     assert str(tmp_path / "lab" / "a1.png") in msg and f"{tiny_cs.W}x{tiny_cs.H + 1}" in msg
 

@@ -126,7 +126,8 @@ def test_cityscapes_header_mode_skips_decoding(cityscapes, monkeypatch):
 # --------------------------------------------------------------------------------------
 # cache
 # --------------------------------------------------------------------------------------
-def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(tiny_cs, cityscapes, tmp_path, monkeypatch):
+def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(tiny_cs, cityscapes, tmp_path,
+                                                                       monkeypatch):
     root, files = cityscapes
     calls = []
     orig = validation.decode_label_file
@@ -181,7 +182,8 @@ def _write_folder(tiny_cs, root: Path, n=3, k=4, ignore=255, sub="") -> None:
     for i in range(n):
         (root / "images" / sub).mkdir(parents=True, exist_ok=True)
         (root / "labels" / sub).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((tiny_cs.H, tiny_cs.W, 3), 40 * i, np.uint8)).save(root / "images" / sub / f"im{i}.jpg")
+        image = np.full((tiny_cs.H, tiny_cs.W, 3), 40 * i, np.uint8)
+        Image.fromarray(image).save(root / "images" / sub / f"im{i}.jpg")
         lab = (np.arange(tiny_cs.H * tiny_cs.W).reshape(tiny_cs.H, tiny_cs.W) % k).astype(np.uint8)
         lab[0] = ignore
         Image.fromarray(lab).save(root / "labels" / sub / f"im{i}.png")

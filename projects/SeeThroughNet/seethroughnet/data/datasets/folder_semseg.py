@@ -296,7 +296,9 @@ def register_prepared_datasets(datasets: dict, root: Optional[str], prepare: str
     wrote: ``datasets`` maps name -> (dataset folder relative to ``root``, pairs file relative to
     that folder, class names); ``root`` defaults to ``$DETECTRON2_DATASETS`` (``datasets``).
     Ignore label 255 for all of them.  ``prepare`` is the script named in "missing" errors."""
-    base = os.path.expanduser(root if root is not None else os.getenv("DETECTRON2_DATASETS", "datasets"))
+    if root is None:
+        root = os.getenv("DETECTRON2_DATASETS", "datasets")
+    base = os.path.expanduser(root)
     names = []
     for name, (folder, pairs, classes) in datasets.items():
         droot = os.path.join(base, folder)

@@ -118,7 +118,9 @@ def bad_value_message(path: str, table: LabelTable, hist: Dict[int, int]) -> Opt
     if not bad:
         return None
     pixels = sum(hist[v] for v in bad)
-    shown = ", ".join(str(v) for v in bad[:20]) + (f", ... ({len(bad)} values)" if len(bad) > 20 else "")
+    shown = ", ".join(str(v) for v in bad[:20])
+    if len(bad) > 20:
+        shown += f", ... ({len(bad)} values)"
     verb = "is" if len(bad) == 1 else "are"
     msg = (
         f"{path} holds value{'s' if len(bad) > 1 else ''} {shown}, which {verb} not "
@@ -196,7 +198,8 @@ def _decode(path: str, allowed_modes: Sequence[str] = LABEL_MODES, want: str = "
             "`python datasets/prepare_synthetic_cityscapes.py --overwrite`)."
         ) from None
     if arr.ndim != 2:
-        raise DatasetError(f"{path} decodes to an array of shape {arr.shape}; a label file must be 2-d.")
+        raise DatasetError(
+            f"{path} decodes to an array of shape {arr.shape}; a label file must be 2-d.")
     if want == "array":
         return arr
     if hist is None:

@@ -5,7 +5,7 @@ Layout under ``$DETECTRON2_DATASETS`` (default ``datasets/``)::
 
     VOCdevkit/VOC2012/JPEGImages/*.jpg
     VOCdevkit/VOC2012/SegmentationClass/*.png        # 0..20, 255 = boundary/void (ignored)
-    VOCdevkit/VOC2012/SegmentationClassAug/*.png     # SBD-augmented labels (10,582 train_aug images)
+    VOCdevkit/VOC2012/SegmentationClassAug/*.png     # SBD-augmented labels (10,582 train_aug)
     VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,train_aug}.txt
     VOCdevkit/VOC2012/cpp_pairs_{train,val,train_aug}.txt   # python datasets/prepare_pascal_voc.py
 

@@ -177,7 +177,8 @@ def split_file_errors(results: Sequence) -> Tuple[List[str], List[str]]:
     return unreadable, bad_values
 
 
-def run_parallel(fn, items: Sequence, desc: str, progress: bool, workers: Optional[int] = None) -> List:
+def run_parallel(fn, items: Sequence, desc: str, progress: bool,
+                 workers: Optional[int] = None) -> List:
     """``[fn(x) for x in items]`` on a thread pool (``workers`` threads, default the validation
     pool size); a :class:`DatasetError` is returned in place of its result, not raised."""
 

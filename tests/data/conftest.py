@@ -2,8 +2,10 @@
 the default dataset registrations restored after a module, and the CamVid folder."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,21 @@ class TinyCityscapes:
                     out[split].append(cls.write_sample(root, split, city, i))
                     i += 1
         return out
+
+
+@pytest.fixture
+def datasets_script():
+    """``load(name)``: the script ``datasets/<name>.py`` as a module, imported with ``datasets/``
+    first on ``sys.path`` (as when run with ``python datasets/<name>.py``)."""
+
+    def load(name):
+        sys.path.insert(0, str(REPO / "datasets"))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.pop(0)
+
+    return load
 
 
 @pytest.fixture

@@ -4,9 +4,6 @@ and the registrations that read what they write (``seethroughnet.data.datasets.p
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -20,19 +17,7 @@ from seethroughnet.data.datasets.more_datasets import (  # noqa: E402
     register_more_datasets,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 pytestmark = pytest.mark.usefixtures("isolated_validation_cache")
-
-
-def _script(name):
-    """A ``datasets/<name>.py`` script as a module (they import ``_prepare_common`` beside them,
-    as when run with ``python datasets/<name>.py``)."""
-    sys.path.insert(0, os.path.join(REPO, "datasets"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.pop(0)
 
 
 @pytest.fixture
@@ -68,11 +53,11 @@ def raw_datasets(tmp_path):
     return tmp_path
 
 
-def test_prepare_register_and_load(raw_datasets):
+def test_prepare_register_and_load(datasets_script, raw_datasets):
     root = str(raw_datasets)
-    voc = _script("prepare_pascal_voc").prepare_pascal_voc(root)
-    ctx = _script("prepare_pascal_context").prepare_pascal_context(root)
-    nyu = _script("prepare_nyuv2").prepare_nyuv2(root)
+    voc = datasets_script("prepare_pascal_voc").prepare_pascal_voc(root)
+    ctx = datasets_script("prepare_pascal_context").prepare_pascal_context(root)
+    nyu = datasets_script("prepare_nyuv2").prepare_nyuv2(root)
     assert len(voc) == 3 and len(ctx) == 2 and len(nyu) == 2
     context59 = raw_datasets / "VOCdevkit/VOC2010/SegmentationClassContext59/b.png"
     red = np.asarray(Image.open(context59))
@@ -98,19 +83,19 @@ def test_prepare_register_and_load(raw_datasets):
         register_more_datasets()  # back to $DETECTRON2_DATASETS
 
 
-def test_scripts_run_from_the_command_line_and_say_what_is_missing(raw_datasets, tmp_path,
-                                                                   capsys):
-    cli = _script("prepare_nyuv2")
+def test_scripts_run_from_the_command_line_and_say_what_is_missing(datasets_script, raw_datasets,
+                                                                   tmp_path, capsys):
+    cli = datasets_script("prepare_nyuv2")
     assert cli.main(["--root", str(raw_datasets)]) == 0
     assert "cpp_pairs_test.txt" in capsys.readouterr().out
     empty = tmp_path / "empty"
     assert cli.main(["--root", str(empty)]) == 2
     assert f"{empty / 'nyuv2' / 'label40'} does not exist" in capsys.readouterr().err
-    assert _script("prepare_pascal_voc").main(["--root", str(empty)]) == 2
+    assert datasets_script("prepare_pascal_voc").main(["--root", str(empty)]) == 2
     assert "ImageSets/Segmentation" in capsys.readouterr().err
 
 
-def test_missing_pairs_file_names_the_preparation_script(tmp_path):
+def test_missing_pairs_file_names_the_preparationdatasets_script(tmp_path):
     names = register_more_datasets(str(tmp_path))
     try:
         with pytest.raises(ValueError, match=r"python datasets/prepare_pascal_context\.py"):

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import sys
 from collections import Counter
 
 import numpy as np
@@ -28,7 +27,6 @@ H, W = 128, 256
 SEED = 3
 NUM = {"train": 4, "val": 4, "test": 2}
 KINDS = ("image", "polygons", "labelIds", "instanceIds", "labelTrainIds", "color")
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _all_files(root):
@@ -488,17 +486,8 @@ def test_bad_manifest_and_bad_parameters_give_clear_errors(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def _cli():
-    sys.path.insert(0, os.path.join(REPO, "datasets"))
-    try:
-        import prepare_synthetic_cityscapes as cli
-    finally:
-        sys.path.pop(0)
-    return cli
-
-
-def test_cli_defaults_refusal_preview_and_stats(tmp_path, monkeypatch, capsys):
-    cli = _cli()
+def test_cli_defaults_refusal_preview_and_stats(datasets_script, tmp_path, monkeypatch, capsys):
+    cli = datasets_script("prepare_synthetic_cityscapes")
     monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
     assert cli.default_output() == os.path.join("datasets", "cityscapes")
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))

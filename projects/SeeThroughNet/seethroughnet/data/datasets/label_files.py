@@ -107,12 +107,14 @@ class LabelTable:
 
 
 def as_table(valid_values) -> Optional[LabelTable]:
+    """``valid_values`` as a :class:`LabelTable` (``None`` stays ``None``)."""
     if valid_values is None or isinstance(valid_values, LabelTable):
         return valid_values
     return LabelTable(valid_values)
 
 
 def bad_value_message(path: str, table: LabelTable, hist: Dict[int, int]) -> Optional[str]:
+    """The error message for the values of ``hist`` outside ``table``, or ``None``."""
     present = np.fromiter(hist.keys(), dtype=np.int64, count=len(hist))
     bad = sorted(int(v) for v in table.invalid(present))
     if not bad:
@@ -151,6 +153,8 @@ def read_header(path: str, what: str = "image") -> Tuple[int, int, str]:
 
 
 def check_label_mode(path: str, mode: str, allowed: Sequence[str]) -> None:
+    """A :class:`DatasetError` naming ``path`` unless its PIL ``mode`` is an allowed
+    (single-channel) one."""
     if mode in allowed:
         return
     hint = ""
@@ -210,6 +214,7 @@ def _decode(path: str, allowed_modes: Sequence[str] = LABEL_MODES, want: str = "
 
 
 def _histogram(arr: np.ndarray) -> Dict[int, int]:
+    """``{value: pixel count}`` of an integer array."""
     flat = arr.ravel()
     if flat.size == 0:
         return {}

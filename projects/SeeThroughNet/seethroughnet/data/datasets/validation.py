@@ -97,7 +97,6 @@ def validation_mode(mode: Optional[str] = None) -> str:
     return mode
 
 
-
 def _num_workers() -> int:
     env = os.environ.get(WORKERS_ENV)
     if env:
@@ -108,7 +107,6 @@ def _num_workers() -> int:
     # Decoding is CPU bound (GIL released), reading is I/O bound: a few more threads than
     # cores keeps both busy without oversubscribing small machines much.
     return max(2, min(16, (os.cpu_count() or 2) + 2))
-
 
 
 # --------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ def cache_dir() -> Optional[str]:
     return os.path.join(base, "seethroughnet", "dataset_validation")
 
 
-
 class ValidationCache:
     """Per-file results of the full check for one dataset root, keyed by (path, size, mtime)."""
 

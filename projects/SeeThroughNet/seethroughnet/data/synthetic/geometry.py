@@ -94,7 +94,6 @@ def clip_round(poly, width, height):
     return q if len(q) >= 3 else None
 
 
-
 def face_sub(quad, a0, a1, b0, b1):
     """Sub-rectangle of a vertical face quad (bottom a, bottom b, top b, top a) in face
     coordinates."""
@@ -115,6 +114,8 @@ def _wheel_points(rear_c, front_c, R):
 
 
 def bicycle_outline(side_view):
+    """``(outline, geo)`` of a bicycle in metres (u along the bike, v up): the silhouette and
+    the wheel/frame points the painter draws; ``side_view`` False is seen from behind."""
     if not side_view:
         return (np.array([[-0.07, 0.0], [0.07, 0.0], [0.07, 0.6], [0.3, 0.98], [0.3, 1.08],
                           [-0.3, 1.08], [-0.3, 0.98], [-0.07, 0.6]]),
@@ -135,6 +136,7 @@ def bicycle_outline(side_view):
 
 
 def motorcycle_outline(side_view):
+    """``(outline, geo)`` of a motorcycle, as :func:`bicycle_outline`."""
     if not side_view:
         return (np.array([[-0.1, 0.0], [0.1, 0.0], [0.18, 0.5], [0.38, 1.05], [0.38, 1.15],
                           [-0.38, 1.15], [-0.38, 1.05], [-0.18, 0.5]]),

@@ -17,6 +17,8 @@ from .geometry import face_sub
 
 
 def smooth_noise(rng, H, W, cell):
+    """Standardised smooth noise of size ``H`` x ``W``: bicubic upsampling of a random grid with
+    ``cell`` pixels per grid step, randomly offset."""
     gh, gw = max(2, int(math.ceil(H / cell)) + 2), max(2, int(math.ceil(W / cell)) + 2)
     g = rng.standard_normal((gh, gw)).astype(np.float32)
     big = cv2.resize(g, (int(gw * cell), int(gh * cell)), interpolation=cv2.INTER_CUBIC)
@@ -68,6 +70,8 @@ def _stripe(d, half_width, footprint):
 
 
 def _plane_coords(ctx, p, yy, xx):
+    """``(u, h, Z)`` on a vertical plane (``p['plane']`` side or front at ``p['coord']``) for the
+    pixels ``yy``, ``xx``: position along the plane, height above the ground, depth."""
     cam = ctx.cam
     if p["plane"] == "side":
         X = p["coord"]
@@ -119,6 +123,7 @@ def _paint_facade(ctx, o, sl, yy, xx, patch):
 
 
 def _ground_xz(ctx, yy, xx):
+    """World ``(X, Z)`` on the ground plane of the pixels ``yy``, ``xx``."""
     Z = ctx.cam.ground_depth(yy)
     X = (xx - ctx.cam.x_v) * Z / ctx.cam.f
     return X, Z
@@ -288,6 +293,7 @@ def _paint_person(ctx, o, sl, yy, xx, patch):
 
 
 def _draw_wheels(col, geo, x0, y0, thick, tyre=(22.0, 22.0, 24.0), hub=None):
+    """Draw the two wheels of ``geo`` (rings, or filled tyres with hubs) into ``col``."""
     w = np.asarray(geo["wheels"])
     for k in range(2):
         c = tuple(int(round(v * 4)) for v in w[k] - [x0, y0])

@@ -15,6 +15,8 @@ from .scene import annotation_from_text, build_scene, poly_mask, polygons_json_t
 
 
 def finish_image(ctx, canvas):
+    """The camera on top of the painted canvas: exposure, white balance, gamma, vignetting,
+    blur and sensor noise; returns the uint8 RGB image."""
     rng = ctx.rng
     img = canvas.astype(np.float32)
     gain = rng.uniform(0.78, 1.18)
@@ -32,6 +34,8 @@ def finish_image(ctx, canvas):
 
 
 def paint_scene(ctx, objs, idx_expected):
+    """Paint ``objs`` in order (with vehicles' soft ground shadows) and finish the image; checks
+    that the painted pixels are exactly the object index map the labels come from."""
     H, W = ctx.H, ctx.W
     canvas = np.zeros((H, W, 3), np.float32)
     painted = np.zeros((H, W), np.int32)
@@ -59,8 +63,6 @@ def paint_scene(ctx, objs, idx_expected):
     if not np.array_equal(painted, idx_expected):
         raise AssertionError("RGB painting and label rasterisation disagree")  # internal invariant
     return finish_image(ctx, canvas)
-
-
 
 
 def render_sample(seed: int, split: str, index: int, height: int = 256, width: int = 512,

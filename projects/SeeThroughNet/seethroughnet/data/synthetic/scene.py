@@ -44,6 +44,7 @@ def object_index_map(objs, width, height):
 
 
 def visible_enough(mask):
+    """Whether a thing's visible pixels are enough to keep it (see ``MIN_VISIBLE_PIXELS``)."""
     if int(mask.sum()) < MIN_VISIBLE_PIXELS:
         return False
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -73,15 +74,15 @@ def drop_hidden_things(objs, width, height):
     raise AssertionError("occlusion pruning did not converge")
 
 
-
-
 def polygons_json_text(height, width, objects):
+    """A ``*_gtFine_polygons.json`` text in Cityscapes' layout (one object a line)."""
     lines = ",\n".join("        " + json.dumps(o, separators=(", ", ": ")) for o in objects)
     return ('{\n    "imgHeight": %d,\n    "imgWidth": %d,\n    "objects": [\n%s\n    ]\n}\n'
             % (height, width, lines))
 
 
 def annotation_from_text(text):
+    """The cityscapesscripts :class:`Annotation` of a polygons JSON text."""
     ann = Annotation()
     ann.fromJsonText(text)
     return ann

@@ -148,6 +148,7 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
         if os.path.exists(manifest_path):
             os.remove(manifest_path)
 
+    # the description names the original module, like GENERATOR_NAME: manifests stay byte-identical
     manifest = {"generator": GENERATOR_NAME, "params": params, "complete": False,
                 "layout": "cityscapes", "label_table": "cityscapesscripts.helpers.labels",
                 "cities": {s: list(CITIES[s]) for s in SPLITS},

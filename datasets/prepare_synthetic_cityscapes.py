@@ -8,7 +8,7 @@
 The output folder defaults to ``$DETECTRON2_DATASETS/cityscapes`` when that variable is set, else
 ``datasets/cityscapes`` relative to the current directory (detectron2's own default).  Re-running with
 the same parameters does nothing; a folder holding anything else is refused unless ``--overwrite``.
-See datasets/README.md and seethroughnet/data/synthetic_cityscapes.py.
+See datasets/README.md and the package seethroughnet/data/synthetic/.
 """
 import argparse
 import logging
@@ -19,12 +19,12 @@ import time
 
 def _import_generator():
     try:
-        from seethroughnet.data import synthetic_cityscapes
+        from seethroughnet.data import synthetic
     except ImportError:  # not installed: use the source tree next to this script
         here = os.path.dirname(os.path.abspath(__file__))
         sys.path.insert(0, os.path.join(here, os.pardir, "projects", "SeeThroughNet"))
-        from seethroughnet.data import synthetic_cityscapes
-    return synthetic_cityscapes
+        from seethroughnet.data import synthetic
+    return synthetic
 
 
 def default_output():

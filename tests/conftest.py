@@ -16,7 +16,7 @@ def make_synthetic_cityscapes(tmp_path_factory, request):
     names, both restored when the test module ends."""
 
     def make(seed=3, num_images=None, register=True):
-        from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
+        from seethroughnet.data.synthetic import generate_synthetic_cityscapes
 
         root = tmp_path_factory.mktemp("d2datasets")
         generate_synthetic_cityscapes(

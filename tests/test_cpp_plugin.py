@@ -240,57 +240,6 @@ def test_head_shapes_with_resnet101_widths():
         assert out.shape[:2] == (1, 19) and out.shape[-1] in (8, 16)
 
 
-def test_more_datasets_prepare_register_and_load(tmp_path):
-    import numpy as np
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-    from PIL import Image
-
-    from seethroughnet.data.datasets.more_datasets import (
-        MORE_DATASETS, prepare_pairs_lists, reduce_zero_label, register_more_datasets)
-
-    rgb = np.zeros((8, 8, 3), np.uint8)
-    voc = tmp_path / "VOCdevkit/VOC2012"
-    for d in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
-        (voc / d).mkdir(parents=True)
-    Image.fromarray(rgb).save(voc / "JPEGImages/a.jpg")
-    lab = np.full((8, 8), 255, np.uint8)
-    lab[:4] = 15
-    for d in ("SegmentationClass", "SegmentationClassAug"):
-        Image.fromarray(lab).save(voc / d / "a.png")
-    for s in ("train", "val", "train_aug"):
-        (voc / f"ImageSets/Segmentation/{s}.txt").write_text("a\n")
-    ctx = tmp_path / "VOCdevkit/VOC2010"
-    for d in ("JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext"):
-        (ctx / d).mkdir(parents=True)
-    Image.fromarray(rgb).save(ctx / "JPEGImages/b.jpg")
-    raw = np.zeros((8, 8), np.uint8)
-    raw[:, 4:] = 59
-    Image.fromarray(raw).save(ctx / "SegmentationClassContext/b.png")
-    for s in ("train", "val"):
-        (ctx / f"ImageSets/SegmentationContext/{s}.txt").write_text("b\n")
-    nyu = tmp_path / "nyuv2"
-    for s in ("train", "test"):
-        (nyu / "image" / s).mkdir(parents=True)
-        (nyu / "label40" / s).mkdir(parents=True)
-        Image.fromarray(rgb).save(nyu / "image" / s / "0001.png")
-        Image.fromarray(np.where(raw == 59, 40, 0).astype(np.uint8)).save(nyu / "label40" / s / "0001.png")
-
-    assert reduce_zero_label(str(ctx / "SegmentationClassContext"), str(ctx / "SegmentationClassContext59")) == 1
-    assert reduce_zero_label(str(nyu / "label40"), str(nyu / "label40_reduced")) == 2
-    red = np.asarray(Image.open(ctx / "SegmentationClassContext59/b.png"))
-    assert set(np.unique(red)) == {58, 255} and (red[:, :4] == 255).all()
-    assert len(prepare_pairs_lists(str(tmp_path))) == 7
-    names = register_more_datasets(str(tmp_path))
-    assert set(names) == set(MORE_DATASETS)
-    for name, k in (("voc2012_sem_seg_train_aug", 21), ("pascal_context59_sem_seg_val", 59), ("nyuv2_40_sem_seg_test", 40)):
-        meta = MetadataCatalog.get(name)
-        assert len(meta.stuff_classes) == k and meta.ignore_label == 255 and meta.evaluator_type == "sem_seg"
-        assert len(DatasetCatalog.get(name)) == 1
-    for name in names:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-
-
 def test_undilated_upernet_trains_with_aux_heads_at_strides_4_8_16_32():
     """UPerNet as MMSegmentation runs it (no dilation): the top-down path resizes every level and
     the four auxiliary heads predict at strides 4, 8, 16, 32 (64x64 input: 16, 8, 4, 2)."""

@@ -171,7 +171,7 @@ def test_train_cell_end_to_end_on_synthetic_cityscapes(tmp_path, monkeypatch):
     the project's Trainer on a tiny synthetic Cityscapes, evaluated, results.json fields filled."""
     pytest.importorskip("detectron2")
     from seethroughnet.data.datasets import register_all
-    from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
+    from seethroughnet.data.synthetic import generate_synthetic_cityscapes
 
     generate_synthetic_cityscapes(str(tmp_path / "d2" / "cityscapes"), seed=1, height=64, width=128,
                                   num_images={"train": 2, "val": 2, "test": 0}, progress=False)

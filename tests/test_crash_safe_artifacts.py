@@ -31,7 +31,7 @@ def _umask():
 def synthetic(tmp_path, monkeypatch):
     """A small synthetic Cityscapes (its own copy: tests damage it), registered."""
     from seethroughnet.data.datasets import register_all
-    from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
+    from seethroughnet.data.synthetic import generate_synthetic_cityscapes
 
     root = tmp_path / "d2"
     generate_synthetic_cityscapes(str(root / "cityscapes"), seed=3, height=64, width=128,

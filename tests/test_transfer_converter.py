@@ -156,9 +156,9 @@ def test_agrees_with_detectron2_loader_on_hand_map(hand_root, segmentation):
 
 
 def test_agrees_with_detectron2_loader_on_synthetic_cityscapes(tmp_path):
-    if importlib.util.find_spec("seethroughnet.data.synthetic_cityscapes") is None:
-        pytest.skip("seethroughnet.data.synthetic_cityscapes (the synthetic generator) is not available yet")
-    from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
+    if importlib.util.find_spec("seethroughnet.data.synthetic") is None:
+        pytest.skip("seethroughnet.data.synthetic (the synthetic generator) is not available yet")
+    from seethroughnet.data.synthetic import generate_synthetic_cityscapes
 
     root = tmp_path / "synthetic"
     generate_synthetic_cityscapes(str(root), seed=0, height=64, width=128, num_images={"train": 3, "val": 2, "test": 0},

@@ -5,7 +5,9 @@ Importing this package registers (via :func:`register_all`):
 * detectron2's Cityscapes names ``cityscapes_fine_{sem_seg,instance_seg}_{train,val,test}``
   under ``$DETECTRON2_DATASETS/cityscapes``, re-registered with validating loaders;
 * ``camvid_train``, ``camvid_val``, ``camvid_trainval`` (void = 11 = ``metadata.ignore_label``;
-  the project's mapper rewrites it to ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``, default 255).
+  the project's mapper rewrites it to ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``, default 255);
+* Pascal VOC 2012 (:mod:`.pascal_voc`), Pascal Context 59 (:mod:`.pascal_context`) and NYUv2 40
+  (:mod:`.nyuv2`), from the pairs files their ``datasets/prepare_*.py`` scripts write.
 
 Registration touches no files; loading (``DatasetCatalog.get``) validates the files and
 raises :class:`DatasetError` naming the file and what to do.  ``SEETHROUGHNET_VALIDATE``
@@ -25,6 +27,9 @@ from .cityscapes import (
 from .folder_semseg import register_folder_semseg
 from .camvid import CAMVID_CLASSES, CAMVID_COLORS, CAMVID_IGNORE_LABEL, register_camvid
 from .more_datasets import register_more_datasets
+from .nyuv2 import register_nyuv2
+from .pascal_context import register_pascal_context
+from .pascal_voc import register_pascal_voc
 
 __all__ = [
     "DatasetError",
@@ -36,6 +41,9 @@ __all__ = [
     "register_folder_semseg",
     "register_camvid",
     "register_more_datasets",
+    "register_pascal_voc",
+    "register_pascal_context",
+    "register_nyuv2",
     "CITYSCAPES_STUFF_CLASSES",
     "CITYSCAPES_STUFF_COLORS",
     "CITYSCAPES_THING_CLASSES",

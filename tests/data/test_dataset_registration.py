@@ -1,7 +1,7 @@
 """Dataset registration: Cityscapes builtin names, folder datasets, CamVid, the cache, the CLI.
 
-The Cityscapes tests build tiny Cityscapes-format fixtures (32x64 PNGs) with
-:func:`write_cityscapes`, which test_dataset_bad_input.py reuses.
+The Cityscapes tests build tiny Cityscapes-format fixtures (32x64 PNGs) with the ``tiny_cs``
+fixture of ``tests/data/conftest.py``; the CamVid tests are in test_camvid.py.
 """
 
 from __future__ import annotations
@@ -23,91 +23,20 @@ from seethroughnet.data.datasets import (  # noqa: E402
     DatasetError,
     read_label,
     register_all,
-    register_camvid,
     register_cityscapes,
     register_folder_semseg,
 )
 from seethroughnet.data.datasets import validation  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-H, W = 32, 64
+REPO = Path(__file__).resolve().parents[2]
 
-
-# --------------------------------------------------------------------------------------
-# fixtures
-# --------------------------------------------------------------------------------------
-def _train_ids(seed: int, h: int = H, w: int = W) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    a = np.zeros((h, w), np.uint8)
-    a[: h // 2] = 10  # sky
-    a[h // 2 :] = 0  # road
-    a[h // 4 : h // 2, : w // 3] = 2  # building
-    a[h // 2 :, w // 2 : w // 2 + 6] = 13  # car
-    a[rng.integers(0, h), :] = 255  # an ignore row
-    return a
-
-
-def write_sample(root: Path, split: str, city: str, idx: int, *, h: int = H, w: int = W) -> dict:
-    """Write one Cityscapes-format sample; return its paths."""
-    stem = f"{city}_{idx:06d}_000019"
-    img_dir = root / "leftImg8bit" / split / city
-    gt_dir = root / "gtFine" / split / city
-    img_dir.mkdir(parents=True, exist_ok=True)
-    gt_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(idx)
-    paths = {
-        "image": img_dir / f"{stem}_leftImg8bit.png",
-        "trainIds": gt_dir / f"{stem}_gtFine_labelTrainIds.png",
-        "labelIds": gt_dir / f"{stem}_gtFine_labelIds.png",
-        "instanceIds": gt_dir / f"{stem}_gtFine_instanceIds.png",
-        "color": gt_dir / f"{stem}_gtFine_color.png",
-        "polygons": gt_dir / f"{stem}_gtFine_polygons.json",
-    }
-    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(paths["image"])
-    tid = _train_ids(idx, h, w)
-    Image.fromarray(tid).save(paths["trainIds"])
-    # trainId -> labelId for the values used above; 255 -> 0 (unlabeled)
-    lid = np.select([tid == 10, tid == 0, tid == 2, tid == 13], [23, 7, 11, 26], 0).astype(np.uint8)
-    Image.fromarray(lid).save(paths["labelIds"])
-    inst = lid.astype(np.uint16)
-    inst[lid == 26] = 26000
-    Image.fromarray(inst).save(paths["instanceIds"])
-    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(paths["color"])
-    paths["polygons"].write_text(json.dumps({"imgHeight": h, "imgWidth": w, "objects": []}))
-    return {k: str(v) for k, v in paths.items()}
-
-
-def write_cityscapes(root: Path, splits=("train", "val"), per_city: int = 2, cities=("aachen", "bonn")) -> dict:
-    """A tiny Cityscapes tree under ``root``; returns ``{split: [sample paths]}``."""
-    out = {}
-    i = 0
-    for split in splits:
-        out[split] = []
-        for city in cities:
-            for _ in range(per_city):
-                out[split].append(write_sample(root, split, city, i))
-                i += 1
-    return out
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    """Keep the validation cache out of ~/.cache; default to full validation."""
-    monkeypatch.setenv("SEETHROUGHNET_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("SEETHROUGHNET_VALIDATE", raising=False)
-    monkeypatch.setenv("SEETHROUGHNET_VALIDATE_PROGRESS", "0")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_default_registrations():
-    yield
-    register_all()  # point the builtin names back at $DETECTRON2_DATASETS
+pytestmark = pytest.mark.usefixtures("isolated_validation_cache", "restore_default_registrations")
 
 
 @pytest.fixture
-def cityscapes(tmp_path):
+def cityscapes(tiny_cs, tmp_path):
     root = tmp_path / "cityscapes"
-    files = write_cityscapes(root)
+    files = tiny_cs.write_cityscapes(root)
     register_cityscapes(str(root))
     return root, files
 
@@ -115,7 +44,7 @@ def cityscapes(tmp_path):
 # --------------------------------------------------------------------------------------
 # Cityscapes
 # --------------------------------------------------------------------------------------
-def test_cityscapes_semantic_loads_fixture(cityscapes):
+def test_cityscapes_semantic_loads_fixture(tiny_cs, cityscapes):
     root, files = cityscapes
     dicts = DatasetCatalog.get("cityscapes_fine_sem_seg_val")
     assert len(dicts) == 4
@@ -124,7 +53,7 @@ def test_cityscapes_semantic_loads_fixture(cityscapes):
     for s in files["val"]:
         d = by_name[s["image"]]
         assert d["sem_seg_file_name"] == s["trainIds"]
-        assert (d["height"], d["width"]) == (H, W)
+        assert (d["height"], d["width"]) == (tiny_cs.H, tiny_cs.W)
     # identical to detectron2's own loader
     from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
@@ -159,8 +88,8 @@ def test_cityscapes_metadata(cityscapes):
         assert getattr(MetadataCatalog.get("cityscapes_fine_sem_seg_val"), k) == v
 
 
-def test_default_root_follows_detectron2_datasets(tmp_path, monkeypatch):
-    write_cityscapes(tmp_path / "d2" / "cityscapes", splits=("val",), per_city=1)
+def test_default_root_follows_detectron2_datasets(tiny_cs, tmp_path, monkeypatch):
+    tiny_cs.write_cityscapes(tmp_path / "d2" / "cityscapes", splits=("val",), per_city=1)
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
     register_cityscapes()
     meta = MetadataCatalog.get("cityscapes_fine_sem_seg_val")
@@ -187,8 +116,8 @@ def test_cityscapes_instances_fixture(cityscapes):
 
 def test_cityscapes_header_mode_skips_decoding(cityscapes, monkeypatch):
     calls = []
-    orig = validation._decode_label_file
-    monkeypatch.setattr(validation, "_decode_label_file", lambda *a, **k: calls.append(a) or orig(*a, **k))
+    orig = validation.decode_label_file
+    monkeypatch.setattr(validation, "decode_label_file", lambda *a, **k: calls.append(a) or orig(*a, **k))
     monkeypatch.setenv("SEETHROUGHNET_VALIDATE", "header")
     assert len(DatasetCatalog.get("cityscapes_fine_sem_seg_val")) == 4
     assert calls == []
@@ -197,16 +126,17 @@ def test_cityscapes_header_mode_skips_decoding(cityscapes, monkeypatch):
 # --------------------------------------------------------------------------------------
 # cache
 # --------------------------------------------------------------------------------------
-def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(cityscapes, tmp_path, monkeypatch):
+def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(tiny_cs, cityscapes, tmp_path,
+                                                                       monkeypatch):
     root, files = cityscapes
     calls = []
-    orig = validation._decode_label_file
+    orig = validation.decode_label_file
 
     def counting(path, *a, **k):
         calls.append(path)
         return orig(path, *a, **k)
 
-    monkeypatch.setattr(validation, "_decode_label_file", counting)
+    monkeypatch.setattr(validation, "decode_label_file", counting)
     DatasetCatalog.get("cityscapes_fine_sem_seg_val")
     # val: the trainIds (training / SemSegEvaluator) and the labelIds (cityscapesscripts' evaluation)
     assert sorted(calls) == sorted([s["trainIds"] for s in files["val"]] + [s["labelIds"] for s in files["val"]])
@@ -220,7 +150,7 @@ def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(cityscape
 
     # modify one label: it (and only it) is decoded again, and the new bad value is caught
     target = files["val"][1]["trainIds"]
-    bad = _train_ids(0)
+    bad = tiny_cs.train_ids(0)
     bad[0, 0] = 37
     Image.fromarray(bad).save(target)
     st = os.stat(target)
@@ -248,18 +178,19 @@ def test_cache_can_be_disabled(cityscapes, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------
 # folder datasets
 # --------------------------------------------------------------------------------------
-def _write_folder(root: Path, n=3, k=4, ignore=255, sub="") -> None:
+def _write_folder(tiny_cs, root: Path, n=3, k=4, ignore=255, sub="") -> None:
     for i in range(n):
         (root / "images" / sub).mkdir(parents=True, exist_ok=True)
         (root / "labels" / sub).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.full((H, W, 3), 40 * i, np.uint8)).save(root / "images" / sub / f"im{i}.jpg")
-        lab = (np.arange(H * W).reshape(H, W) % k).astype(np.uint8)
+        image = np.full((tiny_cs.H, tiny_cs.W, 3), 40 * i, np.uint8)
+        Image.fromarray(image).save(root / "images" / sub / f"im{i}.jpg")
+        lab = (np.arange(tiny_cs.H * tiny_cs.W).reshape(tiny_cs.H, tiny_cs.W) % k).astype(np.uint8)
         lab[0] = ignore
         Image.fromarray(lab).save(root / "labels" / sub / f"im{i}.png")
 
 
-def test_folder_semseg_pairs_folders(tmp_path):
-    _write_folder(tmp_path, n=3, k=4)
+def test_folder_semseg_pairs_folders(tiny_cs, tmp_path):
+    _write_folder(tiny_cs, tmp_path, n=3, k=4)
     register_folder_semseg("t_folder", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c", "d"])
     dicts = DatasetCatalog.get("t_folder")
     assert [d["image_id"] for d in dicts] == ["im0", "im1", "im2"]
@@ -267,7 +198,7 @@ def test_folder_semseg_pairs_folders(tmp_path):
     assert set(d) == {"file_name", "sem_seg_file_name", "height", "width", "image_id"}
     assert d["file_name"] == str(tmp_path / "images" / "im0.jpg")
     assert d["sem_seg_file_name"] == str(tmp_path / "labels" / "im0.png")
-    assert (d["height"], d["width"]) == (H, W)
+    assert (d["height"], d["width"]) == (tiny_cs.H, tiny_cs.W)
     meta = MetadataCatalog.get("t_folder")
     assert meta.stuff_classes == ["a", "b", "c", "d"]
     assert len(meta.stuff_colors) == 4
@@ -277,8 +208,8 @@ def test_folder_semseg_pairs_folders(tmp_path):
     assert MetadataCatalog.get("t_folder").ignore_label == 9
 
 
-def test_folder_semseg_subfolders_and_pairs_file(tmp_path):
-    _write_folder(tmp_path, n=2, k=3, sub="seq1")
+def test_folder_semseg_subfolders_and_pairs_file(tiny_cs, tmp_path):
+    _write_folder(tiny_cs, tmp_path, n=2, k=3, sub="seq1")
     (tmp_path / "list.txt").write_text("# comment\nimages/seq1/im1.jpg labels/seq1/im1.png\n\n")
     register_folder_semseg("t_all", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c"])
     assert [d["image_id"] for d in DatasetCatalog.get("t_all")] == ["seq1/im0", "seq1/im1"]
@@ -304,9 +235,9 @@ def test_folder_semseg_rejects_ignore_label_inside_classes(tmp_path):
 # --------------------------------------------------------------------------------------
 # read_label
 # --------------------------------------------------------------------------------------
-def test_read_label_returns_values(tmp_path):
+def test_read_label_returns_values(tiny_cs, tmp_path):
     p = tmp_path / "l.png"
-    a = _train_ids(3)
+    a = tiny_cs.train_ids(3)
     Image.fromarray(a).save(p)
     out = read_label(str(p), sdd.TRAIN_ID_TABLE)
     assert out.dtype == np.uint8 and np.array_equal(out, a)
@@ -327,71 +258,11 @@ def test_read_label_returns_values(tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# CamVid
-# --------------------------------------------------------------------------------------
-def _camvid_dir() -> Path:
-    return Path(os.environ.get("SEETHROUGHNET_CAMVID") or REPO.parent / "shared" / "data" / "camvid")
-
-
-camvid_missing = pytest.mark.skipif(
-    not (_camvid_dir() / "train.txt").is_file(),
-    reason=f"CamVid not found at {_camvid_dir()} (set SEETHROUGHNET_CAMVID to run these tests)",
-)
-
-
-def test_camvid_metadata():
-    register_camvid()
-    for name in ("camvid_train", "camvid_val", "camvid_trainval"):
-        meta = MetadataCatalog.get(name)
-        assert meta.stuff_classes == [
-            "sky", "building", "pole", "road", "pavement", "tree",
-            "sign/symbol", "fence", "car", "pedestrian", "bicyclist",
-        ]  # fmt: skip
-        assert meta.ignore_label == 11  # void stays 11 in the files; the mapper re-maps it
-        assert meta.evaluator_type == "sem_seg"
-        assert len(meta.stuff_colors) == 11
-
-
-@camvid_missing
-def test_camvid_counts_header_mode(monkeypatch):
-    monkeypatch.setenv("SEETHROUGHNET_CAMVID", str(_camvid_dir()))
-    monkeypatch.setenv("SEETHROUGHNET_VALIDATE", "header")
-    register_camvid()
-    train = DatasetCatalog.get("camvid_train")
-    val = DatasetCatalog.get("camvid_val")
-    assert (len(train), len(val)) == (367, 101)
-    assert len(DatasetCatalog.get("camvid_trainval")) == 468
-    assert all((d["height"], d["width"]) == (360, 480) for d in train + val)
-    assert train[0]["file_name"].endswith("train/0001TP_006690.png")
-    assert train[0]["sem_seg_file_name"].endswith("trainannot/0001TP_006690.png")
-    assert len({d["image_id"] for d in train + val}) == 468
-
-
-@camvid_missing
-def test_camvid_full_validation_subset(tmp_path, monkeypatch):
-    """Full decode of a subset of CamVid labels (0..10 and void 11 only)."""
-    root = _camvid_dir()
-    lines = (root / "val.txt").read_text().split("\n")[:20]
-    pairs = tmp_path / "subset.txt"
-    pairs.write_text("\n".join(" ".join(str(root / p) for p in ln.split()) for ln in lines if ln.strip()))
-    register_folder_semseg(
-        "camvid_subset", str(root), str(root), sdd.CAMVID_CLASSES, ignore_label=11, pairs_file=str(pairs)
-    )
-    dicts = DatasetCatalog.get("camvid_subset")
-    assert len(dicts) == 20
-    for d in dicts[:3]:
-        lab = read_label(d["sem_seg_file_name"], list(range(12)))
-        assert lab.shape == (360, 480) and lab.max() <= 11
-
-
-# --------------------------------------------------------------------------------------
-# the synthetic generator, when it is there
+# the synthetic generator
 # --------------------------------------------------------------------------------------
 def test_synthetic_cityscapes_registers(tmp_path):
-    try:
-        from seethroughnet.data.synthetic_cityscapes import generate_synthetic_cityscapes
-    except ImportError as e:
-        pytest.skip(f"synthetic generator not available yet: {e}")
+    from seethroughnet.data.synthetic import generate_synthetic_cityscapes
+
     root = tmp_path / "cityscapes"
     generate_synthetic_cityscapes(
         str(root), seed=0, height=32, width=64, num_images={"train": 2, "val": 2, "test": 1}, progress=False

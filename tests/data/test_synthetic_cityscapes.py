@@ -5,11 +5,11 @@ manifest's idempotence / refusal rules.
 One small dataset (128 x 256, 4 train / 4 val / 2 test images) is generated once per module.
 """
 import glob
+import hashlib
 import json
 import logging
 import os
 import re
-import sys
 from collections import Counter
 
 import numpy as np
@@ -21,13 +21,12 @@ from cityscapesscripts.helpers.labels import id2label, labels, name2label
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
 
-from seethroughnet.data import synthetic_cityscapes as sc
+from seethroughnet.data import synthetic as sc
 
 H, W = 128, 256
 SEED = 3
 NUM = {"train": 4, "val": 4, "test": 2}
 KINDS = ("image", "polygons", "labelIds", "instanceIds", "labelTrainIds", "color")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _all_files(root):
@@ -82,6 +81,31 @@ def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
     assert sorted(a) == sorted(b)
     for rel in a:
         assert _read(a[rel]) == _read(b[rel]), rel
+
+
+# SHA-256 over the arrays and the polygon text of ``render_sample(11, split, index, 64, 128, test_gt)``,
+# pinned with the single-module generator at commit 5257496 (seethroughnet/data/synthetic_cityscapes.py)
+# before it was split into the package: the split changed no output.  An intended change of the
+# output bumps GENERATOR_VERSION and re-pins these (tools/compare_synthetic_generators.py compares
+# whole datasets against a git revision).  Arrays, not PNG bytes: independent of the zlib build.
+PINNED_SAMPLE_DIGESTS = {
+    ("train", 0, "dummy"): "e5613e0bb89d53123190070667cc5cc77078c317f599c034dbecfbcb971d837a",
+    ("train", 1, "dummy"): "536e64c079ff67a01fa78185047b505a334494e81ee4176c69d729f5fe54d13a",
+    ("val", 2, "dummy"): "19c23f284370dd3c98bae46f5321f2c652597fe8cf1fd181ec2be6892e20857c",
+    ("test", 0, "dummy"): "0074d395329db232b69fcfa6f3f408172adac4c0559e844091ee5091b67ab6c5",
+    ("test", 1, "full"): "0a9ad770904cd3c1ef7f1d15a4e78deebf81b4cd7d91d189c7de143b77943c12",
+}
+
+
+@pytest.mark.parametrize("split,index,test_gt", sorted(PINNED_SAMPLE_DIGESTS))
+def test_samples_match_the_pinned_generator_output(split, index, test_gt):
+    assert sc.GENERATOR_VERSION == 1, "the output changed on purpose: re-pin PINNED_SAMPLE_DIGESTS"
+    sample = sc.render_sample(11, split, index, 64, 128, test_gt)
+    digest = hashlib.sha256()
+    for kind in ("image", "labelIds", "labelTrainIds", "color", "instanceIds"):
+        digest.update(sample[kind].tobytes())
+    digest.update(sample["polygons"].encode())
+    assert digest.hexdigest() == PINNED_SAMPLE_DIGESTS[(split, index, test_gt)]
 
 
 def test_other_seed_differs_and_counts_do_not_change_other_images(dataset, tmp_path):
@@ -190,7 +214,7 @@ def test_polygon_json_is_cityscapes_format_and_rasterises_to_the_pngs(dataset):
         assert np.array_equal(np.asarray(createLabelImage(ann, "color")), _png(p["color"]))
         assert np.array_equal(np.asarray(createInstanceImage(ann, "ids")), _png(p["instanceIds"]).astype(np.int32))
         if split != "test":  # painted objects: every thing polygon in the JSON is visible in the PNG
-            n_json = Counter(o["label"] for o in data["objects"] if name2label[sc._base_label(o["label"])].hasInstances)
+            n_json = Counter(o["label"] for o in data["objects"] if name2label[sc.base_label(o["label"])].hasInstances)
             n_png = _png_instance_counts(_png(p["instanceIds"]))
             assert sum(n_json.values()) == sum(n_png.values())
 
@@ -462,17 +486,8 @@ def test_bad_manifest_and_bad_parameters_give_clear_errors(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-def _cli():
-    sys.path.insert(0, os.path.join(REPO, "datasets"))
-    try:
-        import prepare_synthetic_cityscapes as cli
-    finally:
-        sys.path.pop(0)
-    return cli
-
-
-def test_cli_defaults_refusal_preview_and_stats(tmp_path, monkeypatch, capsys):
-    cli = _cli()
+def test_cli_defaults_refusal_preview_and_stats(datasets_script, tmp_path, monkeypatch, capsys):
+    cli = datasets_script("prepare_synthetic_cityscapes")
     monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
     assert cli.default_output() == os.path.join("datasets", "cityscapes")
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))

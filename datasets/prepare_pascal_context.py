@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Prepare Pascal Context (59 classes) for ``pascal_context59_sem_seg_{train,val}``.
+
+    python datasets/prepare_pascal_context.py   # under $DETECTRON2_DATASETS, else datasets/
+    python datasets/prepare_pascal_context.py --root /data
+
+In ``VOCdevkit/VOC2010/``: writes ``SegmentationClassContext59/`` from the 60-label maps of
+``SegmentationClassContext/`` (0 = background -> 255, ``c`` -> ``c - 1``), then
+``cpp_pairs_context59_{train,val}.txt`` from ``ImageSets/SegmentationContext/{train,val}.txt``.
+See datasets/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict, Optional
+
+from _prepare_common import dataset_root, pairs_from_split_list, reduce_zero_label
+
+CONTEXT_FOLDER = "VOCdevkit/VOC2010"
+
+
+def prepare_pascal_context(root: Optional[str] = None, reduce: bool = True) -> Dict[str, str]:
+    """Reduce the labels (unless ``reduce=False``) and write the pairs files; returns
+    ``{pairs file: split list}`` for those written."""
+    droot = os.path.join(dataset_root(root), CONTEXT_FOLDER)
+    if reduce:
+        reduce_zero_label(os.path.join(droot, "SegmentationClassContext"),
+                          os.path.join(droot, "SegmentationClassContext59"))
+    written = {}
+    for split in ("train", "val"):
+        src = f"ImageSets/SegmentationContext/{split}.txt"
+        dst = pairs_from_split_list(droot, src, f"cpp_pairs_context59_{split}.txt", "JPEGImages",
+                                    ".jpg", "SegmentationClassContext59")
+        if dst is not None:
+            written[dst] = os.path.join(droot, src)
+    return written
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
+    ap.add_argument("--skip-reduce", action="store_true",
+                    help="only write the pairs files (SegmentationClassContext59/ already made)")
+    args = ap.parse_args(argv)
+    try:
+        written = prepare_pascal_context(args.root, reduce=not args.skip_reduce)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not written:
+        print(f"error: no split list under {os.path.join(dataset_root(args.root), CONTEXT_FOLDER)}"
+              "/ImageSets/SegmentationContext/", file=sys.stderr)
+        return 2
+    for dst, src in written.items():
+        print(f"{dst} <- {src}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,6 +23,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 
+from ...nn.layers import short_list
 from .validation import (
     DatasetError,
     LabelFile,
@@ -169,7 +170,7 @@ def _scan(
     all_pngs = sorted(glob.glob(os.path.join(image_dir, "*", "*.png")))
     stray = [p for p in all_pngs if not p.endswith(IMAGE_SUFFIX)]
     if stray:
-        listed = ", ".join(stray[:5]) + (f" (and {len(stray) - 5} more)" if len(stray) > 5 else "")
+        listed = short_list(stray, 5, sort=False)
         raise DatasetError(
             f"Dataset '{dataset}': {listed} {'is' if len(stray) == 1 else 'are'} in the image folder "
             f"{image_dir} but not named <city>_<seq>_<frame>{IMAGE_SUFFIX}; move or rename "

@@ -17,7 +17,7 @@ from detectron2.config import CfgNode  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from PIL import Image  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 ABLATIONS = sorted(glob.glob(os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes/ablation/*.yaml")))
 sys.path.insert(0, os.path.join(REPO, "tools"))

@@ -18,7 +18,7 @@ from seethroughnet.nn.decode_heads import DECODE_HEADS, build_decode_head  # noq
 from seethroughnet.nn.decode_heads.ccnet import CrissCrossAttention  # noqa: E402
 from seethroughnet.nn.decode_heads.dmnet import dynamic_depthwise_conv  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG_DIR = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin")
 K = 5
 

@@ -20,7 +20,7 @@ from seethroughnet.config import add_seethroughnet_config  # noqa: E402
 from transfer.hrfpn import HRFPN  # noqa: E402
 from transfer.modeling import build_transfer_backbone, recompute_encoder_bn_stats  # noqa: E402
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "transfer", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "transfer", "configs")
 SMALL = "hrnet_w18_small_v2"
 
 
@@ -236,7 +236,7 @@ def test_seethroughnet_trainer_converts_syncbn_on_cpu():
     from seethroughnet.engine import Trainer
     from seethroughnet.config import build_config
 
-    demo = os.path.join(os.path.dirname(__file__), "..", "projects", "SeeThroughNet", "configs",
+    demo = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "SeeThroughNet", "configs",
                         "Cityscapes-Synthetic", "seethroughnet_W18small_demo.yaml")
     cfg = build_config(demo, ["MODEL.HRNET.NORM", "SyncBN", "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN",
                               "MODEL.DEVICE", "cpu"])

@@ -16,7 +16,7 @@ from PIL import Image
 
 pytest.importorskip("detectron2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 sys.path.insert(0, os.path.join(REPO, "tools"))
 

@@ -8,7 +8,7 @@ import torch
 
 from seethroughnet.nn.seethroughnet import SeeThroughNet
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 K = 5
 
 

@@ -35,7 +35,7 @@ from seethroughnet.nn.auxiliary_heads import AuxiliaryHeads, aux_head  # noqa: E
 from seethroughnet.nn.decode_heads import DECODE_HEADS, build_decode_head  # noqa: E402
 from seethroughnet.nn.decode_heads.ann import AFNB, APNB, pyramid_sample  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG_DIR = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin")
 TABLE1 = {  # config -> decode head name
     "pspnet_R101_cityscapes.yaml": "psp",

@@ -38,7 +38,7 @@ from seethroughnet.modeling.segmentors.imagenet_resnet import (  # noqa: E402
 from seethroughnet.modeling.segmentors.resnet import AvgDownShortcut, build_dilated_resnet_backbone  # noqa: E402
 from seethroughnet.utils.safe_load import UntrustedWeightsError, load_weights_file  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PSP = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/pspnet_R101_cityscapes.yaml")
 BLOCKS = {18: [2, 2, 2, 2], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
 BN_BUFFERS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

@@ -32,7 +32,7 @@ from seethroughnet.utils.safe_load import (  # noqa: E402
     load_yaml_file,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 sys.path.insert(0, str(REPO / "tools"))
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}

@@ -21,7 +21,7 @@ from transfer.modeling import TransferEncoder, build_transfer_backbone  # noqa: 
 from transfer.train_net import prepare_model  # noqa: E402
 
 VARIANT = "hrnet_w18_small_v2"
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "transfer", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "transfer", "configs")
 DETECTORS = {
     "mask_rcnn": "mask_rcnn_hrnetv2_w48.yaml",
     "faster_rcnn": "faster_rcnn_hrnetv2_w48.yaml",

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("detectron2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(REPO, "projects/SeeThroughNet/configs")
 DEMO = os.path.join(CONFIGS, "Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 W48 = os.path.join(CONFIGS, "Cityscapes/seethroughnet_W48_cityscapes_fine.yaml")

@@ -34,7 +34,6 @@ from seethroughnet.utils.safe_load import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
-sys.path.insert(0, str(REPO / "tools"))
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 SMALL = ["MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "32",
          "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16", "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "16"]
@@ -317,7 +316,7 @@ def test_train_net_trust_weights_file_flag(evil, tmp_path):
 
 
 def test_export_tool_refuses_config_and_weights(evil, tmp_path):
-    import export_cityscapes_submission as ex
+    from seethroughnet.experiments import export as ex
 
     base = ["--dataset", "cityscapes_fine_sem_seg_val", "--output", str(tmp_path / "sub")]
     with pytest.raises(SystemExit) as e:
@@ -334,11 +333,12 @@ def test_export_tool_refuses_config_and_weights(evil, tmp_path):
 
 
 def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeypatch):
-    import run_cpp_study as rs
+    from seethroughnet.experiments import cpp_study as rs
+    from seethroughnet.experiments import grid as grid_runner
 
     out = tmp_path / "cell"
     assert rs.main(["cell", "--config", str(evil.yaml), "--out", str(out)]) == 1
-    res = json.loads((out / "results.json").read_text())
+    res = json.loads((out / "result.json").read_text())
     assert res["status"] == "failed" and res["error"].startswith("UnsafeConfigError")
     _refused_config(res["error"], evil.yaml)
     grid = tmp_path / "grid.yaml"
@@ -354,7 +354,7 @@ def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeyp
         calls.append(cmd)
         return SimpleNamespace(returncode=1)
 
-    monkeypatch.setattr(rs.subprocess, "run", fake_run)
+    monkeypatch.setattr(grid_runner.subprocess, "run", fake_run)
     ok = tmp_path / "ok.yaml"
     ok.write_text("models: {m: {config: a.yaml}}\ndatasets: {d: {train: t, test: v}}\n"
                   "variants: {cpp: {loss: cpp_kl, num_heads: 1}}\ntable1: {baseline: cpp, cpp: cpp}\n")

@@ -15,6 +15,18 @@ The results of every cell are gathered into ``<out>/results.jsonl`` and rendered
   averages;
 * Figure 5: mIoU vs number of auxiliary heads, up-sampling vs CPP (markdown table + PNG).
 
+Command line (``tools/run_cpp_study.py``, :func:`main`)::
+
+    python tools/run_cpp_study.py run GRID.yaml [--out DIR] [--parallel N] [--retry-failed] \
+        [--dry-run]
+    python tools/run_cpp_study.py render GRID.yaml [--out DIR] [--md FILE] [--fig FILE]
+    python tools/run_cpp_study.py cell --config CFG --out DIR [KEY VALUE ...]   # one training run
+
+``run`` and ``cell`` take ``--allow-unsafe-config`` and ``--trust-weights-file`` (see
+``seethroughnet/utils/safe_load.py``; off by default: configs are read with safe YAML only and
+weight files without unpickling Python objects). Output folders of the earlier runner (one
+``results.json`` per cell) are read as they are; a cell run again writes ``result.json``.
+
 Grid file::
 
     out_dir: output/cpp_study/camvid          # optional (--out overrides)
@@ -487,5 +499,48 @@ def render(grid: dict, out_dir: str, md_path: Optional[str] = None,
     return text
 
 
-if __name__ == "__main__":
+# ------------------------------------------------------------------------------------------ main
+
+
+def main(argv=None) -> int:
+    from seethroughnet.utils.safe_load import add_safety_arguments
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["cell"]:  # one training run: its own parser (KEY VALUE overrides at the end)
+        return cell_main(argv[1:])
+    p = argparse.ArgumentParser(description="CPP plug-in study runner (Tables 1-2, Figure 5)",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run / resume every cell of a grid, then render")
+    r.add_argument("grid")
+    r.add_argument("--out")
+    r.add_argument("--parallel", type=int)
+    r.add_argument("--retry-failed", action="store_true", help="run the failed cells again")
+    r.add_argument("--dry-run", action="store_true")
+    r.add_argument("--md")
+    r.add_argument("--fig")
+    add_safety_arguments(r)
+    g = sub.add_parser("render", help="gather results.jsonl and render the tables and Figure 5")
+    g.add_argument("grid")
+    g.add_argument("--out")
+    g.add_argument("--md")
+    g.add_argument("--fig")
+    sub.add_parser("cell", help="one training run (used by the grid runner): "
+                                "cell --config CFG --out DIR [KEY VALUE ...]")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    grid = load_grid(args.grid, allow_unsafe=getattr(args, "allow_unsafe_config", False))
+    out = args.out or grid.get("out_dir") or os.path.join("output", "cpp_study")
+    if args.cmd == "run":
+        if args.trust_weights_file:  # MODEL.WEIGHTS_TRUSTED True for every cell
+            grid = dict(grid, opts=list(grid.get("opts") or []) + ["MODEL.WEIGHTS_TRUSTED", "True"])
+        run_grid(grid, out, parallel=args.parallel or int(grid.get("parallel", 1)),
+                           retry_failed=args.retry_failed, dry_run=args.dry_run,
+                           allow_unsafe_config=args.allow_unsafe_config)
+    print(render(grid, out, args.md, args.fig))
+    return 0
+
+
+
+if __name__ == "__main__":  # a cell's subprocess
     sys.exit(cell_main())

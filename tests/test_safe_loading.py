@@ -369,8 +369,8 @@ def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeyp
 def test_table5_runner_and_transfer_train_net_refuse_an_unsafe_config(evil, tmp_path, monkeypatch):
     import functools
 
-    from transfer import run_table5 as rt
-    from transfer.run_table5 import DETECTORS, Cell, CellError
+    from transfer import table5 as rt
+    from transfer.table5 import DETECTORS, Cell, CellError
 
     configs = tmp_path / "configs"
     configs.mkdir()

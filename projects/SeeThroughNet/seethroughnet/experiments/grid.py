@@ -127,11 +127,12 @@ def last_exception(path: str, start: int = 0) -> str:
 
 def run_command(cmd: Sequence[str], cell_dir: str, *, timeout: Optional[float] = None,
                 env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
-                notes: Sequence[str] = ()) -> None:
+                notes: Sequence[str] = (), what: str = "the cell") -> None:
     """Run ``cmd`` as the cell's subprocess, its output appended to ``cell_dir/log.txt`` (an
     earlier attempt's log is kept above this one, after a ``$ command`` line and ``# notes``).
-    Raises :class:`CellError` (with the return code, the last exception line of this attempt
-    and the log's tail) if it exits non-zero or runs past ``timeout`` seconds."""
+    Raises :class:`CellError` ("``what`` exited with N: <the last exception line of this
+    attempt>", with the return code and the log's tail) if it exits non-zero or runs past
+    ``timeout`` seconds."""
     os.makedirs(cell_dir, exist_ok=True)
     log_path = os.path.join(cell_dir, LOG_FILE)
     start = os.path.getsize(log_path) if os.path.isfile(log_path) else 0
@@ -145,10 +146,11 @@ def run_command(cmd: Sequence[str], cell_dir: str, *, timeout: Optional[float] =
                                 env=dict(env) if env is not None else None,
                                 timeout=timeout).returncode
         except subprocess.TimeoutExpired:
-            raise CellError(f"timed out after {timeout} s (log: {log_path})", "timeout",
+            raise CellError(f"{what} timed out after {timeout} s (log: {log_path})", "timeout",
                             _tail(log_path, 25, start)) from None
     if rc != 0:
-        raise CellError(f"exited with {rc}: {last_exception(log_path, start)} (log: {log_path})",
+        raise CellError(f"{what} exited with {rc}: {last_exception(log_path, start)} "
+                        f"(log: {log_path})",
                         rc, _tail(log_path, 25, start))
 
 

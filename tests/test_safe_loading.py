@@ -431,7 +431,7 @@ def test_transfer_encoder_weights_and_checkpointer(evil, tmp_path):
 
 
 def _semseg_yaml(tmp_path):
-    """A tiny plain detectron2 SemanticSegmentor config (R18), as in test_visualization.py."""
+    """A tiny plain detectron2 SemanticSegmentor config (R18), as in tests/experiments/test_visualization.py."""
     from detectron2.config import get_cfg
 
     cfg = get_cfg()

@@ -8,9 +8,12 @@ import torch
 from seethroughnet.experiments.models import load_config, load_model
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
-SMALL = ["MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "32",
-         "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16", "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "16"]
+DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic"
+           / "seethroughnet_W18small_demo.yaml")
+SMALL = ["MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16",
+         "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "32",
+         "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16",
+         "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "16"]
 
 
 def test_load_model_weights_eval_and_freeze(tmp_path):

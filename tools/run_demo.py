@@ -24,13 +24,6 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _write_atomic(path, text):
-    from seethroughnet.utils.atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(text)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config-file", required=True)
@@ -56,6 +49,7 @@ def main(argv=None):
     from seethroughnet.engine import Trainer
     from seethroughnet.experiments.export import evaluate_exported_predictions, export_predictions
     from seethroughnet.experiments.models import load_model
+    from seethroughnet.experiments.report import write_text
 
     weights = os.path.join(out, "model_final.pth")
     torch.manual_seed(0)
@@ -90,8 +84,8 @@ def main(argv=None):
         "seconds_total": round(time.time() - t0, 1),
         "seconds_training": round(t_train, 1),
     }
-    _write_atomic(os.path.join(out, "demo_results.json"), json.dumps(summary, indent=2) + "\n")
-    _write_atomic(os.path.join(out, "demo_results.md"), table + "\n")
+    write_text(os.path.join(out, "demo_results.json"), json.dumps(summary, indent=2) + "\n")
+    write_text(os.path.join(out, "demo_results.md"), table + "\n")
     print("\nPer-class IoU on", val_name)
     print(table)
     print(f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on the exported PNGs)")

@@ -526,7 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=None, help="INPUT.MIN_SIZE_TRAIN/TEST (single value)")
     p.add_argument("--max-size", type=int, default=None, help="INPUT.MAX_SIZE_TRAIN/TEST")
     p.add_argument("--smoke", action="store_true", help="CPU smoke preset (tiny images, few proposals)")
-    p.add_argument("--retry-failed", action="store_true", help="run the cells that failed before again")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the cells that failed before again (by default they are kept)")
+    p.add_argument("--keep-failed", action="store_true", help=argparse.SUPPRESS)  # removed flag
     p.add_argument("--render-only", action="store_true", help="only re-render table5.md / table5.png")
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell")
     p.add_argument("--title", default=None)
@@ -557,6 +559,10 @@ def extra_opts_from_args(args) -> List[str]:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.keep_failed:
+        print("error: --keep-failed is gone: failed cells are kept by default now (as in "
+              "tools/run_cpp_study.py); pass --retry-failed to run them again", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
     weights = {"imagenet": args.imagenet_weights, "stn_wo_cpp": args.stn_weights, "stn_cpp": args.stn_cpp_weights}
     if not args.render_only:

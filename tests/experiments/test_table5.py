@@ -109,6 +109,11 @@ def test_cell_command_and_missing_weights(tmp_path):
     assert "pass --imagenet-weights" in recs["faster_rcnn/imagenet_finetune"]["error"]
 
 
+def test_cli_refuses_the_removed_keep_failed_flag(tmp_path, capsys):
+    assert rt.main(["--out-dir", str(tmp_path / "g"), "--keep-failed", "--render-only"]) == 2
+    assert "pass --retry-failed" in capsys.readouterr().err and not (tmp_path / "g").exists()
+
+
 def test_cli_options_to_config_overrides():
     args = rt.build_parser().parse_args(["--smoke", "--iters", "8", "--variant", "hrnet_w18_small_v2", "--min-size", "96",
                                          "MODEL.FPN.OUT_CHANNELS", "32"])

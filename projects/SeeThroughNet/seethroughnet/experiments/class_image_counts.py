@@ -45,7 +45,8 @@ from seethroughnet.data.datasets.validation import (
     run_parallel,
     split_file_errors,
 )
-from seethroughnet.utils.atomic import atomic_path, check_writable_dir
+from seethroughnet.experiments.report import save_png, write_text
+from seethroughnet.utils.atomic import check_writable_dir
 
 TOOL = "tools/class_image_counts.py"
 OUTPUT_SUFFIX = "_class_image_counts"
@@ -412,8 +413,7 @@ def draw_bar_chart(counts: ClassImageCounts, path: str) -> None:
         ax.set_title(f"Images per class{at_least}: {counts.name}", fontsize=10)
         ax.legend(loc="upper right", fontsize=8, frameon=False)
         fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        save_png(fig, path, dpi=None)
     finally:
         plt.close(fig)
 
@@ -422,13 +422,8 @@ def write_outputs(counts: ClassImageCounts, output_dir: str) -> Dict[str, str]:
     """Write ``<name>_class_image_counts.{md,json,png}`` into ``output_dir``; returns the paths."""
     stem = os.path.join(output_dir, counts.name + OUTPUT_SUFFIX)
     paths = {"markdown": stem + ".md", "json": stem + ".json", "chart": stem + ".png"}
-    with atomic_path(paths["markdown"]) as tmp:
-        with open(tmp, "w") as f:
-            f.write(format_markdown(counts))
-    with atomic_path(paths["json"]) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(counts.to_json_dict(), f, indent=1)
-            f.write("\n")
+    write_text(paths["markdown"], format_markdown(counts))
+    write_text(paths["json"], json.dumps(counts.to_json_dict(), indent=1) + "\n")
     draw_bar_chart(counts, paths["chart"])
     return paths
 

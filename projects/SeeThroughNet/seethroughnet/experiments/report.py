@@ -66,8 +66,9 @@ def figure(*args, **kwargs):
         plt.close(fig)
 
 
-def save_png(fig, path: str, dpi: int = 120) -> str:
-    """Save a matplotlib figure as PNG at ``path``, atomically; returns ``path``."""
+def save_png(fig, path: str, dpi: Optional[float] = 120) -> str:
+    """Save a matplotlib figure as PNG at ``path``, atomically; returns ``path``. ``dpi=None``:
+    matplotlib's ``savefig.dpi`` setting."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")

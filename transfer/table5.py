@@ -9,10 +9,8 @@ or ``..._seed<k>``. The cells run on :func:`seethroughnet.experiments.grid.run_g
 skips the ``ok`` and the failed cells, and ``--retry-failed`` runs the failed ones again; a
 failed or interrupted cell resumes from its last checkpoint (``train_net --resume``). After every
 cell ``<out>/table5.md`` (mean +- std over seeds) and ``<out>/table5.png`` are re-rendered
-(:mod:`seethroughnet.experiments.report`). Output folders of the earlier runner (``cell.json``
-per cell) are read as they are; a cell run again writes ``result.json``.
-
-The command line is ``python -m transfer.run_table5`` (:func:`main`).
+(:mod:`seethroughnet.experiments.report`). Folders of the earlier runner (``cell.json`` per
+cell) are read as they are. Command line: ``python -m transfer.run_table5`` (:func:`main`).
 
 Before anything runs, the two SeeThroughNet checkpoints are checked against the
 ``config.yaml`` that ``projects/SeeThroughNet/train_net.py`` writes beside them:

@@ -24,33 +24,6 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def evaluate_exported_predictions(pred_dir, gt_dir):
-    """cityscapesscripts' pixel-level evaluation of exported labelId PNGs against ``gt_dir``
-    (``gtFine/<split>``); returns (mIoU in [0, 1], {class: IoU})."""
-    import glob
-
-    import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as cs_eval
-
-    cs_eval.args.predictionPath = os.path.abspath(pred_dir)
-    cs_eval.args.predictionWalk = None
-    cs_eval.args.JSONOutput = False
-    cs_eval.args.colorized = False
-    cs_eval.args.quiet = True
-    gts = sorted(glob.glob(os.path.join(gt_dir, "*", "*_gtFine_labelIds.png")))
-    if not gts:
-        raise FileNotFoundError(f"no *_gtFine_labelIds.png under {gt_dir}")
-    preds = [cs_eval.getPrediction(cs_eval.args, gt) for gt in gts]
-    results = cs_eval.evaluateImgLists(preds, gts, cs_eval.args)
-    return results["averageScoreClasses"], results["classScores"]
-
-
-def _write_atomic(path, text):
-    from seethroughnet.utils.atomic import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(text)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config-file", required=True)
@@ -73,20 +46,14 @@ def main(argv=None):
     from detectron2.data import MetadataCatalog
     from tabulate import tabulate
 
-    from seethroughnet.data.datasets import register_all
-    from seethroughnet.engine import Trainer, build_config
+    from seethroughnet.engine import Trainer
+    from seethroughnet.experiments.export import evaluate_exported_predictions, export_predictions
+    from seethroughnet.experiments.models import load_model
+    from seethroughnet.experiments.report import write_text
 
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    from export_cityscapes_submission import export_predictions
-
-    register_all()
-    cfg = build_config(args.config_file, list(args.opts) + ["OUTPUT_DIR", out])
     weights = os.path.join(out, "model_final.pth")
-    cfg.MODEL.WEIGHTS = weights
-    cfg.freeze()
     torch.manual_seed(0)
-    model = Trainer.build_model(cfg)
-    Trainer.build_checkpointer(cfg, model).load(weights)
+    cfg, model = load_model(args.config_file, weights, list(args.opts) + ["OUTPUT_DIR", out], freeze=True)
 
     # 2. evaluate
     val_name = cfg.DATASETS.TEST[0]
@@ -117,8 +84,8 @@ def main(argv=None):
         "seconds_total": round(time.time() - t0, 1),
         "seconds_training": round(t_train, 1),
     }
-    _write_atomic(os.path.join(out, "demo_results.json"), json.dumps(summary, indent=2) + "\n")
-    _write_atomic(os.path.join(out, "demo_results.md"), table + "\n")
+    write_text(os.path.join(out, "demo_results.json"), json.dumps(summary, indent=2) + "\n")
+    write_text(os.path.join(out, "demo_results.md"), table + "\n")
     print("\nPer-class IoU on", val_name)
     print(table)
     print(f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on the exported PNGs)")

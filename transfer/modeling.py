@@ -232,7 +232,7 @@ def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
     """``MODEL.BACKBONE.NAME: build_hrnetv2_fpn_backbone``: the encoder + detectron2's FPN. Reads
     ``MODEL.HRNET.{VARIANT,NORM,CHECKPOINT}``, ``MODEL.BACKBONE.FREEZE_AT``,
     ``MODEL.FPN.{IN_FEATURES,OUT_CHANNELS,NORM,FUSE_TYPE}`` and ``MODEL.TRANSFER.*`` (see
-    :mod:`transfer.config`)."""
+    :mod:`seethroughnet.config`)."""
     return build_transfer_backbone(
         **_encoder_kwargs(cfg, input_shape),
         neck="fpn",

@@ -18,7 +18,6 @@ pytest.importorskip("detectron2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
 
 def _umask():
@@ -64,7 +63,7 @@ def _loader(n):
 
 
 def test_overwrite_removes_the_old_zip_before_the_first_new_png(tmp_path):
-    from export_cityscapes_submission import export_predictions
+    from seethroughnet.experiments.export import export_predictions
 
     out = tmp_path / "submission"
     export_predictions(_Model(), _loader(3), str(out), progress=False)
@@ -84,7 +83,7 @@ def test_overwrite_removes_the_old_zip_before_the_first_new_png(tmp_path):
 
 
 def test_unwritable_export_folder_is_named(tmp_path):
-    from export_cityscapes_submission import export_predictions
+    from seethroughnet.experiments.export import export_predictions
 
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -177,7 +176,7 @@ def test_converter_polygons_source_on_the_synthetic_set_with_umask_permissions(s
 def test_table5_chart_is_never_half_written(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from transfer.run_table5 import render_chart
+    from transfer.table5 import render_chart
 
     path = tmp_path / "table5.png"
     path.write_bytes(b"old complete chart")

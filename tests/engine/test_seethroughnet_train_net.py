@@ -20,7 +20,6 @@ from PIL import Image  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 ABLATIONS = sorted(glob.glob(os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes/ablation/*.yaml")))
-sys.path.insert(0, os.path.join(REPO, "tools"))
 
 TINY = [
     "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2",
@@ -136,8 +135,8 @@ def test_resume_with_a_longer_schedule_extends_the_poly_lr(trained, tmp_path):
 
 
 def test_export_matches_semsegevaluator_through_cityscapesscripts(trained, tmp_path):
-    from export_cityscapes_submission import export_predictions, trainid_to_labelid_lut
-    from run_demo import evaluate_exported_predictions
+    from seethroughnet.experiments.export import export_predictions, trainid_to_labelid_lut
+    from seethroughnet.experiments.export import evaluate_exported_predictions
 
     from seethroughnet.engine import Trainer
 

@@ -34,7 +34,6 @@ from seethroughnet.utils.safe_load import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
-sys.path.insert(0, str(REPO / "tools"))
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 SMALL = ["MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "32",
          "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16", "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "16"]
@@ -318,7 +317,7 @@ def test_train_net_trust_weights_file_flag(evil, tmp_path):
 
 
 def test_export_tool_refuses_config_and_weights(evil, tmp_path):
-    import export_cityscapes_submission as ex
+    from seethroughnet.experiments import export as ex
 
     base = ["--dataset", "cityscapes_fine_sem_seg_val", "--output", str(tmp_path / "sub")]
     with pytest.raises(SystemExit) as e:
@@ -335,11 +334,12 @@ def test_export_tool_refuses_config_and_weights(evil, tmp_path):
 
 
 def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeypatch):
-    import run_cpp_study as rs
+    from seethroughnet.experiments import cpp_study as rs
+    from seethroughnet.experiments import grid as grid_runner
 
     out = tmp_path / "cell"
     assert rs.main(["cell", "--config", str(evil.yaml), "--out", str(out)]) == 1
-    res = json.loads((out / "results.json").read_text())
+    res = json.loads((out / "result.json").read_text())
     assert res["status"] == "failed" and res["error"].startswith("UnsafeConfigError")
     _refused_config(res["error"], evil.yaml)
     grid = tmp_path / "grid.yaml"
@@ -355,7 +355,7 @@ def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeyp
         calls.append(cmd)
         return SimpleNamespace(returncode=1)
 
-    monkeypatch.setattr(rs.subprocess, "run", fake_run)
+    monkeypatch.setattr(grid_runner.subprocess, "run", fake_run)
     ok = tmp_path / "ok.yaml"
     ok.write_text("models: {m: {config: a.yaml}}\ndatasets: {d: {train: t, test: v}}\n"
                   "variants: {cpp: {loss: cpp_kl, num_heads: 1}}\ntable1: {baseline: cpp, cpp: cpp}\n")
@@ -370,8 +370,8 @@ def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeyp
 def test_table5_runner_and_transfer_train_net_refuse_an_unsafe_config(evil, tmp_path, monkeypatch):
     import functools
 
-    from transfer import run_table5 as rt
-    from transfer.run_table5 import DETECTORS, Cell, CellError
+    from transfer import table5 as rt
+    from transfer.table5 import DETECTORS, Cell, CellError
 
     configs = tmp_path / "configs"
     configs.mkdir()
@@ -432,7 +432,7 @@ def test_transfer_encoder_weights_and_checkpointer(evil, tmp_path):
 
 
 def _semseg_yaml(tmp_path):
-    """A tiny plain detectron2 SemanticSegmentor config (R18), as in test_visualization.py."""
+    """A tiny plain detectron2 SemanticSegmentor config (R18), as in tests/experiments/test_visualization.py."""
     from detectron2.config import get_cfg
 
     cfg = get_cfg()

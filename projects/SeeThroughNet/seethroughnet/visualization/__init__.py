@@ -1,5 +1,6 @@
 """Visualisation: Grad-CAM for segmentation classes (:mod:`.gradcam`, plain PyTorch), figures
-(:mod:`.figures`, matplotlib / detectron2's Visualizer) and model loading (:mod:`.models`).
+(:mod:`.figures`, matplotlib / detectron2's Visualizer) and class metadata, images and predictions
+(:mod:`.models`; the model itself comes from :func:`seethroughnet.experiments.models.load_model`).
 The command lines are ``tools/gradcam.py``, ``tools/compare_models.py``,
 ``tools/overlay_predictions.py``, ``tools/plot_iou_comparison.py`` and
 ``tools/plot_training_curves.py``; see ``docs/visualization.md``."""

@@ -60,7 +60,8 @@ def _box(values):
 
 def explain(model, cfg, image_rgb: np.ndarray, class_name, layer: Optional[str] = None, box=None):
     """Grad-CAM of ``class_name`` (name or index) for ``image_rgb`` ``(H, W, 3)`` uint8 with a
-    model loaded by :func:`.models.load_model`; returns the :class:`.gradcam.GradCAMResult`."""
+    model loaded by :func:`seethroughnet.experiments.models.load_model`; returns the
+    :class:`.gradcam.GradCAMResult`."""
     from .gradcam import default_layer, grad_cam, resolve_class, segmentation_forward
     from .models import class_metadata, to_model_input
 
@@ -102,8 +103,10 @@ def gradcam_main(argv=None) -> int:
     _safety_args(ap)
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     a = ap.parse_args(argv)
+    from seethroughnet.experiments.models import load_model
+
     from .figures import draw_box, overlay_cam, save_image
-    from .models import class_metadata, load_model, read_image
+    from .models import class_metadata, read_image
 
     image = read_image(a.image)
     cfg, model = load_model(a.config_file, a.weights, a.opts, a.device, **_safety(a))
@@ -139,8 +142,10 @@ def compare_main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     _safety_args(ap)
     a = ap.parse_args(argv)
+    from seethroughnet.experiments.models import load_model
+
     from .figures import comparison_figure, save_figure
-    from .models import class_metadata, load_model, predict, read_image, to_model_input
+    from .models import class_metadata, predict, read_image, to_model_input
 
     image = read_image(a.image)
     box = _box(a.box)
@@ -192,8 +197,10 @@ def overlay_main(argv=None) -> int:
     a = ap.parse_args(argv)
     from PIL import Image
 
+    from seethroughnet.experiments.models import load_model
+
     from .figures import draw_sem_seg, save_image
-    from .models import class_metadata, load_model, predict, read_image, to_model_input
+    from .models import class_metadata, predict, read_image, to_model_input
 
     if a.gt is not None and len(a.gt) != len(a.input):
         raise ValueError(f"--gt needs one label PNG per --input image ({len(a.input)}), got {len(a.gt)}")

@@ -1,41 +1,13 @@
-"""Loading a detectron2 semantic-segmentation model, its class metadata and an image, for the
-visualisation tools (detectron2 + the project's config keys)."""
+"""Class metadata, images and predictions for the visualisation tools (the model itself comes
+from :func:`seethroughnet.experiments.models.load_model`)."""
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["class_metadata", "load_model", "predict", "read_image", "to_model_input"]
-
-
-def load_model(config_file: str, weights: Optional[str] = None, opts: Sequence[str] = (), device: Optional[str] = None,
-               *, allow_unsafe_config: bool = False, trust_weights: bool = False):
-    """``(cfg, model)``: the config (project keys included) and its model in eval mode, with
-    ``weights`` loaded strictly (``CheckpointMismatchError`` listing missing / unexpected keys if
-    the checkpoint belongs to another architecture; ``MODEL.WEIGHTS_ALLOW_PARTIAL True`` in
-    ``opts`` to load what matches). ``weights=None``: ``MODEL.WEIGHTS`` if set, else random init.
-    The config is read with safe YAML only and the weights without unpickling objects
-    (``UnsafeFileError``) unless ``allow_unsafe_config`` / ``trust_weights``
-    (``--allow-unsafe-config`` / ``--trust-weights-file``)."""
-    import seethroughnet.data.datasets  # noqa: F401  (registers the Cityscapes / CamVid names)
-    from seethroughnet.engine import Trainer
-    from seethroughnet.config import build_config
-
-    opts = list(opts) + (["MODEL.WEIGHTS_TRUSTED", "True"] if trust_weights else [])
-    cfg = build_config(config_file, opts, allow_unsafe=allow_unsafe_config)
-    if device:
-        cfg.MODEL.DEVICE = device
-    model = Trainer.build_model(cfg)
-    model.eval()
-    path = weights if weights is not None else cfg.MODEL.WEIGHTS
-    if path:
-        if "://" not in path and not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        Trainer.build_checkpointer(cfg, model).load(path)
-    return cfg, model
+__all__ = ["class_metadata", "predict", "read_image", "to_model_input"]
 
 
 def class_metadata(cfg):

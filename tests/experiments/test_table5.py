@@ -1,6 +1,7 @@
-"""The Table 5 runner (transfer/run_table5.py): resumable grid with recorded failures, the
-markdown table and the bar chart; and transfer/train_net.py end to end on a tiny converted
-dataset (one iteration, COCO evaluation)."""
+"""The Table 5 study (transfer/table5.py behind transfer/run_table5.py, on the grid runner of
+seethroughnet.experiments.grid): resumable grid with recorded failures, the markdown table and
+the bar chart; and transfer/train_net.py end to end on a tiny converted dataset (one iteration,
+COCO evaluation)."""
 import json
 import os
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transfer import run_table5 as rt
-from transfer.run_table5 import Cell, CellError, cell_command, plan, render_chart, render_markdown, run_grid
+from transfer import table5 as rt
+from transfer.table5 import Cell, CellError, cell_command, plan, render_chart, render_markdown, run_grid
 
 
 def _fake_metrics(cell):
@@ -38,13 +39,14 @@ def test_grid_resumes_and_records_failures(tmp_path):
     failed = recs["fcos/stn_cpp_frozen"]
     assert failed["status"] == "failed" and "boom: out of memory" in failed["error"]
     assert sum(r["status"] == "ok" for r in recs.values()) == 17
-    on_disk = json.loads((tmp_path / "fcos" / "stn_cpp_frozen" / "cell.json").read_text())
+    on_disk = json.loads((tmp_path / "fcos" / "stn_cpp_frozen" / "result.json").read_text())
     assert on_disk["status"] == "failed" and on_disk["error"] == "RuntimeError: boom: out of memory"
     calls.clear()
-    recs = run_grid(cells, str(tmp_path), run, rerun_failed=False)
-    assert calls == []  # nothing redone
+    recs = run_grid(cells, str(tmp_path), run)
+    assert calls == []  # nothing redone: failed cells wait for retry_failed
     calls.clear()
-    recs = run_grid(cells, str(tmp_path), lambda c, d: calls.append(c.key) or _fake_metrics(c))
+    recs = run_grid(cells, str(tmp_path), lambda c, d: calls.append(c.key) or _fake_metrics(c),
+                    retry_failed=True)
     assert calls == ["fcos/stn_cpp_frozen"]  # only the failed cell is retried
     assert (tmp_path / "table5.md").is_file() and (tmp_path / "table5.png").is_file()  # re-rendered after it
     assert all(r["status"] == "ok" for r in recs.values())
@@ -71,7 +73,7 @@ def test_markdown_layout_bold_and_parentheses(tmp_path):
 
 
 def test_render_from_a_small_results_file(tmp_path):
-    # a results folder as the runner leaves it: cell.json files only
+    # a results folder as the earlier runner left it: cell.json files only (read as results)
     for c in [Cell("mask_rcnn", "stn_cpp", "finetune"), Cell("fcos", "imagenet", "frozen")]:
         d = tmp_path / c.detector / f"{c.init}_{c.mode}"
         d.mkdir(parents=True)
@@ -105,6 +107,11 @@ def test_cell_command_and_missing_weights(tmp_path):
     runner = rt.subprocess_runner(weights={})
     recs = run_grid([Cell("faster_rcnn", "imagenet", "finetune")], str(tmp_path / "grid"), runner, render=False)
     assert "pass --imagenet-weights" in recs["faster_rcnn/imagenet_finetune"]["error"]
+
+
+def test_cli_refuses_the_removed_keep_failed_flag(tmp_path, capsys):
+    assert rt.main(["--out-dir", str(tmp_path / "g"), "--keep-failed", "--render-only"]) == 2
+    assert "pass --retry-failed" in capsys.readouterr().err and not (tmp_path / "g").exists()
 
 
 def test_cli_options_to_config_overrides():
@@ -323,6 +330,7 @@ def test_killed_cell_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     rec = run_grid(cells, str(tmp_path / "g"), run_cell, render=False)["faster_rcnn/imagenet_finetune"]
     assert rec["status"] == "failed" and "interrupted" in rec["error"] and events["start_iter"] == [0]
     monkeypatch.setattr(train_net.Trainer, "build_hooks", orig_hooks)
-    rec = run_grid(cells, str(tmp_path / "g"), run_cell, render=False)["faster_rcnn/imagenet_finetune"]
+    rec = run_grid(cells, str(tmp_path / "g"), run_cell, render=False,
+                   retry_failed=True)["faster_rcnn/imagenet_finetune"]
     assert rec["status"] == "ok" and events["start_iter"] == [0, 2] and events["killed"] == 1
     assert set(rec["metrics"]["bbox"]) == set(rt.METRICS)

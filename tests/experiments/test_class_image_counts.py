@@ -1,39 +1,29 @@
-"""tools/class_image_counts.py (SeeThroughNet Table 3: images per class of a split).
+"""seethroughnet.experiments.class_image_counts behind tools/class_image_counts.py (SeeThroughNet
+Table 3: images per class of a split).
 
 Every count the tool reports is compared with an independent count written here (np.unique over
 each *_gtFine_labelTrainIds.png), on a tiny synthetic Cityscapes and on a hand-made folder.
 """
 
 import glob
-import importlib.util
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from seethroughnet.experiments import class_image_counts as tool
+
+REPO = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 19
 CLASSES = [
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
     "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
     "motorcycle", "bicycle",
 ]  # fmt: skip
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("class_image_counts", REPO / "tools" / "class_image_counts.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load_tool()
 
 
 @pytest.fixture(scope="module")

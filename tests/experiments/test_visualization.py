@@ -17,7 +17,7 @@ from seethroughnet.visualization.gradcam import (
     segmentation_forward,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 H, W = 64, 128
 
@@ -105,7 +105,7 @@ def test_unknown_class_and_layer_errors_list_valid_names():
 # SeeThroughNet and a detectron2 SemanticSegmentor
 @pytest.fixture(scope="module")
 def demo_model():
-    from seethroughnet.visualization.models import load_model
+    from seethroughnet.experiments.models import load_model
 
     torch.manual_seed(0)
     return load_model(DEMO)

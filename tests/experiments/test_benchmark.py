@@ -1,41 +1,37 @@
-"""Smoke test of tools/benchmark_seethroughnet.py at a tiny size (W18-small-v2, demo heads,
+"""Smoke test of the benchmark (seethroughnet.experiments.benchmark and its command line
+benchmark_cli, behind tools/benchmark_seethroughnet.py) at a tiny size (W18-small-v2, demo heads,
 64x128, one repetition): every table has the expected rows. No timing is asserted."""
 
-import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from seethroughnet.experiments import benchmark, benchmark_cli
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("benchmark_seethroughnet", REPO / "tools" / "benchmark_seethroughnet.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load_tool()
+REPO = Path(__file__).resolve().parents[2]
 BB = "hrnet_w18_small_v2"
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return tool.build_model(BB, "demo")
+    return benchmark.build_model(BB, "demo")
 
 
 def test_params_rows():
-    rows = tool.params_rows([BB], "demo")
-    assert [r[0] for r in rows] == [tool.PART_LABELS[p] for p in tool.PARTS] + ["**total**"]
-    m = tool.build_model(BB, "demo")
+    rows = benchmark.params_rows([BB], "demo")
+    assert [r[0] for r in rows] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS] + ["**total**"]
+    m = benchmark.build_model(BB, "demo")
     assert rows[-1][1] == f"{sum(p.numel() for p in m.parameters()) / 1e6:.3f}M"
 
 
 def test_markdown_table():
-    t = tool.markdown_table(["a", "b"], [[1, 2], [3, 4]])
+    t = benchmark.markdown_table(["a", "b"], [[1, 2], [3, 4]])
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |", "| 3 | 4 |"]
 
 
@@ -44,32 +40,32 @@ def test_inference_wrapper_matches_model_inference(model):
     model.eval()
     with torch.no_grad():
         ref = model.inference(x)
-        got = tool._Inference(model, (64, 128))(x)
+        got = benchmark._Inference(model, (64, 128))(x)
     torch.testing.assert_close(got, ref)
 
 
 def test_flops_rows_and_linear_extrapolation(model):
-    rows, f = tool.flops_rows(model, (64, 128), (128, 256))
+    rows, f = benchmark.flops_rows(model, (64, 128), (128, 256))
     labels = [r[0] for r in rows]
-    assert labels[:4] == [tool.PART_LABELS[p] for p in tool.PARTS[:3]] + [tool.PART_LABELS["scale_attention"] + " (not run at single scale)"]
+    assert labels[:4] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS[:3]] + [benchmark.PART_LABELS["scale_attention"] + " (not run at single scale)"]
     assert any(label.startswith("**single-scale inference") for label in labels)
     assert any(label.startswith("HRNetV2") for label in labels)
     assert f["half_size"] == (32, 64)
     counted = f["counted"]
     assert counted["total"] == pytest.approx(counted["encoder"] + counted["decoder"] + counted["ocr"] + counted["other"])
     # the a*HW+b extrapolation equals a direct count (the model is exactly linear + constant in HW)
-    direct = tool.count_flops(model, (128, 256))
+    direct = benchmark.count_flops(model, (128, 256))
     for k in ("encoder", "decoder", "ocr", "total"):
         assert f["target"][k] == pytest.approx(direct[k], rel=1e-9, abs=1.0)
 
 
 def test_train_benchmark_rows(model):
-    res = tool.benchmark_train(model, batch=1, size=(64, 128), variants=("cpp_kl", "none", "upsample_ce"),
+    res = benchmark.benchmark_train(model, batch=1, size=(64, 128), variants=("cpp_kl", "none", "upsample_ce"),
                                warmup=0, steps=1, cpp_repeats=1, aux_repeats=1)
-    rows, cpp_rows = tool.train_rows(res)
+    rows, cpp_rows = benchmark.train_rows(res)
     assert [r[0] for r in rows] == ["cpp_kl", "none", "upsample_ce"]
     assert all(r[1] == 1 for r in rows)
-    assert len(rows[0]) == len(tool.TRAIN_HEADERS) and all(len(r) == len(tool.CPP_HEADERS) for r in cpp_rows)
+    assert len(rows[0]) == len(benchmark.TRAIN_HEADERS) and all(len(r) == len(benchmark.CPP_HEADERS) for r in cpp_rows)
     # decoder terms alone for cpp_kl and upsample_ce, then the cpp_targets call
     assert len(cpp_rows) == 3 and "cpp_kl" in cpp_rows[0][0] and "upsample_ce" in cpp_rows[1][0]
     assert cpp_rows[2][0].startswith("cpp_targets(labels 1x64x128")
@@ -84,15 +80,15 @@ def test_train_benchmark_rows(model):
 
 def test_infer_benchmark_rows(model):
     cells = [(BB, "single"), (BB, "multi")]
-    res = tool.benchmark_infer(cells, (64, 128), {c: 1 for c in cells}, {}, models={BB: model})
-    rows = tool.infer_rows(res, (64, 128))
+    res = benchmark.benchmark_infer(cells, (64, 128), {c: 1 for c in cells}, {}, models={BB: model})
+    rows = benchmark.infer_rows(res, (64, 128))
     assert [(r[0], r[1]) for r in rows] == [(BB, "single scale (1.0)"), (BB, "{0.5,1.0,2.0} + flip, attention merge")]
-    assert all(r[3] == 1 and len(r) == len(tool.INFER_HEADERS) for r in rows)
+    assert all(r[3] == 1 and len(r) == len(benchmark.INFER_HEADERS) for r in rows)
 
 
 def test_cli_train_small_size(capsys):
     """The GPU command's code path (plain model, --size, --batch), run on CPU at a tiny size."""
-    tool.main(["train", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--batch", "1",
+    benchmark_cli.main(["train", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--batch", "1",
                "--variants", "cpp_kl", "none", "--warmup", "0", "--steps", "1", "--cpp-repeats", "1",
                "--aux-repeats", "1"])
     out = capsys.readouterr().out
@@ -102,10 +98,25 @@ def test_cli_train_small_size(capsys):
 def test_cli_memory_measures_each_variant_in_its_own_process(capsys):
     """`memory`: one subprocess per variant, peak RSS >= RSS after building, the loss terms of
     each variant (9 with the decoder terms, 3 without)."""
-    tool.main(["memory", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--threads", "1"])
+    benchmark_cli.main(["memory", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--threads", "1"])
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| cpp_kl |") or ln.startswith("| none |")]
     assert len(rows) == 2
     for row in rows:
         name, terms, built, peak = [c.strip() for c in row.strip("|").split("|")][:4]
         assert float(peak) >= float(built) > 0
         assert terms == ("9" if name == "cpp_kl" else "3")
+
+
+def test_build_model_from_config_goes_through_load_model():
+    """``train --config``: the plain SeeThroughNet of the config, via load_model (no weights)."""
+    cfg_file = str(REPO / benchmark.DEMO_CONFIG)
+    opts = ["MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS",
+            "32", "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16"]
+    model, cfg = benchmark.build_model_from_config(cfg_file, opts)
+    assert type(model).__name__ == "SeeThroughNet" and cfg.MODEL.SEE_THROUGH.OCR_MID_CHANNELS == 32
+
+
+def test_tool_help_runs_as_a_subprocess():
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "benchmark_seethroughnet.py"), "--help"],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert r.returncode == 0 and "params" in r.stdout and "memory" in r.stdout

@@ -1,6 +1,6 @@
-"""The figure tool tools/plot_cpp_targets.py (SeeThroughNet Figs. 2-3) writes readable PNGs."""
+"""The figure tool (seethroughnet.experiments.plot_cpp_targets behind tools/plot_cpp_targets.py,
+SeeThroughNet Figs. 2-3) writes readable PNGs."""
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from seethroughnet.experiments import plot_cpp_targets as tool
+
+REPO = Path(__file__).resolve().parents[2]
 CAMVID = (REPO / ".." / "shared" / "data" / "camvid").resolve()
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("plot_cpp_targets", REPO / "tools" / "plot_cpp_targets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load_tool()
 
 
 def _check_png(path):

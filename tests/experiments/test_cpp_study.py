@@ -1,15 +1,15 @@
-"""tools/run_cpp_study.py: grid expansion, resume, failure recording and the renderers (with a
-fake, instant cell launcher), plus one real subprocess cell that fails."""
+"""seethroughnet.experiments.cpp_study (behind tools/run_cpp_study.py): grid expansion, resume,
+failure recording and the renderers (with a fake, instant cell function), plus one real
+subprocess cell that fails and the command line run as a subprocess."""
 import json
 import os
 import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tools"))
+from seethroughnet.experiments import cpp_study as rs
 
-import run_cpp_study as rs  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CLASSES = ["sky", "road", "car", "pedestrian"]
 
@@ -37,7 +37,7 @@ class FakeLauncher:
         self.crash = set(crash)
         self.interrupt_after = interrupt_after
 
-    def __call__(self, cell, cell_dir, timeout_s=None, threads=1):
+    def __call__(self, cell, cell_dir):
         if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
             raise KeyboardInterrupt
         self.calls.append(cell["id"])
@@ -77,16 +77,17 @@ def test_resume_skips_finished_cells(tmp_path):
     grid = _grid()
     first = FakeLauncher(interrupt_after=5)
     with pytest.raises(KeyboardInterrupt):
-        rs.run_grid(grid, str(tmp_path), launcher=first, log=lambda *_: None)
+        rs.run_grid(grid, str(tmp_path), run_cell=first)
     assert len(first.calls) == 5
     second = FakeLauncher()
-    records = rs.run_grid(grid, str(tmp_path), launcher=second, log=lambda *_: None)
+    records = rs.run_grid(grid, str(tmp_path), run_cell=second)
     assert not set(first.calls) & set(second.calls)
     assert len(first.calls) + len(second.calls) == len(rs.expand_grid(grid))
     assert all(r["status"] == "ok" for r in records)
     third = FakeLauncher()
-    rs.run_grid(grid, str(tmp_path), launcher=third, log=lambda *_: None)
+    rs.run_grid(grid, str(tmp_path), run_cell=third)
     assert third.calls == []
+    assert (tmp_path / first.calls[0] / "result.json").is_file()
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == len(records) and json.loads(lines[0])["status"] == "ok"
 
@@ -94,7 +95,7 @@ def test_resume_skips_finished_cells(tmp_path):
 def test_crashing_cell_is_recorded_and_marked_and_retried(tmp_path):
     grid = _grid()
     bad = "dlv3p__toy__cpp_kl_h4__s1"
-    records = rs.run_grid(grid, str(tmp_path), launcher=FakeLauncher(crash=[bad]), log=lambda *_: None)
+    records = rs.run_grid(grid, str(tmp_path), run_cell=FakeLauncher(crash=[bad]))
     rec = next(r for r in records if r["id"] == bad)
     assert rec["status"] == "failed" and "out of memory" in rec["error"]
     assert sum(r["status"] == "ok" for r in records) == len(records) - 1
@@ -104,15 +105,15 @@ def test_crashing_cell_is_recorded_and_marked_and_retried(tmp_path):
     assert f"`{bad}`" in md and "Failed cells" in md
     # not retried by default, retried with retry_failed
     again = FakeLauncher()
-    rs.run_grid(grid, str(tmp_path), launcher=again, log=lambda *_: None)
+    rs.run_grid(grid, str(tmp_path), run_cell=again)
     assert again.calls == []
-    rs.run_grid(grid, str(tmp_path), launcher=again, retry_failed=True, log=lambda *_: None)
+    rs.run_grid(grid, str(tmp_path), run_cell=again, retry_failed=True)
     assert again.calls == [bad]
 
 
 def test_renderers_tables_and_figure(tmp_path):
     grid = _grid()
-    rs.run_grid(grid, str(tmp_path), launcher=FakeLauncher(), log=lambda *_: None)
+    rs.run_grid(grid, str(tmp_path), run_cell=FakeLauncher())
     md_path, fig_path = tmp_path / "t.md", tmp_path / "figs" / "f5.png"
     md = rs.render(grid, str(tmp_path), str(md_path), str(fig_path))
     assert md_path.read_text() == md
@@ -151,7 +152,7 @@ def test_grid_file_yaml_and_json(tmp_path):
 
 def test_dry_run_launches_nothing(tmp_path):
     launcher = FakeLauncher()
-    rs.run_grid(_grid(), str(tmp_path), launcher=launcher, dry_run=True, log=lambda *_: None)
+    rs.run_grid(_grid(), str(tmp_path), run_cell=launcher, dry_run=True)
     assert launcher.calls == []
 
 
@@ -160,15 +161,17 @@ def test_subprocess_cell_that_crashes_is_recorded(tmp_path):
     grid = _grid(models={"psp": {"config": str(tmp_path / "missing.yaml")}}, seeds=[0],
                  variants={"cpp": {"loss": "cpp_kl", "num_heads": 4}}, figure5=None,
                  table1={"baseline": "cpp", "cpp": "cpp"})
-    records = rs.run_grid(grid, str(tmp_path), log=lambda *_: None)
+    records = rs.run_grid(grid, str(tmp_path))
     assert records[0]["status"] == "failed"
     assert "FileNotFoundError" in records[0]["error"] and "missing.yaml" in records[0]["error"]
     assert os.path.exists(tmp_path / records[0]["id"] / "log.txt")
+    rec = json.loads((tmp_path / records[0]["id"] / "result.json").read_text())
+    assert rec["returncode"] == 1 and "missing.yaml" in rec["log_tail"]
 
 
 def test_train_cell_end_to_end_on_synthetic_cityscapes(tmp_path, monkeypatch):
     """The real cell function: CPPSegmentor (ResNet-18, PSP head, 4 CPP heads) trained 2 iterations by
-    the project's Trainer on a tiny synthetic Cityscapes, evaluated, results.json fields filled."""
+    the project's Trainer on a tiny synthetic Cityscapes, evaluated, result fields filled."""
     pytest.importorskip("detectron2")
     from seethroughnet.data.datasets import register_all
     from seethroughnet.data.synthetic import generate_synthetic_cityscapes
@@ -223,13 +226,34 @@ def test_figure5_markdown_names_the_stages_each_point_used(tmp_path):
     grid = _grid()
     order = ["res4", "res5", "res3", "res2"]
 
-    def launcher(cell, cell_dir, timeout_s=None, threads=1):
+    def launcher(cell, cell_dir):
         res = FakeLauncher()(cell, cell_dir)
         res["aux_features"] = sorted(order[:cell["num_heads"]])
         return res
 
-    rs.run_grid(grid, str(tmp_path), launcher=launcher, log=lambda *_: None)
+    rs.run_grid(grid, str(tmp_path), run_cell=launcher)
     md = rs.figure5_markdown(grid, rs.gather(grid, str(tmp_path)))
     assert "first n of MODEL.CPP_AUX.ADD_ORDER" in md
     assert "| 0 (none) |" in md and "| 1 (res4) |" in md and "| 2 (res4, res5) |" in md
     assert "| 4 (res2, res3, res4, res5) |" in md
+
+
+def test_cli_dry_run_and_render(tmp_path):
+    """``tools/run_cpp_study.py run --dry-run`` as a subprocess: nothing runs, the tables render
+    with every cell pending; an output folder of the earlier runner (``results.json``) is read."""
+    import subprocess
+    import yaml
+
+    grid = _grid(models={"psp": {"config": "a.yaml"}}, figure5=None, seeds=[0])
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    legacy = tmp_path / "out" / "psp__toy__upsample_ce_h4__s0"
+    legacy.mkdir(parents=True)
+    iou = {c: 50.0 for c in CLASSES}
+    (legacy / "results.json").write_text(json.dumps({"status": "ok", "mIoU": 50.0, "IoU": iou}))
+    out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "run_cpp_study.py"), "run",
+                          str(tmp_path / "g.yaml"), "--out", str(tmp_path / "out"), "--dry-run"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "2 cells, 1 done, 1 to run" in out.stderr and "would run psp__toy__cpp_kl_h4__s0" in out.stderr
+    assert "Cells: 2 (1 ok, 0 failed, 1 pending)." in out.stdout
+    assert not (tmp_path / "out" / "psp__toy__cpp_kl_h4__s0").exists()

@@ -1,0 +1,541 @@
+"""Size and speed measurements of SeeThroughNet (Han, Yoo, Oh, CVPR 2022): parameters, FLOPs,
+training step time (with / without the CPP auxiliary losses), inference throughput, GPU step
+time and memory. The command line is ``tools/benchmark_seethroughnet.py``
+(:mod:`seethroughnet.experiments.benchmark_cli`, which describes every measurement)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import time
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from seethroughnet.nn.aux_losses import AuxiliaryLoss
+from seethroughnet.nn.cpp import cpp_targets
+from seethroughnet.nn.layers import resize
+from seethroughnet.experiments.report import markdown_table  # noqa: F401  (the tables' format)
+from seethroughnet.nn.seethroughnet import SeeThroughNet
+
+PARTS = ("encoder", "decoder", "ocr", "scale_attention")
+PART_LABELS = {
+    "encoder": "encoder (HRNetV2)",
+    "decoder": "SeeThrough decoder",
+    "ocr": "OCR head",
+    "scale_attention": "scale-attention head",
+}
+HEADS = {
+    "paper": dict(decoder_attention_channels=256, ocr_mid_channels=512, ocr_key_channels=256, scale_attention_channels=256),
+    "demo": dict(decoder_attention_channels=64, ocr_mid_channels=128, ocr_key_channels=64, scale_attention_channels=64),
+}
+VARIANTS = ("cpp_kl", "none", "upsample_ce", "nearest_ce")
+_DEFAULT_THREADS = torch.get_num_threads()
+DEMO_CONFIG = "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml"
+MULTI_SCALES = (0.5, 1.0, 2.0)
+K = 19
+IGNORE = 255
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+def environment() -> str:
+    try:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    dev = ""
+    if torch.cuda.is_available():
+        dev = f", GPU {torch.cuda.get_device_name(0)}"
+    return (
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({cpu}){dev}, "
+        f"load average (1/5/15 min) {load}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+
+
+def build_model(backbone: str, heads: str = "paper", aux_loss_kind: str = "cpp_kl", **kw) -> SeeThroughNet:
+    """A freshly initialised SeeThroughNet (no checkpoint; weights do not matter for timing)."""
+    return SeeThroughNet(num_classes=K, backbone=backbone, aux_loss_kind=aux_loss_kind, **HEADS[heads], **kw)
+
+
+def build_model_from_config(path: str, opts: Sequence[str] = ()) -> Tuple[SeeThroughNet, object]:
+    """``(model, cfg)``: the plain SeeThroughNet of a detectron2 config, built by
+    :func:`seethroughnet.experiments.models.load_model` without weights (random init)."""
+    from seethroughnet.experiments.models import load_model
+
+    cfg, segmentor = load_model(path, weights="", opts=opts)
+    return segmentor.net, cfg
+
+
+def count_params(module: Optional[nn.Module]) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def make_labels(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """Piecewise-constant ``(n, h, w)`` int64 labels (street-scene-like: blocks of 1/8 of the
+    height, rectangles, thin poles), classes ``[0, 19)`` and ~5 % ignore (255)."""
+    g = torch.Generator().manual_seed(seed)
+    b = max(1, h // 8)
+    lab = torch.randint(0, K, (n, -(-h // b), -(-w // b)), generator=g)
+    lab = lab.repeat_interleave(b, 1).repeat_interleave(b, 2)[:, :h, :w].contiguous()
+
+    def r(lo, hi):
+        return int(torch.randint(lo, max(hi, lo + 1), (), generator=g))
+
+    for i in range(n):
+        for _ in range(40):
+            y, x, hh, ww = r(0, h), r(0, w), r(2, h // 4), r(2, w // 4)
+            lab[i, y:y + hh, x:x + ww] = r(0, K)
+        for _ in range(15):
+            y, x, hh, ww = r(0, h), r(0, w), r(h // 8, h // 2), r(1, 4)
+            lab[i, y:y + hh, x:x + ww] = r(0, K)
+        y, x = r(0, h - h // 5), r(0, w - w // 5)
+        lab[i, y:y + h // 5, x:x + w // 5] = IGNORE
+    return lab
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _fmt_g(x: float) -> str:
+    return f"{x / 1e9:,.2f}"
+
+
+def _fmt_m(x: float) -> str:
+    return f"{x / 1e6:.3f}M"
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. parameters
+def params_rows(backbones: Sequence[str], heads: str = "paper") -> List[List[str]]:
+    """Rows ``[part, count per backbone...]``: the four parts and the total."""
+    models = {bb: build_model(bb, heads) for bb in backbones}
+    rows = []
+    for part in PARTS:
+        rows.append([PART_LABELS[part]] + [_fmt_m(count_params(getattr(m, part))) for m in models.values()])
+    rows.append(["**total**"] + [_fmt_m(count_params(m)) for m in models.values()])
+    return rows
+
+
+def hrnetv2_head(in_channels: int, num_classes: int = K) -> nn.Module:
+    """HRNetV2's segmentation head (Wang et al.; HRNet-Semantic-Segmentation ``last_layer``):
+    1x1 conv (C -> C, bias) + BN + ReLU + 1x1 conv (C -> K, bias), on the concatenated branches."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, in_channels, 1), nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, num_classes, 1),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. FLOPs
+def _flop_analysis(module: nn.Module, inputs) -> "object":
+    from fvcore.nn import FlopCountAnalysis
+
+    fa = FlopCountAnalysis(module, inputs)
+    fa.unsupported_ops_warnings(False)
+    fa.uncalled_modules_warnings(False)
+    return fa
+
+
+class _Inference(nn.Module):
+    """Traceable single-scale inference at a fixed size: one ``r = 1.0`` pass
+    (:meth:`SeeThroughNet.forward_single`) and the bilinear up-sampling of ``X`` to the input
+    size -- what ``model.inference(x)`` computes for an input whose sides are multiples of 32
+    (``inference`` itself rounds Python sizes, which ``torch.jit`` tracing does not allow)."""
+
+    def __init__(self, model: SeeThroughNet, size: Tuple[int, int]):
+        super().__init__()
+        self.model = model
+        self.size = tuple(int(v) for v in size)
+
+    def forward(self, x):
+        return resize(self.model.forward_single(x)["logits"], self.size, self.model.align_corners)
+
+
+def count_flops(model: SeeThroughNet, size: Tuple[int, int], device: str = "cpu") -> Dict[str, float]:
+    """fvcore flops of single-scale inference at ``size`` (batch 1), per part.
+
+    Keys: the parts in :data:`PARTS` (``scale_attention`` counted separately on a tensor of the
+    OCR features' shape: it does not run in single-scale inference), ``other`` (ops outside the
+    parts: concatenating the HRNetV2 branches, the final up-sampling), ``total`` (single-scale
+    inference = encoder + decoder + ocr + other), ``hrnetv2_head`` (HRNetV2's own 1x1 head on the
+    same concatenated features, for the comparison with the published HRNetV2 count) and
+    ``by_operator`` (a dict).
+    """
+    h, w = size
+    if h % model.encoder.size_divisibility or w % model.encoder.size_divisibility:
+        raise ValueError(f"FLOP-count size {size} must be a multiple of {model.encoder.size_divisibility}")
+    model = model.eval().to(device)
+    x = torch.randn(1, 3, h, w, device=device)
+    with torch.no_grad():
+        fa = _flop_analysis(_Inference(model, (h, w)), (x,))
+        by_module = fa.by_module()
+        total = float(fa.total())
+        res = {p: float(by_module.get(f"model.{p}", 0)) for p in ("encoder", "decoder", "ocr")}
+        res["other"] = total - sum(res.values())
+        res["total"] = total
+        res["by_operator"] = {k: float(v) for k, v in fa.by_operator().items()}
+        feat_hw = (h // 4, w // 4)
+        if model.scale_attention is not None:
+            mid = model.ocr.classifier.in_channels
+            z = torch.randn(1, mid, *feat_hw, device=device)
+            res["scale_attention"] = float(_flop_analysis(model.scale_attention, (z,)).total())
+        else:
+            res["scale_attention"] = 0.0
+        cin = sum(model.encoder.channels.values())
+        head = hrnetv2_head(cin).eval().to(device)
+        res["hrnetv2_head"] = float(_flop_analysis(head, (torch.randn(1, cin, *feat_hw, device=device),)).total())
+        res["hrnetv2_head_params"] = float(count_params(head))
+    return res
+
+
+_FIT_KEYS = ("encoder", "decoder", "ocr", "scale_attention", "other", "total", "hrnetv2_head")
+
+
+def linear_fit(f1: Mapping[str, float], px1: int, f2: Mapping[str, float], px2: int) -> Dict[str, Tuple[float, float]]:
+    """Per key, ``(a, b)`` with ``flops = a * pixels + b`` through the two counts. Every op of the
+    model is linear in the pixel count except the OCR head's convs on the K object-region vectors
+    (``key`` / ``value``, ``(N, C, K, 1)`` tensors), which are constant: ``b``."""
+    out = {}
+    for k in _FIT_KEYS:
+        a = (f2[k] - f1[k]) / (px2 - px1)
+        out[k] = (a, f2[k] - a * px2)
+    return out
+
+
+def flops_rows(model: SeeThroughNet, count_size, target_size, device="cpu") -> Tuple[List[List[str]], Dict[str, object]]:
+    """Rows ``[part, params, GFLOPs at count_size/2, at count_size (counted), at target_size]``.
+
+    The target-size value is ``a * H * W + b`` with ``(a, b)`` fitted through the two counts
+    (:func:`linear_fit`); where ``count_size / 2`` is not a multiple of 32 it is the count times
+    the pixel ratio."""
+    ch, cw = count_size
+    th, tw = target_size
+    f2 = count_flops(model, (ch, cw), device)
+    div = model.encoder.size_divisibility
+    half = (ch // 2, cw // 2)
+    if half[0] % div == 0 and half[1] % div == 0 and half[0] > 0:
+        f1 = count_flops(model, half, device)
+        fit = linear_fit(f1, half[0] * half[1], f2, ch * cw)
+    else:
+        f1 = None
+        fit = {k: (f2[k] / (ch * cw), 0.0) for k in _FIT_KEYS}
+    tgt = {k: a * th * tw + b for k, (a, b) in fit.items()}
+
+    def row(label, params, key):
+        return [label, params, _fmt_g(f1[key]) if f1 else "-", _fmt_g(f2[key]), _fmt_g(tgt[key])]
+
+    rows = []
+    for part in PARTS:
+        note = " (not run at single scale)" if part == "scale_attention" else ""
+        rows.append(row(PART_LABELS[part] + note, _fmt_m(count_params(getattr(model, part))), part))
+    rows.append(row("other (branch concat, final up-sampling)", "-", "other"))
+    rows.append(row("**single-scale inference (encoder+decoder+OCR+other)**",
+                    _fmt_m(count_params(model) - count_params(model.scale_attention)), "total"))
+    rows.append(["**whole model (all parameters)**", _fmt_m(count_params(model)), "-", "-", "-"])
+    enc_head = {k: v["encoder"] + v["hrnetv2_head"] for k, v in (("f1", f1 or f2), ("f2", f2), ("t", tgt))}
+    rows.append(["HRNetV2 (our encoder + HRNetV2's 1x1 head)",
+                 _fmt_m(count_params(model.encoder) + f2["hrnetv2_head_params"]),
+                 _fmt_g(enc_head["f1"]) if f1 else "-", _fmt_g(enc_head["f2"]), _fmt_g(enc_head["t"])])
+    return rows, {"counted": f2, "half": f1, "fit": fit, "target": tgt, "half_size": half if f1 else None}
+
+
+def scaling_rows(model: SeeThroughNet, sizes: Sequence[Tuple[int, int]], device="cpu") -> List[List[str]]:
+    """fvcore GFLOPs at several sizes; ``a * HW + b`` fitted through the first two sizes, and the
+    difference between every count and that line (0 where the model is exactly linear + const)."""
+    counts = [count_flops(model, s, device) for s in sizes]
+    px = [h * w for h, w in sizes]
+    fit = linear_fit(counts[0], px[0], counts[1], px[1]) if len(sizes) > 1 else None
+    rows = []
+    for (h, w), p, f in zip(sizes, px, counts):
+        pred = fit["total"][0] * p + fit["total"][1] if fit else f["total"]
+        rows.append([f"{h}x{w}", _fmt_g(f["encoder"]), _fmt_g(f["decoder"]), _fmt_g(f["ocr"]), f"{f['total'] / 1e9:,.6f}",
+                     f"{(f['total'] / p) / (counts[0]['total'] / px[0]):.6f}", f"{f['total'] - pred:,.0f}"])
+    if fit:
+        rows.append(["fit", "-", "-", "-", f"a = {fit['total'][0]:,.2f} flops/pixel, b = {fit['total'][1]:,.0f} flops", "-", "-"])
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. training step
+class _NoAux(nn.Module):
+    """Stand-in for ``model.aux_loss`` that computes nothing (no CPP targets, no loss)."""
+
+    needs_cpp_targets = False
+
+    def forward(self, logits, labels, targets=None):
+        return torch.zeros((), device=logits.device)
+
+
+def aux_module(variant: str, model: SeeThroughNet) -> nn.Module:
+    if variant == "none":
+        return _NoAux()
+    a = model.aux_loss
+    return AuxiliaryLoss(variant, model.num_classes, model.ignore_value,
+                         kl_direction=getattr(a, "kl_direction", "target_to_prediction"),
+                         ignore_mode=getattr(a, "ignore_mode", "renormalize"))
+
+
+@contextlib.contextmanager
+def swapped_aux(model: SeeThroughNet, aux: nn.Module):
+    old = model.aux_loss
+    model.aux_loss = aux
+    try:
+        yield
+    finally:
+        model.aux_loss = old
+
+
+def _now() -> Tuple[float, float]:
+    """(wall clock, CPU time of this process: all its threads, user + system)."""
+    return time.perf_counter(), time.process_time()
+
+
+def train_step(model, optimizer, images, labels, variant: str, aux: nn.Module, device) -> Dict[str, float]:
+    """One step. Returns wall-clock phase times (s) ``forward``, ``losses``, ``backward_step``,
+    ``step``, the same in process CPU time under ``cpu_*``, and the loss."""
+    _sync(device)
+    t0 = _now()
+    optimizer.zero_grad(set_to_none=True)
+    out = model(images)
+    _sync(device)
+    t1 = _now()
+    with swapped_aux(model, aux):
+        losses = model.losses(out, labels)
+    if variant == "none":
+        losses = {k: v for k, v in losses.items() if not k.startswith("loss_cpp_")}
+    total = sum(losses.values())
+    _sync(device)
+    t2 = _now()
+    total.backward()
+    optimizer.step()
+    _sync(device)
+    t3 = _now()
+    res = {"loss": float(total.detach()), "n_terms": len(losses)}
+    for i, pre in ((0, ""), (1, "cpu_")):
+        res.update({pre + "forward": t1[i] - t0[i], pre + "losses": t2[i] - t1[i],
+                    pre + "backward_step": t3[i] - t2[i], pre + "step": t3[i] - t0[i]})
+    return res
+
+
+def aux_terms_cost(model: SeeThroughNet, outputs: Mapping[str, object], labels: torch.Tensor, variant: str,
+                   repeats: int = 20, device="cpu") -> List[Tuple[float, float]]:
+    """``(wall, CPU)`` seconds of the six decoder loss terms alone: their targets (``cpp_targets``
+    for ``cpp_kl``), the losses on the maps ``model.cpp_on`` names (``coarse_{16,8,4}`` or
+    ``agg_{16,8,4}``) of both passes (detached copies, so nothing else is recomputed) and their
+    backward to those maps. Mirrors the decoder part of :meth:`SeeThroughNet.losses`."""
+    dev = torch.device(device)
+    aux = aux_module(variant, model).to(dev)
+    maps = {}
+    for r in model.train_resolutions:
+        for s in (16, 8, 4):
+            maps[(r, s)] = outputs[f"r{float(r)}"][f"{'coarse' if model.cpp_on == 'coarse' else 'agg'}_{s}"].detach().clone()
+    strides = sorted({int(round(s / r)) for s in (16, 8, 4) for r in model.train_resolutions})
+    res = []
+    for i in range(repeats + 2):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in maps.items()}
+        _sync(dev)
+        t0 = _now()
+        targets = {}
+        if getattr(aux, "needs_cpp_targets", False):
+            with torch.no_grad():
+                targets = dict(zip(strides, cpp_targets(labels, strides, model.num_classes, model.ignore_value)))
+        total = 0.0
+        for (r, s), logits in leaves.items():
+            t = targets.get(int(round(s / r)))
+            if t is not None and t.shape[-2:] != logits.shape[-2:]:
+                t = None
+            total = total + model.cpp_weights[s] * aux(logits, labels, t)
+        if variant != "none":
+            total.backward()
+        _sync(dev)
+        t1 = _now()
+        if i >= 2:
+            res.append((t1[0] - t0[0], t1[1] - t0[1]))
+    return res
+
+
+def benchmark_train(
+    model: SeeThroughNet,
+    batch: int,
+    size: Tuple[int, int],
+    variants: Sequence[str] = ("cpp_kl", "none", "upsample_ce"),
+    warmup: int = 2,
+    steps: int = 10,
+    device: str = "cpu",
+    lr: float = 1e-3,
+    cpp_repeats: int = 30,
+    seed: int = 0,
+    aux_repeats: int = 20,
+) -> Dict[str, object]:
+    """Interleaved training-step timing. Round ``i`` runs one step of every variant, in an order
+    rotated by ``i`` (so no variant always runs first / after the same one); ``warmup`` rounds
+    are discarded. Returns per-variant lists of phase times, per-round paired ratios to the
+    first variant, the cpp_targets timing and (cuda) peak memory per variant."""
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = model.to(dev).train()
+    h, w = size
+    images = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(seed)).to(dev)
+    labels = make_labels(batch, h, w, seed).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    auxes = {v: aux_module(v, model).to(dev) for v in variants}
+    times: Dict[str, List[Dict[str, float]]] = {v: [] for v in variants}
+    peak: Dict[str, int] = {v: 0 for v in variants}
+    nonfinite = []
+    for rnd in range(warmup + steps):
+        order = [variants[(rnd + j) % len(variants)] for j in range(len(variants))]
+        for v in order:
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            t = train_step(model, opt, images, labels, v, auxes[v], dev)
+            if dev.type == "cuda":
+                peak[v] = max(peak[v], torch.cuda.max_memory_allocated(dev))
+            if not torch.isfinite(torch.tensor(t["loss"])):
+                nonfinite.append((rnd, v))
+            if rnd >= warmup:
+                times[v].append(t)
+    # the decoder loss terms alone, on the outputs of one more forward pass
+    aux_cost = {}
+    if aux_repeats > 0:
+        out = model(images)
+        aux_cost = {v: aux_terms_cost(model, out, labels, v, aux_repeats, device) for v in variants if v != "none"}
+        del out
+    # cpp_targets alone: the call losses() makes (strides 4, 8, 16, 32 for training at r=1.0, 0.5)
+    strides = sorted({int(round(s / r)) for s in (16, 8, 4) for r in model.train_resolutions})
+    ct, ct_cpu = [], []
+    for i in range(cpp_repeats + 2):
+        _sync(dev)
+        t0 = _now()
+        with torch.no_grad():
+            cpp_targets(labels, strides, model.num_classes, model.ignore_value)
+        _sync(dev)
+        t1 = _now()
+        if i >= 2:
+            ct.append(t1[0] - t0[0])
+            ct_cpu.append(t1[1] - t0[1])
+    return {"times": times, "peak": peak, "aux_cost": aux_cost, "cpp_targets": ct, "cpp_targets_cpu": ct_cpu, "strides": strides, "nonfinite": nonfinite,
+            "variants": list(variants), "batch": batch, "size": size, "device": device}
+
+
+def train_rows(res: Mapping[str, object]) -> Tuple[List[List[str]], List[List[str]]]:
+    """(step table rows, cpp_targets table rows). Overheads are relative to ``none`` if measured,
+    else to the first variant: the ratio of the medians, and the median of the per-round paired
+    ratios (same round, so the same background load), in wall-clock and in process CPU time."""
+    times = res["times"]
+    variants = res["variants"]
+    ref = "none" if "none" in variants else variants[0]
+
+    def med(v, key):
+        return statistics.median(t[key] for t in times[v])
+
+    def overheads(v, key):
+        paired = statistics.median(a[key] / b[key] for a, b in zip(times[v], times[ref]))
+        return f"{(med(v, key) / med(ref, key) - 1) * 100:+.1f}% / {(paired - 1) * 100:+.1f}%"
+
+    rows = []
+    for v in variants:
+        st = [t["step"] for t in times[v]]
+        mem = f"{res['peak'][v] / 2**20:,.0f} MiB" if res["device"].startswith("cuda") else "n/a (CPU)"
+        rows.append([
+            v, len(st), f"{med(v, 'step'):.3f}", f"{min(st):.3f}-{max(st):.3f}", overheads(v, "step"),
+            f"{med(v, 'cpu_step'):.3f}", overheads(v, "cpu_step"),
+            f"{med(v, 'cpu_forward'):.3f} / {med(v, 'cpu_losses'):.3f} / {med(v, 'cpu_backward_step'):.3f}",
+            mem,
+        ])
+    ct, cc = res["cpp_targets"], res["cpp_targets_cpu"]
+    first = variants[0]
+    cpp_rows = []
+    for v, ts in res.get("aux_cost", {}).items():
+        w, c = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
+        cpp_rows.append([
+            f"six decoder terms, {v}: targets + losses on the CPP_ON maps x 2 passes + their backward", len(ts),
+            f"{w * 1e3:.2f}", f"{min(t[0] for t in ts) * 1e3:.2f}", f"{c * 1e3:.2f}",
+            f"{w / med(first, 'step') * 100:.3f}% / {c / med(first, 'cpu_step') * 100:.3f}%",
+        ])
+    cpp_rows += [[
+        f"cpp_targets(labels {res['batch']}x{res['size'][0]}x{res['size'][1]}, strides {res['strides']})",
+        len(ct), f"{statistics.median(ct) * 1e3:.2f}", f"{min(ct) * 1e3:.2f}", f"{statistics.median(cc) * 1e3:.2f}",
+        f"{statistics.median(ct) / med(first, 'step') * 100:.3f}% / {statistics.median(cc) / med(first, 'cpu_step') * 100:.3f}%",
+    ]]
+    return rows, cpp_rows
+
+
+TRAIN_HEADERS = ["aux losses", "steps", "wall: median step (s)", "wall: min-max (s)",
+                 "wall: overhead vs none (ratio of medians / median paired ratio)",
+                 "CPU: median step (s)", "CPU: overhead vs none (ratio of medians / median paired ratio)",
+                 "CPU: forward / losses() / backward+SGD (s)", "peak memory"]
+CPP_HEADERS = ["call", "repeats", "wall median (ms)", "wall min (ms)", "CPU median (ms)",
+               "share of a median step of the first variant (wall / CPU)"]
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. inference throughput
+def benchmark_infer(
+    cells: Sequence[Tuple[str, str]],
+    size: Tuple[int, int],
+    reps: Mapping[Tuple[str, str], int],
+    warmup: Mapping[Tuple[str, str], int],
+    heads: str = "paper",
+    device: str = "cpu",
+    models: Optional[Mapping[str, SeeThroughNet]] = None,
+) -> Dict[Tuple[str, str], List[Tuple[float, float]]]:
+    """``cells``: ``(backbone, mode)`` with mode ``single`` or ``multi`` ({0.5,1,2} + flip,
+    attention merge). Round-robin: each round runs one image through every cell that still needs
+    repetitions (warm-up runs first, discarded). Returns per cell the ``(wall, CPU)`` seconds of
+    every measured image."""
+    dev = torch.device(device)
+    models = dict(models or {})
+    for bb, _ in cells:
+        if bb not in models:
+            models[bb] = build_model(bb, heads)
+        models[bb] = models[bb].to(dev).eval()
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(dev)
+    todo = {c: warmup.get(c, 0) + reps[c] for c in cells}
+    out: Dict[Tuple[str, str], List[float]] = {c: [] for c in cells}
+    done = {c: 0 for c in cells}
+    while any(done[c] < todo[c] for c in cells):
+        for c in cells:
+            if done[c] >= todo[c]:
+                continue
+            bb, mode = c
+            kw = dict(scales=MULTI_SCALES, flip=True, merge="attention") if mode == "multi" else dict(scales=(1.0,))
+            _sync(dev)
+            t0 = _now()
+            with torch.no_grad():
+                models[bb].inference(x, **kw)
+            _sync(dev)
+            t1 = _now()
+            if done[c] >= warmup.get(c, 0):
+                out[c].append((t1[0] - t0[0], t1[1] - t0[1]))
+            done[c] += 1
+    return out
+
+
+def infer_rows(res: Mapping[Tuple[str, str], List[Tuple[float, float]]], size) -> List[List[str]]:
+    rows = []
+    for (bb, mode), ts in res.items():
+        wall = [t[0] for t in ts]
+        m = statistics.median(wall)
+        desc = "single scale (1.0)" if mode == "single" else "{0.5,1.0,2.0} + flip, attention merge"
+        rows.append([bb, desc, f"{size[0]}x{size[1]}", len(ts), f"{m:.2f}", f"{min(wall):.2f}", f"{1.0 / m:.3f}",
+                     f"{statistics.median(t[1] for t in ts):.2f}"])
+    return rows
+
+
+INFER_HEADERS = ["backbone", "test-time scales", "input", "reps", "wall: median s/image", "wall: min s/image",
+                 "images/s (1 / wall median)", "CPU s/image (median)"]

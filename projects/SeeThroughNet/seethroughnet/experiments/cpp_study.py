@@ -1,0 +1,546 @@
+"""The CPP plug-in study (SeeThroughNet, CVPR 2022, Tables 1-2 and Figure 5) on the grid runner.
+
+A grid file (YAML or JSON) lists models x datasets x variants x seeds (x number of auxiliary
+heads x loss kind); every cell is one training run of :class:`seethroughnet.engine.Trainer` on a
+``CPPSegmentor`` config (:func:`train_cell`), launched in a subprocess
+(``python -m seethroughnet.experiments.cpp_study --config CFG --out DIR [KEY VALUE ...]``, also
+``tools/run_cpp_study.py cell``) with its own output folder ``<out>/<cell id>/``. The cells run
+on :func:`seethroughnet.experiments.grid.run_grid`: a cell whose ``result.json`` says ``ok`` is
+skipped (resume); a crashing cell is recorded in ``result.json`` with ``status: failed`` and its
+error, and the grid goes on (``retry_failed`` / ``--retry-failed`` runs failed cells again).
+The results of every cell are gathered into ``<out>/results.jsonl`` and rendered as
+
+* Table 1: mIoU of baseline / CPP / gain per model and dataset, mean +- std over seeds;
+* Table 2: class-wise IoU difference (CPP - baseline), instance ("thing") vs non-instance class
+  averages;
+* Figure 5: mIoU vs number of auxiliary heads, up-sampling vs CPP (markdown table + PNG).
+
+Command line (``tools/run_cpp_study.py``, :func:`main`)::
+
+    python tools/run_cpp_study.py run GRID.yaml [--out DIR] [--parallel N] [--retry-failed] \
+        [--dry-run]
+    python tools/run_cpp_study.py render GRID.yaml [--out DIR] [--md FILE] [--fig FILE]
+    python tools/run_cpp_study.py cell --config CFG --out DIR [KEY VALUE ...]   # one training run
+
+``run`` and ``cell`` take ``--allow-unsafe-config`` and ``--trust-weights-file`` (see
+``seethroughnet/utils/safe_load.py``; off by default: configs are read with safe YAML only and
+weight files without unpickling Python objects). Output folders of the earlier runner (one
+``results.json`` per cell) are read as they are; a cell run again writes ``result.json``.
+
+Grid file::
+
+    out_dir: output/cpp_study/camvid          # optional (--out overrides)
+    timeout_s: 3600                            # optional, per cell
+    parallel: 2                                # optional, cells at a time
+    threads: 1                                 # optional, OMP/torch threads per cell
+    datasets:
+      camvid: {train: camvid_train, test: camvid_val, num_classes: 11,
+               instance_classes: [car, pedestrian, bicyclist]}
+    models:
+      pspnet: {config: projects/.../pspnet_R18_camvid.yaml, opts: [SOLVER.MAX_ITER, 160]}
+    variants:                                  # name -> auxiliary-head setting
+      baseline: {loss: upsample_ce, num_heads: 4}
+      cpp: {loss: cpp_kl, num_heads: 4}
+    seeds: [0, 1, 2]
+    table1: {baseline: baseline, cpp: cpp}     # which variants Table 1 compares
+    figure5:                                   # optional: extra cells, one model
+      model: pspnet
+      dataset: camvid
+      num_heads: [0, 1, 2, 3, 4]
+      losses: {upsample: upsample_ce, cpp: cpp_kl}
+      seeds: [0]
+    opts: [...]                                # optional, appended to every cell
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import Callable, Dict, List, Optional
+
+from seethroughnet.experiments import grid as grid_runner
+from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png, write_text
+
+logger = logging.getLogger("seethroughnet.experiments.cpp_study")
+
+#: The repository root (cell configs are relative to it).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))))
+#: The folder that holds the ``seethroughnet`` package (put first on a cell's PYTHONPATH).
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# ----------------------------------------------------------------------------------------- cells
+
+
+def train_cell(config: str, out_dir: str, opts: List[str],
+               allow_unsafe_config: bool = False) -> dict:
+    """Train + evaluate one config in this process; returns the cell's results."""
+    from detectron2.utils.env import seed_all_rng
+    from detectron2.utils.logger import setup_logger
+
+    import seethroughnet.modeling.segmentors  # noqa: F401  (registers CPPSegmentor)
+    from seethroughnet.engine import Trainer
+    from seethroughnet.experiments.models import load_config
+
+    os.makedirs(out_dir, exist_ok=True)
+    setup_logger(out_dir, name="detectron2")
+    setup_logger(out_dir, name="seethroughnet")
+    cfg = load_config(config, list(opts) + ["OUTPUT_DIR", out_dir],
+                      allow_unsafe_config=allow_unsafe_config)
+    cfg.freeze()
+    write_text(os.path.join(out_dir, "config.yaml"), cfg.dump())
+    # python, numpy, torch (+ the data sampler's seed)
+    seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
+    t0 = time.time()
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    train_s = time.time() - t0
+    model = trainer.model
+    # DefaultTrainer's EvalHook evaluates after the last iteration; test only if it did not
+    res = getattr(trainer, "_last_eval_results", None) or Trainer.test(cfg, model)
+    sem = dict(res["sem_seg"]) if "sem_seg" in res else dict(next(iter(res.values())))
+    iou = {k[4:]: float(v) for k, v in sem.items() if k.startswith("IoU-")}
+    n_params = sum(p.numel() for p in model.parameters())
+    aux = getattr(model, "aux_heads", None)
+    n_aux = sum(p.numel() for p in aux.parameters()) if aux is not None else 0
+    return {
+        "status": "ok",
+        "mIoU": float(sem["mIoU"]),
+        "pACC": float(sem.get("pACC", float("nan"))),
+        "IoU": iou,
+        "train_seconds": round(train_s, 1),
+        "params_inference": n_params - n_aux,
+        "params_aux": n_aux,
+        # the features that carried an auxiliary head (NUM_HEADS picks them in
+        # MODEL.CPP_AUX.ADD_ORDER)
+        "aux_features": list(getattr(aux, "features", [])),
+    }
+
+
+def cell_main(argv=None) -> int:
+    """One training run (the cell's subprocess): ``--config CFG --out DIR [KEY VALUE ...]``;
+    writes ``DIR/result.json`` (``ok`` with the metrics, or ``failed`` with the error)."""
+    from seethroughnet.utils.safe_load import add_safety_arguments, apply_safety_arguments
+
+    p = argparse.ArgumentParser(description="one training run of the CPP study")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True)
+    add_safety_arguments(p)
+    p.add_argument("opts", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    path = os.path.join(args.out, grid_runner.RESULT_FILE)
+    try:
+        res = train_cell(args.config, args.out, apply_safety_arguments(args, args.opts),
+                         args.allow_unsafe_config)
+    except BaseException as e:  # noqa: BLE001 -- recorded, not hidden
+        res = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc()[-4000:]}
+        grid_runner.write_json(path, res)
+        print(res["traceback"], file=sys.stderr)
+        return 1
+    grid_runner.write_json(path, res)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ grid
+
+
+def load_grid(path: str, allow_unsafe: bool = False) -> dict:
+    if path.endswith(".json"):
+        with open(path) as f:
+            grid = json.load(f)
+    else:
+        from seethroughnet.utils.safe_load import load_yaml_file
+
+        grid = load_yaml_file(path, allow_unsafe=allow_unsafe, what="grid file")  # safe YAML only
+    if not isinstance(grid, dict):
+        raise ValueError(f"{path}: the grid file must hold a mapping")
+    for key in ("models", "datasets"):
+        if not grid.get(key):
+            raise ValueError(f"{path}: the grid needs a non-empty {key!r} mapping")
+    return grid
+
+
+def _aux_opts(loss: str, num_heads: int) -> List[str]:
+    if num_heads == 0:
+        return ["MODEL.CPP_AUX.ENABLED", "False"]
+    return ["MODEL.CPP_AUX.ENABLED", "True", "MODEL.CPP_AUX.NUM_HEADS", str(num_heads),
+            "MODEL.CPP_AUX.LOSS", loss]
+
+
+def cell_id(model: str, dataset: str, loss: str, num_heads: int, seed: int) -> str:
+    aux = "noaux_h0" if num_heads == 0 else f"{loss}_h{num_heads}"
+    return f"{model}__{dataset}__{aux}__s{seed}"
+
+
+def expand_grid(grid: dict) -> List[dict]:
+    """All cells of the grid (Table 1 variants + Figure 5 sweep), deduplicated, in a stable
+    order."""
+    from seethroughnet.nn.aux_losses import AUX_LOSS_KINDS
+
+    cells: Dict[str, dict] = {}
+    variants = grid.get("variants") or {"baseline": {"loss": "upsample_ce", "num_heads": 4},
+                                        "cpp": {"loss": "cpp_kl", "num_heads": 4}}
+
+    def add(model, dataset, loss, num_heads, seed, tag):
+        if loss not in AUX_LOSS_KINDS:
+            raise ValueError(f"unknown auxiliary loss {loss!r}; "
+                             f"valid choices: {', '.join(AUX_LOSS_KINDS)}")
+        if model not in grid["models"]:
+            raise ValueError(f"unknown model {model!r}; valid choices: {', '.join(grid['models'])}")
+        if dataset not in grid["datasets"]:
+            raise ValueError(f"unknown dataset {dataset!r}; "
+                             f"valid choices: {', '.join(grid['datasets'])}")
+        cid = cell_id(model, dataset, loss, int(num_heads), int(seed))
+        if cid in cells:
+            cells[cid]["tags"].append(tag)
+            return
+        m, d = grid["models"][model], grid["datasets"][dataset]
+        opts = [str(o) for o in m.get("opts", [])]
+        if d.get("train"):
+            opts += ["DATASETS.TRAIN", f"('{d['train']}',)"]
+        if d.get("test"):
+            opts += ["DATASETS.TEST", f"('{d['test']}',)"]
+        if d.get("num_classes"):
+            opts += ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(d["num_classes"])]
+        opts += [str(o) for o in d.get("opts", [])]
+        opts += _aux_opts(loss, int(num_heads)) + ["SEED", str(seed)]
+        opts += [str(o) for o in grid.get("opts", [])]
+        cells[cid] = {"id": cid, "model": model, "dataset": dataset,
+                      "loss": loss if num_heads else "none", "num_heads": int(num_heads),
+                      "seed": int(seed), "config": m["config"], "opts": opts, "tags": [tag]}
+
+    for model in grid["models"]:
+        for dataset in grid["datasets"]:
+            for vname, v in variants.items():
+                for seed in grid.get("seeds", [0]):
+                    add(model, dataset, v["loss"], v.get("num_heads", 4), seed, f"variant:{vname}")
+    fig = grid.get("figure5")
+    if fig:
+        for lname, loss in fig.get("losses", {"upsample": "upsample_ce", "cpp": "cpp_kl"}).items():
+            for n in fig.get("num_heads", [0, 1, 2, 3, 4]):
+                for seed in fig.get("seeds", grid.get("seeds", [0])):
+                    add(fig["model"], fig["dataset"], loss, n, seed, f"figure5:{lname}")
+    return list(cells.values())
+
+
+def subprocess_cell(timeout_s: Optional[float] = None, threads: int = 1,
+                    allow_unsafe_config: bool = False) -> Callable[[dict, str], dict]:
+    """A ``run_cell(cell, cell_dir)`` that trains the cell in a fresh Python (:func:`cell_main`),
+    logged to ``cell_dir/log.txt``, and returns its ``result.json``."""
+
+    def run(cell: dict, cell_dir: str) -> dict:
+        cfg = os.path.join(REPO, cell["config"])  # an absolute path stays as it is
+        cmd = [sys.executable, "-W", "ignore", "-m", "seethroughnet.experiments.cpp_study",
+               "--config", cfg, "--out", cell_dir,
+               *(["--allow-unsafe-config"] if allow_unsafe_config else []), *cell["opts"]]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        grid_runner.run_command(cmd, cell_dir, timeout=timeout_s, env=env, cwd=REPO)
+        res = grid_runner.read_result(cell_dir)
+        if res is None:
+            raise grid_runner.CellError(f"the cell exited without {grid_runner.RESULT_FILE} "
+                                        f"(see {cell_dir}/{grid_runner.LOG_FILE})")
+        return res
+
+    return run
+
+
+def _order(c: dict):
+    """Table 1 cells first, seed by seed (complete baseline/CPP pairs early), then the Figure 5
+    sweep by number of heads (up-sampling / CPP points come in pairs)."""
+    table1 = any(t.startswith("variant:") for t in c["tags"])
+    return (0, c["seed"], 0) if table1 else (1, c["num_heads"], c["seed"])
+
+
+def run_grid(grid: dict, out_dir: str, run_cell: Optional[Callable[[dict, str], dict]] = None,
+             parallel: int = 1, retry_failed: bool = False, dry_run: bool = False,
+             allow_unsafe_config: bool = False) -> List[dict]:
+    """Run every cell of the grid that has no ``result.json`` (and failed ones with
+    ``retry_failed``) on :func:`seethroughnet.experiments.grid.run_grid`; ``run_cell(cell,
+    cell_dir)`` defaults to :func:`subprocess_cell`. Returns the gathered records (also
+    ``results.jsonl``)."""
+    if run_cell is None:
+        run_cell = subprocess_cell(grid.get("timeout_s"), int(grid.get("threads", 1)),
+                                   allow_unsafe_config)
+    cells = [grid_runner.Cell(c["id"], info=c) for c in sorted(expand_grid(grid), key=_order)]
+    grid_runner.run_grid(
+        cells, out_dir, lambda cell, cell_dir: run_cell(cell.info, cell_dir),
+        retry_failed=retry_failed, parallel=parallel, dry_run=dry_run,
+        describe=lambda cell: f"{cell.info['config']} {' '.join(cell.info['opts'])}")
+    return gather(grid, out_dir)
+
+
+def gather(grid: dict, out_dir: str) -> List[dict]:
+    """One record per cell (``status`` ``ok`` / ``failed`` / ``pending``) -> ``results.jsonl``."""
+    records = []
+    for c in expand_grid(grid):
+        res = grid_runner.read_result(os.path.join(out_dir, c["id"])) or {"status": "pending"}
+        rec = {k: c[k] for k in ("id", "model", "dataset", "loss", "num_heads", "seed", "tags")}
+        rec.update({k: v for k, v in res.items() if k not in ("traceback", "log_tail")})
+        records.append(rec)
+    write_text(os.path.join(out_dir, "results.jsonl"),
+               "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    return records
+
+
+# ------------------------------------------------------------------------------------- rendering
+
+
+def _mean_std(xs: List[float]):
+    """mean and sample std, NaN where :func:`~seethroughnet.experiments.report.mean_std` has
+    none (no values; a single value)."""
+    m, s = mean_std(xs)
+    return (float("nan") if m is None else m), (float("nan") if s is None else s)
+
+
+def _fmt(m, s=None, n=None):
+    out = fmt_mean_std(m, s, 2)
+    return out if n is None or out == "n/a" else f"{out} (n={n})"
+
+
+def _variant_spec(grid, name):
+    variants = grid.get("variants") or {"baseline": {"loss": "upsample_ce", "num_heads": 4},
+                                        "cpp": {"loss": "cpp_kl", "num_heads": 4}}
+    v = variants[name]
+    n = int(v.get("num_heads", 4))
+    return ("none" if n == 0 else v["loss"]), n
+
+
+def _select(records, model, dataset, loss, num_heads):
+    return [r for r in records if r["model"] == model and r["dataset"] == dataset
+            and r["loss"] == loss and r["num_heads"] == num_heads]
+
+
+def _status_note(rs):
+    failed = [r for r in rs if r.get("status") == "failed"]
+    pending = [r for r in rs if r.get("status") == "pending"]
+    notes = []
+    if failed:
+        notes.append(f"FAILED: {', '.join('s%d' % r['seed'] for r in failed)}")
+    if pending:
+        notes.append(f"pending: {', '.join('s%d' % r['seed'] for r in pending)}")
+    return "; ".join(notes)
+
+
+def table1(grid: dict, records: List[dict]) -> str:
+    t1 = grid.get("table1", {"baseline": "baseline", "cpp": "cpp"})
+    b_loss, b_n = _variant_spec(grid, t1["baseline"])
+    c_loss, c_n = _variant_spec(grid, t1["cpp"])
+    lines = ["| model | dataset | baseline mIoU | with CPP mIoU | gain (paired) | seeds (b/c) "
+             "| per seed: baseline / CPP | notes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model in grid["models"]:
+        for dataset in grid["datasets"]:
+            rb = _select(records, model, dataset, b_loss, b_n)
+            rc = _select(records, model, dataset, c_loss, c_n)
+            ob = {r["seed"]: r["mIoU"] for r in rb if r.get("status") == "ok"}
+            oc = {r["seed"]: r["mIoU"] for r in rc if r.get("status") == "ok"}
+            mb, sb = _mean_std(list(ob.values()))
+            mc, sc = _mean_std(list(oc.values()))
+            paired = [oc[s] - ob[s] for s in ob if s in oc]
+            mg, sg = _mean_std(paired)
+            note = "; ".join(f"{who} {_status_note(rs)}"
+                             for who, rs in (("baseline", rb), ("CPP", rc)) if _status_note(rs))
+            gain = fmt_mean_std(mg, sg, 2, sign=True)
+            per_seed = " / ".join(", ".join(f"{d[k]:.1f}" for k in sorted(d)) or "-"
+                                  for d in (ob, oc))
+            lines.append(f"| {model} | {dataset} | {_fmt(mb, sb)} | {_fmt(mc, sc)} | {gain} "
+                         f"| {len(ob)}/{len(oc)} | {per_seed} | {note} |")
+    return "\n".join(lines)
+
+
+def table2(grid: dict, records: List[dict]) -> str:
+    """Class-wise IoU (mean over seeds) of baseline and CPP, their difference, and the averages over
+    instance ("thing") classes vs the rest, per model and dataset."""
+    t1 = grid.get("table1", {"baseline": "baseline", "cpp": "cpp"})
+    b_loss, b_n = _variant_spec(grid, t1["baseline"])
+    c_loss, c_n = _variant_spec(grid, t1["cpp"])
+    out = []
+    for dataset, dcfg in grid["datasets"].items():
+        inst = set(dcfg.get("instance_classes", []))
+        for model in grid["models"]:
+            all_b = _select(records, model, dataset, b_loss, b_n)
+            all_c = _select(records, model, dataset, c_loss, c_n)
+            rb = [r for r in all_b if r.get("status") == "ok"]
+            rc = [r for r in all_c if r.get("status") == "ok"]
+            title = (f"**{model} / {dataset}** (baseline n={len(rb)}, CPP n={len(rc)}; "
+                     f"instance classes: {', '.join(sorted(inst)) or 'none'})")
+            if not rb or not rc:
+                missing = _status_note(all_b + all_c)
+                out.append(title + f"\n\nno complete pair of runs ({missing or 'no cells'})\n")
+                continue
+            classes = list(rb[0]["IoU"])
+            rows = ["| class | instance | baseline IoU | CPP IoU | diff |", "|---|---|---|---|---|"]
+            diffs = {}
+            for c in classes:
+                mb = _mean_std([r["IoU"].get(c, float("nan")) for r in rb])[0]
+                mc = _mean_std([r["IoU"].get(c, float("nan")) for r in rc])[0]
+                diffs[c] = mc - mb
+                rows.append(f"| {c} | {'yes' if c in inst else ''} | {mb:.2f} | {mc:.2f} "
+                            f"| {mc - mb:+.2f} |")
+            di = [d for c, d in diffs.items() if c in inst and d == d]
+            dn = [d for c, d in diffs.items() if c not in inst and d == d]
+            rows.append(f"| **instance avg** | | | | {_mean_std(di)[0]:+.2f} |")
+            rows.append(f"| **non-instance avg** | | | | {_mean_std(dn)[0]:+.2f} |")
+            out.append(title + "\n\n" + "\n".join(rows) + "\n")
+    return "\n".join(out)
+
+
+def figure5_features(grid: dict, records: List[dict]) -> Dict[int, List[str]]:
+    """``{num_heads: features}`` as the finished Figure 5 cells recorded them (``aux_features`` of
+    ``results.json``): which stages the heads sat on for each point of the x axis."""
+    fig = grid.get("figure5") or {}
+    out: Dict[int, List[str]] = {}
+    for r in records:
+        if (r.get("model") == fig.get("model") and r.get("dataset") == fig.get("dataset")
+                and r.get("status") == "ok" and "aux_features" in r):
+            out.setdefault(int(r["num_heads"]), list(r["aux_features"]))
+    return out
+
+
+def figure5_data(grid: dict, records: List[dict]) -> Dict[str, List[tuple]]:
+    """``{loss name: [(num_heads, mean, std, n_ok, n_failed), ...]}``; 0 heads is the shared
+    no-aux point."""
+    fig = grid.get("figure5")
+    if not fig:
+        return {}
+    seeds = set(fig.get("seeds", grid.get("seeds", [0])))
+    data = {}
+    for lname, loss in fig.get("losses", {"upsample": "upsample_ce", "cpp": "cpp_kl"}).items():
+        pts = []
+        for n in fig.get("num_heads", [0, 1, 2, 3, 4]):
+            rs = _select(records, fig["model"], fig["dataset"], "none" if n == 0 else loss, n)
+            rs = [r for r in rs if r["seed"] in seeds]
+            ok = [r["mIoU"] for r in rs if r.get("status") == "ok"]
+            m, s = _mean_std(ok)
+            pts.append((n, m, s, len(ok), sum(r.get("status") == "failed" for r in rs)))
+        data[lname] = pts
+    return data
+
+
+def figure5_markdown(grid: dict, records: List[dict]) -> str:
+    data = figure5_data(grid, records)
+    if not data:
+        return "(no figure5 section in the grid)"
+    fig = grid["figure5"]
+    names = list(data)
+    heads = [p[0] for p in data[names[0]]]
+    feats = figure5_features(grid, records)
+    lines = [f"mIoU of {fig['model']} on {fig['dataset']} vs number of auxiliary heads "
+             "(mean ± std over seeds; "
+             "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
+             "the stages each point used, as its cells recorded them, in brackets)", "",
+             "| auxiliary heads | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for i, n in enumerate(heads):
+        cells = []
+        for name in names:
+            _, m, s, k, nf = data[name][i]
+            cells.append(_fmt(m, s, k) + (f" FAILED x{nf}" if nf else ""))
+        where = f" ({', '.join(feats[n]) or 'none'})" if n in feats else ""
+        lines.append(f"| {n}{where} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figure5_png(grid: dict, records: List[dict], path: str) -> Optional[str]:
+    data = figure5_data(grid, records)
+    if not data:
+        return None
+    with figure(figsize=(5, 3.6)) as (fig, ax):
+        for (name, pts), marker in zip(data.items(), "os^dv"):
+            pts_ok = [p for p in pts if p[1] == p[1]]
+            if pts_ok:  # no error bar for a single seed
+                ax.errorbar([p[0] for p in pts_ok], [p[1] for p in pts_ok],
+                            yerr=[p[2] if p[2] == p[2] else 0.0 for p in pts_ok],
+                            marker=marker, capsize=3, label=name)
+            for p in pts:
+                if p[4]:
+                    ax.annotate("failed", (p[0], ax.get_ylim()[0]), color="red", fontsize=7)
+        f5 = grid["figure5"]
+        ax.set_xlabel("number of auxiliary heads")
+        ax.set_ylabel("mIoU (%)")
+        ax.set_title(f"{f5['model']} / {f5['dataset']}")
+        ax.set_xticks(sorted({p[0] for pts in data.values() for p in pts}))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        return save_png(fig, path)
+
+
+def render(grid: dict, out_dir: str, md_path: Optional[str] = None,
+           fig_path: Optional[str] = None) -> str:
+    """Gather the cells and write Tables 1-2 and Figure 5 (``md_path``, default
+    ``<out>/tables.md``; ``fig_path``, default ``<out>/figure5.png``); returns the markdown."""
+    records = gather(grid, out_dir)
+    fig_path = fig_path or os.path.join(out_dir, "figure5.png")
+    png = figure5_png(grid, records, fig_path)
+    n_ok = sum(r.get("status") == "ok" for r in records)
+    n_failed = sum(r.get("status") == "failed" for r in records)
+    parts = [f"Cells: {len(records)} ({n_ok} ok, {n_failed} failed, "
+             f"{len(records) - n_ok - n_failed} pending).", "",
+             "### Table 1: mIoU without / with CPP auxiliary heads", "", table1(grid, records), "",
+             "### Table 2: class-wise IoU, CPP - baseline", "", table2(grid, records), "",
+             "### Figure 5: number of auxiliary heads, up-sampling vs CPP", "",
+             figure5_markdown(grid, records)]
+    if png:
+        base = os.path.dirname(os.path.abspath(md_path)) if md_path else out_dir
+        parts += ["", f"![Figure 5]({os.path.relpath(png, base)})"]
+    failed = [r for r in records if r.get("status") == "failed"]
+    if failed:
+        parts += ["", "### Failed cells", ""] + [f"- `{r['id']}`: {r.get('error', '?')}"
+                                                 for r in failed]
+    text = "\n".join(parts) + "\n"
+    write_text(md_path or os.path.join(out_dir, "tables.md"), text)
+    return text
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main(argv=None) -> int:
+    from seethroughnet.utils.safe_load import add_safety_arguments
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["cell"]:  # one training run: its own parser (KEY VALUE overrides at the end)
+        return cell_main(argv[1:])
+    p = argparse.ArgumentParser(description="CPP plug-in study runner (Tables 1-2, Figure 5)",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run / resume every cell of a grid, then render")
+    r.add_argument("grid")
+    r.add_argument("--out")
+    r.add_argument("--parallel", type=int)
+    r.add_argument("--retry-failed", action="store_true", help="run the failed cells again")
+    r.add_argument("--dry-run", action="store_true")
+    r.add_argument("--md")
+    r.add_argument("--fig")
+    add_safety_arguments(r)
+    g = sub.add_parser("render", help="gather results.jsonl and render the tables and Figure 5")
+    g.add_argument("grid")
+    g.add_argument("--out")
+    g.add_argument("--md")
+    g.add_argument("--fig")
+    sub.add_parser("cell", help="one training run (used by the grid runner): "
+                                "cell --config CFG --out DIR [KEY VALUE ...]")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    grid = load_grid(args.grid, allow_unsafe=getattr(args, "allow_unsafe_config", False))
+    out = args.out or grid.get("out_dir") or os.path.join("output", "cpp_study")
+    if args.cmd == "run":
+        if args.trust_weights_file:  # MODEL.WEIGHTS_TRUSTED True for every cell
+            grid = dict(grid, opts=list(grid.get("opts") or []) + ["MODEL.WEIGHTS_TRUSTED", "True"])
+        run_grid(grid, out, parallel=args.parallel or int(grid.get("parallel", 1)),
+                           retry_failed=args.retry_failed, dry_run=args.dry_run,
+                           allow_unsafe_config=args.allow_unsafe_config)
+    print(render(grid, out, args.md, args.fig))
+    return 0
+
+
+
+if __name__ == "__main__":  # a cell's subprocess
+    sys.exit(cell_main())

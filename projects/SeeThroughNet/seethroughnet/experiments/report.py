@@ -1,0 +1,75 @@
+"""Reports of the studies: markdown tables, mean +- std over seeds, PNG charts, all written
+atomically (:func:`seethroughnet.utils.atomic.atomic_path`)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from typing import Iterable, Optional, Sequence, Tuple
+
+from seethroughnet.utils.atomic import atomic_path
+
+__all__ = ["markdown_table", "mean_std", "fmt_mean_std", "write_text", "figure", "save_png"]
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub markdown table (header, ``---`` separator, one line per row)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(lines)
+
+
+def mean_std(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
+    """``(mean, sample standard deviation)`` over seeds; ``(None, None)`` without values and
+    ``std None`` for a single value."""
+    xs = list(values)
+    if not xs:
+        return None, None
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, None
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def fmt_mean_std(mean: Optional[float], std: Optional[float] = None, digits: int = 2,
+                 missing: str = "n/a", sign: bool = False) -> str:
+    """``"m ± s"`` (``"m"`` without a std, ``missing`` without a mean; NaN counts as missing),
+    ``digits`` decimals, ``sign``: always show the sign of the mean."""
+    if mean is None or mean != mean:
+        return missing
+    out = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    return out if std is None or std != std else f"{out} ± {std:.{digits}f}"
+
+
+def write_text(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` atomically (folders created); returns ``path``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+    return path
+
+
+@contextlib.contextmanager
+def figure(*args, **kwargs):
+    """``(fig, axes)`` of ``matplotlib.pyplot.subplots(*args, **kwargs)`` on the Agg backend (no
+    display needed), closed on exit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+    finally:
+        plt.close(fig)
+
+
+def save_png(fig, path: str, dpi: Optional[float] = 120) -> str:
+    """Save a matplotlib figure as PNG at ``path``, atomically; returns ``path``. ``dpi=None``:
+    matplotlib's ``savefig.dpi`` setting."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return path

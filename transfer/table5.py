@@ -1,0 +1,599 @@
+"""Table 5 of the paper: the HRNetV2 encoder of SeeThroughNet in three detectors.
+
+Grid: {Mask R-CNN, Faster R-CNN, FCOS} x {ImageNet, SeeThroughNet w/o CPP, SeeThroughNet w/ CPP}
+x {fine-tuned, frozen encoder} = 18 cells, times ``--seeds N`` repeats (``SEED`` 0..N-1). Each
+cell is one ``transfer/train_net.py`` run in a subprocess (its log in ``<cell>/log.txt``) and
+ends in ``<cell>/result.json`` (``status`` ``ok`` with the metrics, or ``failed`` with the error,
+the return code and the log's tail); ``<cell>`` is ``<out>/<detector>/<init>_<mode>`` (seed 0)
+or ``..._seed<k>``. The cells run on :func:`seethroughnet.experiments.grid.run_grid`: re-running
+skips the ``ok`` and the failed cells, and ``--retry-failed`` runs the failed ones again; a
+failed or interrupted cell resumes from its last checkpoint (``train_net --resume``). After every
+cell ``<out>/table5.md`` (mean +- std over seeds) and ``<out>/table5.png`` are re-rendered
+(:mod:`seethroughnet.experiments.report`). Folders of the earlier runner (``cell.json`` per
+cell) are read as they are. Command line: ``python -m transfer.run_table5`` (:func:`main`).
+
+Before anything runs, the two SeeThroughNet checkpoints are checked against the
+``config.yaml`` that ``projects/SeeThroughNet/train_net.py`` writes beside them:
+``--stn-weights`` must have been trained with CPP off (``MODEL.SEE_THROUGH.AUX_LOSS``
+``upsample_ce`` / ``nearest_ce``), ``--stn-cpp-weights`` with CPP on (``cpp_kl``); a swapped,
+unknown or unverifiable checkpoint is refused, naming the file. Every cell records the sha256 of
+its encoder file, and a cell is not resumed with a different encoder file than it started with.
+
+Paper setting (8 GPUs, HRNetV2-W48, the Cityscapes schedule of the configs):
+
+    python -m transfer.run_table5 --out-dir output/table5 --num-gpus 8 --seeds 3 \
+        --imagenet-weights weights/hrnetv2_w48_imagenet.pth \
+        --stn-weights output/seethroughnet_wo_cpp/model_final.pth \
+        --stn-cpp-weights output/seethroughnet_cpp/model_final.pth
+
+CPU smoke run (a few iterations on small images; see transfer/README.md):
+
+    python -m transfer.run_table5 --smoke --iters 4 --variant hrnet_w18_small_v2 ...
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from seethroughnet.experiments import grid as grid_runner
+from seethroughnet.experiments.grid import CellError
+from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png, write_text
+
+logger = logging.getLogger("transfer.table5")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+DETECTORS: Dict[str, Tuple[str, str]] = {
+    "mask_rcnn": ("Mask R-CNN", "mask_rcnn_hrnetv2_w48.yaml"),
+    "faster_rcnn": ("Faster R-CNN", "faster_rcnn_hrnetv2_w48.yaml"),
+    "fcos": ("FCOS", "fcos_hrnetv2_w48.yaml"),
+}
+#: --neck -> MODEL.BACKBONE.NAME
+NECKS = {"hrfpn": "build_hrnetv2_hrfpn_backbone", "fpn": "build_hrnetv2_fpn_backbone"}
+#: init key -> (label, MODEL.TRANSFER.ENCODER_INIT, CLI option holding the weights)
+INITS: Dict[str, Tuple[str, str, str]] = {
+    "imagenet": ("ImageNet", "imagenet", "--imagenet-weights"),
+    "stn_wo_cpp": ("SeeThroughNet w/o CPP", "seethroughnet", "--stn-weights"),
+    "stn_cpp": ("SeeThroughNet w/ CPP", "seethroughnet", "--stn-cpp-weights"),
+}
+MODES = ("finetune", "frozen")
+#: The SeeThroughNet config key that says whether CPP was on, and its values. These are the
+#: values of projects/SeeThroughNet/seethroughnet/config.py (MODEL.SEE_THROUGH.AUX_LOSS).
+AUX_LOSS_KEY = ("MODEL", "SEE_THROUGH", "AUX_LOSS")
+CPP_ON = ("cpp_kl",)
+CPP_OFF = ("upsample_ce", "nearest_ce")
+#: init key -> the CPP setting its checkpoint must have been trained with
+EXPECTED_CPP = {"stn_wo_cpp": False, "stn_cpp": True}
+ENCODER_FILE = "encoder.json"
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+METRIC_LABELS = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "APs": "AP_s", "APm": "AP_m", "APl": "AP_l"}
+
+# A CPU smoke run: tiny images, few proposals, no data-loader workers, one final evaluation.
+SMOKE_OPTS = [
+    "MODEL.DEVICE", "cpu",
+    "SOLVER.IMS_PER_BATCH", "2",
+    "SOLVER.BASE_LR", "0.0025",
+    "SOLVER.WARMUP_ITERS", "0",
+    "SOLVER.CHECKPOINT_PERIOD", "100000",
+    "TEST.EVAL_PERIOD", "0",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)",
+    "INPUT.MAX_SIZE_TRAIN", "256",
+    "INPUT.MIN_SIZE_TEST", "128",
+    "INPUT.MAX_SIZE_TEST", "256",
+    "DATALOADER.NUM_WORKERS", "0",
+    "MODEL.FPN.OUT_CHANNELS", "64",
+    "MODEL.HRFPN.OUT_CHANNELS", "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "500",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "500",
+    "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64",
+    # A few iterations from barely trained encoders: clip gradients so that the randomly
+    # initialised FPN and heads do not diverge, and keep every scored detection (the model-zoo
+    # thresholds, 0.05 for the R-CNNs and 0.2 for FCOS, would leave nothing to evaluate).
+    "SOLVER.CLIP_GRADIENTS.ENABLED", "True",
+    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "norm",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "MODEL.FCOS.SCORE_THRESH_TEST", "0.0",
+]
+
+
+@dataclass(frozen=True)
+class Cell:
+    detector: str
+    init: str
+    mode: str
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.init}_{self.mode}" + (f"_seed{self.seed}" if self.seed else "")
+
+    @property
+    def key(self) -> str:
+        return f"{self.detector}/{self.name}"
+
+    @property
+    def group(self) -> Tuple[str, str, str]:
+        return self.detector, self.init, self.mode
+
+    def dir(self, out_dir: str) -> str:
+        return os.path.join(out_dir, self.detector, self.name)
+
+
+class EncoderCheckError(ValueError):
+    """A SeeThroughNet checkpoint is not the one its option asks for (or cannot be verified)."""
+
+
+def plan(detectors: Iterable[str] = DETECTORS, inits: Iterable[str] = INITS, modes: Iterable[str] = MODES,
+         seeds: int = 1) -> List[Cell]:
+    bad = [d for d in detectors if d not in DETECTORS] + [i for i in inits if i not in INITS] + [m for m in modes if m not in MODES]
+    if bad:
+        raise ValueError(f"unknown grid entries {bad}; detectors {list(DETECTORS)}, inits {list(INITS)}, modes {list(MODES)}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    return [Cell(d, i, m, k) for d in detectors for i in inits for m in modes for k in range(seeds)]
+
+
+# --------------------------------------------------------------------------------- encoder checks
+def sha256_file(path: str, _cache: Dict[Tuple[str, int, float], str] = {}) -> str:  # noqa: B006 - memo
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime)
+    if key not in _cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _cache[key] = h.hexdigest()
+    return _cache[key]
+
+
+def read_aux_loss(checkpoint: str) -> Tuple[str, Optional[str]]:
+    """``(config_path, MODEL.SEE_THROUGH.AUX_LOSS)`` from the ``config.yaml`` beside a
+    SeeThroughNet checkpoint (``None`` if the key is absent). Raises :class:`EncoderCheckError`
+    when the file is missing or unreadable."""
+    import yaml
+
+    cfg_path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "config.yaml")
+    if not os.path.isfile(cfg_path):
+        raise EncoderCheckError(
+            f"{checkpoint}: no config.yaml beside it ({cfg_path}), so whether it was trained with CPP "
+            f"cannot be checked; keep the checkpoint in the OUTPUT_DIR that projects/SeeThroughNet/train_net.py "
+            f"wrote (config.yaml included)"
+        )
+    try:
+        with open(cfg_path) as f:
+            node = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise EncoderCheckError(f"{cfg_path} (config of {checkpoint}) cannot be read: {e}") from None
+    for k in AUX_LOSS_KEY:
+        node = node.get(k) if isinstance(node, dict) else None
+    return cfg_path, node
+
+
+def check_encoder(init: str, checkpoint: str) -> dict:
+    """The CPP setting of the SeeThroughNet checkpoint for ``init`` (``stn_wo_cpp``/``stn_cpp``)
+    must be the one the row is about; returns ``{"config", "aux_loss", "cpp"}``."""
+    option = INITS[init][2]
+    cfg_path, aux = read_aux_loss(checkpoint)
+    key = ".".join(AUX_LOSS_KEY)
+    if aux in CPP_ON:
+        cpp = True
+    elif aux in CPP_OFF:
+        cpp = False
+    else:
+        raise EncoderCheckError(
+            f"{option} {checkpoint}: {cfg_path} has {key} {aux!r}, which is neither CPP on {list(CPP_ON)} nor "
+            f"CPP off {list(CPP_OFF)}; pass a checkpoint trained by projects/SeeThroughNet/train_net.py"
+        )
+    if cpp != EXPECTED_CPP[init]:
+        want = "WITH CPP" if EXPECTED_CPP[init] else "WITHOUT CPP"
+        raise EncoderCheckError(
+            f"{option} {checkpoint}: {cfg_path} has {key} {aux!r} (CPP {'on' if cpp else 'off'}), but {option} "
+            f"takes the encoder trained {want}; swapped --stn-weights and --stn-cpp-weights?"
+        )
+    return {"config": cfg_path, "aux_loss": aux, "cpp": cpp}
+
+
+def check_encoders(weights: Dict[str, str], inits: Iterable[str]) -> Dict[str, dict]:
+    """:func:`check_encoder` for every SeeThroughNet init in ``inits`` that has a file; the two
+    SeeThroughNet rows may not share a file."""
+    out = {}
+    for init in inits:
+        path = weights.get(init) or ""
+        if init in EXPECTED_CPP and path and os.path.isfile(path):
+            out[init] = check_encoder(init, path)
+    a, b = weights.get("stn_wo_cpp"), weights.get("stn_cpp")
+    if a and b and os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b):
+        raise EncoderCheckError(f"--stn-weights and --stn-cpp-weights are the same file {a}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- running
+def read_cell(out_dir: str, cell: Cell) -> Optional[dict]:
+    """The cell's ``result.json`` (or an earlier runner's ``cell.json``); ``None`` if absent or
+    unreadable (the cell then runs again)."""
+    return grid_runner.read_result(cell.dir(out_dir))
+
+
+def run_grid(
+    cells: Sequence[Cell],
+    out_dir: str,
+    run_cell: Callable[[Cell, str], dict],
+    *,
+    retry_failed: bool = False,
+    render: bool = True,
+) -> Dict[str, dict]:
+    """Run the cells not finished yet (failed ones too with ``retry_failed``) on
+    :func:`seethroughnet.experiments.grid.run_grid`. ``run_cell(cell, cell_dir)`` returns a
+    dict with ``metrics`` (``{"bbox": {...}, "segm": {...}}``) or raises; either way a
+    ``result.json`` is written and the grid goes on; with ``render`` the table and the chart are
+    re-rendered after every cell. Returns ``{cell.key: record}`` for all ``cells``."""
+    by_key = {c.key: c for c in cells}
+    jobs = [grid_runner.Cell(c.key, record={"detector": c.detector, "init": c.init,
+                                            "mode": c.mode, "seed": c.seed})
+            for c in cells]
+    after = (lambda _records: render_outputs(out_dir)) if render else None
+    return grid_runner.run_grid(jobs, out_dir, lambda job, d: run_cell(by_key[job.name], d),
+                                retry_failed=retry_failed, after_cell=after)
+
+
+def cell_command(cell: Cell, cell_dir: str, *, weights: Dict[str, str], num_gpus: int = 1,
+                 extra_opts: Sequence[str] = (), config_dir: str = os.path.join(HERE, "configs"),
+                 cell_opts: Optional[Callable[[Cell], Sequence[str]]] = None) -> List[str]:
+    """The ``transfer/train_net.py`` command line of a cell. ``--resume``: a cell whose folder
+    holds a checkpoint (an earlier, failed or interrupted attempt) continues from it."""
+    label, encoder_init, option = INITS[cell.init]
+    path = weights.get(cell.init) or ""
+    if not path:
+        raise CellError(f"no encoder weights for {label!r}: pass {option} PATH")
+    if not os.path.isfile(path):
+        raise CellError(f"{option} {path}: file not found")
+    config = os.path.join(config_dir, DETECTORS[cell.detector][1])
+    return [
+        sys.executable, "-m", "transfer.train_net",
+        "--config-file", config,
+        "--num-gpus", str(num_gpus),
+        "--resume",
+        *extra_opts,  # user/smoke options first, so that the cell's own keys win
+        *(cell_opts(cell) if cell_opts else ()),
+        "MODEL.TRANSFER.ENCODER_INIT", encoder_init,
+        "MODEL.TRANSFER.ENCODER_WEIGHTS", os.path.abspath(path),
+        "MODEL.TRANSFER.FREEZE_ENCODER", str(cell.mode == "frozen"),
+        "SEED", str(cell.seed),
+        "OUTPUT_DIR", os.path.abspath(cell_dir),
+    ]
+
+
+def _guard_encoder(cell: Cell, cell_dir: str, path: str) -> dict:
+    """Record the encoder file of the cell (``encoder.json``); refuse to resume a cell whose
+    checkpoint was trained from a different encoder file."""
+    info = {"file": os.path.abspath(path), "sha256": sha256_file(path)}
+    if cell.init in EXPECTED_CPP:
+        info.update(check_encoder(cell.init, path))
+    rec_path = os.path.join(cell_dir, ENCODER_FILE)
+    if os.path.isfile(rec_path) and os.path.isfile(os.path.join(cell_dir, "last_checkpoint")):
+        with open(rec_path) as f:
+            old = json.load(f)
+        if old.get("sha256") != info["sha256"]:
+            raise CellError(
+                f"{cell.key}: its checkpoint in {cell_dir} was trained from {old.get('file')} (sha256 "
+                f"{str(old.get('sha256'))[:12]}...), not from {path} (sha256 {info['sha256'][:12]}...); "
+                f"delete {cell_dir} to start the cell again with the new encoder"
+            )
+    grid_runner.write_json(rec_path, info)
+    return info
+
+
+def subprocess_runner(*, weights: Dict[str, str], num_gpus: int = 1, extra_opts: Sequence[str] = (),
+                      timeout: Optional[float] = None,
+                      cell_opts: Optional[Callable[[Cell], Sequence[str]]] = None) -> Callable[[Cell, str], dict]:
+    """A ``run_cell`` that launches ``transfer/train_net.py`` and reads its results file."""
+
+    def run(cell: Cell, cell_dir: str) -> dict:
+        cmd = cell_command(cell, cell_dir, weights=weights, num_gpus=num_gpus, extra_opts=extra_opts,
+                           cell_opts=cell_opts)
+        encoder = _guard_encoder(cell, cell_dir, weights[cell.init])
+        last = os.path.join(cell_dir, "last_checkpoint")
+        resumed_from = None
+        if os.path.isfile(last):
+            with open(last) as f:
+                resumed_from = f.read().strip() or None
+        log_path = os.path.join(cell_dir, grid_runner.LOG_FILE)
+        results_path = os.path.join(cell_dir, "transfer_results.json")
+        if os.path.exists(results_path):
+            os.unlink(results_path)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+        grid_runner.run_command(cmd, cell_dir, timeout=timeout, env=env, cwd=REPO, what="train_net",
+                                notes=[f"resuming from {resumed_from}"] if resumed_from else ())
+        if not os.path.isfile(results_path):
+            raise CellError(f"train_net finished but wrote no {results_path} (log: {log_path})")
+        with open(results_path) as f:
+            res = json.load(f)
+        return {"metrics": res.get("metrics", {}), "encoder_init": res.get("encoder_init"),
+                "max_iter": res.get("max_iter"), "command": cmd, "log": log_path, "resumed_from": resumed_from,
+                "encoder_file": encoder["file"], "encoder_sha256": encoder["sha256"],
+                **({"aux_loss": encoder["aux_loss"]} if "aux_loss" in encoder else {})}
+
+    return run
+
+
+# --------------------------------------------------------------------------------------- rendering
+def gather(out_dir: str, cells: Optional[Sequence[Cell]] = None) -> Dict[Cell, dict]:
+    """The records of ``cells`` found on disk; by default the whole grid with every seed that
+    has a folder (``<init>_<mode>_seed<k>``)."""
+    if cells is None:
+        cells = list(plan())
+        pat = re.compile(r"^(.+)_seed(\d+)$")
+        for det in DETECTORS:
+            d = os.path.join(out_dir, det)
+            for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+                m = pat.match(name)
+                if m:
+                    for init in INITS:
+                        for mode in MODES:
+                            if m.group(1) == f"{init}_{mode}" and int(m.group(2)) > 0:
+                                cells.append(Cell(det, init, mode, int(m.group(2))))
+    return {c: r for c in cells if (r := read_cell(out_dir, c)) is not None}
+
+
+def _value(rec: Optional[dict], task: str, metric: str) -> Optional[float]:
+    if not rec or rec.get("status") != "ok":
+        return None
+    v = (rec.get("metrics") or {}).get(task, {}).get(metric)
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+@dataclass
+class Entry:
+    """One table entry: the cells of a (detector, init, mode) over its seeds."""
+    n_cells: int = 0
+    n_ok: int = 0
+    values: Tuple[float, ...] = ()
+
+    @property
+    def mean(self) -> Optional[float]:
+        return mean_std(self.values)[0]
+
+    @property
+    def std(self) -> Optional[float]:
+        """Sample standard deviation over seeds (None for fewer than two)."""
+        return mean_std(self.values)[1]
+
+
+def _entry(records: Dict[Cell, dict], group: Tuple[str, str, str], task: str, metric: str) -> Entry:
+    recs = [r for c, r in records.items() if c.group == group]
+    vals = tuple(v for r in recs if (v := _value(r, task, metric)) is not None)
+    return Entry(len(recs), sum(r.get("status") == "ok" for r in recs), vals)
+
+
+def _fmt(e: Entry, best: bool) -> str:
+    if e.n_cells == 0:
+        return "–"
+    if e.n_ok == 0:
+        return "failed"
+    if e.mean is None:
+        return "n/a"
+    s = fmt_mean_std(e.mean, e.std, 1)
+    return f"**{s}**" if best else s
+
+
+def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
+    """Table 5 layout: one row per (detector, encoder init), one column per COCO metric;
+    each entry "fine-tuned (frozen)", as "mean ± std" (sample std) where a cell ran with more
+    than one seed; per detector and column the best fine-tuned and the best frozen mean are bold
+    (unless all values shown are equal)."""
+    lines = []
+    if title:
+        lines += [title, ""]
+    n_seeds = max((sum(1 for c in records if c.group == g) for g in {c.group for c in records}), default=0)
+    for task, heading in (("bbox", "Box AP"), ("segm", "Mask AP (Mask R-CNN)")):
+        dets = [d for d in DETECTORS if task == "bbox" or d == "mask_rcnn"]
+        if task == "segm" and not any(_value(r, "segm", "AP") is not None for c, r in records.items() if c.detector == "mask_rcnn"):
+            continue
+        seeds_note = f" Entries are mean ± sample std over up to {n_seeds} seeds." if n_seeds > 1 else ""
+        lines += [f"**{heading}** — fine-tuned encoder (frozen encoder in parentheses); best per detector in bold "
+                  f"where values differ.{seeds_note}", ""]
+        lines.append("| Detector | Encoder | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |")
+        lines.append("|---|---|" + "---|" * len(METRICS))
+        for det in dets:
+            best = {}
+            for mode in MODES:
+                for m in METRICS:
+                    means = [_entry(records, (det, i, mode), task, m).mean for i in INITS]
+                    vals = {round(v, 1) for v in means if v is not None}
+                    # bold only where there is something to choose: >= 2 different values
+                    best[mode, m] = max(vals) if len(vals) > 1 else None
+            for init, (label, _, _) in INITS.items():
+                cells = []
+                for m in METRICS:
+                    parts = []
+                    for mode in MODES:
+                        e = _entry(records, (det, init, mode), task, m)
+                        is_best = e.mean is not None and best[mode, m] is not None and round(e.mean, 1) == best[mode, m]
+                        parts.append(_fmt(e, is_best))
+                    cells.append(f"{parts[0]} ({parts[1]})")
+                lines.append(f"| {DETECTORS[det][0]} | {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    failed = [(c, r) for c, r in records.items() if r.get("status") != "ok"]
+    if failed:
+        lines += ["Failed cells:", ""]
+        for c, r in failed:
+            err = (r.get("error") or "").strip().splitlines()
+            lines.append(f"- `{c.key}`: {err[0] if err else 'unknown error'}")
+        lines.append("")
+    done = {c.group for c in records}
+    missing = [c.key for c in plan() if c.group not in done]
+    if missing:
+        lines += [f"Not run yet: {', '.join(f'`{k}`' for k in missing)}", ""]
+    shas = sorted({(c.init, r.get("encoder_sha256")) for c, r in records.items() if r.get("encoder_sha256")})
+    if shas:
+        lines += ["Encoder files (sha256): " + "; ".join(f"{INITS[i][0]} `{h[:16]}`" for i, h in shas), ""]
+    return "\n".join(lines)
+
+
+def render_chart(records: Dict[Cell, dict], path: str, metrics: Sequence[str] = ("AP", "APs", "APm", "APl"),
+                 title: str = "") -> str:
+    """Grouped bars per detector: one group per metric, one bar per encoder init, solid =
+    fine-tuned, hatched = frozen; the mean over seeds with a sample-std error bar. Missing or
+    failed cells have no bar."""
+    colors = {"imagenet": "#8c8c8c", "stn_wo_cpp": "#6baed6", "stn_cpp": "#d94801"}
+    with figure(1, len(DETECTORS), figsize=(5 * len(DETECTORS), 3.8), sharey=True) as (fig, axes):
+        _draw_chart(fig, axes, records, metrics, colors, title)
+        return save_png(fig, path)
+
+
+def _draw_chart(fig, axes, records, metrics, colors, title) -> None:
+    width = 0.8 / (len(INITS) * len(MODES))
+    for ax, (det, (det_label, _)) in zip(axes, DETECTORS.items()):
+        for j, init in enumerate(INITS):
+            for k, mode in enumerate(MODES):
+                off = (j * len(MODES) + k) * width - 0.4 + width / 2
+                entries = [_entry(records, (det, init, mode), "bbox", m) for m in metrics]
+                xs = [i + off for i, e in enumerate(entries) if e.mean is not None]
+                ys = [e.mean for e in entries if e.mean is not None]
+                errs = [e.std or 0.0 for e in entries if e.mean is not None]
+                ax.bar(xs, ys, width, yerr=errs if any(errs) else None, capsize=2, color=colors[init],
+                       hatch="//" if mode == "frozen" else None,
+                       edgecolor="white" if mode == "frozen" else colors[init],
+                       label=f"{INITS[init][0]}{' (frozen)' if mode == 'frozen' else ''}")
+        ax.set_xticks(range(len(metrics)))
+        ax.set_xticklabels([METRIC_LABELS[m] for m in metrics])
+        ax.set_title(det_label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("box AP")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(INITS) * len(MODES), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))
+
+
+def render_outputs(out_dir: str, title: Optional[str] = None) -> Tuple[str, str]:
+    records = gather(out_dir)
+    title = title if title is not None else _title(out_dir)
+    md_path = os.path.join(out_dir, "table5.md")
+    write_text(md_path, render_markdown(records, title=f"## {title}" if title else ""))
+    png = render_chart(records, os.path.join(out_dir, "table5.png"), title=title)
+    return md_path, png
+
+
+def _title(out_dir: str) -> str:
+    meta = os.path.join(out_dir, "grid.json")
+    if os.path.isfile(meta):
+        try:
+            with open(meta) as f:
+                return json.load(f).get("title", "")
+        except (OSError, ValueError):
+            pass
+    return "Table 5: detection transfer of the HRNetV2 encoder (Cityscapes val, COCO box AP)"
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out-dir", default="output/table5")
+    p.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    p.add_argument("--inits", nargs="+", default=list(INITS), choices=list(INITS))
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    p.add_argument("--imagenet-weights", default="", help="HRNetV2 ImageNet checkpoint (timm/official layout)")
+    p.add_argument("--stn-weights", default="", help="SeeThroughNet checkpoint trained WITHOUT CPP")
+    p.add_argument("--stn-cpp-weights", default="", help="SeeThroughNet checkpoint trained WITH CPP")
+    p.add_argument("--seeds", type=int, default=1, help="repeats per cell (SEED 0..N-1); the table shows mean ± std")
+    p.add_argument("--neck", choices=list(NECKS), default="hrfpn",
+                   help="hrfpn (HRNet's pyramid, default) or fpn (detectron2's FPN; FCOS over res3-res5)")
+    p.add_argument("--recompute-bn-imagenet", type=int, default=0, metavar="ITERS",
+                   help="ImageNet rows: re-estimate the encoder's BatchNorm statistics on ITERS training batches "
+                        "before training (MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS); 0 = keep ImageNet's")
+    p.add_argument("--variant", default=None, help="MODEL.HRNET.VARIANT (must match the checkpoints; configs: hrnet_w48)")
+    p.add_argument("--dataset-root", default=None, help="DATASETS.CITYSCAPES_ROOT (converted with convert_cityscapes_to_coco)")
+    p.add_argument("--num-gpus", type=int, default=1)
+    p.add_argument("--iters", type=int, default=None, help="SOLVER.MAX_ITER (STEPS scaled to 3/4 of it)")
+    p.add_argument("--ims-per-batch", type=int, default=None, help="SOLVER.IMS_PER_BATCH")
+    p.add_argument("--min-size", type=int, default=None, help="INPUT.MIN_SIZE_TRAIN/TEST (single value)")
+    p.add_argument("--max-size", type=int, default=None, help="INPUT.MAX_SIZE_TRAIN/TEST")
+    p.add_argument("--smoke", action="store_true", help="CPU smoke preset (tiny images, few proposals)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="run the cells that failed before again (by default they are kept)")
+    p.add_argument("--keep-failed", action="store_true", help=argparse.SUPPRESS)  # removed flag
+    p.add_argument("--render-only", action="store_true", help="only re-render table5.md / table5.png")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    p.add_argument("--title", default=None)
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="more KEY VALUE config overrides for every cell")
+    return p
+
+
+def extra_opts_from_args(args) -> List[str]:
+    opts: List[str] = list(SMOKE_OPTS) if args.smoke else []
+    opts += ["MODEL.BACKBONE.NAME", NECKS[args.neck]]
+    if args.variant:
+        opts += ["MODEL.HRNET.VARIANT", args.variant]
+    if args.dataset_root:
+        opts += ["DATASETS.CITYSCAPES_ROOT", os.path.abspath(args.dataset_root)]
+    if args.iters is not None:
+        opts += ["SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", f"({max(1, args.iters * 3 // 4)},)"]
+    if args.ims_per_batch is not None:
+        opts += ["SOLVER.IMS_PER_BATCH", str(args.ims_per_batch)]
+    if args.min_size is not None:
+        opts += ["INPUT.MIN_SIZE_TRAIN", f"({args.min_size},)", "INPUT.MIN_SIZE_TEST", str(args.min_size)]
+    if args.max_size is not None:
+        opts += ["INPUT.MAX_SIZE_TRAIN", str(args.max_size), "INPUT.MAX_SIZE_TEST", str(args.max_size)]
+    rest = [o for o in args.opts if o != "--"]
+    if len(rest) % 2:
+        raise SystemExit(f"config overrides must be KEY VALUE pairs, got {rest}")
+    return opts + rest
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.keep_failed:
+        print("error: --keep-failed is gone: failed cells are kept by default now (as in "
+              "tools/run_cpp_study.py); pass --retry-failed to run them again", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
+    weights = {"imagenet": args.imagenet_weights, "stn_wo_cpp": args.stn_weights, "stn_cpp": args.stn_cpp_weights}
+    if not args.render_only:
+        try:
+            cells = plan(args.detectors, args.inits, args.modes, args.seeds)
+            checked = check_encoders(weights, args.inits)
+        except (EncoderCheckError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for init, c in checked.items():
+            logger.info("%s %s: %s %s in %s", INITS[init][2], weights[init], ".".join(AUX_LOSS_KEY), c["aux_loss"], c["config"])
+    os.makedirs(args.out_dir, exist_ok=True)
+    if args.title is not None:
+        grid_runner.write_json(os.path.join(args.out_dir, "grid.json"), {"title": args.title})
+    if args.render_only:
+        md, png = render_outputs(args.out_dir)
+        print(open(md).read())
+        print(f"wrote {md} and {png}")
+        return 0
+    bn_iters = args.recompute_bn_imagenet
+
+    def cell_opts(cell: Cell) -> List[str]:
+        if cell.init == "imagenet" and bn_iters > 0:
+            return ["MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS", str(bn_iters)]
+        return []
+
+    runner = subprocess_runner(weights=weights, num_gpus=args.num_gpus, extra_opts=extra_opts_from_args(args),
+                               timeout=args.timeout, cell_opts=cell_opts)
+    records = run_grid(cells, args.out_dir, runner, retry_failed=args.retry_failed)
+    md, png = render_outputs(args.out_dir)
+    print(open(md).read())
+    n_ok = sum(r.get("status") == "ok" for r in records.values())
+    print(f"{n_ok}/{len(records)} cells ok; wrote {md} and {png}")
+    return 0 if n_ok == len(records) else 1
+
+

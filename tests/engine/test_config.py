@@ -8,17 +8,15 @@ pytest.importorskip("detectron2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(REPO, "projects/SeeThroughNet/configs")
-DEMO = os.path.join(CONFIGS, "Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
+TINY_CONFIG = os.path.join(REPO, "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
 W48 = os.path.join(CONFIGS, "Cityscapes/seethroughnet_W48_cityscapes_fine.yaml")
-SMALL = ["MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "8",
-         "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "8", "MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "8"]
 
 
 def _net(*opts):
     from seethroughnet.config import build_config
     from seethroughnet.modeling.meta_arch.seethroughnet import build_seethroughnet_from_cfg
 
-    return build_seethroughnet_from_cfg(build_config(DEMO, SMALL + list(opts)))
+    return build_seethroughnet_from_cfg(build_config(TINY_CONFIG, list(opts)))
 
 
 def test_default_objective_is_the_nvidia_rmi_with_cpp_on_the_coarse_maps():
@@ -55,9 +53,9 @@ def test_old_rmi_keys_name_their_new_names(tmp_path):
     from seethroughnet.config import build_config
 
     with pytest.raises(KeyError, match=r"MODEL.SEE_THROUGH.RMI_LAMBDA.*MODEL.SEE_THROUGH.RMI.LAMBDA"):
-        build_config(DEMO, ["MODEL.SEE_THROUGH.RMI_LAMBDA", "0.5"])
+        build_config(TINY_CONFIG, ["MODEL.SEE_THROUGH.RMI_LAMBDA", "0.5"])
     old = tmp_path / "old.yaml"
-    old.write_text(f'_BASE_: "{DEMO}"\nMODEL:\n  SEE_THROUGH:\n    RMI_WEIGHT: 1.0\n')
+    old.write_text(f'_BASE_: "{TINY_CONFIG}"\nMODEL:\n  SEE_THROUGH:\n    RMI_WEIGHT: 1.0\n')
     with pytest.raises(KeyError, match=r"old.yaml.*MODEL.SEE_THROUGH.RMI.WEIGHT"):
         build_config(str(old))
 
@@ -86,5 +84,5 @@ def test_guard_paths():
                  ["MODEL.WEIGHTS", "/data/model_final.pth"]):
         check_pretrained_weights(build_config(W48, opts))
     # the CPU demo and the CamVid CPU study opt out in their files
-    check_pretrained_weights(build_config(DEMO))
+    check_pretrained_weights(build_config(TINY_CONFIG))
     check_pretrained_weights(build_config(os.path.join(CONFIGS, "CPP-Plugin/CamVid-CPU/pspnet_R18_camvid.yaml")))

@@ -16,15 +16,8 @@ pytest.importorskip("detectron2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(REPO, "projects/SeeThroughNet/train_net.py")
-DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
-TINY = [
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "2",
-    "SOLVER.WARMUP_ITERS", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "256",
-    "INPUT.CROP.SIZE", "(64, 128)", "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0",
-    "MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "32",
-    "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16", "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "16",
-    "SEED", "5",
-]
+TINY_CONFIG = os.path.join(REPO, "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
+TINY = ["SOLVER.MAX_ITER", "6", "SEED", "5"]  # 3 checkpoints (period 2), a fixed seed
 
 # train_net.py run as a script, with a hook that, at a chosen moment, prints a marker and waits
 # for the test to SIGKILL it: "step N" after iteration N's batch and forward pass, "save N" after
@@ -97,7 +90,7 @@ def dataset_env(make_synthetic_cityscapes):
 def _train(env, out, *opts, flags=(), kill_point=None, tmp):
     wrapper = tmp / "wrapper.py"
     wrapper.write_text(_WRAPPER)
-    cmd = [sys.executable, str(wrapper), TRAIN_NET, "--config-file", DEMO, *flags, *TINY, "OUTPUT_DIR", str(out), *opts]
+    cmd = [sys.executable, str(wrapper), TRAIN_NET, "--config-file", TINY_CONFIG, *flags, *TINY, "OUTPUT_DIR", str(out), *opts]
     if kill_point is None:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -215,7 +208,7 @@ def test_truncated_weights_file_is_named(tmp_path):
 
 
 def test_eval_only_without_weights_is_an_error_unless_random_init_is_allowed(dataset_env, tmp_path):
-    cmd = [sys.executable, TRAIN_NET, "--config-file", DEMO, "--eval-only", *TINY, "OUTPUT_DIR", str(tmp_path / "e")]
+    cmd = [sys.executable, TRAIN_NET, "--config-file", TINY_CONFIG, "--eval-only", *TINY, "OUTPUT_DIR", str(tmp_path / "e")]
     r = subprocess.run(cmd + ["MODEL.ALLOW_RANDOM_INIT", "False"], env=dataset_env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert "MODEL.WEIGHTS" in r.stderr and "MODEL.ALLOW_RANDOM_INIT True" in r.stderr
@@ -247,7 +240,7 @@ def test_non_finite_loss_at_the_last_iteration_writes_no_results(dataset_env, tm
 
     monkeypatch.setattr(SeeThroughNet, "losses", poisoned)
     out = tmp_path / "nan"
-    cfg = build_config(DEMO, TINY + ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100"])
+    cfg = build_config(TINY_CONFIG, TINY + ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100"])
     cfg.freeze()
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)

@@ -21,13 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 ABLATIONS = sorted(glob.glob(os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes/ablation/*.yaml")))
 
-TINY = [
-    "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2",
-    "SOLVER.WARMUP_ITERS", "0", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "256",
-    "INPUT.CROP.SIZE", "(64, 128)", "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0",
-    "MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "32",
-    "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16", "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "16",
-]
+TINY_CONFIG = os.path.join(REPO, "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +32,7 @@ def cityscapes_root(make_synthetic_cityscapes):
 def _cfg(out_dir, *opts):
     from seethroughnet.config import build_config
 
-    cfg = build_config(DEMO, TINY + ["OUTPUT_DIR", str(out_dir), *opts])
+    cfg = build_config(TINY_CONFIG, ["OUTPUT_DIR", str(out_dir), *opts])
     return cfg
 
 
@@ -185,9 +179,9 @@ def test_export_cli_refuses_a_used_folder(trained, tmp_path):
     (target / "x").mkdir(parents=True)
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(target / "x" / "old.png")
     r = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools/export_cityscapes_submission.py"), "--config-file", DEMO,
-         "--weights", os.path.join(out, "model_final.pth"), "--dataset", "cityscapes_fine_sem_seg_val",
-         "--output", str(target), *TINY],
+        [sys.executable, os.path.join(REPO, "tools/export_cityscapes_submission.py"), "--config-file",
+         TINY_CONFIG, "--weights", os.path.join(out, "model_final.pth"), "--dataset", "cityscapes_fine_sem_seg_val",
+         "--output", str(target)],
         capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert r.returncode != 0
@@ -283,7 +277,7 @@ def main(out):
     from seethroughnet.config import build_config
     register_all()
     # SyncBN as in the W48 configs: the CPU trainer must convert it (SyncBatchNorm trains only on GPUs)
-    cfg = build_config({demo!r}, {tiny!r} + ["OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4",
+    cfg = build_config({tiny_config!r}, ["OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4",
                                              "MODEL.HRNET.NORM", "SyncBN", "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN"])
     cfg.freeze()
     assert cfg.MODEL.DEVICE == "cpu"
@@ -305,7 +299,7 @@ if __name__ == "__main__":
 @pytest.mark.slow
 def test_two_process_gloo_training_with_syncbn_config_keeps_weights_identical(cityscapes_root, tmp_path):
     script = tmp_path / "ddp.py"
-    script.write_text(_DDP_SCRIPT.format(repo=REPO, demo=DEMO, tiny=TINY + ["TEST.EVAL_PERIOD", "0"]))
+    script.write_text(_DDP_SCRIPT.format(repo=REPO, tiny_config=TINY_CONFIG))
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -35,8 +35,7 @@ from seethroughnet.utils.safe_load import (  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
-SMALL = ["MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "32",
-         "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16", "MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS", "16"]
+TINY_CONFIG = str(REPO / "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -123,7 +122,7 @@ def test_allow_unsafe_config_opt_in(evil, tmp_path):
     load_yaml_file(str(evil.yaml), allow_unsafe=True)
     assert evil.marker.exists()  # the payload is live: the refusals above are real
     tup = tmp_path / "tuple.yaml"
-    tup.write_text(f'_BASE_: "{DEMO}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n')
+    tup.write_text(f'_BASE_: "{TINY_CONFIG}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n')
     with pytest.raises(UnsafeConfigError, match="!!python/tuple"):
         build_config(str(tup))
     assert tuple(build_config(str(tup), allow_unsafe=True).INPUT.CROP.SIZE) == (64, 128)
@@ -288,10 +287,10 @@ def test_train_net_cli_allow_unsafe_config_then_refuses_the_weights(evil, tmp_pa
     """--allow-unsafe-config reads a config with a Python tag; --eval-only then refuses the
     weight file holding a payload (MODEL.WEIGHTS goes through the project's checkpointer)."""
     tup = tmp_path / "tuple.yaml"
-    tup.write_text(f'_BASE_: "{DEMO}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n')
+    tup.write_text(f'_BASE_: "{TINY_CONFIG}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n')
     r = subprocess.run([sys.executable, str(REPO / "projects/SeeThroughNet/train_net.py"), "--config-file",
                         str(tup), "--allow-unsafe-config", "--eval-only", "MODEL.WEIGHTS", str(evil.pth),
-                        "OUTPUT_DIR", str(tmp_path / "out"), *SMALL],
+                        "OUTPUT_DIR", str(tmp_path / "out")],
                        capture_output=True, text=True, env=ENV, cwd=tmp_path)
     assert r.returncode != 0
     _refused_weights(r.stderr, evil.pth)
@@ -309,8 +308,8 @@ def test_train_net_trust_weights_file_flag(evil, tmp_path):
     from seethroughnet.utils.safe_load import add_safety_arguments
 
     args = add_safety_arguments(default_argument_parser()).parse_args(
-        ["--config-file", DEMO, "--eval-only", "--trust-weights-file", "MODEL.WEIGHTS", str(evil.pth),
-         "OUTPUT_DIR", str(tmp_path / "out"), *SMALL])
+        ["--config-file", TINY_CONFIG, "--eval-only", "--trust-weights-file", "MODEL.WEIGHTS", str(evil.pth),
+         "OUTPUT_DIR", str(tmp_path / "out")])
     with pytest.raises(CheckpointMismatchError):
         _train_net().main(args)
     assert evil.marker.exists()
@@ -325,11 +324,11 @@ def test_export_tool_refuses_config_and_weights(evil, tmp_path):
     _refused_config(str(e.value.code), evil.yaml)
     assert str(e.value.code).startswith("error: ")
     with pytest.raises(SystemExit) as e:
-        ex.main(["--config-file", DEMO, "--weights", str(evil.pth), *base, *SMALL])
+        ex.main(["--config-file", TINY_CONFIG, "--weights", str(evil.pth), *base])
     _refused_weights(str(e.value.code), evil.pth)
     assert not evil.marker.exists()
     with pytest.raises(Exception):  # trusted: the file is unpickled, then does not fit the model
-        ex.main(["--config-file", DEMO, "--weights", str(evil.pkl), "--trust-weights-file", *base, *SMALL])
+        ex.main(["--config-file", TINY_CONFIG, "--weights", str(evil.pkl), "--trust-weights-file", *base])
     assert evil.marker.exists()
 
 

@@ -6,8 +6,10 @@ A pairs file lists ``image label`` paths relative to its own folder, one sample 
 """
 from __future__ import annotations
 
+import argparse
 import os
-from typing import List, Optional
+import sys
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 from PIL import Image
@@ -61,3 +63,28 @@ def pairs_from_split_list(droot: str, split_list: str, pairs_name: str, image_di
     dst = os.path.join(droot, pairs_name)
     write_pairs_file(dst, [f"{image_dir}/{i}{image_suffix} {label_dir}/{i}.png" for i in ids])
     return dst
+
+
+def prepare_main(argv, description: str, prepare: Callable[..., Dict[str, str]],
+                 nothing_found: Callable[[str], str], skip_reduce_help: Optional[str] = None) -> int:
+    """The command line of every ``prepare_*.py``: ``--root`` (and ``--skip-reduce`` where the
+    script converts labels), then ``prepare(root[, reduce=...])``; prints ``pairs file <- source``
+    per file written. Exit 2 with ``error: ...`` when a source is missing or nothing was found
+    (``nothing_found(datasets root)`` says what to do)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
+    if skip_reduce_help:
+        ap.add_argument("--skip-reduce", action="store_true", help=skip_reduce_help)
+    args = ap.parse_args(argv)
+    kwargs = {"reduce": not args.skip_reduce} if skip_reduce_help else {}
+    try:
+        written = prepare(args.root, **kwargs)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not written:
+        print(f"error: {nothing_found(dataset_root(args.root))}", file=sys.stderr)
+        return 2
+    for dst, src in written.items():
+        print(f"{dst} <- {src}")
+    return 0

@@ -10,12 +10,11 @@ reduced label. See datasets/README.md.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Dict, Optional
 
-from _prepare_common import dataset_root, reduce_zero_label, write_pairs_file
+from _prepare_common import prepare_main, dataset_root, reduce_zero_label, write_pairs_file
 
 NYUV2_FOLDER = "nyuv2"
 
@@ -40,23 +39,11 @@ def prepare_nyuv2(root: Optional[str] = None, reduce: bool = True) -> Dict[str, 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
-    ap.add_argument("--skip-reduce", action="store_true",
-                    help="only write the pairs files (label40_reduced/ already made)")
-    args = ap.parse_args(argv)
-    try:
-        written = prepare_nyuv2(args.root, reduce=not args.skip_reduce)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not written:
-        print(f"error: no image/train or image/test folder under "
-              f"{os.path.join(dataset_root(args.root), NYUV2_FOLDER)}", file=sys.stderr)
-        return 2
-    for dst, src in written.items():
-        print(f"{dst} <- {src}")
-    return 0
+    return prepare_main(
+        argv, __doc__.split("\n\n")[0], prepare_nyuv2,
+        lambda root: f"no image/train or image/test folder under {os.path.join(root, NYUV2_FOLDER)}",
+        skip_reduce_help="only write the pairs files (label40_reduced/ already made)",
+    )
 
 
 if __name__ == "__main__":

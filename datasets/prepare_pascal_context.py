@@ -11,12 +11,11 @@ See datasets/README.md.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Dict, Optional
 
-from _prepare_common import dataset_root, pairs_from_split_list, reduce_zero_label
+from _prepare_common import prepare_main, dataset_root, pairs_from_split_list, reduce_zero_label
 
 CONTEXT_FOLDER = "VOCdevkit/VOC2010"
 
@@ -39,23 +38,11 @@ def prepare_pascal_context(root: Optional[str] = None, reduce: bool = True) -> D
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
-    ap.add_argument("--skip-reduce", action="store_true",
-                    help="only write the pairs files (SegmentationClassContext59/ already made)")
-    args = ap.parse_args(argv)
-    try:
-        written = prepare_pascal_context(args.root, reduce=not args.skip_reduce)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not written:
-        print(f"error: no split list under {os.path.join(dataset_root(args.root), CONTEXT_FOLDER)}"
-              "/ImageSets/SegmentationContext/", file=sys.stderr)
-        return 2
-    for dst, src in written.items():
-        print(f"{dst} <- {src}")
-    return 0
+    return prepare_main(
+        argv, __doc__.split("\n\n")[0], prepare_pascal_context,
+        lambda root: f"no split list under {os.path.join(root, CONTEXT_FOLDER)}/ImageSets/SegmentationContext/",
+        skip_reduce_help="only write the pairs files (SegmentationClassContext59/ already made)",
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ Writes ``VOCdevkit/VOC2012/cpp_pairs_{train,val,train_aug}.txt`` from the split 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Dict, Optional
 
-from _prepare_common import dataset_root, pairs_from_split_list
+from _prepare_common import prepare_main, dataset_root, pairs_from_split_list
 
 VOC_FOLDER = "VOCdevkit/VOC2012"
 SPLIT_LABELS = {"train": "SegmentationClass", "val": "SegmentationClass",
@@ -36,17 +35,11 @@ def prepare_pascal_voc(root: Optional[str] = None) -> Dict[str, str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
-    args = ap.parse_args(argv)
-    written = prepare_pascal_voc(args.root)
-    if not written:
-        print(f"error: no split list under {os.path.join(dataset_root(args.root), VOC_FOLDER)}"
-              "/ImageSets/Segmentation/: unpack VOC 2012 (and SBD aug) first", file=sys.stderr)
-        return 2
-    for dst, src in written.items():
-        print(f"{dst} <- {src}")
-    return 0
+    return prepare_main(
+        argv, __doc__.split("\n\n")[0], prepare_pascal_voc,
+        lambda root: f"no split list under {os.path.join(root, VOC_FOLDER)}/ImageSets/Segmentation/: "
+        "unpack VOC 2012 (and SBD aug) first",
+    )
 
 
 if __name__ == "__main__":

@@ -6,18 +6,8 @@ A thin command line over :func:`transfer.table5.main` (the grid, the encoder che
 :mod:`seethroughnet.experiments.grid` (one subprocess per cell, ``<cell>/result.json``, resume,
 ``--retry-failed``).
 
-Paper setting (8 GPUs, HRNetV2-W48, the Cityscapes schedule of the configs):
-
-    python -m transfer.run_table5 --out-dir output/table5 --num-gpus 8 --seeds 3 \
-        --imagenet-weights weights/hrnetv2_w48_imagenet.pth \
-        --stn-weights output/seethroughnet_wo_cpp/model_final.pth \
-        --stn-cpp-weights output/seethroughnet_cpp/model_final.pth
-
-CPU smoke run (a few iterations on small images; see transfer/README.md):
-
-    python -m transfer.run_table5 --smoke --iters 4 --variant hrnet_w18_small_v2 ...
-
-Failed cells are not run again unless ``--retry-failed``.
+The paper-scale command and the CPU smoke command are in :mod:`transfer.table5` and
+transfer/README.md. Failed cells are not run again unless ``--retry-failed``.
 """
 import os
 import sys

@@ -160,14 +160,7 @@ def test_detectron2_semantic_segmentor(tmp_path):
     from detectron2.modeling import build_model
 
     cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 5
-    cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM = 32
+    cfg.merge_from_file(str(REPO / "tests/configs/semantic_segmentor_tiny.yaml"))
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     assert default_layer(model) == "backbone.res5"

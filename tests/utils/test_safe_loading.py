@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 TINY_CONFIG = str(REPO / "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
+SEMSEG_CONFIG = str(REPO / "tests/configs/semantic_segmentor_tiny.yaml")  # plain detectron2
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -430,24 +431,6 @@ def test_transfer_encoder_weights_and_checkpointer(evil, tmp_path):
     assert evil.marker.exists()
 
 
-def _semseg_yaml(tmp_path):
-    """A tiny plain detectron2 SemanticSegmentor config (R18), as in tests/experiments/test_visualization.py."""
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 5
-    cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM = 32
-    path = tmp_path / "semseg.yaml"
-    path.write_text(cfg.dump())
-    return path
-
-
 def test_visualisation_tools_refuse_configs_and_weights(evil, tmp_path, capsys):
     from PIL import Image
 
@@ -464,7 +447,7 @@ def test_visualisation_tools_refuse_configs_and_weights(evil, tmp_path, capsys):
     assert commands.compare_main(["--baseline-config-file", str(evil.yaml), "--cpp-config-file", DEMO,
                                   "--image", str(img), "--class", "car", "--output", out]) == 2
     _refused_config(capsys.readouterr().err, evil.yaml)
-    semseg = str(_semseg_yaml(tmp_path))
+    semseg = SEMSEG_CONFIG
     for w in (evil.pth, evil.pkl):
         assert commands.gradcam_main(["--config-file", semseg, "--weights", str(w), *cam]) == 2
         _refused_weights(capsys.readouterr().err, w)

@@ -381,37 +381,23 @@ def register_cityscapes(root: Optional[str] = None, splits=SPLITS) -> List[str]:
         gt_dir = os.path.join(root, "gtFine", split, "")
         meta = _builtin_meta()
 
-        sem = SEM_SEG_NAME.format(split=split)
-        _reset(sem)
-        DatasetCatalog.register(
-            sem,
-            lambda x=image_dir, y=gt_dir, n=sem: load_cityscapes_semantic_validated(
-                x, y, dataset_name=n, root=root, root_origin=origin
-            ),
+        kinds = (
+            (SEM_SEG_NAME, load_cityscapes_semantic_validated, "cityscapes_sem_seg",
+             {"ignore_label": CITYSCAPES_IGNORE_LABEL}),
+            (INSTANCE_NAME, load_cityscapes_instances_validated, "cityscapes_instance", {}),
         )
-        MetadataCatalog.get(sem).set(
-            image_dir=image_dir,
-            gt_dir=gt_dir,
-            evaluator_type="cityscapes_sem_seg",
-            ignore_label=CITYSCAPES_IGNORE_LABEL,
-            dataset_root=root,
-            **meta,
-        )
-
-        inst = INSTANCE_NAME.format(split=split)
-        _reset(inst)
-        DatasetCatalog.register(
-            inst,
-            lambda x=image_dir, y=gt_dir, n=inst: load_cityscapes_instances_validated(
-                x, y, dataset_name=n, root=root, root_origin=origin
-            ),
-        )
-        MetadataCatalog.get(inst).set(
-            image_dir=image_dir,
-            gt_dir=gt_dir,
-            evaluator_type="cityscapes_instance",
-            dataset_root=root,
-            **meta,
-        )
-        names += [sem, inst]
+        for name_format, loader, evaluator_type, extra in kinds:
+            name = name_format.format(split=split)
+            _reset(name)
+            DatasetCatalog.register(
+                name,
+                lambda x=image_dir, y=gt_dir, n=name, load=loader: load(
+                    x, y, dataset_name=n, root=root, root_origin=origin
+                ),
+            )
+            MetadataCatalog.get(name).set(
+                image_dir=image_dir, gt_dir=gt_dir, evaluator_type=evaluator_type, dataset_root=root,
+                **extra, **meta,
+            )
+            names.append(name)
     return names

@@ -4,6 +4,7 @@ dataset root, MMSegmentation's ``reduce_zero_label`` and the pairs files the reg
 A pairs file lists ``image label`` paths relative to its own folder, one sample a line, as
 ``seethroughnet.data.datasets.register_folder_semseg(pairs_file=...)`` reads them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ def reduce_zero_label(src_dir: str, dst_dir: str) -> int:
     with 0 -> 255 and ``c -> c - 1`` (MMSegmentation ``reduce_zero_label``; 255 stays 255).
     Returns the number of files; a missing ``src_dir`` is a ``FileNotFoundError`` naming it."""
     if not os.path.isdir(src_dir):
-        raise FileNotFoundError(f"label folder {src_dir} does not exist: unpack the dataset first "
-                                "(datasets/README.md, '## Pascal VOC, Pascal Context, NYUv2')")
+        raise FileNotFoundError(
+            f"label folder {src_dir} does not exist: unpack the dataset first "
+            "(datasets/README.md, '## Pascal VOC, Pascal Context, NYUv2')"
+        )
     n = 0
     for dirpath, _, files in os.walk(src_dir):
         for fn in sorted(files):
@@ -51,8 +54,9 @@ def write_pairs_file(path: str, lines: List[str]) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def pairs_from_split_list(droot: str, split_list: str, pairs_name: str, image_dir: str,
-                          image_suffix: str, label_dir: str) -> Optional[str]:
+def pairs_from_split_list(
+    droot: str, split_list: str, pairs_name: str, image_dir: str, image_suffix: str, label_dir: str
+) -> Optional[str]:
     """Write ``droot/pairs_name`` from the official split list ``droot/split_list`` (bare image
     ids, one a line); returns the pairs file, or ``None`` when the split list is absent."""
     src = os.path.join(droot, split_list)
@@ -65,8 +69,13 @@ def pairs_from_split_list(droot: str, split_list: str, pairs_name: str, image_di
     return dst
 
 
-def prepare_main(argv, description: str, prepare: Callable[..., Dict[str, str]],
-                 nothing_found: Callable[[str], str], skip_reduce_help: Optional[str] = None) -> int:
+def prepare_main(
+    argv,
+    description: str,
+    prepare: Callable[..., Dict[str, str]],
+    nothing_found: Callable[[str], str],
+    skip_reduce_help: Optional[str] = None,
+) -> int:
     """The command line of every ``prepare_*.py``: ``--root`` (and ``--skip-reduce`` where the
     script converts labels), then ``prepare(root[, reduce=...])``; prints ``pairs file <- source``
     per file written. Exit 2 with ``error: ...`` when a source is missing or nothing was found

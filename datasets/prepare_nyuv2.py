@@ -8,13 +8,14 @@ In ``nyuv2/``: writes ``label40_reduced/`` from ``label40/`` (0 = unlabelled -> 
 ``c - 1``), then ``cpp_pairs_{train,test}.txt`` listing every ``image/<split>/*.png`` with its
 reduced label. See datasets/README.md.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 from typing import Dict, Optional
 
-from _prepare_common import prepare_main, dataset_root, reduce_zero_label, write_pairs_file
+from _prepare_common import dataset_root, prepare_main, reduce_zero_label, write_pairs_file
 
 NYUV2_FOLDER = "nyuv2"
 
@@ -32,15 +33,18 @@ def prepare_nyuv2(root: Optional[str] = None, reduce: bool = True) -> Dict[str, 
             continue
         ids = sorted(os.path.splitext(f)[0] for f in os.listdir(img_root) if f.endswith(".png"))
         dst = os.path.join(droot, f"cpp_pairs_{split}.txt")
-        write_pairs_file(dst, [f"image/{split}/{i}.png label40_reduced/{split}/{i}.png"
-                               for i in ids])
+        write_pairs_file(
+            dst, [f"image/{split}/{i}.png label40_reduced/{split}/{i}.png" for i in ids]
+        )
         written[dst] = img_root
     return written
 
 
 def main(argv=None) -> int:
     return prepare_main(
-        argv, __doc__.split("\n\n")[0], prepare_nyuv2,
+        argv,
+        __doc__.split("\n\n")[0],
+        prepare_nyuv2,
         lambda root: f"no image/train or image/test folder under {os.path.join(root, NYUV2_FOLDER)}",
         skip_reduce_help="only write the pairs files (label40_reduced/ already made)",
     )

@@ -8,17 +8,21 @@ Writes ``VOCdevkit/VOC2012/cpp_pairs_{train,val,train_aug}.txt`` from the split 
 ``ImageSets/Segmentation/`` (train and val label ``SegmentationClass/``, train_aug
 ``SegmentationClassAug/``). Lists that are absent are skipped. See datasets/README.md.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 from typing import Dict, Optional
 
-from _prepare_common import prepare_main, dataset_root, pairs_from_split_list
+from _prepare_common import dataset_root, pairs_from_split_list, prepare_main
 
 VOC_FOLDER = "VOCdevkit/VOC2012"
-SPLIT_LABELS = {"train": "SegmentationClass", "val": "SegmentationClass",
-                "train_aug": "SegmentationClassAug"}
+SPLIT_LABELS = {
+    "train": "SegmentationClass",
+    "val": "SegmentationClass",
+    "train_aug": "SegmentationClassAug",
+}
 
 
 def prepare_pascal_voc(root: Optional[str] = None) -> Dict[str, str]:
@@ -27,8 +31,9 @@ def prepare_pascal_voc(root: Optional[str] = None) -> Dict[str, str]:
     written = {}
     for split, label_dir in SPLIT_LABELS.items():
         src = f"ImageSets/Segmentation/{split}.txt"
-        dst = pairs_from_split_list(droot, src, f"cpp_pairs_{split}.txt", "JPEGImages", ".jpg",
-                                    label_dir)
+        dst = pairs_from_split_list(
+            droot, src, f"cpp_pairs_{split}.txt", "JPEGImages", ".jpg", label_dir
+        )
         if dst is not None:
             written[dst] = os.path.join(droot, src)
     return written
@@ -36,7 +41,9 @@ def prepare_pascal_voc(root: Optional[str] = None) -> Dict[str, str]:
 
 def main(argv=None) -> int:
     return prepare_main(
-        argv, __doc__.split("\n\n")[0], prepare_pascal_voc,
+        argv,
+        __doc__.split("\n\n")[0],
+        prepare_pascal_voc,
         lambda root: f"no split list under {os.path.join(root, VOC_FOLDER)}/ImageSets/Segmentation/: "
         "unpack VOC 2012 (and SBD aug) first",
     )

@@ -1,4 +1,5 @@
 """Test-session settings: dataset-validation caches go to a temporary folder, not ~/.cache."""
+
 import os
 import tempfile
 
@@ -20,8 +21,12 @@ def make_synthetic_cityscapes(tmp_path_factory, request):
 
         root = tmp_path_factory.mktemp("d2datasets")
         generate_synthetic_cityscapes(
-            str(root / "cityscapes"), seed=seed, height=64, width=128,
-            num_images=num_images or {"train": 4, "val": 3, "test": 2}, progress=False,
+            str(root / "cityscapes"),
+            seed=seed,
+            height=64,
+            width=128,
+            num_images=num_images or {"train": 4, "val": 3, "test": 2},
+            progress=False,
         )
         if register:
             from seethroughnet.data.datasets import register_all

@@ -67,10 +67,10 @@ def make_labels(kind: str, n: int, h: int, w: int, device: str, seed: int = 0) -
         r = lambda lo, hi: int(torch.randint(lo, hi, (), generator=g))  # noqa: E731
         for _ in range(300):
             b, y, x, hh, ww = r(0, n), r(0, h), r(0, w), r(2, 200), r(2, 200)
-            lab[b, y:y + hh, x:x + ww] = r(0, K + 1)
+            lab[b, y : y + hh, x : x + ww] = r(0, K + 1)
         for _ in range(100):
             b, y, x, hh, ww = r(0, n), r(0, h), r(0, w), r(50, 400), r(2, 9)
-            lab[b, y:y + hh, x:x + ww] = r(0, K + 1)
+            lab[b, y : y + hh, x : x + ww] = r(0, K + 1)
     lab[lab == K] = IGNORE
     return lab.to(device)
 
@@ -81,13 +81,17 @@ def method_fn(name: str, device: str) -> Callable[[torch.Tensor], object]:
     if name == "cpp_torch":
         return lambda lab: cpp_targets(lab, list(SCALES), K, IGNORE, backend="torch")
     if name == "nearest":
-        return lambda lab: [nearest_downsample(lab, (lab.shape[1] // s, lab.shape[2] // s)) for s in SCALES]
+        return lambda lab: [
+            nearest_downsample(lab, (lab.shape[1] // s, lab.shape[2] // s)) for s in SCALES
+        ]
     if name == "naive":
+
         def naive(lab):
             cls = torch.where(lab == IGNORE, torch.full_like(lab, K), lab)
             one_hot = torch.zeros((lab.shape[0], K + 1) + tuple(lab.shape[1:]), device=lab.device)
             one_hot.scatter_(1, cls[:, None], 1.0)
             return [F.avg_pool2d(one_hot, s) for s in SCALES]
+
         return naive
     if name == "floor":
         return lambda lab: lab.max()
@@ -99,7 +103,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_methods(fns: Dict[str, Callable], lab, repeats: Dict[str, int], device: str) -> Dict[str, List[float]]:
+def time_methods(
+    fns: Dict[str, Callable], lab, repeats: Dict[str, int], device: str
+) -> Dict[str, List[float]]:
     """Seconds of every timed call, per method. Methods are timed round-robin (one call of each per round), so a
     burst of load from other processes hits all of them alike and the ratios stay meaningful."""
     for fn in fns.values():
@@ -152,9 +158,24 @@ def measure_memory(name: str, args) -> int:
 
 
 def memory_in_subprocess(name: str, args) -> int:
-    cmd = [sys.executable, os.path.abspath(__file__), "--measure-memory", name, "--labels", args.labels,
-           "--device", args.device, "--batch", str(args.batch), "--height", str(args.height),
-           "--width", str(args.width), "--threads", str(torch.get_num_threads())]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--measure-memory",
+        name,
+        "--labels",
+        args.labels,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--height",
+        str(args.height),
+        "--width",
+        str(args.width),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
     res = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return int(json.loads(res.stdout.strip().splitlines()[-1])["peak_extra_bytes"])
 
@@ -168,8 +189,12 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--width", type=int, default=2048)
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
+    ap.add_argument(
+        "--no-memory", action="store_true", help="skip the per-method memory subprocesses"
+    )
     ap.add_argument("--measure-memory", choices=METHODS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
@@ -181,15 +206,21 @@ def main(argv: List[str] = None) -> int:
     lab = make_labels(args.labels, args.batch, args.height, args.width, args.device)
     kernel_ok, reason = compiled_kernel_available()
     on_cpu = args.device == "cpu"
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{torch.get_num_threads()} threads, device {args.device}; load average at start "
-          f"{os.getloadavg()[0]:.2f}")
-    print(f"labels: {args.labels}, {tuple(lab.shape)} {lab.dtype}, 19 classes + ignore 255; "
-          f"CPP backend for (i): {'compiled C++ kernel' if kernel_ok and on_cpu else 'torch (' + (reason or 'device') + ')'}")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} threads, device {args.device}; load average at start "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"labels: {args.labels}, {tuple(lab.shape)} {lab.dtype}, 19 classes + ignore 255; "
+        f"CPP backend for (i): {'compiled C++ kernel' if kernel_ok and on_cpu else 'torch (' + (reason or 'device') + ')'}"
+    )
     out4_bytes = args.batch * (K + 1) * (args.height // 4) * (args.width // 4) * 4
     out_all = sum(args.batch * (K + 1) * (args.height // s) * (args.width // s) * 4 for s in SCALES)
-    print(f"size of the 1/4 CPP output: {out4_bytes / 2**20:.1f} MiB; all four scales: {out_all / 2**20:.1f} MiB; "
-          f"labels: {lab.numel() * lab.element_size() / 2**20:.1f} MiB")
+    print(
+        f"size of the 1/4 CPP output: {out4_bytes / 2**20:.1f} MiB; all four scales: {out_all / 2**20:.1f} MiB; "
+        f"labels: {lab.numel() * lab.element_size() / 2**20:.1f} MiB"
+    )
 
     # correctness guard: the benchmarked paths agree
     a = cpp_targets(lab, list(SCALES), K, IGNORE)
@@ -212,20 +243,32 @@ def main(argv: List[str] = None) -> int:
     print("| method | median ms | x (iv) | min ms | peak extra MiB | x (1/4 output) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in METHODS:
-        mem = f"{mems[name] / 2**20:.1f} | {mems[name] / out4_bytes:.2f}" if name in mems else "- | -"
-        print(f"| {LABELS[name]} | {times[name] * 1e3:.2f} | {times[name] / floor:.1f} | "
-              f"{min(samples[name]) * 1e3:.2f} | {mem} |")
+        mem = (
+            f"{mems[name] / 2**20:.1f} | {mems[name] / out4_bytes:.2f}" if name in mems else "- | -"
+        )
+        print(
+            f"| {LABELS[name]} | {times[name] * 1e3:.2f} | {times[name] / floor:.1f} | "
+            f"{min(samples[name]) * 1e3:.2f} | {mem} |"
+        )
     print(f"load average at end {os.getloadavg()[0]:.2f} (other processes share this machine)")
-    print(f"(median of {args.repeats} interleaved runs, {args.naive_repeats} for (iii); "
-          f"min of the same runs; ratios are of medians)")
+    print(
+        f"(median of {args.repeats} interleaved runs, {args.naive_repeats} for (iii); "
+        f"min of the same runs; ratios are of medians)"
+    )
     print()
     r_floor = times["cpp"] / floor
     r_naive = times["naive"] / times["cpp"]
-    print(f"target (i) <= 10x (iv):             {r_floor:.1f}x  -> {'met' if r_floor <= 10 else 'NOT met'}")
-    print(f"target (i) >= 20x faster than (iii): {r_naive:.1f}x  -> {'met' if r_naive >= 20 else 'NOT met'}")
+    print(
+        f"target (i) <= 10x (iv):             {r_floor:.1f}x  -> {'met' if r_floor <= 10 else 'NOT met'}"
+    )
+    print(
+        f"target (i) >= 20x faster than (iii): {r_naive:.1f}x  -> {'met' if r_naive >= 20 else 'NOT met'}"
+    )
     if "cpp" in mems:
         r_mem = mems["cpp"] / out4_bytes
-        print(f"target peak extra (i) <= 2x 1/4 output: {r_mem:.2f}x -> {'met' if r_mem <= 2 else 'NOT met'}")
+        print(
+            f"target peak extra (i) <= 2x 1/4 output: {r_mem:.2f}x -> {'met' if r_mem <= 2 else 'NOT met'}"
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ A thin command line over :mod:`seethroughnet.experiments.benchmark_cli` (the sub
 their flags are described there; ``--help`` on each lists them) and
 :mod:`seethroughnet.experiments.benchmark` (the measurements).
 """
+
 import sys
 
 from seethroughnet.experiments.benchmark_cli import main

@@ -24,9 +24,16 @@ from collections import Counter
 
 
 def _parse(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("names", nargs="*", help="registered dataset names or shell patterns")
-    p.add_argument("--mode", choices=["header", "full"], default="full", help="validation depth (default: full)")
+    p.add_argument(
+        "--mode",
+        choices=["header", "full"],
+        default="full",
+        help="validation depth (default: full)",
+    )
     p.add_argument("--no-hist", action="store_true", help="skip the class histogram")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list the registered dataset names and exit")
@@ -48,7 +55,9 @@ def _semantic_histogram(name, dicts, meta, progress):
     n = sum(total.values()) or 1
     n_valid = sum(c for v, c in total.items() if v != ignore)
     if n_valid == 0:
-        print(f"  {len(hists)} label files, every pixel is ignore_label {ignore} (e.g. a test split without labels)")
+        print(
+            f"  {len(hists)} label files, every pixel is ignore_label {ignore} (e.g. a test split without labels)"
+        )
         return
     print(f"  class pixel histogram ({len(hists)} label files, {n} pixels):")
     print(f"    {'id':>4}  {'class':<16} {'pixels':>14} {'% all':>7} {'% valid':>8}  images")
@@ -64,7 +73,9 @@ def _semantic_histogram(name, dicts, meta, progress):
     for v in sorted(k for k in total if not (0 <= k < len(classes))):
         label = "(ignore)" if v == ignore else "(not a class!)"
         c = total[v]
-        print(f"    {v:>4}  {label:<16} {c:>14} {100 * c / n:>6.2f}% {'':>8}  {images_with.get(v, 0)}")
+        print(
+            f"    {v:>4}  {label:<16} {c:>14} {100 * c / n:>6.2f}% {'':>8}  {images_with.get(v, 0)}"
+        )
     absent = [classes[v] for v in range(len(classes)) if total.get(v, 0) == 0]
     if absent:
         print(f"  classes with no pixels: {', '.join(absent)}")

@@ -19,6 +19,7 @@ Each case draws logits and labels (with ignored pixels), evaluates both losses a
 w.r.t. the logits in float32, as the references run, and reports the relative differences.
 Exit status 1 if any relative difference exceeds ``--rtol`` (default 1e-4).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,12 @@ import types
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "projects", "SeeThroughNet"))
+sys.path.insert(
+    0,
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "projects", "SeeThroughNet"
+    ),
+)
 
 from seethroughnet.nn.rmi_loss import RMILoss  # noqa: E402
 from seethroughnet.utils import atomic_path  # noqa: E402
@@ -44,14 +50,26 @@ CASES = [
 ]
 # (name, our kwargs, reference kwargs)
 SETTINGS = [
-    ("NVIDIA defaults (avg pool, stride 4, radius 3)", dict(pool="avg", pool_stride=4, radius=3),
-     dict(rmi_pool_way=1, rmi_pool_size=4, rmi_pool_stride=4, rmi_radius=3)),
-    ("ZJU defaults (max pool, stride 3, radius 3)", dict(pool="max", pool_stride=3, radius=3),
-     dict(rmi_pool_way=0, rmi_pool_size=3, rmi_pool_stride=3, rmi_radius=3)),
-    ("avg pool, stride 2, radius 2", dict(pool="avg", pool_stride=2, radius=2),
-     dict(rmi_pool_way=1, rmi_pool_size=2, rmi_pool_stride=2, rmi_radius=2)),
-    ("max pool, stride 4, radius 5", dict(pool="max", pool_stride=4, radius=5),
-     dict(rmi_pool_way=0, rmi_pool_size=4, rmi_pool_stride=4, rmi_radius=5)),
+    (
+        "NVIDIA defaults (avg pool, stride 4, radius 3)",
+        dict(pool="avg", pool_stride=4, radius=3),
+        dict(rmi_pool_way=1, rmi_pool_size=4, rmi_pool_stride=4, rmi_radius=3),
+    ),
+    (
+        "ZJU defaults (max pool, stride 3, radius 3)",
+        dict(pool="max", pool_stride=3, radius=3),
+        dict(rmi_pool_way=0, rmi_pool_size=3, rmi_pool_stride=3, rmi_radius=3),
+    ),
+    (
+        "avg pool, stride 2, radius 2",
+        dict(pool="avg", pool_stride=2, radius=2),
+        dict(rmi_pool_way=1, rmi_pool_size=2, rmi_pool_stride=2, rmi_radius=2),
+    ),
+    (
+        "max pool, stride 4, radius 5",
+        dict(pool="max", pool_stride=4, radius=5),
+        dict(rmi_pool_way=0, rmi_pool_size=4, rmi_pool_stride=4, rmi_radius=5),
+    ),
 ]
 
 
@@ -67,7 +85,9 @@ def load_references(zju_root: str, nvidia_root: str):
     """The two reference ``RMILoss`` classes, imported from the checkouts."""
     for root, rel in ((zju_root, "losses/rmi/rmi.py"), (nvidia_root, "loss/rmi.py")):
         if not os.path.isfile(os.path.join(root, rel)):
-            raise SystemExit(f"{os.path.join(root, rel)} not found: pass the root of a checkout of the reference repository")
+            raise SystemExit(
+                f"{os.path.join(root, rel)} not found: pass the root of a checkout of the reference repository"
+            )
     # ZJU: `from RMI.losses.rmi import rmi_utils`
     zju_utils = _load("RMI.losses.rmi.rmi_utils", os.path.join(zju_root, "losses/rmi/rmi_utils.py"))
     for pkg in ("RMI", "RMI.losses", "RMI.losses.rmi"):
@@ -133,7 +153,9 @@ def rel(a, b):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--zju", required=True, help="root of a ZJULearning/RMI checkout")
-    p.add_argument("--nvidia", required=True, help="root of a NVIDIA/semantic-segmentation checkout")
+    p.add_argument(
+        "--nvidia", required=True, help="root of a NVIDIA/semantic-segmentation checkout"
+    )
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--output", help="also write the table to this markdown file")
     args = p.parse_args(argv)
@@ -143,7 +165,10 @@ def main(argv=None):
         "|---|---|---|---:|---:|---:|---:|",
     ]
     worst = 0.0
-    for ref_name, ref_cls in (("ZJULearning/RMI", zju_cls), ("NVIDIA/semantic-segmentation", nvidia_cls)):
+    for ref_name, ref_cls in (
+        ("ZJULearning/RMI", zju_cls),
+        ("NVIDIA/semantic-segmentation", nvidia_cls),
+    ):
         for set_name, ours_kw, ref_kw in SETTINGS:
             for case_name, k, n, h, w, ign, seed in CASES:
                 logits, labels = draw(k, n, h, w, ign, seed)
@@ -155,7 +180,9 @@ def main(argv=None):
                 dv = rel(v_ours, v_ref)
                 dg = float((g_ours - g_ref).abs().max() / g_ref.abs().max().clamp_min(1e-30))
                 worst = max(worst, dv, dg)
-                lines.append(f"| {ref_name} | {set_name} | {case_name} | {v_ours:.6f} | {v_ref:.6f} | {dv:.1e} | {dg:.1e} |")
+                lines.append(
+                    f"| {ref_name} | {set_name} | {case_name} | {v_ours:.6f} | {v_ref:.6f} | {dv:.1e} | {dg:.1e} |"
+                )
                 print(lines[-1], flush=True)
     lines.append("")
     lines.append(f"largest relative difference: {worst:.1e} (tolerance {args.rtol:g})")

@@ -11,6 +11,7 @@ working tree, and compares the SHA-256 of every file, manifest included::
 
 Exit status 0 when every file is identical, 1 otherwise (the differing files are listed).
 """
+
 import argparse
 import hashlib
 import importlib
@@ -92,9 +93,14 @@ def main(argv=None) -> int:
     ap.add_argument("--num-test", type=int, default=2)
     ap.add_argument("--test-gt", choices=("dummy", "full"), default="dummy")
     args = ap.parse_args(argv)
-    params = dict(seed=args.seed, height=args.height, width=args.width, progress=False,
-                  test_gt=args.test_gt,
-                  num_images={"train": args.num_train, "val": args.num_val, "test": args.num_test})
+    params = dict(
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        progress=False,
+        test_gt=args.test_gt,
+        num_images={"train": args.num_train, "val": args.num_val, "test": args.num_test},
+    )
     with tempfile.TemporaryDirectory(prefix="compare-synthetic-") as tmp:
         old = load_generator_at(args.revision, tmp)
         old.generate_synthetic_cityscapes(os.path.join(tmp, "old"), **params)
@@ -102,9 +108,11 @@ def main(argv=None) -> int:
         new.generate_synthetic_cityscapes(os.path.join(tmp, "new"), **params)
         a, b = file_hashes(os.path.join(tmp, "old")), file_hashes(os.path.join(tmp, "new"))
     differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    print(f"{len(a)} files from {args.revision}, {len(b)} from the working tree "
-          f"(seed {args.seed}, {args.height}x{args.width}, {params['num_images']}, "
-          f"test_gt={args.test_gt})")
+    print(
+        f"{len(a)} files from {args.revision}, {len(b)} from the working tree "
+        f"(seed {args.seed}, {args.height}x{args.width}, {params['num_images']}, "
+        f"test_gt={args.test_gt})"
+    )
     if differing:
         print(f"DIFFERENT: {len(differing)} files, e.g.\n  " + "\n  ".join(differing[:20]))
         return 1

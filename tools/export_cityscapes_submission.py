@@ -16,6 +16,7 @@ folder that already holds predictions (or an existing OUTPUT.zip) is refused unl
 --overwrite, which removes the old zip and then the old PNGs before the first new PNG is
 written, so an interrupted export never leaves an earlier model's results under this name.
 """
+
 import sys
 
 from seethroughnet.experiments.export import main

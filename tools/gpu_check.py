@@ -23,6 +23,7 @@ BatchNorm where the configs say SyncBN.
 autocast instead of float16 + GradScaler, gloo instead of NCCL); the test suite uses it to check
 that the tool itself works. Exit status 1 if any step failed (its error is in the report).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,16 @@ class Settings:
         self.cuda = self.device.type == "cuda"
         self.stn_variant = "hrnet_w18_small_v2" if tiny else "hrnet_w48"
         self.stn_size = (128, 256) if tiny else (1024, 2048)
-        self.stn_heads = dict(decoder_attention_channels=16, ocr_mid_channels=32, ocr_key_channels=16,
-                              scale_attention_channels=16) if tiny else {}
+        self.stn_heads = (
+            dict(
+                decoder_attention_channels=16,
+                ocr_mid_channels=32,
+                ocr_key_channels=16,
+                scale_attention_channels=16,
+            )
+            if tiny
+            else {}
+        )
         self.table1_size = (64, 64) if tiny else (512, 1024)
         self.det_size = (128, 256) if tiny else (1024, 2048)
         self.warmup, self.steps = (1, 1) if tiny else (2, 5)
@@ -107,7 +116,9 @@ def _train_step_fn(s: Settings, model, loss_fn: Callable[[], Dict[str, torch.Ten
             losses = loss_fn()
         total = sum(losses.values())
         if not torch.isfinite(total):
-            raise FloatingPointError(f"non-finite loss: { {k: float(v) for k, v in losses.items()} }")
+            raise FloatingPointError(
+                f"non-finite loss: { {k: float(v) for k, v in losses.items()} }"
+            )
         scaler.scale(total).backward()
         scaler.step(opt)
         scaler.update()
@@ -127,13 +138,28 @@ def _labels(s: Settings, n: int, h: int, w: int) -> torch.Tensor:
 def check_cuda_tests(s: Settings) -> List[List[str]]:
     if not s.cuda:
         return [["CUDA tests", "skipped: not a CUDA run"]]
-    cmd = [sys.executable, "-m", "pytest", "tests/test_cpp_targets.py", "tests/test_aux_losses.py", "-q",
-           "-k", "cuda", "-p", "no:cacheprovider"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_cpp_targets.py",
+        "tests/test_aux_losses.py",
+        "-q",
+        "-k",
+        "cuda",
+        "-p",
+        "no:cacheprovider",
+    ]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     summary = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[2:])}: {summary}\n{r.stdout[-2000:]}")
-    return [["CUDA tests (`pytest tests/test_cpp_targets.py tests/test_aux_losses.py -k cuda`)", summary]]
+    return [
+        [
+            "CUDA tests (`pytest tests/test_cpp_targets.py tests/test_aux_losses.py -k cuda`)",
+            summary,
+        ]
+    ]
 
 
 def _seethroughnet(s: Settings):
@@ -153,9 +179,13 @@ def check_seethroughnet_train(s: Settings) -> List[List[str]]:
         step = _train_step_fn(s, model, lambda: model.losses(model(images), labels), amp)
         med, best, peak = _timed_steps(s, step)
         kind = ("AMP float16 + GradScaler" if s.cuda else "autocast bfloat16") if amp else "float32"
-        rows.append([f"SeeThroughNet {s.stn_variant} train step {h}x{w} batch 1, {kind}",
-                     f"median {med:.3f} s (min {best:.3f} s) over {s.steps} steps; peak memory {peak}"])
-        del model, step
+        rows.append(
+            [
+                f"SeeThroughNet {s.stn_variant} train step {h}x{w} batch 1, {kind}",
+                f"median {med:.3f} s (min {best:.3f} s) over {s.steps} steps; peak memory {peak}",
+            ]
+        )
+        model = step = None  # free before the next precision
     return rows
 
 
@@ -169,8 +199,12 @@ def check_seethroughnet_inference(s: Settings) -> List[List[str]]:
             model.inference(images, scales=(0.5, 1.0, 2.0), flip=True, merge="attention")
 
     med, best, peak = _timed_steps(s, step)
-    return [[f"SeeThroughNet {s.stn_variant} inference {h}x{w}, scales 0.5/1.0/2.0 + flip, attention merge",
-             f"median {med:.3f} s (min {best:.3f} s) per image; peak memory {peak}"]]
+    return [
+        [
+            f"SeeThroughNet {s.stn_variant} inference {h}x{w}, scales 0.5/1.0/2.0 + flip, attention merge",
+            f"median {med:.3f} s (min {best:.3f} s) per image; peak memory {peak}",
+        ]
+    ]
 
 
 _DDP_SCRIPT = r"""
@@ -199,11 +233,20 @@ def check_ddp_launch(s: Settings) -> List[List[str]]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _DDP_SCRIPT, backend, str(port), s.device.type],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", _DDP_SCRIPT, backend, str(port), s.device.type],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if r.returncode != 0 or not r.stdout.startswith("ok"):
         raise RuntimeError(f"1-process {backend} DDP step failed:\n{r.stderr[-2000:]}")
-    return [[f"1-process {backend.upper()} process group + DDP step + all_reduce", f"ok in {time.perf_counter() - t0:.1f} s"]]
+    return [
+        [
+            f"1-process {backend.upper()} process group + DDP step + all_reduce",
+            f"ok in {time.perf_counter() - t0:.1f} s",
+        ]
+    ]
 
 
 def check_table1_model(s: Settings) -> List[List[str]]:
@@ -211,27 +254,59 @@ def check_table1_model(s: Settings) -> List[List[str]]:
 
     from seethroughnet.config import build_config
 
-    opts = ["MODEL.DEVICE", s.device.type, "MODEL.ALLOW_RANDOM_INIT", "True", "MODEL.RESNETS.NORM", "BN",
-            "MODEL.DECODE_HEAD.NORM", "BN"]
+    opts = [
+        "MODEL.DEVICE",
+        s.device.type,
+        "MODEL.ALLOW_RANDOM_INIT",
+        "True",
+        "MODEL.RESNETS.NORM",
+        "BN",
+        "MODEL.DECODE_HEAD.NORM",
+        "BN",
+    ]
     if s.tiny:
-        opts += ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]",
-                 "MODEL.DECODE_HEAD.CHANNELS", "16", "MODEL.CPP_AUX.HIDDEN_CHANNELS", "8"]
-    cfg = build_config(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/deeplabv3plus_R101_cityscapes.yaml"), opts)
+        opts += [
+            "MODEL.RESNETS.DEPTH",
+            "18",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64",
+            "MODEL.RESNETS.RES5_MULTI_GRID",
+            "[1, 1]",
+            "MODEL.DECODE_HEAD.CHANNELS",
+            "16",
+            "MODEL.CPP_AUX.HIDDEN_CHANNELS",
+            "8",
+        ]
+    cfg = build_config(
+        os.path.join(
+            REPO, "projects/SeeThroughNet/configs/CPP-Plugin/deeplabv3plus_R101_cityscapes.yaml"
+        ),
+        opts,
+    )
     torch.manual_seed(0)
     model = build_model(cfg).train()
     h, w = s.table1_size
     labels = _labels(s, 2, h, w)
     g = torch.Generator().manual_seed(1)
-    batch = [{"image": torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8), "sem_seg": labels[i].cpu()}
-             for i in range(2)]
+    batch = [
+        {
+            "image": torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8),
+            "sem_seg": labels[i].cpu(),
+        }
+        for i in range(2)
+    ]
     rows = []
     for amp in (False, True):
         step = _train_step_fn(s, model, lambda: model(batch), amp)
         med, best, peak = _timed_steps(s, step)
         kind = ("AMP float16" if s.cuda else "autocast bfloat16") if amp else "float32"
         depth = cfg.MODEL.RESNETS.DEPTH
-        rows.append([f"DeepLabV3+ R{depth} + 4 CPP aux heads, train step {h}x{w} batch 2, {kind}",
-                     f"median {med:.3f} s (min {best:.3f} s); peak memory {peak}"])
+        rows.append(
+            [
+                f"DeepLabV3+ R{depth} + 4 CPP aux heads, train step {h}x{w} batch 2, {kind}",
+                f"median {med:.3f} s (min {best:.3f} s); peak memory {peak}",
+            ]
+        )
     return rows
 
 
@@ -256,14 +331,23 @@ def check_detector(s: Settings) -> List[List[str]]:
     model = build_model(cfg).train()
     h, w = s.det_size
     inst = Instances((h, w))
-    boxes = torch.tensor([[0.1, 0.2, 0.3, 0.6], [0.5, 0.4, 0.8, 0.9], [0.05, 0.5, 0.15, 0.7]]) * torch.tensor([w, h, w, h])
+    boxes = torch.tensor(
+        [[0.1, 0.2, 0.3, 0.6], [0.5, 0.4, 0.8, 0.9], [0.05, 0.5, 0.15, 0.7]]
+    ) * torch.tensor([w, h, w, h])
     inst.gt_boxes = Boxes(boxes)
     inst.gt_classes = torch.tensor([0, 2, 1])
     masks = torch.zeros(3, h, w, dtype=torch.bool)
     for i, (x0, y0, x1, y1) in enumerate(boxes.round().long().tolist()):
         masks[i, y0:y1, x0:x1] = True
     inst.gt_masks = BitMasks(masks)
-    batch = [{"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "instances": inst, "height": h, "width": w}]
+    batch = [
+        {
+            "image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8),
+            "instances": inst,
+            "height": h,
+            "width": w,
+        }
+    ]
 
     def losses():
         with EventStorage(0):
@@ -271,8 +355,12 @@ def check_detector(s: Settings) -> List[List[str]]:
 
     step = _train_step_fn(s, model, losses, amp=False)
     med, best, peak = _timed_steps(s, step)
-    return [[f"Mask R-CNN, HRNetV2 ({cfg.MODEL.HRNET.VARIANT}) encoder, Table 5 config, train step {h}x{w} batch 1, float32",
-             f"median {med:.3f} s (min {best:.3f} s); peak memory {peak}"]]
+    return [
+        [
+            f"Mask R-CNN, HRNetV2 ({cfg.MODEL.HRNET.VARIANT}) encoder, Table 5 config, train step {h}x{w} batch 1, float32",
+            f"median {med:.3f} s (min {best:.3f} s); peak memory {peak}",
+        ]
+    ]
 
 
 CHECKS = [
@@ -286,16 +374,19 @@ CHECKS = [
 
 
 def environment(s: Settings) -> List[str]:
-    lines = [f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-             f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}"]
+    lines = [
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}",
+    ]
     if s.cuda:
         p = torch.cuda.get_device_properties(s.device)
         lines.append(f"- device: {p.name}, {p.total_memory / 2**30:.0f} GiB")
     else:
         lines.append(f"- device: CPU ({os.cpu_count()} cores), tiny self-test sizes")
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         lines.append(f"- code: commit {commit or 'unknown'}")
     except OSError:
         pass
@@ -306,12 +397,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output", default=os.path.join(REPO, "docs", "gpu_results.md"))
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu (only with --tiny)")
-    p.add_argument("--tiny", action="store_true", help="toy sizes: a self-test of this tool (CPU-friendly)")
+    p.add_argument(
+        "--tiny", action="store_true", help="toy sizes: a self-test of this tool (CPU-friendly)"
+    )
     p.add_argument("--only", nargs="*", help="names of checks to run (default: all)")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("gpu-check: no CUDA device on this machine; nothing measured and "
-              f"{os.path.relpath(args.output, REPO)} not written. Run `make gpu-check` on a machine with a GPU.")
+        print(
+            "gpu-check: no CUDA device on this machine; nothing measured and "
+            f"{os.path.relpath(args.output, REPO)} not written. Run `make gpu-check` on a machine with a GPU."
+        )
         return 0
     if args.device == "cpu" and not args.tiny:
         p.error("--device cpu needs --tiny (the full sizes are meant for a GPU)")
@@ -329,15 +424,30 @@ def main(argv=None) -> int:
             rows.extend(fn(s))
         except Exception as e:  # record and continue: one failure should not hide the other results
             failed.append(name)
-            rows.append([name, f"**FAILED**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"])
+            rows.append(
+                [
+                    name,
+                    f"**FAILED**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                ]
+            )
             traceback.print_exc()
         print(f"[gpu-check]   {rows[-1][1]}", flush=True)
     total = time.perf_counter() - t_start
-    command = "python tools/gpu_check.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    text = ["# GPU check results", "", f"Command: `{command.strip()}` (`make gpu-check`), total {total:.0f} s.", ""]
+    command = "python tools/gpu_check.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    text = [
+        "# GPU check results",
+        "",
+        f"Command: `{command.strip()}` (`make gpu-check`), total {total:.0f} s.",
+        "",
+    ]
     text += environment(s) + ["", "| check | result |", "|---|---|"]
     text += [f"| {a} | {b} |" for a, b in rows]
-    text += ["", f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "All checks passed."]
+    text += [
+        "",
+        f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "All checks passed.",
+    ]
     with atomic_path(args.output) as tmp:
         with open(tmp, "w") as f:
             f.write("\n".join(text) + "\n")

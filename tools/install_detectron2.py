@@ -22,9 +22,9 @@ are installed from the sdist's ``projects/`` folder. The result is a real instal
 If ``detectron2`` is already importable *with* its compiled ops (a user who built upstream
 from source), nothing is touched. Re-running after a successful install is a no-op.
 """
+
 import argparse
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -40,17 +40,30 @@ SDIST_VERSION = "0.6"
 SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 INSTALLED_VERSION = "0.6+py311.patched"
-PROJECTS = {"point_rend": "PointRend/point_rend", "deeplab": "DeepLab/deeplab",
-            "panoptic_deeplab": "Panoptic-DeepLab/panoptic_deeplab"}
+PROJECTS = {
+    "point_rend": "PointRend/point_rend",
+    "deeplab": "DeepLab/deeplab",
+    "panoptic_deeplab": "Panoptic-DeepLab/panoptic_deeplab",
+}
 REPO = Path(__file__).resolve().parents[1]
 PATCH_DIR = REPO / "tools" / "detectron2"
 
 # detectron2 v0.6's own runtime requirements (setup.py), minus the formatter `black` and the
 # caffe2-era `future`/`pydot`, which no code path used by this project needs.
 REQUIREMENTS = [
-    "Pillow>=7.1", "matplotlib", "pycocotools>=2.0.2", "termcolor>=1.1", "yacs>=0.1.8",
-    "tabulate", "cloudpickle", "tqdm>4.29.0", "tensorboard", "fvcore>=0.1.5,<0.1.6",
-    "iopath>=0.1.7", "omegaconf>=2.1", "hydra-core>=1.1",
+    "Pillow>=7.1",
+    "matplotlib",
+    "pycocotools>=2.0.2",
+    "termcolor>=1.1",
+    "yacs>=0.1.8",
+    "tabulate",
+    "cloudpickle",
+    "tqdm>4.29.0",
+    "tensorboard",
+    "fvcore>=0.1.5,<0.1.6",
+    "iopath>=0.1.7",
+    "omegaconf>=2.1",
+    "hydra-core>=1.1",
 ]
 
 
@@ -85,7 +98,9 @@ def existing_install():
         "info['patch'] = open(p).read().strip() if os.path.exists(p) else None\n"
         "print(json.dumps(info))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir())
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
     if r.returncode != 0:
         return None
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -151,7 +166,9 @@ def build_source_tree(sdist, work):
         log(f"applying {patch.relative_to(REPO)}")
         r = subprocess.run(
             ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-i", str(patch)],
-            cwd=pkg, capture_output=True, text=True,
+            cwd=pkg,
+            capture_output=True,
+            text=True,
         )
         if r.returncode != 0:
             fail(f"{patch} does not apply to {SDIST_FILE}:\n{r.stdout}{r.stderr}")
@@ -184,19 +201,29 @@ include = ["detectron2*"]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sdist", help=f"a local copy of {SDIST_FILE} (its sha256 is still checked)")
     ap.add_argument("--cache-dir", default=str(REPO / ".cache" / "downloads"))
-    ap.add_argument("--index-url", default=os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple"))
-    ap.add_argument("--force", action="store_true", help="reinstall even if a patched install is present")
+    ap.add_argument(
+        "--index-url", default=os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
+    )
+    ap.add_argument(
+        "--force", action="store_true", help="reinstall even if a patched install is present"
+    )
     args = ap.parse_args()
 
     info = existing_install()
     if info and info["compiled"]:
-        log(f"detectron2 {info['version']} with compiled ops found at {info['path']}: leaving it alone")
+        log(
+            f"detectron2 {info['version']} with compiled ops found at {info['path']}: leaving it alone"
+        )
         return
     if info and info["patch"] == patch_digest() and not args.force:
-        log(f"patched detectron2 {info['version']} already installed at {info['path']} (patch {info['patch']})")
+        log(
+            f"patched detectron2 {info['version']} already installed at {info['path']} (patch {info['patch']})"
+        )
         return
     if info and info["patch"] is None:
         fail(
@@ -216,12 +243,16 @@ def main():
         try:
             sdist = fetch_sdist(Path(args.cache_dir), args.index_url)
         except Exception as e:  # network or index errors: say what to do
-            fail(f"could not fetch {SDIST_FILE} from {args.index_url}: {e}\n"
-                 f"Download it by hand and pass --sdist PATH.")
+            fail(
+                f"could not fetch {SDIST_FILE} from {args.index_url}: {e}\n"
+                f"Download it by hand and pass --sdist PATH."
+            )
 
     with tempfile.TemporaryDirectory(prefix="d2build-") as tmp:
         pkg = build_source_tree(sdist, Path(tmp))
-        log("pip install (no build isolation, no dependency resolution beyond detectron2's own list)")
+        log(
+            "pip install (no build isolation, no dependency resolution beyond detectron2's own list)"
+        )
         r = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--quiet", str(pkg)]
         )

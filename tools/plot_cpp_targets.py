@@ -2,6 +2,7 @@
 """Nearest-neighbour vs Class Probability Preserving targets of one label map (SeeThroughNet
 Figs. 2-3): a thin command line over
 :func:`seethroughnet.experiments.plot_cpp_targets.main` (``--help`` lists the options)."""
+
 import sys
 
 from seethroughnet.experiments.plot_cpp_targets import main

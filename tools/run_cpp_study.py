@@ -11,6 +11,7 @@ resume, ``--retry-failed``)::
     python tools/run_cpp_study.py render GRID.yaml [--out DIR] [--md FILE] [--fig FILE]
     python tools/run_cpp_study.py cell --config CFG --out DIR [KEY VALUE ...]   # one training run
 """
+
 import os
 import sys
 

@@ -18,6 +18,7 @@ The numbers are reproducible: the config fixes ``SEED`` and this script runs tra
 evaluation on ``--threads`` CPU threads (default 2; floating-point sums depend on the thread count),
 so the same command on the same kind of machine prints the same mIoU.
 """
+
 import argparse
 import json
 import os
@@ -29,12 +30,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config-file", required=True)
     ap.add_argument("--output", default="output/demo")
     ap.add_argument("--test-split-dataset", default="cityscapes_fine_sem_seg_test")
-    ap.add_argument("--threads", type=int, default=2,
-                    help="CPU threads for training and evaluation (the README's numbers: 2)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads for training and evaluation (the README's numbers: 2)",
+    )
     ap.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for training")
     args = ap.parse_args(argv)
     out = os.path.abspath(args.output)
@@ -42,8 +49,18 @@ def main(argv=None):
     t0 = time.time()
 
     # 1. train (detectron2's own command line; --resume makes a re-run continue or skip)
-    cmd = [sys.executable, os.path.join(REPO, "projects/SeeThroughNet/train_net.py"), "--config-file",
-           args.config_file, "--resume", "OUTPUT_DIR", out, "TEST.EVAL_PERIOD", "0", *args.opts]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "projects/SeeThroughNet/train_net.py"),
+        "--config-file",
+        args.config_file,
+        "--resume",
+        "OUTPUT_DIR",
+        out,
+        "TEST.EVAL_PERIOD",
+        "0",
+        *args.opts,
+    ]
     print("+", " ".join(cmd), flush=True)
     threads = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     subprocess.run(cmd, check=True, env={**os.environ, **threads})
@@ -62,7 +79,9 @@ def main(argv=None):
 
     weights = os.path.join(out, "model_final.pth")
     torch.manual_seed(0)
-    cfg, model = load_model(args.config_file, weights, list(args.opts) + ["OUTPUT_DIR", out], freeze=True)
+    cfg, model = load_model(
+        args.config_file, weights, list(args.opts) + ["OUTPUT_DIR", out], freeze=True
+    )
 
     # 2. evaluate
     val_name = cfg.DATASETS.TEST[0]
@@ -70,18 +89,36 @@ def main(argv=None):
     sem = results["sem_seg"] if "sem_seg" in results else results[val_name]["sem_seg"]
 
     # 3. export the test split for the benchmark, and val to check the export end to end
-    export_predictions(model, Trainer.build_test_loader(cfg, args.test_split_dataset),
-                       os.path.join(out, "submission"), overwrite=True)
-    export_predictions(model, Trainer.build_test_loader(cfg, val_name),
-                       os.path.join(out, "val_predictions"), overwrite=True, make_zip=False)
+    export_predictions(
+        model,
+        Trainer.build_test_loader(cfg, args.test_split_dataset),
+        os.path.join(out, "submission"),
+        overwrite=True,
+    )
+    export_predictions(
+        model,
+        Trainer.build_test_loader(cfg, val_name),
+        os.path.join(out, "val_predictions"),
+        overwrite=True,
+        make_zip=False,
+    )
     gt_dir = MetadataCatalog.get(val_name).gt_dir
-    cs_miou, cs_classes = evaluate_exported_predictions(os.path.join(out, "val_predictions"), gt_dir)
+    cs_miou, cs_classes = evaluate_exported_predictions(
+        os.path.join(out, "val_predictions"), gt_dir
+    )
 
     # 4. report
     classes = MetadataCatalog.get(val_name).stuff_classes
-    rows = [[c, sem.get(f"IoU-{c}", float("nan")), 100 * cs_classes.get(c, float("nan"))] for c in classes]
-    table = tabulate(rows, headers=["class", "IoU (SemSegEvaluator)", "IoU (exported, cityscapesscripts)"],
-                     floatfmt=".2f", tablefmt="github")
+    rows = [
+        [c, sem.get(f"IoU-{c}", float("nan")), 100 * cs_classes.get(c, float("nan"))]
+        for c in classes
+    ]
+    table = tabulate(
+        rows,
+        headers=["class", "IoU (SemSegEvaluator)", "IoU (exported, cityscapesscripts)"],
+        floatfmt=".2f",
+        tablefmt="github",
+    )
     summary = {
         "config": args.config_file,
         "weights": weights,
@@ -97,7 +134,9 @@ def main(argv=None):
     write_text(os.path.join(out, "demo_results.md"), table + "\n")
     print("\nPer-class IoU on", val_name)
     print(table)
-    print(f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on the exported PNGs)")
+    print(
+        f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on the exported PNGs)"
+    )
     print(f"submission: {summary['submission_zip']}")
     print(f"total {summary['seconds_total']} s, of which training {summary['seconds_training']} s")
 

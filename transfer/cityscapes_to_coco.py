@@ -68,7 +68,11 @@ THING_CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle"
 THING_LABEL_IDS = (24, 25, 26, 27, 28, 31, 32, 33)
 LABEL_ID_TO_CATEGORY = {lid: i + 1 for i, lid in enumerate(THING_LABEL_IDS)}
 CATEGORIES = [
-    {"id": i + 1, "name": name, "supercategory": "human" if name in ("person", "rider") else "vehicle"}
+    {
+        "id": i + 1,
+        "name": name,
+        "supercategory": "human" if name in ("person", "rider") else "vehicle",
+    }
     for i, name in enumerate(THING_CLASSES)
 ]
 
@@ -105,7 +109,9 @@ class ImageRecord:
     gt_file: str  # instanceIds PNG or polygons JSON
 
 
-def find_split_files(root: str, split: str, source: str = "instanceIds") -> Tuple[str, List[ImageRecord]]:
+def find_split_files(
+    root: str, split: str, source: str = "instanceIds"
+) -> Tuple[str, List[ImageRecord]]:
     """``(image_root, records)`` for ``<root>/leftImg8bit/<split>`` / ``<root>/gtFine/<split>``,
     sorted by city and file name. A missing folder or ground-truth file is an error."""
     if source not in SOURCES:
@@ -196,7 +202,9 @@ def _check_instance_values(arr: np.ndarray, path: str) -> None:
             f"{path}: values {bad[:10]} are not Cityscapes ids (labelId 0..33, or labelId*1000+k for instances)"
         )
     # labelId*1000+k for a class without instances is malformed too.
-    bad = [int(v) for v, l in zip(values, label_ids) if v >= 1000 and not id2label[int(l)].hasInstances]
+    bad = [
+        int(v) for v, l in zip(values, label_ids) if v >= 1000 and not id2label[int(l)].hasInstances
+    ]
     if bad:
         raise CityscapesConversionError(
             f"{path}: instance ids {bad[:10]} belong to labels without instances "
@@ -204,7 +212,9 @@ def _check_instance_values(arr: np.ndarray, path: str) -> None:
         )
 
 
-def rasterize_polygons(path: str, expected_size: Optional[Tuple[int, int]] = None, on_invalid: str = "error") -> np.ndarray:
+def rasterize_polygons(
+    path: str, expected_size: Optional[Tuple[int, int]] = None, on_invalid: str = "error"
+) -> np.ndarray:
     """Rasterise a ``*_gtFine_polygons.json`` into an instanceIds array, exactly as
     cityscapesscripts' ``json2instanceImg.createInstanceImage(annotation, "ids")``.
 
@@ -223,7 +233,9 @@ def rasterize_polygons(path: str, expected_size: Optional[Tuple[int, int]] = Non
         h, w = int(data["imgHeight"]), int(data["imgWidth"])
         objects = data["objects"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CityscapesConversionError(f"{path}: not a Cityscapes polygons JSON ({type(e).__name__}: {e})") from e
+        raise CityscapesConversionError(
+            f"{path}: not a Cityscapes polygons JSON ({type(e).__name__}: {e})"
+        ) from e
     if expected_size is not None and (h, w) != tuple(expected_size):
         raise CityscapesConversionError(
             f"{path}: imgWidth x imgHeight {w}x{h} does not match its image {expected_size[1]}x{expected_size[0]}"
@@ -247,7 +259,9 @@ def rasterize_polygons(path: str, expected_size: Optional[Tuple[int, int]] = Non
         if label not in name2label and isinstance(label, str) and label.endswith("group"):
             label, is_group = label[: -len("group")], True
         if label not in name2label:
-            invalid(f"{where}: unknown Cityscapes label; pass --skip-invalid-polygons (on_invalid='skip') to skip such objects")
+            invalid(
+                f"{where}: unknown Cityscapes label; pass --skip-invalid-polygons (on_invalid='skip') to skip such objects"
+            )
             continue
         try:
             pts = np.asarray(obj["polygon"], dtype=np.float64).reshape(-1, 2)
@@ -255,8 +269,10 @@ def rasterize_polygons(path: str, expected_size: Optional[Tuple[int, int]] = Non
             invalid(f"{where}: 'polygon' must be a list of [x, y] points ({e})")
             continue
         if len(pts) < 2:  # PIL, and so cityscapesscripts, cannot draw it
-            invalid(f"{where}: polygon with {len(pts)} point(s) (need >= 2); pass --skip-invalid-polygons "
-                    "(on_invalid='skip') to skip such objects")
+            invalid(
+                f"{where}: polygon with {len(pts)} point(s) (need >= 2); pass --skip-invalid-polygons "
+                "(on_invalid='skip') to skip such objects"
+            )
             continue
         # Polygons with 2 points or zero area are drawn like any other (PIL draws their outline
         # pixels), exactly as cityscapesscripts' createInstanceImage does.
@@ -329,7 +345,9 @@ def instance_annotations(
     """COCO annotations (without ``id``/``image_id``) for the thing instances of one instanceIds
     array, in increasing instance-id order. See the module docstring for the rules."""
     if segmentation not in SEGMENTATION_FORMATS:
-        raise ValueError(f"segmentation must be one of {SEGMENTATION_FORMATS}, got {segmentation!r}")
+        raise ValueError(
+            f"segmentation must be one of {SEGMENTATION_FORMATS}, got {segmentation!r}"
+        )
     if crowd not in CROWD_MODES:
         raise ValueError(f"crowd must be one of {CROWD_MODES}, got {crowd!r}")
     stats = stats if stats is not None else ConversionStats()
@@ -379,7 +397,9 @@ def _convert_one(args) -> Tuple[dict, List[dict], ConversionStats]:
     else:
         inst = rasterize_polygons(rec.gt_file, expected_size=(h, w), on_invalid=on_invalid)
     stats = ConversionStats(images=1)
-    annos = instance_annotations(inst, segmentation=segmentation, crowd=crowd, min_extent=min_extent, stats=stats)
+    annos = instance_annotations(
+        inst, segmentation=segmentation, crowd=crowd, min_extent=min_extent, stats=stats
+    )
     if not annos:
         stats.images_without_instances += 1
     return {"file_name": rec.file_name, "height": h, "width": w}, annos, stats
@@ -464,7 +484,12 @@ def convert_cityscapes(
         s = stats.as_dict()
         logger.info(
             "%s: %d images, %d instances %s, %d crowd regions -> %s",
-            split, s["images"], sum(s["instances"].values()), s["instances"], sum(s["crowd"].values()), path,
+            split,
+            s["images"],
+            sum(s["instances"].values()),
+            s["instances"],
+            sum(s["crowd"].values()),
+            path,
         )
         out[split] = {"path": path, "stats": s}
     return out

@@ -6,6 +6,7 @@
 writes ``<root>/annotations/instancesonly_gtFine_{train,val}.json`` (or ``--out-dir``).
 See :mod:`transfer.cityscapes_to_coco` for the format and the decisions.
 """
+
 import argparse
 import json
 import logging
@@ -18,21 +19,48 @@ def default_root() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=default_root(), help="Cityscapes root (default: $DETECTRON2_DATASETS/cityscapes)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--root",
+        default=default_root(),
+        help="Cityscapes root (default: $DETECTRON2_DATASETS/cityscapes)",
+    )
     p.add_argument("--splits", nargs="+", default=["train", "val"])
     p.add_argument("--out-dir", default=None, help="output folder (default: <root>/annotations)")
-    p.add_argument("--source", choices=["instanceIds", "polygons"], default="instanceIds",
-                   help="read *_gtFine_instanceIds.png (default) or rasterise *_gtFine_polygons.json")
-    p.add_argument("--segmentation", choices=["rle", "polygon"], default="rle",
-                   help="rle: lossless (train with INPUT.MASK_FORMAT bitmask); polygon: cv2 contours as detectron2")
-    p.add_argument("--crowd", choices=["keep", "drop"], default="keep",
-                   help="group regions (cargroup, ...): keep as iscrowd=1 RLE (default) or drop")
-    p.add_argument("--min-extent", type=int, default=2,
-                   help="drop instances whose box is narrower/shorter than this many pixels (2 = detectron2's rule)")
-    p.add_argument("--skip-invalid-polygons", action="store_true",
-                   help="with --source polygons: skip (and log) unknown labels / degenerate polygons instead of failing")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (0: convert in this process)")
+    p.add_argument(
+        "--source",
+        choices=["instanceIds", "polygons"],
+        default="instanceIds",
+        help="read *_gtFine_instanceIds.png (default) or rasterise *_gtFine_polygons.json",
+    )
+    p.add_argument(
+        "--segmentation",
+        choices=["rle", "polygon"],
+        default="rle",
+        help="rle: lossless (train with INPUT.MASK_FORMAT bitmask); polygon: cv2 contours as detectron2",
+    )
+    p.add_argument(
+        "--crowd",
+        choices=["keep", "drop"],
+        default="keep",
+        help="group regions (cargroup, ...): keep as iscrowd=1 RLE (default) or drop",
+    )
+    p.add_argument(
+        "--min-extent",
+        type=int,
+        default=2,
+        help="drop instances whose box is narrower/shorter than this many pixels (2 = detectron2's rule)",
+    )
+    p.add_argument(
+        "--skip-invalid-polygons",
+        action="store_true",
+        help="with --source polygons: skip (and log) unknown labels / degenerate polygons instead of failing",
+    )
+    p.add_argument(
+        "--workers", type=int, default=0, help="worker processes (0: convert in this process)"
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -61,8 +89,10 @@ def main(argv=None) -> int:
     for split, r in out.items():
         st = r["stats"]
         inst = {k: v for k, v in st["instances"].items() if v}
-        print(f"{split}: {st['images']} images, {sum(st['instances'].values())} instances {json.dumps(inst)}, "
-              f"{sum(st['crowd'].values())} crowd regions -> {r['path']}")
+        print(
+            f"{split}: {st['images']} images, {sum(st['instances'].values())} instances {json.dumps(inst)}, "
+            f"{sum(st['crowd'].values())} crowd regions -> {r['path']}"
+        )
     return 0
 
 

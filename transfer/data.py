@@ -6,6 +6,7 @@ with ``json_file=<json_dir>/instancesonly_gtFine_<split>.json`` and
 Registering does not read anything; :func:`check_datasets` gives a clear error, with the command
 to run, when a JSON is missing.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,13 +14,29 @@ from typing import Dict, Iterable, Optional
 
 from .cityscapes_to_coco import THING_CLASSES, default_output_path
 
-__all__ = ["DATASET_NAME", "default_cityscapes_root", "register_cityscapes_coco", "check_datasets", "check_mask_format",
-           "json_segmentation_format", "DatasetMissingError"]
+__all__ = [
+    "DATASET_NAME",
+    "default_cityscapes_root",
+    "register_cityscapes_coco",
+    "check_datasets",
+    "check_mask_format",
+    "json_segmentation_format",
+    "DatasetMissingError",
+]
 
 DATASET_NAME = "cityscapes_coco_{split}"
 SPLITS = ("train", "val", "test")
 # Official Cityscapes colours of the eight thing classes (cityscapesscripts labels.py).
-THING_COLORS = [(220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
+THING_COLORS = [
+    (220, 20, 60),
+    (255, 0, 0),
+    (0, 0, 142),
+    (0, 0, 70),
+    (0, 60, 100),
+    (0, 80, 100),
+    (0, 0, 230),
+    (119, 11, 32),
+]
 
 
 class DatasetMissingError(ValueError):
@@ -30,8 +47,9 @@ def default_cityscapes_root() -> str:
     return os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "cityscapes")
 
 
-def register_cityscapes_coco(root: Optional[str] = None, json_dir: Optional[str] = None,
-                             splits: Iterable[str] = SPLITS) -> Dict[str, str]:
+def register_cityscapes_coco(
+    root: Optional[str] = None, json_dir: Optional[str] = None, splits: Iterable[str] = SPLITS
+) -> Dict[str, str]:
     """Register ``cityscapes_coco_{split}``; re-registers a name that points elsewhere.
     Returns ``{name: json_file}``."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -45,13 +63,19 @@ def register_cityscapes_coco(root: Optional[str] = None, json_dir: Optional[str]
         image_root = os.path.join(root, "leftImg8bit", split)
         if name in DatasetCatalog.list():
             meta = MetadataCatalog.get(name)
-            if getattr(meta, "json_file", None) == json_file and getattr(meta, "image_root", None) == image_root:
+            if (
+                getattr(meta, "json_file", None) == json_file
+                and getattr(meta, "image_root", None) == image_root
+            ):
                 out[name] = json_file
                 continue
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
         register_coco_instances(
-            name, {"thing_classes": list(THING_CLASSES), "thing_colors": THING_COLORS}, json_file, image_root
+            name,
+            {"thing_classes": list(THING_CLASSES), "thing_colors": THING_COLORS},
+            json_file,
+            image_root,
         )
         out[name] = json_file
     return out
@@ -67,13 +91,19 @@ def check_datasets(names: Iterable[str]) -> None:
         meta = MetadataCatalog.get(name)
         json_file = getattr(meta, "json_file", None)
         if json_file is None:
-            raise DatasetMissingError(f"dataset {name!r} is not registered (call register_cityscapes_coco)")
+            raise DatasetMissingError(
+                f"dataset {name!r} is not registered (call register_cityscapes_coco)"
+            )
         if not os.path.isfile(json_file):
             root = os.path.dirname(os.path.dirname(meta.image_root))
             raise DatasetMissingError(
                 f"dataset {name!r}: {json_file} does not exist; convert the Cityscapes annotations first: "
                 f"python -m transfer.convert_cityscapes_to_coco --root {root} --splits {name[len('cityscapes_coco_'):]}"
-                + (f" --out-dir {os.path.dirname(json_file)}" if os.path.dirname(json_file) != os.path.join(root, "annotations") else "")
+                + (
+                    f" --out-dir {os.path.dirname(json_file)}"
+                    if os.path.dirname(json_file) != os.path.join(root, "annotations")
+                    else ""
+                )
             )
 
 

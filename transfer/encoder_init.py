@@ -13,13 +13,13 @@
 
 Errors are :class:`EncoderWeightsError` (a ``ValueError``) naming the file and the keys.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 from typing import Dict, List, Mapping, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -59,14 +59,18 @@ def read_state_dict(path: str, trusted: bool = False) -> Dict[str, torch.Tensor]
     except UnsafeFileError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise EncoderWeightsError(f"cannot read encoder checkpoint {path!r}: {type(e).__name__}: {e}") from e
+        raise EncoderWeightsError(
+            f"cannot read encoder checkpoint {path!r}: {type(e).__name__}: {e}"
+        ) from e
     try:
         return state_dict_of(obj)
     except ValueError as e:
         raise EncoderWeightsError(f"encoder checkpoint {path!r}: {e}") from None
 
 
-def find_encoder_prefix(state: Mapping[str, torch.Tensor], encoder_keys: List[str]) -> Tuple[Optional[str], List[str]]:
+def find_encoder_prefix(
+    state: Mapping[str, torch.Tensor], encoder_keys: List[str]
+) -> Tuple[Optional[str], List[str]]:
     """``(prefix, candidates)``: the shortest prefix ``p`` with ``p + k in state`` for every
     required encoder key ``k`` (``None`` if there is none), and every prefix that was tried."""
     required = [k for k in encoder_keys if not k.endswith(_OPTIONAL_SUFFIX)]
@@ -74,7 +78,9 @@ def find_encoder_prefix(state: Mapping[str, torch.Tensor], encoder_keys: List[st
         raise ValueError("the encoder has no parameters")
     # Anchor on the rarest-looking key (the deepest one) to keep the candidate list short.
     anchor = max(required, key=lambda k: (k.count("."), len(k)))
-    candidates = sorted({k[: -len(anchor)] for k in state if k.endswith(anchor)}, key=lambda p: (len(p), p))
+    candidates = sorted(
+        {k[: -len(anchor)] for k in state if k.endswith(anchor)}, key=lambda p: (len(p), p)
+    )
     full = [p for p in candidates if all(p + k in state for k in required)]
     return (full[0] if full else None), candidates
 
@@ -111,7 +117,9 @@ def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = Fa
     sub = {k: state[prefix + k] for k in own_keys if prefix + k in state}
     result = encoder.load_state_dict(sub, strict=False)
     bad_missing = [k for k in result.missing_keys if not k.endswith(_OPTIONAL_SUFFIX)]
-    if bad_missing or result.unexpected_keys:  # cannot happen after the prefix search; be loud if it does
+    if (
+        bad_missing or result.unexpected_keys
+    ):  # cannot happen after the prefix search; be loud if it does
         raise EncoderWeightsError(
             f"checkpoint {path}: loading under {prefix!r} left missing {short_list(bad_missing, 8, sort=False)} / unexpected "
             f"{short_list(result.unexpected_keys, 8, sort=False)}"
@@ -133,7 +141,11 @@ def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = Fa
     logger.info(
         "encoder <- %s: %d tensors from prefix %r; %d checkpoint tensors not loaded (%s); "
         "encoder keys not in the checkpoint: %s",
-        path, len(sub), prefix, len(not_loaded), report["checkpoint_key_groups_not_loaded"],
+        path,
+        len(sub),
+        prefix,
+        len(not_loaded),
+        report["checkpoint_key_groups_not_loaded"],
         report["encoder_keys_not_in_checkpoint"] or "none",
     )
     return report
@@ -153,13 +165,16 @@ def imagenet_report(encoder: nn.Module, path: str, trusted: bool = False) -> dic
     state = read_state_dict(path, trusted=trusted)
     own_keys = [k for k in encoder.state_dict() if not k.endswith(_OPTIONAL_SUFFIX)]
     # num_batches_tracked counters count as loaded (dropped silently by FrozenBatchNorm2d)
-    body_keys = {k[len("body."):] for k in encoder.state_dict() if k.startswith("body.")}
+    body_keys = {k[len("body.") :] for k in encoder.state_dict() if k.startswith("body.")}
     loaded, not_loaded = [], []
     for k in state:
         probe = k[: -len(_OPTIONAL_SUFFIX)] + "running_mean" if k.endswith(_OPTIONAL_SUFFIX) else k
         # the encoder strips module./backbone./body. wrappers; match on the longest suffix
         parts = probe.split(".")
-        hit = next((".".join(parts[i:]) for i in range(len(parts)) if ".".join(parts[i:]) in body_keys), None)
+        hit = next(
+            (".".join(parts[i:]) for i in range(len(parts)) if ".".join(parts[i:]) in body_keys),
+            None,
+        )
         if hit is None:
             not_loaded.append(k)
         elif not k.endswith(_OPTIONAL_SUFFIX):  # BatchNorm counters are not counted
@@ -174,6 +189,8 @@ def imagenet_report(encoder: nn.Module, path: str, trusted: bool = False) -> dic
     }
     logger.info(
         "encoder <- ImageNet %s: %d tensors (strict); not loaded (classifier head): %s",
-        path, len(loaded), report["checkpoint_key_groups_not_loaded"] or "none",
+        path,
+        len(loaded),
+        report["checkpoint_key_groups_not_loaded"] or "none",
     )
     return report

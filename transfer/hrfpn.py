@@ -20,18 +20,18 @@ sees all four branches, including the stride-4 one that CPP supervises. Convolut
 bias and no norm or activation (mmdetection's defaults), ``norm`` adds one (then no bias); weights
 use Caffe2's Xavier fill, biases zero (both as mmdetection's ``init_weights``).
 """
+
 from __future__ import annotations
 
 import math
 from typing import Dict, Sequence
 
+import fvcore.nn.weight_init as weight_init
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import Backbone
-import fvcore.nn.weight_init as weight_init
+from torch import nn
 
 __all__ = ["HRFPN", "POOLING_TYPES"]
 
@@ -62,10 +62,14 @@ class HRFPN(Backbone):
         shapes = bottom_up.output_shape()
         missing = [f for f in in_features if f not in shapes]
         if missing:
-            raise ValueError(f"MODEL.HRFPN.IN_FEATURES {missing} are not outputs of the encoder {list(shapes)}")
+            raise ValueError(
+                f"MODEL.HRFPN.IN_FEATURES {missing} are not outputs of the encoder {list(shapes)}"
+            )
         strides = [shapes[f].stride for f in in_features]
         if any(b != 2 * a for a, b in zip(strides, strides[1:])):
-            raise ValueError(f"HRFPN needs branches whose strides double, got {dict(zip(in_features, strides))}")
+            raise ValueError(
+                f"HRFPN needs branches whose strides double, got {dict(zip(in_features, strides))}"
+            )
         self.bottom_up = bottom_up
         self.in_features = list(in_features)
         self.pooling = pooling
@@ -73,24 +77,38 @@ class HRFPN(Backbone):
         self.conv_stride = int(conv_stride)
         in_channels = sum(shapes[f].channels for f in in_features)
         use_bias = norm == ""
-        self.reduction_conv = Conv2d(in_channels, out_channels, kernel_size=1, bias=use_bias,
-                                     norm=get_norm(norm, out_channels))
+        self.reduction_conv = Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=1,
+            bias=use_bias,
+            norm=get_norm(norm, out_channels),
+        )
         self.output_convs = nn.ModuleList(
-            Conv2d(out_channels, out_channels, kernel_size=3, stride=conv_stride, padding=1, bias=use_bias,
-                   norm=get_norm(norm, out_channels))
+            Conv2d(
+                out_channels,
+                out_channels,
+                kernel_size=3,
+                stride=conv_stride,
+                padding=1,
+                bias=use_bias,
+                norm=get_norm(norm, out_channels),
+            )
             for _ in range(self.num_outs)
         )
         for conv in [self.reduction_conv, *self.output_convs]:
             weight_init.c2_xavier_fill(conv)
         base = strides[0]
-        out_strides = [base * 2 ** i * conv_stride for i in range(self.num_outs)]
+        out_strides = [base * 2**i * conv_stride for i in range(self.num_outs)]
         self._out_features = [f"p{int(math.log2(s))}" for s in out_strides]
         self._out_feature_strides = dict(zip(self._out_features, out_strides))
         self._out_feature_channels = {k: out_channels for k in self._out_features}
         # Every pooled level covers a whole number of stride-`base` cells and every output
         # convolution halves an even size: padding to the largest output stride keeps the
         # levels exactly at their nominal strides.
-        self._size_divisibility = max(out_strides[-1], getattr(bottom_up, "size_divisibility", 0) or 0)
+        self._size_divisibility = max(
+            out_strides[-1], getattr(bottom_up, "size_divisibility", 0) or 0
+        )
 
     @property
     def size_divisibility(self) -> int:
@@ -101,13 +119,23 @@ class HRFPN(Backbone):
         first = feats[self.in_features[0]]
         size = first.shape[-2:]
         parts = [first] + [
-            F.interpolate(feats[f], size=size, mode="bilinear", align_corners=False) for f in self.in_features[1:]
+            F.interpolate(feats[f], size=size, mode="bilinear", align_corners=False)
+            for f in self.in_features[1:]
         ]
         reduced = self.reduction_conv(torch.cat(parts, dim=1))
         pool = F.avg_pool2d if self.pooling == "AVG" else F.max_pool2d
-        levels = [reduced] + [pool(reduced, kernel_size=2 ** i, stride=2 ** i) for i in range(1, self.num_outs)]
-        return {name: conv(level) for name, conv, level in zip(self._out_features, self.output_convs, levels)}
+        levels = [reduced] + [
+            pool(reduced, kernel_size=2**i, stride=2**i) for i in range(1, self.num_outs)
+        ]
+        return {
+            name: conv(level)
+            for name, conv, level in zip(self._out_features, self.output_convs, levels)
+        }
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
-        return {k: ShapeSpec(channels=self._out_feature_channels[k], stride=self._out_feature_strides[k])
-                for k in self._out_features}
+        return {
+            k: ShapeSpec(
+                channels=self._out_feature_channels[k], stride=self._out_feature_strides[k]
+            )
+            for k in self._out_features
+        }

@@ -17,25 +17,25 @@
 * :func:`recompute_encoder_bn_stats`: re-estimate the encoder's BatchNorm statistics on
   training images (``MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS``).
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Iterable, List, Optional, Sequence
 
 import torch
-from torch import nn
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
-
-from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone
-from seethroughnet.nn.hrnet import HRNetV2Encoder
+from torch import nn
 
 from seethroughnet.config import ENCODER_INITS, NECKS, TOP_BLOCKS
+from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone
+from seethroughnet.nn.hrnet import HRNetV2Encoder
 from seethroughnet.nn.layers import short_list
+
 from .encoder_init import EncoderWeightsError, imagenet_report, load_seethroughnet_encoder
 from .hrfpn import HRFPN
 
@@ -64,8 +64,14 @@ class TransferEncoder(HRNetV2Backbone):
       (statistics fixed, affine parameters trained).
     """
 
-    def __init__(self, encoder: HRNetV2Encoder, out_features=("res2", "res3", "res4", "res5"), *,
-                 frozen: bool = False, norm_eval: bool = True):
+    def __init__(
+        self,
+        encoder: HRNetV2Encoder,
+        out_features=("res2", "res3", "res4", "res5"),
+        *,
+        frozen: bool = False,
+        norm_eval: bool = True,
+    ):
         super().__init__(encoder, out_features)
         self.frozen = bool(frozen)
         self.norm_eval = bool(norm_eval)
@@ -103,15 +109,22 @@ def build_transfer_encoder(
     """``(HRNetV2Encoder, init_report)``. ``trust_weights``: a weights file holding pickled
     objects beyond tensors / numpy arrays is loaded (runs code from it) instead of refused."""
     if encoder_init not in ENCODER_INITS:
-        raise ValueError(f"MODEL.TRANSFER.ENCODER_INIT must be one of {ENCODER_INITS}, got {encoder_init!r}")
+        raise ValueError(
+            f"MODEL.TRANSFER.ENCODER_INIT must be one of {ENCODER_INITS}, got {encoder_init!r}"
+        )
     if encoder_init == "imagenet":
         if not encoder_weights:
             raise EncoderWeightsError(
                 "MODEL.TRANSFER.ENCODER_INIT 'imagenet' needs a local ImageNet checkpoint in "
                 "MODEL.TRANSFER.ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT); nothing is downloaded"
             )
-        encoder = HRNetV2Encoder(variant=variant, checkpoint=encoder_weights, freeze_at=freeze_at, norm=norm,
-                                 trust_checkpoint=trust_weights)
+        encoder = HRNetV2Encoder(
+            variant=variant,
+            checkpoint=encoder_weights,
+            freeze_at=freeze_at,
+            norm=norm,
+            trust_checkpoint=trust_weights,
+        )
         report = imagenet_report(encoder, encoder_weights, trusted=trust_weights)
     elif encoder_init == "seethroughnet":
         if not encoder_weights:
@@ -163,15 +176,28 @@ def build_transfer_backbone(
     if neck == "fpn" and top_block not in TOP_BLOCKS:
         raise ValueError(f"MODEL.TRANSFER.TOP_BLOCK must be one of {TOP_BLOCKS}, got {top_block!r}")
     encoder, report = build_transfer_encoder(
-        variant=variant, encoder_init=encoder_init, encoder_weights=encoder_weights, norm=norm, freeze_at=freeze_at,
+        variant=variant,
+        encoder_init=encoder_init,
+        encoder_weights=encoder_weights,
+        norm=norm,
+        freeze_at=freeze_at,
         trust_weights=trust_weights,
     )
     # Statistics of a randomly initialised encoder mean nothing: its BatchNorms always train.
     norm_eval = bool(norm_eval) and encoder_init != "random"
-    bottom_up = TransferEncoder(encoder, tuple(in_features), frozen=freeze_encoder, norm_eval=norm_eval)
+    bottom_up = TransferEncoder(
+        encoder, tuple(in_features), frozen=freeze_encoder, norm_eval=norm_eval
+    )
     if neck == "hrfpn":
-        fpn = HRFPN(bottom_up, in_features=list(in_features), out_channels=out_channels, num_outs=hrfpn_num_outs,
-                    pooling=hrfpn_pooling, conv_stride=hrfpn_conv_stride, norm=fpn_norm)
+        fpn = HRFPN(
+            bottom_up,
+            in_features=list(in_features),
+            out_channels=out_channels,
+            num_outs=hrfpn_num_outs,
+            pooling=hrfpn_pooling,
+            conv_stride=hrfpn_conv_stride,
+            norm=fpn_norm,
+        )
     else:
         if top_block == "maxpool":
             top = LastLevelMaxPool()
@@ -179,8 +205,14 @@ def build_transfer_backbone(
             top = LastLevelP6P7(out_channels, out_channels, in_feature="p5")
         else:
             top = None
-        fpn = FPN(bottom_up=bottom_up, in_features=list(in_features), out_channels=out_channels, norm=fpn_norm,
-                  top_block=top, fuse_type=fuse_type)
+        fpn = FPN(
+            bottom_up=bottom_up,
+            in_features=list(in_features),
+            out_channels=out_channels,
+            norm=fpn_norm,
+            top_block=top,
+            fuse_type=fuse_type,
+        )
     n_enc = sum(p.numel() for p in encoder.parameters())
     n_trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
     report = dict(report)
@@ -192,13 +224,21 @@ def build_transfer_backbone(
         encoder_parameters=n_enc,
         encoder_trainable_parameters=n_trainable,
         neck=neck,
-        randomly_initialised=sorted({neck} | ({"encoder"} if report["init"] == "random" else set())),
+        randomly_initialised=sorted(
+            {neck} | ({"encoder"} if report["init"] == "random" else set())
+        ),
         fpn_outputs=list(fpn.output_shape()),
     )
     fpn.init_report = report
     logger.info(
         "HRNetV2-%s backbone: %s encoder (%s init, %s), %d/%d encoder parameters trainable, outputs %s",
-        neck.upper(), variant, report["init"], "frozen" if freeze_encoder else "fine-tuned", n_trainable, n_enc, report["fpn_outputs"],
+        neck.upper(),
+        variant,
+        report["init"],
+        "frozen" if freeze_encoder else "fine-tuned",
+        n_trainable,
+        n_enc,
+        report["fpn_outputs"],
     )
     return fpn
 
@@ -281,7 +321,9 @@ class TransferFCOS(FCOS):
         shapes = backbone.output_shape()
         missing = [k for k in f.IN_FEATURES if k not in shapes]
         if missing:
-            raise ValueError(f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {list(shapes)}")
+            raise ValueError(
+                f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {list(shapes)}"
+            )
         channels = {shapes[k].channels for k in f.IN_FEATURES}
         if len(channels) != 1:
             raise ValueError(f"FCOS needs equal channels on {list(f.IN_FEATURES)}, got {channels}")
@@ -322,7 +364,9 @@ def head_in_features(model: nn.Module) -> Optional[List[str]]:
     return sorted(feats) or None
 
 
-def freeze_unused_parameters(backbone: nn.Module, used_features: Iterable[str], size: Optional[int] = None) -> List[str]:
+def freeze_unused_parameters(
+    backbone: nn.Module, used_features: Iterable[str], size: Optional[int] = None
+) -> List[str]:
     """Set ``requires_grad=False`` on backbone parameters that none of ``used_features``
     depends on (found by one backward pass on a zero image in eval mode, so no statistics
     change). Returns their names."""
@@ -356,18 +400,26 @@ def freeze_unused_parameters(backbone: nn.Module, used_features: Iterable[str], 
     if dead:
         logger.info(
             "%d backbone parameters do not affect the heads' features %s and are frozen: %s",
-            len(dead), used_features, short_list(dead, 6, sort=False),
+            len(dead),
+            used_features,
+            short_list(dead, 6, sort=False),
         )
     return dead
 
 
-def recompute_encoder_bn_stats(encoder: nn.Module, batches: Iterable[torch.Tensor], num_iters: int) -> int:
+def recompute_encoder_bn_stats(
+    encoder: nn.Module, batches: Iterable[torch.Tensor], num_iters: int
+) -> int:
     """Replace the running mean/variance of every BatchNorm in ``encoder`` by their cumulative
     average over ``num_iters`` input batches (already normalised image tensors), forwarding the
     encoder alone in train mode under ``no_grad``: no weight changes. In a distributed run the
     statistics are averaged over the processes. The encoder's modes and momenta are restored.
     Returns the number of batches used (raises if there were none)."""
-    bns = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [
+        m
+        for m in encoder.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
     if not bns or num_iters <= 0:
         return 0
     modes = {m: m.training for m in encoder.modules()}
@@ -390,7 +442,9 @@ def recompute_encoder_bn_stats(encoder: nn.Module, batches: Iterable[torch.Tenso
         for m, was in modes.items():
             m.training = was
     if n == 0:
-        raise ValueError("MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS > 0 but the data loader gave no batch")
+        raise ValueError(
+            "MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS > 0 but the data loader gave no batch"
+        )
     import detectron2.utils.comm as comm
 
     if comm.get_world_size() > 1:

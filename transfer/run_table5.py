@@ -9,6 +9,7 @@ A thin command line over :func:`transfer.table5.main` (the grid, the encoder che
 The paper-scale command and the CPU smoke command are in :mod:`transfer.table5` and
 transfer/README.md. Failed cells are not run again unless ``--retry-failed``.
 """
+
 import os
 import sys
 

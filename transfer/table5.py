@@ -30,6 +30,7 @@ CPU smoke run (a few iterations on small images; see transfer/README.md):
 
     python -m transfer.run_table5 --smoke --iters 4 --variant hrnet_w18_small_v2 ...
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,36 +76,66 @@ CPP_OFF = ("upsample_ce", "nearest_ce")
 EXPECTED_CPP = {"stn_wo_cpp": False, "stn_cpp": True}
 ENCODER_FILE = "encoder.json"
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-METRIC_LABELS = {"AP": "AP", "AP50": "AP50", "AP75": "AP75", "APs": "AP_s", "APm": "AP_m", "APl": "AP_l"}
+METRIC_LABELS = {
+    "AP": "AP",
+    "AP50": "AP50",
+    "AP75": "AP75",
+    "APs": "AP_s",
+    "APm": "AP_m",
+    "APl": "AP_l",
+}
 
 # A CPU smoke run: tiny images, few proposals, no data-loader workers, one final evaluation.
 SMOKE_OPTS = [
-    "MODEL.DEVICE", "cpu",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "SOLVER.BASE_LR", "0.0025",
-    "SOLVER.WARMUP_ITERS", "0",
-    "SOLVER.CHECKPOINT_PERIOD", "100000",
-    "TEST.EVAL_PERIOD", "0",
-    "INPUT.MIN_SIZE_TRAIN", "(128,)",
-    "INPUT.MAX_SIZE_TRAIN", "256",
-    "INPUT.MIN_SIZE_TEST", "128",
-    "INPUT.MAX_SIZE_TEST", "256",
-    "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.FPN.OUT_CHANNELS", "64",
-    "MODEL.HRFPN.OUT_CHANNELS", "64",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "500",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST", "500",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64",
+    "MODEL.DEVICE",
+    "cpu",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.BASE_LR",
+    "0.0025",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "100000",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(128,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "256",
+    "INPUT.MIN_SIZE_TEST",
+    "128",
+    "INPUT.MAX_SIZE_TEST",
+    "256",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "MODEL.FPN.OUT_CHANNELS",
+    "64",
+    "MODEL.HRFPN.OUT_CHANNELS",
+    "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
+    "500",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+    "100",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST",
+    "500",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "100",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "64",
     # A few iterations from barely trained encoders: clip gradients so that the randomly
     # initialised FPN and heads do not diverge, and keep every scored detection (the model-zoo
     # thresholds, 0.05 for the R-CNNs and 0.2 for FCOS, would leave nothing to evaluate).
-    "SOLVER.CLIP_GRADIENTS.ENABLED", "True",
-    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "norm",
-    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "MODEL.FCOS.SCORE_THRESH_TEST", "0.0",
+    "SOLVER.CLIP_GRADIENTS.ENABLED",
+    "True",
+    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
+    "norm",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
+    "1.0",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    "0.0",
+    "MODEL.FCOS.SCORE_THRESH_TEST",
+    "0.0",
 ]
 
 
@@ -135,11 +166,21 @@ class EncoderCheckError(ValueError):
     """A SeeThroughNet checkpoint is not the one its option asks for (or cannot be verified)."""
 
 
-def plan(detectors: Iterable[str] = DETECTORS, inits: Iterable[str] = INITS, modes: Iterable[str] = MODES,
-         seeds: int = 1) -> List[Cell]:
-    bad = [d for d in detectors if d not in DETECTORS] + [i for i in inits if i not in INITS] + [m for m in modes if m not in MODES]
+def plan(
+    detectors: Iterable[str] = DETECTORS,
+    inits: Iterable[str] = INITS,
+    modes: Iterable[str] = MODES,
+    seeds: int = 1,
+) -> List[Cell]:
+    bad = (
+        [d for d in detectors if d not in DETECTORS]
+        + [i for i in inits if i not in INITS]
+        + [m for m in modes if m not in MODES]
+    )
     if bad:
-        raise ValueError(f"unknown grid entries {bad}; detectors {list(DETECTORS)}, inits {list(INITS)}, modes {list(MODES)}")
+        raise ValueError(
+            f"unknown grid entries {bad}; detectors {list(DETECTORS)}, inits {list(INITS)}, modes {list(MODES)}"
+        )
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     return [Cell(d, i, m, k) for d in detectors for i in inits for m in modes for k in range(seeds)]
@@ -175,7 +216,9 @@ def read_aux_loss(checkpoint: str) -> Tuple[str, Optional[str]]:
         with open(cfg_path) as f:
             node = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as e:
-        raise EncoderCheckError(f"{cfg_path} (config of {checkpoint}) cannot be read: {e}") from None
+        raise EncoderCheckError(
+            f"{cfg_path} (config of {checkpoint}) cannot be read: {e}"
+        ) from None
     for k in AUX_LOSS_KEY:
         node = node.get(k) if isinstance(node, dict) else None
     return cfg_path, node
@@ -240,17 +283,32 @@ def run_grid(
     ``result.json`` is written and the grid goes on; with ``render`` the table and the chart are
     re-rendered after every cell. Returns ``{cell.key: record}`` for all ``cells``."""
     by_key = {c.key: c for c in cells}
-    jobs = [grid_runner.Cell(c.key, record={"detector": c.detector, "init": c.init,
-                                            "mode": c.mode, "seed": c.seed})
-            for c in cells]
+    jobs = [
+        grid_runner.Cell(
+            c.key, record={"detector": c.detector, "init": c.init, "mode": c.mode, "seed": c.seed}
+        )
+        for c in cells
+    ]
     after = (lambda _records: render_outputs(out_dir)) if render else None
-    return grid_runner.run_grid(jobs, out_dir, lambda job, d: run_cell(by_key[job.name], d),
-                                retry_failed=retry_failed, after_cell=after)
+    return grid_runner.run_grid(
+        jobs,
+        out_dir,
+        lambda job, d: run_cell(by_key[job.name], d),
+        retry_failed=retry_failed,
+        after_cell=after,
+    )
 
 
-def cell_command(cell: Cell, cell_dir: str, *, weights: Dict[str, str], num_gpus: int = 1,
-                 extra_opts: Sequence[str] = (), config_dir: str = os.path.join(HERE, "configs"),
-                 cell_opts: Optional[Callable[[Cell], Sequence[str]]] = None) -> List[str]:
+def cell_command(
+    cell: Cell,
+    cell_dir: str,
+    *,
+    weights: Dict[str, str],
+    num_gpus: int = 1,
+    extra_opts: Sequence[str] = (),
+    config_dir: str = os.path.join(HERE, "configs"),
+    cell_opts: Optional[Callable[[Cell], Sequence[str]]] = None,
+) -> List[str]:
     """The ``transfer/train_net.py`` command line of a cell. ``--resume``: a cell whose folder
     holds a checkpoint (an earlier, failed or interrupted attempt) continues from it."""
     label, encoder_init, option = INITS[cell.init]
@@ -261,17 +319,26 @@ def cell_command(cell: Cell, cell_dir: str, *, weights: Dict[str, str], num_gpus
         raise CellError(f"{option} {path}: file not found")
     config = os.path.join(config_dir, DETECTORS[cell.detector][1])
     return [
-        sys.executable, "-m", "transfer.train_net",
-        "--config-file", config,
-        "--num-gpus", str(num_gpus),
+        sys.executable,
+        "-m",
+        "transfer.train_net",
+        "--config-file",
+        config,
+        "--num-gpus",
+        str(num_gpus),
         "--resume",
         *extra_opts,  # user/smoke options first, so that the cell's own keys win
         *(cell_opts(cell) if cell_opts else ()),
-        "MODEL.TRANSFER.ENCODER_INIT", encoder_init,
-        "MODEL.TRANSFER.ENCODER_WEIGHTS", os.path.abspath(path),
-        "MODEL.TRANSFER.FREEZE_ENCODER", str(cell.mode == "frozen"),
-        "SEED", str(cell.seed),
-        "OUTPUT_DIR", os.path.abspath(cell_dir),
+        "MODEL.TRANSFER.ENCODER_INIT",
+        encoder_init,
+        "MODEL.TRANSFER.ENCODER_WEIGHTS",
+        os.path.abspath(path),
+        "MODEL.TRANSFER.FREEZE_ENCODER",
+        str(cell.mode == "frozen"),
+        "SEED",
+        str(cell.seed),
+        "OUTPUT_DIR",
+        os.path.abspath(cell_dir),
     ]
 
 
@@ -295,14 +362,25 @@ def _guard_encoder(cell: Cell, cell_dir: str, path: str) -> dict:
     return info
 
 
-def subprocess_runner(*, weights: Dict[str, str], num_gpus: int = 1, extra_opts: Sequence[str] = (),
-                      timeout: Optional[float] = None,
-                      cell_opts: Optional[Callable[[Cell], Sequence[str]]] = None) -> Callable[[Cell, str], dict]:
+def subprocess_runner(
+    *,
+    weights: Dict[str, str],
+    num_gpus: int = 1,
+    extra_opts: Sequence[str] = (),
+    timeout: Optional[float] = None,
+    cell_opts: Optional[Callable[[Cell], Sequence[str]]] = None,
+) -> Callable[[Cell, str], dict]:
     """A ``run_cell`` that launches ``transfer/train_net.py`` and reads its results file."""
 
     def run(cell: Cell, cell_dir: str) -> dict:
-        cmd = cell_command(cell, cell_dir, weights=weights, num_gpus=num_gpus, extra_opts=extra_opts,
-                           cell_opts=cell_opts)
+        cmd = cell_command(
+            cell,
+            cell_dir,
+            weights=weights,
+            num_gpus=num_gpus,
+            extra_opts=extra_opts,
+            cell_opts=cell_opts,
+        )
         encoder = _guard_encoder(cell, cell_dir, weights[cell.init])
         last = os.path.join(cell_dir, "last_checkpoint")
         resumed_from = None
@@ -315,16 +393,30 @@ def subprocess_runner(*, weights: Dict[str, str], num_gpus: int = 1, extra_opts:
             os.unlink(results_path)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
-        grid_runner.run_command(cmd, cell_dir, timeout=timeout, env=env, cwd=REPO, what="train_net",
-                                notes=[f"resuming from {resumed_from}"] if resumed_from else ())
+        grid_runner.run_command(
+            cmd,
+            cell_dir,
+            timeout=timeout,
+            env=env,
+            cwd=REPO,
+            what="train_net",
+            notes=[f"resuming from {resumed_from}"] if resumed_from else (),
+        )
         if not os.path.isfile(results_path):
             raise CellError(f"train_net finished but wrote no {results_path} (log: {log_path})")
         with open(results_path) as f:
             res = json.load(f)
-        return {"metrics": res.get("metrics", {}), "encoder_init": res.get("encoder_init"),
-                "max_iter": res.get("max_iter"), "command": cmd, "log": log_path, "resumed_from": resumed_from,
-                "encoder_file": encoder["file"], "encoder_sha256": encoder["sha256"],
-                **({"aux_loss": encoder["aux_loss"]} if "aux_loss" in encoder else {})}
+        return {
+            "metrics": res.get("metrics", {}),
+            "encoder_init": res.get("encoder_init"),
+            "max_iter": res.get("max_iter"),
+            "command": cmd,
+            "log": log_path,
+            "resumed_from": resumed_from,
+            "encoder_file": encoder["file"],
+            "encoder_sha256": encoder["sha256"],
+            **({"aux_loss": encoder["aux_loss"]} if "aux_loss" in encoder else {}),
+        }
 
     return run
 
@@ -358,6 +450,7 @@ def _value(rec: Optional[dict], task: str, metric: str) -> Optional[float]:
 @dataclass
 class Entry:
     """One table entry: the cells of a (detector, init, mode) over its seeds."""
+
     n_cells: int = 0
     n_ok: int = 0
     values: Tuple[float, ...] = ()
@@ -397,15 +490,28 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
     lines = []
     if title:
         lines += [title, ""]
-    n_seeds = max((sum(1 for c in records if c.group == g) for g in {c.group for c in records}), default=0)
+    n_seeds = max(
+        (sum(1 for c in records if c.group == g) for g in {c.group for c in records}), default=0
+    )
     for task, heading in (("bbox", "Box AP"), ("segm", "Mask AP (Mask R-CNN)")):
         dets = [d for d in DETECTORS if task == "bbox" or d == "mask_rcnn"]
-        if task == "segm" and not any(_value(r, "segm", "AP") is not None for c, r in records.items() if c.detector == "mask_rcnn"):
+        if task == "segm" and not any(
+            _value(r, "segm", "AP") is not None
+            for c, r in records.items()
+            if c.detector == "mask_rcnn"
+        ):
             continue
-        seeds_note = f" Entries are mean ± sample std over up to {n_seeds} seeds." if n_seeds > 1 else ""
-        lines += [f"**{heading}** — fine-tuned encoder (frozen encoder in parentheses); best per detector in bold "
-                  f"where values differ.{seeds_note}", ""]
-        lines.append("| Detector | Encoder | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |")
+        seeds_note = (
+            f" Entries are mean ± sample std over up to {n_seeds} seeds." if n_seeds > 1 else ""
+        )
+        lines += [
+            f"**{heading}** — fine-tuned encoder (frozen encoder in parentheses); best per detector in bold "
+            f"where values differ.{seeds_note}",
+            "",
+        ]
+        lines.append(
+            "| Detector | Encoder | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |"
+        )
         lines.append("|---|---|" + "---|" * len(METRICS))
         for det in dets:
             best = {}
@@ -421,7 +527,11 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
                     parts = []
                     for mode in MODES:
                         e = _entry(records, (det, init, mode), task, m)
-                        is_best = e.mean is not None and best[mode, m] is not None and round(e.mean, 1) == best[mode, m]
+                        is_best = (
+                            e.mean is not None
+                            and best[mode, m] is not None
+                            and round(e.mean, 1) == best[mode, m]
+                        )
                         parts.append(_fmt(e, is_best))
                     cells.append(f"{parts[0]} ({parts[1]})")
                 lines.append(f"| {DETECTORS[det][0]} | {label} | " + " | ".join(cells) + " |")
@@ -437,14 +547,23 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
     missing = [c.key for c in plan() if c.group not in done]
     if missing:
         lines += [f"Not run yet: {', '.join(f'`{k}`' for k in missing)}", ""]
-    shas = sorted({(c.init, r.get("encoder_sha256")) for c, r in records.items() if r.get("encoder_sha256")})
+    shas = sorted(
+        {(c.init, r.get("encoder_sha256")) for c, r in records.items() if r.get("encoder_sha256")}
+    )
     if shas:
-        lines += ["Encoder files (sha256): " + "; ".join(f"{INITS[i][0]} `{h[:16]}`" for i, h in shas), ""]
+        lines += [
+            "Encoder files (sha256): " + "; ".join(f"{INITS[i][0]} `{h[:16]}`" for i, h in shas),
+            "",
+        ]
     return "\n".join(lines)
 
 
-def render_chart(records: Dict[Cell, dict], path: str, metrics: Sequence[str] = ("AP", "APs", "APm", "APl"),
-                 title: str = "") -> str:
+def render_chart(
+    records: Dict[Cell, dict],
+    path: str,
+    metrics: Sequence[str] = ("AP", "APs", "APm", "APl"),
+    title: str = "",
+) -> str:
     """Grouped bars per detector: one group per metric, one bar per encoder init, solid =
     fine-tuned, hatched = frozen; the mean over seeds with a sample-std error bar. Missing or
     failed cells have no bar."""
@@ -464,17 +583,26 @@ def _draw_chart(fig, axes, records, metrics, colors, title) -> None:
                 xs = [i + off for i, e in enumerate(entries) if e.mean is not None]
                 ys = [e.mean for e in entries if e.mean is not None]
                 errs = [e.std or 0.0 for e in entries if e.mean is not None]
-                ax.bar(xs, ys, width, yerr=errs if any(errs) else None, capsize=2, color=colors[init],
-                       hatch="//" if mode == "frozen" else None,
-                       edgecolor="white" if mode == "frozen" else colors[init],
-                       label=f"{INITS[init][0]}{' (frozen)' if mode == 'frozen' else ''}")
+                ax.bar(
+                    xs,
+                    ys,
+                    width,
+                    yerr=errs if any(errs) else None,
+                    capsize=2,
+                    color=colors[init],
+                    hatch="//" if mode == "frozen" else None,
+                    edgecolor="white" if mode == "frozen" else colors[init],
+                    label=f"{INITS[init][0]}{' (frozen)' if mode == 'frozen' else ''}",
+                )
         ax.set_xticks(range(len(metrics)))
         ax.set_xticklabels([METRIC_LABELS[m] for m in metrics])
         ax.set_title(det_label)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("box AP")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(INITS) * len(MODES), fontsize=8, frameon=False)
+    fig.legend(
+        handles, labels, loc="lower center", ncol=len(INITS) * len(MODES), fontsize=8, frameon=False
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))
@@ -502,35 +630,76 @@ def _title(out_dir: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out-dir", default="output/table5")
     p.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
     p.add_argument("--inits", nargs="+", default=list(INITS), choices=list(INITS))
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    p.add_argument("--imagenet-weights", default="", help="HRNetV2 ImageNet checkpoint (timm/official layout)")
+    p.add_argument(
+        "--imagenet-weights", default="", help="HRNetV2 ImageNet checkpoint (timm/official layout)"
+    )
     p.add_argument("--stn-weights", default="", help="SeeThroughNet checkpoint trained WITHOUT CPP")
-    p.add_argument("--stn-cpp-weights", default="", help="SeeThroughNet checkpoint trained WITH CPP")
-    p.add_argument("--seeds", type=int, default=1, help="repeats per cell (SEED 0..N-1); the table shows mean ± std")
-    p.add_argument("--neck", choices=list(NECKS), default="hrfpn",
-                   help="hrfpn (HRNet's pyramid, default) or fpn (detectron2's FPN; FCOS over res3-res5)")
-    p.add_argument("--recompute-bn-imagenet", type=int, default=0, metavar="ITERS",
-                   help="ImageNet rows: re-estimate the encoder's BatchNorm statistics on ITERS training batches "
-                        "before training (MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS); 0 = keep ImageNet's")
-    p.add_argument("--variant", default=None, help="MODEL.HRNET.VARIANT (must match the checkpoints; configs: hrnet_w48)")
-    p.add_argument("--dataset-root", default=None, help="DATASETS.CITYSCAPES_ROOT (converted with convert_cityscapes_to_coco)")
+    p.add_argument(
+        "--stn-cpp-weights", default="", help="SeeThroughNet checkpoint trained WITH CPP"
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="repeats per cell (SEED 0..N-1); the table shows mean ± std",
+    )
+    p.add_argument(
+        "--neck",
+        choices=list(NECKS),
+        default="hrfpn",
+        help="hrfpn (HRNet's pyramid, default) or fpn (detectron2's FPN; FCOS over res3-res5)",
+    )
+    p.add_argument(
+        "--recompute-bn-imagenet",
+        type=int,
+        default=0,
+        metavar="ITERS",
+        help="ImageNet rows: re-estimate the encoder's BatchNorm statistics on ITERS training batches "
+        "before training (MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS); 0 = keep ImageNet's",
+    )
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="MODEL.HRNET.VARIANT (must match the checkpoints; configs: hrnet_w48)",
+    )
+    p.add_argument(
+        "--dataset-root",
+        default=None,
+        help="DATASETS.CITYSCAPES_ROOT (converted with convert_cityscapes_to_coco)",
+    )
     p.add_argument("--num-gpus", type=int, default=1)
-    p.add_argument("--iters", type=int, default=None, help="SOLVER.MAX_ITER (STEPS scaled to 3/4 of it)")
+    p.add_argument(
+        "--iters", type=int, default=None, help="SOLVER.MAX_ITER (STEPS scaled to 3/4 of it)"
+    )
     p.add_argument("--ims-per-batch", type=int, default=None, help="SOLVER.IMS_PER_BATCH")
-    p.add_argument("--min-size", type=int, default=None, help="INPUT.MIN_SIZE_TRAIN/TEST (single value)")
+    p.add_argument(
+        "--min-size", type=int, default=None, help="INPUT.MIN_SIZE_TRAIN/TEST (single value)"
+    )
     p.add_argument("--max-size", type=int, default=None, help="INPUT.MAX_SIZE_TRAIN/TEST")
-    p.add_argument("--smoke", action="store_true", help="CPU smoke preset (tiny images, few proposals)")
-    p.add_argument("--retry-failed", action="store_true",
-                   help="run the cells that failed before again (by default they are kept)")
+    p.add_argument(
+        "--smoke", action="store_true", help="CPU smoke preset (tiny images, few proposals)"
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the cells that failed before again (by default they are kept)",
+    )
     p.add_argument("--keep-failed", action="store_true", help=argparse.SUPPRESS)  # removed flag
-    p.add_argument("--render-only", action="store_true", help="only re-render table5.md / table5.png")
+    p.add_argument(
+        "--render-only", action="store_true", help="only re-render table5.md / table5.png"
+    )
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell")
     p.add_argument("--title", default=None)
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="more KEY VALUE config overrides for every cell")
+    p.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="more KEY VALUE config overrides for every cell"
+    )
     return p
 
 
@@ -542,13 +711,28 @@ def extra_opts_from_args(args) -> List[str]:
     if args.dataset_root:
         opts += ["DATASETS.CITYSCAPES_ROOT", os.path.abspath(args.dataset_root)]
     if args.iters is not None:
-        opts += ["SOLVER.MAX_ITER", str(args.iters), "SOLVER.STEPS", f"({max(1, args.iters * 3 // 4)},)"]
+        opts += [
+            "SOLVER.MAX_ITER",
+            str(args.iters),
+            "SOLVER.STEPS",
+            f"({max(1, args.iters * 3 // 4)},)",
+        ]
     if args.ims_per_batch is not None:
         opts += ["SOLVER.IMS_PER_BATCH", str(args.ims_per_batch)]
     if args.min_size is not None:
-        opts += ["INPUT.MIN_SIZE_TRAIN", f"({args.min_size},)", "INPUT.MIN_SIZE_TEST", str(args.min_size)]
+        opts += [
+            "INPUT.MIN_SIZE_TRAIN",
+            f"({args.min_size},)",
+            "INPUT.MIN_SIZE_TEST",
+            str(args.min_size),
+        ]
     if args.max_size is not None:
-        opts += ["INPUT.MAX_SIZE_TRAIN", str(args.max_size), "INPUT.MAX_SIZE_TEST", str(args.max_size)]
+        opts += [
+            "INPUT.MAX_SIZE_TRAIN",
+            str(args.max_size),
+            "INPUT.MAX_SIZE_TEST",
+            str(args.max_size),
+        ]
     rest = [o for o in args.opts if o != "--"]
     if len(rest) % 2:
         raise SystemExit(f"config overrides must be KEY VALUE pairs, got {rest}")
@@ -558,11 +742,20 @@ def extra_opts_from_args(args) -> List[str]:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.keep_failed:
-        print("error: --keep-failed is gone: failed cells are kept by default now (as in "
-              "tools/run_cpp_study.py); pass --retry-failed to run them again", file=sys.stderr)
+        print(
+            "error: --keep-failed is gone: failed cells are kept by default now (as in "
+            "tools/run_cpp_study.py); pass --retry-failed to run them again",
+            file=sys.stderr,
+        )
         return 2
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s")
-    weights = {"imagenet": args.imagenet_weights, "stn_wo_cpp": args.stn_weights, "stn_cpp": args.stn_cpp_weights}
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s] %(name)s %(levelname)s: %(message)s"
+    )
+    weights = {
+        "imagenet": args.imagenet_weights,
+        "stn_wo_cpp": args.stn_weights,
+        "stn_cpp": args.stn_cpp_weights,
+    }
     if not args.render_only:
         try:
             cells = plan(args.detectors, args.inits, args.modes, args.seeds)
@@ -571,7 +764,14 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         for init, c in checked.items():
-            logger.info("%s %s: %s %s in %s", INITS[init][2], weights[init], ".".join(AUX_LOSS_KEY), c["aux_loss"], c["config"])
+            logger.info(
+                "%s %s: %s %s in %s",
+                INITS[init][2],
+                weights[init],
+                ".".join(AUX_LOSS_KEY),
+                c["aux_loss"],
+                c["config"],
+            )
     os.makedirs(args.out_dir, exist_ok=True)
     if args.title is not None:
         grid_runner.write_json(os.path.join(args.out_dir, "grid.json"), {"title": args.title})
@@ -587,13 +787,16 @@ def main(argv=None) -> int:
             return ["MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS", str(bn_iters)]
         return []
 
-    runner = subprocess_runner(weights=weights, num_gpus=args.num_gpus, extra_opts=extra_opts_from_args(args),
-                               timeout=args.timeout, cell_opts=cell_opts)
+    runner = subprocess_runner(
+        weights=weights,
+        num_gpus=args.num_gpus,
+        extra_opts=extra_opts_from_args(args),
+        timeout=args.timeout,
+        cell_opts=cell_opts,
+    )
     records = run_grid(cells, args.out_dir, runner, retry_failed=args.retry_failed)
     md, png = render_outputs(args.out_dir)
     print(open(md).read())
     n_ok = sum(r.get("status") == "ok" for r in records.values())
     print(f"{n_ok}/{len(records)} cells ok; wrote {md} and {png}")
     return 0 if n_ok == len(records) else 1
-
-

@@ -18,6 +18,7 @@ statistics re-estimated before the first iteration); a Mask R-CNN with ``INPUT.M
 polygon`` refuses a train JSON converted as RLE. ``--resume`` continues from the last
 checkpoint in ``OUTPUT_DIR`` (what ``run_table5.py`` always passes).
 """
+
 import logging
 import math
 import os
@@ -26,19 +27,19 @@ import sys
 if __package__ in (None, ""):  # run as a script: make `transfer` importable from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
 import detectron2.utils.comm as comm  # noqa: E402
+import torch  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
-from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
+from seethroughnet.config import build_config  # noqa: E402
 from seethroughnet.engine import check_eval_weights  # noqa: E402
 from seethroughnet.resumable import ResumableTrainerMixin  # noqa: E402
-from seethroughnet.config import build_config  # noqa: E402
+from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
+from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
-from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn  # noqa: E402
 
 logger = logging.getLogger("transfer")
 
@@ -61,7 +62,11 @@ def _clean(obj):
 
 
 def tasks_of(cfg):
-    return ("bbox", "segm") if cfg.MODEL.MASK_ON and cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" else ("bbox",)
+    return (
+        ("bbox", "segm")
+        if cfg.MODEL.MASK_ON and cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+        else ("bbox",)
+    )
 
 
 def prepare_model(cfg, model):
@@ -86,7 +91,9 @@ def _bn_statistics_note(cfg):
     t = cfg.MODEL.TRANSFER
     if t.ENCODER_INIT == "random":
         return "random init: BatchNorm statistics estimated during training"
-    src = {"imagenet": "ImageNet", "seethroughnet": "Cityscapes (SeeThroughNet training)"}[t.ENCODER_INIT]
+    src = {"imagenet": "ImageNet", "seethroughnet": "Cityscapes (SeeThroughNet training)"}[
+        t.ENCODER_INIT
+    ]
     if t.ENCODER_BN_RECOMPUTE_ITERS > 0:
         return f"re-estimated on {t.ENCODER_BN_RECOMPUTE_ITERS} training batches before training"
     if t.FREEZE_ENCODER or t.ENCODER_NORM_EVAL:
@@ -118,7 +125,9 @@ def build_optimizer(cfg, model):
     if not (clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL_CLIP):
         return d2_build_optimizer(cfg, model)
     if not clip.CLIP_VALUE > 0:
-        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for CLIP_TYPE full_model, got {clip.CLIP_VALUE}")
+        raise ValueError(
+            f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for CLIP_TYPE full_model, got {clip.CLIP_VALUE}"
+        )
     max_norm, norm_type = float(clip.CLIP_VALUE), float(clip.NORM_TYPE)
 
     class SGDFullModelClip(torch.optim.SGD):
@@ -134,8 +143,13 @@ def build_optimizer(cfg, model):
         bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
     )
-    return SGDFullModelClip(params, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
-                            nesterov=cfg.SOLVER.NESTEROV, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    return SGDFullModelClip(
+        params,
+        lr=cfg.SOLVER.BASE_LR,
+        momentum=cfg.SOLVER.MOMENTUM,
+        nesterov=cfg.SOLVER.NESTEROV,
+        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+    )
 
 
 def _unwrap(model):
@@ -204,16 +218,24 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, tasks=tasks_of(cfg), distributed=True, output_dir=output_folder,
-                             use_fast_impl=False)
+        return COCOEvaluator(
+            dataset_name,
+            tasks=tasks_of(cfg),
+            distributed=True,
+            output_dir=output_folder,
+            use_fast_impl=False,
+        )
 
 
 def setup(args):
     from seethroughnet.utils.safe_load import apply_safety_arguments
 
     # safe YAML only (this file and its _BASE_ files) unless --allow-unsafe-config
-    cfg = build_config(args.config_file, apply_safety_arguments(args, args.opts),
-                       allow_unsafe=getattr(args, "allow_unsafe_config", False))
+    cfg = build_config(
+        args.config_file,
+        apply_safety_arguments(args, args.opts),
+        allow_unsafe=getattr(args, "allow_unsafe_config", False),
+    )
     if args.eval_only:
         # all weights come from MODEL.WEIGHTS: do not read (or require) the encoder checkpoint
         cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
@@ -221,7 +243,9 @@ def setup(args):
         cfg.MODEL.HRNET.CHECKPOINT = ""
     cfg.freeze()
     default_setup(cfg, args)
-    register_cityscapes_coco(cfg.DATASETS.CITYSCAPES_ROOT or None, cfg.DATASETS.CITYSCAPES_COCO_JSON_DIR or None)
+    register_cityscapes_coco(
+        cfg.DATASETS.CITYSCAPES_ROOT or None, cfg.DATASETS.CITYSCAPES_COCO_JSON_DIR or None
+    )
     check_datasets(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))
     if cfg.MODEL.MASK_ON and not args.eval_only:
         check_mask_format(list(cfg.DATASETS.TRAIN), cfg.INPUT.MASK_FORMAT)
@@ -230,9 +254,16 @@ def setup(args):
 
 def summarize(results):
     """``{task: {AP, AP50, AP75, APs, APm, APl}}`` from detectron2's nested results."""
-    if results and all(isinstance(v, dict) and any(isinstance(x, dict) for x in v.values()) for v in results.values()):
+    if results and all(
+        isinstance(v, dict) and any(isinstance(x, dict) for x in v.values())
+        for v in results.values()
+    ):
         results = next(iter(results.values()))  # {dataset: {task: ...}} -> first dataset
-    return {task: {m: r.get(m) for m in METRICS} for task, r in (results or {}).items() if isinstance(r, dict)}
+    return {
+        task: {m: r.get(m) for m in METRICS}
+        for task, r in (results or {}).items()
+        if isinstance(r, dict)
+    }
 
 
 def write_results(cfg, results, model=None, mode="train"):
@@ -244,10 +275,13 @@ def write_results(cfg, results, model=None, mode="train"):
         "full_results": _clean(results),
         "encoder_init": _clean(getattr(getattr(model, "backbone", None), "init_report", None)),
         "max_iter": cfg.SOLVER.MAX_ITER,
-        "config": {"META_ARCHITECTURE": cfg.MODEL.META_ARCHITECTURE, "VARIANT": cfg.MODEL.HRNET.VARIANT,
-                   "ENCODER_INIT": cfg.MODEL.TRANSFER.ENCODER_INIT,
-                   "ENCODER_WEIGHTS": cfg.MODEL.TRANSFER.ENCODER_WEIGHTS,
-                   "FREEZE_ENCODER": cfg.MODEL.TRANSFER.FREEZE_ENCODER},
+        "config": {
+            "META_ARCHITECTURE": cfg.MODEL.META_ARCHITECTURE,
+            "VARIANT": cfg.MODEL.HRNET.VARIANT,
+            "ENCODER_INIT": cfg.MODEL.TRANSFER.ENCODER_INIT,
+            "ENCODER_WEIGHTS": cfg.MODEL.TRANSFER.ENCODER_WEIGHTS,
+            "FREEZE_ENCODER": cfg.MODEL.TRANSFER.FREEZE_ENCODER,
+        },
     }
     path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
     from transfer.cityscapes_to_coco import write_json_atomic
@@ -281,8 +315,14 @@ def cli(argv=None):
     from seethroughnet.utils.safe_load import add_safety_arguments
 
     args = add_safety_arguments(default_argument_parser()).parse_args(argv)
-    return launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                  dist_url=args.dist_url, args=(args,))
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
 
 
 if __name__ == "__main__":

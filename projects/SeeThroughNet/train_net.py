@@ -7,6 +7,7 @@
 Multi-process runs use NCCL on GPUs and gloo on CPU (``MODEL.DEVICE cpu --num-gpus N``
 starts N CPU processes).
 """
+
 import os
 import sys
 

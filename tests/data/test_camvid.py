@@ -66,10 +66,15 @@ def test_camvid_full_validation_subset(camvid_dir, tmp_path):
     root = camvid_dir
     lines = (root / "val.txt").read_text().split("\n")[:20]
     pairs = tmp_path / "subset.txt"
-    pairs.write_text("\n".join(" ".join(str(root / p) for p in ln.split())
-                               for ln in lines if ln.strip()))
+    pairs.write_text(
+        "\n".join(" ".join(str(root / p) for p in ln.split()) for ln in lines if ln.strip())
+    )
     register_folder_semseg(
-        "camvid_subset", str(root), str(root), sdd.CAMVID_CLASSES, ignore_label=11,
+        "camvid_subset",
+        str(root),
+        str(root),
+        sdd.CAMVID_CLASSES,
+        ignore_label=11,
         pairs_file=str(pairs),
     )
     dicts = DatasetCatalog.get("camvid_subset")

@@ -170,7 +170,8 @@ def test_label_value_not_in_table(tiny_cs, cs):
     rel = os.path.relpath(s["trainIds"], root)
     assert rel.startswith("gtFine/val/")
     assert (
-        f"{rel} holds value 37, which is not a trainId of the Cityscapes label table (0-18, 255)" in msg
+        f"{rel} holds value 37, which is not a trainId of the Cityscapes label table (0-18, 255)"
+        in msg
     )
     assert s["trainIds"] in msg and "4 pixels" in msg
     assert "csCreateTrainIdLabelImgs" in msg  # what to do
@@ -256,7 +257,9 @@ def _folder(tiny_cs, tmp_path, n=2, k=3):
         Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(tmp_path / "img" / f"a{i}.png")
         lab = (np.arange(h * w).reshape(h, w) % k).astype(np.uint8)
         Image.fromarray(lab).save(tmp_path / "lab" / f"a{i}.png")
-    register_folder_semseg("t_bad_folder", str(tmp_path / "img"), str(tmp_path / "lab"), ["x", "y", "z"][:k])
+    register_folder_semseg(
+        "t_bad_folder", str(tmp_path / "img"), str(tmp_path / "lab"), ["x", "y", "z"][:k]
+    )
 
 
 def test_folder_label_value_out_of_range(tiny_cs, tmp_path):
@@ -264,22 +267,33 @@ def test_folder_label_value_out_of_range(tiny_cs, tmp_path):
     p = tmp_path / "lab" / "a1.png"
     Image.fromarray(np.full((tiny_cs.H, tiny_cs.W), 3, np.uint8)).save(p)
     msg = load_error("t_bad_folder")
-    assert f"{p} holds value 3, which is not a class of 't_bad_folder' (0-2) or its ignore_label 255" in msg
+    assert (
+        f"{p} holds value 3, which is not a class of 't_bad_folder' (0-2) or its ignore_label 255"
+        in msg
+    )
 
 
 def test_folder_missing_label_and_orphan_label(tiny_cs, tmp_path):
     _folder(tiny_cs, tmp_path)
     os.remove(tmp_path / "lab" / "a0.png")
     msg = load_error("t_bad_folder")
-    assert f"image {tmp_path / 'img' / 'a0.png'} has no label file {tmp_path / 'lab' / 'a0.png'}" in msg
+    assert (
+        f"image {tmp_path / 'img' / 'a0.png'} has no label file {tmp_path / 'lab' / 'a0.png'}"
+        in msg
+    )
     _folder(tiny_cs, tmp_path)
     os.remove(tmp_path / "img" / "a1.png")
     msg = load_error("t_bad_folder")
-    assert f"label file {tmp_path / 'lab' / 'a1.png'} has no image" in msg and str(tmp_path / "img" / "a1.png") in msg
+    assert (
+        f"label file {tmp_path / 'lab' / 'a1.png'} has no image" in msg
+        and str(tmp_path / "img" / "a1.png") in msg
+    )
 
 
 def test_folder_missing_root(tmp_path):
-    register_folder_semseg("t_gone", str(tmp_path / "gone" / "img"), str(tmp_path / "gone" / "lab"), ["a"])
+    register_folder_semseg(
+        "t_gone", str(tmp_path / "gone" / "img"), str(tmp_path / "gone" / "lab"), ["a"]
+    )
     msg = load_error("t_gone")
     assert str(tmp_path / "gone" / "img") in msg and "does not exist" in msg
 
@@ -300,7 +314,9 @@ def test_pairs_file_problems(tiny_cs, tmp_path):
     _folder(tiny_cs, tmp_path)
     pf = tmp_path / "split.txt"
     pf.write_text("img/a0.png lab/a0.png\nimg/a9.png lab/a9.png\n")
-    register_folder_semseg("t_pf", str(tmp_path / "img"), str(tmp_path / "lab"), ["x", "y", "z"], pairs_file=str(pf))
+    register_folder_semseg(
+        "t_pf", str(tmp_path / "img"), str(tmp_path / "lab"), ["x", "y", "z"], pairs_file=str(pf)
+    )
     msg = load_error("t_pf")
     assert f"{pf} line 2" in msg and "a9.png" in msg
     pf.write_text("img/a0.png lab/a0.png extra\n")
@@ -346,7 +362,9 @@ def test_read_label_errors(tiny_cs, tmp_path):
     a = tiny_cs.train_ids(1)
     a[0, 0] = 200
     Image.fromarray(a).save(p)
-    with pytest.raises(DatasetError, match=r"l\.png holds value 200, which is not in the label table \(0-18, 255\)"):
+    with pytest.raises(
+        DatasetError, match=r"l\.png holds value 200, which is not in the label table \(0-18, 255\)"
+    ):
         read_label(str(p), list(range(19)) + [255])
     truncate(str(p))
     with pytest.raises(DatasetError, match=r"l\.png cannot be decoded .*truncated"):

@@ -4,7 +4,6 @@ and the registrations that read what they write (``seethroughnet.data.datasets.p
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,13 +64,17 @@ def test_prepare_register_and_load(datasets_script, raw_datasets):
     reduced = np.asarray(Image.open(raw_datasets / "nyuv2/label40_reduced/test/0001.png"))
     assert set(np.unique(reduced)) == {39, 255}
     assert (raw_datasets / "nyuv2/cpp_pairs_train.txt").read_text() == (
-        "image/train/0001.png label40_reduced/train/0001.png\n")
+        "image/train/0001.png label40_reduced/train/0001.png\n"
+    )
 
     names = register_more_datasets(root)
     assert set(names) == set(MORE_DATASETS)
     try:
-        for name, k in (("voc2012_sem_seg_train_aug", 21), ("pascal_context59_sem_seg_val", 59),
-                        ("nyuv2_40_sem_seg_test", 40)):
+        for name, k in (
+            ("voc2012_sem_seg_train_aug", 21),
+            ("pascal_context59_sem_seg_val", 59),
+            ("nyuv2_40_sem_seg_test", 40),
+        ):
             meta = MetadataCatalog.get(name)
             assert len(meta.stuff_classes) == k and meta.ignore_label == 255
             assert meta.evaluator_type == "sem_seg"
@@ -83,8 +86,9 @@ def test_prepare_register_and_load(datasets_script, raw_datasets):
         register_more_datasets()  # back to $DETECTRON2_DATASETS
 
 
-def test_scripts_run_from_the_command_line_and_say_what_is_missing(datasets_script, raw_datasets,
-                                                                   tmp_path, capsys):
+def test_scripts_run_from_the_command_line_and_say_what_is_missing(
+    datasets_script, raw_datasets, tmp_path, capsys
+):
     cli = datasets_script("prepare_nyuv2")
     assert cli.main(["--root", str(raw_datasets)]) == 0
     assert "cpp_pairs_test.txt" in capsys.readouterr().out

@@ -25,8 +25,8 @@ from seethroughnet.data.datasets import (  # noqa: E402
     register_all,
     register_cityscapes,
     register_folder_semseg,
+    validation,  # noqa: E402
 )
-from seethroughnet.data.datasets import validation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,9 @@ def test_cityscapes_metadata(cityscapes):
     root, _ = cityscapes
     from cityscapesscripts.helpers.labels import labels
 
-    train_labels = sorted((l for l in labels if l.trainId not in (255, -1)), key=lambda l: l.trainId)
+    train_labels = sorted(
+        (l for l in labels if l.trainId not in (255, -1)), key=lambda l: l.trainId
+    )
     for split in ("train", "val", "test"):
         sem = MetadataCatalog.get(f"cityscapes_fine_sem_seg_{split}")
         assert sem.evaluator_type == "cityscapes_sem_seg"
@@ -76,7 +78,16 @@ def test_cityscapes_metadata(cityscapes):
         assert sem.gt_dir == os.path.join(str(root), "gtFine", split, "")
         assert sem.stuff_classes == [l.name for l in train_labels]
         assert [tuple(c) for c in sem.stuff_colors] == [tuple(l.color) for l in train_labels]
-        assert sem.thing_classes == ["person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
+        assert sem.thing_classes == [
+            "person",
+            "rider",
+            "car",
+            "truck",
+            "bus",
+            "train",
+            "motorcycle",
+            "bicycle",
+        ]
         inst = MetadataCatalog.get(f"cityscapes_fine_instance_seg_{split}")
         assert inst.evaluator_type == "cityscapes_instance"
         assert inst.thing_classes == sem.thing_classes
@@ -102,14 +113,18 @@ def test_register_all_is_idempotent():
     names2 = register_all()
     assert names == names2
     expected = {
-        f"cityscapes_fine_{t}_{s}" for t in ("sem_seg", "instance_seg") for s in ("train", "val", "test")
+        f"cityscapes_fine_{t}_{s}"
+        for t in ("sem_seg", "instance_seg")
+        for s in ("train", "val", "test")
     } | {"camvid_train", "camvid_val", "camvid_trainval"}
     assert expected <= set(names)
     assert expected <= set(DatasetCatalog.list())
 
 
 def test_cityscapes_instances_fixture(cityscapes):
-    pytest.importorskip("shapely", reason="detectron2's load_cityscapes_instances(from_json=True) needs shapely")
+    pytest.importorskip(
+        "shapely", reason="detectron2's load_cityscapes_instances(from_json=True) needs shapely"
+    )
     dicts = DatasetCatalog.get("cityscapes_fine_instance_seg_val")
     assert len(dicts) == 4 and all("annotations" in d for d in dicts)
 
@@ -117,7 +132,9 @@ def test_cityscapes_instances_fixture(cityscapes):
 def test_cityscapes_header_mode_skips_decoding(cityscapes, monkeypatch):
     calls = []
     orig = validation.decode_label_file
-    monkeypatch.setattr(validation, "decode_label_file", lambda *a, **k: calls.append(a) or orig(*a, **k))
+    monkeypatch.setattr(
+        validation, "decode_label_file", lambda *a, **k: calls.append(a) or orig(*a, **k)
+    )
     monkeypatch.setenv("SEETHROUGHNET_VALIDATE", "header")
     assert len(DatasetCatalog.get("cityscapes_fine_sem_seg_val")) == 4
     assert calls == []
@@ -126,8 +143,9 @@ def test_cityscapes_header_mode_skips_decoding(cityscapes, monkeypatch):
 # --------------------------------------------------------------------------------------
 # cache
 # --------------------------------------------------------------------------------------
-def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(tiny_cs, cityscapes, tmp_path,
-                                                                       monkeypatch):
+def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(
+    tiny_cs, cityscapes, tmp_path, monkeypatch
+):
     root, files = cityscapes
     calls = []
     orig = validation.decode_label_file
@@ -139,7 +157,9 @@ def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(tiny_cs, 
     monkeypatch.setattr(validation, "decode_label_file", counting)
     DatasetCatalog.get("cityscapes_fine_sem_seg_val")
     # val: the trainIds (training / SemSegEvaluator) and the labelIds (cityscapesscripts' evaluation)
-    assert sorted(calls) == sorted([s["trainIds"] for s in files["val"]] + [s["labelIds"] for s in files["val"]])
+    assert sorted(calls) == sorted(
+        [s["trainIds"] for s in files["val"]] + [s["labelIds"] for s in files["val"]]
+    )
     cache_files = list((tmp_path / "cache").glob("*.json"))
     assert len(cache_files) == 1
     assert not list((tmp_path / "cache").glob(".tmp-*")), "temporary cache file left behind"
@@ -191,7 +211,9 @@ def _write_folder(tiny_cs, root: Path, n=3, k=4, ignore=255, sub="") -> None:
 
 def test_folder_semseg_pairs_folders(tiny_cs, tmp_path):
     _write_folder(tiny_cs, tmp_path, n=3, k=4)
-    register_folder_semseg("t_folder", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c", "d"])
+    register_folder_semseg(
+        "t_folder", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c", "d"]
+    )
     dicts = DatasetCatalog.get("t_folder")
     assert [d["image_id"] for d in dicts] == ["im0", "im1", "im2"]
     d = dicts[0]
@@ -204,24 +226,40 @@ def test_folder_semseg_pairs_folders(tiny_cs, tmp_path):
     assert len(meta.stuff_colors) == 4
     assert meta.ignore_label == 255 and meta.evaluator_type == "sem_seg"
     # re-registering (e.g. with other classes) is fine
-    register_folder_semseg("t_folder", str(tmp_path / "images"), str(tmp_path / "labels"), list("abcde"), ignore_label=9)
+    register_folder_semseg(
+        "t_folder",
+        str(tmp_path / "images"),
+        str(tmp_path / "labels"),
+        list("abcde"),
+        ignore_label=9,
+    )
     assert MetadataCatalog.get("t_folder").ignore_label == 9
 
 
 def test_folder_semseg_subfolders_and_pairs_file(tiny_cs, tmp_path):
     _write_folder(tiny_cs, tmp_path, n=2, k=3, sub="seq1")
     (tmp_path / "list.txt").write_text("# comment\nimages/seq1/im1.jpg labels/seq1/im1.png\n\n")
-    register_folder_semseg("t_all", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c"])
+    register_folder_semseg(
+        "t_all", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c"]
+    )
     assert [d["image_id"] for d in DatasetCatalog.get("t_all")] == ["seq1/im0", "seq1/im1"]
     register_folder_semseg(
-        "t_list", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c"], pairs_file=str(tmp_path / "list.txt")
+        "t_list",
+        str(tmp_path / "images"),
+        str(tmp_path / "labels"),
+        ["a", "b", "c"],
+        pairs_file=str(tmp_path / "list.txt"),
     )
     (d,) = DatasetCatalog.get("t_list")
     assert d["file_name"] == os.path.join(str(tmp_path), "images/seq1/im1.jpg")
     # single-token lines: image relative to image_root, label derived
     (tmp_path / "list1.txt").write_text("seq1/im0.jpg\n")
     register_folder_semseg(
-        "t_list1", str(tmp_path / "images"), str(tmp_path / "labels"), ["a", "b", "c"], pairs_file=str(tmp_path / "list1.txt")
+        "t_list1",
+        str(tmp_path / "images"),
+        str(tmp_path / "labels"),
+        ["a", "b", "c"],
+        pairs_file=str(tmp_path / "list1.txt"),
     )
     (d,) = DatasetCatalog.get("t_list1")
     assert d["sem_seg_file_name"] == os.path.join(str(tmp_path / "labels"), "seq1/im0.png")
@@ -229,7 +267,9 @@ def test_folder_semseg_subfolders_and_pairs_file(tiny_cs, tmp_path):
 
 def test_folder_semseg_rejects_ignore_label_inside_classes(tmp_path):
     with pytest.raises(ValueError, match="ignore_label 2 is one of the class indices"):
-        register_folder_semseg("t_bad", str(tmp_path), str(tmp_path), ["a", "b", "c"], ignore_label=2)
+        register_folder_semseg(
+            "t_bad", str(tmp_path), str(tmp_path), ["a", "b", "c"], ignore_label=2
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -265,7 +305,12 @@ def test_synthetic_cityscapes_registers(tmp_path):
 
     root = tmp_path / "cityscapes"
     generate_synthetic_cityscapes(
-        str(root), seed=0, height=32, width=64, num_images={"train": 2, "val": 2, "test": 1}, progress=False
+        str(root),
+        seed=0,
+        height=32,
+        width=64,
+        num_images={"train": 2, "val": 2, "test": 1},
+        progress=False,
     )
     register_cityscapes(str(root))
     for split in ("train", "val"):
@@ -277,7 +322,9 @@ def test_synthetic_cityscapes_registers(tmp_path):
 # the CLI
 # --------------------------------------------------------------------------------------
 def _load_cli():
-    spec = importlib.util.spec_from_file_location("check_dataset", REPO / "tools" / "check_dataset.py")
+    spec = importlib.util.spec_from_file_location(
+        "check_dataset", REPO / "tools" / "check_dataset.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -4,6 +4,7 @@ manifest's idempotence / refusal rules.
 
 One small dataset (128 x 256, 4 train / 4 val / 2 test images) is generated once per module.
 """
+
 import glob
 import hashlib
 import json
@@ -14,12 +15,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.labels import id2label, labels, name2label
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
+from PIL import Image
 
 from seethroughnet.data import synthetic as sc
 
@@ -68,7 +68,9 @@ def _png_instance_counts(inst):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synthetic") / "cityscapes")
-    manifest = sc.generate_synthetic_cityscapes(root, seed=SEED, height=H, width=W, num_images=NUM, progress=False)
+    manifest = sc.generate_synthetic_cityscapes(
+        root, seed=SEED, height=H, width=W, num_images=NUM, progress=False
+    )
     return root, manifest
 
 
@@ -76,7 +78,9 @@ def dataset(tmp_path_factory):
 def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
     root, _ = dataset
     again = str(tmp_path / "again")
-    sc.generate_synthetic_cityscapes(again, seed=SEED, height=H, width=W, num_images=NUM, progress=False)
+    sc.generate_synthetic_cityscapes(
+        again, seed=SEED, height=H, width=W, num_images=NUM, progress=False
+    )
     a, b = _all_files(root), _all_files(again)
     assert sorted(a) == sorted(b)
     for rel in a:
@@ -111,18 +115,25 @@ def test_samples_match_the_pinned_generator_output(split, index, test_gt):
 def test_other_seed_differs_and_counts_do_not_change_other_images(dataset, tmp_path):
     root, _ = dataset
     other = str(tmp_path / "other")
-    sc.generate_synthetic_cityscapes(other, seed=SEED + 1, height=H, width=W, num_images={"train": 2}, progress=False)
+    sc.generate_synthetic_cityscapes(
+        other, seed=SEED + 1, height=H, width=W, num_images={"train": 2}, progress=False
+    )
     for i in range(2):
         for kind in ("image", "polygons", "labelIds"):
-            assert _read(sc.sample_paths(root, "train", i)[kind]) != _read(sc.sample_paths(other, "train", i)[kind])
+            assert _read(sc.sample_paths(root, "train", i)[kind]) != _read(
+                sc.sample_paths(other, "train", i)[kind]
+            )
     # each image is seeded from (seed, split, index): fewer images, same files
     fewer = str(tmp_path / "fewer")
-    sc.generate_synthetic_cityscapes(fewer, seed=SEED, height=H, width=W, num_images={"train": 2, "val": 1},
-                                     progress=False)
+    sc.generate_synthetic_cityscapes(
+        fewer, seed=SEED, height=H, width=W, num_images={"train": 2, "val": 1}, progress=False
+    )
     for split, n in (("train", 2), ("val", 1)):
         for i in range(n):
             for kind in KINDS:
-                assert _read(sc.sample_paths(root, split, i)[kind]) == _read(sc.sample_paths(fewer, split, i)[kind])
+                assert _read(sc.sample_paths(root, split, i)[kind]) == _read(
+                    sc.sample_paths(fewer, split, i)[kind]
+                )
 
 
 # --- (b) layout, label values, agreement --------------------------------------------------------
@@ -133,10 +144,16 @@ def test_cityscapes_layout_and_nothing_else(dataset):
         expected |= {os.path.relpath(p, root) for p in paths.values()}
         city, stem = sc.sample_name(split, i)
         assert re.fullmatch(r"[a-z]+_\d{6}_\d{6}", stem) and stem.startswith(city + "_")
-        assert paths["image"] == os.path.join(root, "leftImg8bit", split, city, stem + "_leftImg8bit.png")
+        assert paths["image"] == os.path.join(
+            root, "leftImg8bit", split, city, stem + "_leftImg8bit.png"
+        )
         for kind in ("labelIds", "instanceIds", "labelTrainIds", "color"):
-            assert paths[kind] == os.path.join(root, "gtFine", split, city, f"{stem}_gtFine_{kind}.png")
-        assert paths["polygons"] == os.path.join(root, "gtFine", split, city, stem + "_gtFine_polygons.json")
+            assert paths[kind] == os.path.join(
+                root, "gtFine", split, city, f"{stem}_gtFine_{kind}.png"
+            )
+        assert paths["polygons"] == os.path.join(
+            root, "gtFine", split, city, stem + "_gtFine_polygons.json"
+        )
     assert set(_all_files(root)) == expected  # no temporary or stray files
     assert manifest["complete"] is True and manifest["params"]["num_images"] == NUM
     # cities are spread: every split uses more than one made-up city
@@ -154,7 +171,9 @@ def test_image_formats(dataset):
         inst = _png(p["instanceIds"])
         assert inst.dtype == np.uint16 and inst.shape == (H, W)
         a = np.asarray(img).astype(float)
-        assert a.std() > 20 and len(np.unique(a.reshape(-1, 3), axis=0)) > 1000  # a textured scene, not flat colour
+        assert (
+            a.std() > 20 and len(np.unique(a.reshape(-1, 3), axis=0)) > 1000
+        )  # a textured scene, not flat colour
 
 
 def test_label_pngs_hold_only_ids_of_the_label_table(dataset):
@@ -205,21 +224,35 @@ def test_polygon_json_is_cityscapes_format_and_rasterises_to_the_pngs(dataset):
             name = obj["label"]
             assert name in name2label or (name.endswith("group") and name[:-5] in name2label)
             poly = np.array(obj["polygon"])
-            assert poly.ndim == 2 and poly.shape[1] == 2 and len(poly) >= 3 and poly.dtype.kind == "i"
+            assert (
+                poly.ndim == 2 and poly.shape[1] == 2 and len(poly) >= 3 and poly.dtype.kind == "i"
+            )
             assert poly.min() >= 0 and poly[:, 0].max() < W and poly[:, 1].max() < H
         ann = Annotation()
         ann.fromJsonFile(p["polygons"])  # cityscapesscripts' own reader and rasteriser
         assert np.array_equal(np.asarray(createLabelImage(ann, "ids")), _png(p["labelIds"]))
-        assert np.array_equal(np.asarray(createLabelImage(ann, "trainIds")), _png(p["labelTrainIds"]))
+        assert np.array_equal(
+            np.asarray(createLabelImage(ann, "trainIds")), _png(p["labelTrainIds"])
+        )
         assert np.array_equal(np.asarray(createLabelImage(ann, "color")), _png(p["color"]))
-        assert np.array_equal(np.asarray(createInstanceImage(ann, "ids")), _png(p["instanceIds"]).astype(np.int32))
-        if split != "test":  # painted objects: every thing polygon in the JSON is visible in the PNG
-            n_json = Counter(o["label"] for o in data["objects"] if name2label[sc.base_label(o["label"])].hasInstances)
+        assert np.array_equal(
+            np.asarray(createInstanceImage(ann, "ids")), _png(p["instanceIds"]).astype(np.int32)
+        )
+        if (
+            split != "test"
+        ):  # painted objects: every thing polygon in the JSON is visible in the PNG
+            n_json = Counter(
+                o["label"]
+                for o in data["objects"]
+                if name2label[sc.base_label(o["label"])].hasInstances
+            )
             n_png = _png_instance_counts(_png(p["instanceIds"]))
             assert sum(n_json.values()) == sum(n_png.values())
 
 
-def test_cityscapesscripts_preparation_reproduces_the_train_id_images(dataset, tmp_path, monkeypatch):
+def test_cityscapesscripts_preparation_reproduces_the_train_id_images(
+    dataset, tmp_path, monkeypatch
+):
     """Running cityscapesscripts' createTrainIdLabelImgs (the real-Cityscapes preparation step) on a copy
     of the generated gtFine rewrites exactly the labelTrainIds the generator wrote."""
     import shutil
@@ -247,7 +280,12 @@ def test_void_regions_and_dummy_test_labels(dataset):
     assert 1 in seen_void  # ego vehicle, as in Cityscapes
     for _, _, p in _samples(root, ("test",)):
         lab = _png(p["labelIds"])
-        assert set(np.unique(lab).tolist()) <= {0, 1, 2, 3}  # unlabeled + ego vehicle/rectification/out of roi
+        assert set(np.unique(lab).tolist()) <= {
+            0,
+            1,
+            2,
+            3,
+        }  # unlabeled + ego vehicle/rectification/out of roi
         assert (_png(p["labelTrainIds"]) == 255).all() and (_png(p["instanceIds"]) < 1000).all()
         assert np.asarray(Image.open(p["image"])).std() > 20  # but the image is a full scene
     full = sc.render_sample(SEED, "test", 0, H, W, test_gt="full")
@@ -281,7 +319,9 @@ def test_statistics_match_the_manifest(dataset):
         measured.update({k + "group": v for k, v in st["groups"].items()})
         assert measured == manifest["instances"][split]
     table = sc.format_statistics(stats)
-    assert "| car | 13 |" in table and len(table.splitlines()) == 2 + 19 + 2  # header, 19 classes, void, images
+    assert (
+        "| car | 13 |" in table and len(table.splitlines()) == 2 + 19 + 2
+    )  # header, 19 classes, void, images
 
 
 # --- (c) cityscapesscripts' evaluation: ground truth as prediction scores 100 % -----------------
@@ -299,10 +339,20 @@ def test_cityscapes_evaluation_of_ground_truth_is_perfect(dataset, tmp_path, mon
         stem = sc.sample_name("val", i)[1]
         Image.open(p["labelIds"]).save(pred_dir / f"{stem}_pred.png")
     args = ev.args
-    for k, v in dict(cityscapesPath=root, predictionPath=str(pred_dir), predictionWalk=None, quiet=True,
-                     JSONOutput=False, colorized=False, bold="", nocol="", evalInstLevelScore=True,
-                     evalPixelAccuracy=False, exportFile=str(tmp_path / "result.json"),
-                     groundTruthSearch=os.path.join(root, "gtFine", "val", "*", "*_gtFine_labelIds.png")).items():
+    for k, v in dict(
+        cityscapesPath=root,
+        predictionPath=str(pred_dir),
+        predictionWalk=None,
+        quiet=True,
+        JSONOutput=False,
+        colorized=False,
+        bold="",
+        nocol="",
+        evalInstLevelScore=True,
+        evalPixelAccuracy=False,
+        exportFile=str(tmp_path / "result.json"),
+        groundTruthSearch=os.path.join(root, "gtFine", "val", "*", "*_gtFine_labelIds.png"),
+    ).items():
         monkeypatch.setattr(args, k, v, raising=False)
     gts = sorted(glob.glob(args.groundTruthSearch))
     assert len(gts) == NUM["val"]
@@ -312,7 +362,9 @@ def test_cityscapes_evaluation_of_ground_truth_is_perfect(dataset, tmp_path, mon
     assert result["averageScoreInstClasses"] == pytest.approx(1.0)
     present = {id2label[int(v)].name for gt in gts for v in np.unique(_png(gt))}
     scored = {k: v for k, v in result["classScores"].items() if not np.isnan(v)}
-    assert set(scored) == {n for n in present if not name2label[n].ignoreInEval} and len(scored) >= 8
+    assert (
+        set(scored) == {n for n in present if not name2label[n].ignoreInEval} and len(scored) >= 8
+    )
     assert all(v == pytest.approx(1.0) for v in scored.values())
 
 
@@ -333,7 +385,9 @@ def _png_counts(root, split):
     for _, _, p in _samples(root, (split,)):
         c = _png_instance_counts(_png(p["instanceIds"]))
         # detectron2 loads only classes that are evaluated (caravan/trailer are not generated anyway)
-        out[os.path.basename(p["image"])] = Counter({k: v for k, v in c.items() if not name2label[k[0]].ignoreInEval})
+        out[os.path.basename(p["image"])] = Counter(
+            {k: v for k, v in c.items() if not name2label[k[0]].ignoreInEval}
+        )
     return out
 
 
@@ -343,12 +397,19 @@ def test_detectron2_semantic_loader(dataset, split):
     from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 
     root, _ = dataset
-    recs = load_cityscapes_semantic(os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split))
+    recs = load_cityscapes_semantic(
+        os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split)
+    )
     assert len(recs) == NUM[split]
-    expected = {sc.sample_paths(root, split, i)["image"]: sc.sample_paths(root, split, i)["labelTrainIds"]
-                for i in range(NUM[split])}
+    expected = {
+        sc.sample_paths(root, split, i)["image"]: sc.sample_paths(root, split, i)["labelTrainIds"]
+        for i in range(NUM[split])
+    }
     for r in recs:
-        assert expected[r["file_name"]] == r["sem_seg_file_name"] and (r["height"], r["width"]) == (H, W)
+        assert expected[r["file_name"]] == r["sem_seg_file_name"] and (r["height"], r["width"]) == (
+            H,
+            W,
+        )
 
 
 @pytest.mark.parametrize("from_json", [False, True])
@@ -361,8 +422,12 @@ def test_detectron2_instance_loader_finds_exactly_the_generated_instances(datase
     root, _ = dataset
     total = Counter()
     for split in ("train", "val"):
-        recs = load_cityscapes_instances(os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split),
-                                         from_json=from_json, to_polygons=True)
+        recs = load_cityscapes_instances(
+            os.path.join(root, "leftImg8bit", split),
+            os.path.join(root, "gtFine", split),
+            from_json=from_json,
+            to_polygons=True,
+        )
         assert len(recs) == NUM[split]
         got, want = _d2_counts(recs), _png_counts(root, split)
         assert got == want
@@ -381,10 +446,18 @@ def test_detectron2_png_loader_boxes_are_the_instance_masks_boxes(dataset):
     from detectron2.data.datasets.cityscapes import load_cityscapes_instances
 
     root, _ = dataset
-    recs = load_cityscapes_instances(os.path.join(root, "leftImg8bit", "val"), os.path.join(root, "gtFine", "val"),
-                                     from_json=False, to_polygons=False)
+    recs = load_cityscapes_instances(
+        os.path.join(root, "leftImg8bit", "val"),
+        os.path.join(root, "gtFine", "val"),
+        from_json=False,
+        to_polygons=False,
+    )
     for r in recs:
-        inst = _png(r["file_name"].replace("leftImg8bit", "gtFine", 1).replace("_leftImg8bit.png", "_gtFine_instanceIds.png"))
+        inst = _png(
+            r["file_name"]
+            .replace("leftImg8bit", "gtFine", 1)
+            .replace("_leftImg8bit.png", "_gtFine_instanceIds.png")
+        )
         boxes = set()
         for v in np.unique(inst):
             if v >= 1000 or id2label[int(v)].hasInstances:
@@ -394,7 +467,9 @@ def test_detectron2_png_loader_boxes_are_the_instance_masks_boxes(dataset):
 
 
 # --- (e) manifest: idempotence and refusals --------------------------------------------------------
-TINY = dict(seed=1, height=64, width=128, num_images={"train": 1, "val": 1, "test": 1}, progress=False)
+TINY = dict(
+    seed=1, height=64, width=128, num_images={"train": 1, "val": 1, "test": 1}, progress=False
+)
 
 
 def _mtimes(root):
@@ -407,14 +482,22 @@ def test_rerun_with_same_parameters_does_nothing(tmp_path, caplog):
     before = _mtimes(root)
     with caplog.at_level(logging.INFO, logger=sc.__name__):
         m2 = sc.generate_synthetic_cityscapes(root, **TINY)
-        m3 = sc.generate_synthetic_cityscapes(root, overwrite=True, **TINY)  # same content: still nothing to do
+        m3 = sc.generate_synthetic_cityscapes(
+            root, overwrite=True, **TINY
+        )  # same content: still nothing to do
     assert m1 == m2 == m3 and _mtimes(root) == before
     assert "nothing to do" in caplog.text
     with open(os.path.join(root, sc.MANIFEST_NAME)) as f:
         on_disk = json.load(f)
     assert on_disk == m1 and on_disk["complete"] is True
-    assert on_disk["params"] == {"seed": 1, "height": 64, "width": 128, "num_images": {"train": 1, "val": 1, "test": 1},
-                                 "test_gt": "dummy", "generator_version": sc.GENERATOR_VERSION}
+    assert on_disk["params"] == {
+        "seed": 1,
+        "height": 64,
+        "width": 128,
+        "num_images": {"train": 1, "val": 1, "test": 1},
+        "test_gt": "dummy",
+        "generator_version": sc.GENERATOR_VERSION,
+    }
 
 
 def test_other_parameters_are_refused_unless_overwrite(tmp_path):
@@ -428,7 +511,9 @@ def test_other_parameters_are_refused_unless_overwrite(tmp_path):
     m = sc.generate_synthetic_cityscapes(root, overwrite=True, **smaller)
     assert m["params"]["num_images"] == {"train": 1, "val": 0, "test": 0}
     # the old val/test files are gone: a loader sees exactly the new dataset
-    assert set(_all_files(root)) == {sc.MANIFEST_NAME} | {os.path.relpath(p, root) for p in sc.sample_paths(root, "train", 0).values()}
+    assert set(_all_files(root)) == {sc.MANIFEST_NAME} | {
+        os.path.relpath(p, root) for p in sc.sample_paths(root, "train", 0).values()
+    }
 
 
 def test_foreign_folder_is_refused_unless_overwrite(tmp_path):
@@ -437,7 +522,9 @@ def test_foreign_folder_is_refused_unless_overwrite(tmp_path):
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"not ours")
     (root / "README").write_text("keep me")
-    with pytest.raises(sc.SyntheticDatasetError, match=r"not empty and has no synthetic_cityscapes\.json") as e:
+    with pytest.raises(
+        sc.SyntheticDatasetError, match=r"not empty and has no synthetic_cityscapes\.json"
+    ) as e:
         sc.generate_synthetic_cityscapes(str(root), **TINY)
     assert str(root) in str(e.value) and stray.exists()
     sc.generate_synthetic_cityscapes(str(root), overwrite=True, **TINY)
@@ -478,9 +565,14 @@ def test_bad_manifest_and_bad_parameters_give_clear_errors(tmp_path):
     afile.write_text("x")
     with pytest.raises(sc.SyntheticDatasetError, match="not a directory"):
         sc.generate_synthetic_cityscapes(str(afile), **TINY)
-    for bad, match in ((dict(seed=-1), "seed"), (dict(height=8), "height"), (dict(width=10.5), "width"),
-                       (dict(num_images={"train": -1}), "num_images"), (dict(num_images={"dev": 1}), "unknown split"),
-                       (dict(test_gt="maybe"), "test_gt")):
+    for bad, match in (
+        (dict(seed=-1), "seed"),
+        (dict(height=8), "height"),
+        (dict(width=10.5), "width"),
+        (dict(num_images={"train": -1}), "num_images"),
+        (dict(num_images={"dev": 1}), "unknown split"),
+        (dict(test_gt="maybe"), "test_gt"),
+    ):
         with pytest.raises(ValueError, match=match):
             sc.generate_synthetic_cityscapes(str(tmp_path / "new"), **dict(TINY, **bad))
     assert not (tmp_path / "new").exists()
@@ -493,8 +585,26 @@ def test_cli_defaults_refusal_preview_and_stats(datasets_script, tmp_path, monke
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
     assert cli.default_output() == str(tmp_path / "d2" / "cityscapes")
     preview = tmp_path / "figs" / "preview.png"
-    rc = cli.main(["--height", "64", "--width", "128", "--num-train", "2", "--num-val", "1", "--num-test", "0",
-                   "--no-progress", "--stats", "--preview", str(preview), "--preview-count", "2"])
+    rc = cli.main(
+        [
+            "--height",
+            "64",
+            "--width",
+            "128",
+            "--num-train",
+            "2",
+            "--num-val",
+            "1",
+            "--num-test",
+            "0",
+            "--no-progress",
+            "--stats",
+            "--preview",
+            str(preview),
+            "--preview-count",
+            "2",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| road | 0 |" in out and "preview written" in out

@@ -1,6 +1,7 @@
 """Mixed precision on CPU (bfloat16 autocast): SeeThroughNet and a CPP plug-in model train a step
 with finite losses and gradients; the loss terms are computed in float32 (RMI's log-det in
 float64) whatever the autocast dtype, and match the float32 losses of the same outputs."""
+
 import os
 
 import pytest
@@ -22,8 +23,14 @@ def _batch(n=2, h=64, w=128, seed=0):
 
 def test_seethroughnet_step_under_bfloat16_autocast():
     torch.manual_seed(0)
-    model = SeeThroughNet(K, "hrnet_w18_small_v2", decoder_attention_channels=16, ocr_mid_channels=32,
-                          ocr_key_channels=16, scale_attention_channels=16)
+    model = SeeThroughNet(
+        K,
+        "hrnet_w18_small_v2",
+        decoder_attention_channels=16,
+        ocr_mid_channels=32,
+        ocr_key_channels=16,
+        scale_attention_channels=16,
+    )
     x, y = _batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
@@ -34,7 +41,9 @@ def test_seethroughnet_step_under_bfloat16_autocast():
     # the same outputs, losses computed outside autocast: equal (the losses ignore autocast)
     ref = model.losses(out, y)
     for k in losses:
-        assert float(losses[k].detach()) == pytest.approx(float(ref[k].detach()), rel=1e-5, abs=1e-6), k
+        assert float(losses[k].detach()) == pytest.approx(
+            float(ref[k].detach()), rel=1e-5, abs=1e-6
+        ), k
     sum(losses.values()).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -48,10 +57,30 @@ def test_cpp_plugin_step_under_bfloat16_autocast():
 
     cfg = build_config(
         os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/Base-CPP-Plugin.yaml"),
-        ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.STEM_OUT_CHANNELS", "32",
-         "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]", "MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN",
-         "MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(K), "MODEL.DECODE_HEAD.NAME", "deeplabv3plus",
-         "MODEL.DECODE_HEAD.CHANNELS", "16", "MODEL.CPP_AUX.HIDDEN_CHANNELS", "8", "MODEL.DEVICE", "cpu"],
+        [
+            "MODEL.RESNETS.DEPTH",
+            "18",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64",
+            "MODEL.RESNETS.STEM_OUT_CHANNELS",
+            "32",
+            "MODEL.RESNETS.RES5_MULTI_GRID",
+            "[1, 1]",
+            "MODEL.RESNETS.NORM",
+            "BN",
+            "MODEL.DECODE_HEAD.NORM",
+            "BN",
+            "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+            str(K),
+            "MODEL.DECODE_HEAD.NAME",
+            "deeplabv3plus",
+            "MODEL.DECODE_HEAD.CHANNELS",
+            "16",
+            "MODEL.CPP_AUX.HIDDEN_CHANNELS",
+            "8",
+            "MODEL.DEVICE",
+            "cpu",
+        ],
     )
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -61,7 +90,12 @@ def test_cpp_plugin_step_under_bfloat16_autocast():
     for _ in range(2):
         sem = torch.randint(0, K, (64, 64), generator=g)
         sem[:4] = 255
-        batch.append({"image": torch.randint(0, 256, (3, 64, 64), generator=g, dtype=torch.uint8), "sem_seg": sem})
+        batch.append(
+            {
+                "image": torch.randint(0, 256, (3, 64, 64), generator=g, dtype=torch.uint8),
+                "sem_seg": sem,
+            }
+        )
     with torch.autocast("cpu", dtype=torch.bfloat16):
         losses = model(batch)
     assert {f"loss_aux_res{i}" for i in (2, 3, 4, 5)} <= set(losses)

@@ -2,6 +2,7 @@
 before the first new PNG, unwritable folders, unknown HRNet variants and undecodable images are
 named, the evaluation's labelIds are validated before training, the converter handles the
 synthetic set's degenerate polygons and writes ordinary permissions, Table 5 files are atomic."""
+
 import json
 import os
 import stat
@@ -17,7 +18,9 @@ from PIL import Image
 pytest.importorskip("detectron2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
+DEMO = os.path.join(
+    REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml"
+)
 
 
 def _umask():
@@ -33,8 +36,14 @@ def synthetic(tmp_path, monkeypatch):
     from seethroughnet.data.synthetic import generate_synthetic_cityscapes
 
     root = tmp_path / "d2"
-    generate_synthetic_cityscapes(str(root / "cityscapes"), seed=3, height=64, width=128,
-                                  num_images={"train": 2, "val": 3, "test": 1}, progress=False)
+    generate_synthetic_cityscapes(
+        str(root / "cityscapes"),
+        seed=3,
+        height=64,
+        width=128,
+        num_images={"train": 2, "val": 3, "test": 1},
+        progress=False,
+    )
     monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
     monkeypatch.setenv("SEETHROUGHNET_CACHE_DIR", str(tmp_path / "cache"))
     register_all()
@@ -71,7 +80,9 @@ def test_overwrite_removes_the_old_zip_before_the_first_new_png(tmp_path):
     assert zip_path.exists() and len(zipfile.ZipFile(zip_path).namelist()) == 3
     with pytest.raises(KeyboardInterrupt):
         export_predictions(_Model(fail_at=2), _loader(3), str(out), overwrite=True, progress=False)
-    assert not zip_path.exists(), "the earlier model's zip is still there after an interrupted --overwrite"
+    assert (
+        not zip_path.exists()
+    ), "the earlier model's zip is still there after an interrupted --overwrite"
     pngs = [f for _, _, fs in os.walk(out) for f in fs]
     assert pngs == ["city_000000_000000_pred_labelIds.png"]  # only the new, complete PNG
     # a lone old zip is a used target too
@@ -88,7 +99,10 @@ def test_unwritable_export_folder_is_named(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     target = blocker / "submission"  # cannot be created (works as root, unlike chmod)
-    with pytest.raises(PermissionError, match=r"the output folder .*a_file/submission is not a writable folder.*--output"):
+    with pytest.raises(
+        PermissionError,
+        match=r"the output folder .*a_file/submission is not a writable folder.*--output",
+    ):
         export_predictions(_Model(), _loader(1), str(target), progress=False)
 
 
@@ -99,7 +113,9 @@ def test_unwritable_output_dir_stops_train_net_at_the_start(tmp_path):
 
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    args = default_argument_parser().parse_args(["--config-file", DEMO, "OUTPUT_DIR", str(blocker / "run")])
+    args = default_argument_parser().parse_args(
+        ["--config-file", DEMO, "OUTPUT_DIR", str(blocker / "run")]
+    )
     with pytest.raises(PermissionError, match=r"OUTPUT_DIR .*a_file/run is not a writable folder"):
         setup(args)
 
@@ -111,24 +127,38 @@ def test_unknown_hrnet_variant_names_the_key_and_the_choices():
     from seethroughnet.config import build_config
 
     cfg = build_config(DEMO, ["MODEL.HRNET.VARIANT", "hrnet_w19"])
-    with pytest.raises(ValueError, match=r"'hrnet_w19' \(MODEL.HRNET.VARIANT.*hrnet_w48.*hrnet_w18_small_v2"):
+    with pytest.raises(
+        ValueError, match=r"'hrnet_w19' \(MODEL.HRNET.VARIANT.*hrnet_w48.*hrnet_w18_small_v2"
+    ):
         build_backbone(cfg)
 
 
 def test_bad_val_label_ids_stop_training_before_the_first_step(synthetic, tmp_path):
     """cityscapesscripts' evaluation reads the val *_gtFine_labelIds.png; a bad id there must
     stop the run at the start, naming the file, not after training."""
+    from seethroughnet.config import build_config
     from seethroughnet.data.datasets import DatasetError
     from seethroughnet.engine import Trainer
-    from seethroughnet.config import build_config
 
     (bad,) = sorted(synthetic.glob("gtFine/val/*/*_gtFine_labelIds.png"))[:1]
     arr = np.asarray(Image.open(bad)).copy()
     arr[0, 0] = 40  # not a Cityscapes labelId
     Image.fromarray(arr).save(bad)
-    cfg = build_config(DEMO, ["OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MAX_ITER", "1",
-                              "DATALOADER.NUM_WORKERS", "0", "INPUT.CROP.SIZE", "(64, 128)",
-                              "SOLVER.IMS_PER_BATCH", "1"])
+    cfg = build_config(
+        DEMO,
+        [
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "SOLVER.MAX_ITER",
+            "1",
+            "DATALOADER.NUM_WORKERS",
+            "0",
+            "INPUT.CROP.SIZE",
+            "(64, 128)",
+            "SOLVER.IMS_PER_BATCH",
+            "1",
+        ],
+    )
     cfg.freeze()
     trainer = Trainer(cfg)
     steps = []
@@ -141,9 +171,9 @@ def test_bad_val_label_ids_stop_training_before_the_first_step(synthetic, tmp_pa
 def test_undecodable_image_is_named_in_header_mode(synthetic, monkeypatch):
     from detectron2.data import DatasetCatalog
 
+    from seethroughnet.config import build_config
     from seethroughnet.data.dataset_mappers import SemanticSegmentationMapper
     from seethroughnet.data.datasets import DatasetError
-    from seethroughnet.config import build_config
 
     monkeypatch.setenv("SEETHROUGHNET_VALIDATE", "header")
     cfg = build_config(DEMO, ["INPUT.CROP.SIZE", "(64, 128)"])
@@ -152,7 +182,9 @@ def test_undecodable_image_is_named_in_header_mode(synthetic, monkeypatch):
     open(d["file_name"], "wb").write(data[: len(data) // 2])  # header intact, pixels cut
     assert DatasetCatalog.get("cityscapes_fine_sem_seg_train")  # header mode does not decode
     mapper = SemanticSegmentationMapper(cfg, is_train=True)
-    with pytest.raises(DatasetError, match=os.path.basename(d["file_name"]) + r" cannot be decoded"):
+    with pytest.raises(
+        DatasetError, match=os.path.basename(d["file_name"]) + r" cannot be decoded"
+    ):
         mapper(d)
 
 
@@ -160,16 +192,34 @@ def test_undecodable_image_is_named_in_header_mode(synthetic, monkeypatch):
 def test_converter_polygons_source_on_the_synthetic_set_with_umask_permissions(synthetic, tmp_path):
     out = tmp_path / "coco"
     r = subprocess.run(
-        [sys.executable, "-m", "transfer.convert_cityscapes_to_coco", "--root", str(synthetic),
-         "--source", "polygons", "--splits", "train", "val", "--out-dir", str(out), "--no-progress"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "transfer.convert_cityscapes_to_coco",
+            "--root",
+            str(synthetic),
+            "--source",
+            "polygons",
+            "--splits",
+            "train",
+            "val",
+            "--out-dir",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     for split in ("train", "val"):
         path = out / f"instancesonly_gtFine_{split}.json"
         assert json.loads(path.read_text())["annotations"]
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~_umask()
-    assert sorted(os.listdir(out)) == ["instancesonly_gtFine_train.json", "instancesonly_gtFine_val.json"]
+    assert sorted(os.listdir(out)) == [
+        "instancesonly_gtFine_train.json",
+        "instancesonly_gtFine_val.json",
+    ]
 
 
 # ------------------------------------------------------------------------------ Table 5

@@ -3,6 +3,7 @@ the final evaluation, each time restarted with ``--resume``, reaches the weights
 uninterrupted run; checkpoints hold the optimizer, generators and data position and load with
 ``weights_only=True``; a bad newest checkpoint is skipped; ``--eval-only`` needs weights; a
 non-finite loss writes no results."""
+
 import json
 import os
 import signal
@@ -16,7 +17,9 @@ pytest.importorskip("detectron2")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_NET = os.path.join(REPO, "projects/SeeThroughNet/train_net.py")
-TINY_CONFIG = os.path.join(REPO, "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
+TINY_CONFIG = os.path.join(
+    REPO, "tests/configs/seethroughnet_tiny.yaml"
+)  # the tests' tiny SeeThroughNet
 TINY = ["SOLVER.MAX_ITER", "6", "SEED", "5"]  # 3 checkpoints (period 2), a fixed seed
 
 # train_net.py run as a script, with a hook that, at a chosen moment, prints a marker and waits
@@ -84,19 +87,40 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 @pytest.fixture(scope="module")
 def dataset_env(make_synthetic_cityscapes):
     root = make_synthetic_cityscapes(register=False)  # the runs are subprocesses: registered there
-    return {**os.environ, "DETECTRON2_DATASETS": str(root), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "DETECTRON2_DATASETS": str(root),
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def _train(env, out, *opts, flags=(), kill_point=None, tmp):
     wrapper = tmp / "wrapper.py"
     wrapper.write_text(_WRAPPER)
-    cmd = [sys.executable, str(wrapper), TRAIN_NET, "--config-file", TINY_CONFIG, *flags, *TINY, "OUTPUT_DIR", str(out), *opts]
+    cmd = [
+        sys.executable,
+        str(wrapper),
+        TRAIN_NET,
+        "--config-file",
+        TINY_CONFIG,
+        *flags,
+        *TINY,
+        "OUTPUT_DIR",
+        str(out),
+        *opts,
+    ]
     if kill_point is None:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         return r
-    proc = subprocess.Popen(cmd, env={**env, "KILL_POINT": kill_point}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env={**env, "KILL_POINT": kill_point},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     try:
         for line in proc.stdout:
@@ -112,12 +136,19 @@ def _train(env, out, *opts, flags=(), kill_point=None, tmp):
 
 
 def _final_weights(out):
-    return torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=True)["model"]
+    return torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=True)[
+        "model"
+    ]
 
 
 @pytest.mark.slow
-def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_weights(dataset_env, tmp_path):
-    evals = ("TEST.EVAL_PERIOD", "2")  # evaluations right after the checkpoints must not shift the generators
+def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_weights(
+    dataset_env, tmp_path
+):
+    evals = (
+        "TEST.EVAL_PERIOD",
+        "2",
+    )  # evaluations right after the checkpoints must not shift the generators
     straight = tmp_path / "straight"
     _train(dataset_env, straight, *evals, tmp=tmp_path)
 
@@ -128,8 +159,12 @@ def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_w
     # 2. resumed, then killed half-way through writing the checkpoint of iteration 3
     _train(dataset_env, run, *evals, flags=["--resume"], kill_point="save 3", tmp=tmp_path)
     assert (run / "last_checkpoint").read_text() == "model_0000001.pth"
-    assert not (run / "model_0000003.pth").exists(), "a half-written checkpoint under its final name"
-    assert [n for n in os.listdir(run) if ".part" in n], "the interrupted write should have left its temporary file"
+    assert not (
+        run / "model_0000003.pth"
+    ).exists(), "a half-written checkpoint under its final name"
+    assert [
+        n for n in os.listdir(run) if ".part" in n
+    ], "the interrupted write should have left its temporary file"
     # 3. resumed, then killed in the evaluation after the last step (the first is after iteration 3)
     _train(dataset_env, run, *evals, flags=["--resume"], kill_point="eval 2", tmp=tmp_path)
     assert (run / "last_checkpoint").read_text() == "model_final.pth"
@@ -149,7 +184,9 @@ def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_w
             assert torch.equal(a[k], b[k]), k
 
 
-def test_checkpoint_holds_optimizer_rng_and_data_position_and_loads_weights_only(dataset_env, tmp_path):
+def test_checkpoint_holds_optimizer_rng_and_data_position_and_loads_weights_only(
+    dataset_env, tmp_path
+):
     """Without SGD momentum, generators and data position in the checkpoint, no resume is exact."""
     out = tmp_path / "run"
     _train(dataset_env, out, "SOLVER.MAX_ITER", "2", tmp=tmp_path)
@@ -159,7 +196,9 @@ def test_checkpoint_holds_optimizer_rng_and_data_position_and_loads_weights_only
     momentum = [s["momentum_buffer"] for s in trainer["_trainer"]["optimizer"]["state"].values()]
     assert momentum and all(m is not None for m in momentum)
     assert {"python", "numpy", "torch"} <= set(trainer["rng"])
-    assert isinstance(trainer["data"]["seed"], int) and trainer["data"]["position"] == 4  # 2 batches of 2
+    assert (
+        isinstance(trainer["data"]["seed"], int) and trainer["data"]["position"] == 4
+    )  # 2 batches of 2
     assert trainer["hooks"]["LRScheduler"]["last_epoch"] == 2
 
 
@@ -175,7 +214,9 @@ def test_resume_skips_a_truncated_newest_checkpoint_with_a_warning(dataset_env, 
     assert torch.load(final, weights_only=True)["iteration"] == 4
 
 
-def test_resume_with_last_checkpoint_naming_a_missing_file_uses_the_previous_one(dataset_env, tmp_path):
+def test_resume_with_last_checkpoint_naming_a_missing_file_uses_the_previous_one(
+    dataset_env, tmp_path
+):
     from seethroughnet.checkpoint import StrictCheckpointer
 
     out = tmp_path / "run"
@@ -208,22 +249,45 @@ def test_truncated_weights_file_is_named(tmp_path):
 
 
 def test_eval_only_without_weights_is_an_error_unless_random_init_is_allowed(dataset_env, tmp_path):
-    cmd = [sys.executable, TRAIN_NET, "--config-file", TINY_CONFIG, "--eval-only", *TINY, "OUTPUT_DIR", str(tmp_path / "e")]
-    r = subprocess.run(cmd + ["MODEL.ALLOW_RANDOM_INIT", "False"], env=dataset_env, capture_output=True, text=True, timeout=300)
+    cmd = [
+        sys.executable,
+        TRAIN_NET,
+        "--config-file",
+        TINY_CONFIG,
+        "--eval-only",
+        *TINY,
+        "OUTPUT_DIR",
+        str(tmp_path / "e"),
+    ]
+    r = subprocess.run(
+        cmd + ["MODEL.ALLOW_RANDOM_INIT", "False"],
+        env=dataset_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode != 0
     assert "MODEL.WEIGHTS" in r.stderr and "MODEL.ALLOW_RANDOM_INIT True" in r.stderr
-    r = subprocess.run(cmd + ["MODEL.ALLOW_RANDOM_INIT", "True"], env=dataset_env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        cmd + ["MODEL.ALLOW_RANDOM_INIT", "True"],
+        env=dataset_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-def test_non_finite_loss_at_the_last_iteration_writes_no_results(dataset_env, tmp_path, monkeypatch):
+def test_non_finite_loss_at_the_last_iteration_writes_no_results(
+    dataset_env, tmp_path, monkeypatch
+):
     """The end-of-training evaluation must not run on the broken model; the error names the
     term, the iteration and the batch's image files."""
     from detectron2.data import DatasetCatalog
 
+    from seethroughnet.config import build_config
     from seethroughnet.data.datasets import register_all
     from seethroughnet.engine import Trainer
-    from seethroughnet.config import build_config
     from seethroughnet.nn.seethroughnet import SeeThroughNet
 
     monkeypatch.setenv("DETECTRON2_DATASETS", dataset_env["DETECTRON2_DATASETS"])
@@ -240,7 +304,10 @@ def test_non_finite_loss_at_the_last_iteration_writes_no_results(dataset_env, tm
 
     monkeypatch.setattr(SeeThroughNet, "losses", poisoned)
     out = tmp_path / "nan"
-    cfg = build_config(TINY_CONFIG, TINY + ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100"])
+    cfg = build_config(
+        TINY_CONFIG,
+        TINY + ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100"],
+    )
     cfg.freeze()
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
@@ -251,7 +318,11 @@ def test_non_finite_loss_at_the_last_iteration_writes_no_results(dataset_env, tm
     train_files = {d["file_name"] for d in DatasetCatalog.get(cfg.DATASETS.TRAIN[0])}
     assert any(f in msg for f in train_files), msg
     assert not hasattr(trainer, "_last_eval_results")
-    rows = [json.loads(line) for line in open(out / "metrics.json")] if (out / "metrics.json").exists() else []
+    rows = (
+        [json.loads(line) for line in open(out / "metrics.json")]
+        if (out / "metrics.json").exists()
+        else []
+    )
     assert not any("sem_seg/mIoU" in r for r in rows)
     assert not (out / "model_final.pth").exists()
 
@@ -284,9 +355,13 @@ def test_data_stream_continues_exactly_after_a_restart_with_and_without_workers(
     ref = [[(d["file_name"], d["draw"]) for d in next(it)] for _ in range(2)]
     state, rng = first.state_dict(), get_rng_state()
     ref += [[(d["file_name"], d["draw"]) for d in next(it)] for _ in range(4)]
-    first_epoch = [f for b in ref[:2] for f, _ in b] + [ref[2][0][0]]  # a permutation of the 5 images
+    first_epoch = [f for b in ref[:2] for f, _ in b] + [
+        ref[2][0][0]
+    ]  # a permutation of the 5 images
     assert sorted(first_epoch) == sorted(d["file_name"] for d in dicts)
-    torch.manual_seed(1)  # a new process: other generator states until the checkpoint's are restored
+    torch.manual_seed(
+        1
+    )  # a new process: other generator states until the checkpoint's are restored
     resumed = ResumableTrainLoader(dicts, _noisy_mapper, 2, seed=0)
     resumed.load_state_dict(state)
     set_rng_state(rng)

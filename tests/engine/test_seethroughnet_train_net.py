@@ -1,6 +1,7 @@
 """End-to-end: the detectron2 trainer on a tiny synthetic Cityscapes — train, evaluate, resume,
 export a benchmark submission and score it with cityscapesscripts; plus the failure paths
 (config keys, checkpoints, non-finite losses, export into a used folder) and a 2-process gloo run."""
+
 import glob
 import json
 import os
@@ -18,10 +19,16 @@ from detectron2.data import MetadataCatalog  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO = os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
-ABLATIONS = sorted(glob.glob(os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes/ablation/*.yaml")))
+DEMO = os.path.join(
+    REPO, "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml"
+)
+ABLATIONS = sorted(
+    glob.glob(os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes/ablation/*.yaml"))
+)
 
-TINY_CONFIG = os.path.join(REPO, "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
+TINY_CONFIG = os.path.join(
+    REPO, "tests/configs/seethroughnet_tiny.yaml"
+)  # the tests' tiny SeeThroughNet
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +74,9 @@ def test_training_logs_every_loss_term_and_evaluates(trained):
     assert terms <= set(train_rows[-1])
     # every term finite; all but RMI positive (the reference's RMI part is a log-det that is
     # negative on images this small, see docs/rmi_reference_check.md)
-    assert all(np.isfinite(train_rows[-1][k]) and (k == "loss_rmi" or train_rows[-1][k] > 0) for k in terms)
+    assert all(
+        np.isfinite(train_rows[-1][k]) and (k == "loss_rmi" or train_rows[-1][k] > 0) for k in terms
+    )
     assert glob.glob(os.path.join(out, "events.out.tfevents.*")), "no TensorBoard event file"
     for name in ("model_0000001.pth", "model_final.pth", "last_checkpoint"):
         assert os.path.exists(os.path.join(out, name)), name
@@ -101,7 +110,9 @@ def test_resume_continues_the_iteration_counter_with_the_saved_weights(trained, 
         assert torch.equal(state[k], v), k
     trainer.train()
     rows = [r for r in _metrics(run) if "total_loss" in r]
-    assert [r["iteration"] for r in rows] == [3]  # detectron2 writes metrics every 20 its and at the end
+    assert [r["iteration"] for r in rows] == [
+        3
+    ]  # detectron2 writes metrics every 20 its and at the end
     assert os.path.exists(run / "model_final.pth")
 
 
@@ -129,16 +140,20 @@ def test_resume_with_a_longer_schedule_extends_the_poly_lr(trained, tmp_path):
 
 
 def test_export_matches_semsegevaluator_through_cityscapesscripts(trained, tmp_path):
-    from seethroughnet.experiments.export import export_predictions, trainid_to_labelid_lut
-    from seethroughnet.experiments.export import evaluate_exported_predictions
-
     from seethroughnet.engine import Trainer
+    from seethroughnet.experiments.export import (
+        evaluate_exported_predictions,
+        export_predictions,
+        trainid_to_labelid_lut,
+    )
 
     cfg, out, trainer = trained
     model = trainer.model
     val = cfg.DATASETS.TEST[0]
     pred_dir = tmp_path / "val_pred"
-    written = export_predictions(model, Trainer.build_test_loader(cfg, val), str(pred_dir), progress=False)
+    written = export_predictions(
+        model, Trainer.build_test_loader(cfg, val), str(pred_dir), progress=False
+    )
     assert len(written) == 3 and os.path.exists(str(pred_dir) + ".zip")
     # names and values as the benchmark takes them: <city>_<seq>_<frame>*.png holding labelIds
     lut = trainid_to_labelid_lut()
@@ -146,7 +161,9 @@ def test_export_matches_semsegevaluator_through_cityscapesscripts(trained, tmp_p
         assert os.path.basename(p).endswith("_pred_labelIds.png")
         values = set(np.unique(np.asarray(Image.open(p))))
         assert values <= set(lut[:19].tolist())
-    miou, class_scores = evaluate_exported_predictions(str(pred_dir), MetadataCatalog.get(val).gt_dir)
+    miou, class_scores = evaluate_exported_predictions(
+        str(pred_dir), MetadataCatalog.get(val).gt_dir
+    )
     model.eval()
     res = Trainer.test(cfg, model)["sem_seg"]
     # Per class, wherever the ground truth has the class, the two evaluators agree. (Their mIoUs
@@ -157,7 +174,11 @@ def test_export_matches_semsegevaluator_through_cityscapesscripts(trained, tmp_p
     for name in MetadataCatalog.get(val).stuff_classes:
         if np.isnan(res[f"ACC-{name}"]):  # no ground-truth pixel of this class
             continue
-        assert abs(100 * class_scores[name] - res[f"IoU-{name}"]) < 1e-3, (name, class_scores[name], res[f"IoU-{name}"])
+        assert abs(100 * class_scores[name] - res[f"IoU-{name}"]) < 1e-3, (
+            name,
+            class_scores[name],
+            res[f"IoU-{name}"],
+        )
         compared += 1
     assert compared >= 3
     valid = [v for v in class_scores.values() if not np.isnan(v)]
@@ -165,11 +186,26 @@ def test_export_matches_semsegevaluator_through_cityscapesscripts(trained, tmp_p
 
     # the test split exports too, and a used folder is refused unless overwrite
     test_dir = tmp_path / "submission"
-    export_predictions(model, Trainer.build_test_loader(cfg, "cityscapes_fine_sem_seg_test"), str(test_dir), progress=False)
+    export_predictions(
+        model,
+        Trainer.build_test_loader(cfg, "cityscapes_fine_sem_seg_test"),
+        str(test_dir),
+        progress=False,
+    )
     with pytest.raises(FileExistsError, match="--overwrite"):
-        export_predictions(model, Trainer.build_test_loader(cfg, "cityscapes_fine_sem_seg_test"), str(test_dir), progress=False)
-    again = export_predictions(model, Trainer.build_test_loader(cfg, "cityscapes_fine_sem_seg_test"), str(test_dir),
-                               overwrite=True, progress=False)
+        export_predictions(
+            model,
+            Trainer.build_test_loader(cfg, "cityscapes_fine_sem_seg_test"),
+            str(test_dir),
+            progress=False,
+        )
+    again = export_predictions(
+        model,
+        Trainer.build_test_loader(cfg, "cityscapes_fine_sem_seg_test"),
+        str(test_dir),
+        overwrite=True,
+        progress=False,
+    )
     assert len(again) == 2
 
 
@@ -179,10 +215,21 @@ def test_export_cli_refuses_a_used_folder(trained, tmp_path):
     (target / "x").mkdir(parents=True)
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(target / "x" / "old.png")
     r = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools/export_cityscapes_submission.py"), "--config-file",
-         TINY_CONFIG, "--weights", os.path.join(out, "model_final.pth"), "--dataset", "cityscapes_fine_sem_seg_val",
-         "--output", str(target)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        [
+            sys.executable,
+            os.path.join(REPO, "tools/export_cityscapes_submission.py"),
+            "--config-file",
+            TINY_CONFIG,
+            "--weights",
+            os.path.join(out, "model_final.pth"),
+            "--dataset",
+            "cityscapes_fine_sem_seg_val",
+            "--output",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert r.returncode != 0
     assert "already holds 1 prediction PNGs" in r.stderr and "--overwrite" in r.stderr
@@ -193,7 +240,13 @@ def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path):
     from seethroughnet.engine import Trainer
 
     cfg, out, _ = trained
-    other = _cfg(tmp_path, "MODEL.SEE_THROUGH.TRAIN_SCALES", "[1.0]", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS", "48")
+    other = _cfg(
+        tmp_path,
+        "MODEL.SEE_THROUGH.TRAIN_SCALES",
+        "[1.0]",
+        "MODEL.SEE_THROUGH.OCR_MID_CHANNELS",
+        "48",
+    )
     model = Trainer.build_model(other)
     with pytest.raises(CheckpointMismatchError) as e:
         Trainer.build_checkpointer(other, model).load(os.path.join(out, "model_final.pth"))
@@ -201,7 +254,9 @@ def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path):
     assert "model_final.pth" in msg and "unexpected keys" in msg and "net.scale_attention" in msg
     assert "shape mismatches" in msg and "WEIGHTS_ALLOW_PARTIAL" in msg
     other.MODEL.WEIGHTS_ALLOW_PARTIAL = True
-    Trainer.build_checkpointer(other, model).load(os.path.join(out, "model_final.pth"))  # explicit opt-in
+    Trainer.build_checkpointer(other, model).load(
+        os.path.join(out, "model_final.pth")
+    )  # explicit opt-in
 
 
 def test_unknown_config_key_and_wrong_type_name_the_key(tmp_path):
@@ -216,15 +271,17 @@ def test_unknown_config_key_and_wrong_type_name_the_key(tmp_path):
 
 
 def test_unknown_aux_loss_lists_the_choices():
-    from seethroughnet.modeling.meta_arch.seethroughnet import build_seethroughnet_from_cfg
     from seethroughnet.config import build_config
+    from seethroughnet.modeling.meta_arch.seethroughnet import build_seethroughnet_from_cfg
 
     cfg = build_config(DEMO, ["MODEL.SEE_THROUGH.AUX_LOSS", "kl_cpp"])
     with pytest.raises(ValueError, match="cpp_kl"):
         build_seethroughnet_from_cfg(cfg)
 
 
-def test_non_finite_loss_stops_training_naming_term_and_iteration(cityscapes_root, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_training_naming_term_and_iteration(
+    cityscapes_root, tmp_path, monkeypatch
+):
     from seethroughnet.engine import Trainer
     from seethroughnet.nn.seethroughnet import SeeThroughNet
 
@@ -262,7 +319,11 @@ def test_table4_ablation_configs_build_and_differ_only_in_two_keys(path):
 
     reference = flat(build_config(ABLATIONS[0]))
     differing = {k for k, v in flat(cfg).items() if reference[k] != v}
-    assert differing <= {"MODEL.SEE_THROUGH.AUX_LOSS", "MODEL.SEE_THROUGH.USE_SCALE_ATTENTION", "OUTPUT_DIR"}
+    assert differing <= {
+        "MODEL.SEE_THROUGH.AUX_LOSS",
+        "MODEL.SEE_THROUGH.USE_SCALE_ATTENTION",
+        "OUTPUT_DIR",
+    }
 
 
 _DDP_SCRIPT = r"""
@@ -297,11 +358,19 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_two_process_gloo_training_with_syncbn_config_keeps_weights_identical(cityscapes_root, tmp_path):
+def test_two_process_gloo_training_with_syncbn_config_keeps_weights_identical(
+    cityscapes_root, tmp_path
+):
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT.format(repo=REPO, tiny_config=TINY_CONFIG))
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     p0 = torch.load(tmp_path / "params_rank0.pth")
     p1 = torch.load(tmp_path / "params_rank1.pth")
@@ -318,14 +387,21 @@ def test_registered_hrnetv2_backbone_output_shape_matches_its_features():
     cfg = build_config(DEMO, ["MODEL.BACKBONE.NAME", "build_hrnetv2_backbone"])
     backbone = build_backbone(cfg)
     shapes = backbone.output_shape()
-    assert {k: v.stride for k, v in shapes.items()} == {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+    assert {k: v.stride for k, v in shapes.items()} == {
+        "res2": 4,
+        "res3": 8,
+        "res4": 16,
+        "res5": 32,
+    }
     feats = backbone(torch.zeros(1, 3, 64, 128))
     for k, f in feats.items():
         assert f.shape[1] == shapes[k].channels
         assert f.shape[-2:] == (64 // shapes[k].stride, 128 // shapes[k].stride)
 
 
-def test_training_refuses_random_init_where_the_config_requires_pretrained(cityscapes_root, tmp_path, trained):
+def test_training_refuses_random_init_where_the_config_requires_pretrained(
+    cityscapes_root, tmp_path, trained
+):
     """Base-SeeThroughNet.yaml sets MODEL.REQUIRES_PRETRAINED; the demo opts out with
     MODEL.ALLOW_RANDOM_INIT (the `trained` fixture is that path). Without the opt-out, training
     stops before the first step naming the keys; resuming an existing run is not blocked."""
@@ -337,7 +413,9 @@ def test_training_refuses_random_init_where_the_config_requires_pretrained(citys
     assert cfg.MODEL.REQUIRES_PRETRAINED
     cfg.freeze()
     trainer = Trainer(cfg)
-    with pytest.raises(RandomInitError, match=r"MODEL.HRNET.CHECKPOINT .*MODEL.ALLOW_RANDOM_INIT True"):
+    with pytest.raises(
+        RandomInitError, match=r"MODEL.HRNET.CHECKPOINT .*MODEL.ALLOW_RANDOM_INIT True"
+    ):
         trainer.resume_or_load(resume=False)
     # a run with a checkpoint resumes without the guard
     _, out, _ = trained
@@ -363,7 +441,15 @@ def test_amp_on_cpu_trains_with_bfloat16_autocast(cityscapes_root, tmp_path, mon
         return original(self, images)
 
     monkeypatch.setattr(SeeThroughNet, "forward", spy)
-    cfg = _cfg(tmp_path, "SOLVER.AMP.ENABLED", "True", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "100")
+    cfg = _cfg(
+        tmp_path,
+        "SOLVER.AMP.ENABLED",
+        "True",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.CHECKPOINT_PERIOD",
+        "100",
+    )
     cfg.freeze()
     trainer = Trainer(cfg)
     assert isinstance(trainer._trainer, CPUAutocastTrainer)

@@ -12,7 +12,6 @@ import torch
 
 from seethroughnet.experiments import benchmark, benchmark_cli
 
-
 REPO = Path(__file__).resolve().parents[2]
 BB = "hrnet_w18_small_v2"
 
@@ -25,7 +24,9 @@ def model():
 
 def test_params_rows():
     rows = benchmark.params_rows([BB], "demo")
-    assert [r[0] for r in rows] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS] + ["**total**"]
+    assert [r[0] for r in rows] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS] + [
+        "**total**"
+    ]
     m = benchmark.build_model(BB, "demo")
     assert rows[-1][1] == f"{sum(p.numel() for p in m.parameters()) / 1e6:.3f}M"
 
@@ -47,12 +48,16 @@ def test_inference_wrapper_matches_model_inference(model):
 def test_flops_rows_and_linear_extrapolation(model):
     rows, f = benchmark.flops_rows(model, (64, 128), (128, 256))
     labels = [r[0] for r in rows]
-    assert labels[:4] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS[:3]] + [benchmark.PART_LABELS["scale_attention"] + " (not run at single scale)"]
+    assert labels[:4] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS[:3]] + [
+        benchmark.PART_LABELS["scale_attention"] + " (not run at single scale)"
+    ]
     assert any(label.startswith("**single-scale inference") for label in labels)
     assert any(label.startswith("HRNetV2") for label in labels)
     assert f["half_size"] == (32, 64)
     counted = f["counted"]
-    assert counted["total"] == pytest.approx(counted["encoder"] + counted["decoder"] + counted["ocr"] + counted["other"])
+    assert counted["total"] == pytest.approx(
+        counted["encoder"] + counted["decoder"] + counted["ocr"] + counted["other"]
+    )
     # the a*HW+b extrapolation equals a direct count (the model is exactly linear + constant in HW)
     direct = benchmark.count_flops(model, (128, 256))
     for k in ("encoder", "decoder", "ocr", "total"):
@@ -60,12 +65,22 @@ def test_flops_rows_and_linear_extrapolation(model):
 
 
 def test_train_benchmark_rows(model):
-    res = benchmark.benchmark_train(model, batch=1, size=(64, 128), variants=("cpp_kl", "none", "upsample_ce"),
-                               warmup=0, steps=1, cpp_repeats=1, aux_repeats=1)
+    res = benchmark.benchmark_train(
+        model,
+        batch=1,
+        size=(64, 128),
+        variants=("cpp_kl", "none", "upsample_ce"),
+        warmup=0,
+        steps=1,
+        cpp_repeats=1,
+        aux_repeats=1,
+    )
     rows, cpp_rows = benchmark.train_rows(res)
     assert [r[0] for r in rows] == ["cpp_kl", "none", "upsample_ce"]
     assert all(r[1] == 1 for r in rows)
-    assert len(rows[0]) == len(benchmark.TRAIN_HEADERS) and all(len(r) == len(benchmark.CPP_HEADERS) for r in cpp_rows)
+    assert len(rows[0]) == len(benchmark.TRAIN_HEADERS) and all(
+        len(r) == len(benchmark.CPP_HEADERS) for r in cpp_rows
+    )
     # decoder terms alone for cpp_kl and upsample_ce, then the cpp_targets call
     assert len(cpp_rows) == 3 and "cpp_kl" in cpp_rows[0][0] and "upsample_ce" in cpp_rows[1][0]
     assert cpp_rows[2][0].startswith("cpp_targets(labels 1x64x128")
@@ -82,24 +97,57 @@ def test_infer_benchmark_rows(model):
     cells = [(BB, "single"), (BB, "multi")]
     res = benchmark.benchmark_infer(cells, (64, 128), {c: 1 for c in cells}, {}, models={BB: model})
     rows = benchmark.infer_rows(res, (64, 128))
-    assert [(r[0], r[1]) for r in rows] == [(BB, "single scale (1.0)"), (BB, "{0.5,1.0,2.0} + flip, attention merge")]
+    assert [(r[0], r[1]) for r in rows] == [
+        (BB, "single scale (1.0)"),
+        (BB, "{0.5,1.0,2.0} + flip, attention merge"),
+    ]
     assert all(r[3] == 1 and len(r) == len(benchmark.INFER_HEADERS) for r in rows)
 
 
 def test_cli_train_small_size(capsys):
     """The GPU command's code path (plain model, --size, --batch), run on CPU at a tiny size."""
-    benchmark_cli.main(["train", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--batch", "1",
-               "--variants", "cpp_kl", "none", "--warmup", "0", "--steps", "1", "--cpp-repeats", "1",
-               "--aux-repeats", "1"])
+    benchmark_cli.main(
+        [
+            "train",
+            "--backbone",
+            BB,
+            "--heads",
+            "demo",
+            "--size",
+            "64",
+            "128",
+            "--batch",
+            "1",
+            "--variants",
+            "cpp_kl",
+            "none",
+            "--warmup",
+            "0",
+            "--steps",
+            "1",
+            "--cpp-repeats",
+            "1",
+            "--aux-repeats",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
-    assert "| cpp_kl | 1 |" in out and "| none | 1 |" in out and "cpp_targets(labels 1x64x128" in out
+    assert (
+        "| cpp_kl | 1 |" in out and "| none | 1 |" in out and "cpp_targets(labels 1x64x128" in out
+    )
 
 
 def test_cli_memory_measures_each_variant_in_its_own_process(capsys):
     """`memory`: one subprocess per variant, peak RSS >= RSS after building, the loss terms of
     each variant (9 with the decoder terms, 3 without)."""
-    benchmark_cli.main(["memory", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--threads", "1"])
-    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| cpp_kl |") or ln.startswith("| none |")]
+    benchmark_cli.main(
+        ["memory", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--threads", "1"]
+    )
+    rows = [
+        ln
+        for ln in capsys.readouterr().out.splitlines()
+        if ln.startswith("| cpp_kl |") or ln.startswith("| none |")
+    ]
     assert len(rows) == 2
     for row in rows:
         name, terms, built, peak = [c.strip() for c in row.strip("|").split("|")][:4]
@@ -110,13 +158,23 @@ def test_cli_memory_measures_each_variant_in_its_own_process(capsys):
 def test_build_model_from_config_goes_through_load_model():
     """``train --config``: the plain SeeThroughNet of the config, via load_model (no weights)."""
     cfg_file = str(REPO / benchmark.DEMO_CONFIG)
-    opts = ["MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS", "16", "MODEL.SEE_THROUGH.OCR_MID_CHANNELS",
-            "32", "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS", "16"]
+    opts = [
+        "MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS",
+        "16",
+        "MODEL.SEE_THROUGH.OCR_MID_CHANNELS",
+        "32",
+        "MODEL.SEE_THROUGH.OCR_KEY_CHANNELS",
+        "16",
+    ]
     model, cfg = benchmark.build_model_from_config(cfg_file, opts)
     assert type(model).__name__ == "SeeThroughNet" and cfg.MODEL.SEE_THROUGH.OCR_MID_CHANNELS == 32
 
 
 def test_tool_help_runs_as_a_subprocess():
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "benchmark_seethroughnet.py"), "--help"],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "benchmark_seethroughnet.py"), "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert r.returncode == 0 and "params" in r.stdout and "memory" in r.stdout

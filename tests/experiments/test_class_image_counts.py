@@ -29,7 +29,10 @@ CLASSES = [
 @pytest.fixture(scope="module")
 def cityscapes_root(make_synthetic_cityscapes):
     """A synthetic Cityscapes (4 train, 2 val, 1 test image) registered under DETECTRON2_DATASETS."""
-    return make_synthetic_cityscapes(seed=7, num_images={"train": 4, "val": 2, "test": 1}) / "cityscapes"
+    return (
+        make_synthetic_cityscapes(seed=7, num_images={"train": 4, "val": 2, "test": 1})
+        / "cityscapes"
+    )
 
 
 def _independent_counts(label_files, min_pixels=1):
@@ -52,7 +55,9 @@ def _independent_counts(label_files, min_pixels=1):
 
 
 def _label_files(root, split):
-    files = sorted(glob.glob(os.path.join(root, "gtFine", split, "*", "*_gtFine_labelTrainIds.png")))
+    files = sorted(
+        glob.glob(os.path.join(root, "gtFine", split, "*", "*_gtFine_labelTrainIds.png"))
+    )
     assert files
     return files
 
@@ -85,7 +90,9 @@ def _check_against_independent(result, label_files, min_pixels=1):
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
-def test_registered_cityscapes_split_matches_independent_count(cityscapes_root, split, tmp_path, capsys):
+def test_registered_cityscapes_split_matches_independent_count(
+    cityscapes_root, split, tmp_path, capsys
+):
     name = f"cityscapes_fine_sem_seg_{split}"
     rc, out, err = _run(["--dataset", name, "--output-dir", str(tmp_path)], capsys)
     assert rc == 0, err
@@ -103,11 +110,23 @@ def test_registered_cityscapes_split_matches_independent_count(cityscapes_root, 
         assert "no labels" in open(md).read()
 
 
-def test_cityscapes_root_and_split_agree_with_the_registered_dataset(cityscapes_root, tmp_path, capsys):
-    rc, _, err = _run(["--dataset", "cityscapes_fine_sem_seg_train", "--output-dir", str(tmp_path / "a")], capsys)
+def test_cityscapes_root_and_split_agree_with_the_registered_dataset(
+    cityscapes_root, tmp_path, capsys
+):
+    rc, _, err = _run(
+        ["--dataset", "cityscapes_fine_sem_seg_train", "--output-dir", str(tmp_path / "a")], capsys
+    )
     assert rc == 0, err
     rc, _, err = _run(
-        ["--cityscapes-root", str(cityscapes_root), "--split", "train", "--output-dir", str(tmp_path / "b")], capsys
+        [
+            "--cityscapes-root",
+            str(cityscapes_root),
+            "--split",
+            "train",
+            "--output-dir",
+            str(tmp_path / "b"),
+        ],
+        capsys,
     )
     assert rc == 0, err
     a = json.load(open(_outputs(tmp_path / "a", "cityscapes_fine_sem_seg_train")[1]))
@@ -125,8 +144,16 @@ def test_min_pixels_threshold_matches_independent_count(cityscapes_root, tmp_pat
     threshold = int(small[len(small) // 4]) + 1
     assert _independent_counts(files, threshold)[0] != _independent_counts(files, 1)[0]
     rc, _, err = _run(
-        ["--cityscapes-root", str(cityscapes_root), "--split", "train", "--output-dir", str(tmp_path),
-         "--min-pixels", str(threshold)],
+        [
+            "--cityscapes-root",
+            str(cityscapes_root),
+            "--split",
+            "train",
+            "--output-dir",
+            str(tmp_path),
+            "--min-pixels",
+            str(threshold),
+        ],
         capsys,
     )
     assert rc == 0, err
@@ -160,7 +187,15 @@ def two_image_root(tmp_path):
 def test_hand_made_folder_known_counts(two_image_root, tmp_path, capsys):
     out_dir = tmp_path / "out"
     rc, out, err = _run(
-        ["--cityscapes-root", str(two_image_root), "--split", "train", "--output-dir", str(out_dir)], capsys
+        [
+            "--cityscapes-root",
+            str(two_image_root),
+            "--split",
+            "train",
+            "--output-dir",
+            str(out_dir),
+        ],
+        capsys,
     )
     assert rc == 0, err
     md, js, png = _outputs(out_dir, "cityscapes_train")
@@ -177,12 +212,24 @@ def test_hand_made_folder_known_counts(two_image_root, tmp_path, capsys):
     assert "| 13 | car | 1 | 50.0 | 3 | 1.58 |" in text
     assert "| 14 | truck | 0 | 0.0 | 0 | 0.00 |" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert [int(r.split("|")[1]) for r in rows] == list(range(NUM_CLASSES))  # class order, as Table 3
+    assert [int(r.split("|")[1]) for r in rows] == list(
+        range(NUM_CLASSES)
+    )  # class order, as Table 3
 
     # car has 3 pixels: with --min-pixels 4 image b no longer contains it
     rc, _, err = _run(
-        ["--cityscapes-root", str(two_image_root), "--split", "train", "--output-dir", str(out_dir),
-         "--min-pixels", "4", "--name", "two_images_min4"],
+        [
+            "--cityscapes-root",
+            str(two_image_root),
+            "--split",
+            "train",
+            "--output-dir",
+            str(out_dir),
+            "--min-pixels",
+            "4",
+            "--name",
+            "two_images_min4",
+        ],
         capsys,
     )
     assert rc == 0, err
@@ -207,7 +254,10 @@ def test_registered_folder_dataset_uses_its_own_classes(two_image_root, tmp_path
     # a 14-class folder dataset (car = 13 is its last class), ignore 255
     name = "test_class_image_counts_folder"
     register_folder_semseg(
-        name, str(images), str(labels), class_names=[f"c{i}" for i in range(14)],
+        name,
+        str(images),
+        str(labels),
+        class_names=[f"c{i}" for i in range(14)],
         label_suffix="_gtFine_labelTrainIds.png",
     )
     try:
@@ -219,7 +269,10 @@ def test_registered_folder_dataset_uses_its_own_classes(two_image_root, tmp_path
         assert result["id_column"] == "id"
         # the same files are out of this dataset's table when it has only 13 classes (0-12)
         register_folder_semseg(
-            name, str(images), str(labels), class_names=[f"c{i}" for i in range(13)],
+            name,
+            str(images),
+            str(labels),
+            class_names=[f"c{i}" for i in range(13)],
             label_suffix="_gtFine_labelTrainIds.png",
         )
         rc, _, err = _run(["--dataset", name, "--output-dir", str(tmp_path / "out2")], capsys)
@@ -244,12 +297,22 @@ def _assert_one_error_naming(err, path, *phrases):
 
 
 def test_corrupt_label_png_is_one_error_naming_the_file(two_image_root, tmp_path, capsys):
-    bad = two_image_root / "gtFine" / "train" / "town" / "town_000001_000019_gtFine_labelTrainIds.png"
+    bad = (
+        two_image_root / "gtFine" / "train" / "town" / "town_000001_000019_gtFine_labelTrainIds.png"
+    )
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 2])  # truncated
     out_dir = tmp_path / "out"
     rc, out, err = _run(
-        ["--cityscapes-root", str(two_image_root), "--split", "train", "--output-dir", str(out_dir)], capsys
+        [
+            "--cityscapes-root",
+            str(two_image_root),
+            "--split",
+            "train",
+            "--output-dir",
+            str(out_dir),
+        ],
+        capsys,
     )
     assert rc == 1
     _assert_one_error_naming(err, bad, "truncated or corrupt")
@@ -258,28 +321,50 @@ def test_corrupt_label_png_is_one_error_naming_the_file(two_image_root, tmp_path
 
 
 def test_label_id_outside_the_table_is_one_error_naming_the_file(two_image_root, tmp_path, capsys):
-    bad = two_image_root / "gtFine" / "train" / "town" / "town_000000_000019_gtFine_labelTrainIds.png"
+    bad = (
+        two_image_root / "gtFine" / "train" / "town" / "town_000000_000019_gtFine_labelTrainIds.png"
+    )
     labels = np.asarray(Image.open(bad)).copy()
     labels[4, 4] = 19  # one past the last trainId
     _write_label(str(bad), labels)
     out_dir = tmp_path / "out"
     rc, out, err = _run(
-        ["--cityscapes-root", str(two_image_root), "--split", "train", "--output-dir", str(out_dir)], capsys
+        [
+            "--cityscapes-root",
+            str(two_image_root),
+            "--split",
+            "train",
+            "--output-dir",
+            str(out_dir),
+        ],
+        capsys,
     )
     assert rc == 1
-    _assert_one_error_naming(err, bad, "holds value 19", "a trainId of the Cityscapes label table (0-18, 255)")
+    _assert_one_error_naming(
+        err, bad, "holds value 19", "a trainId of the Cityscapes label table (0-18, 255)"
+    )
     assert "town_000001" not in err
     assert os.listdir(out_dir) == []
 
 
-def test_a_corrupt_and_an_out_of_table_file_are_listed_in_one_error(two_image_root, tmp_path, capsys):
+def test_a_corrupt_and_an_out_of_table_file_are_listed_in_one_error(
+    two_image_root, tmp_path, capsys
+):
     town = two_image_root / "gtFine" / "train" / "town"
     corrupt = town / "town_000000_000019_gtFine_labelTrainIds.png"
     corrupt.write_bytes(corrupt.read_bytes()[:40])
     out_of_table = town / "town_000001_000019_gtFine_labelTrainIds.png"
     _write_label(str(out_of_table), np.full((10, 10), 200, np.uint8))
     rc, _, err = _run(
-        ["--cityscapes-root", str(two_image_root), "--split", "train", "--output-dir", str(tmp_path / "out")], capsys
+        [
+            "--cityscapes-root",
+            str(two_image_root),
+            "--split",
+            "train",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capsys,
     )
     assert rc == 1
     _assert_one_error_naming(err, corrupt, "truncated or corrupt", "(2 files)")
@@ -291,11 +376,16 @@ def test_missing_label_file_of_a_registered_dataset_is_named(cityscapes_root, tm
 
     copy = tmp_path / "cityscapes"
     shutil.copytree(cityscapes_root, copy)
-    missing = sorted(glob.glob(str(copy / "gtFine" / "train" / "*" / "*_gtFine_labelTrainIds.png")))[1]
+    missing = sorted(
+        glob.glob(str(copy / "gtFine" / "train" / "*" / "*_gtFine_labelTrainIds.png"))
+    )[1]
     os.remove(missing)
     register_cityscapes(root=str(copy), splits=("train",))
     try:
-        rc, _, err = _run(["--dataset", "cityscapes_fine_sem_seg_train", "--output-dir", str(tmp_path / "out")], capsys)
+        rc, _, err = _run(
+            ["--dataset", "cityscapes_fine_sem_seg_train", "--output-dir", str(tmp_path / "out")],
+            capsys,
+        )
     finally:
         register_all()  # back to the fixture's root
     assert rc == 1
@@ -303,20 +393,52 @@ def test_missing_label_file_of_a_registered_dataset_is_named(cityscapes_root, tm
 
 
 def test_usage_errors_name_what_to_fix(tmp_path, capsys):
-    rc, _, err = _run(["--cityscapes-root", str(tmp_path / "nowhere"), "--split", "train",
-                       "--output-dir", str(tmp_path / "out")], capsys)
+    rc, _, err = _run(
+        [
+            "--cityscapes-root",
+            str(tmp_path / "nowhere"),
+            "--split",
+            "train",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert rc == 1 and str(tmp_path / "nowhere") in err and "does not exist" in err
     (tmp_path / "cs" / "gtFine" / "train" / "town").mkdir(parents=True)
-    rc, _, err = _run(["--cityscapes-root", str(tmp_path / "cs"), "--split", "train",
-                       "--output-dir", str(tmp_path / "out")], capsys)
+    rc, _, err = _run(
+        [
+            "--cityscapes-root",
+            str(tmp_path / "cs"),
+            "--split",
+            "train",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert rc == 1 and "holds no" in err and str(tmp_path / "cs" / "gtFine" / "train") in err
-    rc, _, err = _run(["--dataset", "no_such_dataset", "--output-dir", str(tmp_path / "out")], capsys)
+    rc, _, err = _run(
+        ["--dataset", "no_such_dataset", "--output-dir", str(tmp_path / "out")], capsys
+    )
     assert rc == 1 and "no_such_dataset" in err and "--list" in err
     with pytest.raises(SystemExit):
-        tool.main(["--cityscapes-root", str(tmp_path), "--output-dir", str(tmp_path / "out")])  # no --split
+        tool.main(
+            ["--cityscapes-root", str(tmp_path), "--output-dir", str(tmp_path / "out")]
+        )  # no --split
     with pytest.raises(SystemExit):
-        tool.main(["--cityscapes-root", str(tmp_path), "--split", "train", "--output-dir", str(tmp_path),
-                   "--min-pixels", "0"])
+        tool.main(
+            [
+                "--cityscapes-root",
+                str(tmp_path),
+                "--split",
+                "train",
+                "--output-dir",
+                str(tmp_path),
+                "--min-pixels",
+                "0",
+            ]
+        )
     capsys.readouterr()
 
 
@@ -324,10 +446,14 @@ def test_usage_errors_name_what_to_fix(tmp_path, capsys):
 # the three outputs
 # --------------------------------------------------------------------------------------
 def test_outputs_exist_and_json_round_trips(cityscapes_root, tmp_path, capsys):
-    rc, _, err = _run(["--dataset", "cityscapes_fine_sem_seg_train", "--output-dir", str(tmp_path)], capsys)
+    rc, _, err = _run(
+        ["--dataset", "cityscapes_fine_sem_seg_train", "--output-dir", str(tmp_path)], capsys
+    )
     assert rc == 0, err
     md, js, png = _outputs(tmp_path, "cityscapes_fine_sem_seg_train")
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in (md, js, png))  # no temp files
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        os.path.basename(p) for p in (md, js, png)
+    )  # no temp files
     with Image.open(png) as im:
         im.load()
         assert im.format == "PNG" and im.size[0] > 400 and im.size[1] > 300

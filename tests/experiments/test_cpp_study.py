@@ -1,6 +1,7 @@
 """seethroughnet.experiments.cpp_study (behind tools/run_cpp_study.py): grid expansion, resume,
 failure recording and the renderers (with a fake, instant cell function), plus one real
 subprocess cell that fails and the command line run as a subprocess."""
+
 import json
 import os
 import sys
@@ -16,14 +17,31 @@ CLASSES = ["sky", "road", "car", "pedestrian"]
 
 def _grid(**kw):
     g = {
-        "datasets": {"toy": {"train": "toy_train", "test": "toy_val", "num_classes": 4,
-                             "instance_classes": ["car", "pedestrian"]}},
-        "models": {"psp": {"config": "a.yaml"}, "dlv3p": {"config": "b.yaml", "opts": ["SOLVER.MAX_ITER", 3]}},
-        "variants": {"baseline": {"loss": "upsample_ce", "num_heads": 4}, "cpp": {"loss": "cpp_kl", "num_heads": 4}},
+        "datasets": {
+            "toy": {
+                "train": "toy_train",
+                "test": "toy_val",
+                "num_classes": 4,
+                "instance_classes": ["car", "pedestrian"],
+            }
+        },
+        "models": {
+            "psp": {"config": "a.yaml"},
+            "dlv3p": {"config": "b.yaml", "opts": ["SOLVER.MAX_ITER", 3]},
+        },
+        "variants": {
+            "baseline": {"loss": "upsample_ce", "num_heads": 4},
+            "cpp": {"loss": "cpp_kl", "num_heads": 4},
+        },
         "seeds": [0, 1],
         "table1": {"baseline": "baseline", "cpp": "cpp"},
-        "figure5": {"model": "psp", "dataset": "toy", "num_heads": [0, 1, 2, 4],
-                    "losses": {"upsample": "upsample_ce", "cpp": "cpp_kl"}, "seeds": [0]},
+        "figure5": {
+            "model": "psp",
+            "dataset": "toy",
+            "num_heads": [0, 1, 2, 4],
+            "losses": {"upsample": "upsample_ce", "cpp": "cpp_kl"},
+            "seeds": [0],
+        },
     }
     g.update(kw)
     return g
@@ -44,8 +62,12 @@ class FakeLauncher:
         if cell["id"] in self.crash:
             raise RuntimeError("CUDA out of memory (fake)")
         bonus = 2.0 if cell["loss"] == "cpp_kl" else 0.0
-        iou = {c: 50.0 + cell["seed"] + (bonus * cell["num_heads"] / 4 if c in ("car", "pedestrian") else 0.0)
-               for c in CLASSES}
+        iou = {
+            c: 50.0
+            + cell["seed"]
+            + (bonus * cell["num_heads"] / 4 if c in ("car", "pedestrian") else 0.0)
+            for c in CLASSES
+        }
         os.makedirs(cell_dir, exist_ok=True)
         return {"status": "ok", "mIoU": sum(iou.values()) / len(iou), "IoU": iou}
 
@@ -58,8 +80,16 @@ def test_expand_grid_dedups_and_builds_opts():
     assert len(cells) == 8 + 5
     c4 = next(c for c in cells if c["id"] == "psp__toy__cpp_kl_h4__s0")
     assert "figure5:cpp" in c4["tags"] and "variant:cpp" in c4["tags"]
-    assert c4["opts"][-8:] == ["MODEL.CPP_AUX.ENABLED", "True", "MODEL.CPP_AUX.NUM_HEADS", "4",
-                               "MODEL.CPP_AUX.LOSS", "cpp_kl", "SEED", "0"]
+    assert c4["opts"][-8:] == [
+        "MODEL.CPP_AUX.ENABLED",
+        "True",
+        "MODEL.CPP_AUX.NUM_HEADS",
+        "4",
+        "MODEL.CPP_AUX.LOSS",
+        "cpp_kl",
+        "SEED",
+        "0",
+    ]
     h0 = next(c for c in cells if c["num_heads"] == 0)
     assert "False" in h0["opts"] and h0["loss"] == "none"
     d = next(c for c in cells if c["model"] == "dlv3p")
@@ -123,7 +153,10 @@ def test_renderers_tables_and_figure(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| psp | toy"))
     assert "50.50 ± 0.71" in row and "51.50 ± 0.71" in row and "+1.00 ± 0.00" in row
     # Table 2: instance classes +2, the rest 0
-    assert "| **instance avg** | | | | +2.00 |" in md and "| **non-instance avg** | | | | +0.00 |" in md
+    assert (
+        "| **instance avg** | | | | +2.00 |" in md
+        and "| **non-instance avg** | | | | +0.00 |" in md
+    )
     assert "| car | yes |" in md and "| sky |  |" in md
     # Figure 5 rows: 0, 1, 2, 4 heads; CPP rises with the heads, up-sampling stays flat
     data = rs.figure5_data(grid, rs.gather(grid, str(tmp_path)))
@@ -158,9 +191,13 @@ def test_dry_run_launches_nothing(tmp_path):
 
 def test_subprocess_cell_that_crashes_is_recorded(tmp_path):
     """A real ``run_cpp_study.py cell`` subprocess with a missing config: failed, with its error."""
-    grid = _grid(models={"psp": {"config": str(tmp_path / "missing.yaml")}}, seeds=[0],
-                 variants={"cpp": {"loss": "cpp_kl", "num_heads": 4}}, figure5=None,
-                 table1={"baseline": "cpp", "cpp": "cpp"})
+    grid = _grid(
+        models={"psp": {"config": str(tmp_path / "missing.yaml")}},
+        seeds=[0],
+        variants={"cpp": {"loss": "cpp_kl", "num_heads": 4}},
+        figure5=None,
+        table1={"baseline": "cpp", "cpp": "cpp"},
+    )
     records = rs.run_grid(grid, str(tmp_path))
     assert records[0]["status"] == "failed"
     assert "FileNotFoundError" in records[0]["error"] and "missing.yaml" in records[0]["error"]
@@ -176,14 +213,40 @@ def test_train_cell_end_to_end_on_synthetic_cityscapes(tmp_path, monkeypatch):
     from seethroughnet.data.datasets import register_all
     from seethroughnet.data.synthetic import generate_synthetic_cityscapes
 
-    generate_synthetic_cityscapes(str(tmp_path / "d2" / "cityscapes"), seed=1, height=64, width=128,
-                                  num_images={"train": 2, "val": 2, "test": 0}, progress=False)
+    generate_synthetic_cityscapes(
+        str(tmp_path / "d2" / "cityscapes"),
+        seed=1,
+        height=64,
+        width=128,
+        num_images={"train": 2, "val": 2, "test": 0},
+        progress=False,
+    )
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "d2"))
-    cfg = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/CamVid-CPU/pspnet_R18_camvid.yaml")
-    opts = ["DATASETS.TRAIN", "('cityscapes_fine_sem_seg_train',)", "DATASETS.TEST", "('cityscapes_fine_sem_seg_val',)",
-            "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "19", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2",
-            "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.CROP.SIZE", "(64, 64)", "INPUT.MIN_SIZE_TEST", "64",
-            "MODEL.DECODE_HEAD.CHANNELS", "16", "MODEL.CPP_AUX.HIDDEN_CHANNELS", "8"]
+    cfg = os.path.join(
+        REPO, "projects/SeeThroughNet/configs/CPP-Plugin/CamVid-CPU/pspnet_R18_camvid.yaml"
+    )
+    opts = [
+        "DATASETS.TRAIN",
+        "('cityscapes_fine_sem_seg_train',)",
+        "DATASETS.TEST",
+        "('cityscapes_fine_sem_seg_val',)",
+        "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+        "19",
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(64,)",
+        "INPUT.CROP.SIZE",
+        "(64, 64)",
+        "INPUT.MIN_SIZE_TEST",
+        "64",
+        "MODEL.DECODE_HEAD.CHANNELS",
+        "16",
+        "MODEL.CPP_AUX.HIDDEN_CHANNELS",
+        "8",
+    ]
     try:
         res = rs.train_cell(cfg, str(tmp_path / "cell"), opts)
     finally:
@@ -192,12 +255,18 @@ def test_train_cell_end_to_end_on_synthetic_cityscapes(tmp_path, monkeypatch):
     assert res["status"] == "ok" and 0.0 <= res["mIoU"] <= 100.0
     assert len(res["IoU"]) == 19 and res["params_aux"] > 0 and res["params_inference"] > 0
     assert res["aux_features"] == ["res2", "res3", "res4", "res5"]
-    rows = [json.loads(line) for line in (tmp_path / "cell" / "metrics.json").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "cell" / "metrics.json").read_text().splitlines()
+        if line.strip()
+    ]
     assert any("loss_aux_res2" in r and "loss_sem_seg" in r for r in rows)
 
 
 def test_shipped_camvid_grid_expands():
-    grid = rs.load_grid(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/camvid_r18_cpu.yaml"))
+    grid = rs.load_grid(
+        os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/camvid_r18_cpu.yaml")
+    )
     cells = rs.expand_grid(grid)
     assert {c["model"] for c in cells} == {"pspnet", "deeplabv3plus"}
     assert all(os.path.exists(os.path.join(REPO, c["config"])) for c in cells)
@@ -211,8 +280,16 @@ def test_shipped_figure5_cells_add_heads_res4_first():
     from seethroughnet.config import build_config
     from seethroughnet.modeling.segmentors.cpp_segmentor import aux_head_features
 
-    grid = rs.load_grid(os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/camvid_r18_cpu.yaml"))
-    expected = {0: [], 1: ["res4"], 2: ["res4", "res5"], 3: ["res3", "res4", "res5"], 4: ["res2", "res3", "res4", "res5"]}
+    grid = rs.load_grid(
+        os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/camvid_r18_cpu.yaml")
+    )
+    expected = {
+        0: [],
+        1: ["res4"],
+        2: ["res4", "res5"],
+        3: ["res3", "res4", "res5"],
+        4: ["res2", "res3", "res4", "res5"],
+    }
     seen = set()
     for c in rs.expand_grid(grid):
         if any(t.startswith("figure5:") for t in c["tags"]) and c["seed"] == 0:
@@ -228,7 +305,7 @@ def test_figure5_markdown_names_the_stages_each_point_used(tmp_path):
 
     def launcher(cell, cell_dir):
         res = FakeLauncher()(cell, cell_dir)
-        res["aux_features"] = sorted(order[:cell["num_heads"]])
+        res["aux_features"] = sorted(order[: cell["num_heads"]])
         return res
 
     rs.run_grid(grid, str(tmp_path), run_cell=launcher)
@@ -242,6 +319,7 @@ def test_cli_dry_run_and_render(tmp_path):
     """``tools/run_cpp_study.py run --dry-run`` as a subprocess: nothing runs, the tables render
     with every cell pending; an output folder of the earlier runner (``results.json``) is read."""
     import subprocess
+
     import yaml
 
     grid = _grid(models={"psp": {"config": "a.yaml"}}, figure5=None, seeds=[0])
@@ -250,10 +328,24 @@ def test_cli_dry_run_and_render(tmp_path):
     legacy.mkdir(parents=True)
     iou = {c: 50.0 for c in CLASSES}
     (legacy / "results.json").write_text(json.dumps({"status": "ok", "mIoU": 50.0, "IoU": iou}))
-    out = subprocess.run([sys.executable, os.path.join(REPO, "tools", "run_cpp_study.py"), "run",
-                          str(tmp_path / "g.yaml"), "--out", str(tmp_path / "out"), "--dry-run"],
-                         capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "tools", "run_cpp_study.py"),
+            "run",
+            str(tmp_path / "g.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
-    assert "2 cells, 1 done, 1 to run" in out.stderr and "would run psp__toy__cpp_kl_h4__s0" in out.stderr
+    assert (
+        "2 cells, 1 done, 1 to run" in out.stderr
+        and "would run psp__toy__cpp_kl_h4__s0" in out.stderr
+    )
     assert "Cells: 2 (1 ok, 0 failed, 1 pending)." in out.stdout
     assert not (tmp_path / "out" / "psp__toy__cpp_kl_h4__s0").exists()

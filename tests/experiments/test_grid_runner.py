@@ -1,5 +1,6 @@
 """seethroughnet.experiments.grid: one subprocess per cell, result.json, resume, retry of failed
 cells, failed-cell records (return code, log tail), legacy result files."""
+
 import json
 import sys
 
@@ -94,8 +95,13 @@ def test_timeout_parallel_dry_run_and_after_cell(tmp_path):
 
     grid.run_grid(_cells(), str(tmp_path), run, dry_run=True)
     assert not (tmp_path / "a").exists()
-    recs = grid.run_grid(_cells(), str(tmp_path), run, parallel=2,
-                         after_cell=lambda records: rendered.append(len(records)))
+    recs = grid.run_grid(
+        _cells(),
+        str(tmp_path),
+        run,
+        parallel=2,
+        after_cell=lambda records: rendered.append(len(records)),
+    )
     assert recs["a/s0"]["status"] == "failed" and recs["a/s0"]["returncode"] == "timeout"
     assert "timed out after 0.5 s" in recs["a/s0"]["error"] and recs["a/s1"]["status"] == "ok"
     assert sorted(rendered) == [1, 2]

@@ -1,5 +1,6 @@
 """seethroughnet.experiments.models.load_model: the one way the tools get a model (config from a
 file or a CfgNode, datasets registered, eval mode, weights loaded strictly and safely)."""
+
 from pathlib import Path
 
 import pytest

@@ -34,17 +34,27 @@ def test_synthetic_cityscapes_label_map(tmp_path):
     src = tmp_path / "synthetic_labelTrainIds.png"
     Image.fromarray(lab).save(src)
     out = tmp_path / "figs" / "fig2.png"
-    assert tool.main([str(src), "--palette", "cityscapes", "--out", str(out), "--region-cells", "4"]) == 0
+    assert (
+        tool.main([str(src), "--palette", "cityscapes", "--out", str(out), "--region-cells", "4"])
+        == 0
+    )
     _check_png(out)
     _check_png(tmp_path / "figs" / "fig2_channels.png")
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["fig2.png", "fig2_channels.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
+        "fig2.png",
+        "fig2_channels.png",
+    ]
 
 
 def test_cpp_colour_of_a_pure_cell_is_its_palette_colour():
     names, table, ignore = tool.palette_array("cityscapes")
     labels = np.array([[0, 5], [255, 18]])
-    one_hot = np.eye(len(names) + 1)[np.where(labels == ignore, len(names), labels)].transpose(2, 0, 1)
-    assert np.allclose(tool.colour_fractions(one_hot, table), tool.colour_labels(labels, table, ignore))
+    one_hot = np.eye(len(names) + 1)[np.where(labels == ignore, len(names), labels)].transpose(
+        2, 0, 1
+    )
+    assert np.allclose(
+        tool.colour_fractions(one_hot, table), tool.colour_labels(labels, table, ignore)
+    )
 
 
 def test_rejects_colour_label_images(tmp_path):

@@ -1,4 +1,5 @@
 """Grad-CAM for segmentation classes and the figure tools (issue 7): seconds each on a CPU."""
+
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from seethroughnet.visualization.gradcam import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
+DEMO = str(
+    REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml"
+)
 H, W = 64, 128
 
 
@@ -71,7 +74,13 @@ def test_planted_signal_peaks_on_the_square(corner):
     assert res.region_kind == "predicted" and res.region[ys, xs].all() and res.region.sum() == 64
     r, c = np.unravel_index(np.argmax(cam), cam.shape)
     assert ys.start <= r < ys.stop and xs.start <= c < xs.stop
-    assert cam[ys, xs].mean() > 0.9 and np.delete(cam.ravel(), np.ravel_multi_index(np.mgrid[ys, xs].reshape(2, -1), cam.shape)).max() < 0.5
+    assert (
+        cam[ys, xs].mean() > 0.9
+        and np.delete(
+            cam.ravel(), np.ravel_multi_index(np.mgrid[ys, xs].reshape(2, -1), cam.shape)
+        ).max()
+        < 0.5
+    )
 
 
 def test_box_region_and_no_prediction_fallback():
@@ -167,15 +176,32 @@ def test_detectron2_semantic_segmentor(tmp_path):
     image = torch.randint(0, 256, (3, H, W), dtype=torch.uint8)
     res = grad_cam(model, segmentation_forward(model, image), default_layer(model), 3)
     assert res.cam.shape == (H, W) and 0 <= res.cam.min() and res.cam.max() <= 1
-    res = grad_cam(model, segmentation_forward(model, image), "backbone.stem", 3)  # frozen (FREEZE_AT 2)
+    res = grad_cam(
+        model, segmentation_forward(model, image), "backbone.stem", 3
+    )  # frozen (FREEZE_AT 2)
     assert res.cam.shape == (H, W) and res.activation_shape[1:] == (H // 4, W // 4)
     # the command line with a plain detectron2 config (no dataset: classes "class 0".."class 4")
     yaml = tmp_path / "semseg.yaml"
     yaml.write_text(cfg.dump())
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(tmp_path / "i.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)).save(
+        tmp_path / "i.png"
+    )
     out = tmp_path / "cam.png"
-    assert commands.gradcam_main(["--config-file", str(yaml), "--image", str(tmp_path / "i.png"),
-                                  "--class", "class 3", "--output", str(out)]) == 0
+    assert (
+        commands.gradcam_main(
+            [
+                "--config-file",
+                str(yaml),
+                "--image",
+                str(tmp_path / "i.png"),
+                "--class",
+                "class 3",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert _png_size(out) == (W, H)
 
 
@@ -183,40 +209,92 @@ def test_detectron2_semantic_segmentor(tmp_path):
 # command lines
 def test_gradcam_cli(files, capsys):
     out = files / "out" / "gradcam.png"
-    rc = commands.gradcam_main(["--config-file", DEMO, "--weights", str(files / "demo.pth"), "--image",
-                                str(files / "img.png"), "--class", "car", "--box", "80", "40", "112", "56",
-                                "--output", str(out)])
+    rc = commands.gradcam_main(
+        [
+            "--config-file",
+            DEMO,
+            "--weights",
+            str(files / "demo.pth"),
+            "--image",
+            str(files / "img.png"),
+            "--class",
+            "car",
+            "--box",
+            "80",
+            "40",
+            "112",
+            "56",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0 and _png_size(out) == (W, H)
     assert [p.name for p in out.parent.iterdir()] == ["gradcam.png"]  # no temp file left
     assert out.stat().st_mode & 0o044  # not mkstemp's 0600
 
 
 def test_gradcam_cli_bad_input(files, capsys):
-    base = ["--config-file", DEMO, "--image", str(files / "img.png"), "--output", str(files / "bad.png")]
+    base = [
+        "--config-file",
+        DEMO,
+        "--image",
+        str(files / "img.png"),
+        "--output",
+        str(files / "bad.png"),
+    ]
     assert commands.gradcam_main(base + ["--class", "cat"]) == 2
     err = capsys.readouterr().err
     assert "unknown class 'cat'" in err and "'car'" in err and "'bicycle'" in err
     assert commands.gradcam_main(base + ["--class", "car", "--layer", "net.encoder.stage4"]) == 2
     err = capsys.readouterr().err
-    assert "no layer 'net.encoder.stage4'" in err and "net.encoder.body.stage4" in err and "net.decoder" in err
+    assert (
+        "no layer 'net.encoder.stage4'" in err
+        and "net.encoder.body.stage4" in err
+        and "net.decoder" in err
+    )
     # a checkpoint of another config (no scale-attention head, other widths)
     other = files / "other.pth"
-    state = {k: v for k, v in torch.load(files / "demo.pth")["model"].items() if not k.startswith("net.scale_attention")}
+    state = {
+        k: v
+        for k, v in torch.load(files / "demo.pth")["model"].items()
+        if not k.startswith("net.scale_attention")
+    }
     state["net.extra.weight"] = torch.zeros(1)
     torch.save({"model": state}, other)
     assert commands.gradcam_main(base + ["--class", "car", "--weights", str(other)]) == 2
     err = capsys.readouterr().err
-    assert "checkpoint does not match the config" in err and "missing keys: net.scale_attention" in err
+    assert (
+        "checkpoint does not match the config" in err and "missing keys: net.scale_attention" in err
+    )
     assert "unexpected keys: net.extra.weight" in err
     assert not (files / "bad.png").exists()
 
 
 def test_compare_models_cli(files):
     out = files / "compare.png"
-    rc = commands.compare_main(["--baseline-config-file", DEMO, "--baseline-weights", str(files / "demo.pth"),
-                                "--cpp-config-file", DEMO, "--cpp-weights", str(files / "demo.pth"),
-                                "--image", str(files / "img.png"), "--class", "car",
-                                "--box", "72", "32", "120", "60", "--output", str(out)])
+    rc = commands.compare_main(
+        [
+            "--baseline-config-file",
+            DEMO,
+            "--baseline-weights",
+            str(files / "demo.pth"),
+            "--cpp-config-file",
+            DEMO,
+            "--cpp-weights",
+            str(files / "demo.pth"),
+            "--image",
+            str(files / "img.png"),
+            "--class",
+            "car",
+            "--box",
+            "72",
+            "32",
+            "120",
+            "60",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     w, h = _png_size(out)
     assert w > 5 * 150 and h > 150
@@ -224,15 +302,50 @@ def test_compare_models_cli(files):
 
 def test_overlay_cli(files, capsys):
     out = files / "overlay.png"
-    rc = commands.overlay_main(["--config-file", DEMO, "--weights", str(files / "demo.pth"),
-                                "--input", str(files / "img.png"), "--gt", str(files / "gt.png"), "--output", str(out)])
+    rc = commands.overlay_main(
+        [
+            "--config-file",
+            DEMO,
+            "--weights",
+            str(files / "demo.pth"),
+            "--input",
+            str(files / "img.png"),
+            "--gt",
+            str(files / "gt.png"),
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0 and _png_size(out) == (2 * W + 8, H)
     folder = files / "overlays"
-    rc = commands.overlay_main(["--config-file", DEMO, "--weights", str(files / "demo.pth"), "--scale", "0.5",
-                                "--input", str(files / "img.png"), "--output", str(folder)])
+    rc = commands.overlay_main(
+        [
+            "--config-file",
+            DEMO,
+            "--weights",
+            str(files / "demo.pth"),
+            "--scale",
+            "0.5",
+            "--input",
+            str(files / "img.png"),
+            "--output",
+            str(folder),
+        ]
+    )
     assert rc == 0 and _png_size(folder / "img_overlay.png") == (W // 2, H // 2)
-    rc = commands.overlay_main(["--config-file", DEMO, "--input", str(files / "img.png"),
-                                "--gt", str(files / "gt.png"), str(files / "gt.png"), "--output", str(out)])
+    rc = commands.overlay_main(
+        [
+            "--config-file",
+            DEMO,
+            "--input",
+            str(files / "img.png"),
+            "--gt",
+            str(files / "gt.png"),
+            str(files / "gt.png"),
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 2 and "one label PNG per --input image" in capsys.readouterr().err
 
 
@@ -241,9 +354,24 @@ def test_compare_cli_names_the_model_whose_checkpoint_does_not_match(files, caps
     state = dict(torch.load(files / "demo.pth")["model"])
     state["net.ocr.classifier.weight"] = torch.zeros(3, 3, 1, 1)  # another number of classes
     torch.save({"model": state}, other)
-    rc = commands.compare_main(["--baseline-config-file", DEMO, "--baseline-weights", str(files / "demo.pth"),
-                                "--cpp-config-file", DEMO, "--cpp-weights", str(other), "--image",
-                                str(files / "img.png"), "--class", "car", "--output", str(files / "cmp_bad.png")])
+    rc = commands.compare_main(
+        [
+            "--baseline-config-file",
+            DEMO,
+            "--baseline-weights",
+            str(files / "demo.pth"),
+            "--cpp-config-file",
+            DEMO,
+            "--cpp-weights",
+            str(other),
+            "--image",
+            str(files / "img.png"),
+            "--class",
+            "car",
+            "--output",
+            str(files / "cmp_bad.png"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "CPP model" in err and "shape mismatches: net.ocr.classifier.weight" in err
     assert not (files / "cmp_bad.png").exists()
@@ -252,8 +380,19 @@ def test_compare_cli_names_the_model_whose_checkpoint_does_not_match(files, caps
 def _fake_metrics(path, ious, miou, iters=30):
     with open(path, "w") as f:
         for it in range(0, iters, 5):
-            f.write(json.dumps({"iteration": it, "total_loss": 3 - 0.05 * it, "loss_rmi": 1 - 0.01 * it,
-                                "loss_cpp_s16_r1.0": 0.5, "loss_ce_r1.0": 0.2, "lr": 0.02 * (1 - it / iters)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "iteration": it,
+                        "total_loss": 3 - 0.05 * it,
+                        "loss_rmi": 1 - 0.01 * it,
+                        "loss_cpp_s16_r1.0": 0.5,
+                        "loss_ce_r1.0": 0.2,
+                        "lr": 0.02 * (1 - it / iters),
+                    }
+                )
+                + "\n"
+            )
         ev = {"iteration": iters - 1, "sem_seg/mIoU": miou, "sem_seg/fwIoU": 50.0}
         ev.update({f"sem_seg/IoU-{c}": v for c, v in ious.items()})
         ev.update({f"cityscapes_sem_seg/IoU-{c}": 0.0 for c in ious})
@@ -268,14 +407,21 @@ def test_iou_comparison_cli(tmp_path):
     _fake_metrics(a, {"road": 90.0, "car": 40.0, "pole": 10.0}, 46.7)
     _fake_metrics(b, {"road": 91.0, "car": 55.0, "pole": 20.0}, 55.3)
     assert read_iou(str(a)) == ({"road": 90.0, "car": 40.0, "pole": 10.0}, 46.7)
-    assert list(commands._dataset_order({"car": 1.0, "pole": 2.0, "road": 3.0})) == ["road", "pole", "car"]
+    assert list(commands._dataset_order({"car": 1.0, "pole": 2.0, "road": 3.0})) == [
+        "road",
+        "pole",
+        "car",
+    ]
     res = tmp_path / "sem_seg_results.json"  # a SemSegEvaluator result dict
     res.write_text(json.dumps({"sem_seg": {"mIoU": 50.0, "IoU-road": 92.0, "IoU-car": 8.0}}))
     assert read_iou(str(res)) == ({"road": 92.0, "car": 8.0}, 50.0)
     out = tmp_path / "iou.png"
     assert commands.iou_main([str(a), str(b), "--output", str(out)]) == 0
     assert _png_size(out)[0] > 300
-    assert commands.iou_main([str(a), str(res), "--labels", "run A", "run B", "--output", str(out)]) == 0
+    assert (
+        commands.iou_main([str(a), str(res), "--labels", "run A", "run B", "--output", str(out)])
+        == 0
+    )
     empty = tmp_path / "empty.json"
     empty.write_text('{"iteration": 1, "total_loss": 1.0}\n')
     assert commands.iou_main([str(a), str(empty), "--output", str(tmp_path / "x.png")]) == 2

@@ -1,11 +1,11 @@
 """CPP as a plug-in (SeeThroughNet Table 1): auxiliary heads, the seven decode heads, the dilated
 ResNet backbone and the ``CPPSegmentor`` meta-architecture, at tiny sizes."""
+
 import glob
 import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 pytest.importorskip("detectron2")
 
@@ -23,19 +23,48 @@ CFG_DIR = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin")
 K = 5
 
 TINY_R18 = [
-    "MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64", "MODEL.RESNETS.STEM_OUT_CHANNELS", "32",
-    "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(K),
-    "MODEL.DECODE_HEAD.CHANNELS", "16", "MODEL.DECODE_HEAD.PROJECT_CHANNELS", "8", "MODEL.DECODE_HEAD.KEY_CHANNELS", "8",
-    "MODEL.CPP_AUX.HIDDEN_CHANNELS", "8", "MODEL.DEVICE", "cpu",
-    "MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN",  # single-process CPU tests (the Table 1 configs: SyncBN)
+    "MODEL.RESNETS.DEPTH",
+    "18",
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    "64",
+    "MODEL.RESNETS.STEM_OUT_CHANNELS",
+    "32",
+    "MODEL.RESNETS.RES5_MULTI_GRID",
+    "[1, 1]",
+    "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
+    str(K),
+    "MODEL.DECODE_HEAD.CHANNELS",
+    "16",
+    "MODEL.DECODE_HEAD.PROJECT_CHANNELS",
+    "8",
+    "MODEL.DECODE_HEAD.KEY_CHANNELS",
+    "8",
+    "MODEL.CPP_AUX.HIDDEN_CHANNELS",
+    "8",
+    "MODEL.DEVICE",
+    "cpu",
+    "MODEL.RESNETS.NORM",
+    "BN",
+    "MODEL.DECODE_HEAD.NORM",
+    "BN",  # single-process CPU tests (the Table 1 configs: SyncBN)
 ]
-HRNET = ["MODEL.BACKBONE.NAME", "build_hrnetv2_backbone", "MODEL.HRNET.VARIANT", "hrnet_w18_small_v2",
-         "MODEL.DECODE_HEAD.IN_FEATURES", "['res2', 'res3', 'res4', 'res5']", "MODEL.HRNET.NORM", "BN"]
+HRNET = [
+    "MODEL.BACKBONE.NAME",
+    "build_hrnetv2_backbone",
+    "MODEL.HRNET.VARIANT",
+    "hrnet_w18_small_v2",
+    "MODEL.DECODE_HEAD.IN_FEATURES",
+    "['res2', 'res3', 'res4', 'res5']",
+    "MODEL.HRNET.NORM",
+    "BN",
+]
 
 
 def _cfg(head, *opts):
-    return build_config(os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml"),
-                            TINY_R18 + ["MODEL.DECODE_HEAD.NAME", head, *opts])
+    return build_config(
+        os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml"),
+        TINY_R18 + ["MODEL.DECODE_HEAD.NAME", head, *opts],
+    )
 
 
 def _batch(n=2, h=64, w=64, seed=0):
@@ -44,8 +73,14 @@ def _batch(n=2, h=64, w=64, seed=0):
     for _ in range(n):
         sem = torch.randint(0, K, (h, w), generator=g)
         sem[:4] = 255
-        out.append({"image": torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8), "sem_seg": sem,
-                    "height": h, "width": w})
+        out.append(
+            {
+                "image": torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8),
+                "sem_seg": sem,
+                "height": h,
+                "width": w,
+            }
+        )
     return out
 
 
@@ -100,8 +135,17 @@ def test_aux_heads_do_not_run_in_eval_mode():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("n,expected", [(0, []), (1, ["res4"]), (2, ["res4", "res5"]), (3, ["res3", "res4", "res5"]),
-                                        (4, ["res2", "res3", "res4", "res5"]), (-1, ["res2", "res3", "res4", "res5"])])
+@pytest.mark.parametrize(
+    "n,expected",
+    [
+        (0, []),
+        (1, ["res4"]),
+        (2, ["res4", "res5"]),
+        (3, ["res3", "res4", "res5"]),
+        (4, ["res2", "res3", "res4", "res5"]),
+        (-1, ["res2", "res3", "res4", "res5"]),
+    ],
+)
 def test_num_heads_adds_heads_in_add_order_res4_first_and_weights_follow_names(n, expected):
     """One head = res4 (MMSegmentation's auxiliary_head in_index=2), then res5, res3, res2."""
     from seethroughnet.modeling.segmentors.cpp_segmentor import aux_head_features
@@ -113,7 +157,12 @@ def test_num_heads_adds_heads_in_add_order_res4_first_and_weights_follow_names(n
     if n in (1, 2):
         model = build_model(_cfg("psp", *opts))
         assert model.aux_heads.features == expected
-        per_feature = {"res2": 0.1, "res3": 0.2, "res4": 0.3, "res5": 0.4}  # WEIGHTS follow IN_FEATURES
+        per_feature = {
+            "res2": 0.1,
+            "res3": 0.2,
+            "res4": 0.3,
+            "res5": 0.4,
+        }  # WEIGHTS follow IN_FEATURES
         assert model.aux_heads.weights == {f: per_feature[f] for f in expected}
 
 
@@ -121,13 +170,25 @@ def test_add_order_is_a_config_key_and_bad_values_name_it():
     from seethroughnet.modeling.segmentors.cpp_segmentor import aux_head_features
 
     base = os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml")
-    cfg = build_config(base, ["MODEL.CPP_AUX.NUM_HEADS", "1", "MODEL.CPP_AUX.ADD_ORDER", "['res2', 'res3', 'res4', 'res5']"])
+    cfg = build_config(
+        base,
+        [
+            "MODEL.CPP_AUX.NUM_HEADS",
+            "1",
+            "MODEL.CPP_AUX.ADD_ORDER",
+            "['res2', 'res3', 'res4', 'res5']",
+        ],
+    )
     assert aux_head_features(cfg) == ["res2"]
-    cfg = build_config(base, ["MODEL.CPP_AUX.NUM_HEADS", "1", "MODEL.CPP_AUX.ADD_ORDER", "['res4', 'res5']"])
+    cfg = build_config(
+        base, ["MODEL.CPP_AUX.NUM_HEADS", "1", "MODEL.CPP_AUX.ADD_ORDER", "['res4', 'res5']"]
+    )
     with pytest.raises(ValueError, match=r"MODEL.CPP_AUX.ADD_ORDER .* misses \['res2', 'res3'\]"):
         aux_head_features(cfg)
     cfg = build_config(base, ["MODEL.CPP_AUX.NUM_HEADS", "5"])
-    with pytest.raises(ValueError, match=r"MODEL.CPP_AUX.NUM_HEADS 5 .* valid choices: -1 \(all\) or 0..4"):
+    with pytest.raises(
+        ValueError, match=r"MODEL.CPP_AUX.NUM_HEADS 5 .* valid choices: -1 \(all\) or 0..4"
+    ):
         aux_head_features(cfg)
     with pytest.raises(ValueError, match="MODEL.CPP_AUX.WEIGHTS has 3 values"):
         build_model(_cfg("psp", "MODEL.CPP_AUX.WEIGHTS", "[0.1, 0.2, 0.3]"))
@@ -137,7 +198,9 @@ def test_add_order_is_a_config_key_and_bad_values_name_it():
 def test_auxiliary_heads_plain_torch(kind):
     feats = {"a": torch.randn(2, 4, 8, 8), "b": torch.randn(2, 6, 4, 4)}
     labels = torch.randint(0, 3, (2, 32, 32))
-    heads = AuxiliaryHeads({"a": 4, "b": 6}, 3, ["a", "b"], loss_kind=kind, weights=[1.0, 0.5], hidden_channels=4)
+    heads = AuxiliaryHeads(
+        {"a": 4, "b": 6}, 3, ["a", "b"], loss_kind=kind, weights=[1.0, 0.5], hidden_channels=4
+    )
     out = heads(feats, labels)
     assert set(out) == {"loss_aux_a", "loss_aux_b"} and all(torch.isfinite(v) for v in out.values())
     heads.weights["b"] = 0.0
@@ -147,7 +210,9 @@ def test_auxiliary_heads_plain_torch(kind):
 
 
 def test_unknown_names_list_the_valid_choices():
-    with pytest.raises(ValueError, match="valid choices: ann, ccnet, deeplabv3plus, dmnet, ocr, psp, upernet"):
+    with pytest.raises(
+        ValueError, match="valid choices: ann, ccnet, deeplabv3plus, dmnet, ocr, psp, upernet"
+    ):
         build_decode_head("segformer", {"res5": 8}, 3)
     with pytest.raises(ValueError, match="valid choices: .*ann.*ccnet"):
         build_model(_cfg("segformer"))
@@ -188,7 +253,10 @@ def test_dynamic_depthwise_conv_matches_a_loop_with_mmsegmentation_padding(k):
     """Output (i, j) = sum_ab f[a, b] x[i + a - k // 2, j + b - k // 2] (zeros outside): for even k
     the window reaches one more row/column up/left than down/right, as MMSegmentation's DCM pads
     (``pad = (k - 1) // 2``, then ``(pad + 1, pad, pad + 1, pad)`` for even k)."""
-    x, f = torch.randn(2, 3, 6, 7, dtype=torch.float64), torch.randn(2, 3, k, k, dtype=torch.float64)
+    x, f = (
+        torch.randn(2, 3, 6, 7, dtype=torch.float64),
+        torch.randn(2, 3, k, k, dtype=torch.float64),
+    )
     y = dynamic_depthwise_conv(x, f)
     ref = torch.zeros_like(x)
     h, w = x.shape[-2:]
@@ -202,13 +270,24 @@ def test_dynamic_depthwise_conv_matches_a_loop_with_mmsegmentation_padding(k):
     torch.testing.assert_close(y, ref)
 
 
-@pytest.mark.parametrize("depth,dil,stride", [(18, (2, 4), 8), (18, (1, 2), 16), (18, (1, 1), 32), (50, (2, 4), 8)])
+@pytest.mark.parametrize(
+    "depth,dil,stride", [(18, (2, 4), 8), (18, (1, 2), 16), (18, (1, 1), 32), (50, (2, 4), 8)]
+)
 def test_dilated_resnet_output_stride(depth, dil, stride):
     from detectron2.modeling import build_backbone
 
-    opts = ["MODEL.RESNETS.DEPTH", str(depth), "MODEL.RESNETS.RES4_DILATION", str(dil[0]),
-            "MODEL.RESNETS.RES5_DILATION", str(dil[1]), "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]" if depth == 18 else "[1, 1, 1]",
-            "MODEL.RESNETS.NORM", "BN"]
+    opts = [
+        "MODEL.RESNETS.DEPTH",
+        str(depth),
+        "MODEL.RESNETS.RES4_DILATION",
+        str(dil[0]),
+        "MODEL.RESNETS.RES5_DILATION",
+        str(dil[1]),
+        "MODEL.RESNETS.RES5_MULTI_GRID",
+        "[1, 1]" if depth == 18 else "[1, 1, 1]",
+        "MODEL.RESNETS.NORM",
+        "BN",
+    ]
     if depth == 18:
         opts += ["MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
     cfg = build_config(os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml"), opts)
@@ -220,8 +299,14 @@ def test_dilated_resnet_output_stride(depth, dil, stride):
     assert out["res5"].shape[1] == (512 if depth == 18 else 2048)
 
 
-@pytest.mark.parametrize("path", sorted(p for p in glob.glob(os.path.join(CFG_DIR, "**", "*.yaml"), recursive=True)
-                                         if os.sep + "grids" + os.sep not in p))  # grids/ hold study grids
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in glob.glob(os.path.join(CFG_DIR, "**", "*.yaml"), recursive=True)
+        if os.sep + "grids" + os.sep not in p
+    ),
+)  # grids/ hold study grids
 def test_every_cpp_plugin_config_loads(path):
     cfg = build_config(path)
     assert cfg.MODEL.META_ARCHITECTURE == "CPPSegmentor"
@@ -231,8 +316,12 @@ def test_every_cpp_plugin_config_loads(path):
 def test_head_shapes_with_resnet101_widths():
     """The heads accept MMSegmentation's ResNet-101 widths (c2..c5 = 256..2048) at OS8."""
     ch = {"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}
-    feats = {"res2": torch.randn(1, 256, 16, 16), "res3": torch.randn(1, 512, 8, 8),
-             "res4": torch.randn(1, 1024, 8, 8), "res5": torch.randn(1, 2048, 8, 8)}
+    feats = {
+        "res2": torch.randn(1, 256, 16, 16),
+        "res3": torch.randn(1, 512, 8, 8),
+        "res4": torch.randn(1, 1024, 8, 8),
+        "res5": torch.randn(1, 2048, 8, 8),
+    }
     for name in ("psp", "deeplabv3plus", "upernet"):
         h = build_decode_head(name, ch, 19, channels=32).eval()
         with torch.no_grad():
@@ -243,7 +332,9 @@ def test_head_shapes_with_resnet101_widths():
 def test_undilated_upernet_trains_with_aux_heads_at_strides_4_8_16_32():
     """UPerNet as MMSegmentation runs it (no dilation): the top-down path resizes every level and
     the four auxiliary heads predict at strides 4, 8, 16, 32 (64x64 input: 16, 8, 4, 2)."""
-    model = build_model(_cfg("upernet", "MODEL.RESNETS.RES4_DILATION", "1", "MODEL.RESNETS.RES5_DILATION", "1"))
+    model = build_model(
+        _cfg("upernet", "MODEL.RESNETS.RES4_DILATION", "1", "MODEL.RESNETS.RES5_DILATION", "1")
+    )
     sizes = {}
     for f, m in model.aux_heads.heads.items():
         m.register_forward_hook(lambda mod, inp, out, f=f: sizes.__setitem__(f, out.shape[-1]))

@@ -18,6 +18,7 @@ and a wrong file is refused with the key report.
   experiment config (stage1: 1 module, 4 Bottlenecks of 64; stage2-4: 1/4/3 modules of BASIC
   blocks, 4 per branch, widths 48/96/192/384).
 """
+
 import os
 import re
 
@@ -35,7 +36,10 @@ from seethroughnet.modeling.segmentors.imagenet_resnet import (  # noqa: E402
     ImageNetCheckpointError,
     load_imagenet_resnet,
 )
-from seethroughnet.modeling.segmentors.resnet import AvgDownShortcut, build_dilated_resnet_backbone  # noqa: E402
+from seethroughnet.modeling.segmentors.resnet import (  # noqa: E402
+    AvgDownShortcut,
+    build_dilated_resnet_backbone,
+)
 from seethroughnet.utils.safe_load import UntrustedWeightsError, load_weights_file  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -78,7 +82,9 @@ def _n_params(state):
 def _assert_clean(report, n_file_tensors, dropped=("fc.bias", "fc.weight")):
     assert report.missing == [] and report.unexpected == [] and report.mismatched == []
     assert sorted(report.dropped_classifier) == sorted(dropped)
-    assert len([k for k in report.loaded if not k.endswith("num_batches_tracked")]) == n_file_tensors
+    assert (
+        len([k for k in report.loaded if not k.endswith("num_batches_tracked")]) == n_file_tensors
+    )
 
 
 def _stages(x, stem, layers):
@@ -125,12 +131,17 @@ def test_timm_resnet101d_loads_into_deep_stem_avg_down_backbone(tmp_path):
     torch.testing.assert_close(model.res4[0].shortcut.norm.weight, m.layer3[0].downsample[2].weight)
     # the same file into the Table 1 variant (V1c: strided-conv shortcuts): refused by name,
     # although every shape matches
-    with pytest.raises(ImageNetCheckpointError, match=r"timm_resnet101d.pth.*set MODEL.RESNETS.AVG_DOWN True"):
+    with pytest.raises(
+        ImageNetCheckpointError, match=r"timm_resnet101d.pth.*set MODEL.RESNETS.AVG_DOWN True"
+    ):
         load_imagenet_resnet(_backbone(101, "deeplab"), path)
     # into a plain 7x7-stem backbone: the stem keys are reported
-    with pytest.raises(ImageNetCheckpointError, match=r"(?s)set MODEL.RESNETS.STEM_TYPE deeplab.*"
-                                                      r"unexpected: .*conv1.3.weight \(as stem.conv2.weight\).*mismatched: .*stem.conv1.weight "
-                                                      r"\(file \(32, 3, 3, 3\) vs model \(64, 3, 7, 7\)\)"):
+    with pytest.raises(
+        ImageNetCheckpointError,
+        match=r"(?s)set MODEL.RESNETS.STEM_TYPE deeplab.*"
+        r"unexpected: .*conv1.3.weight \(as stem.conv2.weight\).*mismatched: .*stem.conv1.weight "
+        r"\(file \(32, 3, 3, 3\) vs model \(64, 3, 7, 7\)\)",
+    ):
         load_imagenet_resnet(_backbone(101, "basic", avg_down=True), path)
 
 
@@ -155,27 +166,45 @@ def mmcv_resnet_v1c_state(depth, fc=False):
     conv("stem.6", 64, 32, 3), bn("stem.7", 64)  # stem.8: ReLU
     inplanes = 64
     for i, n in enumerate(BLOCKS[depth]):
-        planes = 64 * 2 ** i
+        planes = 64 * 2**i
         for j in range(n):
             p = f"layer{i + 1}.{j}"
             conv(p + ".conv1", planes, inplanes, 1), bn(p + ".bn1", planes)
             conv(p + ".conv2", planes, planes, 3), bn(p + ".bn2", planes)
             conv(p + ".conv3", planes * 4, planes, 1), bn(p + ".bn3", planes * 4)
             if j == 0:
-                conv(p + ".downsample.0", planes * 4, inplanes, 1), bn(p + ".downsample.1", planes * 4)
+                (
+                    conv(p + ".downsample.0", planes * 4, inplanes, 1),
+                    bn(p + ".downsample.1", planes * 4),
+                )
             inplanes = planes * 4
     if fc:
-        sd["fc.weight"], sd["fc.bias"] = torch.randn(1000, 2048, generator=g), torch.randn(1000, generator=g)
+        sd["fc.weight"], sd["fc.bias"] = (
+            torch.randn(1000, 2048, generator=g),
+            torch.randn(1000, generator=g),
+        )
     return sd
 
 
 def test_mmcv_resnet101_v1c_loads_into_the_table1_backbone(tmp_path):
     sd = mmcv_resnet_v1c_state(101)
     # MMCV's save_checkpoint: {"meta": ..., "state_dict": ...}
-    path = _save({"meta": {"mmcv_version": "1.x", "CLASSES": None}, "state_dict": sd}, tmp_path / "resnet101_v1c.pth")
+    path = _save(
+        {"meta": {"mmcv_version": "1.x", "CLASSES": None}, "state_dict": sd},
+        tmp_path / "resnet101_v1c.pth",
+    )
     # the Table 1 config itself (SyncBN -> BN for one CPU process), the file given by the new key
-    cfg = build_config(PSP, ["MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN",
-                                 "MODEL.RESNETS.IMAGENET_CHECKPOINT", path])
+    cfg = build_config(
+        PSP,
+        [
+            "MODEL.RESNETS.NORM",
+            "BN",
+            "MODEL.DECODE_HEAD.NORM",
+            "BN",
+            "MODEL.RESNETS.IMAGENET_CHECKPOINT",
+            path,
+        ],
+    )
     assert cfg.MODEL.RESNETS.STEM_TYPE == "deeplab" and not cfg.MODEL.RESNETS.AVG_DOWN
     model = build_dilated_resnet_backbone(cfg, ShapeSpec(channels=3))  # loads strictly at build
     torch.testing.assert_close(model.stem.conv2.norm.running_var, sd["stem.4.running_var"])
@@ -187,27 +216,40 @@ def test_mmcv_resnet101_v1c_loads_into_the_table1_backbone(tmp_path):
     own = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
     assert set(rep.loaded) >= own and len(own) == _n_params(sd)
     # with the classifier a classification checkpoint carries, and mmseg's "backbone." prefix
-    path2 = _save({"backbone." + k: v for k, v in mmcv_resnet_v1c_state(101, fc=True).items()}, tmp_path / "b.pth")
+    path2 = _save(
+        {"backbone." + k: v for k, v in mmcv_resnet_v1c_state(101, fc=True).items()},
+        tmp_path / "b.pth",
+    )
     rep = load_imagenet_resnet(model, path2)
     assert rep.missing == [] and rep.dropped_classifier == ["fc.weight", "fc.bias"]
 
 
 # ------------------------------------------------------------------------- numerical equivalence
 @torch.no_grad()
-@pytest.mark.parametrize("depth,dilated", [(18, False), (50, False), (50, True)])  # torchvision: no dilated BasicBlock
+@pytest.mark.parametrize(
+    "depth,dilated", [(18, False), (50, False), (50, True)]
+)  # torchvision: no dilated BasicBlock
 def test_torchvision_weights_compute_torchvision_features(tmp_path, depth, dilated):
     torch.manual_seed(0)
     tv = getattr(torchvision.models, f"resnet{depth}")(
-        weights=None, replace_stride_with_dilation=[False, True, True] if dilated else None)
+        weights=None, replace_stride_with_dilation=[False, True, True] if dilated else None
+    )
     for mod in tv.modules():  # non-trivial BN statistics
         if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.normal_(0, 0.1), mod.running_var.uniform_(0.5, 1.5), mod.bias.data.normal_(0, 0.1)
+            (
+                mod.running_mean.normal_(0, 0.1),
+                mod.running_var.uniform_(0.5, 1.5),
+                mod.bias.data.normal_(0, 0.1),
+            )
     tv.eval()
     path = _save(tv.state_dict(), tmp_path / "tv.pth")
     model = _backbone(depth, "basic", dilated=dilated, checkpoint=path).eval()
     x = torch.randn(2, 3, 64, 96)
-    ref = _stages(x, torch.nn.Sequential(tv.conv1, tv.bn1, tv.relu, tv.maxpool),
-                  [tv.layer1, tv.layer2, tv.layer3, tv.layer4])
+    ref = _stages(
+        x,
+        torch.nn.Sequential(tv.conv1, tv.bn1, tv.relu, tv.maxpool),
+        [tv.layer1, tv.layer2, tv.layer3, tv.layer4],
+    )
     out = model(x)
     for name, r in zip(["res2", "res3", "res4", "res5"], ref):
         torch.testing.assert_close(out[name], r, rtol=1e-4, atol=1e-4)
@@ -223,21 +265,43 @@ def test_timm_deep_stem_weights_compute_timm_features(tmp_path, variant):
     m = timm.create_model(variant, pretrained=False)
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_mean.normal_(0, 0.1), mod.running_var.uniform_(0.5, 1.5), mod.bias.data.normal_(0, 0.1)
+            (
+                mod.running_mean.normal_(0, 0.1),
+                mod.running_var.uniform_(0.5, 1.5),
+                mod.bias.data.normal_(0, 0.1),
+            )
     m.eval()
     sd = m.state_dict()
     if variant == "resnet50c":
-        ren = {"conv1.0.": "stem.0.", "conv1.1.": "stem.1.", "conv1.3.": "stem.3.", "conv1.4.": "stem.4.",
-               "conv1.6.": "stem.6.", "bn1.": "stem.7."}
-        sd = {next((ren[p] + k[len(p):] for p in ren if k.startswith(p)), k): v for k, v in sd.items()}
+        ren = {
+            "conv1.0.": "stem.0.",
+            "conv1.1.": "stem.1.",
+            "conv1.3.": "stem.3.",
+            "conv1.4.": "stem.4.",
+            "conv1.6.": "stem.6.",
+            "bn1.": "stem.7.",
+        }
+        sd = {
+            next((ren[p] + k[len(p) :] for p in ren if k.startswith(p)), k): v
+            for k, v in sd.items()
+        }
         assert {k for k in sd if not k.startswith("fc.")} == set(mmcv_resnet_v1c_state(50))
     path = _save(sd, tmp_path / f"{variant}.pth")
     layout = {"resnet50d": "timm_d", "resnet50c": "mmcv_v1c"}[variant]
-    model = _backbone(50, "deeplab", avg_down=variant == "resnet50d", checkpoint=path, layout=layout).eval()
+    model = _backbone(
+        50, "deeplab", avg_down=variant == "resnet50d", checkpoint=path, layout=layout
+    ).eval()
     if variant == "resnet50d":
-        assert isinstance(model.res3[0].shortcut, AvgDownShortcut) and model.res2[0].shortcut.pool_stride == 1
+        assert (
+            isinstance(model.res3[0].shortcut, AvgDownShortcut)
+            and model.res2[0].shortcut.pool_stride == 1
+        )
     x = torch.randn(2, 3, 64, 96)
-    ref = _stages(x, torch.nn.Sequential(m.conv1, m.bn1, m.act1, m.maxpool), [m.layer1, m.layer2, m.layer3, m.layer4])
+    ref = _stages(
+        x,
+        torch.nn.Sequential(m.conv1, m.bn1, m.act1, m.maxpool),
+        [m.layer1, m.layer2, m.layer3, m.layer4],
+    )
     out = model(x)
     for name, r in zip(["res2", "res3", "res4", "res5"], ref):
         torch.testing.assert_close(out[name], r, rtol=1e-4, atol=1e-4)
@@ -256,25 +320,40 @@ def test_wrong_resnet_files_are_refused_with_the_key_report(tmp_path):
     assert "res4.10.conv1.weight" in msg
     # wrong file, right stem: ResNet-18 basic blocks into ResNet-101 bottlenecks
     r18 = _save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
-    with pytest.raises(ImageNetCheckpointError, match=r"(?s)resnet18.pth.*wrongly shaped.*mismatched: res2.0.conv1.weight "
-                                                      r"\(file \(64, 64, 3, 3\) vs model \(64, 64, 1, 1\)\)"):
+    with pytest.raises(
+        ImageNetCheckpointError,
+        match=r"(?s)resnet18.pth.*wrongly shaped.*mismatched: res2.0.conv1.weight "
+        r"\(file \(64, 64, 3, 3\) vs model \(64, 64, 1, 1\)\)",
+    ):
         load_imagenet_resnet(model, r18)
     # nothing missing, but a tensor the backbone has no place for (e.g. an SE block): refused, by the file's name
     sd18 = torchvision.models.resnet18(weights=None).state_dict()
-    extra = _save({**sd18, "layer2.1.se.fc1.weight": torch.zeros(8, 128, 1, 1)}, tmp_path / "r18_se.pth")
-    with pytest.raises(ImageNetCheckpointError, match=r"(?s)r18_se.pth.*0 missing, 1 unexpected.*"
-                                                      r"unexpected: layer2.1.se.fc1.weight\n  mismatched: -"):
+    extra = _save(
+        {**sd18, "layer2.1.se.fc1.weight": torch.zeros(8, 128, 1, 1)}, tmp_path / "r18_se.pth"
+    )
+    with pytest.raises(
+        ImageNetCheckpointError,
+        match=r"(?s)r18_se.pth.*0 missing, 1 unexpected.*"
+        r"unexpected: layer2.1.se.fc1.weight\n  mismatched: -",
+    ):
         load_imagenet_resnet(_backbone(18), extra)
     # an explicit layout that is not the file's
-    with pytest.raises(ImageNetCheckpointError, match=r"IMAGENET_LAYOUT is 'mmcv_v1c' but the file has the "
-                                                      r"torchvision/timm layout"):
+    with pytest.raises(
+        ImageNetCheckpointError,
+        match=r"IMAGENET_LAYOUT is 'mmcv_v1c' but the file has the " r"torchvision/timm layout",
+    ):
         load_imagenet_resnet(model, r50, "mmcv_v1c")
     # not a ResNet at all
     hr = _save(timm.create_model("hrnet_w18_small_v2").state_dict(), tmp_path / "hrnet.pth")
-    with pytest.raises(ImageNetCheckpointError, match=r"(?s)hrnet.pth.*unexpected: bn2.bias.*classifier.weight, conv2.weight"):
+    with pytest.raises(
+        ImageNetCheckpointError,
+        match=r"(?s)hrnet.pth.*unexpected: bn2.bias.*classifier.weight, conv2.weight",
+    ):
         load_imagenet_resnet(model, hr)
     bad = _save({"a": torch.zeros(1)}, tmp_path / "nothing.pth")
-    with pytest.raises(ImageNetCheckpointError, match=r"nothing.pth is not a torchvision / timm / MMCV ResNet"):
+    with pytest.raises(
+        ImageNetCheckpointError, match=r"nothing.pth is not a torchvision / timm / MMCV ResNet"
+    ):
         load_imagenet_resnet(model, bad)
     # through the config key: the build fails with the same report
     with pytest.raises(ImageNetCheckpointError, match=r"resnet50.pth"):
@@ -340,12 +419,20 @@ def official_hrnet_state(stages=W48_STAGES):
         for i, c in enumerate(chans):
             if i < len(pre):
                 if c != pre[i]:
-                    conv(f"transition{s - 1}.{i}.0", c, pre[i], 3), bn(f"transition{s - 1}.{i}.1", c)
+                    (
+                        conv(f"transition{s - 1}.{i}.0", c, pre[i], 3),
+                        bn(f"transition{s - 1}.{i}.1", c),
+                    )
             else:
                 for j in range(i + 1 - len(pre)):
                     out = c if j == i - len(pre) else pre[-1]
-                    conv(f"transition{s - 1}.{i}.{j}.0", out, pre[-1], 3), bn(f"transition{s - 1}.{i}.{j}.1", out)
-        for mod in range(modules):  # HighResolutionModule (BASIC blocks keep the width: no downsample)
+                    (
+                        conv(f"transition{s - 1}.{i}.{j}.0", out, pre[-1], 3),
+                        bn(f"transition{s - 1}.{i}.{j}.1", out),
+                    )
+        for mod in range(
+            modules
+        ):  # HighResolutionModule (BASIC blocks keep the width: no downsample)
             p = f"stage{s}.{mod}"
             for b, (n, c) in enumerate(zip(blocks, chans)):
                 for k in range(n):
@@ -353,7 +440,10 @@ def official_hrnet_state(stages=W48_STAGES):
             for i in range(len(chans)):  # _make_fuse_layers (multi_scale_output=True)
                 for j in range(len(chans)):
                     if j > i:
-                        conv(f"{p}.fuse_layers.{i}.{j}.0", chans[i], chans[j], 1), bn(f"{p}.fuse_layers.{i}.{j}.1", chans[i])
+                        (
+                            conv(f"{p}.fuse_layers.{i}.{j}.0", chans[i], chans[j], 1),
+                            bn(f"{p}.fuse_layers.{i}.{j}.1", chans[i]),
+                        )
                     elif j < i:
                         for k in range(i - j):
                             out = chans[i] if k == i - j - 1 else chans[j]
@@ -365,12 +455,17 @@ def official_hrnet_state(stages=W48_STAGES):
     for i, c in enumerate(pre):
         bottleneck(f"incre_modules.{i}.0", c, head[i], True)
     for i in range(3):
-        conv(f"downsamp_modules.{i}.0", head[i + 1] * 4, head[i] * 4, 3, bias=True), bn(f"downsamp_modules.{i}.1", head[i + 1] * 4)
+        (
+            conv(f"downsamp_modules.{i}.0", head[i + 1] * 4, head[i] * 4, 3, bias=True),
+            bn(f"downsamp_modules.{i}.1", head[i + 1] * 4),
+        )
     conv("final_layer.0", 2048, 1024, 1, bias=True), bn("final_layer.1", 2048)
     shapes["classifier.weight"], shapes["classifier.bias"] = (1000, 2048), (1000,)
     g = torch.Generator().manual_seed(48)
-    return {k: (torch.tensor(0) if k.endswith("num_batches_tracked") else torch.randn(s, generator=g))
-            for k, s in shapes.items()}
+    return {
+        k: (torch.tensor(0) if k.endswith("num_batches_tracked") else torch.randn(s, generator=g))
+        for k, s in shapes.items()
+    }
 
 
 HEAD = ("incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
@@ -387,16 +482,25 @@ def test_official_hrnet_w48_release_names_coincide_with_timm(tmp_path, w48_encod
     official = official_hrnet_state()
     timm_sd = timm.create_model("hrnet_w48", pretrained=False).state_dict()
     # the two libraries name and shape every tensor alike (the classification head included)
-    assert {k: tuple(v.shape) for k, v in official.items()} == {k: tuple(v.shape) for k, v in timm_sd.items()}
+    assert {k: tuple(v.shape) for k, v in official.items()} == {
+        k: tuple(v.shape) for k, v in timm_sd.items()
+    }
     # a DataParallel-saved copy ("module." prefix) of the official file loads with zero missing keys
-    path = _save({"module." + k: v for k, v in official.items()}, tmp_path / "hrnetv2_w48_imagenet_pretrained.pth")
+    path = _save(
+        {"module." + k: v for k, v in official.items()},
+        tmp_path / "hrnetv2_w48_imagenet_pretrained.pth",
+    )
     rep = w48_encoder.load_checkpoint(path)
     assert rep.missing == [] and rep.unexpected == [] and rep.mismatched == []
     assert sorted(rep.dropped_classifier) == sorted(k for k in official if k.startswith(HEAD))
     body = w48_encoder.body.state_dict()
     assert len([k for k in rep.loaded if not k.endswith("num_batches_tracked")]) == _n_params(body)
-    torch.testing.assert_close(body["stage4.2.fuse_layers.3.0.2.0.weight"], official["stage4.2.fuse_layers.3.0.2.0.weight"])
-    torch.testing.assert_close(body["transition3.3.0.1.running_var"], official["transition3.3.0.1.running_var"])
+    torch.testing.assert_close(
+        body["stage4.2.fuse_layers.3.0.2.0.weight"], official["stage4.2.fuse_layers.3.0.2.0.weight"]
+    )
+    torch.testing.assert_close(
+        body["transition3.3.0.1.running_var"], official["transition3.3.0.1.running_var"]
+    )
 
 
 def test_timm_hrnet_w48_loads_with_zero_missing(tmp_path, w48_encoder):
@@ -405,18 +509,32 @@ def test_timm_hrnet_w48_loads_with_zero_missing(tmp_path, w48_encoder):
     rep = w48_encoder.load_checkpoint(path)
     assert rep.missing == [] and rep.unexpected == [] and rep.mismatched == []
     assert rep.dropped_classifier and all(k.startswith(HEAD) for k in rep.dropped_classifier)
-    torch.testing.assert_close(w48_encoder.body.state_dict()["stage3.3.branches.2.3.conv2.weight"],
-                               m.stage3[3].branches[2][3].conv2.weight)
+    torch.testing.assert_close(
+        w48_encoder.body.state_dict()["stage3.3.branches.2.3.conv2.weight"],
+        m.stage3[3].branches[2][3].conv2.weight,
+    )
 
 
 def test_wrong_hrnet_files_are_refused_with_the_key_report(tmp_path, w48_encoder):
     r = _save(mmcv_resnet_v1c_state(50), tmp_path / "resnet50_v1c.pth")
-    with pytest.raises(ValueError, match=r"(?s)resnet50_v1c.pth.*does not match timm 'hrnet_w48'.*"
-                                         r"missing: bn1.bias, .*conv2.weight.*unexpected: layer2.0.bn1.bias"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)resnet50_v1c.pth.*does not match timm 'hrnet_w48'.*"
+        r"missing: bn1.bias, .*conv2.weight.*unexpected: layer2.0.bn1.bias",
+    ):
         w48_encoder.load_checkpoint(r)
-    w18 = official_hrnet_state([(1, "BOTTLENECK", [4], [64]), (1, "BASIC", [4, 4], [18, 36]),
-                                (4, "BASIC", [4, 4, 4], [18, 36, 72]), (3, "BASIC", [4, 4, 4, 4], [18, 36, 72, 144])])
+    w18 = official_hrnet_state(
+        [
+            (1, "BOTTLENECK", [4], [64]),
+            (1, "BASIC", [4, 4], [18, 36]),
+            (4, "BASIC", [4, 4, 4], [18, 36, 72]),
+            (3, "BASIC", [4, 4, 4, 4], [18, 36, 72, 144]),
+        ]
+    )
     path = _save(w18, tmp_path / "hrnetv2_w18.pth")
-    with pytest.raises(ValueError, match=r"(?s)hrnetv2_w18.pth.*0 missing, 0 unexpected, 1450 wrongly shaped.*"
-                                         r"mismatched: stage2.0.branches.0.0.bn1.bias \(checkpoint \(18,\) vs model \(48,\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)hrnetv2_w18.pth.*0 missing, 0 unexpected, 1450 wrongly shaped.*"
+        r"mismatched: stage2.0.branches.0.0.bn1.bias \(checkpoint \(18,\) vs model \(48,\)\)",
+    ):
         w48_encoder.load_checkpoint(path)

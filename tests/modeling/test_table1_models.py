@@ -14,6 +14,7 @@ MMSegmentation") as MMSegmentation builds them, checked against MMSegmentation's
 
 ``python tests/test_table1_models.py`` prints the derived and the built counts side by side.
 """
+
 import glob
 import os
 
@@ -29,7 +30,10 @@ from detectron2.modeling import build_backbone, build_model  # noqa: E402
 
 import seethroughnet.modeling.segmentors  # noqa: E402,F401  (registers CPPSegmentor)
 from seethroughnet.config import build_config  # noqa: E402
-from seethroughnet.modeling.segmentors.cpp_segmentor import build_aux_heads, build_seg_head  # noqa: E402
+from seethroughnet.modeling.segmentors.cpp_segmentor import (  # noqa: E402
+    build_aux_heads,
+    build_seg_head,
+)
 from seethroughnet.modeling.segmentors.resnet import stage_dilations  # noqa: E402
 from seethroughnet.nn.auxiliary_heads import AuxiliaryHeads, aux_head  # noqa: E402
 from seethroughnet.nn.decode_heads import DECODE_HEADS, build_decode_head  # noqa: E402
@@ -46,7 +50,14 @@ TABLE1 = {  # config -> decode head name
     "ann_R101_cityscapes.yaml": "ann",
     "ocrnet_HRW48_cityscapes.yaml": "ocr",
 }
-BN_OPTS = ["MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN", "MODEL.HRNET.NORM", "BN"]  # CPU runs
+BN_OPTS = [
+    "MODEL.RESNETS.NORM",
+    "BN",
+    "MODEL.DECODE_HEAD.NORM",
+    "BN",
+    "MODEL.HRNET.NORM",
+    "BN",
+]  # CPU runs
 
 
 # --------------------------------------------------------------------- MMSegmentation, layer by layer
@@ -63,7 +74,9 @@ def conv_module(cin, cout, k=1, groups=1):
     return conv(cin, cout, k, groups) + bn(cout)
 
 
-def dw_separable(cin, cout, k=3):  # mmcv DepthwiseSeparableConvModule: depthwise ConvModule + pointwise ConvModule
+def dw_separable(
+    cin, cout, k=3
+):  # mmcv DepthwiseSeparableConvModule: depthwise ConvModule + pointwise ConvModule
     return conv_module(cin, cin, k, groups=cin) + conv_module(cin, cout, 1)
 
 
@@ -84,8 +97,12 @@ def mmseg_psp():  # psp_head.py PSPHead, pspnet_r50-d8.py: pool_scales (1, 2, 3,
 
 def mmseg_deeplabv3plus():  # sep_aspp_head.py DepthwiseSeparableASPPHead, deeplabv3plus_r50-d8.py: dilations (1, 12, 24, 36), c1 256 -> 48
     image_pool = conv_module(C5, CH, 1)
-    aspp = conv_module(C5, CH, 1) + 3 * dw_separable(C5, CH)  # dilation 1: 1x1 ConvModule; 12/24/36: separable
-    bottleneck = conv_module(5 * CH, CH, 3)  # inherited from ASPPHead: a full 3x3 ConvModule (not separable)
+    aspp = conv_module(C5, CH, 1) + 3 * dw_separable(
+        C5, CH
+    )  # dilation 1: 1x1 ConvModule; 12/24/36: separable
+    bottleneck = conv_module(
+        5 * CH, CH, 3
+    )  # inherited from ASPPHead: a full 3x3 ConvModule (not separable)
     c1_bottleneck = conv_module(C2, 48, 1)
     sep_bottleneck = dw_separable(CH + 48, CH) + dw_separable(CH, CH)
     return image_pool + aspp + bottleneck + c1_bottleneck + sep_bottleneck + conv_seg(CH, K)
@@ -101,14 +118,18 @@ def mmseg_upernet():  # uper_head.py UPerHead, upernet_r50.py: in_channels [256,
 
 
 def mmseg_dmnet():  # dm_head.py DMHead, dmnet_r50-d8.py: filter_sizes (1, 3, 5, 7), fusion False
-    dcm = conv(C5, CH, 1, bias=True) + conv_module(C5, CH, 1) + bn(CH)  # filter_gen_conv, input_redu_conv, norm
+    dcm = (
+        conv(C5, CH, 1, bias=True) + conv_module(C5, CH, 1) + bn(CH)
+    )  # filter_gen_conv, input_redu_conv, norm
     bottleneck = conv_module(C5 + 4 * CH, CH, 3)
     return 4 * dcm + bottleneck + conv_seg(CH, K)
 
 
 def mmseg_ccnet():  # cc_head.py CCHead = FCNHead(num_convs=2, concat_input=True) + mmcv CrissCrossAttention
     convs = conv_module(C5, CH, 3) + conv_module(CH, CH, 3)
-    cca = 2 * conv(CH, CH // 8, 1, bias=True) + conv(CH, CH, 1, bias=True) + 1  # query, key, value, gamma
+    cca = (
+        2 * conv(CH, CH // 8, 1, bias=True) + conv(CH, CH, 1, bias=True) + 1
+    )  # query, key, value, gamma
     conv_cat = conv_module(C5 + CH, CH, 3)
     return convs + cca + conv_cat + conv_seg(CH, K)
 
@@ -116,12 +137,21 @@ def mmseg_ccnet():  # cc_head.py CCHead = FCNHead(num_convs=2, concat_input=True
 def mmseg_ann():  # ann_head.py ANNHead, ann_r50-d8.py: in_channels [1024, 2048], project_channels 256
     p = 256
     # AFNB: SelfAttentionBlock(share_key_query=False, key_query_norm=True, value_out_norm=False, with_out=True)
-    afnb = (conv_module(C4, p, 1) + conv_module(C5, p, 1)  # key (low), query (high) projections
-            + conv(C4, p, 1, bias=True) + conv(p, C5, 1, bias=True)  # value, out (plain convs)
-            + conv_module(C5 + C5, C5, 1))  # bottleneck: ConvModule(act_cfg=None), conv + BN
+    afnb = (
+        conv_module(C4, p, 1)
+        + conv_module(C5, p, 1)  # key (low), query (high) projections
+        + conv(C4, p, 1, bias=True)
+        + conv(p, C5, 1, bias=True)  # value, out (plain convs)
+        + conv_module(C5 + C5, C5, 1)
+    )  # bottleneck: ConvModule(act_cfg=None), conv + BN
     bottleneck = conv_module(C5, CH, 3)  # 3x3 ConvModule
     # APNB: share_key_query=True -> one key/query projection
-    apnb = conv_module(CH, p, 1) + conv(CH, p, 1, bias=True) + conv(p, CH, 1, bias=True) + conv_module(2 * CH, CH, 1)
+    apnb = (
+        conv_module(CH, p, 1)
+        + conv(CH, p, 1, bias=True)
+        + conv(p, CH, 1, bias=True)
+        + conv_module(2 * CH, CH, 1)
+    )
     return afnb + bottleneck + apnb + conv_seg(CH, K)
 
 
@@ -133,13 +163,24 @@ def mmseg_ocr():  # ocrnet_hr18.py with W48 widths: FCNHead (kernel 1, channels 
     fcn = conv_module(cin, cin, 1) + conv_seg(cin, K)  # the soft object-region head
     ocr_bottleneck = conv_module(cin, CH, 3)
     # ObjectAttentionBlock: key/query 2 ConvModules each, value and out ConvModules, bottleneck 1x1
-    oab = (2 * (conv_module(CH, 256, 1) + conv_module(256, 256, 1)) + conv_module(CH, 256, 1)
-           + conv_module(256, CH, 1) + conv_module(2 * CH, CH, 1))
+    oab = (
+        2 * (conv_module(CH, 256, 1) + conv_module(256, 256, 1))
+        + conv_module(CH, 256, 1)
+        + conv_module(256, CH, 1)
+        + conv_module(2 * CH, CH, 1)
+    )
     return fcn + ocr_bottleneck + oab + conv_seg(CH, K)
 
 
-MMSEG_HEAD_PARAMS = {"psp": mmseg_psp, "deeplabv3plus": mmseg_deeplabv3plus, "upernet": mmseg_upernet,
-                     "dmnet": mmseg_dmnet, "ccnet": mmseg_ccnet, "ann": mmseg_ann, "ocr": mmseg_ocr}
+MMSEG_HEAD_PARAMS = {
+    "psp": mmseg_psp,
+    "deeplabv3plus": mmseg_deeplabv3plus,
+    "upernet": mmseg_upernet,
+    "dmnet": mmseg_dmnet,
+    "ccnet": mmseg_ccnet,
+    "ann": mmseg_ann,
+    "ocr": mmseg_ocr,
+}
 
 
 def mmseg_fcn_aux(cin):  # FCNHead(num_convs=1, kernel_size=3, channels=256, concat_input=False)
@@ -151,7 +192,11 @@ def mmseg_resnet101_v1c():  # ResNetV1c-101: deep stem 32-32-64, Bottleneck bloc
     total, cin = stem, 64
     for planes, blocks in zip((64, 128, 256, 512), (3, 4, 23, 3)):
         for b in range(blocks):
-            total += conv_module(cin, planes, 1) + conv_module(planes, planes, 3) + conv_module(planes, 4 * planes, 1)
+            total += (
+                conv_module(cin, planes, 1)
+                + conv_module(planes, planes, 3)
+                + conv_module(planes, 4 * planes, 1)
+            )
             if b == 0:
                 total += conv_module(cin, 4 * planes, 1)  # downsample 1x1 conv + BN
             cin = 4 * planes
@@ -166,8 +211,15 @@ def _count(module):
 def test_derivation_reproduces_the_counts_quoted_in_issue_16():
     """The per-layer derivation gives the counts read from MMSegmentation in issue #16 (rounded to
     0.01 M), so the derivation itself is anchored to an independent reading."""
-    quoted = {"psp": 23.08, "deeplabv3plus": 17.70, "upernet": 40.52, "dmnet": 27.28, "ccnet": 23.93,
-              "ann": 20.34, "ocr": 5.05}
+    quoted = {
+        "psp": 23.08,
+        "deeplabv3plus": 17.70,
+        "upernet": 40.52,
+        "dmnet": 27.28,
+        "ccnet": 23.93,
+        "ann": 20.34,
+        "ocr": 5.05,
+    }
     for name, m in quoted.items():
         assert round(MMSEG_HEAD_PARAMS[name]() / 1e6, 2) == m, name
 
@@ -201,13 +253,17 @@ def test_table1_model_matches_mmsegmentation(config, head):
     assert [feats[f].shape[1] for f in ("res2", "res3", "res4", "res5")] == list(widths)
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CFG_DIR, "CamVid-CPU", "*_camvid.yaml"))))
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(CFG_DIR, "CamVid-CPU", "*_camvid.yaml")))
+)
 def test_cpu_config_strides(path):
     """The CPU configs: output stride 16 (a CPU budget, not MMSegmentation's 8), UPerNet 32 as MMSegmentation."""
     cfg = build_config(path)
     shapes = build_backbone(cfg).output_shape()
     up = cfg.MODEL.DECODE_HEAD.NAME == "upernet"
-    assert [shapes[f].stride for f in ("res2", "res3", "res4", "res5")] == ([4, 8, 16, 32] if up else [4, 8, 16, 16])
+    assert [shapes[f].stride for f in ("res2", "res3", "res4", "res5")] == (
+        [4, 8, 16, 32] if up else [4, 8, 16, 16]
+    )
 
 
 def _block_dilations(stage):
@@ -238,7 +294,10 @@ def test_basic_block_dilates_only_its_first_conv():
     """ResNet-18 (CPU configs): MMSegmentation's BasicBlock dilates conv1, conv2 keeps dilation 1."""
     cfg = build_config(os.path.join(CFG_DIR, "CamVid-CPU", "pspnet_R18_camvid.yaml"))
     bb = build_backbone(cfg)
-    assert [b.conv1.dilation[0] for b in bb.res5] == [1, 2]  # dilation 2, contracted in the first block
+    assert [b.conv1.dilation[0] for b in bb.res5] == [
+        1,
+        2,
+    ]  # dilation 2, contracted in the first block
     assert [b.conv2.dilation[0] for b in bb.res5] == [1, 1]
     assert [b.conv2.padding[0] for b in bb.res5] == [1, 1]
 
@@ -252,12 +311,17 @@ def test_table1_configs_default_to_syncbn(config, head):
     cfg = build_config(os.path.join(CFG_DIR, config))
     norm_key = cfg.MODEL.HRNET.NORM if head == "ocr" else cfg.MODEL.RESNETS.NORM
     assert norm_key == "SyncBN" and cfg.MODEL.DECODE_HEAD.NORM == "SyncBN"
-    shapes = {f"res{i + 2}": ShapeSpec(channels=c, stride=4) for i, c in enumerate(HR48 if head == "ocr" else (C2, C3, C4, C5))}
+    shapes = {
+        f"res{i + 2}": ShapeSpec(channels=c, stride=4)
+        for i, c in enumerate(HR48 if head == "ocr" else (C2, C3, C4, C5))
+    }
     assert _norm_types(build_seg_head(cfg, shapes)) == {nn.SyncBatchNorm}
     assert _norm_types(build_aux_heads(cfg, shapes)) == {nn.SyncBatchNorm}
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CFG_DIR, "CamVid-CPU", "*_camvid.yaml"))))
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(CFG_DIR, "CamVid-CPU", "*_camvid.yaml")))
+)
 def test_cpu_configs_use_bn(path):
     cfg = build_config(path)
     assert cfg.MODEL.RESNETS.NORM == "BN" and cfg.MODEL.DECODE_HEAD.NORM == "BN"
@@ -273,7 +337,9 @@ def test_syncbn_backbone_of_a_table1_config():
 # ----------------------------------------------------------------------------------------- ANN
 def _ann(cin=(24, 40), channels=16, project=8):
     torch.manual_seed(0)
-    return build_decode_head("ann", {"res4": cin[0], "res5": cin[1]}, 5, channels=channels, project_channels=project)
+    return build_decode_head(
+        "ann", {"res4": cin[0], "res5": cin[1]}, 5, channels=channels, project_channels=project
+    )
 
 
 def test_ann_structure_as_mmsegmentation():
@@ -314,15 +380,21 @@ def test_ann_attention_matches_a_direct_computation():
             att = blk.attention
             q = att.query(q_in).flatten(2)  # (N, C, HW)
             kf, vf = att.key(k_in), att.value(k_in)
-            anchors_k = torch.cat([F.adaptive_avg_pool2d(kf, s).flatten(2) for s in (1, 3, 6, 8)], 2)
-            anchors_v = torch.cat([F.adaptive_avg_pool2d(vf, s).flatten(2) for s in (1, 3, 6, 8)], 2)
+            anchors_k = torch.cat(
+                [F.adaptive_avg_pool2d(kf, s).flatten(2) for s in (1, 3, 6, 8)], 2
+            )
+            anchors_v = torch.cat(
+                [F.adaptive_avg_pool2d(vf, s).flatten(2) for s in (1, 3, 6, 8)], 2
+            )
             assert anchors_k.shape[-1] == 110
             w = torch.softmax(q.transpose(1, 2) @ anchors_k / 2.0, dim=-1)  # sqrt(4) = 2
             ctx = (w @ anchors_v.transpose(1, 2)).transpose(1, 2).reshape(2, 4, 5, 7)
             torch.testing.assert_close(att(q_in, k_in), att.out(ctx))
     sq = low[..., :9]  # 9x9: the 3x3 adaptive bins are exact 3x3 windows
-    torch.testing.assert_close(pyramid_sample(sq, (1, 3)),
-                               torch.cat([sq.mean((2, 3), keepdim=True).flatten(2), F.avg_pool2d(sq, 3).flatten(2)], 2))
+    torch.testing.assert_close(
+        pyramid_sample(sq, (1, 3)),
+        torch.cat([sq.mean((2, 3), keepdim=True).flatten(2), F.avg_pool2d(sq, 3).flatten(2)], 2),
+    )
 
 
 # --------------------------------------------------------------------------------- initialisation
@@ -331,8 +403,14 @@ def _kaiming_fan_out_std(conv):
 
 
 def _conv_blocks(module):
-    return [m for m in module.modules() if isinstance(m, nn.Sequential) and len(m) >= 2
-            and isinstance(m[0], nn.Conv2d) and isinstance(m[1], (nn.BatchNorm2d, nn.SyncBatchNorm))]
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.Sequential)
+        and len(m) >= 2
+        and isinstance(m[0], nn.Conv2d)
+        and isinstance(m[1], (nn.BatchNorm2d, nn.SyncBatchNorm))
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(DECODE_HEADS))
@@ -341,7 +419,9 @@ def test_heads_are_initialised_as_mmsegmentation(name):
     classifier(s): N(0, 0.01), bias 0. PyTorch's default would give std 1 / sqrt(3 fan_in)."""
     torch.manual_seed(0)
     ch = {"res2": 64, "res3": 96, "res4": 128, "res5": 256}
-    head = build_decode_head(name, ch, 19, channels=64, **({"in_features": list(ch)} if name == "ocr" else {}))
+    head = build_decode_head(
+        name, ch, 19, channels=64, **({"in_features": list(ch)} if name == "ocr" else {})
+    )
     blocks = _conv_blocks(head)
     assert blocks
     checked = 0
@@ -392,16 +472,21 @@ def test_aux_dropout_config_key_both_values():
 
 
 if __name__ == "__main__":  # the table of docs/cpp_plugin.md
+
     def m(n):
         return f"{n / 1e6:.2f} M"
 
-    print("| model (config) | decode head: MMSegmentation, derived | decode head: ours | auxiliary heads res2 / res3 / "
-          "res4 / res5: derived | auxiliary heads: ours | backbone: derived | backbone: ours |")
+    print(
+        "| model (config) | decode head: MMSegmentation, derived | decode head: ours | auxiliary heads res2 / res3 / "
+        "res4 / res5: derived | auxiliary heads: ours | backbone: derived | backbone: ours |"
+    )
     print("|---|---|---|---|---|---|---|")
     for config, head in TABLE1.items():
         model = build_model(build_config(os.path.join(CFG_DIR, config), BN_OPTS))
         widths = HR48 if head == "ocr" else (C2, C3, C4, C5)
         aux = [_count(model.aux_heads.heads[f"res{i + 2}"]) for i in range(4)]
-        print(f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | {_count(model.decode_head):,} | "
-              f"{' / '.join(m(mmseg_fcn_aux(c)) for c in widths)} | {' / '.join(m(a) for a in aux)} | "
-              f"{m(mmseg_resnet101_v1c()) if head != 'ocr' else 'not derived (timm HRNetV2-W48)'} | {m(_count(model.backbone))} |")
+        print(
+            f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | {_count(model.decode_head):,} | "
+            f"{' / '.join(m(mmseg_fcn_aux(c)) for c in widths)} | {' / '.join(m(a) for a in aux)} | "
+            f"{m(mmseg_resnet101_v1c()) if head != 'ocr' else 'not derived (timm HRNetV2-W48)'} | {m(_count(model.backbone))} |"
+        )

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seethroughnet.nn.aux_losses import (
     AUX_LOSS_KINDS,
@@ -37,7 +38,7 @@ def fractions_np(labels, s, K, ignore=IGNORE):
     for n in range(N):
         for i in range(Ho):
             for j in range(Wo):
-                b = lab[n, i * s:(i + 1) * s, j * s:(j + 1) * s].ravel()
+                b = lab[n, i * s : (i + 1) * s, j * s : (j + 1) * s].ravel()
                 out[n, :, i, j] = np.bincount(np.where(b == ignore, K, b), minlength=K + 1)
                 out[n, K, i, j] += s * s - b.size
     return out / (s * s)
@@ -95,7 +96,9 @@ def test_cpp_kl_matches_reference(problem, direction, mode):
     t = fractions_np(labels, infer_scale(logits.shape[-2:], labels.shape[-2:]), K)
     loss = cpp_kl_loss(logits, labels, K, kl_direction=direction, ignore_mode=mode)
     assert math.isfinite(loss.item())
-    assert loss.item() == pytest.approx(reference_kl(logits, t, direction, mode), rel=1e-4, abs=1e-5)
+    assert loss.item() == pytest.approx(
+        reference_kl(logits, t, direction, mode), rel=1e-4, abs=1e-5
+    )
 
 
 @settings(max_examples=20, deadline=None)
@@ -106,8 +109,12 @@ def test_ignore_channel_mode_matches_reference(problem, direction):
     logits = torch.randn(logits.shape[0], K + 1, *logits.shape[2:], generator=g)
     s = infer_scale(logits.shape[-2:], labels.shape[-2:])
     t = fractions_np(labels, s, K)
-    loss = AuxiliaryLoss("cpp_kl", K, kl_direction=direction, ignore_mode="ignore_channel")(logits, labels)
-    assert loss.item() == pytest.approx(reference_kl(logits, t, direction, "ignore_channel"), rel=1e-4, abs=1e-5)
+    loss = AuxiliaryLoss("cpp_kl", K, kl_direction=direction, ignore_mode="ignore_channel")(
+        logits, labels
+    )
+    assert loss.item() == pytest.approx(
+        reference_kl(logits, t, direction, "ignore_channel"), rel=1e-4, abs=1e-5
+    )
 
 
 @settings(max_examples=30, deadline=None)
@@ -178,11 +185,15 @@ def test_literal_direction_is_finite_where_classes_are_absent():
         loss = cpp_kl_loss(logits, labels, 19, kl_direction="prediction_to_target", eps=eps)
         assert math.isfinite(loss.item()) and loss.item() >= 0
         t = fractions_np(labels, 4, 19)
-        assert loss.item() == pytest.approx(reference_kl(logits, t, "prediction_to_target", eps=eps), rel=1e-4)
+        assert loss.item() == pytest.approx(
+            reference_kl(logits, t, "prediction_to_target", eps=eps), rel=1e-4
+        )
     very_confident = torch.full((1, 19, 4, 4), -1e4)
     very_confident[:, 5] = 1e4  # all mass on a class that is absent everywhere
     loss = cpp_kl_loss(very_confident, labels, 19, kl_direction="prediction_to_target")
-    assert math.isfinite(loss.item()) and loss.item() == pytest.approx(-math.log(1e-8 / (1 + 19e-8)), rel=1e-4)
+    assert math.isfinite(loss.item()) and loss.item() == pytest.approx(
+        -math.log(1e-8 / (1 + 19e-8)), rel=1e-4
+    )
 
 
 def test_precomputed_targets_give_the_same_loss():
@@ -203,7 +214,9 @@ def test_precomputed_targets_give_the_same_loss():
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
-@pytest.mark.parametrize("shape", [((64, 128), (8, 16)), ((713, 301), (90, 38)), ((33, 33), (33, 33))])
+@pytest.mark.parametrize(
+    "shape", [((64, 128), (8, 16)), ((713, 301), (90, 38)), ((33, 33), (33, 33))]
+)
 def test_upsample_ce_matches_interpolate_plus_cross_entropy(align_corners, shape):
     (H, W), (h, w) = shape
     g = torch.Generator().manual_seed(6)
@@ -214,10 +227,14 @@ def test_upsample_ce_matches_interpolate_plus_cross_entropy(align_corners, shape
     expected = F.cross_entropy(up, labels, ignore_index=IGNORE)
     ours = AuxiliaryLoss("upsample_ce", 19, align_corners=align_corners)(logits, labels)
     assert ours.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert upsample_ce_loss(logits, labels, 19, align_corners=align_corners).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert upsample_ce_loss(
+        logits, labels, 19, align_corners=align_corners
+    ).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("shape", [((64, 128), (8, 16)), ((713, 301), (90, 38)), ((40, 40), (5, 5))])
+@pytest.mark.parametrize(
+    "shape", [((64, 128), (8, 16)), ((713, 301), (90, 38)), ((40, 40), (5, 5))]
+)
 def test_nearest_ce_matches_interpolate_plus_cross_entropy(shape):
     (H, W), (h, w) = shape
     g = torch.Generator().manual_seed(7)
@@ -226,7 +243,9 @@ def test_nearest_ce_matches_interpolate_plus_cross_entropy(shape):
     logits = torch.randn(2, 19, h, w, generator=g)
     small = F.interpolate(labels[:, None].double(), size=(h, w), mode="nearest")[:, 0].long()
     expected = F.cross_entropy(logits, small, ignore_index=IGNORE)
-    assert AuxiliaryLoss("nearest_ce", 19)(logits, labels).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert AuxiliaryLoss("nearest_ce", 19)(logits, labels).item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
     assert nearest_ce_loss(logits, labels, 19).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -238,7 +257,9 @@ def test_cuda_agrees_with_cpu(kind):
     labels[labels == 19] = IGNORE
     logits = torch.randn(2, 19, 16, 32, generator=g)
     fn = AuxiliaryLoss(kind, 19)
-    assert fn(logits.cuda(), labels.cuda()).item() == pytest.approx(fn(logits, labels).item(), rel=1e-5)
+    assert fn(logits.cuda(), labels.cuda()).item() == pytest.approx(
+        fn(logits, labels).item(), rel=1e-5
+    )
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -259,8 +280,12 @@ def test_infer_scale():
 @pytest.mark.parametrize("kind", AUX_LOSS_KINDS)
 def test_logits_not_an_integer_fraction(kind):
     labels = torch.zeros(1, 64, 64, dtype=torch.int64)
-    with pytest.raises(ValueError, match="logits size 12x12 is not an integer fraction of the label size 64x64"):
-        AuxiliaryLoss(kind, 19)(torch.randn(1, 19, 12, 12), labels)  # ceil(64/5) = 13, ceil(64/6) = 11
+    with pytest.raises(
+        ValueError, match="logits size 12x12 is not an integer fraction of the label size 64x64"
+    ):
+        AuxiliaryLoss(kind, 19)(
+            torch.randn(1, 19, 12, 12), labels
+        )  # ceil(64/5) = 13, ceil(64/6) = 11
 
 
 @pytest.mark.parametrize("kind", AUX_LOSS_KINDS)
@@ -269,7 +294,9 @@ def test_bad_labels_through_the_loss(kind):
     logits = torch.randn(1, 19, 4, 4)
     labels = torch.zeros(1, 16, 16, dtype=torch.int64)
     labels[0, 3, 3] = 37
-    with pytest.raises(ValueError, match="label value 37 is outside \\[0, 19\\) and is not the ignore value 255"):
+    with pytest.raises(
+        ValueError, match="label value 37 is outside \\[0, 19\\) and is not the ignore value 255"
+    ):
         loss_fn(logits, labels)
     labels[0, 3, 3] = -1
     with pytest.raises(ValueError, match="label value -1 is outside"):
@@ -288,4 +315,6 @@ def test_unknown_options_list_valid_choices():
     with pytest.raises(ValueError, match="eps"):
         AuxiliaryLoss(eps=0.0)
     with pytest.raises(ValueError, match="channels"):
-        AuxiliaryLoss("cpp_kl", 19)(torch.randn(1, 20, 4, 4), torch.zeros(1, 16, 16, dtype=torch.int64))
+        AuxiliaryLoss("cpp_kl", 19)(
+            torch.randn(1, 20, 4, 4), torch.zeros(1, 16, 16, dtype=torch.int64)
+        )

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from seethroughnet.nn import cpp
 from seethroughnet.nn.cpp import (
@@ -21,7 +22,9 @@ from seethroughnet.nn.cpp import (
 
 IGNORE = 255
 KERNEL_OK, KERNEL_REASON = compiled_kernel_available()
-needs_kernel = pytest.mark.skipif(not KERNEL_OK, reason=f"compiled CPP kernel unavailable: {KERNEL_REASON}")
+needs_kernel = pytest.mark.skipif(
+    not KERNEL_OK, reason=f"compiled CPP kernel unavailable: {KERNEL_REASON}"
+)
 BACKENDS = ["torch"] + (["compiled"] if KERNEL_OK else [])
 DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
 
@@ -38,7 +41,7 @@ def reference_cpp(labels, s, K, ignore=IGNORE, remainder="pad"):
     for n in range(N):
         for i in range(Ho):
             for j in range(Wo):
-                block = lab[n, i * s:(i + 1) * s, j * s:(j + 1) * s].ravel()
+                block = lab[n, i * s : (i + 1) * s, j * s : (j + 1) * s].ravel()
                 out[n, :, i, j] = np.bincount(np.where(block == ignore, K, block), minlength=K + 1)
                 out[n, K, i, j] += s * s - block.size  # pixels outside the map count as ignore
     return torch.from_numpy(out / (s * s)).to(torch.float32)
@@ -56,7 +59,11 @@ def label_maps(draw, max_side=24, max_n=2):
     lab[lab == K] = IGNORE
     # make it piecewise constant sometimes (the kernel's uniform-segment fast path)
     if draw(st.booleans()):
-        lab = lab[:, : (h + 3) // 4, : (w + 3) // 4].repeat_interleave(4, 1).repeat_interleave(4, 2)[:, :h, :w]
+        lab = (
+            lab[:, : (h + 3) // 4, : (w + 3) // 4]
+            .repeat_interleave(4, 1)
+            .repeat_interleave(4, 2)[:, :h, :w]
+        )
     dtype = draw(st.sampled_from(DTYPES))
     if dtype == torch.int8:
         lab = torch.where(lab == IGNORE, torch.full_like(lab, -1), lab)
@@ -111,7 +118,9 @@ def test_cell_is_mean_of_block_one_hots(data, s, backend):
     l64 = lab.to(torch.int64)
     N, H, W = l64.shape
     Ho, Wo = -(-H // s), -(-W // s)
-    padded = torch.full((N, Ho * s, Wo * s), K, dtype=torch.int64)  # outside pixels -> ignore channel
+    padded = torch.full(
+        (N, Ho * s, Wo * s), K, dtype=torch.int64
+    )  # outside pixels -> ignore channel
     padded[:, :H, :W] = torch.where(l64 == ign, torch.full_like(l64, K), l64)
     one_hot = F.one_hot(padded, K + 1).permute(0, 3, 1, 2).double()
     mean = one_hot.view(N, K + 1, Ho, s, Wo, s).mean(dim=(3, 5)).float()
@@ -119,8 +128,14 @@ def test_cell_is_mean_of_block_one_hots(data, s, backend):
 
 
 @settings(max_examples=30, deadline=None)
-@given(label_maps(max_side=70), st.sampled_from(["pad", "crop"]), st.sampled_from(BACKENDS),
-       st.sampled_from([[1, 2, 4, 8], [2, 4, 8, 16, 32], [4, 8, 16, 32], [2, 6, 12], [3, 4, 8, 9], [8, 2]]))
+@given(
+    label_maps(max_side=70),
+    st.sampled_from(["pad", "crop"]),
+    st.sampled_from(BACKENDS),
+    st.sampled_from(
+        [[1, 2, 4, 8], [2, 4, 8, 16, 32], [4, 8, 16, 32], [2, 6, 12], [3, 4, 8, 9], [8, 2]]
+    ),
+)
 def test_hierarchical_equals_direct(data, remainder, backend, scales):
     lab, K, ign = data
     H, W = lab.shape[-2:]
@@ -136,8 +151,11 @@ def test_hierarchical_equals_direct(data, remainder, backend, scales):
 
 @needs_kernel
 @settings(max_examples=40, deadline=None)
-@given(label_maps(max_side=80), st.sampled_from(["pad", "crop"]),
-       st.sampled_from([[1], [3], [4], [2, 4, 8], [4, 8, 16, 32], [5, 10, 20], [8, 16, 32]]))
+@given(
+    label_maps(max_side=80),
+    st.sampled_from(["pad", "crop"]),
+    st.sampled_from([[1], [3], [4], [2, 4, 8], [4, 8, 16, 32], [5, 10, 20], [8, 16, 32]]),
+)
 def test_compiled_kernel_equals_torch_path(data, remainder, scales):
     lab, K, ign = data
     H, W = lab.shape[-2:]
@@ -173,7 +191,9 @@ def test_cityscapes_and_crop_sizes(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_unbatched_input_and_list_order(backend):
-    lab = torch.tensor([[0, 1, 1, 255], [2, 2, 0, 0], [1, 1, 1, 1], [0, 0, 0, 2]], dtype=torch.uint8)
+    lab = torch.tensor(
+        [[0, 1, 1, 255], [2, 2, 0, 0], [1, 1, 1, 1], [0, 0, 0, 2]], dtype=torch.uint8
+    )
     out = cpp_targets(lab, 2, 3, backend=backend)
     assert out.shape == (4, 2, 2)
     assert torch.equal(out, reference_cpp(lab[None], 2, 3)[0])
@@ -212,7 +232,9 @@ def test_wide_unsigned_dtypes(name):
         pytest.skip(f"torch {torch.__version__} has no {name}")
     lab = torch.randint(0, 5, (2, 13, 9))
     lab[lab == 4] = IGNORE
-    assert torch.equal(cpp_targets(lab.to(getattr(torch, name)), [2, 4], 4)[1], reference_cpp(lab, 4, 4))
+    assert torch.equal(
+        cpp_targets(lab.to(getattr(torch, name)), [2, 4], 4)[1], reference_cpp(lab, 4, 4)
+    )
 
 
 def test_nearest_downsample_matches_interpolate():
@@ -249,7 +271,9 @@ def test_label_out_of_range(backend):
 def test_negative_label(backend, dtype):
     lab = torch.zeros(2, 9, 9, dtype=dtype)
     lab[1, 8, 8] = -3  # in a padded edge cell
-    with pytest.raises(ValueError, match="label value -3 is outside \\[0, 4\\) and is not the ignore value 255"):
+    with pytest.raises(
+        ValueError, match="label value -3 is outside \\[0, 4\\) and is not the ignore value 255"
+    ):
         cpp_targets(lab, 4, 4, backend=backend)
 
 

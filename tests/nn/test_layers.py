@@ -1,4 +1,5 @@
 """nn/layers.py: the shared building blocks behave as the model parts relied on before."""
+
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,11 @@ def test_norm_layer_by_name():
 
 def test_conv_norm_act_layout_and_padding():
     block = ConvNormAct(4, 6, 3, dilation=2)
-    assert list(block.state_dict())[:3] == ["0.weight", "1.weight", "1.bias"]  # checkpoint key layout
+    assert list(block.state_dict())[:3] == [
+        "0.weight",
+        "1.weight",
+        "1.bias",
+    ]  # checkpoint key layout
     assert block[0].bias is None and isinstance(block[2], nn.ReLU)
     assert block(torch.randn(1, 4, 9, 7)).shape == (1, 6, 9, 7)
     assert len(ConvNormAct(4, 6, act=False)) == 2
@@ -42,7 +47,11 @@ def test_state_dict_of_opens_every_container():
     assert state_dict_of({"model": sd, "iteration": 5}).keys() == sd.keys()
     assert state_dict_of({"state_dict": {"model_state_dict": sd}}).keys() == sd.keys()
     out = state_dict_of({"blobs": 1, "x": np.arange(4.0).reshape(2, 2).T, "c": np.array(7)})
-    assert set(out) == {"x", "c"} and out["c"].shape == () and torch.equal(out["x"], torch.tensor([[0.0, 2], [1, 3]]))
+    assert (
+        set(out) == {"x", "c"}
+        and out["c"].shape == ()
+        and torch.equal(out["x"], torch.tensor([[0.0, 2], [1, 3]]))
+    )
     assert set(state_dict_of(nn.Linear(2, 3))) == {"weight", "bias"}
     with pytest.raises(ValueError, match="does not hold a state dict"):
         state_dict_of([1, 2])

@@ -1,5 +1,6 @@
 """The README's "CPP in your own model" block runs as written, and its auxiliary loss is the CPP
 + KL loss of Eqs. 1-2 recomputed here cell by cell."""
+
 import math
 import re
 from pathlib import Path
@@ -27,7 +28,7 @@ def _reference_cpp_kl(aux_logits, labels, K, s, ignore=255):
     for b in range(n):
         for i in range(h):
             for j in range(w):
-                cell = labels[b, i * s:(i + 1) * s, j * s:(j + 1) * s].reshape(-1).tolist()
+                cell = labels[b, i * s : (i + 1) * s, j * s : (j + 1) * s].reshape(-1).tolist()
                 valid = [c for c in cell if c != ignore]
                 if not valid:
                     continue

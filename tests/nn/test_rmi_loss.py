@@ -40,7 +40,17 @@ def np_pool(x: np.ndarray, s: int, mode: str) -> np.ndarray:
     return out
 
 
-def np_rmi_total(logits, labels, num_classes, radius=3, pool="avg", stride=4, lam=0.5, reduction="sum", ignore=255):
+def np_rmi_total(
+    logits,
+    labels,
+    num_classes,
+    radius=3,
+    pool="avg",
+    stride=4,
+    lam=0.5,
+    reduction="sum",
+    ignore=255,
+):
     z = logits.astype(np.float64)
     valid = (labels != ignore).astype(np.float64)[:, None]
     onehot = np.stack([(labels == c) for c in range(num_classes)], 1).astype(np.float64) * valid
@@ -56,8 +66,8 @@ def np_rmi_total(logits, labels, num_classes, radius=3, pool="avg", stride=4, la
             ys, ps = [], []
             for i in range(h - radius + 1):
                 for j in range(w - radius + 1):
-                    ys.append(y[b, k, i:i + radius, j:j + radius].reshape(-1))
-                    ps.append(p[b, k, i:i + radius, j:j + radius].reshape(-1))
+                    ys.append(y[b, k, i : i + radius, j : j + radius].reshape(-1))
+                    ps.append(p[b, k, i : i + radius, j : j + radius].reshape(-1))
             yv, pv = np.array(ys), np.array(ps)  # (positions, d)
             yv, pv = yv - yv.mean(0), pv - pv.mean(0)
             s_y, s_p, s_yp = yv.T @ yv, pv.T @ pv, yv.T @ pv
@@ -126,14 +136,26 @@ def test_hand_computed_two_dimensional_vectors():
 
 @pytest.mark.parametrize(
     "pool,stride,radius,reduction",
-    [("avg", 4, 3, "sum"), ("max", 3, 3, "sum"), ("avg", 2, 2, "mean"), ("max", 1, 2, "sum"), ("avg", 3, 1, "sum")],
+    [
+        ("avg", 4, 3, "sum"),
+        ("max", 3, 3, "sum"),
+        ("avg", 2, 2, "mean"),
+        ("max", 1, 2, "sum"),
+        ("avg", 3, 1, "sum"),
+    ],
 )
 def test_equals_independent_numpy_reference(pool, stride, radius, reduction):
     logits, labels = _inputs()
     loss = RMILoss(4, radius=radius, pool=pool, pool_stride=stride, class_reduction=reduction)
     got = loss.forward_parts(logits, labels)
     ref, ref_bce, ref_rmi = np_rmi_total(
-        logits.numpy(), labels.numpy(), 4, radius=radius, pool=pool, stride=stride, reduction=reduction
+        logits.numpy(),
+        labels.numpy(),
+        4,
+        radius=radius,
+        pool=pool,
+        stride=stride,
+        reduction=reduction,
     )
     assert float(got["bce"]) == pytest.approx(ref_bce, rel=1e-5)
     assert float(got["rmi"]) == pytest.approx(ref_rmi, rel=1e-4)
@@ -143,11 +165,17 @@ def test_equals_independent_numpy_reference(pool, stride, radius, reduction):
 def test_nvidia_defaults_and_lambda():
     loss = RMILoss(7)
     assert (loss.pool, loss.pool_stride, loss.radius, loss.lambda_weight, loss.class_reduction) == (
-        "avg", 4, 3, 0.5, "sum"
+        "avg",
+        4,
+        3,
+        0.5,
+        "sum",
     )
     logits, labels = _inputs(c=7, h=40, w=40, seed=3)
     parts = RMILoss(7, lambda_weight=0.3).forward_parts(logits, labels)
-    assert float(parts["total"]) == pytest.approx(0.3 * float(parts["bce"]) + 0.7 * float(parts["rmi"]), rel=1e-6)
+    assert float(parts["total"]) == pytest.approx(
+        0.3 * float(parts["bce"]) + 0.7 * float(parts["rmi"]), rel=1e-6
+    )
     # sum over classes = C x mean over classes
     s = float(RMILoss(7, class_reduction="sum").forward_parts(logits, labels)["rmi"])
     m = float(RMILoss(7, class_reduction="mean").forward_parts(logits, labels)["rmi"])
@@ -166,8 +194,17 @@ def test_float32_and_float64_agree():
 @pytest.mark.parametrize("pool", ["avg", "max"])
 def test_gradcheck_float64(pool):
     g = torch.Generator().manual_seed(1)
-    labels = torch.tensor([[[0, 1, 1, 0, 2, 2], [0, 1, 255, 0, 2, 1], [2, 2, 1, 0, 0, 1], [1, 0, 0, 2, 255, 1],
-                            [0, 0, 1, 2, 2, 1]]])
+    labels = torch.tensor(
+        [
+            [
+                [0, 1, 1, 0, 2, 2],
+                [0, 1, 255, 0, 2, 1],
+                [2, 2, 1, 0, 0, 1],
+                [1, 0, 0, 2, 255, 1],
+                [0, 0, 1, 2, 2, 1],
+            ]
+        ]
+    )
     z = torch.randn(1, 3, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
     loss = RMILoss(3, radius=2, pool=pool, pool_stride=2)
     assert torch.autograd.gradcheck(lambda x: loss(x, labels), (z,), eps=1e-6, atol=1e-5, rtol=1e-3)
@@ -185,7 +222,9 @@ def test_gradient_matches_numpy_finite_differences():
         zp, zm = z.copy(), z.copy()
         zp[idx] += 1e-5
         zm[idx] -= 1e-5
-        fd = (np_rmi_total(zp, labels.numpy(), 3)[0] - np_rmi_total(zm, labels.numpy(), 3)[0]) / 2e-5
+        fd = (
+            np_rmi_total(zp, labels.numpy(), 3)[0] - np_rmi_total(zm, labels.numpy(), 3)[0]
+        ) / 2e-5
         assert float(x.grad[idx]) == pytest.approx(fd, rel=1e-3, abs=1e-6)
 
 
@@ -196,7 +235,9 @@ def test_all_ignore_and_absent_classes_are_finite():
     parts = loss.forward_parts(logits, torch.full((1, 32, 32), 255))
     # nothing valid: BCE 0; Y = 0 and P constant, so M = 0 and each class gives log(sqrt(a) + 1e-8)
     assert float(parts["bce"].detach()) == 0.0
-    assert float(parts["rmi"].detach()) == pytest.approx(c * math.log(math.sqrt(ALPHA) + 1e-8), rel=1e-6)
+    assert float(parts["rmi"].detach()) == pytest.approx(
+        c * math.log(math.sqrt(ALPHA) + 1e-8), rel=1e-6
+    )
     parts["total"].backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().max() == 0
     # only class 0 present: finite value and gradient
@@ -276,7 +317,9 @@ def test_bad_arguments_and_labels_name_the_problem():
         RMILoss(3, class_reduction="max")
     with pytest.raises(ValueError, match="radius"):
         RMILoss(3, radius=0)
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\) or the ignore value 255; found \[7\]"):
+    with pytest.raises(
+        ValueError, match=r"labels must be in \[0, 3\) or the ignore value 255; found \[7\]"
+    ):
         RMILoss(3)(torch.randn(1, 3, 16, 16), torch.full((1, 16, 16), 7))
     with pytest.raises(ValueError, match="3 classes got logits with 4 channels"):
         RMILoss(3)(torch.randn(1, 4, 16, 16), torch.zeros(1, 16, 16, dtype=torch.long))

@@ -255,9 +255,11 @@ def test_aggregation_matches_eq3_reference():
     for o, r in zip(out, ref):
         assert torch.allclose(o, r, atol=1e-5)
     # up(alpha * X') differs from up(alpha) * up(X'): make sure we implement the former
-    wrong = F.interpolate(alphas[0], size=(4, 6), mode="bilinear") * F.interpolate(
-        coarse[0], size=(4, 6), mode="bilinear"
-    ) + (1 - F.interpolate(alphas[0], size=(4, 6), mode="bilinear")) * coarse[1]
+    wrong = (
+        F.interpolate(alphas[0], size=(4, 6), mode="bilinear")
+        * F.interpolate(coarse[0], size=(4, 6), mode="bilinear")
+        + (1 - F.interpolate(alphas[0], size=(4, 6), mode="bilinear")) * coarse[1]
+    )
     assert not torch.allclose(out[0], wrong, atol=1e-4)
 
 
@@ -284,7 +286,9 @@ def test_decoder_module_uses_eq3(use_attention):
 def test_decoder_real_heads_shapes():
     chans = {"res2": 18, "res3": 36, "res4": 72, "res5": 144}
     dec = SeeThroughDecoder(chans, num_classes=K)
-    feats = {n: torch.randn(2, c, 64 // s, 128 // s) for (n, c), s in zip(chans.items(), (4, 8, 16, 32))}
+    feats = {
+        n: torch.randn(2, c, 64 // s, 128 // s) for (n, c), s in zip(chans.items(), (4, 8, 16, 32))
+    }
     out = dec(feats)
     for s in (32, 16, 8, 4):
         assert out[f"coarse_{s}"].shape == (2, K, 64 // s, 128 // s)
@@ -339,14 +343,19 @@ def test_two_scale_merge_eq4():
     ref = ref_bilinear(a * low, 8, 12) + (1 - ref_bilinear(a, 8, 12)) * high
     assert torch.allclose(got, ref, atol=1e-5)
     # alpha = 1 keeps only the low scale, alpha = 0 only the high one
-    assert torch.allclose(merge_two_scales(low, torch.ones_like(a), high), ref_bilinear(low, 8, 12), atol=1e-5)
+    assert torch.allclose(
+        merge_two_scales(low, torch.ones_like(a), high), ref_bilinear(low, 8, 12), atol=1e-5
+    )
     assert torch.allclose(merge_two_scales(low, torch.zeros_like(a), high), high)
 
 
 def test_hierarchical_merge_three_scales():
     g = torch.Generator().manual_seed(0)
-    x = {0.5: torch.randn(1, 2, 4, 4, generator=g), 1.0: torch.randn(1, 2, 8, 8, generator=g),
-         2.0: torch.randn(1, 2, 16, 16, generator=g)}
+    x = {
+        0.5: torch.randn(1, 2, 4, 4, generator=g),
+        1.0: torch.randn(1, 2, 8, 8, generator=g),
+        2.0: torch.randn(1, 2, 16, 16, generator=g),
+    }
     a = {0.5: torch.rand(1, 1, 4, 4, generator=g), 1.0: torch.rand(1, 1, 8, 8, generator=g)}
     got = hierarchical_merge(x, a, (8, 8))
     inner = a[1.0] * x[1.0] + (1 - a[1.0]) * ref_bilinear(x[2.0], 8, 8)
@@ -365,9 +374,14 @@ def test_hierarchical_merge_three_scales():
 # ----------------------------------------------------------------------------------------------
 EXPECTED_LOSSES = {
     "loss_rmi",
-    "loss_cpp_s16_r1.0", "loss_cpp_s8_r1.0", "loss_cpp_s4_r1.0",
-    "loss_cpp_s16_r0.5", "loss_cpp_s8_r0.5", "loss_cpp_s4_r0.5",
-    "loss_ce_r1.0", "loss_ce_r0.5",
+    "loss_cpp_s16_r1.0",
+    "loss_cpp_s8_r1.0",
+    "loss_cpp_s4_r1.0",
+    "loss_cpp_s16_r0.5",
+    "loss_cpp_s8_r0.5",
+    "loss_cpp_s4_r0.5",
+    "loss_ce_r1.0",
+    "loss_ce_r0.5",
 }
 
 
@@ -396,11 +410,19 @@ def test_training_outputs_and_losses(trained_step):
 
 def test_gradients_reach_every_head(trained_step):
     model, _, _ = trained_step
-    missing = [n for n, p in model.named_parameters()
-               if p.requires_grad and (p.grad is None or float(p.grad.abs().sum()) == 0.0)]
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or float(p.grad.abs().sum()) == 0.0)
+    ]
     assert not missing, missing[:10]
-    for part in (model.encoder, model.decoder.coarse_heads, model.decoder.attention_heads,
-                 model.ocr, model.scale_attention):
+    for part in (
+        model.encoder,
+        model.decoder.coarse_heads,
+        model.decoder.attention_heads,
+        model.ocr,
+        model.scale_attention,
+    ):
         assert any(p.grad is not None for p in part.parameters())
 
 
@@ -436,7 +458,9 @@ def test_cpp_loss_uses_the_right_map_and_stride(cpp_on, prefix):
     for r, s, target_stride in (("r0.5", 16, 32), ("r1.0", 8, 8), ("r1.0", 4, 4)):
         direct = aux(out[r][f"{prefix}_{s}"], y, cpp_targets(y, target_stride, K))
         assert losses[f"loss_cpp_s{s}_{r}"].item() == pytest.approx(direct.item(), rel=1e-5)
-    assert aux(out["r0.5"][f"{prefix}_16"], y).item() == pytest.approx(losses["loss_cpp_s16_r0.5"].item(), rel=1e-5)
+    assert aux(out["r0.5"][f"{prefix}_16"], y).item() == pytest.approx(
+        losses["loss_cpp_s16_r0.5"].item(), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("cpp_on", ["coarse", "aggregated"])
@@ -455,7 +479,7 @@ def test_cpp_on_switch_decides_which_heads_the_cpp_terms_train(cpp_on):
     grads = torch.autograd.grad(cpp_total, flat, allow_unused=True)
     reached, i = {}, 0
     for name, ps in params.items():
-        g = grads[i:i + len(ps)]
+        g = grads[i : i + len(ps)]
         i += len(ps)
         reached[name] = any(t is not None and float(t.abs().sum()) > 0 for t in g)
     for branch in ("res4", "res3", "res2"):
@@ -479,7 +503,9 @@ def test_per_scale_loss_bce_is_the_rmi_reference_bce():
     out = model(x)
     losses = model.losses(out, y)
     for r in ("r1.0", "r0.5"):
-        up = F.interpolate(out[r]["logits"], size=y.shape[-2:], mode="bilinear", align_corners=False)
+        up = F.interpolate(
+            out[r]["logits"], size=y.shape[-2:], mode="bilinear", align_corners=False
+        )
         valid = (y != 255).float()
         onehot = F.one_hot(y.clamp(max=K - 1), K).permute(0, 3, 1, 2).float()
         z = up.detach().double()
@@ -499,7 +525,13 @@ def test_single_resolution_training_and_size_checks():
     out = model(x)
     assert set(out) == {"r1.0", "merged"} and out["merged"] is out["r1.0"]["logits"]
     losses = model.losses(out, y)
-    assert set(losses) == {"loss_rmi", "loss_cpp_s16_r1.0", "loss_cpp_s8_r1.0", "loss_cpp_s4_r1.0", "loss_ce_r1.0"}
+    assert set(losses) == {
+        "loss_rmi",
+        "loss_cpp_s16_r1.0",
+        "loss_cpp_s8_r1.0",
+        "loss_cpp_s4_r1.0",
+        "loss_ce_r1.0",
+    }
     assert model.scale_attention is None
     model.eval()
     assert model.inference(x, scales=(0.5, 1.0), merge="average").shape == (2, K, 32, 64)
@@ -533,7 +565,12 @@ def test_inference_shapes(eval_model):
         assert y.shape == (1, K, 64, 96), kw
         assert torch.isfinite(y).all()
     # odd sizes are padded internally
-    assert eval_model.inference(torch.randn(1, 3, 50, 70), scales=(0.5, 1.0)).shape == (1, K, 50, 70)
+    assert eval_model.inference(torch.randn(1, 3, 50, 70), scales=(0.5, 1.0)).shape == (
+        1,
+        K,
+        50,
+        70,
+    )
     # eval-mode forward uses the test settings
     assert torch.allclose(eval_model(x), eval_model.inference(x), atol=1e-6)
 

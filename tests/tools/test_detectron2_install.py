@@ -1,6 +1,7 @@
 """The installed detectron2 works on this stack: imports, model zoo, the three detectors of
 Table 5 (one CPU training step and one inference each), and clear errors for the compiled ops
 a Python-only install lacks."""
+
 import pytest
 import torch
 
@@ -34,8 +35,14 @@ def _batch(num_classes, with_masks, h=128, w=256):
             m[0, 20:100, 10:90] = True
             m[1, 30:90, 120:200] = True
             inst.gt_masks = BitMasks(m)
-        batch.append({"image": torch.randint(0, 255, (3, h, w), generator=g).float(), "instances": inst,
-                      "height": h, "width": w})
+        batch.append(
+            {
+                "image": torch.randint(0, 255, (3, h, w), generator=g).float(),
+                "instances": inst,
+                "height": h,
+                "width": w,
+            }
+        )
     return batch
 
 
@@ -69,8 +76,12 @@ def _yaml_cfg(path, num_classes):
 def test_core_modules_import():
     import detectron2.evaluation  # noqa: F401
     import detectron2.modeling  # noqa: F401
-    from detectron2.evaluation import CityscapesSemSegEvaluator, COCOEvaluator, SemSegEvaluator  # noqa: F401
     from detectron2.engine import DefaultTrainer  # noqa: F401
+    from detectron2.evaluation import (  # noqa: F401
+        CityscapesSemSegEvaluator,
+        COCOEvaluator,
+        SemSegEvaluator,
+    )
 
 
 def test_mask_rcnn_trains_and_infers_on_cpu():
@@ -112,11 +123,10 @@ def test_missing_compiled_ops_fail_clearly_only_when_called():
 
 def test_numpy_and_pillow_fixes():
     import numpy as np
-    from PIL import Image
-
     from detectron2.data.transforms import ExtentTransform
     from detectron2.evaluation import SemSegEvaluator  # noqa: F401
     from detectron2.structures.masks import polygons_to_bitmask
+    from PIL import Image
 
     assert ExtentTransform((0, 0, 8, 8), (4, 4)).interp == Image.BILINEAR
     m = polygons_to_bitmask([np.array([0, 0, 4, 0, 4, 4, 0, 4], dtype=float)], 8, 8)

@@ -1,6 +1,7 @@
 """HRNetV2 encoder + FPN backbone for the Table 5 detectors (transfer/modeling.py): encoder
 weights from SeeThroughNet / ImageNet checkpoints, the frozen encoder, one training step of
 Mask R-CNN, Faster R-CNN and FCOS, and clear errors for unusable checkpoints."""
+
 import os
 
 import pytest
@@ -16,7 +17,11 @@ from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from seethroughnet.config import add_seethroughnet_config  # noqa: E402
-from transfer.encoder_init import EncoderWeightsError, find_encoder_prefix, load_seethroughnet_encoder  # noqa: E402
+from transfer.encoder_init import (  # noqa: E402
+    EncoderWeightsError,
+    find_encoder_prefix,
+    load_seethroughnet_encoder,
+)  # noqa: E402
 from transfer.modeling import TransferEncoder, build_transfer_backbone  # noqa: E402
 from transfer.train_net import prepare_model  # noqa: E402
 
@@ -93,8 +98,14 @@ def _batch(h=64, w=128, with_masks=True):
             m[0, 8:56, 4:40] = True
             m[1, 10:50, 60:120] = True
             inst.gt_masks = BitMasks(m)
-        batch.append({"image": torch.randint(0, 255, (3, h, w), generator=g).float(), "instances": inst,
-                      "height": h, "width": w})
+        batch.append(
+            {
+                "image": torch.randint(0, 255, (3, h, w), generator=g).float(),
+                "instances": inst,
+                "height": h,
+                "width": w,
+            }
+        )
     return batch
 
 
@@ -115,7 +126,12 @@ def _train_steps(model, steps=1, with_masks=True, lr=0.05):
 
 # ---------------------------------------------------------------------------------------------
 def test_find_encoder_prefix_on_key_sets():
-    enc_keys = ["body.conv1.weight", "body.bn1.weight", "body.bn1.num_batches_tracked", "body.stage2.0.x.weight"]
+    enc_keys = [
+        "body.conv1.weight",
+        "body.bn1.weight",
+        "body.bn1.num_batches_tracked",
+        "body.stage2.0.x.weight",
+    ]
     for prefix in ("backbone.encoder.", "net.encoder.", "", "model.sem_seg.backbone.encoder."):
         state = {prefix + k: 0 for k in enc_keys if "num_batches" not in k}  # counters are optional
         state["head.body.conv1.weight"] = 0  # a decoy ending with an encoder key
@@ -126,8 +142,9 @@ def test_find_encoder_prefix_on_key_sets():
 
 def test_seethroughnet_encoder_weights_equal_the_checkpoint(tmp_path, source_state):
     path = _save_stn_checkpoint(tmp_path / "stn_cpp.pth", source_state, prefix="backbone.encoder.")
-    backbone = build_transfer_backbone(variant=VARIANT, encoder_init="seethroughnet", encoder_weights=path,
-                                       out_channels=32)
+    backbone = build_transfer_backbone(
+        variant=VARIANT, encoder_init="seethroughnet", encoder_weights=path, out_channels=32
+    )
     got = backbone.bottom_up.encoder.state_dict()
     assert set(got) == set(source_state)
     for k, v in source_state.items():
@@ -136,41 +153,67 @@ def test_seethroughnet_encoder_weights_equal_the_checkpoint(tmp_path, source_sta
     assert rep["init"] == "seethroughnet" and rep["prefix"] == "backbone.encoder."
     assert rep["loaded"] == len(source_state) and rep["encoder_keys_not_in_checkpoint"] == []
     assert rep["checkpoint_keys_not_loaded"] == 3
-    assert rep["checkpoint_key_groups_not_loaded"] == {"net.decoder": 1, "net.ocr": 1, "pixel_mean": 1}
+    assert rep["checkpoint_key_groups_not_loaded"] == {
+        "net.decoder": 1,
+        "net.ocr": 1,
+        "pixel_mean": 1,
+    }
     assert rep["fpn_outputs"] == ["p2", "p3", "p4", "p5", "p6"]
 
 
 def test_imagenet_checkpoint_loads_through_the_encoder(tmp_path, source_state):
-    body = {k[len("body."):]: v for k, v in source_state.items()}
+    body = {k[len("body.") :]: v for k, v in source_state.items()}
     body["classifier.weight"] = torch.randn(1000, 2048)
     body["classifier.bias"] = torch.randn(1000)
     path = tmp_path / "hrnet_imagenet.pth"
     torch.save(body, path)
-    backbone = build_transfer_backbone(variant=VARIANT, encoder_init="imagenet", encoder_weights=str(path),
-                                       out_channels=32, top_block="p6p7")
+    backbone = build_transfer_backbone(
+        variant=VARIANT,
+        encoder_init="imagenet",
+        encoder_weights=str(path),
+        out_channels=32,
+        top_block="p6p7",
+    )
     got = backbone.bottom_up.encoder.state_dict()
-    assert all(torch.equal(got[k], v) for k, v in source_state.items() if not k.endswith("num_batches_tracked"))
+    assert all(
+        torch.equal(got[k], v)
+        for k, v in source_state.items()
+        if not k.endswith("num_batches_tracked")
+    )
     rep = backbone.init_report
-    assert rep["init"] == "imagenet" and rep["checkpoint_key_groups_not_loaded"] == {"classifier": 2}
+    assert rep["init"] == "imagenet" and rep["checkpoint_key_groups_not_loaded"] == {
+        "classifier": 2
+    }
     n_counters = sum(k.endswith("num_batches_tracked") for k in body)
-    assert rep["loaded"] == rep["encoder_tensors"] == len(body) - 2 - n_counters and rep["fpn_outputs"] == ["p2", "p3", "p4", "p5", "p6", "p7"]
+    assert rep["loaded"] == rep["encoder_tensors"] == len(body) - 2 - n_counters and rep[
+        "fpn_outputs"
+    ] == ["p2", "p3", "p4", "p5", "p6", "p7"]
 
 
 def test_checkpoint_without_encoder_weights_is_an_error(tmp_path, source_state):
     enc = hrnet.HRNetV2Encoder(VARIANT)
     heads_only = tmp_path / "heads_only.pth"
     torch.save({"model": {"net.decoder.coarse.0.weight": torch.zeros(1)}}, heads_only)
-    with pytest.raises(EncoderWeightsError, match=r"heads_only\.pth holds no HRNetV2 encoder weights \(looked for keys like '<prefix>body\.conv1\.weight'"):
+    with pytest.raises(
+        EncoderWeightsError,
+        match=r"heads_only\.pth holds no HRNetV2 encoder weights \(looked for keys like '<prefix>body\.conv1\.weight'",
+    ):
         load_seethroughnet_encoder(enc, str(heads_only))
     partial = dict(source_state)
     partial.pop("body.bn1.weight")
     path = _save_stn_checkpoint(tmp_path / "partial.pth", partial)
-    with pytest.raises(EncoderWeightsError, match=r"partial\.pth holds no HRNetV2.*closest prefix 'net\.encoder\.' 1 of"):
+    with pytest.raises(
+        EncoderWeightsError,
+        match=r"partial\.pth holds no HRNetV2.*closest prefix 'net\.encoder\.' 1 of",
+    ):
         load_seethroughnet_encoder(enc, path)
     wrong = dict(source_state)
     wrong["body.conv1.weight"] = torch.zeros(5, 3, 3, 3)
     path = _save_stn_checkpoint(tmp_path / "wrong_width.pth", wrong)
-    with pytest.raises(EncoderWeightsError, match=r"wrong_width\.pth: .*net\.encoder\.body\.conv1\.weight: checkpoint \(5, 3, 3, 3\)"):
+    with pytest.raises(
+        EncoderWeightsError,
+        match=r"wrong_width\.pth: .*net\.encoder\.body\.conv1\.weight: checkpoint \(5, 3, 3, 3\)",
+    ):
         load_seethroughnet_encoder(enc, path)
     with pytest.raises(EncoderWeightsError, match=r"does not exist"):
         load_seethroughnet_encoder(enc, str(tmp_path / "nope.pth"))
@@ -189,14 +232,22 @@ def test_init_options_are_checked():
 def test_frozen_encoder_is_bit_identical_after_training(tmp_path, source_state):
     path = _save_stn_checkpoint(tmp_path / "stn.pth", source_state)
     torch.manual_seed(0)
-    cfg = _cfg("faster_rcnn", **{"MODEL.TRANSFER.ENCODER_INIT": "seethroughnet",
-                                 "MODEL.TRANSFER.ENCODER_WEIGHTS": path, "MODEL.TRANSFER.FREEZE_ENCODER": True})
+    cfg = _cfg(
+        "faster_rcnn",
+        **{
+            "MODEL.TRANSFER.ENCODER_INIT": "seethroughnet",
+            "MODEL.TRANSFER.ENCODER_WEIGHTS": path,
+            "MODEL.TRANSFER.FREEZE_ENCODER": True,
+        },
+    )
     model = prepare_model(cfg, build_model(cfg))
     enc = model.backbone.bottom_up
     assert isinstance(enc, TransferEncoder) and enc.frozen
     assert not any(p.requires_grad for p in enc.encoder.parameters())
     before_enc = {k: v.clone() for k, v in enc.encoder.state_dict().items()}
-    before_rest = {k: v.clone() for k, v in model.named_parameters() if not k.startswith("backbone.bottom_up.")}
+    before_rest = {
+        k: v.clone() for k, v in model.named_parameters() if not k.startswith("backbone.bottom_up.")
+    }
     _train_steps(model, steps=2, with_masks=False)
     assert model.training and not enc.encoder.training  # train() keeps the encoder in eval mode
     after = enc.encoder.state_dict()
@@ -206,21 +257,30 @@ def test_frozen_encoder_is_bit_identical_after_training(tmp_path, source_state):
         assert torch.equal(v, source_state[k]), k
     rest = dict(model.named_parameters())
     changed = [k for k, v in before_rest.items() if not torch.equal(rest[k], v)]
-    assert any(k.startswith(("backbone.reduction_conv", "backbone.output_convs")) for k in changed)  # HRFPN
-    assert any(k.startswith("roi_heads.") for k in changed) and any(k.startswith("proposal_generator.") for k in changed)
+    assert any(
+        k.startswith(("backbone.reduction_conv", "backbone.output_convs")) for k in changed
+    )  # HRFPN
+    assert any(k.startswith("roi_heads.") for k in changed) and any(
+        k.startswith("proposal_generator.") for k in changed
+    )
 
 
 def test_fine_tuned_encoder_changes_but_keeps_bn_statistics(tmp_path, source_state):
     path = _save_stn_checkpoint(tmp_path / "stn.pth", source_state)
     torch.manual_seed(0)
-    cfg = _cfg("faster_rcnn", **{"MODEL.TRANSFER.ENCODER_INIT": "seethroughnet", "MODEL.TRANSFER.ENCODER_WEIGHTS": path})
+    cfg = _cfg(
+        "faster_rcnn",
+        **{"MODEL.TRANSFER.ENCODER_INIT": "seethroughnet", "MODEL.TRANSFER.ENCODER_WEIGHTS": path},
+    )
     model = prepare_model(cfg, build_model(cfg))
     enc = model.backbone.bottom_up.encoder
     before = {k: v.clone() for k, v in enc.state_dict().items()}
     _train_steps(model, steps=1, with_masks=False)
     after = enc.state_dict()
     assert not torch.equal(after["body.conv1.weight"], before["body.conv1.weight"])
-    assert torch.equal(after["body.bn1.running_mean"], before["body.bn1.running_mean"])  # ENCODER_NORM_EVAL
+    assert torch.equal(
+        after["body.bn1.running_mean"], before["body.bn1.running_mean"]
+    )  # ENCODER_NORM_EVAL
 
 
 @pytest.mark.parametrize("detector", ["mask_rcnn", "faster_rcnn", "fcos"])
@@ -242,7 +302,12 @@ def test_each_detector_trains_one_step(detector):
     if detector == "fcos":
         assert any(isinstance(m, torch.nn.GroupNorm) for m in model.head.modules())
         assert {k: v.stride for k, v in model.backbone.output_shape().items()} == {
-            "p3": 8, "p4": 16, "p5": 32, "p6": 64, "p7": 128}
+            "p3": 8,
+            "p4": 16,
+            "p5": 32,
+            "p6": 64,
+            "p7": 128,
+        }
     model.eval()
     with torch.no_grad():
         out = model([{"image": torch.zeros(3, 64, 128), "height": 64, "width": 128}])

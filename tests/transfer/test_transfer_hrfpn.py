@@ -1,6 +1,7 @@
 """HRFPN (transfer/hrfpn.py) against the HRNet paper's / mmdetection's design, FCOS without
 parameters that get no gradient, mmdetection's full-model gradient clipping, the encoder BN
 re-estimation, SyncBN -> BN on CPU and the polygon mask-format check."""
+
 import json
 import os
 
@@ -15,8 +16,8 @@ hrnet = pytest.importorskip("seethroughnet.nn.hrnet")
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
-from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone  # noqa: E402
 from seethroughnet.config import add_seethroughnet_config  # noqa: E402
+from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone  # noqa: E402
 from transfer.hrfpn import HRFPN  # noqa: E402
 from transfer.modeling import build_transfer_backbone, recompute_encoder_bn_stats  # noqa: E402
 
@@ -38,11 +39,17 @@ def test_hrfpn_w48_parameter_count_and_levels(conv_stride):
     assert [enc.channels[k] for k in ("res2", "res3", "res4", "res5")] == [48, 96, 192, 384]
     neck = HRFPN(HRNetV2Backbone(enc), out_channels=256, num_outs=5, conv_stride=conv_stride)
     n_neck = sum(p.numel() for n, p in neck.named_parameters() if not n.startswith("bottom_up."))
-    assert n_neck == _expected_hrfpn_params([48, 96, 192, 384]) == 720 * 256 + 256 + 5 * (9 * 256 * 256 + 256)
+    assert (
+        n_neck
+        == _expected_hrfpn_params([48, 96, 192, 384])
+        == 720 * 256 + 256 + 5 * (9 * 256 * 256 + 256)
+    )
     assert neck.reduction_conv.weight.shape == (256, 720, 1, 1)
     shapes = neck.output_shape()
     first = 2 + (conv_stride == 2)
-    assert {k: v.stride for k, v in shapes.items()} == {f"p{first + i}": 4 * conv_stride * 2 ** i for i in range(5)}
+    assert {k: v.stride for k, v in shapes.items()} == {
+        f"p{first + i}": 4 * conv_stride * 2**i for i in range(5)
+    }
     assert all(v.channels == 256 for v in shapes.values())
     assert neck.size_divisibility == 64 * conv_stride
 
@@ -60,14 +67,16 @@ def test_hrfpn_forward_shapes_and_reference_computation(conv_stride):
         out = neck(x)
         # reference: the design written out with functional ops and the neck's weights
         feats = enc(x)
-        branches = [feats["res2"]] + [F.interpolate(feats[k], scale_factor=2 ** i, mode="bilinear", align_corners=False)
-                                      for i, k in enumerate(("res3", "res4", "res5"), start=1)]
+        branches = [feats["res2"]] + [
+            F.interpolate(feats[k], scale_factor=2**i, mode="bilinear", align_corners=False)
+            for i, k in enumerate(("res3", "res4", "res5"), start=1)
+        ]
         cat = torch.cat(branches, dim=1)
         assert cat.shape[1] == sum(enc.channels.values())
         red = F.conv2d(cat, neck.reduction_conv.weight, neck.reduction_conv.bias)
         expected = {}
         for i in range(5):
-            level = red if i == 0 else F.avg_pool2d(red, kernel_size=2 ** i, stride=2 ** i)
+            level = red if i == 0 else F.avg_pool2d(red, kernel_size=2**i, stride=2**i)
             conv = neck.output_convs[i]
             name = f"p{2 + i + (conv_stride == 2)}"
             expected[name] = F.conv2d(level, conv.weight, conv.bias, stride=conv_stride, padding=1)
@@ -125,7 +134,9 @@ def test_fcos_with_hrfpn_has_no_parameter_without_gradient():
     _fcos_step(model)
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert no_grad == []
-    assert any(n.startswith("backbone.bottom_up.encoder.body.stage4") for n, _ in model.named_parameters())
+    assert any(
+        n.startswith("backbone.bottom_up.encoder.body.stage4") for n, _ in model.named_parameters()
+    )
 
 
 def test_fcos_with_detectron2_fpn_has_no_p2():
@@ -144,20 +155,37 @@ def test_full_model_gradient_clipping_matches_one_global_norm():
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
     cfg = get_cfg()
     add_seethroughnet_config(cfg)
-    cfg.merge_from_list(["SOLVER.BASE_LR", "0.1", "SOLVER.MOMENTUM", "0.0", "SOLVER.WEIGHT_DECAY", "0.0",
-                         "SOLVER.CLIP_GRADIENTS.ENABLED", "True", "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "full_model",
-                         "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "2.0", "SOLVER.CLIP_GRADIENTS.NORM_TYPE", "2.0"])
+    cfg.merge_from_list(
+        [
+            "SOLVER.BASE_LR",
+            "0.1",
+            "SOLVER.MOMENTUM",
+            "0.0",
+            "SOLVER.WEIGHT_DECAY",
+            "0.0",
+            "SOLVER.CLIP_GRADIENTS.ENABLED",
+            "True",
+            "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
+            "full_model",
+            "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
+            "2.0",
+            "SOLVER.CLIP_GRADIENTS.NORM_TYPE",
+            "2.0",
+        ]
+    )
     opt = build_optimizer(cfg, model)
     grads = {n: torch.randn_like(p) * 10 for n, p in model.named_parameters()}
     for n, p in model.named_parameters():
         p.grad = grads[n].clone()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    total = torch.sqrt(sum((g ** 2).sum() for g in grads.values()))
+    total = torch.sqrt(sum((g**2).sum() for g in grads.values()))
     assert total > 2.0
     scale = 2.0 / (total + 1e-6)
     opt.step()
     for n, p in model.named_parameters():
-        torch.testing.assert_close(p.detach(), before[n] - 0.1 * grads[n] * scale, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            p.detach(), before[n] - 0.1 * grads[n] * scale, rtol=1e-5, atol=1e-6
+        )
     # detectron2's "norm" clips each tensor separately: a different update
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
     opt2 = build_optimizer(cfg, model)
@@ -167,7 +195,9 @@ def test_full_model_gradient_clipping_matches_one_global_norm():
     opt2.step()
     w = "0.weight"
     own = grads[w] * min(1.0, 2.0 / float(grads[w].norm()))
-    torch.testing.assert_close(dict(model.named_parameters())[w].detach(), start[w] - 0.1 * own, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        dict(model.named_parameters())[w].detach(), start[w] - 0.1 * own, rtol=1e-5, atol=1e-6
+    )
 
 
 # --------------------------------------------------------------------------- BN re-estimation
@@ -177,13 +207,19 @@ def test_recompute_bn_stats_is_the_mean_over_batches():
     model = nn.Sequential(conv, nn.BatchNorm2d(4)).eval()
     model[1].running_mean.fill_(7.0)
     batches = [torch.randn(2, 3, 8, 8) * (i + 1) + i for i in range(3)]
-    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    weights = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if "running" not in k and "num_batches" not in k
+    }
     n = recompute_encoder_bn_stats(model, iter(batches), num_iters=3)
     assert n == 3
     with torch.no_grad():
         outs = [conv(b) for b in batches]
     mean = torch.stack([o.mean(dim=(0, 2, 3)) for o in outs]).mean(0)
-    var = torch.stack([o.transpose(0, 1).reshape(4, -1).var(dim=1, unbiased=True) for o in outs]).mean(0)
+    var = torch.stack(
+        [o.transpose(0, 1).reshape(4, -1).var(dim=1, unbiased=True) for o in outs]
+    ).mean(0)
     torch.testing.assert_close(model[1].running_mean, mean, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(model[1].running_var, var, rtol=1e-5, atol=1e-5)
     assert not model.training and not model[1].training and model[1].momentum == 0.1  # restored
@@ -196,8 +232,9 @@ def test_recompute_bn_stats_is_the_mean_over_batches():
 def test_bn_reestimation_of_a_frozen_transfer_encoder():
     """The statistics change, the frozen encoder stays in eval mode afterwards."""
     torch.manual_seed(0)
-    backbone = build_transfer_backbone(variant=SMALL, encoder_init="random", freeze_encoder=True, out_channels=16,
-                                       neck="hrfpn")
+    backbone = build_transfer_backbone(
+        variant=SMALL, encoder_init="random", freeze_encoder=True, out_channels=16, neck="hrfpn"
+    )
     enc = backbone.bottom_up.encoder
     bn = enc.body.bn1
     before = bn.running_mean.clone()
@@ -233,13 +270,30 @@ def test_syncbn_is_converted_to_bn_with_the_same_state():
 
 
 def test_seethroughnet_trainer_converts_syncbn_on_cpu():
-    from seethroughnet.engine import Trainer
     from seethroughnet.config import build_config
+    from seethroughnet.engine import Trainer
 
-    demo = os.path.join(os.path.dirname(__file__), "..", "..", "projects", "SeeThroughNet", "configs",
-                        "Cityscapes-Synthetic", "seethroughnet_W18small_demo.yaml")
-    cfg = build_config(demo, ["MODEL.HRNET.NORM", "SyncBN", "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN",
-                              "MODEL.DEVICE", "cpu"])
+    demo = os.path.join(
+        os.path.dirname(__file__),
+        "..",
+        "..",
+        "projects",
+        "SeeThroughNet",
+        "configs",
+        "Cityscapes-Synthetic",
+        "seethroughnet_W18small_demo.yaml",
+    )
+    cfg = build_config(
+        demo,
+        [
+            "MODEL.HRNET.NORM",
+            "SyncBN",
+            "MODEL.SEE_THROUGH.HEAD_NORM",
+            "SyncBN",
+            "MODEL.DEVICE",
+            "cpu",
+        ],
+    )
     model = Trainer.build_model(cfg)
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 50
@@ -248,16 +302,32 @@ def test_seethroughnet_trainer_converts_syncbn_on_cpu():
 # ------------------------------------------------------------------------- mask format check
 def test_polygon_training_refuses_an_rle_json(tmp_path):
     from transfer.cityscapes_to_coco import write_json_atomic
-    from transfer.data import DatasetMissingError, check_mask_format, json_segmentation_format, register_cityscapes_coco
+    from transfer.data import (
+        DatasetMissingError,
+        check_mask_format,
+        json_segmentation_format,
+        register_cityscapes_coco,
+    )
 
     root = tmp_path / "cs"
     names = register_cityscapes_coco(str(root), splits=("train",))
     path = names["cityscapes_coco_train"]
-    info = {"description": "x", "image_root": "leftImg8bit/train", "source": "instanceIds", "segmentation": "rle",
-            "crowd": "keep", "stats": {"images": 0}}
-    write_json_atomic({"info": info, "licenses": [], "images": [], "annotations": [], "categories": []}, path)
+    info = {
+        "description": "x",
+        "image_root": "leftImg8bit/train",
+        "source": "instanceIds",
+        "segmentation": "rle",
+        "crowd": "keep",
+        "stats": {"images": 0},
+    }
+    write_json_atomic(
+        {"info": info, "licenses": [], "images": [], "annotations": [], "categories": []}, path
+    )
     assert json_segmentation_format(path) == "rle"
-    with pytest.raises(DatasetMissingError, match=r"instancesonly_gtFine_train\.json holds RLE masks.*--segmentation polygon"):
+    with pytest.raises(
+        DatasetMissingError,
+        match=r"instancesonly_gtFine_train\.json holds RLE masks.*--segmentation polygon",
+    ):
         check_mask_format(["cityscapes_coco_train"], "polygon")
     check_mask_format(["cityscapes_coco_train"], "bitmask")  # RLE is what bitmask training wants
     info["segmentation"] = "polygon"

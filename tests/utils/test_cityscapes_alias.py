@@ -1,6 +1,7 @@
 """The alias for upstream detectron2 main's internal cityscapesscripts path
 (seethroughnet.cityscapes_alias): same module objects, nothing else resolved. Run in a fresh
 interpreter so that the import state of the test session does not matter."""
+
 import subprocess
 import sys
 

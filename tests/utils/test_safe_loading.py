@@ -7,6 +7,7 @@ and the marker never appears; the opt-ins (``--allow-unsafe-config``, ``--trust-
 ``MODEL.WEIGHTS_TRUSTED``) do load them (the marker then appears, which also shows the payloads
 are live); the project's own checkpoints, timm / torchvision state dicts and Detectron-style
 numpy ``.pkl`` files still load."""
+
 import importlib.util
 import json
 import os
@@ -33,7 +34,9 @@ from seethroughnet.utils.safe_load import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = str(REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml")
+DEMO = str(
+    REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml"
+)
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 TINY_CONFIG = str(REPO / "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
 SEMSEG_CONFIG = str(REPO / "tests/configs/semantic_segmentor_tiny.yaml")  # plain detectron2
@@ -73,13 +76,22 @@ def evil(tmp_path):
     torch.save({"model": _linear_state(), "iteration": 7, "payload": Payload(marker)}, ns.pth)
     ns.pkl = tmp_path / "evil.pkl"
     with open(ns.pkl, "wb") as f:
-        pickle.dump({"model": {k: v.numpy() for k, v in _linear_state().items()}, "__author__": "test",
-                     "payload": Payload(marker)}, f, protocol=2)
+        pickle.dump(
+            {
+                "model": {k: v.numpy() for k, v in _linear_state().items()},
+                "__author__": "test",
+                "payload": Payload(marker),
+            },
+            f,
+            protocol=2,
+        )
     return ns
 
 
 def _refused_config(msg, path, line=2):
-    assert str(path) in msg and "!!python/object/apply:os.system" in msg and f"line {line}" in msg, msg
+    assert (
+        str(path) in msg and "!!python/object/apply:os.system" in msg and f"line {line}" in msg
+    ), msg
     assert "--allow-unsafe-config" in msg, msg
 
 
@@ -123,7 +135,9 @@ def test_allow_unsafe_config_opt_in(evil, tmp_path):
     load_yaml_file(str(evil.yaml), allow_unsafe=True)
     assert evil.marker.exists()  # the payload is live: the refusals above are real
     tup = tmp_path / "tuple.yaml"
-    tup.write_text(f'_BASE_: "{TINY_CONFIG}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n')
+    tup.write_text(
+        f'_BASE_: "{TINY_CONFIG}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n'
+    )
     with pytest.raises(UnsafeConfigError, match="!!python/tuple"):
         build_config(str(tup))
     assert tuple(build_config(str(tup), allow_unsafe=True).INPUT.CROP.SIZE) == (64, 128)
@@ -144,7 +158,9 @@ def test_a_config_file_cannot_vouch_for_weights(tmp_path):
 def test_project_configs_are_plain_yaml():
     from seethroughnet.utils.safe_load import find_unsafe_yaml_tag
 
-    files = list(REPO.glob("projects/SeeThroughNet/configs/**/*.yaml")) + list(REPO.glob("transfer/configs/*.yaml"))
+    files = list(REPO.glob("projects/SeeThroughNet/configs/**/*.yaml")) + list(
+        REPO.glob("transfer/configs/*.yaml")
+    )
     assert len(files) > 10
     assert [f for f in files if find_unsafe_yaml_tag(f.read_text(), str(f))] == []
 
@@ -152,15 +168,18 @@ def test_project_configs_are_plain_yaml():
 # ------------------------------------------------------------------------------------ weights
 def test_weight_files_with_pickled_code_are_refused(evil):
     from seethroughnet.checkpoint import SafeCheckpointer
-    from seethroughnet.engine import Trainer
     from seethroughnet.config import build_config
+    from seethroughnet.engine import Trainer
 
     cfg = build_config(DEMO)
     for path in (evil.pth, evil.pkl):
         with pytest.raises(UntrustedWeightsError) as e:
             load_weights_file(str(path))
         _refused_weights(str(e.value), path)
-        for ckp in (Trainer.build_checkpointer(cfg, nn.Linear(2, 2)), SafeCheckpointer(nn.Linear(2, 2))):
+        for ckp in (
+            Trainer.build_checkpointer(cfg, nn.Linear(2, 2)),
+            SafeCheckpointer(nn.Linear(2, 2)),
+        ):
             with pytest.raises(UntrustedWeightsError) as e:
                 ckp.load(str(path))
             _refused_weights(str(e.value), path)
@@ -169,8 +188,8 @@ def test_weight_files_with_pickled_code_are_refused(evil):
 
 @pytest.mark.parametrize("kind", ["pth", "pkl"])
 def test_trust_weights_opt_in(evil, kind):
-    from seethroughnet.engine import Trainer
     from seethroughnet.config import build_config
+    from seethroughnet.engine import Trainer
 
     path = str(getattr(evil, kind))
     cfg = build_config(DEMO, ["MODEL.WEIGHTS_TRUSTED", "True"])
@@ -181,18 +200,40 @@ def test_trust_weights_opt_in(evil, kind):
 
 
 def test_restricted_unpickler_builds_only_plain_data_and_numpy():
-    data = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "f": np.asfortranarray(np.ones((2, 3))),
-            "s": np.float32(1.5), "i": np.int64(3), "b": b"xy", "t": (1, 2.5, "x", None, True),
-            "l": [np.zeros(0, np.uint8)], "c": 1 + 2j, "u": np.array(["ab"]), "set": {1, 2}}
+    data = {
+        "a": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "f": np.asfortranarray(np.ones((2, 3))),
+        "s": np.float32(1.5),
+        "i": np.int64(3),
+        "b": b"xy",
+        "t": (1, 2.5, "x", None, True),
+        "l": [np.zeros(0, np.uint8)],
+        "c": 1 + 2j,
+        "u": np.array(["ab"]),
+        "set": {1, 2},
+    }
     for proto in range(pickle.HIGHEST_PROTOCOL + 1):
-        out = RestrictedUnpickler(__import__("io").BytesIO(pickle.dumps(data, protocol=proto)), encoding="latin1").load()
+        out = RestrictedUnpickler(
+            __import__("io").BytesIO(pickle.dumps(data, protocol=proto)), encoding="latin1"
+        ).load()
         assert out.keys() == data.keys()
         for k in ("a", "f", "u"):
             assert np.array_equal(out[k], data[k]) and out[k].dtype == data[k].dtype, (proto, k)
-        assert out["s"] == np.float32(1.5) and out["t"] == data["t"] and out["b"] == b"xy" and out["set"] == {1, 2}
+        assert (
+            out["s"] == np.float32(1.5)
+            and out["t"] == data["t"]
+            and out["b"] == b"xy"
+            and out["set"] == {1, 2}
+        )
     up = RestrictedUnpickler(__import__("io").BytesIO(b""))
-    for module, name in [("builtins", "eval"), ("numpy", "load"), ("numpy", "frombuffer"), ("os", "system"),
-                         ("numpy._core.multiarray", "fromstring"), ("torch", "load")]:
+    for module, name in [
+        ("builtins", "eval"),
+        ("numpy", "load"),
+        ("numpy", "frombuffer"),
+        ("os", "system"),
+        ("numpy._core.multiarray", "fromstring"),
+        ("torch", "load"),
+    ]:
         with pytest.raises(pickle.UnpicklingError, match=f"{module}.{name} is not allowed"):
             up.find_class(module, name)
 
@@ -212,8 +253,17 @@ def test_detectron_style_numpy_pkl_loads(tmp_path):
     assert torch.equal(model.weight.detach(), _linear_state()["weight"])
     c2 = tmp_path / "c2.pkl"
     with open(c2, "wb") as f:
-        pickle.dump({"blobs": {"fc.weight": state["weight"], "fc.bias": state["bias"],
-                               "fc.weight_momentum": np.zeros((2, 2), np.float32)}}, f, protocol=2)
+        pickle.dump(
+            {
+                "blobs": {
+                    "fc.weight": state["weight"],
+                    "fc.bias": state["bias"],
+                    "fc.weight_momentum": np.zeros((2, 2), np.float32),
+                }
+            },
+            f,
+            protocol=2,
+        )
     model = nn.Sequential()
     model.add_module("fc", nn.Linear(2, 2))
     StrictCheckpointer(model).load(str(c2))
@@ -260,25 +310,49 @@ def test_project_checkpoint_with_optimizer_and_schedule_resumes_weights_only(tmp
     model(torch.ones(1, 2)).sum().backward()
     opt.step()
     sched.step()
-    StrictCheckpointer(model, str(tmp_path), optimizer=opt, scheduler=sched).save("model_0000000", iteration=0)
-    assert set(torch.load(tmp_path / "model_0000000.pth", weights_only=True)) >= {"model", "optimizer", "scheduler", "iteration"}
+    StrictCheckpointer(model, str(tmp_path), optimizer=opt, scheduler=sched).save(
+        "model_0000000", iteration=0
+    )
+    assert set(torch.load(tmp_path / "model_0000000.pth", weights_only=True)) >= {
+        "model",
+        "optimizer",
+        "scheduler",
+        "iteration",
+    }
     model2, opt2, sched2 = make()
-    extra = StrictCheckpointer(model2, str(tmp_path), optimizer=opt2, scheduler=sched2).resume_or_load("", resume=True)
+    extra = StrictCheckpointer(
+        model2, str(tmp_path), optimizer=opt2, scheduler=sched2
+    ).resume_or_load("", resume=True)
     assert extra["iteration"] == 0 and sched2.last_epoch == sched.last_epoch
-    assert torch.equal(model2.weight, model.weight) and opt2.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+    assert (
+        torch.equal(model2.weight, model.weight)
+        and opt2.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+    )
 
 
 # ------------------------------------------------------------------------------- entry points
 def _train_net():
-    spec = importlib.util.spec_from_file_location("stn_train_net", REPO / "projects/SeeThroughNet/train_net.py")
+    spec = importlib.util.spec_from_file_location(
+        "stn_train_net", REPO / "projects/SeeThroughNet/train_net.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
 def test_train_net_cli_refuses_an_unsafe_config(evil):
-    r = subprocess.run([sys.executable, str(REPO / "projects/SeeThroughNet/train_net.py"), "--config-file",
-                        str(evil.yaml)], capture_output=True, text=True, env=ENV, cwd=evil.dir)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "projects/SeeThroughNet/train_net.py"),
+            "--config-file",
+            str(evil.yaml),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=evil.dir,
+    )
     assert r.returncode != 0
     _refused_config(r.stderr, evil.yaml)
     assert not evil.marker.exists()
@@ -288,11 +362,27 @@ def test_train_net_cli_allow_unsafe_config_then_refuses_the_weights(evil, tmp_pa
     """--allow-unsafe-config reads a config with a Python tag; --eval-only then refuses the
     weight file holding a payload (MODEL.WEIGHTS goes through the project's checkpointer)."""
     tup = tmp_path / "tuple.yaml"
-    tup.write_text(f'_BASE_: "{TINY_CONFIG}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n')
-    r = subprocess.run([sys.executable, str(REPO / "projects/SeeThroughNet/train_net.py"), "--config-file",
-                        str(tup), "--allow-unsafe-config", "--eval-only", "MODEL.WEIGHTS", str(evil.pth),
-                        "OUTPUT_DIR", str(tmp_path / "out")],
-                       capture_output=True, text=True, env=ENV, cwd=tmp_path)
+    tup.write_text(
+        f'_BASE_: "{TINY_CONFIG}"\nINPUT:\n  CROP:\n    SIZE: !!python/tuple [64, 128]\n'
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "projects/SeeThroughNet/train_net.py"),
+            "--config-file",
+            str(tup),
+            "--allow-unsafe-config",
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            str(evil.pth),
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+    )
     assert r.returncode != 0
     _refused_weights(r.stderr, evil.pth)
     assert "UnsafeConfigError" not in r.stderr
@@ -309,8 +399,17 @@ def test_train_net_trust_weights_file_flag(evil, tmp_path):
     from seethroughnet.utils.safe_load import add_safety_arguments
 
     args = add_safety_arguments(default_argument_parser()).parse_args(
-        ["--config-file", TINY_CONFIG, "--eval-only", "--trust-weights-file", "MODEL.WEIGHTS", str(evil.pth),
-         "OUTPUT_DIR", str(tmp_path / "out")])
+        [
+            "--config-file",
+            TINY_CONFIG,
+            "--eval-only",
+            "--trust-weights-file",
+            "MODEL.WEIGHTS",
+            str(evil.pth),
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+        ]
+    )
     with pytest.raises(CheckpointMismatchError):
         _train_net().main(args)
     assert evil.marker.exists()
@@ -329,7 +428,16 @@ def test_export_tool_refuses_config_and_weights(evil, tmp_path):
     _refused_weights(str(e.value.code), evil.pth)
     assert not evil.marker.exists()
     with pytest.raises(Exception):  # trusted: the file is unpickled, then does not fit the model
-        ex.main(["--config-file", TINY_CONFIG, "--weights", str(evil.pkl), "--trust-weights-file", *base])
+        ex.main(
+            [
+                "--config-file",
+                TINY_CONFIG,
+                "--weights",
+                str(evil.pkl),
+                "--trust-weights-file",
+                *base,
+            ]
+        )
     assert evil.marker.exists()
 
 
@@ -343,7 +451,9 @@ def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeyp
     assert res["status"] == "failed" and res["error"].startswith("UnsafeConfigError")
     _refused_config(res["error"], evil.yaml)
     grid = tmp_path / "grid.yaml"
-    grid.write_text(f'models: !!python/object/apply:os.system ["touch {evil.marker}"]\ndatasets: {{}}\n')
+    grid.write_text(
+        f'models: !!python/object/apply:os.system ["touch {evil.marker}"]\ndatasets: {{}}\n'
+    )
     with pytest.raises(UnsafeConfigError, match="grid file"):
         rs.load_grid(str(grid))
     assert not evil.marker.exists()
@@ -357,14 +467,27 @@ def test_cpp_study_runner_refuses_and_forwards_the_flags(evil, tmp_path, monkeyp
 
     monkeypatch.setattr(grid_runner.subprocess, "run", fake_run)
     ok = tmp_path / "ok.yaml"
-    ok.write_text("models: {m: {config: a.yaml}}\ndatasets: {d: {train: t, test: v}}\n"
-                  "variants: {cpp: {loss: cpp_kl, num_heads: 1}}\ntable1: {baseline: cpp, cpp: cpp}\n")
-    rs.main(["run", str(ok), "--out", str(tmp_path / "study"), "--allow-unsafe-config", "--trust-weights-file"])
+    ok.write_text(
+        "models: {m: {config: a.yaml}}\ndatasets: {d: {train: t, test: v}}\n"
+        "variants: {cpp: {loss: cpp_kl, num_heads: 1}}\ntable1: {baseline: cpp, cpp: cpp}\n"
+    )
+    rs.main(
+        [
+            "run",
+            str(ok),
+            "--out",
+            str(tmp_path / "study"),
+            "--allow-unsafe-config",
+            "--trust-weights-file",
+        ]
+    )
     assert calls and all("--allow-unsafe-config" in c for c in calls)
     assert all(c[-2:] == ["MODEL.WEIGHTS_TRUSTED", "True"] for c in calls)
     calls.clear()
     rs.main(["run", str(ok), "--out", str(tmp_path / "study2")])
-    assert calls and not any("--allow-unsafe-config" in c or "MODEL.WEIGHTS_TRUSTED" in c for c in calls)
+    assert calls and not any(
+        "--allow-unsafe-config" in c or "MODEL.WEIGHTS_TRUSTED" in c for c in calls
+    )
 
 
 def test_table5_runner_and_transfer_train_net_refuse_an_unsafe_config(evil, tmp_path, monkeypatch):
@@ -376,7 +499,9 @@ def test_table5_runner_and_transfer_train_net_refuse_an_unsafe_config(evil, tmp_
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / DETECTORS["mask_rcnn"][1]).write_text(evil.yaml.read_text())
-    monkeypatch.setattr(rt, "cell_command", functools.partial(rt.cell_command, config_dir=str(configs)))
+    monkeypatch.setattr(
+        rt, "cell_command", functools.partial(rt.cell_command, config_dir=str(configs))
+    )
     run = rt.subprocess_runner(weights={"imagenet": str(evil.pth)})
     cell_dir = tmp_path / "cell"
     cell_dir.mkdir()
@@ -395,15 +520,17 @@ def test_table5_runner_and_transfer_train_net_refuse_an_unsafe_config(evil, tmp_
 
 
 def test_transfer_encoder_weights_and_checkpointer(evil, tmp_path):
-    from seethroughnet.nn.hrnet import HRNetV2Encoder
     from seethroughnet.config import add_seethroughnet_config
+    from seethroughnet.nn.hrnet import HRNetV2Encoder
     from transfer.encoder_init import read_state_dict
     from transfer.modeling import build_transfer_encoder
     from transfer.train_net import build_checkpointer
 
     for init in ("seethroughnet", "imagenet"):
         with pytest.raises(UntrustedWeightsError) as e:
-            build_transfer_encoder(variant="hrnet_w18_small_v2", encoder_init=init, encoder_weights=str(evil.pth))
+            build_transfer_encoder(
+                variant="hrnet_w18_small_v2", encoder_init=init, encoder_weights=str(evil.pth)
+            )
         _refused_weights(str(e.value), evil.pth)
     with pytest.raises(UntrustedWeightsError):
         read_state_dict(str(evil.pkl))
@@ -421,13 +548,22 @@ def test_transfer_encoder_weights_and_checkpointer(evil, tmp_path):
     with open(tmp_path / "stn.pkl", "wb") as f:
         pickle.dump({"model": {k: v.numpy() for k, v in state.items()}, "__author__": "x"}, f)
     for name in ("stn.pth", "stn.pkl"):
-        got, report = build_transfer_encoder(variant="hrnet_w18_small_v2", encoder_init="seethroughnet",
-                                             encoder_weights=str(tmp_path / name))
-        assert report["loaded"] == len(state) and torch.equal(got.body.conv1.weight, enc.body.conv1.weight)
+        got, report = build_transfer_encoder(
+            variant="hrnet_w18_small_v2",
+            encoder_init="seethroughnet",
+            encoder_weights=str(tmp_path / name),
+        )
+        assert report["loaded"] == len(state) and torch.equal(
+            got.body.conv1.weight, enc.body.conv1.weight
+        )
     # ... and with MODEL.WEIGHTS_TRUSTED a checkpoint holding other objects is read (payload runs)
     torch.save({"model": state, "payload": Payload(evil.marker)}, tmp_path / "stn_evil.pth")
-    build_transfer_encoder(variant="hrnet_w18_small_v2", encoder_init="seethroughnet",
-                           encoder_weights=str(tmp_path / "stn_evil.pth"), trust_weights=True)
+    build_transfer_encoder(
+        variant="hrnet_w18_small_v2",
+        encoder_init="seethroughnet",
+        encoder_weights=str(tmp_path / "stn_evil.pth"),
+        trust_weights=True,
+    )
     assert evil.marker.exists()
 
 
@@ -442,10 +578,30 @@ def test_visualisation_tools_refuse_configs_and_weights(evil, tmp_path, capsys):
     cam = ["--image", str(img), "--class", "class 1", "--output", out]
     assert commands.gradcam_main(["--config-file", str(evil.yaml), *cam]) == 2
     _refused_config(capsys.readouterr().err, evil.yaml)
-    assert commands.overlay_main(["--config-file", str(evil.top), "--input", str(img), "--output", out]) == 2
+    assert (
+        commands.overlay_main(
+            ["--config-file", str(evil.top), "--input", str(img), "--output", out]
+        )
+        == 2
+    )
     _refused_config(capsys.readouterr().err, evil.yaml)
-    assert commands.compare_main(["--baseline-config-file", str(evil.yaml), "--cpp-config-file", DEMO,
-                                  "--image", str(img), "--class", "car", "--output", out]) == 2
+    assert (
+        commands.compare_main(
+            [
+                "--baseline-config-file",
+                str(evil.yaml),
+                "--cpp-config-file",
+                DEMO,
+                "--image",
+                str(img),
+                "--class",
+                "car",
+                "--output",
+                out,
+            ]
+        )
+        == 2
+    )
     _refused_config(capsys.readouterr().err, evil.yaml)
     semseg = SEMSEG_CONFIG
     for w in (evil.pth, evil.pkl):
@@ -453,7 +609,12 @@ def test_visualisation_tools_refuse_configs_and_weights(evil, tmp_path, capsys):
         _refused_weights(capsys.readouterr().err, w)
     assert not evil.marker.exists()
     # opt-in: the file is unpickled (the payload runs), then its keys do not fit the model
-    assert commands.gradcam_main(["--config-file", semseg, "--weights", str(evil.pth), "--trust-weights-file", *cam]) == 2
+    assert (
+        commands.gradcam_main(
+            ["--config-file", semseg, "--weights", str(evil.pth), "--trust-weights-file", *cam]
+        )
+        == 2
+    )
     assert "does not match" in capsys.readouterr().err
     assert evil.marker.exists()
 
@@ -473,6 +634,11 @@ def test_figure_tools_read_results_without_unpickling_objects(evil, tmp_path, ca
         with pytest.raises(UntrustedWeightsError) as e:
             read_iou(str(path))
         assert str(path) in str(e.value) and "JSON" in str(e.value)
-        assert commands.iou_main([str(path), str(tmp_path / "r.json"), "--output", str(tmp_path / "iou.png")]) == 2
+        assert (
+            commands.iou_main(
+                [str(path), str(tmp_path / "r.json"), "--output", str(tmp_path / "iou.png")]
+            )
+            == 2
+        )
         assert str(path) in capsys.readouterr().err
     assert not evil.marker.exists()

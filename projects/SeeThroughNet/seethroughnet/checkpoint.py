@@ -15,6 +15,7 @@ Checkpoints and ``last_checkpoint`` are written to a temporary name and renamed,
 while saving leaves the previous checkpoint intact; ``--resume`` passes over a newest checkpoint
 that is missing, empty or truncated (with a warning naming it) to the previous one.
 """
+
 import logging
 import os
 import pickle
@@ -28,7 +29,12 @@ from .nn.layers import short_list
 from .utils.atomic import atomic_path
 from .utils.safe_load import UnsafeFileError, load_weights_file
 
-__all__ = ["CheckpointMismatchError", "SafeCheckpointer", "StrictCheckpointer", "UnreadableCheckpointError"]
+__all__ = [
+    "CheckpointMismatchError",
+    "SafeCheckpointer",
+    "StrictCheckpointer",
+    "UnreadableCheckpointError",
+]
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -45,9 +51,13 @@ def check_checkpoint_file(path) -> None:
     if "://" in str(path):
         return
     if not os.path.isfile(path):
-        raise UnreadableCheckpointError(f"checkpoint {path} does not exist (check MODEL.WEIGHTS / --weights)")
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} does not exist (check MODEL.WEIGHTS / --weights)"
+        )
     if os.path.getsize(path) == 0:
-        raise UnreadableCheckpointError(f"checkpoint {path} is empty: it was not written completely; use another checkpoint")
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} is empty: it was not written completely; use another checkpoint"
+        )
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic[:2] == b"PK":
@@ -80,7 +90,9 @@ class SafeCheckpointer(DetectionCheckpointer):
     def _load_file(self, filename):
         data = load_weights_file(filename, trusted=self.trusted)
         if not isinstance(data, dict):
-            raise ValueError(f"checkpoint {filename} holds a {type(data).__name__}, not a dict of weights")
+            raise ValueError(
+                f"checkpoint {filename} holds a {type(data).__name__}, not a dict of weights"
+            )
         if filename.endswith(".pkl"):  # as DetectionCheckpointer._load_file
             if "model" in data and "__author__" in data:  # detectron2 model zoo
                 self.logger.info("Reading a file from '{}'".format(data["__author__"]))
@@ -91,8 +103,14 @@ class SafeCheckpointer(DetectionCheckpointer):
             return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
         if filename.endswith(".pyth"):  # pycls
             if "model_state" not in data:
-                raise ValueError(f"cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'")
-            state = {k: v for k, v in data["model_state"].items() if not k.endswith("num_batches_tracked")}
+                raise ValueError(
+                    f"cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'"
+                )
+            state = {
+                k: v
+                for k, v in data["model_state"].items()
+                if not k.endswith("num_batches_tracked")
+            }
             return {"model": state, "__author__": "pycls", "matching_heuristics": True}
         if "model" not in data:
             data = {"model": data}
@@ -137,10 +155,18 @@ class SafeCheckpointer(DetectionCheckpointer):
         """The checkpoint named by ``last_checkpoint`` first, then the others in ``save_dir``,
         newest (highest iteration) first."""
         tagged = self.get_checkpoint_file()
-        names = [n for n in os.listdir(self.save_dir) if _iteration_of(n) is not None] if os.path.isdir(self.save_dir) else []
-        ordered = [os.path.join(self.save_dir, n) for n in sorted(names, key=_iteration_of, reverse=True)]
+        names = (
+            [n for n in os.listdir(self.save_dir) if _iteration_of(n) is not None]
+            if os.path.isdir(self.save_dir)
+            else []
+        )
+        ordered = [
+            os.path.join(self.save_dir, n) for n in sorted(names, key=_iteration_of, reverse=True)
+        ]
         if tagged and os.path.basename(tagged) != "":
-            ordered = [tagged] + [p for p in ordered if os.path.abspath(p) != os.path.abspath(tagged)]
+            ordered = [tagged] + [
+                p for p in ordered if os.path.abspath(p) != os.path.abspath(tagged)
+            ]
         return ordered
 
     def has_checkpoint(self):
@@ -152,7 +178,9 @@ class SafeCheckpointer(DetectionCheckpointer):
         log = logging.getLogger(__name__)
         for stale in os.listdir(self.save_dir):
             if stale.startswith(".") and ".part" in stale:  # left by a run killed while writing
-                log.warning(f"removing {os.path.join(self.save_dir, stale)}, a file a killed run left half-written")
+                log.warning(
+                    f"removing {os.path.join(self.save_dir, stale)}, a file a killed run left half-written"
+                )
                 try:
                     os.remove(os.path.join(self.save_dir, stale))
                 except FileNotFoundError:  # another rank removed it first
@@ -160,7 +188,9 @@ class SafeCheckpointer(DetectionCheckpointer):
         skipped = []
         for candidate in self.resume_candidates():
             try:
-                result = self.load(candidate)  # a file that cannot be read fails before any state changes
+                result = self.load(
+                    candidate
+                )  # a file that cannot be read fails before any state changes
             except UnreadableCheckpointError as e:
                 log.warning(f"cannot resume from {candidate}, skipping it: {e}")
                 skipped.append(candidate)
@@ -193,7 +223,10 @@ class StrictCheckpointer(SafeCheckpointer):
             return incompatible
         missing = list(incompatible.missing_keys)
         unexpected = list(incompatible.unexpected_keys)
-        shapes = [f"{k} (checkpoint {tuple(a)} vs model {tuple(b)})" for k, a, b in incompatible.incorrect_shapes]
+        shapes = [
+            f"{k} (checkpoint {tuple(a)} vs model {tuple(b)})"
+            for k, a, b in incompatible.incorrect_shapes
+        ]
         if missing or unexpected or shapes:
             parts = []
             if missing:

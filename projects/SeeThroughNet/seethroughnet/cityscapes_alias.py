@@ -14,6 +14,7 @@ module object ``cityscapesscripts.X``. Nothing is written to disk and no detectr
 changed; where a real ``deeplearning`` package is installed, nothing is done.
 It is installed when :mod:`seethroughnet` is imported; with detectron2 v0.6 it is never used.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -53,7 +54,7 @@ class _CityscapesScriptsAliasFinder(importlib.abc.MetaPathFinder):
         if fullname in _PARENTS:
             return importlib.machinery.ModuleSpec(fullname, _AliasLoader(None), is_package=True)
         if fullname == INTERNAL_PREFIX or fullname.startswith(INTERNAL_PREFIX + "."):
-            real = "cityscapesscripts" + fullname[len(INTERNAL_PREFIX):]
+            real = "cityscapesscripts" + fullname[len(INTERNAL_PREFIX) :]
             try:
                 found = importlib.util.find_spec(real)
             except ModuleNotFoundError:  # a missing parent package
@@ -61,7 +62,9 @@ class _CityscapesScriptsAliasFinder(importlib.abc.MetaPathFinder):
             if found is None:
                 return None
             return importlib.machinery.ModuleSpec(
-                fullname, _AliasLoader(real), is_package=found.submodule_search_locations is not None
+                fullname,
+                _AliasLoader(real),
+                is_package=found.submodule_search_locations is not None,
             )
         return None
 

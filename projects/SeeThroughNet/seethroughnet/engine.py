@@ -1,10 +1,10 @@
 """The detectron2 trainer for SeeThroughNet: data loaders with the project's mapper,
 evaluators chosen by the dataset's ``evaluator_type``, the poly LR schedule and the strict
 checkpointer. ``projects/SeeThroughNet/train_net.py`` is a thin command line around it."""
+
 import logging
 import os
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import default_setup, hooks
@@ -21,7 +21,6 @@ from .resumable import ResumableTrainerMixin, build_resumable_train_loader
 from .training import PortableDefaultTrainer
 from .utils.atomic import check_writable_dir
 from .utils.norm import convert_sync_batchnorm_to_bn
-from .utils.safe_load import merge_config_file
 
 __all__ = ["Trainer", "setup", "check_pretrained_weights", "check_eval_weights", "RandomInitError"]
 
@@ -41,18 +40,25 @@ def check_pretrained_weights(cfg) -> None:
     """
     if not cfg.MODEL.REQUIRES_PRETRAINED or cfg.MODEL.ALLOW_RANDOM_INIT or cfg.MODEL.WEIGHTS:
         return
-    hrnet = cfg.MODEL.META_ARCHITECTURE == "SeeThroughNetSegmentor" or "hrnet" in cfg.MODEL.BACKBONE.NAME.lower()
+    hrnet = (
+        cfg.MODEL.META_ARCHITECTURE == "SeeThroughNetSegmentor"
+        or "hrnet" in cfg.MODEL.BACKBONE.NAME.lower()
+    )
     if hrnet and cfg.MODEL.HRNET.CHECKPOINT:
         return
     resnet = cfg.MODEL.BACKBONE.NAME == "build_dilated_resnet_backbone"
     if resnet and getattr(cfg.MODEL.RESNETS, "IMAGENET_CHECKPOINT", ""):
         return
     if hrnet:
-        what = ("MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm or official HRNet layout) or "
-                "MODEL.WEIGHTS")
+        what = (
+            "MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm or official HRNet layout) or "
+            "MODEL.WEIGHTS"
+        )
     elif resnet:
-        what = ("MODEL.RESNETS.IMAGENET_CHECKPOINT (a local ImageNet ResNet file: torchvision, timm or "
-                "MMSegmentation/MMCV resnet101_v1c layout, see MODEL.RESNETS.IMAGENET_LAYOUT) or MODEL.WEIGHTS")
+        what = (
+            "MODEL.RESNETS.IMAGENET_CHECKPOINT (a local ImageNet ResNet file: torchvision, timm or "
+            "MMSegmentation/MMCV resnet101_v1c layout, see MODEL.RESNETS.IMAGENET_LAYOUT) or MODEL.WEIGHTS"
+        )
     else:
         what = "MODEL.WEIGHTS (a local ImageNet checkpoint of the backbone)"
     raise RandomInitError(
@@ -87,8 +93,11 @@ def setup(args):
     from .utils.safe_load import apply_safety_arguments
 
     register_all()
-    cfg = build_config(args.config_file, apply_safety_arguments(args, args.opts),
-                       allow_unsafe=getattr(args, "allow_unsafe_config", False))
+    cfg = build_config(
+        args.config_file,
+        apply_safety_arguments(args, args.opts),
+        allow_unsafe=getattr(args, "allow_unsafe_config", False),
+    )
     cfg.freeze()
     check_output_dir(cfg.OUTPUT_DIR)
     default_setup(cfg, args)
@@ -135,8 +144,11 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
 
         kwargs = {"trainer": weakref.proxy(trainer)} if trainer is not None else {}
         return StrictCheckpointer(
-            model, cfg.OUTPUT_DIR, allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
-            trusted=cfg.MODEL.WEIGHTS_TRUSTED, **kwargs
+            model,
+            cfg.OUTPUT_DIR,
+            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            trusted=cfg.MODEL.WEIGHTS_TRUSTED,
+            **kwargs,
         )
 
     @classmethod

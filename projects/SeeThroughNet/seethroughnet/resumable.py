@@ -20,6 +20,7 @@ position is part of that state:
 Everything saved is made of tensors, numbers, strings, lists and dicts, so checkpoints load
 with ``torch.load(weights_only=True)``.
 """
+
 import contextlib
 import itertools
 import logging
@@ -49,9 +50,18 @@ def get_rng_state() -> dict:
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
-        "python": {"version": int(version), "state": list(internal), "gauss_next": [] if gauss is None else [gauss]},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {
+            "version": int(version),
+            "state": list(internal),
+            "gauss_next": [] if gauss is None else [gauss],
+        },
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -61,7 +71,9 @@ def get_rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"][0] if p["gauss_next"] else None))
+    random.setstate(
+        (p["version"], tuple(p["state"]), p["gauss_next"][0] if p["gauss_next"] else None)
+    )
     n = state["numpy"]
     keys = torch.as_tensor(n["keys"]).numpy().astype(np.uint32)
     np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
@@ -102,9 +114,26 @@ class _BatchStream(torch.utils.data.IterableDataset):
     """Batches of this rank's stream from ``start`` on; in a DataLoader worker ``w`` of ``n``
     only batches ``w, w + n, ...``, so that the loader's round-robin gives them in order."""
 
-    def __init__(self, dataset, mapper, batch_size, seed, rank, world_size, start, shuffle=True, per_sample_seeds=True):
+    def __init__(
+        self,
+        dataset,
+        mapper,
+        batch_size,
+        seed,
+        rank,
+        world_size,
+        start,
+        shuffle=True,
+        per_sample_seeds=True,
+    ):
         self.dataset, self.mapper, self.batch_size = dataset, mapper, batch_size
-        self.seed, self.rank, self.world_size, self.start, self.shuffle = seed, rank, world_size, start, shuffle
+        self.seed, self.rank, self.world_size, self.start, self.shuffle = (
+            seed,
+            rank,
+            world_size,
+            start,
+            shuffle,
+        )
         self.per_sample_seeds = per_sample_seeds
 
     def _map(self, position, index):
@@ -122,7 +151,9 @@ class _BatchStream(torch.utils.data.IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         stream = itertools.islice(
             _infinite_indices(len(self.dataset), self.seed, self.shuffle),
-            self.rank + self.start * self.world_size, None, self.world_size,
+            self.rank + self.start * self.world_size,
+            None,
+            self.world_size,
         )
         position = self.start
         for j in itertools.count():
@@ -144,7 +175,12 @@ class ResumableTrainLoader:
 
     def __init__(self, dataset_dicts, mapper, batch_size, *, seed, num_workers=0, shuffle=True):
         self.dataset = DatasetFromList(dataset_dicts, copy=False, serialize=True)
-        self.mapper, self.batch_size, self.num_workers, self.shuffle = mapper, batch_size, num_workers, shuffle
+        self.mapper, self.batch_size, self.num_workers, self.shuffle = (
+            mapper,
+            batch_size,
+            num_workers,
+            shuffle,
+        )
         self.seed = int(seed)
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
         self.position = 0  # samples of this rank's stream in the batches handed out so far
@@ -152,13 +188,22 @@ class ResumableTrainLoader:
         self._started = False
 
     def state_dict(self):
-        return {"seed": self.seed, "position": self.position, "batch_size": self.batch_size,
-                "world_size": self.world_size}
+        return {
+            "seed": self.seed,
+            "position": self.position,
+            "batch_size": self.batch_size,
+            "world_size": self.world_size,
+        }
 
     def load_state_dict(self, state):
         if self._started:
-            raise RuntimeError("the training data stream has started: load its state before the first batch")
-        if state.get("batch_size", self.batch_size) != self.batch_size or state.get("world_size", self.world_size) != self.world_size:
+            raise RuntimeError(
+                "the training data stream has started: load its state before the first batch"
+            )
+        if (
+            state.get("batch_size", self.batch_size) != self.batch_size
+            or state.get("world_size", self.world_size) != self.world_size
+        ):
             logger.warning(
                 f"the checkpoint's data stream had {state.get('batch_size')} images per batch on "
                 f"{state.get('world_size')} processes, this run has {self.batch_size} on {self.world_size}: "
@@ -169,15 +214,27 @@ class ResumableTrainLoader:
 
     def __iter__(self):
         self._started = True
-        stream = _BatchStream(self.dataset, self.mapper, self.batch_size, self.seed, self.rank,
-                              self.world_size, self.position, self.shuffle, per_sample_seeds=self.num_workers > 0)
+        stream = _BatchStream(
+            self.dataset,
+            self.mapper,
+            self.batch_size,
+            self.seed,
+            self.rank,
+            self.world_size,
+            self.position,
+            self.shuffle,
+            per_sample_seeds=self.num_workers > 0,
+        )
         if self.num_workers == 0 and self.position == 0:
             # the one draw from the global generator that detectron2's loader (a torch DataLoader)
             # makes when its iterator starts: seeded runs keep their numbers
             torch.empty((), dtype=torch.int64).random_()
         if self.num_workers > 0:
             stream = torch.utils.data.DataLoader(
-                stream, batch_size=None, num_workers=self.num_workers, collate_fn=_as_is,
+                stream,
+                batch_size=None,
+                num_workers=self.num_workers,
+                collate_fn=_as_is,
                 generator=torch.Generator().manual_seed(self.seed),  # not the global generator
             )
         for batch in stream:
@@ -202,10 +259,15 @@ def build_resumable_train_loader(cfg, mapper):
     world = comm.get_world_size()
     total = args["total_batch_size"]
     if total % world:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH {total} must be divisible by the number of processes ({world})")
-    seed = args["sampler"]._seed  # detectron2's TrainingSampler: shared_random_seed(), i.e. follows SEED
-    return ResumableTrainLoader(args["dataset"], args["mapper"], total // world, seed=seed,
-                                num_workers=args["num_workers"])
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH {total} must be divisible by the number of processes ({world})"
+        )
+    seed = args[
+        "sampler"
+    ]._seed  # detectron2's TrainingSampler: shared_random_seed(), i.e. follows SEED
+    return ResumableTrainLoader(
+        args["dataset"], args["mapper"], total // world, seed=seed, num_workers=args["num_workers"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +292,9 @@ class ResumableTrainerMixin:
             import weakref
 
             self.checkpointer = SafeCheckpointer(
-                self._trainer.model, self.cfg.OUTPUT_DIR, trusted=getattr(self.cfg.MODEL, "WEIGHTS_TRUSTED", False),
+                self._trainer.model,
+                self.cfg.OUTPUT_DIR,
+                trusted=getattr(self.cfg.MODEL, "WEIGHTS_TRUSTED", False),
                 trainer=weakref.proxy(self),
             )
             for h in self._hooks:
@@ -298,7 +362,9 @@ class ResumableTrainerMixin:
     def _guarded_eval(self, func):
         def run():
             if self._step_failed:
-                logger.error("training stopped by an error: no evaluation of the model, no results written")
+                logger.error(
+                    "training stopped by an error: no evaluation of the model, no results written"
+                )
                 return None
             with preserved_rng():
                 return func()

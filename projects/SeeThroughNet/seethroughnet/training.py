@@ -12,6 +12,7 @@ Two things differ from ``DefaultTrainer.__init__`` (whose construction order it 
   autocast + gradient scaling) on CUDA and :class:`CPUAutocastTrainer` (bfloat16 autocast, no
   scaling needed) on CPU, where ``AMPTrainer`` would run without autocast.
 """
+
 from __future__ import annotations
 
 import logging
@@ -86,7 +87,9 @@ class PortableDefaultTrainer(DefaultTrainer):
         model = create_ddp_model(model, broadcast_buffers=False)
         self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = DetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg

@@ -1,4 +1,5 @@
 """Cityscapes' own pixel-level evaluation next to detectron2's ``SemSegEvaluator``."""
+
 from detectron2.evaluation import CityscapesSemSegEvaluator
 
 __all__ = ["CityscapesOfficialSemSegEvaluator"]

@@ -15,10 +15,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from seethroughnet.experiments.report import markdown_table  # noqa: F401  (the tables' format)
 from seethroughnet.nn.aux_losses import AuxiliaryLoss
 from seethroughnet.nn.cpp import cpp_targets
 from seethroughnet.nn.layers import resize
-from seethroughnet.experiments.report import markdown_table  # noqa: F401  (the tables' format)
 from seethroughnet.nn.seethroughnet import SeeThroughNet
 
 PARTS = ("encoder", "decoder", "ocr", "scale_attention")
@@ -29,11 +29,21 @@ PART_LABELS = {
     "scale_attention": "scale-attention head",
 }
 HEADS = {
-    "paper": dict(decoder_attention_channels=256, ocr_mid_channels=512, ocr_key_channels=256, scale_attention_channels=256),
-    "demo": dict(decoder_attention_channels=64, ocr_mid_channels=128, ocr_key_channels=64, scale_attention_channels=64),
+    "paper": dict(
+        decoder_attention_channels=256,
+        ocr_mid_channels=512,
+        ocr_key_channels=256,
+        scale_attention_channels=256,
+    ),
+    "demo": dict(
+        decoder_attention_channels=64,
+        ocr_mid_channels=128,
+        ocr_key_channels=64,
+        scale_attention_channels=64,
+    ),
 }
 VARIANTS = ("cpp_kl", "none", "upsample_ce", "nearest_ce")
-_DEFAULT_THREADS = torch.get_num_threads()
+DEFAULT_THREADS = torch.get_num_threads()
 DEMO_CONFIG = "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml"
 MULTI_SCALES = (0.5, 1.0, 2.0)
 K = 19
@@ -65,9 +75,13 @@ def environment() -> str:
     )
 
 
-def build_model(backbone: str, heads: str = "paper", aux_loss_kind: str = "cpp_kl", **kw) -> SeeThroughNet:
+def build_model(
+    backbone: str, heads: str = "paper", aux_loss_kind: str = "cpp_kl", **kw
+) -> SeeThroughNet:
     """A freshly initialised SeeThroughNet (no checkpoint; weights do not matter for timing)."""
-    return SeeThroughNet(num_classes=K, backbone=backbone, aux_loss_kind=aux_loss_kind, **HEADS[heads], **kw)
+    return SeeThroughNet(
+        num_classes=K, backbone=backbone, aux_loss_kind=aux_loss_kind, **HEADS[heads], **kw
+    )
 
 
 def build_model_from_config(path: str, opts: Sequence[str] = ()) -> Tuple[SeeThroughNet, object]:
@@ -97,12 +111,12 @@ def make_labels(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
     for i in range(n):
         for _ in range(40):
             y, x, hh, ww = r(0, h), r(0, w), r(2, h // 4), r(2, w // 4)
-            lab[i, y:y + hh, x:x + ww] = r(0, K)
+            lab[i, y : y + hh, x : x + ww] = r(0, K)
         for _ in range(15):
             y, x, hh, ww = r(0, h), r(0, w), r(h // 8, h // 2), r(1, 4)
-            lab[i, y:y + hh, x:x + ww] = r(0, K)
+            lab[i, y : y + hh, x : x + ww] = r(0, K)
         y, x = r(0, h - h // 5), r(0, w - w // 5)
-        lab[i, y:y + h // 5, x:x + w // 5] = IGNORE
+        lab[i, y : y + h // 5, x : x + w // 5] = IGNORE
     return lab
 
 
@@ -111,7 +125,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _fmt_g(x: float) -> str:
+def format_gflops(x: float) -> str:
     return f"{x / 1e9:,.2f}"
 
 
@@ -126,7 +140,9 @@ def params_rows(backbones: Sequence[str], heads: str = "paper") -> List[List[str
     models = {bb: build_model(bb, heads) for bb in backbones}
     rows = []
     for part in PARTS:
-        rows.append([PART_LABELS[part]] + [_fmt_m(count_params(getattr(m, part))) for m in models.values()])
+        rows.append(
+            [PART_LABELS[part]] + [_fmt_m(count_params(getattr(m, part))) for m in models.values()]
+        )
     rows.append(["**total**"] + [_fmt_m(count_params(m)) for m in models.values()])
     return rows
 
@@ -135,7 +151,9 @@ def hrnetv2_head(in_channels: int, num_classes: int = K) -> nn.Module:
     """HRNetV2's segmentation head (Wang et al.; HRNet-Semantic-Segmentation ``last_layer``):
     1x1 conv (C -> C, bias) + BN + ReLU + 1x1 conv (C -> K, bias), on the concatenated branches."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, in_channels, 1), nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, in_channels, 1),
+        nn.BatchNorm2d(in_channels),
+        nn.ReLU(inplace=True),
         nn.Conv2d(in_channels, num_classes, 1),
     )
 
@@ -166,7 +184,9 @@ class _Inference(nn.Module):
         return resize(self.model.forward_single(x)["logits"], self.size, self.model.align_corners)
 
 
-def count_flops(model: SeeThroughNet, size: Tuple[int, int], device: str = "cpu") -> Dict[str, float]:
+def count_flops(
+    model: SeeThroughNet, size: Tuple[int, int], device: str = "cpu"
+) -> Dict[str, float]:
     """fvcore flops of single-scale inference at ``size`` (batch 1), per part.
 
     Keys: the parts in :data:`PARTS` (``scale_attention`` counted separately on a tensor of the
@@ -178,7 +198,9 @@ def count_flops(model: SeeThroughNet, size: Tuple[int, int], device: str = "cpu"
     """
     h, w = size
     if h % model.encoder.size_divisibility or w % model.encoder.size_divisibility:
-        raise ValueError(f"FLOP-count size {size} must be a multiple of {model.encoder.size_divisibility}")
+        raise ValueError(
+            f"FLOP-count size {size} must be a multiple of {model.encoder.size_divisibility}"
+        )
     model = model.eval().to(device)
     x = torch.randn(1, 3, h, w, device=device)
     with torch.no_grad():
@@ -198,7 +220,9 @@ def count_flops(model: SeeThroughNet, size: Tuple[int, int], device: str = "cpu"
             res["scale_attention"] = 0.0
         cin = sum(model.encoder.channels.values())
         head = hrnetv2_head(cin).eval().to(device)
-        res["hrnetv2_head"] = float(_flop_analysis(head, (torch.randn(1, cin, *feat_hw, device=device),)).total())
+        res["hrnetv2_head"] = float(
+            _flop_analysis(head, (torch.randn(1, cin, *feat_hw, device=device),)).total()
+        )
         res["hrnetv2_head_params"] = float(count_params(head))
     return res
 
@@ -206,7 +230,9 @@ def count_flops(model: SeeThroughNet, size: Tuple[int, int], device: str = "cpu"
 _FIT_KEYS = ("encoder", "decoder", "ocr", "scale_attention", "other", "total", "hrnetv2_head")
 
 
-def linear_fit(f1: Mapping[str, float], px1: int, f2: Mapping[str, float], px2: int) -> Dict[str, Tuple[float, float]]:
+def linear_fit(
+    f1: Mapping[str, float], px1: int, f2: Mapping[str, float], px2: int
+) -> Dict[str, Tuple[float, float]]:
     """Per key, ``(a, b)`` with ``flops = a * pixels + b`` through the two counts. Every op of the
     model is linear in the pixel count except the OCR head's convs on the K object-region vectors
     (``key`` / ``value``, ``(N, C, K, 1)`` tensors), which are constant: ``b``."""
@@ -217,7 +243,9 @@ def linear_fit(f1: Mapping[str, float], px1: int, f2: Mapping[str, float], px2: 
     return out
 
 
-def flops_rows(model: SeeThroughNet, count_size, target_size, device="cpu") -> Tuple[List[List[str]], Dict[str, object]]:
+def flops_rows(
+    model: SeeThroughNet, count_size, target_size, device="cpu"
+) -> Tuple[List[List[str]], Dict[str, object]]:
     """Rows ``[part, params, GFLOPs at count_size/2, at count_size (counted), at target_size]``.
 
     The target-size value is ``a * H * W + b`` with ``(a, b)`` fitted through the two counts
@@ -237,24 +265,51 @@ def flops_rows(model: SeeThroughNet, count_size, target_size, device="cpu") -> T
     tgt = {k: a * th * tw + b for k, (a, b) in fit.items()}
 
     def row(label, params, key):
-        return [label, params, _fmt_g(f1[key]) if f1 else "-", _fmt_g(f2[key]), _fmt_g(tgt[key])]
+        return [
+            label,
+            params,
+            format_gflops(f1[key]) if f1 else "-",
+            format_gflops(f2[key]),
+            format_gflops(tgt[key]),
+        ]
 
     rows = []
     for part in PARTS:
         note = " (not run at single scale)" if part == "scale_attention" else ""
         rows.append(row(PART_LABELS[part] + note, _fmt_m(count_params(getattr(model, part))), part))
     rows.append(row("other (branch concat, final up-sampling)", "-", "other"))
-    rows.append(row("**single-scale inference (encoder+decoder+OCR+other)**",
-                    _fmt_m(count_params(model) - count_params(model.scale_attention)), "total"))
+    rows.append(
+        row(
+            "**single-scale inference (encoder+decoder+OCR+other)**",
+            _fmt_m(count_params(model) - count_params(model.scale_attention)),
+            "total",
+        )
+    )
     rows.append(["**whole model (all parameters)**", _fmt_m(count_params(model)), "-", "-", "-"])
-    enc_head = {k: v["encoder"] + v["hrnetv2_head"] for k, v in (("f1", f1 or f2), ("f2", f2), ("t", tgt))}
-    rows.append(["HRNetV2 (our encoder + HRNetV2's 1x1 head)",
-                 _fmt_m(count_params(model.encoder) + f2["hrnetv2_head_params"]),
-                 _fmt_g(enc_head["f1"]) if f1 else "-", _fmt_g(enc_head["f2"]), _fmt_g(enc_head["t"])])
-    return rows, {"counted": f2, "half": f1, "fit": fit, "target": tgt, "half_size": half if f1 else None}
+    enc_head = {
+        k: v["encoder"] + v["hrnetv2_head"] for k, v in (("f1", f1 or f2), ("f2", f2), ("t", tgt))
+    }
+    rows.append(
+        [
+            "HRNetV2 (our encoder + HRNetV2's 1x1 head)",
+            _fmt_m(count_params(model.encoder) + f2["hrnetv2_head_params"]),
+            format_gflops(enc_head["f1"]) if f1 else "-",
+            format_gflops(enc_head["f2"]),
+            format_gflops(enc_head["t"]),
+        ]
+    )
+    return rows, {
+        "counted": f2,
+        "half": f1,
+        "fit": fit,
+        "target": tgt,
+        "half_size": half if f1 else None,
+    }
 
 
-def scaling_rows(model: SeeThroughNet, sizes: Sequence[Tuple[int, int]], device="cpu") -> List[List[str]]:
+def scaling_rows(
+    model: SeeThroughNet, sizes: Sequence[Tuple[int, int]], device="cpu"
+) -> List[List[str]]:
     """fvcore GFLOPs at several sizes; ``a * HW + b`` fitted through the first two sizes, and the
     difference between every count and that line (0 where the model is exactly linear + const)."""
     counts = [count_flops(model, s, device) for s in sizes]
@@ -263,10 +318,29 @@ def scaling_rows(model: SeeThroughNet, sizes: Sequence[Tuple[int, int]], device=
     rows = []
     for (h, w), p, f in zip(sizes, px, counts):
         pred = fit["total"][0] * p + fit["total"][1] if fit else f["total"]
-        rows.append([f"{h}x{w}", _fmt_g(f["encoder"]), _fmt_g(f["decoder"]), _fmt_g(f["ocr"]), f"{f['total'] / 1e9:,.6f}",
-                     f"{(f['total'] / p) / (counts[0]['total'] / px[0]):.6f}", f"{f['total'] - pred:,.0f}"])
+        rows.append(
+            [
+                f"{h}x{w}",
+                format_gflops(f["encoder"]),
+                format_gflops(f["decoder"]),
+                format_gflops(f["ocr"]),
+                f"{f['total'] / 1e9:,.6f}",
+                f"{(f['total'] / p) / (counts[0]['total'] / px[0]):.6f}",
+                f"{f['total'] - pred:,.0f}",
+            ]
+        )
     if fit:
-        rows.append(["fit", "-", "-", "-", f"a = {fit['total'][0]:,.2f} flops/pixel, b = {fit['total'][1]:,.0f} flops", "-", "-"])
+        rows.append(
+            [
+                "fit",
+                "-",
+                "-",
+                "-",
+                f"a = {fit['total'][0]:,.2f} flops/pixel, b = {fit['total'][1]:,.0f} flops",
+                "-",
+                "-",
+            ]
+        )
     return rows
 
 
@@ -285,9 +359,13 @@ def aux_module(variant: str, model: SeeThroughNet) -> nn.Module:
     if variant == "none":
         return _NoAux()
     a = model.aux_loss
-    return AuxiliaryLoss(variant, model.num_classes, model.ignore_value,
-                         kl_direction=getattr(a, "kl_direction", "target_to_prediction"),
-                         ignore_mode=getattr(a, "ignore_mode", "renormalize"))
+    return AuxiliaryLoss(
+        variant,
+        model.num_classes,
+        model.ignore_value,
+        kl_direction=getattr(a, "kl_direction", "target_to_prediction"),
+        ignore_mode=getattr(a, "ignore_mode", "renormalize"),
+    )
 
 
 @contextlib.contextmanager
@@ -305,7 +383,9 @@ def _now() -> Tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def train_step(model, optimizer, images, labels, variant: str, aux: nn.Module, device) -> Dict[str, float]:
+def train_step(
+    model, optimizer, images, labels, variant: str, aux: nn.Module, device
+) -> Dict[str, float]:
     """One step. Returns wall-clock phase times (s) ``forward``, ``losses``, ``backward_step``,
     ``step``, the same in process CPU time under ``cpu_*``, and the loss."""
     _sync(device)
@@ -327,13 +407,25 @@ def train_step(model, optimizer, images, labels, variant: str, aux: nn.Module, d
     t3 = _now()
     res = {"loss": float(total.detach()), "n_terms": len(losses)}
     for i, pre in ((0, ""), (1, "cpu_")):
-        res.update({pre + "forward": t1[i] - t0[i], pre + "losses": t2[i] - t1[i],
-                    pre + "backward_step": t3[i] - t2[i], pre + "step": t3[i] - t0[i]})
+        res.update(
+            {
+                pre + "forward": t1[i] - t0[i],
+                pre + "losses": t2[i] - t1[i],
+                pre + "backward_step": t3[i] - t2[i],
+                pre + "step": t3[i] - t0[i],
+            }
+        )
     return res
 
 
-def aux_terms_cost(model: SeeThroughNet, outputs: Mapping[str, object], labels: torch.Tensor, variant: str,
-                   repeats: int = 20, device="cpu") -> List[Tuple[float, float]]:
+def aux_terms_cost(
+    model: SeeThroughNet,
+    outputs: Mapping[str, object],
+    labels: torch.Tensor,
+    variant: str,
+    repeats: int = 20,
+    device="cpu",
+) -> List[Tuple[float, float]]:
     """``(wall, CPU)`` seconds of the six decoder loss terms alone: their targets (``cpp_targets``
     for ``cpp_kl``), the losses on the maps ``model.cpp_on`` names (``coarse_{16,8,4}`` or
     ``agg_{16,8,4}``) of both passes (detached copies, so nothing else is recomputed) and their
@@ -343,7 +435,11 @@ def aux_terms_cost(model: SeeThroughNet, outputs: Mapping[str, object], labels: 
     maps = {}
     for r in model.train_resolutions:
         for s in (16, 8, 4):
-            maps[(r, s)] = outputs[f"r{float(r)}"][f"{'coarse' if model.cpp_on == 'coarse' else 'agg'}_{s}"].detach().clone()
+            maps[(r, s)] = (
+                outputs[f"r{float(r)}"][f"{'coarse' if model.cpp_on == 'coarse' else 'agg'}_{s}"]
+                .detach()
+                .clone()
+            )
     strides = sorted({int(round(s / r)) for s in (16, 8, 4) for r in model.train_resolutions})
     res = []
     for i in range(repeats + 2):
@@ -353,7 +449,11 @@ def aux_terms_cost(model: SeeThroughNet, outputs: Mapping[str, object], labels: 
         targets = {}
         if getattr(aux, "needs_cpp_targets", False):
             with torch.no_grad():
-                targets = dict(zip(strides, cpp_targets(labels, strides, model.num_classes, model.ignore_value)))
+                targets = dict(
+                    zip(
+                        strides, cpp_targets(labels, strides, model.num_classes, model.ignore_value)
+                    )
+                )
         total = 0.0
         for (r, s), logits in leaves.items():
             t = targets.get(int(round(s / r)))
@@ -413,7 +513,11 @@ def benchmark_train(
     aux_cost = {}
     if aux_repeats > 0:
         out = model(images)
-        aux_cost = {v: aux_terms_cost(model, out, labels, v, aux_repeats, device) for v in variants if v != "none"}
+        aux_cost = {
+            v: aux_terms_cost(model, out, labels, v, aux_repeats, device)
+            for v in variants
+            if v != "none"
+        }
         del out
     # cpp_targets alone: the call losses() makes (strides 4, 8, 16, 32 for training at r=1.0, 0.5)
     strides = sorted({int(round(s / r)) for s in (16, 8, 4) for r in model.train_resolutions})
@@ -428,8 +532,19 @@ def benchmark_train(
         if i >= 2:
             ct.append(t1[0] - t0[0])
             ct_cpu.append(t1[1] - t0[1])
-    return {"times": times, "peak": peak, "aux_cost": aux_cost, "cpp_targets": ct, "cpp_targets_cpu": ct_cpu, "strides": strides, "nonfinite": nonfinite,
-            "variants": list(variants), "batch": batch, "size": size, "device": device}
+    return {
+        "times": times,
+        "peak": peak,
+        "aux_cost": aux_cost,
+        "cpp_targets": ct,
+        "cpp_targets_cpu": ct_cpu,
+        "strides": strides,
+        "nonfinite": nonfinite,
+        "variants": list(variants),
+        "batch": batch,
+        "size": size,
+        "device": device,
+    }
 
 
 def train_rows(res: Mapping[str, object]) -> Tuple[List[List[str]], List[List[str]]]:
@@ -450,37 +565,71 @@ def train_rows(res: Mapping[str, object]) -> Tuple[List[List[str]], List[List[st
     rows = []
     for v in variants:
         st = [t["step"] for t in times[v]]
-        mem = f"{res['peak'][v] / 2**20:,.0f} MiB" if res["device"].startswith("cuda") else "n/a (CPU)"
-        rows.append([
-            v, len(st), f"{med(v, 'step'):.3f}", f"{min(st):.3f}-{max(st):.3f}", overheads(v, "step"),
-            f"{med(v, 'cpu_step'):.3f}", overheads(v, "cpu_step"),
-            f"{med(v, 'cpu_forward'):.3f} / {med(v, 'cpu_losses'):.3f} / {med(v, 'cpu_backward_step'):.3f}",
-            mem,
-        ])
+        mem = (
+            f"{res['peak'][v] / 2**20:,.0f} MiB"
+            if res["device"].startswith("cuda")
+            else "n/a (CPU)"
+        )
+        rows.append(
+            [
+                v,
+                len(st),
+                f"{med(v, 'step'):.3f}",
+                f"{min(st):.3f}-{max(st):.3f}",
+                overheads(v, "step"),
+                f"{med(v, 'cpu_step'):.3f}",
+                overheads(v, "cpu_step"),
+                f"{med(v, 'cpu_forward'):.3f} / {med(v, 'cpu_losses'):.3f} / {med(v, 'cpu_backward_step'):.3f}",
+                mem,
+            ]
+        )
     ct, cc = res["cpp_targets"], res["cpp_targets_cpu"]
     first = variants[0]
     cpp_rows = []
     for v, ts in res.get("aux_cost", {}).items():
         w, c = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
-        cpp_rows.append([
-            f"six decoder terms, {v}: targets + losses on the CPP_ON maps x 2 passes + their backward", len(ts),
-            f"{w * 1e3:.2f}", f"{min(t[0] for t in ts) * 1e3:.2f}", f"{c * 1e3:.2f}",
-            f"{w / med(first, 'step') * 100:.3f}% / {c / med(first, 'cpu_step') * 100:.3f}%",
-        ])
-    cpp_rows += [[
-        f"cpp_targets(labels {res['batch']}x{res['size'][0]}x{res['size'][1]}, strides {res['strides']})",
-        len(ct), f"{statistics.median(ct) * 1e3:.2f}", f"{min(ct) * 1e3:.2f}", f"{statistics.median(cc) * 1e3:.2f}",
-        f"{statistics.median(ct) / med(first, 'step') * 100:.3f}% / {statistics.median(cc) / med(first, 'cpu_step') * 100:.3f}%",
-    ]]
+        cpp_rows.append(
+            [
+                f"six decoder terms, {v}: targets + losses on the CPP_ON maps x 2 passes + their backward",
+                len(ts),
+                f"{w * 1e3:.2f}",
+                f"{min(t[0] for t in ts) * 1e3:.2f}",
+                f"{c * 1e3:.2f}",
+                f"{w / med(first, 'step') * 100:.3f}% / {c / med(first, 'cpu_step') * 100:.3f}%",
+            ]
+        )
+    cpp_rows += [
+        [
+            f"cpp_targets(labels {res['batch']}x{res['size'][0]}x{res['size'][1]}, strides {res['strides']})",
+            len(ct),
+            f"{statistics.median(ct) * 1e3:.2f}",
+            f"{min(ct) * 1e3:.2f}",
+            f"{statistics.median(cc) * 1e3:.2f}",
+            f"{statistics.median(ct) / med(first, 'step') * 100:.3f}% / {statistics.median(cc) / med(first, 'cpu_step') * 100:.3f}%",
+        ]
+    ]
     return rows, cpp_rows
 
 
-TRAIN_HEADERS = ["aux losses", "steps", "wall: median step (s)", "wall: min-max (s)",
-                 "wall: overhead vs none (ratio of medians / median paired ratio)",
-                 "CPU: median step (s)", "CPU: overhead vs none (ratio of medians / median paired ratio)",
-                 "CPU: forward / losses() / backward+SGD (s)", "peak memory"]
-CPP_HEADERS = ["call", "repeats", "wall median (ms)", "wall min (ms)", "CPU median (ms)",
-               "share of a median step of the first variant (wall / CPU)"]
+TRAIN_HEADERS = [
+    "aux losses",
+    "steps",
+    "wall: median step (s)",
+    "wall: min-max (s)",
+    "wall: overhead vs none (ratio of medians / median paired ratio)",
+    "CPU: median step (s)",
+    "CPU: overhead vs none (ratio of medians / median paired ratio)",
+    "CPU: forward / losses() / backward+SGD (s)",
+    "peak memory",
+]
+CPP_HEADERS = [
+    "call",
+    "repeats",
+    "wall median (ms)",
+    "wall min (ms)",
+    "CPU median (ms)",
+    "share of a median step of the first variant (wall / CPU)",
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -513,7 +662,11 @@ def benchmark_infer(
             if done[c] >= todo[c]:
                 continue
             bb, mode = c
-            kw = dict(scales=MULTI_SCALES, flip=True, merge="attention") if mode == "multi" else dict(scales=(1.0,))
+            kw = (
+                dict(scales=MULTI_SCALES, flip=True, merge="attention")
+                if mode == "multi"
+                else dict(scales=(1.0,))
+            )
             _sync(dev)
             t0 = _now()
             with torch.no_grad():
@@ -532,10 +685,28 @@ def infer_rows(res: Mapping[Tuple[str, str], List[Tuple[float, float]]], size) -
         wall = [t[0] for t in ts]
         m = statistics.median(wall)
         desc = "single scale (1.0)" if mode == "single" else "{0.5,1.0,2.0} + flip, attention merge"
-        rows.append([bb, desc, f"{size[0]}x{size[1]}", len(ts), f"{m:.2f}", f"{min(wall):.2f}", f"{1.0 / m:.3f}",
-                     f"{statistics.median(t[1] for t in ts):.2f}"])
+        rows.append(
+            [
+                bb,
+                desc,
+                f"{size[0]}x{size[1]}",
+                len(ts),
+                f"{m:.2f}",
+                f"{min(wall):.2f}",
+                f"{1.0 / m:.3f}",
+                f"{statistics.median(t[1] for t in ts):.2f}",
+            ]
+        )
     return rows
 
 
-INFER_HEADERS = ["backbone", "test-time scales", "input", "reps", "wall: median s/image", "wall: min s/image",
-                 "images/s (1 / wall median)", "CPU s/image (median)"]
+INFER_HEADERS = [
+    "backbone",
+    "test-time scales",
+    "input",
+    "reps",
+    "wall: median s/image",
+    "wall: min s/image",
+    "images/s (1 / wall median)",
+    "CPU s/image (median)",
+]

@@ -44,9 +44,28 @@ from typing import Tuple
 import torch
 
 from seethroughnet.experiments.benchmark import (
-    _DEFAULT_THREADS, CPP_HEADERS, DEMO_CONFIG, HEADS, INFER_HEADERS, K, TRAIN_HEADERS, VARIANTS,
-    aux_module, benchmark_infer, benchmark_train, build_model, build_model_from_config,
-    environment, flops_rows, make_labels, params_rows, scaling_rows, train_rows, train_step,
+    CPP_HEADERS,
+    DEFAULT_THREADS,
+    DEMO_CONFIG,
+    HEADS,
+    INFER_HEADERS,
+    TRAIN_HEADERS,
+    VARIANTS,
+    K,
+    aux_module,
+    benchmark_infer,
+    benchmark_train,
+    build_model,
+    build_model_from_config,
+    environment,
+    flops_rows,
+    format_gflops,
+    infer_rows,
+    make_labels,
+    params_rows,
+    scaling_rows,
+    train_rows,
+    train_step,
 )
 from seethroughnet.experiments.report import markdown_table
 
@@ -63,7 +82,11 @@ def _print(title: str, headers, rows) -> None:
 
 
 def cmd_params(a) -> None:
-    _print(f"Parameters ({a.heads} heads)", ["part"] + list(a.backbones), params_rows(a.backbones, a.heads))
+    _print(
+        f"Parameters ({a.heads} heads)",
+        ["part"] + list(a.backbones),
+        params_rows(a.backbones, a.heads),
+    )
 
 
 def cmd_flops(a) -> None:
@@ -74,25 +97,44 @@ def cmd_flops(a) -> None:
     _print(
         f"{a.backbone} ({a.heads} heads): parameters and fvcore GFLOPs (1 GFLOP = 1e9 multiply-adds) of "
         f"single-scale inference, batch 1 (counted in {time.perf_counter() - t0:.0f} s)",
-        ["part", "params", f"GFLOPs @ {hs[0]}x{hs[1]} (counted)" if hs else "-", f"GFLOPs @ {cs[0]}x{cs[1]} (counted)",
-         f"GFLOPs @ {ts[0]}x{ts[1]} (a*HW+b from the counts)"],
+        [
+            "part",
+            "params",
+            f"GFLOPs @ {hs[0]}x{hs[1]} (counted)" if hs else "-",
+            f"GFLOPs @ {cs[0]}x{cs[1]} (counted)",
+            f"GFLOPs @ {ts[0]}x{ts[1]} (a*HW+b from the counts)",
+        ],
         rows,
     )
     a_tot, b_tot = f["fit"]["total"]
-    print(f"\nsingle-scale total = {a_tot:,.2f} flops/pixel x H x W + {b_tot:,.0f} flops "
-          f"(the constant: OCR key/value convs on the {K} object-region vectors); "
-          f"plain pixel-ratio scaling of the {cs[0]}x{cs[1]} count would give "
-          f"{f['counted']['total'] * ts[0] * ts[1] / (cs[0] * cs[1]) / 1e9:,.3f} GFLOPs")
+    print(
+        f"\nsingle-scale total = {a_tot:,.2f} flops/pixel x H x W + {b_tot:,.0f} flops "
+        f"(the constant: OCR key/value convs on the {K} object-region vectors); "
+        f"plain pixel-ratio scaling of the {cs[0]}x{cs[1]} count would give "
+        f"{f['counted']['total'] * ts[0] * ts[1] / (cs[0] * cs[1]) / 1e9:,.3f} GFLOPs"
+    )
     ops = f["counted"]["by_operator"]
-    _print(f"fvcore operators counted @ {cs[0]}x{cs[1]} (GFLOPs)", ["operator", "GFLOPs"],
-           [[k, _fmt_g(v)] for k, v in sorted(ops.items(), key=lambda kv: -kv[1])])
+    _print(
+        f"fvcore operators counted @ {cs[0]}x{cs[1]} (GFLOPs)",
+        ["operator", "GFLOPs"],
+        [[k, format_gflops(v)] for k, v in sorted(ops.items(), key=lambda kv: -kv[1])],
+    )
     if a.verify_sizes:
         sizes = [tuple(int(v) for v in s.split("x")) for s in a.verify_sizes]
         vb = a.verify_backbone or a.backbone
-        _print(f"Scaling check: {vb} ({a.heads} heads), fvcore GFLOPs vs input size",
-               ["input", "encoder", "decoder", "OCR", "total", "flops per pixel / first row",
-                "count - (a*HW+b) fitted on the first two rows (flops)"],
-               scaling_rows(build_model(vb, a.heads), sizes, a.device))
+        _print(
+            f"Scaling check: {vb} ({a.heads} heads), fvcore GFLOPs vs input size",
+            [
+                "input",
+                "encoder",
+                "decoder",
+                "OCR",
+                "total",
+                "flops per pixel / first row",
+                "count - (a*HW+b) fitted on the first two rows (flops)",
+            ],
+            scaling_rows(build_model(vb, a.heads), sizes, a.device),
+        )
 
 
 def _train_model(a):
@@ -111,20 +153,32 @@ def _train_model(a):
 def cmd_train(a) -> None:
     model, batch, size, desc = _train_model(a)
     t0 = time.perf_counter()
-    res = benchmark_train(model, batch, size, a.variants, a.warmup, a.steps, a.device, cpp_repeats=a.cpp_repeats,
-                          aux_repeats=a.aux_repeats)
+    res = benchmark_train(
+        model,
+        batch,
+        size,
+        a.variants,
+        a.warmup,
+        a.steps,
+        a.device,
+        cpp_repeats=a.cpp_repeats,
+        aux_repeats=a.aux_repeats,
+    )
     rows, cpp_rows = train_rows(res)
     _print(
         f"Training step on {a.device}: {desc}, batch {batch}, {size[0]}x{size[1]}, forward + losses + backward + "
         f"SGD; {a.steps} measured rounds after {a.warmup} warm-up rounds, variants interleaved "
         f"({time.perf_counter() - t0:.0f} s)",
-        TRAIN_HEADERS, rows,
+        TRAIN_HEADERS,
+        rows,
     )
     _print("Decoder loss terms and CPP targets alone (same batch)", CPP_HEADERS, cpp_rows)
     if res["nonfinite"]:
         print(f"\nWARNING: non-finite loss at (round, variant) {res['nonfinite']}")
     if a.device == "cpu":
-        print(f"\nprocess peak RSS (whole run): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+        print(
+            f"\nprocess peak RSS (whole run): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+        )
 
 
 def _rss_gib() -> Tuple[float, float]:
@@ -152,9 +206,13 @@ def cmd_memory(a) -> None:
         variant = a.variants[0]
         rss_built, _ = _rss_gib()
         t0 = time.perf_counter()
-        res = train_step(model, opt, images, labels, variant, aux_module(variant, model), torch.device("cpu"))
+        res = train_step(
+            model, opt, images, labels, variant, aux_module(variant, model), torch.device("cpu")
+        )
         _, peak = _rss_gib()
-        print(f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {time.perf_counter() - t0:.1f} {res['n_terms']}")
+        print(
+            f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {time.perf_counter() - t0:.1f} {res['n_terms']}"
+        )
         return
     import subprocess
 
@@ -162,10 +220,26 @@ def cmd_memory(a) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     for v in a.variants:
-        cmd = [sys.executable, "-m", "seethroughnet.experiments.benchmark_cli", "memory", "--one",
-               "--variants", v, "--backbone", a.backbone,
-               "--size", str(a.size[0]), str(a.size[1]), "--batch", str(a.batch), "--heads", a.heads,
-               "--threads", str(a.threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "seethroughnet.experiments.benchmark_cli",
+            "memory",
+            "--one",
+            "--variants",
+            v,
+            "--backbone",
+            a.backbone,
+            "--size",
+            str(a.size[0]),
+            str(a.size[1]),
+            "--batch",
+            str(a.batch),
+            "--heads",
+            a.heads,
+            "--threads",
+            str(a.threads),
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMORY ")]
         if r.returncode != 0 or not line:
@@ -179,8 +253,15 @@ def cmd_memory(a) -> None:
     _print(
         f"CPU peak RSS of one training step: {a.backbone}, {a.heads} heads, batch {a.batch}, {a.size[0]}x{a.size[1]} "
         "(two training resolutions), a fresh process per variant",
-        ["aux losses", "loss terms", "RSS after building the model (GiB)", "peak RSS, VmHWM (GiB)",
-         "peak - built (GiB)", "step time (s)", "peak vs none"],
+        [
+            "aux losses",
+            "loss terms",
+            "RSS after building the model (GiB)",
+            "peak RSS, VmHWM (GiB)",
+            "peak - built (GiB)",
+            "step time (s)",
+            "peak vs none",
+        ],
         rows,
     )
 
@@ -197,15 +278,25 @@ def cmd_infer(a) -> None:
     _print(
         f"Inference on {a.device}, batch 1, {a.heads} heads ({time.perf_counter() - t0:.0f} s; warm-up runs: "
         f"{a.warmup}, W48 multi-scale {a.warmup_slow})",
-        INFER_HEADERS, infer_rows(res, a.size),
+        INFER_HEADERS,
+        infer_rows(res, a.size),
     )
 
 
 def cmd_all(a) -> None:
     for argv in (
         ["params", "--backbones", "hrnet_w48", "hrnet_w18", "hrnet_w18_small_v2"],
-        ["flops", "--backbone", "hrnet_w48", "--verify-sizes", "128x256", "256x512", "512x1024",
-         "--verify-backbone", "hrnet_w18_small_v2"],
+        [
+            "flops",
+            "--backbone",
+            "hrnet_w48",
+            "--verify-sizes",
+            "128x256",
+            "256x512",
+            "512x1024",
+            "--verify-backbone",
+            "hrnet_w18_small_v2",
+        ],
         ["train", "--config", DEMO_CONFIG, "--steps", "12", "--warmup", "2"],
         ["train", "--config", DEMO_CONFIG, "--steps", "12", "--warmup", "2", "--threads", "1"],
         ["infer"],
@@ -220,17 +311,23 @@ def _size(s):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(q):
         q.add_argument("--device", default="cpu", help="cpu or cuda")
         q.add_argument("--heads", default="paper", choices=sorted(HEADS))
-        q.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+        q.add_argument(
+            "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
+        )
 
     q = sub.add_parser("params", help="parameter counts")
     common(q)
-    q.add_argument("--backbones", nargs="+", default=["hrnet_w48", "hrnet_w18", "hrnet_w18_small_v2"])
+    q.add_argument(
+        "--backbones", nargs="+", default=["hrnet_w48", "hrnet_w18", "hrnet_w18_small_v2"]
+    )
     q.set_defaults(func=cmd_params)
 
     q = sub.add_parser("flops", help="fvcore FLOPs of single-scale inference, per part")
@@ -238,23 +335,54 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--backbone", default="hrnet_w48")
     q.add_argument("--count-size", nargs=2, type=_size, default=[512, 1024], metavar=("H", "W"))
     q.add_argument("--target-size", nargs=2, type=_size, default=[1024, 2048], metavar=("H", "W"))
-    q.add_argument("--verify-sizes", nargs="*", default=[], metavar="HxW",
-                   help="also count the whole model at these sizes to check the linear scaling")
-    q.add_argument("--verify-backbone", default=None, help="backbone of the scaling check (default: --backbone)")
+    q.add_argument(
+        "--verify-sizes",
+        nargs="*",
+        default=[],
+        metavar="HxW",
+        help="also count the whole model at these sizes to check the linear scaling",
+    )
+    q.add_argument(
+        "--verify-backbone",
+        default=None,
+        help="backbone of the scaling check (default: --backbone)",
+    )
     q.set_defaults(func=cmd_flops)
 
     q = sub.add_parser("train", help="training step time with / without the CPP auxiliary losses")
     common(q)
-    q.add_argument("--config", default=None, help="build the model from this detectron2 config (batch and crop from it too)")
+    q.add_argument(
+        "--config",
+        default=None,
+        help="build the model from this detectron2 config (batch and crop from it too)",
+    )
     q.add_argument("--backbone", default="hrnet_w18_small_v2")
-    q.add_argument("--batch", type=int, default=None, help="default: SOLVER.IMS_PER_BATCH with --config, else 1")
-    q.add_argument("--size", nargs=2, type=_size, default=None, metavar=("H", "W"),
-                   help="multiples of 64; default: INPUT.CROP.SIZE with --config, else 128 256")
-    q.add_argument("--variants", nargs="+", default=["cpp_kl", "none", "upsample_ce"], choices=VARIANTS)
+    q.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="default: SOLVER.IMS_PER_BATCH with --config, else 1",
+    )
+    q.add_argument(
+        "--size",
+        nargs=2,
+        type=_size,
+        default=None,
+        metavar=("H", "W"),
+        help="multiples of 64; default: INPUT.CROP.SIZE with --config, else 128 256",
+    )
+    q.add_argument(
+        "--variants", nargs="+", default=["cpp_kl", "none", "upsample_ce"], choices=VARIANTS
+    )
     q.add_argument("--warmup", type=int, default=2)
     q.add_argument("--steps", type=int, default=10)
     q.add_argument("--cpp-repeats", type=int, default=30)
-    q.add_argument("--aux-repeats", type=int, default=20, help="repeats of the decoder-terms-alone timing (0: skip)")
+    q.add_argument(
+        "--aux-repeats",
+        type=int,
+        default=20,
+        help="repeats of the decoder-terms-alone timing (0: skip)",
+    )
     q.set_defaults(func=cmd_train)
 
     q = sub.add_parser("infer", help="inference images/second, single and multi-scale")
@@ -268,13 +396,18 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--warmup-slow", type=int, default=0, help="warm-up runs of W48 multi-scale")
     q.set_defaults(func=cmd_infer)
 
-    q = sub.add_parser("memory", help="CPU peak RSS of one training step, per auxiliary-loss variant (a process each)")
+    q = sub.add_parser(
+        "memory",
+        help="CPU peak RSS of one training step, per auxiliary-loss variant (a process each)",
+    )
     common(q)
     q.add_argument("--backbone", default="hrnet_w48")
     q.add_argument("--size", nargs=2, type=_size, default=[512, 1024], metavar=("H", "W"))
     q.add_argument("--batch", type=int, default=1)
     q.add_argument("--variants", nargs="+", default=["cpp_kl", "none"], choices=VARIANTS)
-    q.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: measure one variant here
+    q.add_argument(
+        "--one", action="store_true", help=argparse.SUPPRESS
+    )  # internal: measure one variant here
     q.set_defaults(func=cmd_memory)
 
     q = sub.add_parser("all", help="everything docs/seethroughnet_benchmark.md records")
@@ -285,7 +418,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run(a) -> None:
-    torch.set_num_threads(a.threads or _DEFAULT_THREADS)
+    torch.set_num_threads(a.threads or DEFAULT_THREADS)
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but no GPU is available")
     if a.cmd != "all":

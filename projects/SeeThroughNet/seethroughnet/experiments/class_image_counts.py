@@ -138,7 +138,9 @@ class ClassImageCounts:
         )
 
 
-def _label_pixel_counts(path: str, table: LabelTable, num_classes: int, ignore_label: int) -> Tuple[np.ndarray, int]:
+def _label_pixel_counts(
+    path: str, table: LabelTable, num_classes: int, ignore_label: int
+) -> Tuple[np.ndarray, int]:
     """``(pixels of each class 0..K-1, ignored pixels)`` of one label file.
 
     Decoding and the value check are the dataset validation's ``read_label``: a missing,
@@ -179,7 +181,10 @@ def count_class_images(
         class_colors = default_colors(k)
     files = list(label_files)
     results = run_parallel(
-        lambda f: _label_pixel_counts(f, table, k, ignore_label), files, f"{name}: reading label files", progress,
+        lambda f: _label_pixel_counts(f, table, k, ignore_label),
+        files,
+        f"{name}: reading label files",
+        progress,
         workers=max(1, workers),
     )
     unreadable, bad_values = split_file_errors(results)
@@ -187,7 +192,9 @@ def count_class_images(
         "missing, truncated or corrupt label files" if unreadable else "",
         "label values outside the label table" if bad_values else "",
     ]
-    raise_problems(name, unreadable + bad_values, " and ".join(w for w in what if w))  # one error for all
+    raise_problems(
+        name, unreadable + bad_values, " and ".join(w for w in what if w)
+    )  # one error for all
 
     images = np.zeros(k, dtype=np.int64)
     pixels = np.zeros(k, dtype=np.int64)
@@ -241,7 +248,12 @@ def _cityscapes_classes():
         TRAIN_ID_TABLE,
     )
 
-    return list(CITYSCAPES_STUFF_CLASSES), list(CITYSCAPES_STUFF_COLORS), CITYSCAPES_IGNORE_LABEL, TRAIN_ID_TABLE
+    return (
+        list(CITYSCAPES_STUFF_CLASSES),
+        list(CITYSCAPES_STUFF_COLORS),
+        CITYSCAPES_IGNORE_LABEL,
+        TRAIN_ID_TABLE,
+    )
 
 
 def cityscapes_label_source(root: str, split: str, name: Optional[str] = None) -> LabelSource:
@@ -267,7 +279,9 @@ def cityscapes_label_source(root: str, split: str, name: Optional[str] = None) -
             if has_label_ids
             else " Expected one sub-folder per city holding the gtFine files."
         )
-        raise DatasetError(f"the label folder {gt_dir} holds no <city>/*{CITYSCAPES_TRAIN_IDS_SUFFIX} files.{hint}")
+        raise DatasetError(
+            f"the label folder {gt_dir} holds no <city>/*{CITYSCAPES_TRAIN_IDS_SUFFIX} files.{hint}"
+        )
     classes, colors, ignore, table = _cityscapes_classes()
     return LabelSource(
         name=name or f"cityscapes_{split}",
@@ -334,7 +348,10 @@ def registered_label_source(dataset: str, name: Optional[str] = None) -> LabelSo
                 "with its class names (see register_folder_semseg)."
             )
         ignore = int(meta.get("ignore_label", 255))
-        colors = [tuple(int(v) for v in c) for c in (meta.get("stuff_colors") or default_colors(len(classes)))]
+        colors = [
+            tuple(int(v) for v in c)
+            for c in (meta.get("stuff_colors") or default_colors(len(classes)))
+        ]
         table = folder_label_table(dataset, len(classes), ignore)
         id_column = "id"
     return LabelSource(
@@ -355,7 +372,11 @@ def registered_label_source(dataset: str, name: Optional[str] = None) -> LabelSo
 def format_markdown(counts: ClassImageCounts) -> str:
     """The table, one row per class in class order, with a title line and a footer."""
     n = counts.num_images
-    at_least = "1 label pixel holds" if counts.min_pixels == 1 else f"{counts.min_pixels} label pixels hold"
+    at_least = (
+        "1 label pixel holds"
+        if counts.min_pixels == 1
+        else f"{counts.min_pixels} label pixels hold"
+    )
     lines = [
         f"**Images per class: {counts.name}** ({n} image{'' if n == 1 else 's'}; an image contains a "
         f"class when at least {at_least} it; source: {counts.source})",
@@ -398,11 +419,21 @@ def draw_bar_chart(counts: ClassImageCounts, path: str) -> None:
         bars = ax.bar(x, counts.images_per_class, color=colors, edgecolor="black", linewidth=0.6)
         for bar, value in zip(bars, counts.images_per_class):
             ax.annotate(
-                str(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7,
+                str(value),
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
             )
-        ax.axhline(counts.num_images, color="0.3", linestyle="--", linewidth=1.0,
-                   label=f"all {counts.num_images} images")
+        ax.axhline(
+            counts.num_images,
+            color="0.3",
+            linestyle="--",
+            linewidth=1.0,
+            label=f"all {counts.num_images} images",
+        )
         ax.set_xticks(x)
         ax.set_xticklabels(counts.class_names, rotation=45, ha="right", fontsize=8)
         ax.set_xlim(-0.6, k - 0.4)
@@ -442,23 +473,47 @@ def _positive_int(text: str) -> int:
 
 
 def _parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--dataset", help="a registered semantic-segmentation dataset, e.g. cityscapes_fine_sem_seg_train")
-    where.add_argument("--cityscapes-root", help="a Cityscapes folder holding gtFine/ (use with --split)")
-    p.add_argument("--split", help="with --cityscapes-root: train, val or test (any gtFine/<split> folder)")
-    p.add_argument("--output-dir", required=True, help="folder for <name>_class_image_counts.{md,json,png}")
-    p.add_argument("--name", help="name in titles and file names (default: the dataset name or cityscapes_<split>)")
-    p.add_argument("--min-pixels", type=_positive_int, default=1,
-                   help="an image contains a class when at least this many of its pixels hold it (default: 1)")
-    p.add_argument("--workers", type=_positive_int, default=min(4, os.cpu_count() or 1),
-                   help="threads reading label files (default: min(4, CPU count))")
+    where.add_argument(
+        "--dataset",
+        help="a registered semantic-segmentation dataset, e.g. cityscapes_fine_sem_seg_train",
+    )
+    where.add_argument(
+        "--cityscapes-root", help="a Cityscapes folder holding gtFine/ (use with --split)"
+    )
+    p.add_argument(
+        "--split", help="with --cityscapes-root: train, val or test (any gtFine/<split> folder)"
+    )
+    p.add_argument(
+        "--output-dir", required=True, help="folder for <name>_class_image_counts.{md,json,png}"
+    )
+    p.add_argument(
+        "--name",
+        help="name in titles and file names (default: the dataset name or cityscapes_<split>)",
+    )
+    p.add_argument(
+        "--min-pixels",
+        type=_positive_int,
+        default=1,
+        help="an image contains a class when at least this many of its pixels hold it (default: 1)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=min(4, os.cpu_count() or 1),
+        help="threads reading label files (default: min(4, CPU count))",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.cityscapes_root is not None and not args.split:
         p.error("--cityscapes-root needs --split (e.g. --split train)")
     if args.dataset is not None and args.split:
-        p.error("--split goes with --cityscapes-root; a registered dataset name already names its split")
+        p.error(
+            "--split goes with --cityscapes-root; a registered dataset name already names its split"
+        )
     if args.name is not None and (not args.name or os.sep in args.name):
         p.error(f"--name {args.name!r} must be a plain file-name stem")
     return args

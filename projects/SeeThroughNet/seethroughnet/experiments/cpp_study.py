@@ -51,6 +51,7 @@ Grid file::
       seeds: [0]
     opts: [...]                                # optional, appended to every cell
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,16 +69,18 @@ from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, sav
 logger = logging.getLogger("seethroughnet.experiments.cpp_study")
 
 #: The repository root (cell configs are relative to it).
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))))
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+)
 #: The folder that holds the ``seethroughnet`` package (put first on a cell's PYTHONPATH).
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # ----------------------------------------------------------------------------------------- cells
 
 
-def train_cell(config: str, out_dir: str, opts: List[str],
-               allow_unsafe_config: bool = False) -> dict:
+def train_cell(
+    config: str, out_dir: str, opts: List[str], allow_unsafe_config: bool = False
+) -> dict:
     """Train + evaluate one config in this process; returns the cell's results."""
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
@@ -89,8 +92,9 @@ def train_cell(config: str, out_dir: str, opts: List[str],
     os.makedirs(out_dir, exist_ok=True)
     setup_logger(out_dir, name="detectron2")
     setup_logger(out_dir, name="seethroughnet")
-    cfg = load_config(config, list(opts) + ["OUTPUT_DIR", out_dir],
-                      allow_unsafe_config=allow_unsafe_config)
+    cfg = load_config(
+        config, list(opts) + ["OUTPUT_DIR", out_dir], allow_unsafe_config=allow_unsafe_config
+    )
     cfg.freeze()
     write_text(os.path.join(out_dir, "config.yaml"), cfg.dump())
     # python, numpy, torch (+ the data sampler's seed)
@@ -135,11 +139,15 @@ def cell_main(argv=None) -> int:
     args = p.parse_args(argv)
     path = os.path.join(args.out, grid_runner.RESULT_FILE)
     try:
-        res = train_cell(args.config, args.out, apply_safety_arguments(args, args.opts),
-                         args.allow_unsafe_config)
+        res = train_cell(
+            args.config, args.out, apply_safety_arguments(args, args.opts), args.allow_unsafe_config
+        )
     except BaseException as e:  # noqa: BLE001 -- recorded, not hidden
-        res = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-               "traceback": traceback.format_exc()[-4000:]}
+        res = {
+            "status": "failed",
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc()[-4000:],
+        }
         grid_runner.write_json(path, res)
         print(res["traceback"], file=sys.stderr)
         return 1
@@ -169,8 +177,14 @@ def load_grid(path: str, allow_unsafe: bool = False) -> dict:
 def _aux_opts(loss: str, num_heads: int) -> List[str]:
     if num_heads == 0:
         return ["MODEL.CPP_AUX.ENABLED", "False"]
-    return ["MODEL.CPP_AUX.ENABLED", "True", "MODEL.CPP_AUX.NUM_HEADS", str(num_heads),
-            "MODEL.CPP_AUX.LOSS", loss]
+    return [
+        "MODEL.CPP_AUX.ENABLED",
+        "True",
+        "MODEL.CPP_AUX.NUM_HEADS",
+        str(num_heads),
+        "MODEL.CPP_AUX.LOSS",
+        loss,
+    ]
 
 
 def cell_id(model: str, dataset: str, loss: str, num_heads: int, seed: int) -> str:
@@ -184,18 +198,22 @@ def expand_grid(grid: dict) -> List[dict]:
     from seethroughnet.nn.aux_losses import AUX_LOSS_KINDS
 
     cells: Dict[str, dict] = {}
-    variants = grid.get("variants") or {"baseline": {"loss": "upsample_ce", "num_heads": 4},
-                                        "cpp": {"loss": "cpp_kl", "num_heads": 4}}
+    variants = grid.get("variants") or {
+        "baseline": {"loss": "upsample_ce", "num_heads": 4},
+        "cpp": {"loss": "cpp_kl", "num_heads": 4},
+    }
 
     def add(model, dataset, loss, num_heads, seed, tag):
         if loss not in AUX_LOSS_KINDS:
-            raise ValueError(f"unknown auxiliary loss {loss!r}; "
-                             f"valid choices: {', '.join(AUX_LOSS_KINDS)}")
+            raise ValueError(
+                f"unknown auxiliary loss {loss!r}; " f"valid choices: {', '.join(AUX_LOSS_KINDS)}"
+            )
         if model not in grid["models"]:
             raise ValueError(f"unknown model {model!r}; valid choices: {', '.join(grid['models'])}")
         if dataset not in grid["datasets"]:
-            raise ValueError(f"unknown dataset {dataset!r}; "
-                             f"valid choices: {', '.join(grid['datasets'])}")
+            raise ValueError(
+                f"unknown dataset {dataset!r}; " f"valid choices: {', '.join(grid['datasets'])}"
+            )
         cid = cell_id(model, dataset, loss, int(num_heads), int(seed))
         if cid in cells:
             cells[cid]["tags"].append(tag)
@@ -211,9 +229,17 @@ def expand_grid(grid: dict) -> List[dict]:
         opts += [str(o) for o in d.get("opts", [])]
         opts += _aux_opts(loss, int(num_heads)) + ["SEED", str(seed)]
         opts += [str(o) for o in grid.get("opts", [])]
-        cells[cid] = {"id": cid, "model": model, "dataset": dataset,
-                      "loss": loss if num_heads else "none", "num_heads": int(num_heads),
-                      "seed": int(seed), "config": m["config"], "opts": opts, "tags": [tag]}
+        cells[cid] = {
+            "id": cid,
+            "model": model,
+            "dataset": dataset,
+            "loss": loss if num_heads else "none",
+            "num_heads": int(num_heads),
+            "seed": int(seed),
+            "config": m["config"],
+            "opts": opts,
+            "tags": [tag],
+        }
 
     for model in grid["models"]:
         for dataset in grid["datasets"]:
@@ -229,23 +255,36 @@ def expand_grid(grid: dict) -> List[dict]:
     return list(cells.values())
 
 
-def subprocess_cell(timeout_s: Optional[float] = None, threads: int = 1,
-                    allow_unsafe_config: bool = False) -> Callable[[dict, str], dict]:
+def subprocess_cell(
+    timeout_s: Optional[float] = None, threads: int = 1, allow_unsafe_config: bool = False
+) -> Callable[[dict, str], dict]:
     """A ``run_cell(cell, cell_dir)`` that trains the cell in a fresh Python (:func:`cell_main`),
     logged to ``cell_dir/log.txt``, and returns its ``result.json``."""
 
     def run(cell: dict, cell_dir: str) -> dict:
         cfg = os.path.join(REPO, cell["config"])  # an absolute path stays as it is
-        cmd = [sys.executable, "-W", "ignore", "-m", "seethroughnet.experiments.cpp_study",
-               "--config", cfg, "--out", cell_dir,
-               *(["--allow-unsafe-config"] if allow_unsafe_config else []), *cell["opts"]]
+        cmd = [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "seethroughnet.experiments.cpp_study",
+            "--config",
+            cfg,
+            "--out",
+            cell_dir,
+            *(["--allow-unsafe-config"] if allow_unsafe_config else []),
+            *cell["opts"],
+        ]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         grid_runner.run_command(cmd, cell_dir, timeout=timeout_s, env=env, cwd=REPO)
         res = grid_runner.read_result(cell_dir)
         if res is None:
-            raise grid_runner.CellError(f"the cell exited without {grid_runner.RESULT_FILE} "
-                                        f"(see {cell_dir}/{grid_runner.LOG_FILE})")
+            raise grid_runner.CellError(
+                f"the cell exited without {grid_runner.RESULT_FILE} "
+                f"(see {cell_dir}/{grid_runner.LOG_FILE})"
+            )
         return res
 
     return run
@@ -258,21 +297,33 @@ def _order(c: dict):
     return (0, c["seed"], 0) if table1 else (1, c["num_heads"], c["seed"])
 
 
-def run_grid(grid: dict, out_dir: str, run_cell: Optional[Callable[[dict, str], dict]] = None,
-             parallel: int = 1, retry_failed: bool = False, dry_run: bool = False,
-             allow_unsafe_config: bool = False) -> List[dict]:
+def run_grid(
+    grid: dict,
+    out_dir: str,
+    run_cell: Optional[Callable[[dict, str], dict]] = None,
+    parallel: int = 1,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    allow_unsafe_config: bool = False,
+) -> List[dict]:
     """Run every cell of the grid that has no ``result.json`` (and failed ones with
     ``retry_failed``) on :func:`seethroughnet.experiments.grid.run_grid`; ``run_cell(cell,
     cell_dir)`` defaults to :func:`subprocess_cell`. Returns the gathered records (also
     ``results.jsonl``)."""
     if run_cell is None:
-        run_cell = subprocess_cell(grid.get("timeout_s"), int(grid.get("threads", 1)),
-                                   allow_unsafe_config)
+        run_cell = subprocess_cell(
+            grid.get("timeout_s"), int(grid.get("threads", 1)), allow_unsafe_config
+        )
     cells = [grid_runner.Cell(c["id"], info=c) for c in sorted(expand_grid(grid), key=_order)]
     grid_runner.run_grid(
-        cells, out_dir, lambda cell, cell_dir: run_cell(cell.info, cell_dir),
-        retry_failed=retry_failed, parallel=parallel, dry_run=dry_run,
-        describe=lambda cell: f"{cell.info['config']} {' '.join(cell.info['opts'])}")
+        cells,
+        out_dir,
+        lambda cell, cell_dir: run_cell(cell.info, cell_dir),
+        retry_failed=retry_failed,
+        parallel=parallel,
+        dry_run=dry_run,
+        describe=lambda cell: f"{cell.info['config']} {' '.join(cell.info['opts'])}",
+    )
     return gather(grid, out_dir)
 
 
@@ -284,8 +335,10 @@ def gather(grid: dict, out_dir: str) -> List[dict]:
         rec = {k: c[k] for k in ("id", "model", "dataset", "loss", "num_heads", "seed", "tags")}
         rec.update({k: v for k, v in res.items() if k not in ("traceback", "log_tail")})
         records.append(rec)
-    write_text(os.path.join(out_dir, "results.jsonl"),
-               "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_text(
+        os.path.join(out_dir, "results.jsonl"),
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in records),
+    )
     return records
 
 
@@ -305,16 +358,24 @@ def _fmt(m, s=None, n=None):
 
 
 def _variant_spec(grid, name):
-    variants = grid.get("variants") or {"baseline": {"loss": "upsample_ce", "num_heads": 4},
-                                        "cpp": {"loss": "cpp_kl", "num_heads": 4}}
+    variants = grid.get("variants") or {
+        "baseline": {"loss": "upsample_ce", "num_heads": 4},
+        "cpp": {"loss": "cpp_kl", "num_heads": 4},
+    }
     v = variants[name]
     n = int(v.get("num_heads", 4))
     return ("none" if n == 0 else v["loss"]), n
 
 
 def _select(records, model, dataset, loss, num_heads):
-    return [r for r in records if r["model"] == model and r["dataset"] == dataset
-            and r["loss"] == loss and r["num_heads"] == num_heads]
+    return [
+        r
+        for r in records
+        if r["model"] == model
+        and r["dataset"] == dataset
+        and r["loss"] == loss
+        and r["num_heads"] == num_heads
+    ]
 
 
 def _status_note(rs):
@@ -332,9 +393,11 @@ def table1(grid: dict, records: List[dict]) -> str:
     t1 = grid.get("table1", {"baseline": "baseline", "cpp": "cpp"})
     b_loss, b_n = _variant_spec(grid, t1["baseline"])
     c_loss, c_n = _variant_spec(grid, t1["cpp"])
-    lines = ["| model | dataset | baseline mIoU | with CPP mIoU | gain (paired) | seeds (b/c) "
-             "| per seed: baseline / CPP | notes |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | dataset | baseline mIoU | with CPP mIoU | gain (paired) | seeds (b/c) "
+        "| per seed: baseline / CPP | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for model in grid["models"]:
         for dataset in grid["datasets"]:
             rb = _select(records, model, dataset, b_loss, b_n)
@@ -345,13 +408,19 @@ def table1(grid: dict, records: List[dict]) -> str:
             mc, sc = _mean_std(list(oc.values()))
             paired = [oc[s] - ob[s] for s in ob if s in oc]
             mg, sg = _mean_std(paired)
-            note = "; ".join(f"{who} {_status_note(rs)}"
-                             for who, rs in (("baseline", rb), ("CPP", rc)) if _status_note(rs))
+            note = "; ".join(
+                f"{who} {_status_note(rs)}"
+                for who, rs in (("baseline", rb), ("CPP", rc))
+                if _status_note(rs)
+            )
             gain = fmt_mean_std(mg, sg, 2, sign=True)
-            per_seed = " / ".join(", ".join(f"{d[k]:.1f}" for k in sorted(d)) or "-"
-                                  for d in (ob, oc))
-            lines.append(f"| {model} | {dataset} | {_fmt(mb, sb)} | {_fmt(mc, sc)} | {gain} "
-                         f"| {len(ob)}/{len(oc)} | {per_seed} | {note} |")
+            per_seed = " / ".join(
+                ", ".join(f"{d[k]:.1f}" for k in sorted(d)) or "-" for d in (ob, oc)
+            )
+            lines.append(
+                f"| {model} | {dataset} | {_fmt(mb, sb)} | {_fmt(mc, sc)} | {gain} "
+                f"| {len(ob)}/{len(oc)} | {per_seed} | {note} |"
+            )
     return "\n".join(lines)
 
 
@@ -369,8 +438,10 @@ def table2(grid: dict, records: List[dict]) -> str:
             all_c = _select(records, model, dataset, c_loss, c_n)
             rb = [r for r in all_b if r.get("status") == "ok"]
             rc = [r for r in all_c if r.get("status") == "ok"]
-            title = (f"**{model} / {dataset}** (baseline n={len(rb)}, CPP n={len(rc)}; "
-                     f"instance classes: {', '.join(sorted(inst)) or 'none'})")
+            title = (
+                f"**{model} / {dataset}** (baseline n={len(rb)}, CPP n={len(rc)}; "
+                f"instance classes: {', '.join(sorted(inst)) or 'none'})"
+            )
             if not rb or not rc:
                 missing = _status_note(all_b + all_c)
                 out.append(title + f"\n\nno complete pair of runs ({missing or 'no cells'})\n")
@@ -382,8 +453,10 @@ def table2(grid: dict, records: List[dict]) -> str:
                 mb = _mean_std([r["IoU"].get(c, float("nan")) for r in rb])[0]
                 mc = _mean_std([r["IoU"].get(c, float("nan")) for r in rc])[0]
                 diffs[c] = mc - mb
-                rows.append(f"| {c} | {'yes' if c in inst else ''} | {mb:.2f} | {mc:.2f} "
-                            f"| {mc - mb:+.2f} |")
+                rows.append(
+                    f"| {c} | {'yes' if c in inst else ''} | {mb:.2f} | {mc:.2f} "
+                    f"| {mc - mb:+.2f} |"
+                )
             di = [d for c, d in diffs.items() if c in inst and d == d]
             dn = [d for c, d in diffs.items() if c not in inst and d == d]
             rows.append(f"| **instance avg** | | | | {_mean_std(di)[0]:+.2f} |")
@@ -398,8 +471,12 @@ def figure5_features(grid: dict, records: List[dict]) -> Dict[int, List[str]]:
     fig = grid.get("figure5") or {}
     out: Dict[int, List[str]] = {}
     for r in records:
-        if (r.get("model") == fig.get("model") and r.get("dataset") == fig.get("dataset")
-                and r.get("status") == "ok" and "aux_features" in r):
+        if (
+            r.get("model") == fig.get("model")
+            and r.get("dataset") == fig.get("dataset")
+            and r.get("status") == "ok"
+            and "aux_features" in r
+        ):
             out.setdefault(int(r["num_heads"]), list(r["aux_features"]))
     return out
 
@@ -432,11 +509,15 @@ def figure5_markdown(grid: dict, records: List[dict]) -> str:
     names = list(data)
     heads = [p[0] for p in data[names[0]]]
     feats = figure5_features(grid, records)
-    lines = [f"mIoU of {fig['model']} on {fig['dataset']} vs number of auxiliary heads "
-             "(mean ± std over seeds; "
-             "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
-             "the stages each point used, as its cells recorded them, in brackets)", "",
-             "| auxiliary heads | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines = [
+        f"mIoU of {fig['model']} on {fig['dataset']} vs number of auxiliary heads "
+        "(mean ± std over seeds; "
+        "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
+        "the stages each point used, as its cells recorded them, in brackets)",
+        "",
+        "| auxiliary heads | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for i, n in enumerate(heads):
         cells = []
         for name in names:
@@ -455,9 +536,14 @@ def figure5_png(grid: dict, records: List[dict], path: str) -> Optional[str]:
         for (name, pts), marker in zip(data.items(), "os^dv"):
             pts_ok = [p for p in pts if p[1] == p[1]]
             if pts_ok:  # no error bar for a single seed
-                ax.errorbar([p[0] for p in pts_ok], [p[1] for p in pts_ok],
-                            yerr=[p[2] if p[2] == p[2] else 0.0 for p in pts_ok],
-                            marker=marker, capsize=3, label=name)
+                ax.errorbar(
+                    [p[0] for p in pts_ok],
+                    [p[1] for p in pts_ok],
+                    yerr=[p[2] if p[2] == p[2] else 0.0 for p in pts_ok],
+                    marker=marker,
+                    capsize=3,
+                    label=name,
+                )
             for p in pts:
                 if p[4]:
                     ax.annotate("failed", (p[0], ax.get_ylim()[0]), color="red", fontsize=7)
@@ -472,8 +558,9 @@ def figure5_png(grid: dict, records: List[dict], path: str) -> Optional[str]:
         return save_png(fig, path)
 
 
-def render(grid: dict, out_dir: str, md_path: Optional[str] = None,
-           fig_path: Optional[str] = None) -> str:
+def render(
+    grid: dict, out_dir: str, md_path: Optional[str] = None, fig_path: Optional[str] = None
+) -> str:
     """Gather the cells and write Tables 1-2 and Figure 5 (``md_path``, default
     ``<out>/tables.md``; ``fig_path``, default ``<out>/figure5.png``); returns the markdown."""
     records = gather(grid, out_dir)
@@ -481,19 +568,30 @@ def render(grid: dict, out_dir: str, md_path: Optional[str] = None,
     png = figure5_png(grid, records, fig_path)
     n_ok = sum(r.get("status") == "ok" for r in records)
     n_failed = sum(r.get("status") == "failed" for r in records)
-    parts = [f"Cells: {len(records)} ({n_ok} ok, {n_failed} failed, "
-             f"{len(records) - n_ok - n_failed} pending).", "",
-             "### Table 1: mIoU without / with CPP auxiliary heads", "", table1(grid, records), "",
-             "### Table 2: class-wise IoU, CPP - baseline", "", table2(grid, records), "",
-             "### Figure 5: number of auxiliary heads, up-sampling vs CPP", "",
-             figure5_markdown(grid, records)]
+    parts = [
+        f"Cells: {len(records)} ({n_ok} ok, {n_failed} failed, "
+        f"{len(records) - n_ok - n_failed} pending).",
+        "",
+        "### Table 1: mIoU without / with CPP auxiliary heads",
+        "",
+        table1(grid, records),
+        "",
+        "### Table 2: class-wise IoU, CPP - baseline",
+        "",
+        table2(grid, records),
+        "",
+        "### Figure 5: number of auxiliary heads, up-sampling vs CPP",
+        "",
+        figure5_markdown(grid, records),
+    ]
     if png:
         base = os.path.dirname(os.path.abspath(md_path)) if md_path else out_dir
         parts += ["", f"![Figure 5]({os.path.relpath(png, base)})"]
     failed = [r for r in records if r.get("status") == "failed"]
     if failed:
-        parts += ["", "### Failed cells", ""] + [f"- `{r['id']}`: {r.get('error', '?')}"
-                                                 for r in failed]
+        parts += ["", "### Failed cells", ""] + [
+            f"- `{r['id']}`: {r.get('error', '?')}" for r in failed
+        ]
     text = "\n".join(parts) + "\n"
     write_text(md_path or os.path.join(out_dir, "tables.md"), text)
     return text
@@ -508,8 +606,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["cell"]:  # one training run: its own parser (KEY VALUE overrides at the end)
         return cell_main(argv[1:])
-    p = argparse.ArgumentParser(description="CPP plug-in study runner (Tables 1-2, Figure 5)",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description="CPP plug-in study runner (Tables 1-2, Figure 5)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run / resume every cell of a grid, then render")
     r.add_argument("grid")
@@ -525,8 +625,11 @@ def main(argv=None) -> int:
     g.add_argument("--out")
     g.add_argument("--md")
     g.add_argument("--fig")
-    sub.add_parser("cell", help="one training run (used by the grid runner): "
-                                "cell --config CFG --out DIR [KEY VALUE ...]")
+    sub.add_parser(
+        "cell",
+        help="one training run (used by the grid runner): "
+        "cell --config CFG --out DIR [KEY VALUE ...]",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     grid = load_grid(args.grid, allow_unsafe=getattr(args, "allow_unsafe_config", False))
@@ -534,12 +637,16 @@ def main(argv=None) -> int:
     if args.cmd == "run":
         if args.trust_weights_file:  # MODEL.WEIGHTS_TRUSTED True for every cell
             grid = dict(grid, opts=list(grid.get("opts") or []) + ["MODEL.WEIGHTS_TRUSTED", "True"])
-        run_grid(grid, out, parallel=args.parallel or int(grid.get("parallel", 1)),
-                           retry_failed=args.retry_failed, dry_run=args.dry_run,
-                           allow_unsafe_config=args.allow_unsafe_config)
+        run_grid(
+            grid,
+            out,
+            parallel=args.parallel or int(grid.get("parallel", 1)),
+            retry_failed=args.retry_failed,
+            dry_run=args.dry_run,
+            allow_unsafe_config=args.allow_unsafe_config,
+        )
     print(render(grid, out, args.md, args.fig))
     return 0
-
 
 
 if __name__ == "__main__":  # a cell's subprocess

@@ -7,6 +7,7 @@ folder that already holds predictions (or an existing ``OUTPUT.zip``) is refused
 ``overwrite``, which removes the old zip and then the old PNGs before the first new PNG is
 written, so an interrupted export never leaves an earlier model's results under this name.
 """
+
 import argparse
 import glob
 import os
@@ -59,8 +60,9 @@ def _prediction_name(file_name):
     return stem + "_pred_labelIds.png", stem.split("_")[0]
 
 
-def export_predictions(model, data_loader, output_dir, *, overwrite=False, make_zip=True,
-                       progress=True):
+def export_predictions(
+    model, data_loader, output_dir, *, overwrite=False, make_zip=True, progress=True
+):
     """Run ``model`` over ``data_loader`` and write Cityscapes labelId PNGs; returns the paths."""
     zip_path = output_dir.rstrip("/") + ".zip"
     existing = glob.glob(os.path.join(output_dir, "**", "*.png"), recursive=True)
@@ -68,12 +70,15 @@ def export_predictions(model, data_loader, output_dir, *, overwrite=False, make_
     if existing or old_zip:
         if not overwrite:
             if existing:
-                what = (f"{output_dir} already holds {len(existing)} prediction PNGs "
-                        f"(e.g. {existing[0]})")
+                what = (
+                    f"{output_dir} already holds {len(existing)} prediction PNGs "
+                    f"(e.g. {existing[0]})"
+                )
             else:
                 what = f"{zip_path} already exists"
-            raise FileExistsError(f"{what}; choose another --output or pass --overwrite to "
-                                  "replace them")
+            raise FileExistsError(
+                f"{what}; choose another --output or pass --overwrite to " "replace them"
+            )
         # the old zip goes first: an export killed part-way must not leave an earlier model's
         # complete zip under the name of this one
         if old_zip:
@@ -123,13 +128,15 @@ def evaluate_exported_predictions(pred_dir, gt_dir):
 def main(argv=None):
     from seethroughnet.utils.safe_load import add_safety_arguments
 
-    ap = argparse.ArgumentParser(description=USAGE,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config-file", required=True)
     ap.add_argument("--weights", required=True, help="a checkpoint written by train_net.py")
     ap.add_argument("--dataset", default="cityscapes_fine_sem_seg_test")
-    ap.add_argument("--output", required=True,
-                    help="folder for the PNGs; the zip goes to OUTPUT.zip")
+    ap.add_argument(
+        "--output", required=True, help="folder for the PNGs; the zip goes to OUTPUT.zip"
+    )
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--no-zip", action="store_true")
     add_safety_arguments(ap)
@@ -144,15 +151,20 @@ def main(argv=None):
     if not os.path.isfile(args.weights):
         sys.exit(f"error: --weights {args.weights} does not exist")
     try:
-        cfg, model = load_model(args.config_file, args.weights,
-                                apply_safety_arguments(args, args.opts),
-                                allow_unsafe_config=args.allow_unsafe_config, freeze=True)
+        cfg, model = load_model(
+            args.config_file,
+            args.weights,
+            apply_safety_arguments(args, args.opts),
+            allow_unsafe_config=args.allow_unsafe_config,
+            freeze=True,
+        )
     except (UnsafeFileError, UnreadableCheckpointError) as e:
         sys.exit(f"error: {e}")
     loader = Trainer.build_test_loader(cfg, args.dataset)
     try:
-        written = export_predictions(model, loader, args.output, overwrite=args.overwrite,
-                                     make_zip=not args.no_zip)
+        written = export_predictions(
+            model, loader, args.output, overwrite=args.overwrite, make_zip=not args.no_zip
+        )
     except (FileExistsError, PermissionError) as e:
         sys.exit(f"error: {e}")
     zip_note = "" if args.no_zip else f" and {args.output.rstrip('/')}.zip"

@@ -16,6 +16,7 @@ Result folders written before this runner existed hold ``results.json`` (CPP stu
 ``cell.json`` (Table 5): they are read as the cell's result (migration, :data:`LEGACY_FILES`),
 and the next write of that cell goes to ``result.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,16 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from seethroughnet.utils.atomic import atomic_path
 
 __all__ = [
-    "RESULT_FILE", "LOG_FILE", "LEGACY_FILES", "Cell", "CellError", "read_result", "write_json",
-    "needs_run", "run_command", "run_grid",
+    "RESULT_FILE",
+    "LOG_FILE",
+    "LEGACY_FILES",
+    "Cell",
+    "CellError",
+    "read_result",
+    "write_json",
+    "needs_run",
+    "run_command",
+    "run_grid",
 ]
 
 logger = logging.getLogger("seethroughnet.experiments.grid")
@@ -125,9 +134,16 @@ def last_exception(path: str, start: int = 0) -> str:
     return found[:500] or "no exception found in the log"
 
 
-def run_command(cmd: Sequence[str], cell_dir: str, *, timeout: Optional[float] = None,
-                env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
-                notes: Sequence[str] = (), what: str = "the cell") -> None:
+def run_command(
+    cmd: Sequence[str],
+    cell_dir: str,
+    *,
+    timeout: Optional[float] = None,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[str] = None,
+    notes: Sequence[str] = (),
+    what: str = "the cell",
+) -> None:
     """Run ``cmd`` as the cell's subprocess, its output appended to ``cell_dir/log.txt`` (an
     earlier attempt's log is kept above this one, after a ``$ command`` line and ``# notes``).
     Raises :class:`CellError` ("``what`` exited with N: <the last exception line of this
@@ -142,21 +158,34 @@ def run_command(cmd: Sequence[str], cell_dir: str, *, timeout: Optional[float] =
             log.write(f"# {note}\n")
         log.flush()
         try:
-            rc = subprocess.run(list(cmd), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                env=dict(env) if env is not None else None,
-                                timeout=timeout).returncode
+            rc = subprocess.run(
+                list(cmd),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=dict(env) if env is not None else None,
+                timeout=timeout,
+            ).returncode
         except subprocess.TimeoutExpired:
-            raise CellError(f"{what} timed out after {timeout} s (log: {log_path})", "timeout",
-                            _tail(log_path, 25, start)) from None
+            raise CellError(
+                f"{what} timed out after {timeout} s (log: {log_path})",
+                "timeout",
+                _tail(log_path, 25, start),
+            ) from None
     if rc != 0:
-        raise CellError(f"{what} exited with {rc}: {last_exception(log_path, start)} "
-                        f"(log: {log_path})",
-                        rc, _tail(log_path, 25, start))
+        raise CellError(
+            f"{what} exited with {rc}: {last_exception(log_path, start)} " f"(log: {log_path})",
+            rc,
+            _tail(log_path, 25, start),
+        )
 
 
 def _failure(e: BaseException) -> dict:
-    rec = {"status": "failed", "error": f"{type(e).__name__}: {e}",
-           "traceback": traceback.format_exc(limit=5)}
+    rec = {
+        "status": "failed",
+        "error": f"{type(e).__name__}: {e}",
+        "traceback": traceback.format_exc(limit=5),
+    }
     if isinstance(e, CellError):
         rec["error"] = str(e)
         if e.returncode is not None:
@@ -166,10 +195,17 @@ def _failure(e: BaseException) -> dict:
     return rec
 
 
-def run_grid(cells: Sequence[Cell], out_dir: str, run_cell: Callable[[Cell, str], Optional[dict]],
-             *, retry_failed: bool = False, parallel: int = 1, dry_run: bool = False,
-             after_cell: Optional[Callable[[Dict[str, dict]], None]] = None,
-             describe: Optional[Callable[[Cell], str]] = None) -> Dict[str, dict]:
+def run_grid(
+    cells: Sequence[Cell],
+    out_dir: str,
+    run_cell: Callable[[Cell, str], Optional[dict]],
+    *,
+    retry_failed: bool = False,
+    parallel: int = 1,
+    dry_run: bool = False,
+    after_cell: Optional[Callable[[Dict[str, dict]], None]] = None,
+    describe: Optional[Callable[[Cell], str]] = None,
+) -> Dict[str, dict]:
     """Run the cells that :func:`needs_run` says to, in the given order, ``parallel`` at a time.
 
     ``run_cell(cell, cell_dir)`` returns the cell's results (a dict, merged into the record) or

@@ -1,5 +1,6 @@
 """One way to get a trained model: register the datasets, build the config, build the model,
 load the weights, eval mode. Every tool that needs a model goes through :func:`load_model`."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,14 @@ def register_datasets() -> list:
     return register_all()
 
 
-def load_config(config_file: str, opts: Sequence[str] = (), device: Optional[str] = None, *,
-                allow_unsafe_config: bool = False, trust_weights: bool = False):
+def load_config(
+    config_file: str,
+    opts: Sequence[str] = (),
+    device: Optional[str] = None,
+    *,
+    allow_unsafe_config: bool = False,
+    trust_weights: bool = False,
+):
     """The project config (its keys, the CPP plug-in's) from ``config_file`` + ``KEY VALUE``
     ``opts``, after registering the datasets. The file is read with safe YAML only unless
     ``allow_unsafe_config``; ``trust_weights`` sets ``MODEL.WEIGHTS_TRUSTED True``
@@ -33,9 +40,16 @@ def load_config(config_file: str, opts: Sequence[str] = (), device: Optional[str
     return cfg
 
 
-def load_model(config, weights: Optional[str] = None, opts: Sequence[str] = (),
-               device: Optional[str] = None, *, allow_unsafe_config: bool = False,
-               trust_weights: bool = False, freeze: bool = False):
+def load_model(
+    config,
+    weights: Optional[str] = None,
+    opts: Sequence[str] = (),
+    device: Optional[str] = None,
+    *,
+    allow_unsafe_config: bool = False,
+    trust_weights: bool = False,
+    freeze: bool = False,
+):
     """``(cfg, model)``: the config and its model in eval mode with ``weights`` loaded.
 
     ``config`` is a config file (read through :func:`load_config` with ``opts`` / ``device``) or
@@ -49,8 +63,13 @@ def load_model(config, weights: Optional[str] = None, opts: Sequence[str] = (),
     from seethroughnet.engine import Trainer
 
     if isinstance(config, (str, os.PathLike)):
-        cfg = load_config(os.fspath(config), opts, device, allow_unsafe_config=allow_unsafe_config,
-                          trust_weights=trust_weights)
+        cfg = load_config(
+            os.fspath(config),
+            opts,
+            device,
+            allow_unsafe_config=allow_unsafe_config,
+            trust_weights=trust_weights,
+        )
     else:
         register_datasets()
         cfg = config

@@ -27,36 +27,92 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import matplotlib
 import numpy as np
 import torch
-
-import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from seethroughnet.nn.cpp import cpp_targets, nearest_downsample  # noqa: E402
 from seethroughnet.experiments.report import save_png  # noqa: E402
+from seethroughnet.nn.cpp import cpp_targets, nearest_downsample  # noqa: E402
 
 # name -> (class names, RGB colours, ignore value). Cityscapes: the 19 train ids and their official
 # colours; CamVid: the SegNet tutorial's 11 classes and colours, 11 = void.
 PALETTES: Dict[str, Tuple[List[str], List[Tuple[int, int, int]], int]] = {
     "cityscapes": (
-        ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-         "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-         "motorcycle", "bicycle"],
-        [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-         (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-         (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-         (0, 80, 100), (0, 0, 230), (119, 11, 32)],
+        [
+            "road",
+            "sidewalk",
+            "building",
+            "wall",
+            "fence",
+            "pole",
+            "traffic light",
+            "traffic sign",
+            "vegetation",
+            "terrain",
+            "sky",
+            "person",
+            "rider",
+            "car",
+            "truck",
+            "bus",
+            "train",
+            "motorcycle",
+            "bicycle",
+        ],
+        [
+            (128, 64, 128),
+            (244, 35, 232),
+            (70, 70, 70),
+            (102, 102, 156),
+            (190, 153, 153),
+            (153, 153, 153),
+            (250, 170, 30),
+            (220, 220, 0),
+            (107, 142, 35),
+            (152, 251, 152),
+            (70, 130, 180),
+            (220, 20, 60),
+            (255, 0, 0),
+            (0, 0, 142),
+            (0, 0, 70),
+            (0, 60, 100),
+            (0, 80, 100),
+            (0, 0, 230),
+            (119, 11, 32),
+        ],
         255,
     ),
     "camvid": (
-        ["sky", "building", "pole", "road", "pavement", "tree", "sign/symbol", "fence", "car",
-         "pedestrian", "bicyclist"],
-        [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-         (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)],
+        [
+            "sky",
+            "building",
+            "pole",
+            "road",
+            "pavement",
+            "tree",
+            "sign/symbol",
+            "fence",
+            "car",
+            "pedestrian",
+            "bicyclist",
+        ],
+        [
+            (128, 128, 128),
+            (128, 0, 0),
+            (192, 192, 128),
+            (128, 64, 128),
+            (60, 40, 222),
+            (128, 128, 0),
+            (192, 128, 128),
+            (64, 64, 128),
+            (64, 0, 128),
+            (64, 64, 0),
+            (0, 128, 192),
+        ],
         11,
     ),
 }
@@ -142,7 +198,9 @@ def plot(
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{Path(label_path).name}: nearest-neighbour vs class probability preserving targets")
+    fig.suptitle(
+        f"{Path(label_path).name}: nearest-neighbour vs class probability preserving targets"
+    )
     fig.tight_layout()
     _atomic_savefig(fig, out, dpi)
     plt.close(fig)
@@ -192,21 +250,43 @@ def plot(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("label", help="single-channel label PNG (Cityscapes labelTrainIds, CamVid annot)")
-    ap.add_argument("--palette", choices=sorted(PALETTES), required=True,
-                    help="class names/colours and ignore value: cityscapes (19 + 255), camvid (11 + 11)")
+    ap.add_argument(
+        "label", help="single-channel label PNG (Cityscapes labelTrainIds, CamVid annot)"
+    )
+    ap.add_argument(
+        "--palette",
+        choices=sorted(PALETTES),
+        required=True,
+        help="class names/colours and ignore value: cityscapes (19 + 255), camvid (11 + 11)",
+    )
     ap.add_argument("--out", required=True, help="Figure 2 PNG (nearest vs CPP at every scale)")
-    ap.add_argument("--out-channels", default=None, help="Figure 3 PNG (default: <out>_channels.png)")
+    ap.add_argument(
+        "--out-channels", default=None, help="Figure 3 PNG (default: <out>_channels.png)"
+    )
     ap.add_argument("--scales", type=int, nargs="+", default=[4, 8, 16, 32])
     ap.add_argument("--region-scale", type=int, default=8)
     ap.add_argument("--region-cells", type=int, default=12, help="region side, in cells")
-    ap.add_argument("--region", type=int, nargs=2, metavar=("Y", "X"), default=None,
-                    help="top-left pixel of the region (default: the most mixed region)")
+    ap.add_argument(
+        "--region",
+        type=int,
+        nargs=2,
+        metavar=("Y", "X"),
+        default=None,
+        help="top-left pixel of the region (default: the most mixed region)",
+    )
     ap.add_argument("--dpi", type=int, default=100)
     args = ap.parse_args(argv)
-    fig2, fig3 = plot(args.label, args.palette, args.out, args.out_channels, args.scales,
-                      args.region_scale, args.region_cells, tuple(args.region) if args.region else None,
-                      args.dpi)
+    fig2, fig3 = plot(
+        args.label,
+        args.palette,
+        args.out,
+        args.out_channels,
+        args.scales,
+        args.region_scale,
+        args.region_cells,
+        tuple(args.region) if args.region else None,
+        args.dpi,
+    )
     print(fig2)
     print(fig3)
     return 0

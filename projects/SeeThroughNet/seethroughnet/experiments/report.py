@@ -1,5 +1,6 @@
 """Reports of the studies: markdown tables, mean +- std over seeds, PNG charts, all written
 atomically (:func:`seethroughnet.utils.atomic.atomic_path`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,13 @@ def mean_std(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def fmt_mean_std(mean: Optional[float], std: Optional[float] = None, digits: int = 2,
-                 missing: str = "n/a", sign: bool = False) -> str:
+def fmt_mean_std(
+    mean: Optional[float],
+    std: Optional[float] = None,
+    digits: int = 2,
+    missing: str = "n/a",
+    sign: bool = False,
+) -> str:
     """``"m ± s"`` (``"m"`` without a std, ``missing`` without a mean; NaN counts as missing),
     ``digits`` decimals, ``sign``: always show the sign of the mean."""
     if mean is None or mean != mean:

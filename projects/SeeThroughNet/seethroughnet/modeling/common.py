@@ -1,4 +1,5 @@
 """Input and loss plumbing shared by the project's detectron2 meta-architectures."""
+
 import torch
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList

@@ -77,7 +77,9 @@ def _choice(name: str, value, choices) -> None:
         raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
 
 
-def infer_scale(pred_size: Tuple[int, int], label_size: Tuple[int, int], remainder: str = "pad") -> int:
+def infer_scale(
+    pred_size: Tuple[int, int], label_size: Tuple[int, int], remainder: str = "pad"
+) -> int:
     """The integer stride ``s`` that maps a ``label_size`` map onto a ``pred_size`` grid.
 
     ``"pad"``: the smallest ``s`` with ``ceil(H/s) = h`` and ``ceil(W/s) = w`` (``713 -> 90`` gives
@@ -107,12 +109,16 @@ def infer_scale(pred_size: Tuple[int, int], label_size: Tuple[int, int], remaind
 
 def _check_logits_labels(logits: Tensor, labels: Optional[Tensor]) -> None:
     if not isinstance(logits, Tensor) or logits.dim() != 4:
-        raise ValueError(f"logits must have shape (N, K, h, w), got {getattr(logits, 'shape', logits)}")
+        raise ValueError(
+            f"logits must have shape (N, K, h, w), got {getattr(logits, 'shape', logits)}"
+        )
     if not logits.is_floating_point():
         raise ValueError(f"logits must be floating point, got {logits.dtype}")
     if labels is not None:
         if not isinstance(labels, Tensor) or labels.dim() != 3:
-            raise ValueError(f"labels must have shape (N, H, W), got {getattr(labels, 'shape', labels)}")
+            raise ValueError(
+                f"labels must have shape (N, H, W), got {getattr(labels, 'shape', labels)}"
+            )
         if labels.shape[0] != logits.shape[0]:
             raise ValueError(
                 f"batch size of logits ({logits.shape[0]}) and labels ({labels.shape[0]}) differ"
@@ -139,14 +145,20 @@ def _masked_ce(logits: Tensor, labels: Tensor, ignore_value: int) -> Tensor:
     return total / count
 
 
-def resized_cross_entropy(logits: Tensor, labels: Tensor, ignore_value: int = 255, *, align_corners: bool = False) -> Tensor:
+def resized_cross_entropy(
+    logits: Tensor, labels: Tensor, ignore_value: int = 255, *, align_corners: bool = False
+) -> Tensor:
     """Cross-entropy of ``logits`` bilinearly resized to the label size (no resize if the sizes
     match), averaged over non-ignored pixels; a graph-attached 0 if there are none. The main
     segmentation losses and the up-sampled auxiliary baseline all use it."""
-    with torch.autocast(device_type=logits.device.type, enabled=False):  # float32 under mixed precision
+    with torch.autocast(
+        device_type=logits.device.type, enabled=False
+    ):  # float32 under mixed precision
         logits = logits.float()
         if tuple(logits.shape[-2:]) != tuple(labels.shape[-2:]):
-            logits = F.interpolate(logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=align_corners)
+            logits = F.interpolate(
+                logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=align_corners
+            )
         return _masked_ce(logits, labels, ignore_value)
 
 
@@ -207,7 +219,9 @@ def cpp_kl_from_targets(
     _choice("ignore_mode", ignore_mode, IGNORE_MODES)
     _check_logits_labels(logits, None)
     if not isinstance(targets, Tensor) or targets.dim() != 4:
-        raise ValueError(f"targets must have shape (N, K+1, h, w), got {getattr(targets, 'shape', targets)}")
+        raise ValueError(
+            f"targets must have shape (N, K+1, h, w), got {getattr(targets, 'shape', targets)}"
+        )
     N, C1, h, w = targets.shape
     K = C1 - 1
     if (logits.shape[0], logits.shape[2], logits.shape[3]) != (N, h, w):
@@ -229,7 +243,11 @@ def cpp_kl_from_targets(
         weight = None
     else:
         v = t[:, :K].sum(dim=1, keepdim=True)  # valid fraction of every cell
-        q = torch.where(v > 0, t[:, :K] / v.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(t[:, :K]))
+        q = torch.where(
+            v > 0,
+            t[:, :K] / v.clamp_min(torch.finfo(torch.float32).tiny),
+            torch.zeros_like(t[:, :K]),
+        )
         weight = v[:, 0] if ignore_mode == "renormalize" else (v[:, 0] > 0).to(torch.float32)
 
     if kl_direction == "target_to_prediction":
@@ -239,7 +257,9 @@ def cpp_kl_from_targets(
         k = q.shape[1]
         log_q = torch.log((q + eps) / (1.0 + k * eps))
         p = log_p.exp()
-        kl = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(dim=1)  # KL(p || q_eps)
+        kl = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(
+            dim=1
+        )  # KL(p || q_eps)
 
     if weight is None:
         return kl.mean()
@@ -273,8 +293,12 @@ def cpp_kl_loss(
         with torch.no_grad():
             targets = cpp_targets(labels, s, num_classes, ignore_value, remainder=remainder)
     elif targets.shape[1] != num_classes + 1:
-        raise ValueError(f"targets have {targets.shape[1]} channels, expected num_classes + 1 = {num_classes + 1}")
-    return cpp_kl_from_targets(logits, targets, kl_direction=kl_direction, ignore_mode=ignore_mode, eps=eps)
+        raise ValueError(
+            f"targets have {targets.shape[1]} channels, expected num_classes + 1 = {num_classes + 1}"
+        )
+    return cpp_kl_from_targets(
+        logits, targets, kl_direction=kl_direction, ignore_mode=ignore_mode, eps=eps
+    )
 
 
 class AuxiliaryLoss(torch.nn.Module):
@@ -330,16 +354,28 @@ class AuxiliaryLoss(torch.nn.Module):
     def _forward(self, logits: Tensor, labels: Tensor, targets: Optional[Tensor]) -> Tensor:
         if self.kind == "cpp_kl":
             return cpp_kl_loss(
-                logits, labels, self.num_classes, self.ignore_value,
-                kl_direction=self.kl_direction, ignore_mode=self.ignore_mode, eps=self.eps,
-                remainder=self.remainder, targets=targets,
+                logits,
+                labels,
+                self.num_classes,
+                self.ignore_value,
+                kl_direction=self.kl_direction,
+                ignore_mode=self.ignore_mode,
+                eps=self.eps,
+                remainder=self.remainder,
+                targets=targets,
             )
         if self.kind == "upsample_ce":
             return upsample_ce_loss(
-                logits, labels, self.num_classes, self.ignore_value,
-                align_corners=self.align_corners, remainder=self.remainder,
+                logits,
+                labels,
+                self.num_classes,
+                self.ignore_value,
+                align_corners=self.align_corners,
+                remainder=self.remainder,
             )
-        return nearest_ce_loss(logits, labels, self.num_classes, self.ignore_value, remainder=self.remainder)
+        return nearest_ce_loss(
+            logits, labels, self.num_classes, self.ignore_value, remainder=self.remainder
+        )
 
     def extra_repr(self) -> str:
         s = f"kind={self.kind!r}, num_classes={self.num_classes}, ignore_value={self.ignore_value}"

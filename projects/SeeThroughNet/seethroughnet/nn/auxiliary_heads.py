@@ -17,6 +17,7 @@ MMSegmentation's FCNHead (:mod:`seethroughnet.nn.weight_init`): Kaiming fan-out 
 The heads cost nothing at inference: in ``eval()`` mode :meth:`AuxiliaryHeads.forward` returns an
 empty dict without running any layer (they are training-only, like MMSegmentation's auxiliary heads).
 """
+
 from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Sequence
@@ -31,7 +32,13 @@ from .weight_init import init_classifier_, init_conv_module_
 __all__ = ["AuxiliaryHeads", "aux_head"]
 
 
-def aux_head(in_channels: int, hidden_channels: int, out_channels: int, norm: str = "BN", dropout: float = 0.0) -> nn.Sequential:
+def aux_head(
+    in_channels: int,
+    hidden_channels: int,
+    out_channels: int,
+    norm: str = "BN",
+    dropout: float = 0.0,
+) -> nn.Sequential:
     """``3x3 conv (no bias) -> norm -> ReLU [-> Dropout2d(dropout) if dropout > 0] -> 1x1 conv``,
     initialised as MMSegmentation's FCNHead (Kaiming fan-out conv, ``N(0, 0.01)`` classifier)."""
     if not 0.0 <= dropout < 1.0:
@@ -85,25 +92,35 @@ class AuxiliaryHeads(nn.Module):
     ):
         super().__init__()
         if loss_kind not in AUX_LOSS_KINDS:
-            raise ValueError(f"unknown auxiliary loss {loss_kind!r}; valid choices: {', '.join(AUX_LOSS_KINDS)}")
+            raise ValueError(
+                f"unknown auxiliary loss {loss_kind!r}; valid choices: {', '.join(AUX_LOSS_KINDS)}"
+            )
         features = list(features)
         missing = [f for f in features if f not in in_channels]
         if missing:
-            raise ValueError(f"auxiliary head features {missing} not among the backbone features {sorted(in_channels)}")
+            raise ValueError(
+                f"auxiliary head features {missing} not among the backbone features {sorted(in_channels)}"
+            )
         if len(set(features)) != len(features):
             raise ValueError(f"auxiliary head features must be distinct, got {features}")
         if isinstance(weights, (int, float)):
             weights = [float(weights)] * len(features)
         weights = [float(w) for w in weights]
         if len(weights) != len(features):
-            raise ValueError(f"{len(weights)} auxiliary loss weights for {len(features)} heads ({features})")
+            raise ValueError(
+                f"{len(weights)} auxiliary loss weights for {len(features)} heads ({features})"
+            )
         self.features = features
         self.weights = dict(zip(features, weights))
         self.loss_kind = loss_kind
         self.loss = AuxiliaryLoss(
             loss_kind, num_classes, ignore_value, kl_direction=kl_direction, ignore_mode=ignore_mode
         )
-        out = num_classes + 1 if ignore_mode == "ignore_channel" and loss_kind == "cpp_kl" else num_classes
+        out = (
+            num_classes + 1
+            if ignore_mode == "ignore_channel" and loss_kind == "cpp_kl"
+            else num_classes
+        )
         self.heads = nn.ModuleDict(
             {f: aux_head(in_channels[f], hidden_channels, out, norm, dropout) for f in features}
         )
@@ -111,7 +128,9 @@ class AuxiliaryHeads(nn.Module):
     def __len__(self) -> int:
         return len(self.features)
 
-    def forward(self, features: Mapping[str, torch.Tensor], labels: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, features: Mapping[str, torch.Tensor], labels: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
         if not self.training or not self.features:
             return {}
         if labels is None:

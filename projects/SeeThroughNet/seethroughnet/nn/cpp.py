@@ -234,7 +234,11 @@ def _load_kernel() -> Optional[ctypes.CDLL]:
                 fn.restype = None
             _kernel_lib = lib
         except Exception as exc:  # no compiler, build failure, read-only cache, ...
-            detail = exc.stderr.decode(errors="replace")[-2000:] if hasattr(exc, "stderr") and exc.stderr else ""
+            detail = (
+                exc.stderr.decode(errors="replace")[-2000:]
+                if hasattr(exc, "stderr") and exc.stderr
+                else ""
+            )
             _kernel_error = f"{type(exc).__name__}: {exc} {detail}".strip()
             _kernel_lib = None
     return _kernel_lib
@@ -278,8 +282,21 @@ def _chain_compiled(labels, chain, sizes, K, ignore_value) -> dict:
     bad = (ctypes.c_int64 * 2)(0, 0)
     if labels.numel() and all(o.numel() for o in outs):
         fn = getattr(lib, f"cpp_chain_{_KERNEL_SUFFIX[labels.dtype]}")
-        fn(labels.data_ptr(), N, H, W, K, int(ignore_value), S, scales_c, hos, wos, ptrs,
-           torch.get_num_threads(), bad)
+        fn(
+            labels.data_ptr(),
+            N,
+            H,
+            W,
+            K,
+            int(ignore_value),
+            S,
+            scales_c,
+            hos,
+            wos,
+            ptrs,
+            torch.get_num_threads(),
+            bad,
+        )
     if bad[0]:
         raise ValueError(_bad_label_message(int(bad[1]), K, ignore_value))
     return dict(zip(chain, outs))
@@ -302,7 +319,7 @@ def _fine_counts_torch(labels, s, K, ignore_value, Ho, Wo) -> torch.Tensor:
     dev = labels.device
     counts = torch.zeros((N, C, Ho, Wo), dtype=torch.int64, device=dev)
     Hs, Ws = min(H, Ho * s), min(W, Wo * s)
-    cell_cols = (torch.arange(Ws, device=dev) // s)  # (Ws,)
+    cell_cols = torch.arange(Ws, device=dev) // s  # (Ws,)
     rows_per_band = max(s, (_TORCH_CHUNK_PIXELS // max(Ws, 1)) // s * s)
     for n in range(N):
         for y0 in range(0, Hs, rows_per_band):
@@ -315,7 +332,7 @@ def _fine_counts_torch(labels, s, K, ignore_value, Ho, Wo) -> torch.Tensor:
             cell_rows = (torch.arange(y1 - y0, device=dev) // s)[:, None]
             idx = (cls * hb + cell_rows) * Wo + cell_cols[None, :]
             bc = torch.bincount(idx.reshape(-1), minlength=C * hb * Wo).view(C, hb, Wo)
-            counts[n, :, yo0:yo0 + hb] += bc
+            counts[n, :, yo0 : yo0 + hb] += bc
     _add_missing_as_ignore(counts, H, W, s)
     return counts
 
@@ -326,8 +343,8 @@ def _add_missing_as_ignore(counts, H, W, s) -> None:
     if Ho * s <= H and Wo * s <= W:
         return
     dev = counts.device
-    rows_in = (torch.clamp(H - torch.arange(Ho, device=dev) * s, 0, s))
-    cols_in = (torch.clamp(W - torch.arange(Wo, device=dev) * s, 0, s))
+    rows_in = torch.clamp(H - torch.arange(Ho, device=dev) * s, 0, s)
+    cols_in = torch.clamp(W - torch.arange(Wo, device=dev) * s, 0, s)
     missing = s * s - rows_in[:, None] * cols_in[None, :]
     counts[:, C - 1] += missing.to(counts.dtype)
 
@@ -341,8 +358,8 @@ def _coarsen_counts_torch(counts: torch.Tensor, H: int, W: int, t: int, r: int, 
         padded = counts.new_zeros((N, C, Hp, Wp))
         padded[:, :, : src.shape[2], : src.shape[3]] = src
         # missing fine cells are entirely outside the label map: t*t ignore pixels each
-        padded[:, C - 1, src.shape[2]:, :] = t * t
-        padded[:, C - 1, :, src.shape[3]:] = t * t
+        padded[:, C - 1, src.shape[2] :, :] = t * t
+        padded[:, C - 1, :, src.shape[3] :] = t * t
         src = padded
     else:
         src = counts
@@ -405,7 +422,9 @@ def cpp_targets(
     K = _check_num_classes(num_classes)
     _check_label_dtype(labels)
     if remainder not in REMAINDER_POLICIES:
-        raise ValueError(f"unknown remainder policy {remainder!r}; valid choices: {REMAINDER_POLICIES}")
+        raise ValueError(
+            f"unknown remainder policy {remainder!r}; valid choices: {REMAINDER_POLICIES}"
+        )
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid choices: {BACKENDS}")
     if labels.dim() not in (2, 3):
@@ -419,7 +438,9 @@ def cpp_targets(
     if lab.dtype not in _KERNEL_SUFFIX:  # uint16/32/64: few torch ops support them
         lab = lab.to(torch.int64)
     N, H, W = lab.shape
-    sizes = {s: (cpp_output_size(H, s, remainder), cpp_output_size(W, s, remainder)) for s in scales}
+    sizes = {
+        s: (cpp_output_size(H, s, remainder), cpp_output_size(W, s, remainder)) for s in scales
+    }
 
     use_kernel = False
     if backend in ("auto", "compiled"):

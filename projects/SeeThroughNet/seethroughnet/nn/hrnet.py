@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -207,11 +206,19 @@ class HRNetV2Encoder(nn.Module):
         self.channels: Dict[str, int] = dict(zip(_FEATURE_NAMES, chans))
         self.strides: Dict[str, int] = dict(zip(_FEATURE_NAMES, reds))
         if checkpoint is not None:
-            rep = self.load_checkpoint(checkpoint, allow_partial=allow_partial, trusted=trust_checkpoint)
+            rep = self.load_checkpoint(
+                checkpoint, allow_partial=allow_partial, trusted=trust_checkpoint
+            )
             logging.getLogger(__name__).info(
                 "HRNet ImageNet checkpoint %s: %d tensors loaded, %d missing, %d unexpected, %d wrongly shaped, "
-                "%d classification-head tensors dropped", checkpoint, len(rep.loaded), len(rep.missing),
-                len(rep.unexpected), len(rep.mismatched), len(rep.dropped_classifier))
+                "%d classification-head tensors dropped",
+                checkpoint,
+                len(rep.loaded),
+                len(rep.missing),
+                len(rep.unexpected),
+                len(rep.mismatched),
+                len(rep.dropped_classifier),
+            )
         self.body = convert_norm(self.body, norm)
         self._freeze(self.freeze_at)
 
@@ -224,7 +231,9 @@ class HRNetV2Encoder(nn.Module):
                     p.requires_grad_(False)
                 setattr(self.body, name, FrozenBatchNorm2d.convert_frozen_batchnorm(part))
 
-    def load_checkpoint(self, path: str, allow_partial: bool = False, trusted: bool = False) -> CheckpointReport:
+    def load_checkpoint(
+        self, path: str, allow_partial: bool = False, trusted: bool = False
+    ) -> CheckpointReport:
         """Load a local ImageNet checkpoint (timm classification names or feature-model names).
 
         Raises ``ValueError`` listing missing / unexpected / shape-mismatched keys unless

@@ -8,6 +8,7 @@
   object, whatever container it came in;
 * :func:`short_list` -- ``"a, b, c, ... (N more)"`` for error messages that name keys.
 """
+
 from __future__ import annotations
 
 from typing import Dict, Iterable, Mapping, Sequence
@@ -17,8 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NORMS", "norm_layer", "ConvNormAct", "resize", "state_dict_of", "strip_wrapper_prefixes",
-           "short_list"]
+__all__ = [
+    "NORMS",
+    "norm_layer",
+    "ConvNormAct",
+    "resize",
+    "state_dict_of",
+    "strip_wrapper_prefixes",
+    "short_list",
+]
 
 #: names accepted by :func:`norm_layer`
 NORMS = ("BN", "SyncBN", "GN")
@@ -42,11 +50,26 @@ class ConvNormAct(nn.Sequential):
     ``act_cfg=None``). The padding keeps the spatial size at stride 1. As an ``nn.Sequential`` its
     parameters are named ``0.weight`` (conv), ``1.*`` (norm)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1,
-                 norm: str = "BN", groups: int = 1, act: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        dilation: int = 1,
+        norm: str = "BN",
+        groups: int = 1,
+        act: bool = True,
+    ):
         layers = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2),
-                      dilation=dilation, groups=groups, bias=False),
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                padding=dilation * (kernel_size // 2),
+                dilation=dilation,
+                groups=groups,
+                bias=False,
+            ),
             norm_layer(norm, out_channels),
         ]
         if act:
@@ -92,7 +115,9 @@ def state_dict_of(obj) -> Dict[str, torch.Tensor]:
     return out
 
 
-def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor], prefixes: Iterable[str]) -> Dict[str, torch.Tensor]:
+def strip_wrapper_prefixes(
+    state: Mapping[str, torch.Tensor], prefixes: Iterable[str]
+) -> Dict[str, torch.Tensor]:
     """Remove any of ``prefixes`` (e.g. ``"module."`` of DataParallel) shared by *every* key,
     repeatedly, so ``"module.backbone.x"`` -> ``"x"`` when both prefixes are given."""
     prefixes = tuple(prefixes)
@@ -102,7 +127,7 @@ def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor], prefixes: Iterable
         changed = False
         for prefix in prefixes:
             if all(k.startswith(prefix) for k in out):
-                out = {k[len(prefix):]: v for k, v in out.items()}
+                out = {k[len(prefix) :]: v for k, v in out.items()}
                 changed = True
     return out
 

@@ -74,18 +74,24 @@ class OCRHead(nn.Module):
         self.region_scale = region_scale
         self.pixel_conv = ConvNormAct(in_channels, mid_channels, 3, norm=norm)
         self.query = nn.Sequential(  # phi
-            ConvNormAct(mid_channels, key_channels, 1, norm=norm), ConvNormAct(key_channels, key_channels, 1, norm=norm)
+            ConvNormAct(mid_channels, key_channels, 1, norm=norm),
+            ConvNormAct(key_channels, key_channels, 1, norm=norm),
         )
         self.key = nn.Sequential(  # psi
-            ConvNormAct(mid_channels, key_channels, 1, norm=norm), ConvNormAct(key_channels, key_channels, 1, norm=norm)
+            ConvNormAct(mid_channels, key_channels, 1, norm=norm),
+            ConvNormAct(key_channels, key_channels, 1, norm=norm),
         )
         self.value = ConvNormAct(mid_channels, key_channels, 1, norm=norm)  # delta
         self.out_transform = ConvNormAct(key_channels, mid_channels, 1, norm=norm)  # rho
-        self.fuse = nn.Sequential(ConvNormAct(2 * mid_channels, mid_channels, 1, norm=norm), nn.Dropout2d(dropout))
+        self.fuse = nn.Sequential(
+            ConvNormAct(2 * mid_channels, mid_channels, 1, norm=norm), nn.Dropout2d(dropout)
+        )
         self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
 
     @staticmethod
-    def object_regions(pixels: torch.Tensor, regions: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    def object_regions(
+        pixels: torch.Tensor, regions: torch.Tensor, scale: float = 1.0
+    ) -> torch.Tensor:
         """OCR Eq. 2: ``f_k = sum_i softmax_i(scale * m_ki) x_i`` -> ``(N, C, K, 1)``."""
         n, c = pixels.shape[:2]
         k = regions.shape[1]
@@ -93,7 +99,9 @@ class OCRHead(nn.Module):
         f = torch.bmm(weights, pixels.reshape(n, c, -1).transpose(1, 2))  # (N, K, C)
         return f.transpose(1, 2).unsqueeze(-1)
 
-    def forward(self, features: torch.Tensor, soft_regions: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, soft_regions: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         """``features``: ``(N, C_in, h, w)`` concatenated HRNetV2 features; ``soft_regions``:
         ``(N, K, h', w')`` region logits (resized to ``(h, w)`` if needed).
 
@@ -102,13 +110,15 @@ class OCRHead(nn.Module):
         """
         x = self.pixel_conv(features)
         if soft_regions.shape[-2:] != x.shape[-2:]:
-            soft_regions = F.interpolate(soft_regions, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            soft_regions = F.interpolate(
+                soft_regions, size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
         n, _, h, w = x.shape
         f = self.object_regions(x, soft_regions, self.region_scale)  # (N, C, K, 1)
         q = self.query(x).reshape(n, self.key_channels, -1).transpose(1, 2)  # (N, HW, Ck)
         kf = self.key(f).reshape(n, self.key_channels, -1)  # (N, Ck, K)
         v = self.value(f).reshape(n, self.key_channels, -1).transpose(1, 2)  # (N, K, Ck)
-        sim = F.softmax(torch.bmm(q, kf) * self.key_channels ** -0.5, dim=-1)  # (N, HW, K)
+        sim = F.softmax(torch.bmm(q, kf) * self.key_channels**-0.5, dim=-1)  # (N, HW, K)
         ctx = torch.bmm(sim, v).transpose(1, 2).reshape(n, self.key_channels, h, w)
         y = self.out_transform(ctx)
         z = self.fuse(torch.cat([y, x], dim=1))

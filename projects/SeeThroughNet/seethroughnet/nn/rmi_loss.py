@@ -64,7 +64,9 @@ POOL_MODES = ("avg", "max")
 CLASS_REDUCTIONS = ("sum", "mean")
 
 _PROB_FLOOR = 1e-6  # added to the masked probabilities (the references' _CLIP_MIN)
-_LOG_EPS = 1e-8  # added to the Cholesky diagonal before the log (the references' log_det_by_cholesky)
+_LOG_EPS = (
+    1e-8  # added to the Cholesky diagonal before the log (the references' log_det_by_cholesky)
+)
 
 
 def log_det_by_cholesky(matrices: torch.Tensor, floor: float) -> torch.Tensor:
@@ -132,7 +134,9 @@ class RMILoss(nn.Module):
         if pool not in POOL_MODES:
             raise ValueError(f"RMI pool must be one of {POOL_MODES}, got {pool!r}")
         if class_reduction not in CLASS_REDUCTIONS:
-            raise ValueError(f"RMI class_reduction must be one of {CLASS_REDUCTIONS}, got {class_reduction!r}")
+            raise ValueError(
+                f"RMI class_reduction must be one of {CLASS_REDUCTIONS}, got {class_reduction!r}"
+            )
         if not 1 <= int(radius) <= 10:
             raise ValueError(f"RMI radius must be in 1..10 (as in the reference), got {radius}")
         if int(pool_stride) < 1:
@@ -161,13 +165,19 @@ class RMILoss(nn.Module):
     def _prepare(self, logits: torch.Tensor, labels: torch.Tensor):
         """Logits in float32 (float64 kept) at the labels' size; the valid mask and masked one-hot."""
         if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
-            raise ValueError(f"RMI needs logits (N, C, h, w) and labels (N, H, W), got {tuple(logits.shape)} and {tuple(labels.shape)}")
+            raise ValueError(
+                f"RMI needs logits (N, C, h, w) and labels (N, H, W), got {tuple(logits.shape)} and {tuple(labels.shape)}"
+            )
         if logits.shape[1] != self.num_classes:
-            raise ValueError(f"RMI built for {self.num_classes} classes got logits with {logits.shape[1]} channels")
+            raise ValueError(
+                f"RMI built for {self.num_classes} classes got logits with {logits.shape[1]} channels"
+            )
         if logits.dtype != torch.float64:
             logits = logits.float()
         if logits.shape[-2:] != labels.shape[-2:]:
-            logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+            logits = F.interpolate(
+                logits, size=labels.shape[-2:], mode="bilinear", align_corners=False
+            )
         labels = labels.long()
         valid = labels != self.ignore_value
         bad = valid & ((labels < 0) | (labels >= self.num_classes))
@@ -177,7 +187,11 @@ class RMILoss(nn.Module):
                 f"found {sorted(set(labels[bad].unique().tolist()))[:10]}"
             )
         valid_f = valid.to(logits.dtype).unsqueeze(1)  # (N, 1, H, W)
-        onehot = F.one_hot(labels.masked_fill(~valid, 0), self.num_classes).permute(0, 3, 1, 2).to(logits.dtype)
+        onehot = (
+            F.one_hot(labels.masked_fill(~valid, 0), self.num_classes)
+            .permute(0, 3, 1, 2)
+            .to(logits.dtype)
+        )
         return logits, valid_f, onehot * valid_f
 
     def binary_cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -206,7 +220,9 @@ class RMILoss(nn.Module):
         position where it fits, offsets in row-major order."""
         r = self.radius
         h, w = x.shape[-2] - r + 1, x.shape[-1] - r + 1
-        return torch.stack([x[..., i:i + h, j:j + w].flatten(2) for i in range(r) for j in range(r)], dim=2)
+        return torch.stack(
+            [x[..., i : i + h, j : j + w].flatten(2) for i in range(r) for j in range(r)], dim=2
+        )
 
     def rmi_lower_bound(self, onehot: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """The RMI part from the masked one-hot labels and the masked probabilities (steps 4-6)."""

@@ -27,10 +27,9 @@ much of the finer result to keep). :func:`average_merge` is the plain-average al
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvNormAct, resize
@@ -74,7 +73,10 @@ def merge_two_scales(
 ) -> torch.Tensor:
     """Eq. 4: ``up(alpha_low * low) + (1 - up(alpha_low)) * high`` at ``high``'s resolution."""
     size = high.shape[-2:]
-    return resize(alpha_low * low, size, align_corners) + (1.0 - resize(alpha_low, size, align_corners)) * high
+    return (
+        resize(alpha_low * low, size, align_corners)
+        + (1.0 - resize(alpha_low, size, align_corners)) * high
+    )
 
 
 def hierarchical_merge(

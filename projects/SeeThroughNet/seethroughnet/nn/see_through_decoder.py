@@ -38,7 +38,6 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvNormAct, resize
@@ -74,7 +73,9 @@ def aggregate_coarse_maps(
             prev = resize(prev, size, align_corners) + x
         else:
             a = alphas[i]
-            prev = resize(a * prev, size, align_corners) + (1.0 - resize(a, size, align_corners)) * x
+            prev = (
+                resize(a * prev, size, align_corners) + (1.0 - resize(a, size, align_corners)) * x
+            )
         out.append(prev)
     return out
 

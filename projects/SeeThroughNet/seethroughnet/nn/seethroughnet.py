@@ -47,9 +47,9 @@ from torch import nn
 from .aux_losses import AuxiliaryLoss, resized_cross_entropy
 from .cpp import cpp_targets
 from .hrnet import HRNetV2Encoder
+from .layers import resize
 from .ocr_head import OCRHead, concat_hrnetv2
 from .rmi_loss import RMILoss
-from .layers import resize
 from .scale_attention import ScaleAttentionHead, average_merge, hierarchical_merge
 from .see_through_decoder import SeeThroughDecoder
 
@@ -155,20 +155,26 @@ class SeeThroughNet(nn.Module):
         super().__init__()
         train_resolutions = tuple(sorted(float(r) for r in train_resolutions))
         if train_resolutions not in ((1.0,), (0.5, 1.0)):
-            raise ValueError(f"train_resolutions must be (0.5, 1.0) or (1.0,), got {train_resolutions}")
+            raise ValueError(
+                f"train_resolutions must be (0.5, 1.0) or (1.0,), got {train_resolutions}"
+            )
         if test_merge not in MERGE_MODES:
             raise ValueError(f"test_merge must be one of {MERGE_MODES}, got {test_merge!r}")
         if cpp_on not in CPP_ON_CHOICES:
             raise ValueError(f"cpp_on must be one of {CPP_ON_CHOICES}, got {cpp_on!r}")
         if per_scale_loss not in PER_SCALE_LOSSES:
-            raise ValueError(f"per_scale_loss must be one of {PER_SCALE_LOSSES}, got {per_scale_loss!r}")
+            raise ValueError(
+                f"per_scale_loss must be one of {PER_SCALE_LOSSES}, got {per_scale_loss!r}"
+            )
         self.cpp_on = cpp_on
         self.per_scale_loss = per_scale_loss
         self.num_classes = num_classes
         self.ignore_value = ignore_value
         self.align_corners = align_corners
         self.train_resolutions = train_resolutions
-        self.encoder = HRNetV2Encoder(backbone, checkpoint, allow_partial, freeze_at, norm, trust_checkpoint=trust_checkpoint)
+        self.encoder = HRNetV2Encoder(
+            backbone, checkpoint, allow_partial, freeze_at, norm, trust_checkpoint=trust_checkpoint
+        )
         self.decoder = SeeThroughDecoder(
             self.encoder.channels,
             num_classes,
@@ -194,7 +200,11 @@ class SeeThroughNet(nn.Module):
             else None
         )
         self.aux_loss = AuxiliaryLoss(
-            aux_loss_kind, num_classes, ignore_value, kl_direction=aux_kl_direction, ignore_mode=aux_ignore_mode
+            aux_loss_kind,
+            num_classes,
+            ignore_value,
+            kl_direction=aux_kl_direction,
+            ignore_mode=aux_ignore_mode,
         )
         self.rmi_loss = RMILoss(
             num_classes,
@@ -223,7 +233,9 @@ class SeeThroughNet(nn.Module):
         """Training inputs must be multiples of this (32 per pass, 64 with the r=0.5 pass)."""
         return int(round(self.encoder.size_divisibility / min(self.train_resolutions)))
 
-    def forward_single(self, images: torch.Tensor, with_scale_attention: bool = False) -> Dict[str, torch.Tensor]:
+    def forward_single(
+        self, images: torch.Tensor, with_scale_attention: bool = False
+    ) -> Dict[str, torch.Tensor]:
         """One pass (sizes multiples of 32). Returns the decoder outputs (``coarse_*``, ``attn_*``,
         ``agg_*``, ``soft_regions``), ``logits`` (X of this pass, stride 4), ``ocr_feats`` and, if
         asked, ``scale_attn`` (Tao et al.'s alpha of this pass)."""
@@ -234,7 +246,9 @@ class SeeThroughNet(nn.Module):
         out["ocr_feats"] = ocr["feats"]
         if with_scale_attention:
             if self.scale_attention is None:
-                raise ValueError("no scale-attention head: the model was built with train_resolutions=(1.0,)")
+                raise ValueError(
+                    "no scale-attention head: the model was built with train_resolutions=(1.0,)"
+                )
             out["scale_attn"] = self.scale_attention(ocr["feats"])
         return out
 
@@ -262,20 +276,25 @@ class SeeThroughNet(nn.Module):
         full = self.forward_single(images)
         outputs[_rkey(1.0)] = full
         if 0.5 in self.train_resolutions:
-            half_img = F.interpolate(images, size=(h // 2, w // 2), mode="bilinear", align_corners=self.align_corners)
+            half_img = F.interpolate(
+                images, size=(h // 2, w // 2), mode="bilinear", align_corners=self.align_corners
+            )
             half = self.forward_single(half_img, with_scale_attention=True)
             outputs[_rkey(0.5)] = half
             a = half["scale_attn"]
             size = full["logits"].shape[-2:]
-            outputs["merged"] = resize(a * half["logits"], size, self.align_corners) + (
-                1.0 - resize(a, size, self.align_corners)
-            ) * full["logits"]
+            outputs["merged"] = (
+                resize(a * half["logits"], size, self.align_corners)
+                + (1.0 - resize(a, size, self.align_corners)) * full["logits"]
+            )
         else:
             outputs["merged"] = full["logits"]
         return outputs
 
     # ------------------------------------------------------------------------------------------
-    def losses(self, outputs: Mapping[str, object], labels: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def losses(
+        self, outputs: Mapping[str, object], labels: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         """Named, weighted loss terms (Eqs. 5-7); their sum is the training loss.
 
         ``labels``: ``(N, H, W)`` at the input resolution, ``ignore_value`` for ignored pixels.
@@ -283,10 +302,14 @@ class SeeThroughNet(nn.Module):
         ``cpp_on``); ``loss_ce_r{1.0,0.5}`` (softmax CE or BCE, see ``per_scale_loss``).
         """
         labels = labels.long()
-        out: Dict[str, torch.Tensor] = {"loss_rmi": self.rmi_weight * self.rmi_loss(outputs["merged"], labels)}
+        out: Dict[str, torch.Tensor] = {
+            "loss_rmi": self.rmi_weight * self.rmi_loss(outputs["merged"], labels)
+        }
         targets: Dict[int, torch.Tensor] = {}
         if self.aux_loss.needs_cpp_targets:
-            strides = sorted({int(round(s / r)) for s in _AGG_STRIDES for r in self.train_resolutions})
+            strides = sorted(
+                {int(round(s / r)) for s in _AGG_STRIDES for r in self.train_resolutions}
+            )
             with torch.no_grad():
                 maps = cpp_targets(labels, strides, self.num_classes, self.ignore_value)
             targets = dict(zip(strides, maps))
@@ -297,7 +320,9 @@ class SeeThroughNet(nn.Module):
                 t = targets.get(int(round(s / r)))
                 if t is not None and t.shape[-2:] != logits.shape[-2:]:
                     t = None  # let the loss derive the stride from the shapes
-                out[f"loss_cpp_s{s}_{_rkey(r)}"] = self.cpp_weights[s] * self.aux_loss(logits, labels, t)
+                out[f"loss_cpp_s{s}_{_rkey(r)}"] = self.cpp_weights[s] * self.aux_loss(
+                    logits, labels, t
+                )
         for r in sorted(self.train_resolutions, reverse=True):
             logits = outputs[_rkey(r)]["logits"]
             if self.per_scale_loss == "bce":
@@ -346,14 +371,14 @@ class SeeThroughNet(nn.Module):
         count = images.new_zeros(1, 1, h, w)
         for y in ys:
             for x in xs:
-                win = images[..., y:y + ch, x:x + cw]
+                win = images[..., y : y + ch, x : x + cw]
                 o = self._padded_pass(win, with_attn)
                 wh, ww = win.shape[-2:]
                 for k, v in o.items():
                     if k not in acc:
                         acc[k] = v.new_zeros(v.shape[0], v.shape[1], h, w)
-                    acc[k][..., y:y + wh, x:x + ww] += v
-                count[..., y:y + wh, x:x + ww] += 1
+                    acc[k][..., y : y + wh, x : x + ww] += v
+                count[..., y : y + wh, x : x + ww] += 1
         return {k: v / count for k, v in acc.items()}
 
     @torch.no_grad()
@@ -387,7 +412,9 @@ class SeeThroughNet(nn.Module):
         h, w = images.shape[-2:]
         with_attn = merge == "attention" and len(scales) > 1
         if with_attn and self.scale_attention is None:
-            raise ValueError("merge='attention' needs the scale-attention head (train_resolutions=(0.5, 1.0)); use merge='average'")
+            raise ValueError(
+                "merge='attention' needs the scale-attention head (train_resolutions=(0.5, 1.0)); use merge='average'"
+            )
         result = None
         flips = (False, True) if flip else (False,)
         for do_flip in flips:
@@ -395,7 +422,13 @@ class SeeThroughNet(nn.Module):
             logits, attns, weighted = {}, {}, {}
             for s in scales:
                 size = (max(1, int(round(h * s))), max(1, int(round(w * s))))
-                x = img if size == (h, w) else F.interpolate(img, size=size, mode="bilinear", align_corners=self.align_corners)
+                x = (
+                    img
+                    if size == (h, w)
+                    else F.interpolate(
+                        img, size=size, mode="bilinear", align_corners=self.align_corners
+                    )
+                )
                 o = self._predict_scale(x, with_attn and s != scales[-1], crop_size, stride)
                 logits[s] = o["logits"]
                 if "attn" in o:
@@ -403,7 +436,9 @@ class SeeThroughNet(nn.Module):
             if merge == "average" or len(scales) == 1:
                 merged = average_merge(logits, (h, w), self.align_corners)
             else:
-                merged = hierarchical_merge(logits, attns, (h, w), self.align_corners, weighted=weighted)
+                merged = hierarchical_merge(
+                    logits, attns, (h, w), self.align_corners, weighted=weighted
+                )
             if do_flip:
                 merged = merged.flip(-1)
             result = merged if result is None else result + merged

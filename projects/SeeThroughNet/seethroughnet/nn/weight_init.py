@@ -17,11 +17,18 @@ In this project a ConvModule is any ``nn.Sequential`` that starts with an ``nn.C
 a normalisation layer (``layers.ConvNormAct``, the auxiliary head's first three layers, the OCR head's
 conv-BN-ReLU blocks); :func:`init_conv_modules_` finds them by that shape.
 """
+
 from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["NORM_TYPES", "init_conv_module_", "init_classifier_", "init_conv_modules_", "zero_init_"]
+__all__ = [
+    "NORM_TYPES",
+    "init_conv_module_",
+    "init_classifier_",
+    "init_conv_modules_",
+    "zero_init_",
+]
 
 NORM_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm)
 
@@ -55,8 +62,12 @@ def init_conv_modules_(module: nn.Module) -> int:
     returns how many were initialised."""
     n = 0
     for m in module.modules():
-        if (isinstance(m, nn.Sequential) and len(m) >= 2 and isinstance(m[0], nn.Conv2d)
-                and isinstance(m[1], NORM_TYPES)):
+        if (
+            isinstance(m, nn.Sequential)
+            and len(m) >= 2
+            and isinstance(m[0], nn.Conv2d)
+            and isinstance(m[1], NORM_TYPES)
+        ):
             init_conv_module_(m[0], m[1])
             n += 1
     return n

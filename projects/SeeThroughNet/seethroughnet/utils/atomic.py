@@ -1,4 +1,5 @@
 """Write a file so that it appears whole or not at all."""
+
 import contextlib
 import os
 import tempfile
@@ -44,4 +45,6 @@ def check_writable_dir(path, what: str, fix: str) -> None:
             pass
         os.remove(probe)
     except OSError as e:
-        raise PermissionError(f"{what} {path} is not a writable folder ({e.strerror}): {fix}") from None
+        raise PermissionError(
+            f"{what} {path} is not a writable folder ({e.strerror}): {fix}"
+        ) from None

@@ -9,6 +9,7 @@ across processes (DistributedDataParallel averages the gradients); the running s
 each process's own (the trainers' DDP has ``broadcast_buffers=False``, as detectron2's), and the
 checkpoint, written by rank 0, holds rank 0's.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,13 @@ logger = logging.getLogger(__name__)
 
 def _convert(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.SyncBatchNorm):
-        bn = nn.BatchNorm2d(module.num_features, eps=module.eps, momentum=module.momentum, affine=module.affine,
-                            track_running_stats=module.track_running_stats)
+        bn = nn.BatchNorm2d(
+            module.num_features,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            track_running_stats=module.track_running_stats,
+        )
         if module.affine:
             bn.weight = module.weight
             bn.bias = module.bias
@@ -46,5 +52,8 @@ def convert_sync_batchnorm_to_bn(module: nn.Module) -> nn.Module:
     values are unchanged. Returns the (possibly new) module."""
     n = sum(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
     if n:
-        logger.warning("%d SyncBatchNorm layers converted to BatchNorm2d for a CPU run (per-process batch statistics)", n)
+        logger.warning(
+            "%d SyncBatchNorm layers converted to BatchNorm2d for a CPU run (per-process batch statistics)",
+            n,
+        )
     return _convert(module)

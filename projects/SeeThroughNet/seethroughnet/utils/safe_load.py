@@ -18,6 +18,7 @@ Every YAML config, checkpoint and weight file the project opens goes through thi
 A config file cannot opt in on its own behalf: :func:`merge_config_file` refuses a YAML file
 (or one of its ``_BASE_`` files) that sets ``MODEL.WEIGHTS_TRUSTED: True``.
 """
+
 from __future__ import annotations
 
 import io
@@ -75,11 +76,13 @@ class UntrustedWeightsError(UnsafeFileError, pickle.UnpicklingError):
 _YAML_PREFIX = "tag:yaml.org,2002:"
 # what SafeLoader constructs, plus the merge ("<<") and value ("=") keys it resolves itself
 _SAFE_TAGS = frozenset(t for t in yaml.SafeLoader.yaml_constructors if t is not None) | {
-    _YAML_PREFIX + "merge", _YAML_PREFIX + "value"}
+    _YAML_PREFIX + "merge",
+    _YAML_PREFIX + "value",
+}
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag[len(_YAML_PREFIX):] if tag.startswith(_YAML_PREFIX) else tag
+    return "!!" + tag[len(_YAML_PREFIX) :] if tag.startswith(_YAML_PREFIX) else tag
 
 
 def find_unsafe_yaml_tag(text: str, name: str = "<string>") -> Optional[Tuple[str, int]]:
@@ -117,7 +120,9 @@ def _read_text(path: str) -> str:
         return f.read()
 
 
-def load_yaml_file(path: str, *, allow_unsafe: bool = False, what: str = "config file", via: str = "") -> Any:
+def load_yaml_file(
+    path: str, *, allow_unsafe: bool = False, what: str = "config file", via: str = ""
+) -> Any:
     """The content of a YAML file, parsed with ``yaml.SafeLoader``. A tag that needs Python
     objects raises :class:`UnsafeConfigError` (file, tag, line, ``--allow-unsafe-config``) unless
     ``allow_unsafe``, in which case the file is read with ``yaml.unsafe_load`` and a warning."""
@@ -134,8 +139,14 @@ def load_yaml_file(path: str, *, allow_unsafe: bool = False, what: str = "config
                 f"(running code from the file); configs are read with safe YAML only. If you trust this "
                 f"file, pass {ALLOW_UNSAFE_CONFIG_FLAG}"
             )
-        logger.warning("%s %s, line %d: tag %s read with yaml.unsafe_load (%s)", what, path, line, tag,
-                       ALLOW_UNSAFE_CONFIG_FLAG)
+        logger.warning(
+            "%s %s, line %d: tag %s read with yaml.unsafe_load (%s)",
+            what,
+            path,
+            line,
+            tag,
+            ALLOW_UNSAFE_CONFIG_FLAG,
+        )
         return yaml.unsafe_load(text)
     return yaml.safe_load(text)
 
@@ -182,8 +193,13 @@ def _numpy_objects() -> Dict[str, Callable]:
         from numpy._core import multiarray, numeric  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray, numeric
-    return {"ndarray": np.ndarray, "dtype": np.dtype, "_reconstruct": multiarray._reconstruct,
-            "scalar": multiarray.scalar, "_frombuffer": numeric._frombuffer}
+    return {
+        "ndarray": np.ndarray,
+        "dtype": np.dtype,
+        "_reconstruct": multiarray._reconstruct,
+        "scalar": multiarray.scalar,
+        "_frombuffer": numeric._frombuffer,
+    }
 
 
 # The globals a pickle of numpy arrays / scalars refers to (numpy 1.x and 2.x module names):
@@ -247,8 +263,14 @@ def _refuse(path: str, detail: str, hint: str) -> UntrustedWeightsError:
 
 
 def _warn_trusted(path: str, detail: str) -> None:
-    logger.warning("%s: loading with the full unpickler (%s; trusted by %s / %s): %s", path, detail,
-                   TRUST_WEIGHTS_FLAG, TRUST_WEIGHTS_KEY, "code in the file runs")
+    logger.warning(
+        "%s: loading with the full unpickler (%s; trusted by %s / %s): %s",
+        path,
+        detail,
+        TRUST_WEIGHTS_FLAG,
+        TRUST_WEIGHTS_KEY,
+        "code in the file runs",
+    )
 
 
 def load_pickle_file(path: str, *, trusted: bool = False, hint: str = TRUST_WEIGHTS_HINT) -> Any:
@@ -322,15 +344,17 @@ def load_weights_file(path: str, *, trusted: bool = False, hint: str = TRUST_WEI
 def add_safety_arguments(parser, weights: bool = True):
     """Add ``--allow-unsafe-config`` (and ``--trust-weights-file``) to an argparse parser."""
     parser.add_argument(
-        ALLOW_UNSAFE_CONFIG_FLAG, action="store_true",
+        ALLOW_UNSAFE_CONFIG_FLAG,
+        action="store_true",
         help="read YAML configs that hold Python tags (!!python/...) with yaml.unsafe_load; such a "
-             "file can run code, so only for configs you trust (off: they are refused)",
+        "file can run code, so only for configs you trust (off: they are refused)",
     )
     if weights:
         parser.add_argument(
-            TRUST_WEIGHTS_FLAG, action="store_true",
+            TRUST_WEIGHTS_FLAG,
+            action="store_true",
             help=f"load weight files holding pickled Python objects with the full unpickler (same as "
-                 f"{TRUST_WEIGHTS_KEY} True); such a file can run code, so only for files you trust",
+            f"{TRUST_WEIGHTS_KEY} True); such a file can run code, so only for files you trust",
         )
     return parser
 

@@ -4,6 +4,21 @@
 The command lines are ``tools/gradcam.py``, ``tools/compare_models.py``,
 ``tools/overlay_predictions.py``, ``tools/plot_iou_comparison.py`` and
 ``tools/plot_training_curves.py``; see ``docs/visualization.md``."""
-from .gradcam import DEFAULT_LAYERS, GradCAMResult, grad_cam, resolve_class, resolve_layer, segmentation_forward
 
-__all__ = ["DEFAULT_LAYERS", "GradCAMResult", "grad_cam", "resolve_class", "resolve_layer", "segmentation_forward"]
+from .gradcam import (
+    DEFAULT_LAYERS,
+    GradCAMResult,
+    grad_cam,
+    resolve_class,
+    resolve_layer,
+    segmentation_forward,
+)
+
+__all__ = [
+    "DEFAULT_LAYERS",
+    "GradCAMResult",
+    "grad_cam",
+    "resolve_class",
+    "resolve_layer",
+    "segmentation_forward",
+]

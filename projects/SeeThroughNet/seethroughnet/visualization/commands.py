@@ -3,6 +3,7 @@
 ``tools/plot_training_curves.py``. Each ``*_main(argv)`` returns 0 on success and 2 with a
 one-paragraph ``error:`` message on stderr for bad input (unknown class or layer, missing
 file, a checkpoint that does not match the config, ...)."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,15 @@ def _cli(fn):
 
 def _model_args(ap, prefix="", required=True, what="the model"):
     dash = f"--{prefix}-" if prefix else "--"
-    ap.add_argument(f"{dash}config-file", required=required, metavar="YAML", help=f"detectron2 config of {what}")
-    ap.add_argument(f"{dash}weights", default=None, metavar="PTH",
-                    help=f"checkpoint of {what} (default: MODEL.WEIGHTS of the config; random init if empty)")
+    ap.add_argument(
+        f"{dash}config-file", required=required, metavar="YAML", help=f"detectron2 config of {what}"
+    )
+    ap.add_argument(
+        f"{dash}weights",
+        default=None,
+        metavar="PTH",
+        help=f"checkpoint of {what} (default: MODEL.WEIGHTS of the config; random init if empty)",
+    )
 
 
 def _safety_args(ap):
@@ -77,11 +84,16 @@ def _weights_note(weights, cfg):
 
 
 def _report(res, names, prefix=""):
-    kind = {"predicted": "pixels predicted as the class", "box": "pixels in the box",
-            "all": "whole image (no pixel is predicted as the class)"}[res.region_kind]
-    print(f"{prefix}Grad-CAM '{names[res.class_index]}' at {res.layer} {res.activation_shape}: "
-          f"{int(res.region.sum())} pixels summed ({kind}), score {res.score:.3g}, "
-          f"map peak at (row, col) {tuple(int(v) for v in np.unravel_index(int(np.argmax(res.cam)), res.cam.shape))}")
+    kind = {
+        "predicted": "pixels predicted as the class",
+        "box": "pixels in the box",
+        "all": "whole image (no pixel is predicted as the class)",
+    }[res.region_kind]
+    print(
+        f"{prefix}Grad-CAM '{names[res.class_index]}' at {res.layer} {res.activation_shape}: "
+        f"{int(res.region.sum())} pixels summed ({kind}), score {res.score:.3g}, "
+        f"map peak at (row, col) {tuple(int(v) for v in np.unravel_index(int(np.argmax(res.cam)), res.cam.shape))}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -92,12 +104,23 @@ def gradcam_main(argv=None) -> int:
     _model_args(ap)
     ap.add_argument("--image", required=True)
     ap.add_argument("--class", dest="cls", required=True, help="class name (e.g. car) or index")
-    ap.add_argument("--layer", default=None,
-                    help="module name from model.named_modules(), NAME:KEY for dict/list outputs "
-                         "(default: net.encoder:res5 for SeeThroughNet, backbone.res5 for SemanticSegmentor)")
-    ap.add_argument("--box", nargs=4, type=float, default=None, metavar=("X0", "Y0", "X1", "Y1"),
-                    help="sum the class logits over this box (pixels, x1/y1 exclusive) instead of the predicted pixels")
-    ap.add_argument("--alpha", type=float, default=0.5, help="weight of the heat map in the overlay")
+    ap.add_argument(
+        "--layer",
+        default=None,
+        help="module name from model.named_modules(), NAME:KEY for dict/list outputs "
+        "(default: net.encoder:res5 for SeeThroughNet, backbone.res5 for SemanticSegmentor)",
+    )
+    ap.add_argument(
+        "--box",
+        nargs=4,
+        type=float,
+        default=None,
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="sum the class logits over this box (pixels, x1/y1 exclusive) instead of the predicted pixels",
+    )
+    ap.add_argument(
+        "--alpha", type=float, default=0.5, help="weight of the heat map in the overlay"
+    )
     ap.add_argument("--output", required=True, help="overlay PNG")
     ap.add_argument("--device", default=None, help="override MODEL.DEVICE")
     _safety_args(ap)
@@ -129,12 +152,26 @@ def compare_main(argv=None) -> int:
     _model_args(ap, "cpp", what="the CPP model")
     ap.add_argument("--image", required=True)
     ap.add_argument("--class", dest="cls", required=True, help="class name (e.g. car) or index")
-    ap.add_argument("--box", nargs=4, type=float, default=None, metavar=("X0", "Y0", "X1", "Y1"),
-                    help="region to zoom into; also the pixels whose class logits Grad-CAM sums "
-                         "(unless --cam-region predicted)")
-    ap.add_argument("--cam-region", choices=("box", "predicted"), default="box",
-                    help="with --box: explain the box (default) or each model's predicted pixels")
-    ap.add_argument("--layer", default=None, help="Grad-CAM layer for both models (default per meta-architecture)")
+    ap.add_argument(
+        "--box",
+        nargs=4,
+        type=float,
+        default=None,
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="region to zoom into; also the pixels whose class logits Grad-CAM sums "
+        "(unless --cam-region predicted)",
+    )
+    ap.add_argument(
+        "--cam-region",
+        choices=("box", "predicted"),
+        default="box",
+        help="with --box: explain the box (default) or each model's predicted pixels",
+    )
+    ap.add_argument(
+        "--layer",
+        default=None,
+        help="Grad-CAM layer for both models (default per meta-architecture)",
+    )
     ap.add_argument("--labels", nargs=2, default=("baseline", "CPP"), metavar=("BASELINE", "CPP"))
     ap.add_argument("--note", default=None, help="caption under the figure")
     ap.add_argument("--output", required=True)
@@ -150,12 +187,14 @@ def compare_main(argv=None) -> int:
     image = read_image(a.image)
     box = _box(a.box)
     if box is not None:  # validate against the image before the (slow) model loads
-        from .gradcam import _check_box
+        from .gradcam import check_box
 
-        box = _check_box(box, *image.shape[:2])
+        box = check_box(box, *image.shape[:2])
     preds, cams, notes, names = {}, {}, [], None
-    for label, config, weights in ((a.labels[0], a.baseline_config_file, a.baseline_weights),
-                                   (a.labels[1], a.cpp_config_file, a.cpp_weights)):
+    for label, config, weights in (
+        (a.labels[0], a.baseline_config_file, a.baseline_weights),
+        (a.labels[1], a.cpp_config_file, a.cpp_weights),
+    ):
         try:
             cfg, model = load_model(config, weights, (), a.device, **_safety(a))
         except Exception as e:
@@ -182,13 +221,23 @@ def compare_main(argv=None) -> int:
 def overlay_main(argv=None) -> int:
     """Predictions drawn over the images in the dataset palette (detectron2's
     Visualizer.draw_sem_seg); with --gt the ground truth is drawn beside them."""
-    ap = argparse.ArgumentParser(prog="tools/overlay_predictions.py", description=overlay_main.__doc__)
+    ap = argparse.ArgumentParser(
+        prog="tools/overlay_predictions.py", description=overlay_main.__doc__
+    )
     _model_args(ap)
     ap.add_argument("--input", nargs="+", required=True, metavar="IMAGE")
-    ap.add_argument("--gt", nargs="+", default=None, metavar="LABEL_PNG",
-                    help="train-id label PNGs, one per image (ignored value drawn transparent)")
-    ap.add_argument("--output", required=True,
-                    help="a .png path for one image, else a folder (<stem>_overlay.png per image)")
+    ap.add_argument(
+        "--gt",
+        nargs="+",
+        default=None,
+        metavar="LABEL_PNG",
+        help="train-id label PNGs, one per image (ignored value drawn transparent)",
+    )
+    ap.add_argument(
+        "--output",
+        required=True,
+        help="a .png path for one image, else a folder (<stem>_overlay.png per image)",
+    )
     ap.add_argument("--alpha", type=float, default=0.6)
     ap.add_argument("--scale", type=float, default=1.0, help="output size relative to the image")
     ap.add_argument("--device", default=None)
@@ -203,7 +252,9 @@ def overlay_main(argv=None) -> int:
     from .models import class_metadata, predict, read_image, to_model_input
 
     if a.gt is not None and len(a.gt) != len(a.input):
-        raise ValueError(f"--gt needs one label PNG per --input image ({len(a.input)}), got {len(a.gt)}")
+        raise ValueError(
+            f"--gt needs one label PNG per --input image ({len(a.input)}), got {len(a.gt)}"
+        )
     single = len(a.input) == 1 and a.output.lower().endswith(".png")
     for p in a.input + (a.gt or []):
         if not os.path.isfile(p):
@@ -217,11 +268,21 @@ def overlay_main(argv=None) -> int:
         if a.gt is not None:
             gt = np.array(Image.open(a.gt[i]))
             if gt.ndim != 2 or gt.shape != image.shape[:2]:
-                raise ValueError(f"{a.gt[i]}: expected a single-channel label map of size {image.shape[:2]}, got {gt.shape}")
-            gt_vis = draw_sem_seg(image, gt.astype(np.int64), md, alpha=a.alpha, scale=a.scale)  # ids >= K are not drawn
+                raise ValueError(
+                    f"{a.gt[i]}: expected a single-channel label map of size {image.shape[:2]}, got {gt.shape}"
+                )
+            gt_vis = draw_sem_seg(
+                image, gt.astype(np.int64), md, alpha=a.alpha, scale=a.scale
+            )  # ids >= K are not drawn
             gap = np.full((out.shape[0], 8, 3), 255, np.uint8)
             out = np.concatenate([gt_vis, gap, out], axis=1)
-        dest = a.output if single else os.path.join(a.output, os.path.splitext(os.path.basename(path))[0] + "_overlay.png")
+        dest = (
+            a.output
+            if single
+            else os.path.join(
+                a.output, os.path.splitext(os.path.basename(path))[0] + "_overlay.png"
+            )
+        )
         save_image(out, dest)
         print(f"wrote {dest}")
     return 0
@@ -242,10 +303,14 @@ def _dataset_order(ious):
 def iou_main(argv=None) -> int:
     """Per-class IoU of two evaluations side by side (bars, difference written above)."""
     ap = argparse.ArgumentParser(prog="tools/plot_iou_comparison.py", description=iou_main.__doc__)
-    ap.add_argument("first", help="metrics.json (last evaluation line) or a result JSON/.pth of the baseline")
+    ap.add_argument(
+        "first", help="metrics.json (last evaluation line) or a result JSON/.pth of the baseline"
+    )
     ap.add_argument("second", help="the same for the model compared (e.g. with CPP)")
     ap.add_argument("--labels", nargs=2, default=("baseline", "CPP"), metavar=("FIRST", "SECOND"))
-    ap.add_argument("--prefix", default="sem_seg", help="evaluator key prefix (sem_seg, cityscapes_sem_seg)")
+    ap.add_argument(
+        "--prefix", default="sem_seg", help="evaluator key prefix (sem_seg, cityscapes_sem_seg)"
+    )
     ap.add_argument("--title", default=None)
     ap.add_argument("--output", required=True)
     ap.add_argument("--dpi", type=int, default=100)
@@ -266,11 +331,21 @@ def iou_main(argv=None) -> int:
 @_cli
 def curves_main(argv=None) -> int:
     """Training curves from detectron2's metrics.json: total_loss, each loss term, lr, mIoU."""
-    ap = argparse.ArgumentParser(prog="tools/plot_training_curves.py", description=curves_main.__doc__)
+    ap = argparse.ArgumentParser(
+        prog="tools/plot_training_curves.py", description=curves_main.__doc__
+    )
     ap.add_argument("metrics", help="OUTPUT_DIR/metrics.json")
-    ap.add_argument("--output", default=None, help="PNG (default: training_curves.png beside metrics.json)")
-    ap.add_argument("--smooth", type=int, default=1, help="running median over this many logged points (losses)")
-    ap.add_argument("--separate", action="store_true", help="one panel per quantity instead of four grouped panels")
+    ap.add_argument(
+        "--output", default=None, help="PNG (default: training_curves.png beside metrics.json)"
+    )
+    ap.add_argument(
+        "--smooth", type=int, default=1, help="running median over this many logged points (losses)"
+    )
+    ap.add_argument(
+        "--separate",
+        action="store_true",
+        help="one panel per quantity instead of four grouped panels",
+    )
     ap.add_argument("--miou-key", default="sem_seg/mIoU")
     ap.add_argument("--title", default=None)
     ap.add_argument("--dpi", type=int, default=100)
@@ -278,8 +353,12 @@ def curves_main(argv=None) -> int:
     from .figures import load_metrics, save_figure, training_curves_figure
 
     records = load_metrics(a.metrics)
-    out = a.output or os.path.join(os.path.dirname(os.path.abspath(a.metrics)), "training_curves.png")
-    fig = training_curves_figure(records, smooth=a.smooth, separate=a.separate, miou_key=a.miou_key, title=a.title)
+    out = a.output or os.path.join(
+        os.path.dirname(os.path.abspath(a.metrics)), "training_curves.png"
+    )
+    fig = training_curves_figure(
+        records, smooth=a.smooth, separate=a.separate, miou_key=a.miou_key, title=a.title
+    )
     save_figure(fig, out, dpi=a.dpi)
     print(f"wrote {out}")
     return 0

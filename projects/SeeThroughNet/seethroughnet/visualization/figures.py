@@ -4,6 +4,7 @@ IoU bars and training curves from detectron2's ``metrics.json``.
 
 Every PNG is written to a temporary file beside the destination and renamed into place.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,10 @@ import os
 import re
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import matplotlib
 import numpy as np
 
 from ..utils.atomic import atomic_path
-
-import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -56,13 +56,17 @@ def save_image(array: np.ndarray, path: str) -> str:
     from PIL import Image
 
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array.astype(np.uint8))).save(tmp, format="PNG", optimize=True)
+        Image.fromarray(np.ascontiguousarray(array.astype(np.uint8))).save(
+            tmp, format="PNG", optimize=True
+        )
     return path
 
 
 # ----------------------------------------------------------------------------------------------
 # image panels
-def overlay_cam(image_rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
+def overlay_cam(
+    image_rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.5, colormap: str = "jet"
+) -> np.ndarray:
     """The ``[0, 1]`` map ``cam`` in ``colormap`` blended over the image (``alpha``: map weight)."""
     if cam.shape != image_rgb.shape[:2]:
         raise ValueError(f"map {cam.shape} and image {image_rgb.shape[:2]} sizes differ")
@@ -71,15 +75,23 @@ def overlay_cam(image_rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.5, colo
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def colorize(labels: np.ndarray, colors: Sequence[Sequence[int]], ignore_rgb=(0, 0, 0)) -> np.ndarray:
+def colorize(
+    labels: np.ndarray, colors: Sequence[Sequence[int]], ignore_rgb=(0, 0, 0)
+) -> np.ndarray:
     """Class indices ``(H, W)`` as palette colours; indices outside the palette in ``ignore_rgb``."""
     table = np.array(list(colors) + [ignore_rgb], dtype=np.uint8)
     idx = np.where((labels >= 0) & (labels < len(colors)), labels, len(colors))
     return table[idx]
 
 
-def draw_sem_seg(image_rgb: np.ndarray, labels: np.ndarray, metadata, alpha: float = 0.6,
-                 area_threshold: Optional[int] = None, scale: float = 1.0) -> np.ndarray:
+def draw_sem_seg(
+    image_rgb: np.ndarray,
+    labels: np.ndarray,
+    metadata,
+    alpha: float = 0.6,
+    area_threshold: Optional[int] = None,
+    scale: float = 1.0,
+) -> np.ndarray:
     """detectron2's ``Visualizer.draw_sem_seg`` (palette colours, class names written on the
     segments) over the image; ``(round(scale * H), round(scale * W), 3)`` uint8."""
     from detectron2.utils.visualizer import Visualizer
@@ -88,7 +100,9 @@ def draw_sem_seg(image_rgb: np.ndarray, labels: np.ndarray, metadata, alpha: flo
     return vis.draw_sem_seg(labels, area_threshold=area_threshold, alpha=alpha).get_image()
 
 
-def draw_box(image_rgb: np.ndarray, box: Optional[Box], color=(255, 255, 255), width: int = 2) -> np.ndarray:
+def draw_box(
+    image_rgb: np.ndarray, box: Optional[Box], color=(255, 255, 255), width: int = 2
+) -> np.ndarray:
     """A copy with the outline of ``box`` (x0, y0, x1, y1; x1, y1 exclusive) drawn."""
     out = image_rgb.copy()
     if box is None:
@@ -98,10 +112,10 @@ def draw_box(image_rgb: np.ndarray, box: Optional[Box], color=(255, 255, 255), w
     x0, x1, y0, y1 = max(0, x0), min(w, x1), max(0, y0), min(h, y1)
     t = max(1, int(width))
     c = np.array(color, dtype=np.uint8)
-    out[y0:min(y0 + t, y1), x0:x1] = c
-    out[max(y1 - t, y0):y1, x0:x1] = c
-    out[y0:y1, x0:min(x0 + t, x1)] = c
-    out[y0:y1, max(x1 - t, x0):x1] = c
+    out[y0 : min(y0 + t, y1), x0:x1] = c
+    out[max(y1 - t, y0) : y1, x0:x1] = c
+    out[y0:y1, x0 : min(x0 + t, x1)] = c
+    out[y0:y1, max(x1 - t, x0) : x1] = c
     return out
 
 
@@ -136,8 +150,17 @@ def comparison_figure(
     rows = len(heights)
     fig_h = sum(heights) + title_h * rows + note_h
     fig = plt.figure(figsize=(pw * n, fig_h))
-    gs = fig.add_gridspec(rows, n, height_ratios=heights, left=0.002, right=0.998, bottom=note_h / fig_h,
-                          top=1 - title_h / fig_h, hspace=title_h / (sum(heights) / rows), wspace=wspace)
+    gs = fig.add_gridspec(
+        rows,
+        n,
+        height_ratios=heights,
+        left=0.002,
+        right=0.998,
+        bottom=note_h / fig_h,
+        top=1 - title_h / fig_h,
+        hspace=title_h / (sum(heights) / rows),
+        wspace=wspace,
+    )
     for i, (title, arr) in enumerate(panels):
         ax = fig.add_subplot(gs[0, i])
         ax.imshow(arr, interpolation="nearest")
@@ -145,7 +168,16 @@ def comparison_figure(
         ax.set_axis_off()
         if box is not None:
             x0, y0, x1, y1 = box
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="white", linewidth=1.5))
+            ax.add_patch(
+                Rectangle(
+                    (x0 - 0.5, y0 - 0.5),
+                    x1 - x0,
+                    y1 - y0,
+                    fill=False,
+                    edgecolor="white",
+                    linewidth=1.5,
+                )
+            )
             axz = fig.add_subplot(gs[1, i])
             axz.imshow(arr[y0:y1, x0:x1], interpolation="nearest")
             axz.set_title("zoom", fontsize=8)
@@ -188,8 +220,11 @@ def load_metrics(path: str) -> List[dict]:
                 unnumbered.append(rec)
     out = [records[k] for k in sorted(records)] + unnumbered
     if not out:
-        raise ValueError(f"{path}: no JSON lines found" + (f" ({bad} unreadable lines)" if bad else "") +
-                         "; expected detectron2's metrics.json (one JSON object per line)")
+        raise ValueError(
+            f"{path}: no JSON lines found"
+            + (f" ({bad} unreadable lines)" if bad else "")
+            + "; expected detectron2's metrics.json (one JSON object per line)"
+        )
     return out
 
 
@@ -226,7 +261,9 @@ def read_iou(path: str, prefix: str = "sem_seg") -> Tuple[Dict[str, float], Opti
     if path.endswith((".pth", ".pt", ".pkl")):
         from ..utils.safe_load import load_weights_file
 
-        hint = "Save evaluation results as JSON (json.dump of the evaluator's dict) and pass that file"
+        hint = (
+            "Save evaluation results as JSON (json.dump of the evaluator's dict) and pass that file"
+        )
         obj = load_weights_file(path, hint=hint)
         candidates = [obj]
     else:
@@ -240,7 +277,11 @@ def read_iou(path: str, prefix: str = "sem_seg") -> Tuple[Dict[str, float], Opti
         if not isinstance(obj, Mapping):
             continue
         if isinstance(obj.get("per_class_IoU"), Mapping):
-            ious = {str(k): float(v) for k, v in obj["per_class_IoU"].items() if isinstance(v, (int, float))}
+            ious = {
+                str(k): float(v)
+                for k, v in obj["per_class_IoU"].items()
+                if isinstance(v, (int, float))
+            }
             miou = obj.get("mIoU")
             return ious, float(miou) if isinstance(miou, (int, float)) else None
         if isinstance(obj.get(prefix), Mapping):
@@ -255,8 +296,13 @@ def read_iou(path: str, prefix: str = "sem_seg") -> Tuple[Dict[str, float], Opti
     )
 
 
-def iou_comparison_figure(a: Mapping[str, float], b: Mapping[str, float], labels=("baseline", "CPP"),
-                          miou: Tuple[Optional[float], Optional[float]] = (None, None), title: Optional[str] = None):
+def iou_comparison_figure(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    labels=("baseline", "CPP"),
+    miou: Tuple[Optional[float], Optional[float]] = (None, None),
+    title: Optional[str] = None,
+):
     """Grouped bars of per-class IoU (classes in ``a``'s order, then those only in ``b``), the
     difference ``b - a`` written above each pair, and the mIoU pair at the end."""
     classes = list(a) + [c for c in b if c not in a]
@@ -273,8 +319,15 @@ def iou_comparison_figure(a: Mapping[str, float], b: Mapping[str, float], labels
     for i, (p, q) in enumerate(zip(va, vb)):
         if math.isfinite(p) and math.isfinite(q):
             d = q - p
-            ax.text(i, max(p, q) + 0.01 * top, f"{d:+.1f}", ha="center", va="bottom", fontsize=7,
-                    color="#2a7d2a" if d > 0 else ("#b22222" if d < 0 else "0.3"))
+            ax.text(
+                i,
+                max(p, q) + 0.01 * top,
+                f"{d:+.1f}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="#2a7d2a" if d > 0 else ("#b22222" if d < 0 else "0.3"),
+            )
     ax.set_xticks(x)
     ax.set_xticklabels(classes, rotation=50, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
@@ -292,7 +345,11 @@ def _series(records: Iterable[dict], key: str) -> Tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for r in records:
         v = r.get(key)
-        if isinstance(v, (int, float)) and isinstance(r.get("iteration"), (int, float)) and math.isfinite(v):
+        if (
+            isinstance(v, (int, float))
+            and isinstance(r.get("iteration"), (int, float))
+            and math.isfinite(v)
+        ):
             xs.append(r["iteration"])
             ys.append(v)
     return np.array(xs), np.array(ys, dtype=float)
@@ -301,11 +358,16 @@ def _series(records: Iterable[dict], key: str) -> Tuple[np.ndarray, np.ndarray]:
 def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or len(y) < 2:
         return y
-    return np.array([np.median(y[max(0, i - window + 1):i + 1]) for i in range(len(y))])
+    return np.array([np.median(y[max(0, i - window + 1) : i + 1]) for i in range(len(y))])
 
 
-def training_curves_figure(records: Sequence[dict], smooth: int = 1, separate: bool = False,
-                           miou_key: str = "sem_seg/mIoU", title: Optional[str] = None):
+def training_curves_figure(
+    records: Sequence[dict],
+    smooth: int = 1,
+    separate: bool = False,
+    miou_key: str = "sem_seg/mIoU",
+    title: Optional[str] = None,
+):
     """Curves over iterations: ``total_loss``, each ``loss_*`` term, ``lr`` and ``miou_key``.
 
     ``separate=False``: four panels (total loss | loss terms | lr | mIoU); ``True``: one panel per
@@ -313,11 +375,18 @@ def training_curves_figure(records: Sequence[dict], smooth: int = 1, separate: b
     loss_keys = sorted({k for r in records for k in r if k.startswith("loss_")})
     quantities = (["total_loss"] if any("total_loss" in r for r in records) else []) + loss_keys
     if not quantities and not any("lr" in r for r in records):
-        raise ValueError("no 'total_loss', 'loss_*' or 'lr' values in the metrics; is this detectron2's metrics.json?")
+        raise ValueError(
+            "no 'total_loss', 'loss_*' or 'lr' values in the metrics; is this detectron2's metrics.json?"
+        )
     if separate:
         groups = [(q, [q]) for q in quantities] + [("lr", ["lr"]), (miou_key, [miou_key])]
     else:
-        groups = [("total_loss", ["total_loss"]), ("loss terms", loss_keys), ("lr", ["lr"]), (miou_key, [miou_key])]
+        groups = [
+            ("total_loss", ["total_loss"]),
+            ("loss terms", loss_keys),
+            ("lr", ["lr"]),
+            (miou_key, [miou_key]),
+        ]
     ncols = 2 if not separate else min(3, len(groups))
     nrows = math.ceil(len(groups) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.2 * nrows), squeeze=False)
@@ -336,8 +405,16 @@ def training_curves_figure(records: Sequence[dict], smooth: int = 1, separate: b
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         if not drawn:
-            ax.text(0.5, 0.5, f"no '{keys[0] if len(keys) == 1 else name}' values in metrics.json",
-                    ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
+            ax.text(
+                0.5,
+                0.5,
+                f"no '{keys[0] if len(keys) == 1 else name}' values in metrics.json",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=8,
+                color="0.4",
+            )
         elif len(keys) > 1:
             ax.legend(fontsize=6, ncol=2 if drawn > 5 else 1)
         if name == "lr" and drawn:
@@ -347,7 +424,7 @@ def training_curves_figure(records: Sequence[dict], smooth: int = 1, separate: b
         pad = max(1.0, 0.03 * (max(its) - min(its)))
         for ax in list(axes.flat)[: len(groups)]:
             ax.set_xlim(min(its) - pad, max(its) + pad)
-    for ax in list(axes.flat)[len(groups):]:
+    for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=11)

@@ -21,6 +21,7 @@ meta-architecture, a callable giving full-resolution ``(1, K, H, W)`` logits wit
 single-scale pass of ``net.forward_single`` instead; any other detectron2 semantic-segmentation
 model is called as ``model([{"image", "height", "width"}])[0]["sem_seg"]``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -66,7 +67,9 @@ def resolve_class(name: Union[str, int], class_names: Sequence[str]) -> int:
         i = int(name)
         if 0 <= i < k:
             return i
-        raise ValueError(f"class index {i} out of range: the model has {k} classes (0..{k - 1}): {_class_list(class_names)}")
+        raise ValueError(
+            f"class index {i} out of range: the model has {k} classes (0..{k - 1}): {_class_list(class_names)}"
+        )
 
     def norm(s):
         return " ".join(str(s).replace("_", " ").lower().split())
@@ -154,7 +157,10 @@ def resolve_layer(model: nn.Module, spec: Union[str, LayerSpec]) -> Tuple[nn.Mod
     spec = parse_layer(spec)
     modules = dict(model.named_modules())
     if spec.module not in modules or not spec.module:
-        raise KeyError(f"model {type(model).__name__} has no layer {spec.module!r}. " + _layer_listing(model, spec.module))
+        raise KeyError(
+            f"model {type(model).__name__} has no layer {spec.module!r}. "
+            + _layer_listing(model, spec.module)
+        )
     return modules[spec.module], spec
 
 
@@ -175,7 +181,9 @@ def _select(output, spec: LayerSpec):
     elif isinstance(output, (list, tuple)):
         items = list(enumerate(output))
     else:
-        raise TypeError(f"layer {spec.module!r} returns a {type(output).__name__}; Grad-CAM needs a tensor, dict, list or tuple")
+        raise TypeError(
+            f"layer {spec.module!r} returns a {type(output).__name__}; Grad-CAM needs a tensor, dict, list or tuple"
+        )
     tensors = [(k, v) for k, v in items if isinstance(v, torch.Tensor) and v.dim() >= 3]
     if not tensors:
         raise TypeError(f"layer {spec.module!r} returns no (N, C, H, W) tensors")
@@ -253,14 +261,16 @@ class GradCAMResult:
     activation_shape: Tuple[int, ...]
 
 
-def _check_box(box: Sequence[int], h: int, w: int) -> Box:
+def check_box(box: Sequence[int], h: int, w: int) -> Box:
     if len(box) != 4:
         raise ValueError(f"box needs 4 numbers x0 y0 x1 y1, got {list(box)}")
     x0, y0, x1, y1 = (int(round(float(v))) for v in box)
     x0, x1 = max(0, min(x0, w)), max(0, min(x1, w))
     y0, y1 = max(0, min(y0, h)), max(0, min(y1, h))
     if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"box {list(box)} is empty inside the {w}x{h} image (need x0 < x1 <= {w}, y0 < y1 <= {h})")
+        raise ValueError(
+            f"box {list(box)} is empty inside the {w}x{h} image (need x0 < x1 <= {w}, y0 < y1 <= {h})"
+        )
     return x0, y0, x1, y1
 
 
@@ -288,10 +298,14 @@ def grad_cam(
     finally:
         cap.remove()
     if cap.activation is None:
-        raise RuntimeError(f"layer {spec} did not run in the forward pass; pick a layer the prediction goes through")
+        raise RuntimeError(
+            f"layer {spec} did not run in the forward pass; pick a layer the prediction goes through"
+        )
     if logits.dim() == 4:
         if logits.shape[0] != 1:
-            raise ValueError(f"Grad-CAM explains one image at a time; got logits {tuple(logits.shape)}")
+            raise ValueError(
+                f"Grad-CAM explains one image at a time; got logits {tuple(logits.shape)}"
+            )
         logits = logits[0]
     k, h, w = logits.shape
     if not 0 <= class_index < k:
@@ -305,7 +319,7 @@ def grad_cam(
         act_b = act.unsqueeze(0)
     pred = logits.detach().argmax(0)
     if box is not None:
-        x0, y0, x1, y1 = _check_box(box, h, w)
+        x0, y0, x1, y1 = check_box(box, h, w)
         region = torch.zeros(h, w, dtype=torch.bool, device=logits.device)
         region[y0:y1, x0:x1] = True
         kind = "box"
@@ -317,7 +331,9 @@ def grad_cam(
             kind = "all"
     score = (logits[class_index] * region).sum()
     if not score.requires_grad:
-        raise RuntimeError("the logits do not depend on the layer with autograd on (did the forward run under torch.no_grad?)")
+        raise RuntimeError(
+            "the logits do not depend on the layer with autograd on (did the forward run under torch.no_grad?)"
+        )
     (grad,) = torch.autograd.grad(score, act, allow_unused=True)
     if grad is None:
         raise RuntimeError(f"the logits do not depend on layer {spec}")
@@ -359,7 +375,9 @@ def _seethroughnet_forward(model: nn.Module, image: torch.Tensor) -> Callable[[]
         if (ph, pw) != (h, w):
             x = F.pad(x, (0, pw - w, 0, ph - h))
         logits = net.forward_single(x)["logits"]
-        logits = F.interpolate(logits, size=(ph, pw), mode="bilinear", align_corners=net.align_corners)
+        logits = F.interpolate(
+            logits, size=(ph, pw), mode="bilinear", align_corners=net.align_corners
+        )
         return logits[..., :h, :w]
 
     return run
@@ -372,7 +390,12 @@ def _detectron2_forward(model: nn.Module, image: torch.Tensor) -> Callable[[], t
 
     def run():
         out = model([{"image": image, "height": h, "width": w}])
-        if not (isinstance(out, (list, tuple)) and out and isinstance(out[0], dict) and "sem_seg" in out[0]):
+        if not (
+            isinstance(out, (list, tuple))
+            and out
+            and isinstance(out[0], dict)
+            and "sem_seg" in out[0]
+        ):
             raise TypeError(
                 f"{type(model).__name__} did not return [{{'sem_seg': logits}}]; Grad-CAM needs a semantic-segmentation model"
             )

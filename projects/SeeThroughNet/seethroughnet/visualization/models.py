@@ -1,5 +1,6 @@
 """Class metadata, images and predictions for the visualisation tools (the model itself comes
 from :func:`seethroughnet.experiments.models.load_model`)."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,10 @@ def class_metadata(cfg):
     """Metadata with ``stuff_classes`` / ``stuff_colors`` for ``MODEL.SEM_SEG_HEAD.NUM_CLASSES``:
     the first of ``DATASETS.TEST`` / ``DATASETS.TRAIN`` whose class list has that length, else
     the Cityscapes palette for 19 classes, else ``class 0..K-1`` with fixed random colours."""
-    import seethroughnet.data.datasets  # noqa: F401
     from detectron2.data import MetadataCatalog
     from detectron2.data.catalog import Metadata
+
+    import seethroughnet.data.datasets  # noqa: F401
 
     k = int(cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
     for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
@@ -26,11 +28,23 @@ def class_metadata(cfg):
             colors = md.get("stuff_colors", None)
             if colors is None or len(colors) != k:
                 colors = _colors(k)
-            return Metadata(name=f"vis_{name}", stuff_classes=list(classes), stuff_colors=[tuple(c) for c in colors])
+            return Metadata(
+                name=f"vis_{name}",
+                stuff_classes=list(classes),
+                stuff_colors=[tuple(c) for c in colors],
+            )
     if k == 19:
         md = MetadataCatalog.get("cityscapes_fine_sem_seg_val")
-        return Metadata(name="vis_cityscapes", stuff_classes=list(md.stuff_classes), stuff_colors=list(md.stuff_colors))
-    return Metadata(name=f"vis_{k}_classes", stuff_classes=[f"class {i}" for i in range(k)], stuff_colors=_colors(k))
+        return Metadata(
+            name="vis_cityscapes",
+            stuff_classes=list(md.stuff_classes),
+            stuff_colors=list(md.stuff_colors),
+        )
+    return Metadata(
+        name=f"vis_{k}_classes",
+        stuff_classes=[f"class {i}" for i in range(k)],
+        stuff_colors=_colors(k),
+    )
 
 
 def _colors(k):
@@ -52,7 +66,9 @@ def to_model_input(image_rgb: np.ndarray, input_format: str) -> torch.Tensor:
     if input_format == "BGR":
         image_rgb = image_rgb[:, :, ::-1]
     elif input_format != "RGB":
-        raise ValueError(f"INPUT.FORMAT {input_format!r} is not supported by the visualisation tools (RGB or BGR)")
+        raise ValueError(
+            f"INPUT.FORMAT {input_format!r} is not supported by the visualisation tools (RGB or BGR)"
+        )
     return torch.from_numpy(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)))
 
 

@@ -5,6 +5,7 @@ The dataset's own ignore value (``metadata.ignore_label``, e.g. 255 for Cityscap
 11 for CamVid's "void") is rewritten to the model's ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``, so
 one model config serves every dataset.
 """
+
 import copy
 import zlib
 
@@ -38,7 +39,11 @@ def build_train_augmentations(cfg):
             )
         )
     if cfg.INPUT.COLOR_AUG:
-        augs += [T.RandomBrightness(0.8, 1.2), T.RandomContrast(0.8, 1.2), T.RandomSaturation(0.8, 1.2)]
+        augs += [
+            T.RandomBrightness(0.8, 1.2),
+            T.RandomContrast(0.8, 1.2),
+            T.RandomSaturation(0.8, 1.2),
+        ]
     if cfg.INPUT.RANDOM_FLIP != "none":
         augs.append(
             T.RandomFlip(
@@ -88,7 +93,9 @@ class SemanticSegmentationMapper:
         meta = MetadataCatalog.get(dataset_name)
         return {
             "is_train": is_train,
-            "augmentations": build_train_augmentations(cfg) if is_train else build_test_augmentations(cfg),
+            "augmentations": build_train_augmentations(cfg)
+            if is_train
+            else build_test_augmentations(cfg),
             "image_format": cfg.INPUT.FORMAT,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
@@ -99,7 +106,13 @@ class SemanticSegmentationMapper:
         dataset_dict = copy.deepcopy(dataset_dict)
         try:
             image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
-        except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as e:  # PIL's truncated / corrupt-file errors
+        except (
+            OSError,
+            SyntaxError,
+            ValueError,
+            EOFError,
+            zlib.error,
+        ) as e:  # PIL's truncated / corrupt-file errors
             from ..datasets.validation import DatasetError
 
             raise DatasetError(
@@ -125,7 +138,9 @@ class SemanticSegmentationMapper:
             # which is exact for integers below 2**24
             sem_seg = sem_seg.astype(np.uint8 if sem_seg.max(initial=0) <= 255 else np.float32)
         elif self.is_train:
-            raise ValueError(f"{dataset_dict['file_name']}: a training sample has no sem_seg_file_name")
+            raise ValueError(
+                f"{dataset_dict['file_name']}: a training sample has no sem_seg_file_name"
+            )
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         self.augmentations(aug_input)

@@ -121,7 +121,9 @@ INSTANCE_ID_TABLE = LabelTable(
 # --------------------------------------------------------------------------------------
 def default_cityscapes_root() -> str:
     """``$DETECTRON2_DATASETS/cityscapes`` (``datasets/cityscapes`` when unset), like detectron2."""
-    return os.path.join(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "cityscapes")
+    return os.path.join(
+        os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")), "cityscapes"
+    )
 
 
 def _root_origin(root: str, explicit: bool) -> str:
@@ -159,7 +161,12 @@ def _check_split_folders(dataset: str, root: str, origin: str, image_dir: str, g
 
 
 def _scan(
-    dataset: str, root: str, origin: str, image_dir: str, gt_dir: str, label_suffixes: Tuple[str, ...]
+    dataset: str,
+    root: str,
+    origin: str,
+    image_dir: str,
+    gt_dir: str,
+    label_suffixes: Tuple[str, ...],
 ) -> List[Tuple[str, Dict[str, str]]]:
     """Pair ``image_dir/<city>/*_leftImg8bit.png`` with their gtFine files; check both ways."""
     _check_split_folders(dataset, root, origin, image_dir, gt_dir)
@@ -237,7 +244,9 @@ def _find_bad_json(paths: List[str]) -> Optional[str]:
                 obj = json.load(f)
             int(obj["imgHeight"]), int(obj["imgWidth"])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            return f"{p} cannot be read as a Cityscapes polygon annotation ({type(e).__name__}: {e})"
+            return (
+                f"{p} cannot be read as a Cityscapes polygon annotation ({type(e).__name__}: {e})"
+            )
     return None
 
 
@@ -280,7 +289,11 @@ def load_cityscapes_semantic_validated(
             Sample(
                 image=img,
                 labels=(LabelFile(files[TRAIN_IDS_SUFFIX], TRAIN_ID_TABLE, ("L", "P")),)
-                + ((LabelFile(files[LABEL_IDS_SUFFIX], LABEL_ID_TABLE, ("L", "P")),) if evaluated else ()),
+                + (
+                    (LabelFile(files[LABEL_IDS_SUFFIX], LABEL_ID_TABLE, ("L", "P")),)
+                    if evaluated
+                    else ()
+                ),
                 expected_size=(d["width"], d["height"]) if d else None,
                 expected_size_source=f"its annotation {files[POLYGONS_SUFFIX]} (imgWidth x imgHeight)",
             )
@@ -329,8 +342,12 @@ def load_cityscapes_instances_validated(
             )
         bad = _find_bad_json([f[POLYGONS_SUFFIX] for _, f in pairs])
         if bad is not None:
-            raise DatasetError(f"Dataset '{dataset_name}': {bad}. Restore the file from the gtFine download.")
-    return load_cityscapes_instances(image_dir, gt_dir, from_json=from_json, to_polygons=to_polygons)
+            raise DatasetError(
+                f"Dataset '{dataset_name}': {bad}. Restore the file from the gtFine download."
+            )
+    return load_cityscapes_instances(
+        image_dir, gt_dir, from_json=from_json, to_polygons=to_polygons
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -382,8 +399,12 @@ def register_cityscapes(root: Optional[str] = None, splits=SPLITS) -> List[str]:
         meta = _builtin_meta()
 
         kinds = (
-            (SEM_SEG_NAME, load_cityscapes_semantic_validated, "cityscapes_sem_seg",
-             {"ignore_label": CITYSCAPES_IGNORE_LABEL}),
+            (
+                SEM_SEG_NAME,
+                load_cityscapes_semantic_validated,
+                "cityscapes_sem_seg",
+                {"ignore_label": CITYSCAPES_IGNORE_LABEL},
+            ),
             (INSTANCE_NAME, load_cityscapes_instances_validated, "cityscapes_instance", {}),
         )
         for name_format, loader, evaluator_type, extra in kinds:
@@ -396,8 +417,12 @@ def register_cityscapes(root: Optional[str] = None, splits=SPLITS) -> List[str]:
                 ),
             )
             MetadataCatalog.get(name).set(
-                image_dir=image_dir, gt_dir=gt_dir, evaluator_type=evaluator_type, dataset_root=root,
-                **extra, **meta,
+                image_dir=image_dir,
+                gt_dir=gt_dir,
+                evaluator_type=evaluator_type,
+                dataset_root=root,
+                **extra,
+                **meta,
             )
             names.append(name)
     return names

@@ -15,7 +15,14 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .validation import DatasetError, LabelFile, LabelTable, Sample, raise_problems, validate_samples
+from .validation import (
+    DatasetError,
+    LabelFile,
+    LabelTable,
+    Sample,
+    raise_problems,
+    validate_samples,
+)
 
 __all__ = [
     "register_folder_semseg",
@@ -66,7 +73,11 @@ def _strip_image_suffix(rel: str, image_suffixes: Sequence[str]) -> Optional[str
 
 
 def _pairs_from_files(
-    dataset: str, pairs_files: Sequence[str], image_root: str, label_root: str, label_suffix: str,
+    dataset: str,
+    pairs_files: Sequence[str],
+    image_root: str,
+    label_root: str,
+    label_suffix: str,
     hint: Optional[str],
 ) -> Tuple[List[Tuple[str, str]], List[str]]:
     pairs, problems = [], []
@@ -93,7 +104,9 @@ def _pairs_from_files(
                     )
                 has_img, has_lbl = os.path.isfile(img), os.path.isfile(lbl)
                 if not has_img and not has_lbl:
-                    problems.append(f"{pf} line {lineno}: neither image {img} nor label file {lbl} exists")
+                    problems.append(
+                        f"{pf} line {lineno}: neither image {img} nor label file {lbl} exists"
+                    )
                 elif not has_lbl:
                     problems.append(f"image {img} has no label file {lbl} ({pf} line {lineno})")
                 elif not has_img:
@@ -185,7 +198,9 @@ def load_folder_semseg(
         "Every image needs its label file and every label file its image: restore the missing "
         "files, remove the orphans, or fix the pairs file.",
     )
-    root = dataset_root or os.path.commonpath([os.path.abspath(image_root), os.path.abspath(label_root)])
+    root = dataset_root or os.path.commonpath(
+        [os.path.abspath(image_root), os.path.abspath(label_root)]
+    )
     table = folder_label_table(name, num_classes, ignore_label)
     samples = [Sample(image=img, labels=(LabelFile(lbl, table),)) for img, lbl in pairs]
     res = validate_samples(samples, dataset=name, root=root, mode=mode, progress=progress)
@@ -303,11 +318,18 @@ def register_prepared_datasets(datasets: dict, root: Optional[str], prepare: str
     for name, (folder, pairs, classes) in datasets.items():
         droot = os.path.join(base, folder)
         register_folder_semseg(
-            name, image_root=droot, label_root=droot, class_names=classes, ignore_label=255,
-            pairs_file=os.path.join(droot, pairs), dataset_root=droot,
-            missing_hint=(f"Expected {os.path.join(droot, pairs)}: unpack the dataset under "
-                          f"$DETECTRON2_DATASETS and run `python {prepare}` "
-                          "(datasets/README.md, '## Pascal VOC, Pascal Context, NYUv2')."),
+            name,
+            image_root=droot,
+            label_root=droot,
+            class_names=classes,
+            ignore_label=255,
+            pairs_file=os.path.join(droot, pairs),
+            dataset_root=droot,
+            missing_hint=(
+                f"Expected {os.path.join(droot, pairs)}: unpack the dataset under "
+                f"$DETECTRON2_DATASETS and run `python {prepare}` "
+                "(datasets/README.md, '## Pascal VOC, Pascal Context, NYUv2')."
+            ),
         )
         names.append(name)
     return names

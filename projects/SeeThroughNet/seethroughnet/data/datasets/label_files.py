@@ -203,7 +203,8 @@ def _decode(path: str, allowed_modes: Sequence[str] = LABEL_MODES, want: str = "
         ) from None
     if arr.ndim != 2:
         raise DatasetError(
-            f"{path} decodes to an array of shape {arr.shape}; a label file must be 2-d.")
+            f"{path} decodes to an array of shape {arr.shape}; a label file must be 2-d."
+        )
     if want == "array":
         return arr
     if hist is None:

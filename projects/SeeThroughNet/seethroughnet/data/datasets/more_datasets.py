@@ -6,6 +6,7 @@
 Names: ``voc2012_sem_seg_{train,val,train_aug}``, ``pascal_context59_sem_seg_{train,val}``,
 ``nyuv2_40_sem_seg_{train,test}``. Registration touches no files; loading validates them.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -23,8 +24,11 @@ __all__ = [
 ]
 
 #: name -> (dataset folder relative to $DETECTRON2_DATASETS, pairs file in it, classes)
-MORE_DATASETS: Dict[str, tuple] = {**PASCAL_VOC_DATASETS, **PASCAL_CONTEXT_DATASETS,
-                                   **NYUV2_DATASETS}
+MORE_DATASETS: Dict[str, tuple] = {
+    **PASCAL_VOC_DATASETS,
+    **PASCAL_CONTEXT_DATASETS,
+    **NYUV2_DATASETS,
+}
 
 
 def register_more_datasets(root: Optional[str] = None) -> List[str]:

@@ -11,6 +11,7 @@ Layout under ``$DETECTRON2_DATASETS`` (default ``datasets/``)::
 
 Registration touches no files; loading validates them.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional

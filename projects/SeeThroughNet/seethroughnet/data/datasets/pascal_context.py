@@ -12,6 +12,7 @@ Layout under ``$DETECTRON2_DATASETS`` (default ``datasets/``)::
 
 Registration touches no files; loading validates them.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional
@@ -34,7 +35,10 @@ CONTEXT59_CLASSES = [
 #: name -> (dataset folder relative to $DETECTRON2_DATASETS, pairs file in it, classes)
 PASCAL_CONTEXT_DATASETS: Dict[str, tuple] = {
     f"pascal_context59_sem_seg_{split}": (
-        "VOCdevkit/VOC2010", f"cpp_pairs_context59_{split}.txt", CONTEXT59_CLASSES)
+        "VOCdevkit/VOC2010",
+        f"cpp_pairs_context59_{split}.txt",
+        CONTEXT59_CLASSES,
+    )
     for split in ("train", "val")
 }
 
@@ -43,4 +47,5 @@ def register_pascal_context(root: Optional[str] = None) -> List[str]:
     """Register ``pascal_context59_sem_seg_{train,val}`` (idempotent) under ``root``
     (default ``$DETECTRON2_DATASETS``)."""
     return register_prepared_datasets(
-        PASCAL_CONTEXT_DATASETS, root, "datasets/prepare_pascal_context.py")
+        PASCAL_CONTEXT_DATASETS, root, "datasets/prepare_pascal_context.py"
+    )

@@ -149,7 +149,9 @@ def raise_problems(dataset: str, problems: List[str], what: str, todo: str = "")
         msg = f"{head}: {problems[0]}"
     else:
         listed = "\n  - ".join(problems[:_MAX_LISTED])
-        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        more = (
+            f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        )
         msg = f"{head} ({len(problems)} files):\n  - {listed}{more}"
     if todo:
         msg += "\n" + todo
@@ -175,8 +177,9 @@ def split_file_errors(results: Sequence) -> Tuple[List[str], List[str]]:
     return unreadable, bad_values
 
 
-def run_parallel(fn, items: Sequence, desc: str, progress: bool,
-                 workers: Optional[int] = None) -> List:
+def run_parallel(
+    fn, items: Sequence, desc: str, progress: bool, workers: Optional[int] = None
+) -> List:
     """``[fn(x) for x in items]`` on a thread pool (``workers`` threads, default the validation
     pool size); a :class:`DatasetError` is returned in place of its result, not raised."""
 
@@ -346,7 +349,11 @@ def validate_samples(
     res.seconds = time.perf_counter() - t0
     logger.info(
         "Dataset '%s': validated %d images (%s, %d label files decoded, rest cached) in %.1fs",
-        dataset, len(samples), mode, res.decoded, res.seconds,
+        dataset,
+        len(samples),
+        mode,
+        res.decoded,
+        res.seconds,
     )
     return res
 

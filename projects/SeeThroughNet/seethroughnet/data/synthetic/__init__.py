@@ -51,6 +51,7 @@ The package imports neither detectron2 nor torch.  Its modules, in the order of 
 * :mod:`.writer` -- files, manifest and :func:`generate_synthetic_cityscapes`;
 * :mod:`.statistics` -- class statistics and the preview grid.
 """
+
 from .common import (
     CITIES,
     DEFAULT_NUM_IMAGES,

@@ -1,11 +1,11 @@
 """Constants, sample names and paths, the per-image random generator and parameter checks of
 the synthetic Cityscapes generator."""
+
 from __future__ import annotations
 
 import os
 
 import numpy as np
-
 from cityscapesscripts.helpers.labels import name2label
 
 #: Written into the manifest and checked when reading it: the generator's identity, kept as the
@@ -50,8 +50,10 @@ def sample_paths(root: str, split: str, index: int) -> dict[str, str]:
     city, stem = sample_name(split, index)
     img_dir = os.path.join(root, "leftImg8bit", split, city)
     gt_dir = os.path.join(root, "gtFine", split, city)
-    paths = {"image": os.path.join(img_dir, f"{stem}_leftImg8bit.png"),
-             "polygons": os.path.join(gt_dir, f"{stem}_gtFine_polygons.json")}
+    paths = {
+        "image": os.path.join(img_dir, f"{stem}_leftImg8bit.png"),
+        "polygons": os.path.join(gt_dir, f"{stem}_gtFine_polygons.json"),
+    }
     for kind in ("labelIds", "instanceIds", "labelTrainIds", "color"):
         paths[kind] = os.path.join(gt_dir, f"{stem}_gtFine_{kind}.png")
     return paths
@@ -69,6 +71,7 @@ def base_label(name: str) -> str:
     if name not in name2label and name.endswith("group"):
         return name[: -len("group")]
     return name
+
 
 def check_params(seed, height, width, num_images, test_gt):
     """A ``ValueError`` naming the parameter for any parameter out of range."""

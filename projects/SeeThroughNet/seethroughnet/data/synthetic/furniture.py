@@ -1,5 +1,6 @@
 """Street furniture of the synthetic scenes: street trees, street lights, sign poles and traffic
 signs, traffic lights (on poles and overhead arms) and static clutter."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ class StreetFurnitureMixin:
     :class:`.scene.SceneComposer`; uses the state and helpers of :class:`.layout.StreetLayout`)."""
 
     def _street_furniture(self):
-        cam, U, rng = self.cam, self.U, self.rng
+        U, rng = self.U, self.rng
         for s in (-1, 1):
             e = self.edge[s]
             if rng.random() < 0.55:  # a row of street trees
@@ -39,8 +40,9 @@ class StreetFurnitureMixin:
         for z in tl_z:
             for s in (-1, 1):
                 if rng.random() < 0.8:
-                    self._traffic_light_pole(self.edge[s] + s * 0.6, z, s,
-                                             overhead=rng.random() < 0.4)
+                    self._traffic_light_pole(
+                        self.edge[s] + s * 0.6, z, s, overhead=rng.random() < 0.4
+                    )
 
     def _pole_obj(self, X, Z, h1, width, h0=0.0):
         quad = self.cam.front_quad(X - width / 2, X + width / 2, Z, h0, h1)
@@ -81,8 +83,9 @@ class StreetFurnitureMixin:
 
     def _sign(self, X, Z, h_top, size):
         rng = self.rng
-        shape = rng.choice(["circle", "triangle", "rect", "diamond", "invtriangle"],
-                           p=[0.4, 0.2, 0.25, 0.1, 0.05])
+        shape = rng.choice(
+            ["circle", "triangle", "rect", "diamond", "invtriangle"], p=[0.4, 0.2, 0.25, 0.1, 0.05]
+        )
         r = size / 2
         hc = h_top - r
         if shape == "circle":
@@ -97,26 +100,49 @@ class StreetFurnitureMixin:
         else:
             w = r * self.U(0.8, 1.4)
             uv = np.array([[-w, hc - r], [w, hc - r], [w, hc + r], [-w, hc + r]])
-        scheme = {"circle": [((200, 30, 30), (235, 235, 235)), ((30, 70, 170), (30, 70, 170))],
-                  "triangle": [((200, 30, 30), (235, 235, 235))],
-                  "invtriangle": [((200, 30, 30), (235, 235, 235))],
-                  "diamond": [((230, 190, 30), (240, 240, 240))],
-                  "rect": [((30, 70, 170), (30, 70, 170)), ((235, 235, 235), (235, 235, 235)),
-                           ((30, 120, 60), (30, 120, 60))]}[shape]
+        scheme = {
+            "circle": [((200, 30, 30), (235, 235, 235)), ((30, 70, 170), (30, 70, 170))],
+            "triangle": [((200, 30, 30), (235, 235, 235))],
+            "invtriangle": [((200, 30, 30), (235, 235, 235))],
+            "diamond": [((230, 190, 30), (240, 240, 240))],
+            "rect": [
+                ((30, 70, 170), (30, 70, 170)),
+                ((235, 235, 235), (235, 235, 235)),
+                ((30, 120, 60), (30, 120, 60)),
+            ],
+        }[shape]
         outer, inner = scheme[int(rng.integers(len(scheme)))]
-        return SceneObject("traffic sign", self.cam.billboard(uv, X, Z), "sign",
-                           {"outer": np.array(outer, float), "inner": np.array(inner, float),
-                            "symbol": rng.random() < 0.7})
+        return SceneObject(
+            "traffic sign",
+            self.cam.billboard(uv, X, Z),
+            "sign",
+            {
+                "outer": np.array(outer, float),
+                "inner": np.array(inner, float),
+                "symbol": rng.random() < 0.7,
+            },
+        )
 
     def _traffic_light(self, X, Z, h_bottom):
         w, hh = self.U(0.3, 0.4), self.U(0.85, 1.05)
         poly = self.cam.front_quad(X - w / 2, X + w / 2, Z, h_bottom, h_bottom + hh)
         lamps = [self.cam.project(X, h_bottom + hh * f, Z) for f in (0.8, 0.5, 0.2)]
         r = float(w * 0.32 * self.cam.f / Z)
-        return SceneObject("traffic light", poly, "tlight",
-                           {"body": (np.array([36.0, 36.0, 40.0]) if self.rng.random() < 0.8
-                                     else np.array([150.0, 130.0, 40.0])),
-                            "lamps": lamps, "r": r, "lit": int(self.rng.integers(3))})
+        return SceneObject(
+            "traffic light",
+            poly,
+            "tlight",
+            {
+                "body": (
+                    np.array([36.0, 36.0, 40.0])
+                    if self.rng.random() < 0.8
+                    else np.array([150.0, 130.0, 40.0])
+                ),
+                "lamps": lamps,
+                "r": r,
+                "lit": int(self.rng.integers(3)),
+            },
+        )
 
     def _traffic_light_pole(self, X, Z, s, overhead):
         if not self.free((X - 0.3, X + 0.3, Z - 0.3, Z + 0.3)):
@@ -126,10 +152,15 @@ class StreetFurnitureMixin:
             hp = U(5.8, 6.8)
             arm = U(3.0, 6.0)
             xa = X - s * arm
-            objs = [self._pole_obj(X, Z, hp, U(0.2, 0.28)),
-                    SceneObject("pole",
-                                self.cam.front_quad(min(X, xa), max(X, xa), Z, hp - 0.5, hp - 0.3),
-                                "pole", {"col": self._pole_col})]
+            objs = [
+                self._pole_obj(X, Z, hp, U(0.2, 0.28)),
+                SceneObject(
+                    "pole",
+                    self.cam.front_quad(min(X, xa), max(X, xa), Z, hp - 0.5, hp - 0.3),
+                    "pole",
+                    {"col": self._pole_col},
+                ),
+            ]
             for k in range(1 if arm < 4.5 else 2):
                 objs.append(self._traffic_light(X - s * arm * (0.9 - 0.45 * k), Z, hp - 1.6))
         else:
@@ -140,14 +171,23 @@ class StreetFurnitureMixin:
     def _static(self, X, Z):
         U, rng = self.U, self.rng
         kind = rng.choice(["bin", "bollard", "bench", "box"])
-        w, h = {"bin": (U(0.5, 0.7), U(0.9, 1.1)), "bollard": (0.15, U(0.8, 1.0)),
-                "bench": (U(1.4, 1.8), U(0.8, 0.9)), "box": (U(0.6, 1.0), U(1.0, 1.5))}[kind]
+        w, h = {
+            "bin": (U(0.5, 0.7), U(0.9, 1.1)),
+            "bollard": (0.15, U(0.8, 1.0)),
+            "bench": (U(1.4, 1.8), U(0.8, 0.9)),
+            "box": (U(0.6, 1.0), U(1.0, 1.5)),
+        }[kind]
         box = (X - w / 2, X + w / 2, Z - 0.3, Z + 0.3)
         if not self.free(box):
             return
-        col = {"bin": (60, 90, 60), "bollard": (70, 70, 72), "bench": (120, 85, 55),
-               "box": (150, 150, 145)}[kind]
+        col = {
+            "bin": (60, 90, 60),
+            "bollard": (70, 70, 72),
+            "bench": (120, 85, 55),
+            "box": (150, 150, 145),
+        }[kind]
         label = "static" if rng.random() < 0.85 else "dynamic"
         quad = self.cam.front_quad(X - w / 2, X + w / 2, Z, 0, h)
-        self.add_standing(Z, [SceneObject(label, quad, "flat",
-                                          {"col": np.array(col, float) * U(0.8, 1.2)})], box)
+        self.add_standing(
+            Z, [SceneObject(label, quad, "flat", {"col": np.array(col, float) * U(0.8, 1.2)})], box
+        )

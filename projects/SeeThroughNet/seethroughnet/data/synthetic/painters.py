@@ -6,6 +6,7 @@ Each painter is called as ``painter(ctx, obj, sl, yy, xx, patch)`` with the
 polygon, its pixel coordinates ``yy``/``xx`` and the canvas under it; it returns the colours of
 the whole box (the caller keeps those inside the polygon).
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ def smooth_noise(rng, H, W, cell):
     g = rng.standard_normal((gh, gw)).astype(np.float32)
     big = cv2.resize(g, (int(gw * cell), int(gh * cell)), interpolation=cv2.INTER_CUBIC)
     ox, oy = int(rng.integers(0, max(1, int(cell)))), int(rng.integers(0, max(1, int(cell))))
-    out = big[oy:oy + H, ox:ox + W]
+    out = big[oy : oy + H, ox : ox + W]
     return (out - out.mean()) / (out.std() + 1e-6)
 
 
@@ -34,10 +35,12 @@ class PaintContext:
         H, W = cam.H, cam.W
         self.rng, self.cam, self.comp, self.H, self.W = rng, cam, comp, H, W
         unit = max(W / 512.0, 0.125)
-        self.n_lo = (0.6 * smooth_noise(rng, H, W, 64 * unit)
-                     + 0.4 * smooth_noise(rng, H, W, 20 * unit))
-        self.n_mid = (0.5 * smooth_noise(rng, H, W, 6 * unit)
-                      + 0.5 * smooth_noise(rng, H, W, 3 * unit))
+        self.n_lo = 0.6 * smooth_noise(rng, H, W, 64 * unit) + 0.4 * smooth_noise(
+            rng, H, W, 20 * unit
+        )
+        self.n_mid = 0.5 * smooth_noise(rng, H, W, 6 * unit) + 0.5 * smooth_noise(
+            rng, H, W, 3 * unit
+        )
         self.n_px = rng.standard_normal((H, W)).astype(np.float32)
         self.n_leaf = 0.6 * smooth_noise(rng, H, W, max(1.5, 2.2 * unit)) + 0.4 * self.n_px
         self.sunny = comp.sunny
@@ -98,18 +101,26 @@ def _paint_sky(ctx, o, sl, yy, xx, patch):
 def _paint_facade(ctx, o, sl, yy, xx, patch):
     p = o.p
     u, h, Z = _plane_coords(ctx, p, yy, xx)
-    base = p["col"] * (1 + 0.05 * ctx.n_lo[sl] + 0.04 * ctx.n_mid[sl]
-                       + 0.03 * ctx.n_px[sl])[..., None]
+    base = (
+        p["col"] * (1 + 0.05 * ctx.n_lo[sl] + 0.04 * ctx.n_mid[sl] + 0.03 * ctx.n_px[sl])[..., None]
+    )
     col = base.copy()
     if p.get("windows", True):
         fp = Z / ctx.cam.f  # metres per pixel
         a = np.clip((0.7 - fp) / 0.45, 0.2, 1.0)[..., None]
         fh = np.mod(h, p["floor"])
         fu = np.mod(u - p["u0"], p["spacing"])
-        win = ((fu < p["win_w"]) & (fh > p["sill"]) & (fh < p["sill"] + p["win_h"])
-               & (h > p["ground_floor"]) & (h < p["H"] - 0.8))
-        glass = (p["glass"] * (0.75 + 0.35 * (ctx.n_lo[sl] * 0.5 + 0.5))[..., None]
-                 + 25 * np.clip(ctx.n_mid[sl], 0, 2)[..., None] * 0.3)
+        win = (
+            (fu < p["win_w"])
+            & (fh > p["sill"])
+            & (fh < p["sill"] + p["win_h"])
+            & (h > p["ground_floor"])
+            & (h < p["H"] - 0.8)
+        )
+        glass = (
+            p["glass"] * (0.75 + 0.35 * (ctx.n_lo[sl] * 0.5 + 0.5))[..., None]
+            + 25 * np.clip(ctx.n_mid[sl], 0, 2)[..., None] * 0.3
+        )
         frac = p["win_w"] * p["win_h"] / (p["spacing"] * p["floor"])
         avg = base * (1 - frac) + glass * frac
         col = np.where(win[..., None], glass * a + avg * (1 - a), base * a + avg * (1 - a))
@@ -133,8 +144,9 @@ def _paint_road(ctx, o, sl, yy, xx, patch):
     p = o.p
     X, Z = _ground_xz(ctx, yy, xx)
     fp = np.maximum(Z / ctx.cam.f, 0.005)
-    col = p["col"] * (1 + 0.06 * ctx.n_lo[sl] + 0.05 * ctx.n_mid[sl]
-                      + 0.07 * ctx.n_px[sl])[..., None]
+    col = (
+        p["col"] * (1 + 0.06 * ctx.n_lo[sl] + 0.05 * ctx.n_mid[sl] + 0.07 * ctx.n_px[sl])[..., None]
+    )
     patchy = np.clip(ctx.n_lo[sl] * 2 - 1.6, 0, 1) * 0.25
     col = col * (1 - patchy)[..., None]
     a = np.zeros_like(X)
@@ -167,11 +179,13 @@ def _paint_sidewalk(ctx, o, sl, yy, xx, patch):
     p = o.p
     X, Z = _ground_xz(ctx, yy, xx)
     fp = np.maximum(Z / ctx.cam.f, 0.005)
-    col = p["col"] * (1 + 0.05 * ctx.n_lo[sl] + 0.05 * ctx.n_mid[sl]
-                      + 0.06 * ctx.n_px[sl])[..., None]
+    col = (
+        p["col"] * (1 + 0.05 * ctx.n_lo[sl] + 0.05 * ctx.n_mid[sl] + 0.06 * ctx.n_px[sl])[..., None]
+    )
     t = p["tile"]
-    joints = np.maximum(_stripe(np.mod(X, t) - t / 2, 0.012, fp),
-                        _stripe(np.mod(Z, t) - t / 2, 0.012, fp))
+    joints = np.maximum(
+        _stripe(np.mod(X, t) - t / 2, 0.012, fp), _stripe(np.mod(Z, t) - t / 2, 0.012, fp)
+    )
     col = col * (1 - 0.35 * joints)[..., None]
     kerb = _stripe(X - p["edge"], 0.15, fp)
     col = col * (1 - kerb[..., None]) + p["col"] * 1.12 * kerb[..., None]
@@ -203,11 +217,13 @@ def _paint_wall(ctx, o, sl, yy, xx, patch):
     p = o.p
     u, h, Z = _plane_coords(ctx, p, yy, xx)
     fp = np.maximum(Z / ctx.cam.f, 0.005)
-    col = p["col"] * (1 + 0.05 * ctx.n_lo[sl] + 0.05 * ctx.n_mid[sl]
-                      + 0.04 * ctx.n_px[sl])[..., None]
+    col = (
+        p["col"] * (1 + 0.05 * ctx.n_lo[sl] + 0.05 * ctx.n_mid[sl] + 0.04 * ctx.n_px[sl])[..., None]
+    )
     b = p["block"]
-    joints = np.maximum(_stripe(np.mod(h, b) - b / 2, 0.01, fp),
-                        _stripe(np.mod(u, 2 * b) - b, 0.01, fp) * 0.6)
+    joints = np.maximum(
+        _stripe(np.mod(h, b) - b / 2, 0.01, fp), _stripe(np.mod(u, 2 * b) - b, 0.01, fp) * 0.6
+    )
     col = col * (1 - 0.3 * joints)[..., None]
     return col * p["shade"]
 
@@ -220,8 +236,10 @@ def _paint_fence(ctx, o, sl, yy, xx, patch):
     if p["style"] == 0:  # vertical bars
         a = _stripe(np.mod(u, sp) - sp / 2, 0.02, fp)
     elif p["style"] == 1:  # wire mesh
-        a = np.maximum(_stripe(np.mod(u + h, sp) - sp / 2, 0.008, fp),
-                       _stripe(np.mod(u - h, sp) - sp / 2, 0.008, fp))
+        a = np.maximum(
+            _stripe(np.mod(u + h, sp) - sp / 2, 0.008, fp),
+            _stripe(np.mod(u - h, sp) - sp / 2, 0.008, fp),
+        )
         a = np.maximum(a, 0.25)
     else:  # wooden planks with small gaps
         a = 1 - _stripe(np.mod(u, sp) - sp / 2, 0.015, fp) * 0.9
@@ -251,8 +269,15 @@ def _paint_tlight(ctx, o, sl, yy, xx, patch):
         lit = k == p["lit"]
         rgb = np.array(colours[k], float) if lit else np.array(colours[k], float) * 0.25 + 10
         centre = (int(round((c[0] - x0) * 4)), int(round((c[1] - y0) * 4)))
-        cv2.circle(col, centre, max(1, int(round(p["r"] * 4))),
-                   tuple(float(v) for v in rgb), -1, lineType=cv2.LINE_8, shift=2)
+        cv2.circle(
+            col,
+            centre,
+            max(1, int(round(p["r"] * 4))),
+            tuple(float(v) for v in rgb),
+            -1,
+            lineType=cv2.LINE_8,
+            shift=2,
+        )
     return col
 
 
@@ -263,8 +288,13 @@ def _paint_sign(ctx, o, sl, yy, xx, patch):
     poly = o.poly - [x0, y0]
     c = poly.mean(0)
     inner = (c + (poly - c) * 0.72) * 4
-    cv2.fillPoly(col, [np.round(inner).astype(np.int32)], tuple(float(v) for v in p["inner"]),
-                 lineType=cv2.LINE_8, shift=2)
+    cv2.fillPoly(
+        col,
+        [np.round(inner).astype(np.int32)],
+        tuple(float(v) for v in p["inner"]),
+        lineType=cv2.LINE_8,
+        shift=2,
+    )
     if p["symbol"]:
         sym = (c + (poly - c) * np.array([0.3, 0.12])) * 4
         cv2.fillPoly(col, [np.round(sym).astype(np.int32)], (30.0, 30.0, 30.0), shift=2)
@@ -288,7 +318,7 @@ def _paint_person(ctx, o, sl, yy, xx, patch):
     col[v < 0.05] = (30, 28, 28)
     xc = cam.x_v + s * p["X"]
     t = (xx - xc) / max(0.25 * s, 1.0)
-    shade = (1.0 - 0.18 * np.clip(np.abs(t), 0, 1.5) + 0.12 * ctx.comp.sun[0] * t)
+    shade = 1.0 - 0.18 * np.clip(np.abs(t), 0, 1.5) + 0.12 * ctx.comp.sun[0] * t
     return col * (shade * p["shade"] * (1 + 0.06 * ctx.n_mid[sl] + 0.05 * ctx.n_px[sl]))[..., None]
 
 
@@ -297,15 +327,25 @@ def _draw_wheels(col, geo, x0, y0, thick, tyre=(22.0, 22.0, 24.0), hub=None):
     w = np.asarray(geo["wheels"])
     for k in range(2):
         c = tuple(int(round(v * 4)) for v in w[k] - [x0, y0])
-        axes = (max(1, int(round(abs(w[k + 2][0] - w[k][0]) * 4))),
-                max(1, int(round(abs(w[k + 4][1] - w[k][1]) * 4))))
-        cv2.ellipse(col, c, axes, 0.0, 0.0, 360.0, tyre,
-                    thickness=max(1, int(round(thick))) if hub is None else -1,
-                    lineType=cv2.LINE_8, shift=2)
+        axes = (
+            max(1, int(round(abs(w[k + 2][0] - w[k][0]) * 4))),
+            max(1, int(round(abs(w[k + 4][1] - w[k][1]) * 4))),
+        )
+        cv2.ellipse(
+            col,
+            c,
+            axes,
+            0.0,
+            0.0,
+            360.0,
+            tyre,
+            thickness=max(1, int(round(thick))) if hub is None else -1,
+            lineType=cv2.LINE_8,
+            shift=2,
+        )
         if hub is not None:
             hub_axes = (max(1, int(axes[0] * 0.45)), max(1, int(axes[1] * 0.45)))
-            cv2.ellipse(col, c, hub_axes, 0.0, 0.0, 360.0, hub, -1,
-                        lineType=cv2.LINE_8, shift=2)
+            cv2.ellipse(col, c, hub_axes, 0.0, 0.0, 360.0, hub, -1, lineType=cv2.LINE_8, shift=2)
 
 
 def _paint_bicycle(ctx, o, sl, yy, xx, patch):
@@ -318,15 +358,25 @@ def _paint_bicycle(ctx, o, sl, yy, xx, patch):
         _draw_wheels(col, p["geo"], x0, y0, thick)
         f = np.asarray(p["geo"]["frame"]) - [x0, y0]
         for a, b in zip(f[0::2], f[1::2]):
-            cv2.line(col, tuple(int(round(v * 4)) for v in a),
-                     tuple(int(round(v * 4)) for v in b), frame,
-                     max(1, int(round(thick))), shift=2)
+            cv2.line(
+                col,
+                tuple(int(round(v * 4)) for v in a),
+                tuple(int(round(v * 4)) for v in b),
+                frame,
+                max(1, int(round(thick))),
+                shift=2,
+            )
     else:
         for key in ("rear", "bar"):
             a, b = np.asarray(p["geo"][key]) - [x0, y0]
-            cv2.line(col, tuple(int(round(v * 4)) for v in a), tuple(int(round(v * 4)) for v in b),
-                     (25.0, 25.0, 27.0) if key == "rear" else frame,
-                     max(1, int(round(thick * 1.5))), shift=2)
+            cv2.line(
+                col,
+                tuple(int(round(v * 4)) for v in a),
+                tuple(int(round(v * 4)) for v in b),
+                (25.0, 25.0, 27.0) if key == "rear" else frame,
+                max(1, int(round(thick * 1.5))),
+                shift=2,
+            )
         col = col * 0.6 + np.asarray(frame) * 0.4  # a thin dark silhouette
     return col
 
@@ -337,7 +387,7 @@ def _paint_motorcycle(ctx, o, sl, yy, xx, patch):
     body = np.array([38.0, 38.0, 42.0])
     col = np.broadcast_to(body, yy.shape + (3,)).copy()
     ys = yy.max() + 1 - yy
-    h = (ys / max(p["scale"], 1e-3))
+    h = ys / max(p["scale"], 1e-3)
     tank = (h > 0.65) & (h < 1.0)
     col[tank] = p["col"] * p["shade"]
     if p["side"]:
@@ -365,7 +415,6 @@ def _paint_vehicle(ctx, o, sl, yy, xx, patch):
     def proj(quad):
         return cam.project(quad[:, 0], quad[:, 1], quad[:, 2])
 
-    cls = p["cls"]
     for f in p["faces"]:
         role, name, q = f["role"], f["name"], f["quad"]
         c = base * f["shade"]
@@ -429,7 +478,7 @@ def _paint_crowd(ctx, o, sl, yy, xx, patch):
     pts = p["pts"]
     per = len(pts) // max(len(p["cols"]), 1)
     for k, c in enumerate(p["cols"]):
-        q = pts[k * per:(k + 1) * per] - [x0, y0]
+        q = pts[k * per : (k + 1) * per] - [x0, y0]
         hull = cv2.convexHull((q * 4).astype(np.float32)).reshape(-1, 2)
         cv2.fillPoly(col, [np.round(hull).astype(np.int32)], tuple(float(v) for v in c), shift=2)
     return col * (1 + 0.05 * ctx.n_px[sl])[..., None]
@@ -447,15 +496,33 @@ def _paint_ego(ctx, o, sl, yy, xx, patch):
 
 
 def _paint_black(ctx, o, sl, yy, xx, patch):
-    return (np.broadcast_to(np.array([4.0, 4.0, 5.0]), yy.shape + (3,))
-            + 2 * np.abs(ctx.n_px[sl])[..., None])
+    return (
+        np.broadcast_to(np.array([4.0, 4.0, 5.0]), yy.shape + (3,))
+        + 2 * np.abs(ctx.n_px[sl])[..., None]
+    )
 
 
 #: object kind (``SceneObject.kind``) -> painter
-PAINTERS = {"sky": _paint_sky, "facade": _paint_facade, "road": _paint_road, "rail": _paint_rail,
-            "sidewalk": _paint_sidewalk, "terrain": _paint_terrain, "veg": _paint_veg,
-            "wall": _paint_wall, "fence": _paint_fence, "pole": _paint_pole,
-            "tlight": _paint_tlight, "sign": _paint_sign, "person": _paint_person,
-            "bicycle": _paint_bicycle, "motorcycle": _paint_motorcycle, "vehicle": _paint_vehicle,
-            "crowd_car": _paint_crowd, "crowd_person": _paint_crowd, "flat": _paint_flat,
-            "ego": _paint_ego, "black": _paint_black}
+PAINTERS = {
+    "sky": _paint_sky,
+    "facade": _paint_facade,
+    "road": _paint_road,
+    "rail": _paint_rail,
+    "sidewalk": _paint_sidewalk,
+    "terrain": _paint_terrain,
+    "veg": _paint_veg,
+    "wall": _paint_wall,
+    "fence": _paint_fence,
+    "pole": _paint_pole,
+    "tlight": _paint_tlight,
+    "sign": _paint_sign,
+    "person": _paint_person,
+    "bicycle": _paint_bicycle,
+    "motorcycle": _paint_motorcycle,
+    "vehicle": _paint_vehicle,
+    "crowd_car": _paint_crowd,
+    "crowd_person": _paint_crowd,
+    "flat": _paint_flat,
+    "ego": _paint_ego,
+    "black": _paint_black,
+}

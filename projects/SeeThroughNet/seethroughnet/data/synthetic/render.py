@@ -1,10 +1,10 @@
 """Painting a composed scene into the RGB image, and :func:`render_sample`: one sample (image,
 polygons JSON and the four label images) in memory."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
-
 from cityscapesscripts.helpers.labels import name2label
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
@@ -56,7 +56,7 @@ def paint_scene(ctx, objs, idx_expected):
         mask, x0, y0 = poly_mask(o.ipoly, W, H)
         h, w = mask.shape
         sl = (slice(y0, y0 + h), slice(x0, x0 + w))
-        yy, xx = np.mgrid[y0:y0 + h, x0:x0 + w].astype(np.float64)
+        yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
         col = PAINTERS[o.kind](ctx, o, sl, yy, xx, canvas[sl].astype(np.float64))
         canvas[sl][mask] = np.asarray(col, np.float32)[mask]
         painted[sl][mask] = k + 1
@@ -65,8 +65,9 @@ def paint_scene(ctx, objs, idx_expected):
     return finish_image(ctx, canvas)
 
 
-def render_sample(seed: int, split: str, index: int, height: int = 256, width: int = 512,
-                  test_gt: str = "dummy") -> dict:
+def render_sample(
+    seed: int, split: str, index: int, height: int = 256, width: int = 512, test_gt: str = "dummy"
+) -> dict:
     """Build one sample in memory.
 
     Returns a dict with ``image`` (H x W x 3 uint8 RGB), ``polygons`` (the JSON text),
@@ -82,8 +83,9 @@ def render_sample(seed: int, split: str, index: int, height: int = 256, width: i
     gt_objs = objs
     if split == "test" and test_gt == "dummy":
         gt_objs = [o for o in objs if o.label in VOID_REGION_LABELS]
-    text = polygons_json_text(height, width,
-                              [{"label": o.label, "polygon": o.ipoly.tolist()} for o in gt_objs])
+    text = polygons_json_text(
+        height, width, [{"label": o.label, "polygon": o.ipoly.tolist()} for o in gt_objs]
+    )
     ann = annotation_from_text(text)
     label_ids = np.asarray(createLabelImage(ann, "ids"), np.uint8)
     train_ids = np.asarray(createLabelImage(ann, "trainIds"), np.uint8)
@@ -99,5 +101,12 @@ def render_sample(seed: int, split: str, index: int, height: int = 256, width: i
     for o in gt_objs:
         if name2label[base_label(o.label)].hasInstances:
             counts[o.label] = counts.get(o.label, 0) + 1
-    return {"image": image, "polygons": text, "labelIds": label_ids, "labelTrainIds": train_ids,
-            "color": color, "instanceIds": inst.astype(np.uint16), "counts": counts}
+    return {
+        "image": image,
+        "polygons": text,
+        "labelIds": label_ids,
+        "labelTrainIds": train_ids,
+        "color": color,
+        "instanceIds": inst.astype(np.uint16),
+        "counts": counts,
+    }

@@ -1,15 +1,15 @@
 """One scene as Cityscapes polygons: compose it, clip and round the polygons, and remove the
 thing instances that would end up (almost) hidden."""
+
 from __future__ import annotations
 
 import json
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw
-
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.labels import name2label
+from PIL import Image, ImageDraw
 
 from .common import MIN_VISIBLE_PIXELS, base_label, check_params, image_rng
 from .furniture import StreetFurnitureMixin
@@ -49,8 +49,11 @@ def visible_enough(mask):
         return False
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return (stats[best, cv2.CC_STAT_AREA] >= MIN_VISIBLE_PIXELS
-            and stats[best, cv2.CC_STAT_WIDTH] >= 3 and stats[best, cv2.CC_STAT_HEIGHT] >= 3)
+    return (
+        stats[best, cv2.CC_STAT_AREA] >= MIN_VISIBLE_PIXELS
+        and stats[best, cv2.CC_STAT_WIDTH] >= 3
+        and stats[best, cv2.CC_STAT_HEIGHT] >= 3
+    )
 
 
 def drop_hidden_things(objs, width, height):
@@ -64,10 +67,13 @@ def drop_hidden_things(objs, width, height):
                 continue
             x0, y0 = o.ipoly.min(0)
             x1, y1 = o.ipoly.max(0)
-            if not visible_enough(idx[y0:y1 + 1, x0:x1 + 1] == k + 1):
+            if not visible_enough(idx[y0 : y1 + 1, x0 : x1 + 1] == k + 1):
                 dropped.add(id(o))
-        objs = [o for o in objs if id(o) not in dropped
-                and (o.parent is None or id(o.parent) not in dropped)]
+        objs = [
+            o
+            for o in objs
+            if id(o) not in dropped and (o.parent is None or id(o.parent) not in dropped)
+        ]
         if not dropped:
             return objs, idx
     # removing objects only uncovers pixels: unreachable
@@ -77,8 +83,11 @@ def drop_hidden_things(objs, width, height):
 def polygons_json_text(height, width, objects):
     """A ``*_gtFine_polygons.json`` text in Cityscapes' layout (one object a line)."""
     lines = ",\n".join("        " + json.dumps(o, separators=(", ", ": ")) for o in objects)
-    return ('{\n    "imgHeight": %d,\n    "imgWidth": %d,\n    "objects": [\n%s\n    ]\n}\n'
-            % (height, width, lines))
+    return '{\n    "imgHeight": %d,\n    "imgWidth": %d,\n    "objects": [\n%s\n    ]\n}\n' % (
+        height,
+        width,
+        lines,
+    )
 
 
 def annotation_from_text(text):
@@ -104,8 +113,9 @@ def build_scene(seed, split, index, height, width):
     return rng, cam, comp, objs, idx
 
 
-def scene_instance_counts(seed: int, split: str, index: int, height: int = 256,
-                          width: int = 512) -> dict:
+def scene_instance_counts(
+    seed: int, split: str, index: int, height: int = 256, width: int = 512
+) -> dict:
     """``{label: count}`` of the thing and group polygons image ``index`` gets (full labels),
     without painting it: a cheap way to look at class frequencies over many images."""
     check_params(seed, height, width, {split: index + 1}, "full")

@@ -1,13 +1,14 @@
 """Class statistics measured from the label PNGs of a generated dataset, their Markdown table,
 and a preview grid of images next to their colour labels."""
+
 from __future__ import annotations
 
 import os
 
 import numpy as np
+from cityscapesscripts.helpers.labels import id2label, name2label
+from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
-
-from cityscapesscripts.helpers.labels import id2label, labels as CS_LABELS, name2label
 
 from .common import MANIFEST_NAME, SyntheticDatasetError, sample_paths
 from .writer import png_bytes, read_manifest, write_bytes
@@ -42,26 +43,39 @@ def compute_statistics(root: str, splits=("train", "val")) -> dict:
                         groups[name] = groups.get(name, 0) + 1
                 n_img += 1
         total = max(int(pix.sum()), 1)
-        out[split] = {"images": n_img,
-                      "pixels": {id2label[i].name: float(pix[i]) / total
-                                 for i in np.nonzero(pix)[0]},
-                      "instances": inst, "groups": groups}
+        out[split] = {
+            "images": n_img,
+            "pixels": {id2label[i].name: float(pix[i]) / total for i in np.nonzero(pix)[0]},
+            "instances": inst,
+            "groups": groups,
+        }
     return out
 
 
 def format_statistics(stats: dict) -> str:
     """A Markdown table of :func:`compute_statistics`' output: evaluated classes, then void."""
     splits = list(stats)
-    head = "| class | trainId | " + " | ".join(f"{s} pixels %" for s in splits) + " | " + \
-           " | ".join(f"{s} instances" for s in splits) + " |"
+    head = (
+        "| class | trainId | "
+        + " | ".join(f"{s} pixels %" for s in splits)
+        + " | "
+        + " | ".join(f"{s} instances" for s in splits)
+        + " |"
+    )
     rows = [head, "|" + "---|" * (2 + 2 * len(splits))]
-    evaluated = sorted((l for l in CS_LABELS if l.trainId not in (255, -1)),
-                       key=lambda l: l.trainId)
+    evaluated = sorted(
+        (l for l in CS_LABELS if l.trainId not in (255, -1)), key=lambda l: l.trainId
+    )
     for l in evaluated + [None]:
         if l is None:
             name, tid = "void (ignored)", "255"
-            pct = [100 * sum(v for k, v in stats[s]["pixels"].items()
-                             if name2label[k].trainId in (255, -1)) for s in splits]
+            pct = [
+                100
+                * sum(
+                    v for k, v in stats[s]["pixels"].items() if name2label[k].trainId in (255, -1)
+                )
+                for s in splits
+            ]
         else:
             name, tid = l.name, str(l.trainId)
             pct = [100 * stats[s]["pixels"].get(l.name, 0.0) for s in splits]
@@ -73,10 +87,19 @@ def format_statistics(stats: dict) -> str:
                 ins.append(str(stats[s]["instances"].get(l.name, 0)) + groups)
             else:
                 ins.append("")
-        rows.append(f"| {name} | {tid} | " + " | ".join(f"{p:.2f}" for p in pct) + " | "
-                    + " | ".join(ins) + " |")
-    rows.append("| images | | " + " | ".join(str(stats[s]["images"]) for s in splits) + " | "
-                + " | " * len(splits))
+        rows.append(
+            f"| {name} | {tid} | "
+            + " | ".join(f"{p:.2f}" for p in pct)
+            + " | "
+            + " | ".join(ins)
+            + " |"
+        )
+    rows.append(
+        "| images | | "
+        + " | ".join(str(stats[s]["images"]) for s in splits)
+        + " | "
+        + " | " * len(splits)
+    )
     return "\n".join(rows)
 
 

@@ -1,5 +1,6 @@
 """The eight Cityscapes thing classes in the synthetic scenes (vehicles, pedestrians,
 two-wheelers and riders, far crowds) and the void regions (ego vehicle, borders)."""
+
 from __future__ import annotations
 
 import math
@@ -69,13 +70,15 @@ class ThingsMixin:
             for k in range(1 if rng.random() < 0.6 else int(rng.integers(2, 4))):
                 self._two_wheeler("bicycle", X + s * 0.15 * k, Z + 0.7 * k, rider=False)
         for _ in range(int(rng.poisson(0.4))):
-            self._two_wheeler("bicycle" if rng.random() < 0.75 else "motorcycle", None, None,
-                              rider=True)
+            self._two_wheeler(
+                "bicycle" if rng.random() < 0.75 else "motorcycle", None, None, rider=True
+            )
         for _ in range(int(rng.poisson(0.1))):
             self._parked_motorcycle()
         for _ in range(12 if forced in ("rider", "motorcycle") else 0):  # placement can fail: retry
-            if self._two_wheeler("bicycle" if forced == "rider" else "motorcycle", None, None,
-                                 rider=True, z_max=30.0):
+            if self._two_wheeler(
+                "bicycle" if forced == "rider" else "motorcycle", None, None, rider=True, z_max=30.0
+            ):
                 break
         # far crowds
         if rng.random() < 0.12 and self.z_obj > 50:
@@ -89,20 +92,25 @@ class ThingsMixin:
             L, Wd = U(3.7, 4.9), U(1.65, 1.9)
             hb, hc = U(0.85, 1.0), U(1.35, 1.55) if rng.random() < 0.8 else U(1.6, 1.8)
             cl = L * U(0.48, 0.6)
-            boxes = [("body", -L / 2, L / 2, Wd / 2, 0.12, hb),
-                     ("cabin", -cl / 2 - 0.1 * L, cl / 2 - 0.1 * L, Wd * 0.43, hb, hc)]
+            boxes = [
+                ("body", -L / 2, L / 2, Wd / 2, 0.12, hb),
+                ("cabin", -cl / 2 - 0.1 * L, cl / 2 - 0.1 * L, Wd * 0.43, hb, hc),
+            ]
             wheels = [(-L / 2 + 0.75, 0.31), (L / 2 - 0.8, 0.31)]
             col = self.pick("car")
         elif cls == "truck":
             cab, cargo = U(1.8, 2.3), U(4.5, 8.0)
             L, Wd = cab + cargo + 0.3, U(2.3, 2.5)
             hcab, hcargo = U(2.4, 2.9), U(3.0, 3.8)
-            boxes = [("cargo", -L / 2, -L / 2 + cargo, Wd / 2, 0.7, hcargo),
-                     ("cab", L / 2 - cab, L / 2, Wd / 2 * 0.97, 0.35, hcab)]
+            boxes = [
+                ("cargo", -L / 2, -L / 2 + cargo, Wd / 2, 0.7, hcargo),
+                ("cab", L / 2 - cab, L / 2, Wd / 2 * 0.97, 0.35, hcab),
+            ]
             wheels = [(-L / 2 + 1.2, 0.5), (L / 2 - 1.2, 0.5)]
             col = self.pick("truck")
-            cargo_col = (np.array([215.0, 215.0, 212.0]) * self.U(0.9, 1.05) if rng.random() < 0.5
-                         else col)
+            cargo_col = (
+                np.array([215.0, 215.0, 212.0]) * self.U(0.9, 1.05) if rng.random() < 0.5 else col
+            )
         elif cls == "bus":
             L, Wd = (U(10.5, 12.5) if rng.random() < 0.85 else U(17, 18.5)), 2.55
             boxes = [("bus", -L / 2, L / 2, Wd / 2, 0.3, U(2.9, 3.2))]
@@ -115,8 +123,15 @@ class ThingsMixin:
             col = self.pick("train")
         else:
             raise ValueError(cls)
-        return {"cls": cls, "L": L, "W": Wd, "boxes": boxes, "wheels": wheels, "col": col,
-                "cargo_col": cargo_col if cls == "truck" else col}
+        return {
+            "cls": cls,
+            "L": L,
+            "W": Wd,
+            "boxes": boxes,
+            "wheels": wheels,
+            "col": col,
+            "cargo_col": cargo_col if cls == "truck" else col,
+        }
 
     def _lane_vehicle(self, cls, z_max=None):
         rng = self.rng
@@ -126,9 +141,14 @@ class ThingsMixin:
                 self.tram = True
                 self.track_x = min(self.lane_centres, key=lambda c: abs(c - 0.3))
                 quad = self.cam.ground_quad(self.track_x - 1.1, self.track_x + 1.1, 0.3, self.z_end)
-                self.ground.append(SceneObject("rail track", quad, "rail",
-                                               {"col": np.array([80.0, 80.0, 84.0]),
-                                                "xc": self.track_x}))
+                self.ground.append(
+                    SceneObject(
+                        "rail track",
+                        quad,
+                        "rail",
+                        {"col": np.array([80.0, 80.0, 84.0]), "xc": self.track_x},
+                    )
+                )
             X = self.track_x
         else:
             X = self.lane_centres[int(rng.integers(len(self.lane_centres)))] + self.U(-0.3, 0.3)
@@ -161,32 +181,52 @@ class ThingsMixin:
                         pts.append((X, H_, Z))
             # faces: (name, 4 corners (bottom a, bottom b, top b, top a) or top face, outward
             # normal)
-            defs = [("front", [(l1, -w), (l1, w)], (1, 0)), ("rear", [(l0, w), (l0, -w)], (-1, 0)),
-                    ("left", [(l0, -w), (l1, -w)], (0, -1)), ("right", [(l1, w), (l0, w)], (0, 1))]
+            defs = [
+                ("front", [(l1, -w), (l1, w)], (1, 0)),
+                ("rear", [(l0, w), (l0, -w)], (-1, 0)),
+                ("left", [(l0, -w), (l1, -w)], (0, -1)),
+                ("right", [(l1, w), (l0, w)], (0, 1)),
+            ]
             for name, ((la, wa), (lb, wb)), (nl, nw) in defs:
                 n = np.array([nw * c + nl * s_, 0.0, nl * c - nw * s_])
                 centre = np.array(world((la + lb) / 2, (wa + wb) / 2, (h0 + h1) / 2))
                 if np.dot(n, cam_pos - centre) <= 0:
                     continue
-                quad = np.array([world(la, wa, h0), world(lb, wb, h0), world(lb, wb, h1),
-                                 world(la, wa, h1)])
-                faces.append({"role": role, "name": name, "quad": quad, "shade": self._shade(n),
-                              "dist": float(np.linalg.norm(centre - cam_pos))})
+                quad = np.array(
+                    [world(la, wa, h0), world(lb, wb, h0), world(lb, wb, h1), world(la, wa, h1)]
+                )
+                faces.append(
+                    {
+                        "role": role,
+                        "name": name,
+                        "quad": quad,
+                        "shade": self._shade(n),
+                        "dist": float(np.linalg.norm(centre - cam_pos)),
+                    }
+                )
             if h1 < cam.cam_h:
-                quad = np.array([world(l0, -w, h1), world(l1, -w, h1), world(l1, w, h1),
-                                 world(l0, w, h1)])
+                quad = np.array(
+                    [world(l0, -w, h1), world(l1, -w, h1), world(l1, w, h1), world(l0, w, h1)]
+                )
                 top_centre = np.array(world((l0 + l1) / 2, 0, h1))
-                faces.append({"role": role, "name": "top", "quad": quad,
-                              "shade": self._shade(np.array([0.0, 1.0, 0.0])) * 1.05,
-                              "dist": float(np.linalg.norm(top_centre - cam_pos))})
+                faces.append(
+                    {
+                        "role": role,
+                        "name": "top",
+                        "quad": quad,
+                        "shade": self._shade(np.array([0.0, 1.0, 0.0])) * 1.05,
+                        "dist": float(np.linalg.norm(top_centre - cam_pos)),
+                    }
+                )
         wheels = []
         for lw, r in spec["wheels"]:
             for side_name, ww in (("left", -W2), ("right", W2)):
                 t = np.linspace(0, 2 * np.pi, 14, endpoint=False)
                 X, H_, Z = world(lw + r * np.cos(t), np.full_like(t, ww), r + r * np.sin(t))
                 pts.append(tuple(np.array(world(lw, ww, 0.0), float)))
-                hub = world(lw + 0.55 * r * np.cos(t), np.full_like(t, ww),
-                            r + 0.55 * r * np.sin(t))
+                hub = world(
+                    lw + 0.55 * r * np.cos(t), np.full_like(t, ww), r + 0.55 * r * np.sin(t)
+                )
                 wheels.append((side_name, cam.project(X, H_, Z), cam.project(*hub)))
         pts = np.array(pts, float)
         img_pts = cam.project(pts[:, 0], pts[:, 1], pts[:, 2]).astype(np.float32)
@@ -194,12 +234,19 @@ class ThingsMixin:
         faces.sort(key=lambda f: -f["dist"])
         for f in faces:
             f["img"] = cam.project(f["quad"][:, 0], f["quad"][:, 1], f["quad"][:, 2])
-        visible_sides = {f["name"] for f in faces
-                         if f["role"] in ("body", "cab", "bus", "train", "cargo")}
-        p = {"cls": cls, "col": spec["col"], "cargo_col": spec["cargo_col"], "faces": faces,
-             "wheels": [w for w in wheels if w[0] in visible_sides],
-             "ground_shadow": cam.ground_quad(box[0] - 0.2, box[1] + 0.2, box[2] - 0.3,
-                                              box[3] + 0.2)}
+        visible_sides = {
+            f["name"] for f in faces if f["role"] in ("body", "cab", "bus", "train", "cargo")
+        }
+        p = {
+            "cls": cls,
+            "col": spec["col"],
+            "cargo_col": spec["cargo_col"],
+            "faces": faces,
+            "wheels": [w for w in wheels if w[0] in visible_sides],
+            "ground_shadow": cam.ground_quad(
+                box[0] - 0.2, box[1] + 0.2, box[2] - 0.3, box[3] + 0.2
+            ),
+        }
         obj = SceneObject(cls, hull, "vehicle", p)
         objs = [obj]
         # license plate on the visible end face of cars (label id -1: not drawn into the label
@@ -220,9 +267,17 @@ class ThingsMixin:
         hw = sw * 0.72
         t = np.linspace(np.pi / 2, -np.pi / 3, 6)
         head_r = [(r * math.cos(a), hp - r + r * math.sin(a)) for a in t]
-        right = [(r * 0.45, hp - 2 * r), (sw, 0.82 * hp), (sw + 0.05 + arms, 0.47 * hp),
-                 (sw - 0.03 + arms, 0.45 * hp), (sw - 0.04, 0.72 * hp), (hw, 0.5 * hp),
-                 (stance / 2 + 0.08, 0.0), (stance / 2 - 0.05, 0.0), (0.0, 0.46 * hp)]
+        right = [
+            (r * 0.45, hp - 2 * r),
+            (sw, 0.82 * hp),
+            (sw + 0.05 + arms, 0.47 * hp),
+            (sw - 0.03 + arms, 0.45 * hp),
+            (sw - 0.04, 0.72 * hp),
+            (hw, 0.5 * hp),
+            (stance / 2 + 0.08, 0.0),
+            (stance / 2 - 0.05, 0.0),
+            (0.0, 0.46 * hp),
+        ]
         left = [(-x, y) for x, y in reversed(right)]
         left = [(-stance / 2 + 0.05, 0.0), (-stance / 2 - 0.08, 0.0)] + left[3:]
         head_l = [(-x, y) for x, y in reversed(head_r)]
@@ -237,8 +292,12 @@ class ThingsMixin:
         if not self.free(box, margin=0.05):
             return False
         side = rng.random() < 0.5
-        outline = self._person_outline(hp, U(0.2, 0.6) if side else U(0.14, 0.3), U(-0.02, 0.08),
-                                       narrow=U(0.6, 0.75) if side else 1.0)
+        outline = self._person_outline(
+            hp,
+            U(0.2, 0.6) if side else U(0.14, 0.3),
+            U(-0.02, 0.08),
+            narrow=U(0.6, 0.75) if side else 1.0,
+        )
         if rng.random() < 0.5:
             outline[:, 0] *= -1
             outline = outline[::-1]
@@ -248,16 +307,26 @@ class ThingsMixin:
         return True
 
     def _person_colours(self, hp, X, Z, lift=0.0):
-        return {"hp": hp, "lift": lift, "X": X, "Z": Z, "shirt": self.pick("shirt"),
-                "pants": self.pick("pants"), "skin": self.pick("skin"), "hair": self.pick("hair"),
-                "shade": self._shade(np.array([0.0, 0.0, -1.0]))}
+        return {
+            "hp": hp,
+            "lift": lift,
+            "X": X,
+            "Z": Z,
+            "shirt": self.pick("shirt"),
+            "pants": self.pick("pants"),
+            "skin": self.pick("skin"),
+            "hair": self.pick("hair"),
+            "shade": self._shade(np.array([0.0, 0.0, -1.0])),
+        }
 
     def _parked_motorcycle(self, z_max=None):
         s = 1 if self.rng.random() < 0.5 else -1
         return self._two_wheeler(
             "motorcycle",
             self.edge[s] + s * self.U(0.5, 1.0) * (1 if self.rng.random() < 0.5 else -1),
-            self.U(5, min(self.z_obj, z_max or self.z_obj)), rider=False)
+            self.U(5, min(self.z_obj, z_max or self.z_obj)),
+            rider=False,
+        )
 
     def _two_wheeler(self, cls, X, Z, rider, z_max=None):
         U, rng, cam = self.U, self.rng, self.cam
@@ -285,12 +354,22 @@ class ThingsMixin:
             outline, geo = motorcycle_outline(side_view)
         outline = outline * [mirror, 1.0]
         painter = "bicycle" if cls == "bicycle" else "motorcycle"
-        geo_img = {k: cam.billboard(np.asarray(v, float).reshape(-1, 2) * [mirror, 1.0], X, Z,
-                                    squeeze)
-                   for k, v in geo.items()}
-        vehicle = SceneObject(cls, cam.billboard(outline, X, Z, squeeze), painter,
-                              {"col": col, "side": side_view, "geo": geo_img, "scale": cam.f / Z,
-                               "shade": self._shade(np.array([0.0, 0.0, -1.0]))})
+        geo_img = {
+            k: cam.billboard(np.asarray(v, float).reshape(-1, 2) * [mirror, 1.0], X, Z, squeeze)
+            for k, v in geo.items()
+        }
+        vehicle = SceneObject(
+            cls,
+            cam.billboard(outline, X, Z, squeeze),
+            painter,
+            {
+                "col": col,
+                "side": side_view,
+                "geo": geo_img,
+                "scale": cam.f / Z,
+                "shade": self._shade(np.array([0.0, 0.0, -1.0])),
+            },
+        )
         objs = [vehicle]
         if rider:
             seat = 0.95 if cls == "bicycle" else 0.85
@@ -335,8 +414,13 @@ class ThingsMixin:
             X = self.edge[s] + s * self.sw[s] / 2
             for _ in range(int(rng.integers(4, 9))):
                 x, z, h = X + U(-1.2, 1.2), Z + U(-2, 2), U(1.5, 1.9)
-                pts += [(x - 0.25, 0.0, z), (x + 0.25, 0.0, z), (x - 0.25, h * 0.8, z),
-                        (x + 0.25, h * 0.8, z), (x, h, z)]
+                pts += [
+                    (x - 0.25, 0.0, z),
+                    (x + 0.25, 0.0, z),
+                    (x - 0.25, h * 0.8, z),
+                    (x + 0.25, h * 0.8, z),
+                    (x, h, z),
+                ]
                 parts.append(self.pick("shirt"))
             box = (X - 1.5, X + 1.5, Z - 2.3, Z + 2.3)
             kind = "crowd_person"
@@ -357,9 +441,14 @@ class ThingsMixin:
             xs = np.linspace(0, W - 1, 17)
             ys = H - 1 - he * (1 - 0.45 * ((xs - W / 2) / (W / 2)) ** 2)
             poly = np.concatenate([np.stack([xs, ys], 1), [[W - 1, H - 1], [0, H - 1]]])
-            self.overlay.append(SceneObject("ego vehicle", poly, "ego",
-                                            {"col": np.array([40.0, 42.0, 48.0]) * U(0.7, 1.5),
-                                             "top": float(ys.min())}))
+            self.overlay.append(
+                SceneObject(
+                    "ego vehicle",
+                    poly,
+                    "ego",
+                    {"col": np.array([40.0, 42.0, 48.0]) * U(0.7, 1.5), "top": float(ys.min())},
+                )
+            )
             if rng.random() < 0.4:
                 k = max(2.0, H * 0.012)
                 strip = np.array([[0, H - 1 - k], [W - 1, H - 1 - k], [W - 1, H - 1], [0, H - 1]])

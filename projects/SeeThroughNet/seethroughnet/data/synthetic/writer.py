@@ -1,6 +1,7 @@
 """Writing the dataset: sample files and the manifest, each written atomically
 (:func:`seethroughnet.utils.atomic.atomic_path`), with the idempotence and refusal rules of
 :func:`generate_synthetic_cityscapes`."""
+
 from __future__ import annotations
 
 import io
@@ -61,12 +62,19 @@ def read_manifest(root: str) -> dict | None:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise SyntheticDatasetError(f"{path}: not a readable synthetic-Cityscapes manifest ({e}); "
-                                    "delete it or pass --overwrite") from e
-    if (not isinstance(data, dict) or data.get("generator") != GENERATOR_NAME
-            or not isinstance(data.get("params"), dict)):
-        raise SyntheticDatasetError(f"{path}: not a manifest written by {GENERATOR_NAME} "
-                                    "(missing 'generator'/'params'); delete it or pass --overwrite")
+        raise SyntheticDatasetError(
+            f"{path}: not a readable synthetic-Cityscapes manifest ({e}); "
+            "delete it or pass --overwrite"
+        ) from e
+    if (
+        not isinstance(data, dict)
+        or data.get("generator") != GENERATOR_NAME
+        or not isinstance(data.get("params"), dict)
+    ):
+        raise SyntheticDatasetError(
+            f"{path}: not a manifest written by {GENERATOR_NAME} "
+            "(missing 'generator'/'params'); delete it or pass --overwrite"
+        )
     return data
 
 
@@ -79,9 +87,16 @@ def missing_files(root, num_images):
     return missing
 
 
-def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, width: int = 512,
-                                  num_images: dict | None = None, overwrite: bool = False,
-                                  progress: bool = True, test_gt: str = "dummy") -> dict:
+def generate_synthetic_cityscapes(
+    root: str,
+    seed: int = 0,
+    height: int = 256,
+    width: int = 512,
+    num_images: dict | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    test_gt: str = "dummy",
+) -> dict:
     """Write the synthetic dataset under ``root`` (e.g. ``$DETECTRON2_DATASETS/cityscapes``).
 
     ``num_images`` maps split -> count (missing splits: 0); default ``DEFAULT_NUM_IMAGES``.
@@ -97,9 +112,14 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
     num_images = dict(DEFAULT_NUM_IMAGES if num_images is None else num_images)
     check_params(seed, height, width, num_images, test_gt)
     num_images = {s: int(num_images.get(s, 0)) for s in SPLITS}
-    params = {"seed": int(seed), "height": int(height), "width": int(width),
-              "num_images": num_images,
-              "test_gt": test_gt, "generator_version": GENERATOR_VERSION}
+    params = {
+        "seed": int(seed),
+        "height": int(height),
+        "width": int(width),
+        "num_images": num_images,
+        "test_gt": test_gt,
+        "generator_version": GENERATOR_VERSION,
+    }
     root = os.path.abspath(root)
     manifest_path = os.path.join(root, MANIFEST_NAME)
     if os.path.exists(root) and not os.path.isdir(root):
@@ -117,12 +137,23 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
         if same_complete:
             missing = missing_files(root, num_images)
             if not missing:
-                logger.info("%s already holds the synthetic Cityscapes dataset with these "
-                            "parameters (seed=%d, %dx%d, %s): nothing to do.",
-                            root, seed, height, width, num_images)
+                logger.info(
+                    "%s already holds the synthetic Cityscapes dataset with these "
+                    "parameters (seed=%d, %dx%d, %s): nothing to do.",
+                    root,
+                    seed,
+                    height,
+                    width,
+                    num_images,
+                )
                 return old
-            logger.warning("%s: the manifest says complete but %d files are missing (e.g. %s); "
-                           "regenerating.", root, len(missing), missing[0])
+            logger.warning(
+                "%s: the manifest says complete but %d files are missing (e.g. %s); "
+                "regenerating.",
+                root,
+                len(missing),
+                missing[0],
+            )
             wipe = True
         elif old["params"] == params:
             logger.info("%s: completing an interrupted generation with the same parameters.", root)
@@ -133,7 +164,8 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
                 f"({json.dumps(old['params'], sort_keys=True)}) than asked "
                 f"({json.dumps(params, sort_keys=True)}). "
                 "Pass --overwrite (overwrite=True) to delete its leftImg8bit/ and gtFine/ and "
-                "regenerate, or choose another output folder.")
+                "regenerate, or choose another output folder."
+            )
     elif overwrite:
         wipe = True
     elif os.path.isdir(root) and os.listdir(root):
@@ -141,7 +173,8 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
             f"{root}: the folder is not empty and has no {MANIFEST_NAME} (a real Cityscapes, or "
             "other files?). Refusing to write into it. Pass --overwrite (overwrite=True) to delete "
             "its leftImg8bit/ and gtFine/ "
-            "and generate there, or choose another output folder.")
+            "and generate there, or choose another output folder."
+        )
     if wipe:
         for sub in ("leftImg8bit", "gtFine"):
             shutil.rmtree(os.path.join(root, sub), ignore_errors=True)
@@ -149,11 +182,16 @@ def generate_synthetic_cityscapes(root: str, seed: int = 0, height: int = 256, w
             os.remove(manifest_path)
 
     # the description names the original module, like GENERATOR_NAME: manifests stay byte-identical
-    manifest = {"generator": GENERATOR_NAME, "params": params, "complete": False,
-                "layout": "cityscapes", "label_table": "cityscapesscripts.helpers.labels",
-                "cities": {s: list(CITIES[s]) for s in SPLITS},
-                "description": "Procedural street scenes in the Cityscapes on-disk format "
-                               "(seethroughnet.data.synthetic_cityscapes)."}
+    manifest = {
+        "generator": GENERATOR_NAME,
+        "params": params,
+        "complete": False,
+        "layout": "cityscapes",
+        "label_table": "cityscapesscripts.helpers.labels",
+        "cities": {s: list(CITIES[s]) for s in SPLITS},
+        "description": "Procedural street scenes in the Cityscapes on-disk format "
+        "(seethroughnet.data.synthetic_cityscapes).",
+    }
     os.makedirs(root, exist_ok=True)
     write_bytes(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 

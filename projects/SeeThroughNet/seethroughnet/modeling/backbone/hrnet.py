@@ -1,6 +1,7 @@
 """HRNetV2 as a detectron2 backbone: the four branch outputs of
 :class:`seethroughnet.nn.hrnet.HRNetV2Encoder` as named features ``res2..res5`` (strides
 4, 8, 16, 32) with their ``ShapeSpec``."""
+
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
@@ -15,7 +16,9 @@ class HRNetV2Backbone(Backbone):
         self.encoder = encoder
         unknown = [f for f in out_features if f not in encoder.channels]
         if unknown:
-            raise ValueError(f"MODEL.HRNET.OUT_FEATURES: unknown {unknown}; valid: {sorted(encoder.channels)}")
+            raise ValueError(
+                f"MODEL.HRNET.OUT_FEATURES: unknown {unknown}; valid: {sorted(encoder.channels)}"
+            )
         self._out_features = list(out_features)
         self._out_feature_channels = {k: encoder.channels[k] for k in self._out_features}
         self._out_feature_strides = {k: encoder.strides[k] for k in self._out_features}
@@ -26,7 +29,9 @@ class HRNetV2Backbone(Backbone):
 
     def output_shape(self):
         return {
-            k: ShapeSpec(channels=self._out_feature_channels[k], stride=self._out_feature_strides[k])
+            k: ShapeSpec(
+                channels=self._out_feature_channels[k], stride=self._out_feature_strides[k]
+            )
             for k in self._out_features
         }
 

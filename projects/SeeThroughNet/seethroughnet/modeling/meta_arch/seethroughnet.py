@@ -6,6 +6,7 @@ it normalises and pads detectron2's batched inputs, passes the labels to the mod
 non-finite loss term naming the term and iteration, and resizes inference logits back to
 each image's original size.
 """
+
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
@@ -76,7 +77,15 @@ class SeeThroughNetSegmentor(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, net: SeeThroughNet, pixel_mean, pixel_std, ignore_value: int, check_finite_loss: bool):
+    def __init__(
+        self,
+        *,
+        net: SeeThroughNet,
+        pixel_mean,
+        pixel_std,
+        ignore_value: int,
+        check_finite_loss: bool,
+    ):
         super().__init__()
         self.net = net
         self.ignore_value = ignore_value
@@ -107,6 +116,8 @@ class SeeThroughNetSegmentor(nn.Module):
             if self.check_finite_loss:
                 check_finite_losses(losses)
             return losses
-        images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, self.net.encoder.size_divisibility)
+        images = normalized_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.net.encoder.size_divisibility
+        )
         logits = self.net(images.tensor)
         return semantic_outputs(logits, batched_inputs, images.image_sizes)

@@ -6,6 +6,7 @@ size, ignore ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``) + the decode head's own extra 
 region CE, weight 0.4) + ``sum_i w_i * aux_loss_i`` of the auxiliary heads
 (:class:`seethroughnet.nn.auxiliary_heads.AuxiliaryHeads`). At inference only the backbone and the
 decode head run."""
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -19,6 +20,7 @@ from ..common import check_finite_losses, normalized_images, padded_labels, sema
 
 __all__ = ["CPPSegmentor", "build_seg_head", "build_aux_heads", "aux_head_features"]
 
+
 def _config_value(value):
     return tuple(value) if isinstance(value, list) else value
 
@@ -29,13 +31,20 @@ def build_seg_head(cfg, input_shape):
     and the option keys the head declared in its ``@register_decode_head``."""
     d = cfg.MODEL.DECODE_HEAD
     if d.NAME not in DECODE_HEADS:
-        raise ValueError(f"MODEL.DECODE_HEAD.NAME: unknown decode head {d.NAME!r}; valid choices: "
-                         f"{', '.join(sorted(DECODE_HEADS))}")
+        raise ValueError(
+            f"MODEL.DECODE_HEAD.NAME: unknown decode head {d.NAME!r}; valid choices: "
+            f"{', '.join(sorted(DECODE_HEADS))}"
+        )
     head = DECODE_HEADS[d.NAME]
     options = {arg: _config_value(d[key]) for arg, key in head.config_keys.items()}
     return head(
-        {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-        channels=d.CHANNELS, in_features=list(d.IN_FEATURES), norm=d.NORM, dropout=d.DROPOUT, **options,
+        {k: v.channels for k, v in input_shape.items()},
+        cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+        channels=d.CHANNELS,
+        in_features=list(d.IN_FEATURES),
+        norm=d.NORM,
+        dropout=d.DROPOUT,
+        **options,
     )
 
 
@@ -53,34 +62,51 @@ def aux_head_features(cfg):
         raise ValueError(f"MODEL.CPP_AUX.ADD_ORDER {order} lists a feature twice")
     missing = [f for f in feats if f not in order]
     if missing:
-        raise ValueError(f"MODEL.CPP_AUX.ADD_ORDER {order} misses {missing} of MODEL.CPP_AUX.IN_FEATURES {feats}; "
-                         "it must list every feature of IN_FEATURES")
+        raise ValueError(
+            f"MODEL.CPP_AUX.ADD_ORDER {order} misses {missing} of MODEL.CPP_AUX.IN_FEATURES {feats}; "
+            "it must list every feature of IN_FEATURES"
+        )
     if a.NUM_HEADS > len(feats):
-        raise ValueError(f"MODEL.CPP_AUX.NUM_HEADS {a.NUM_HEADS} > len(MODEL.CPP_AUX.IN_FEATURES) {len(feats)}; "
-                         f"valid choices: -1 (all) or 0..{len(feats)}")
-    chosen = set([f for f in order if f in feats][:a.NUM_HEADS])
+        raise ValueError(
+            f"MODEL.CPP_AUX.NUM_HEADS {a.NUM_HEADS} > len(MODEL.CPP_AUX.IN_FEATURES) {len(feats)}; "
+            f"valid choices: -1 (all) or 0..{len(feats)}"
+        )
+    chosen = set([f for f in order if f in feats][: a.NUM_HEADS])
     return [f for f in feats if f in chosen]
 
 
 def build_aux_heads(cfg, input_shape):
     a = cfg.MODEL.CPP_AUX
     if a.LOSS not in AUX_LOSS_KINDS:
-        raise ValueError(f"MODEL.CPP_AUX.LOSS: unknown auxiliary loss {a.LOSS!r}; valid choices: {', '.join(AUX_LOSS_KINDS)}")
+        raise ValueError(
+            f"MODEL.CPP_AUX.LOSS: unknown auxiliary loss {a.LOSS!r}; valid choices: {', '.join(AUX_LOSS_KINDS)}"
+        )
     feats = aux_head_features(cfg)
     weights = list(a.WEIGHTS)
     if len(weights) == 1:
         weights = weights * len(feats)
-    elif len(weights) == len(a.IN_FEATURES):  # one per IN_FEATURES entry: pick the chosen ones by name
+    elif len(weights) == len(
+        a.IN_FEATURES
+    ):  # one per IN_FEATURES entry: pick the chosen ones by name
         by_name = dict(zip(a.IN_FEATURES, weights))
         weights = [by_name[f] for f in feats]
     else:
-        raise ValueError(f"MODEL.CPP_AUX.WEIGHTS has {len(weights)} values; valid: 1 (for all heads) or one per "
-                         f"MODEL.CPP_AUX.IN_FEATURES entry ({len(a.IN_FEATURES)})")
+        raise ValueError(
+            f"MODEL.CPP_AUX.WEIGHTS has {len(weights)} values; valid: 1 (for all heads) or one per "
+            f"MODEL.CPP_AUX.IN_FEATURES entry ({len(a.IN_FEATURES)})"
+        )
     return AuxiliaryHeads(
-        {k: v.channels for k, v in input_shape.items()}, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, feats,
-        loss_kind=a.LOSS, weights=weights, hidden_channels=a.HIDDEN_CHANNELS,
-        ignore_value=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE, kl_direction=a.KL_DIRECTION,
-        ignore_mode=a.IGNORE_MODE, norm=cfg.MODEL.DECODE_HEAD.NORM, dropout=a.DROPOUT,
+        {k: v.channels for k, v in input_shape.items()},
+        cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+        feats,
+        loss_kind=a.LOSS,
+        weights=weights,
+        hidden_channels=a.HIDDEN_CHANNELS,
+        ignore_value=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        kl_direction=a.KL_DIRECTION,
+        ignore_mode=a.IGNORE_MODE,
+        norm=cfg.MODEL.DECODE_HEAD.NORM,
+        dropout=a.DROPOUT,
     )
 
 
@@ -90,8 +116,19 @@ class CPPSegmentor(nn.Module):
     (``loss_sem_seg``, ``loss_aux_<feature>``, head extras); inference: ``[{"sem_seg": (K, H, W)}]``."""
 
     @configurable
-    def __init__(self, *, backbone, decode_head, aux_heads, pixel_mean, pixel_std, ignore_value: int,
-                 loss_weight: float = 1.0, size_divisibility: int = 32, check_finite_loss: bool = True):
+    def __init__(
+        self,
+        *,
+        backbone,
+        decode_head,
+        aux_heads,
+        pixel_mean,
+        pixel_std,
+        ignore_value: int,
+        loss_weight: float = 1.0,
+        size_divisibility: int = 32,
+        check_finite_loss: bool = True,
+    ):
         super().__init__()
         self.backbone = backbone
         self.decode_head = decode_head
@@ -124,18 +161,29 @@ class CPPSegmentor(nn.Module):
         return self.pixel_mean.device
 
     def forward(self, batched_inputs):
-        images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
+        images = normalized_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility
+        )
         features = self.backbone(images.tensor)
         out = self.decode_head(features)
-        logits, extra = (out["logits"], out.get("extra", {})) if isinstance(out, dict) else (out, {})
+        logits, extra = (
+            (out["logits"], out.get("extra", {})) if isinstance(out, dict) else (out, {})
+        )
         if self.training:
-            labels = padded_labels(batched_inputs, self.size_divisibility, self.ignore_value, self.device)
-            losses = {"loss_sem_seg": self.loss_weight * resized_cross_entropy(logits, labels, self.ignore_value)}
+            labels = padded_labels(
+                batched_inputs, self.size_divisibility, self.ignore_value, self.device
+            )
+            losses = {
+                "loss_sem_seg": self.loss_weight
+                * resized_cross_entropy(logits, labels, self.ignore_value)
+            }
             for name, (extra_logits, w) in extra.items():
                 losses[name] = w * resized_cross_entropy(extra_logits, labels, self.ignore_value)
             losses.update(self.aux_heads(features, labels))
             if self.check_finite_loss:
                 check_finite_losses(losses)
             return losses
-        logits = F.interpolate(logits, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False)
+        logits = F.interpolate(
+            logits, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False
+        )
         return semantic_outputs(logits, batched_inputs, images.image_sizes)

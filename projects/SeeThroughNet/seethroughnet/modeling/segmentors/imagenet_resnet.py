@@ -32,6 +32,7 @@ strided-conv-shortcut backbone (same shapes, different computation) is refused b
 Bottleneck files need ``STRIDE_IN_1X1 False`` (all four libraries put the stride in the 3x3 conv);
 this is not checkable from the keys and the Table 1 configs set it.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,10 +64,22 @@ _CLASSIFIER_PREFIXES = ("fc.",)
 # (file prefix -> detectron2 prefix) of each stem style
 _STEM_MAPS = {
     "plain": {"conv1.": "stem.conv1.", "bn1.": "stem.conv1.norm."},
-    "timm_deep": {"conv1.0.": "stem.conv1.", "conv1.1.": "stem.conv1.norm.", "conv1.3.": "stem.conv2.",
-                  "conv1.4.": "stem.conv2.norm.", "conv1.6.": "stem.conv3.", "bn1.": "stem.conv3.norm."},
-    "mmcv_deep": {"stem.0.": "stem.conv1.", "stem.1.": "stem.conv1.norm.", "stem.3.": "stem.conv2.",
-                  "stem.4.": "stem.conv2.norm.", "stem.6.": "stem.conv3.", "stem.7.": "stem.conv3.norm."},
+    "timm_deep": {
+        "conv1.0.": "stem.conv1.",
+        "conv1.1.": "stem.conv1.norm.",
+        "conv1.3.": "stem.conv2.",
+        "conv1.4.": "stem.conv2.norm.",
+        "conv1.6.": "stem.conv3.",
+        "bn1.": "stem.conv3.norm.",
+    },
+    "mmcv_deep": {
+        "stem.0.": "stem.conv1.",
+        "stem.1.": "stem.conv1.norm.",
+        "stem.3.": "stem.conv2.",
+        "stem.4.": "stem.conv2.norm.",
+        "stem.6.": "stem.conv3.",
+        "stem.7.": "stem.conv3.norm.",
+    },
 }
 _BLOCK_KEY = re.compile(r"^layer([1-4])\.(\d+)\.(.+)$")
 
@@ -86,9 +99,11 @@ class ResNetLoadReport(NamedTuple):
     dropped_classifier: List[str]
 
     def summary(self) -> str:
-        return (f"layout {self.layout}: {len(self.loaded)} tensors loaded, {len(self.missing)} missing, "
-                f"{len(self.unexpected)} unexpected, {len(self.mismatched)} wrongly shaped, "
-                f"{len(self.dropped_classifier)} classifier tensors dropped")
+        return (
+            f"layout {self.layout}: {len(self.loaded)} tensors loaded, {len(self.missing)} missing, "
+            f"{len(self.unexpected)} unexpected, {len(self.mismatched)} wrongly shaped, "
+            f"{len(self.dropped_classifier)} classifier tensors dropped"
+        )
 
 
 def _layout_name(stem: str, avg_down: bool) -> str:
@@ -122,7 +137,12 @@ def convert_resnet_state_dict(state: Mapping[str, torch.Tensor], stem: str):
     stem_map = _STEM_MAPS[stem]
     # per block: the index of the shortcut conv / BN in its ``downsample`` Sequential (0/1 for a
     # strided conv, 1/2 when index 0 is the average pool, which has no parameters)
-    pooled = {m.group(1) for k in state for m in [re.match(r"^(layer[1-4]\.\d+)\.downsample\.2\.", k)] if m}
+    pooled = {
+        m.group(1)
+        for k in state
+        for m in [re.match(r"^(layer[1-4]\.\d+)\.downsample\.2\.", k)]
+        if m
+    }
     out, dropped, unconverted, source = {}, [], [], {}
     for key, value in state.items():
         if key.startswith(_CLASSIFIER_PREFIXES):
@@ -131,7 +151,7 @@ def convert_resnet_state_dict(state: Mapping[str, torch.Tensor], stem: str):
         new = None
         for src, dst in stem_map.items():
             if key.startswith(src):
-                new = dst + key[len(src):]
+                new = dst + key[len(src) :]
                 break
         m = _BLOCK_KEY.match(key)
         if new is None and m:
@@ -157,13 +177,22 @@ def convert_resnet_state_dict(state: Mapping[str, torch.Tensor], stem: str):
 
 def _backbone_avg_down(backbone: nn.Module) -> Optional[bool]:
     """Whether the backbone's strided shortcuts average-pool first (``None``: no strided shortcut)."""
-    flags = [getattr(m.shortcut, "avg_down", False) for m in backbone.modules()
-             if getattr(m, "shortcut", None) is not None and getattr(m, "stride", 1) != 1]
+    flags = [
+        getattr(m.shortcut, "avg_down", False)
+        for m in backbone.modules()
+        if getattr(m, "shortcut", None) is not None and getattr(m, "stride", 1) != 1
+    ]
     return any(flags) if flags else None
 
 
-def load_imagenet_resnet(backbone: nn.Module, path: str, layout: str = "auto", *, allow_partial: bool = False,
-                         trusted: bool = False) -> ResNetLoadReport:
+def load_imagenet_resnet(
+    backbone: nn.Module,
+    path: str,
+    layout: str = "auto",
+    *,
+    allow_partial: bool = False,
+    trusted: bool = False,
+) -> ResNetLoadReport:
     """Load the local ImageNet ResNet file ``path`` (layout ``auto`` or one of
     :data:`RESNET_LAYOUTS`) into a detectron2 ``ResNet`` built by ``build_dilated_resnet_backbone``.
 
@@ -174,7 +203,9 @@ def load_imagenet_resnet(backbone: nn.Module, path: str, layout: str = "auto", *
     from ...utils.safe_load import load_weights_file
 
     if layout != "auto" and layout not in RESNET_LAYOUTS:
-        raise ValueError(f"MODEL.RESNETS.IMAGENET_LAYOUT {layout!r}; valid choices: auto, {', '.join(RESNET_LAYOUTS)}")
+        raise ValueError(
+            f"MODEL.RESNETS.IMAGENET_LAYOUT {layout!r}; valid choices: auto, {', '.join(RESNET_LAYOUTS)}"
+        )
     obj = load_weights_file(path, trusted=trusted)  # UnsafeFileError for pickled objects
     try:
         state = strip_wrapper_prefixes(state_dict_of(obj), WRAPPER_PREFIXES)
@@ -185,44 +216,59 @@ def load_imagenet_resnet(backbone: nn.Module, path: str, layout: str = "auto", *
     except KeyError as e:
         raise ImageNetCheckpointError(
             f"ImageNet ResNet file {path} is not a torchvision / timm / MMCV ResNet: {e.args[0]}; its keys: "
-            f"{short_list(state, 15)}") from None
+            f"{short_list(state, 15)}"
+        ) from None
     if layout != "auto" and RESNET_LAYOUTS[layout] != found:
         raise ImageNetCheckpointError(
             f"ImageNet ResNet file {path}: MODEL.RESNETS.IMAGENET_LAYOUT is {layout!r} but the file has the "
-            f"{_layout_name(*found)} layout; set IMAGENET_LAYOUT to auto or to the file's layout")
+            f"{_layout_name(*found)} layout; set IMAGENET_LAYOUT to auto or to the file's layout"
+        )
     stem, avg_down = found
     name = _layout_name(stem, avg_down)
     converted, dropped, unconverted, source = convert_resnet_state_dict(state, stem)
     own = backbone.state_dict()
-    converted = {k: v for k, v in converted.items() if not (k.endswith("num_batches_tracked") and k not in own)}
+    converted = {
+        k: v
+        for k, v in converted.items()
+        if not (k.endswith("num_batches_tracked") and k not in own)
+    }
     missing = [k for k in own if k not in converted and not k.endswith("num_batches_tracked")]
     unexpected = unconverted + [f"{source[k]} (as {k})" for k in converted if k not in own]
-    mismatched = [f"{k} (file {tuple(v.shape)} vs model {tuple(own[k].shape)})"
-                  for k, v in converted.items() if k in own and v.shape != own[k].shape]
+    mismatched = [
+        f"{k} (file {tuple(v.shape)} vs model {tuple(own[k].shape)})"
+        for k, v in converted.items()
+        if k in own and v.shape != own[k].shape
+    ]
     hints = []
     model_deep = "stem.conv3.weight" in own
     if (stem != "plain") != model_deep:
         hints.append(
             f"the file has a {'deep (3x3 32-32-64)' if stem != 'plain' else 'plain 7x7'} stem and the backbone a "
             f"{'deep' if model_deep else 'plain'} one: set MODEL.RESNETS.STEM_TYPE "
-            f"{'deeplab and STEM_OUT_CHANNELS 64' if stem != 'plain' else 'basic'}")
+            f"{'deeplab and STEM_OUT_CHANNELS 64' if stem != 'plain' else 'basic'}"
+        )
     model_avg = _backbone_avg_down(backbone)
     if model_avg is not None and model_avg != avg_down:
         hints.append(
             f"the file's strided shortcuts {'average-pool before the 1x1 conv (ResNet-D)' if avg_down else 'are strided 1x1 convs'}"
-            f" and the backbone's {'do' if model_avg else 'do not'} average-pool: set MODEL.RESNETS.AVG_DOWN {avg_down}")
+            f" and the backbone's {'do' if model_avg else 'do not'} average-pool: set MODEL.RESNETS.AVG_DOWN {avg_down}"
+        )
     if (missing or unexpected or mismatched or hints) and not allow_partial:
         raise ImageNetCheckpointError(
             f"ImageNet ResNet file {path} ({name} layout) does not match the backbone: {len(missing)} missing, "
             f"{len(unexpected)} unexpected, {len(mismatched)} wrongly shaped keys"
             + "".join(f"; {h}" for h in hints)
             + f" (MODEL.WEIGHTS_ALLOW_PARTIAL True loads the rest).\n  missing: {short_list(missing, 25)}\n"
-            f"  unexpected: {short_list(unexpected, 25)}\n  mismatched: {short_list(mismatched, 25)}")
+            f"  unexpected: {short_list(unexpected, 25)}\n  mismatched: {short_list(mismatched, 25)}"
+        )
     loadable = {k: v for k, v in converted.items() if k in own and v.shape == own[k].shape}
     backbone.load_state_dict(loadable, strict=False)
     report = ResNetLoadReport(name, sorted(loadable), missing, unexpected, mismatched, dropped)
     if missing or unexpected or mismatched or hints:
-        warnings.warn(f"partial load of {path}: {report.summary()}; missing: {short_list(missing, 10)}; unexpected: "
-                      f"{short_list(unexpected, 10)}; mismatched: {short_list(mismatched, 10)}" + "".join(f"; {h}" for h in hints),
-                      stacklevel=2)
+        warnings.warn(
+            f"partial load of {path}: {report.summary()}; missing: {short_list(missing, 10)}; unexpected: "
+            f"{short_list(unexpected, 10)}; mismatched: {short_list(mismatched, 10)}"
+            + "".join(f"; {h}" for h in hints),
+            stacklevel=2,
+        )
     return report

@@ -19,6 +19,7 @@ gives 16, (1, 1) 32 (MMSegmentation's UPerNet: strides 4/8/16/32).
 * The basic block (ResNet-18/34) dilates only its first 3x3 conv, the second keeps dilation 1, as
   MMSegmentation's ``BasicBlock``.
 """
+
 import logging
 
 import fvcore.nn.weight_init as weight_init
@@ -30,23 +31,49 @@ from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, CNNB
 try:  # detectron2's DeepLab project (installed with this project)
     from detectron2.projects.deeplab.resnet import DeepLabStem
 except ImportError:  # pragma: no cover - same stem, for a detectron2 without the projects
+
     class DeepLabStem(CNNBlockBase):
         """Three 3x3 convs (out/2, out/2, out; the first with stride 2) + 3x3 max-pool, stride 4."""
 
         def __init__(self, in_channels=3, out_channels=128, norm="BN"):
             super().__init__(in_channels, out_channels, 4)
-            self.conv1 = Conv2d(in_channels, out_channels // 2, 3, stride=2, padding=1, bias=False,
-                                norm=get_norm(norm, out_channels // 2))
-            self.conv2 = Conv2d(out_channels // 2, out_channels // 2, 3, padding=1, bias=False,
-                                norm=get_norm(norm, out_channels // 2))
-            self.conv3 = Conv2d(out_channels // 2, out_channels, 3, padding=1, bias=False,
-                                norm=get_norm(norm, out_channels))
+            self.conv1 = Conv2d(
+                in_channels,
+                out_channels // 2,
+                3,
+                stride=2,
+                padding=1,
+                bias=False,
+                norm=get_norm(norm, out_channels // 2),
+            )
+            self.conv2 = Conv2d(
+                out_channels // 2,
+                out_channels // 2,
+                3,
+                padding=1,
+                bias=False,
+                norm=get_norm(norm, out_channels // 2),
+            )
+            self.conv3 = Conv2d(
+                out_channels // 2,
+                out_channels,
+                3,
+                padding=1,
+                bias=False,
+                norm=get_norm(norm, out_channels),
+            )
 
         def forward(self, x):
             x = F.relu_(self.conv3(F.relu_(self.conv2(F.relu_(self.conv1(x))))))
             return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
-__all__ = ["AvgDownShortcut", "DilatedBasicBlock", "build_dilated_resnet_backbone", "stage_dilations"]
+
+__all__ = [
+    "AvgDownShortcut",
+    "DilatedBasicBlock",
+    "build_dilated_resnet_backbone",
+    "stage_dilations",
+]
 
 
 class AvgDownShortcut(Conv2d):
@@ -59,13 +86,17 @@ class AvgDownShortcut(Conv2d):
     avg_down = True
 
     def __init__(self, in_channels, out_channels, stride, norm="BN"):
-        super().__init__(in_channels, out_channels, 1, stride=1, bias=False, norm=get_norm(norm, out_channels))
+        super().__init__(
+            in_channels, out_channels, 1, stride=1, bias=False, norm=get_norm(norm, out_channels)
+        )
         self.pool_stride = stride
         weight_init.c2_msra_fill(self)
 
     def forward(self, x):
         if self.pool_stride > 1:
-            x = F.avg_pool2d(x, self.pool_stride, self.pool_stride, ceil_mode=True, count_include_pad=False)
+            x = F.avg_pool2d(
+                x, self.pool_stride, self.pool_stride, ceil_mode=True, count_include_pad=False
+            )
         return super().forward(x)
 
 
@@ -77,10 +108,27 @@ class DilatedBasicBlock(CNNBlockBase):
         super().__init__(in_channels, out_channels, stride)
         self.shortcut = None
         if in_channels != out_channels or stride != 1:
-            self.shortcut = Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, norm=get_norm(norm, out_channels))
-        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation,
-                            bias=False, norm=get_norm(norm, out_channels))
-        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, norm=get_norm(norm, out_channels))
+            self.shortcut = Conv2d(
+                in_channels,
+                out_channels,
+                1,
+                stride=stride,
+                bias=False,
+                norm=get_norm(norm, out_channels),
+            )
+        self.conv1 = Conv2d(
+            in_channels,
+            out_channels,
+            3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
+            bias=False,
+            norm=get_norm(norm, out_channels),
+        )
+        self.conv2 = Conv2d(
+            out_channels, out_channels, 3, padding=1, bias=False, norm=get_norm(norm, out_channels)
+        )
 
     def forward(self, x):
         out = self.conv2(F.relu_(self.conv1(x)))
@@ -107,7 +155,13 @@ def build_dilated_resnet_backbone(cfg, input_shape):
         stem = BasicStem(input_shape.channels, r.STEM_OUT_CHANNELS, norm=norm)
     else:
         raise ValueError(f"MODEL.RESNETS.STEM_TYPE {r.STEM_TYPE!r}; valid choices: basic, deeplab")
-    blocks = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
+    blocks = {
+        18: [2, 2, 2, 2],
+        34: [3, 4, 6, 3],
+        50: [3, 4, 6, 3],
+        101: [3, 4, 23, 3],
+        152: [3, 8, 36, 3],
+    }
     if r.DEPTH not in blocks:
         raise ValueError(f"MODEL.RESNETS.DEPTH {r.DEPTH}; valid choices: {sorted(blocks)}")
     basic = r.DEPTH in (18, 34)
@@ -121,8 +175,13 @@ def build_dilated_resnet_backbone(cfg, input_shape):
         dilation = {4: r.RES4_DILATION, 5: r.RES5_DILATION}.get(stage, 1)
         n = blocks[r.DEPTH][idx]
         first_stride = 1 if idx == 0 or dilation > 1 else 2
-        kw = dict(num_blocks=n, stride_per_block=[first_stride] + [1] * (n - 1), in_channels=in_ch,
-                  out_channels=out_ch, norm=norm)
+        kw = dict(
+            num_blocks=n,
+            stride_per_block=[first_stride] + [1] * (n - 1),
+            in_channels=in_ch,
+            out_channels=out_ch,
+            norm=norm,
+        )
         grid = list(r.RES5_MULTI_GRID) if stage == 5 else [1] * n
         if len(grid) != n:
             raise ValueError(f"MODEL.RESNETS.RES5_MULTI_GRID needs {n} values, got {grid}")
@@ -130,8 +189,12 @@ def build_dilated_resnet_backbone(cfg, input_shape):
         if basic:
             kw["block_class"] = DilatedBasicBlock
         else:
-            kw.update(block_class=BottleneckBlock, bottleneck_channels=bottleneck, stride_in_1x1=r.STRIDE_IN_1X1,
-                      num_groups=r.NUM_GROUPS)
+            kw.update(
+                block_class=BottleneckBlock,
+                bottleneck_channels=bottleneck,
+                stride_in_1x1=r.STRIDE_IN_1X1,
+                num_groups=r.NUM_GROUPS,
+            )
             bottleneck *= 2
         blocks_ = ResNet.make_stage(**kw)
         if getattr(r, "AVG_DOWN", False):
@@ -145,8 +208,14 @@ def build_dilated_resnet_backbone(cfg, input_shape):
     if path:  # a local ImageNet file (imagenet_resnet.py): torchvision / timm / MMCV names, strict
         from .imagenet_resnet import load_imagenet_resnet
 
-        report = load_imagenet_resnet(model, path, getattr(r, "IMAGENET_LAYOUT", "auto"),
-                                      allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
-                                      trusted=cfg.MODEL.WEIGHTS_TRUSTED)
-        logging.getLogger(__name__).info("MODEL.RESNETS.IMAGENET_CHECKPOINT %s: %s", path, report.summary())
+        report = load_imagenet_resnet(
+            model,
+            path,
+            getattr(r, "IMAGENET_LAYOUT", "auto"),
+            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
+            trusted=cfg.MODEL.WEIGHTS_TRUSTED,
+        )
+        logging.getLogger(__name__).info(
+            "MODEL.RESNETS.IMAGENET_CHECKPOINT %s: %s", path, report.summary()
+        )
     return model.freeze(cfg.MODEL.BACKBONE.FREEZE_AT)

@@ -10,6 +10,7 @@ Each head has the layers, widths and initialisation of MMSegmentation's head of 
 paper, Sec. 4.4: "We used the models from MMSegmentation"); ``tests/test_table1_models.py`` checks
 the parameter counts against a per-layer derivation from MMSegmentation's code.
 """
+
 from __future__ import annotations
 
 from .ann import ANNHead
@@ -22,5 +23,16 @@ from .psp import PSPHead
 from .registry import DECODE_HEADS, build_decode_head, register_decode_head
 from .upernet import UPerHead
 
-__all__ = ["DECODE_HEADS", "build_decode_head", "register_decode_head", "DecodeHead", "PSPHead", "DeepLabV3PlusHead", "UPerHead",
-           "DMHead", "CCHead", "ANNHead", "OCRNetHead"]
+__all__ = [
+    "DECODE_HEADS",
+    "build_decode_head",
+    "register_decode_head",
+    "DecodeHead",
+    "PSPHead",
+    "DeepLabV3PlusHead",
+    "UPerHead",
+    "DMHead",
+    "CCHead",
+    "ANNHead",
+    "OCRNetHead",
+]

@@ -19,14 +19,15 @@ Segmentation", ICCV 2019), Sec. 3, built as MMSegmentation's ``ANNHead``
   projection shared by queries and keys (``share_key_query=True``), output concatenated with the
   input and fused by ``1x1 conv -> norm -> ReLU``.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..weight_init import zero_init_
 from ..layers import ConvNormAct
+from ..weight_init import zero_init_
 from .common import DecodeHead
 from .registry import register_decode_head
 
@@ -44,10 +45,14 @@ class AsymmetricAttention(nn.Module):
     projection is the key projection (one module, one set of weights; needs ``query_in ==
     key_in``). ``out`` (``W_o``) is zero-initialised."""
 
-    def __init__(self, query_in, key_in, channels, out_channels, norm, scales, share_key_query=False):
+    def __init__(
+        self, query_in, key_in, channels, out_channels, norm, scales, share_key_query=False
+    ):
         super().__init__()
         if share_key_query and query_in != key_in:
-            raise ValueError(f"share_key_query needs equal query/key widths, got {query_in} and {key_in}")
+            raise ValueError(
+                f"share_key_query needs equal query/key widths, got {query_in} and {key_in}"
+            )
         self.scales = tuple(scales)
         self.channels = channels
         self.share_key_query = share_key_query
@@ -61,7 +66,7 @@ class AsymmetricAttention(nn.Module):
         q = self.query(query_feats).reshape(n, self.channels, -1)  # (N, C, HW)
         k = pyramid_sample(self.key(key_feats), self.scales)  # (N, C, S)
         v = pyramid_sample(self.value(key_feats), self.scales)  # (N, Cv, S)
-        attn = torch.softmax(torch.einsum("ncp,ncs->nps", q, k) * self.channels ** -0.5, dim=-1)
+        attn = torch.softmax(torch.einsum("ncp,ncs->nps", q, k) * self.channels**-0.5, dim=-1)
         ctx = torch.einsum("nps,ncs->ncp", attn, v).reshape(n, -1, h, w)
         return self.out(ctx)
 
@@ -85,8 +90,9 @@ class APNB(nn.Module):
 
     def __init__(self, in_channels, channels, out_channels, norm="BN", scales=(1, 3, 6, 8)):
         super().__init__()
-        self.attention = AsymmetricAttention(in_channels, in_channels, channels, out_channels, norm, scales,
-                                             share_key_query=True)
+        self.attention = AsymmetricAttention(
+            in_channels, in_channels, channels, out_channels, norm, scales, share_key_query=True
+        )
         self.fuse = ConvNormAct(out_channels + in_channels, out_channels, 1, norm=norm)
 
     def forward(self, x):
@@ -99,8 +105,17 @@ class ANNHead(DecodeHead):
 
     default_in_features = ("res4", "res5")
 
-    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.1, norm="BN",
-                 project_channels=256, key_pool_scales=(1, 3, 6, 8)):
+    def __init__(
+        self,
+        in_channels,
+        num_classes,
+        channels=512,
+        in_features=(),
+        dropout=0.1,
+        norm="BN",
+        project_channels=256,
+        key_pool_scales=(1, 3, 6, 8),
+    ):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         low, high = self.in_channels[0], self.in_channels[-1]
         self.fusion = AFNB(low, high, project_channels, high, norm, key_pool_scales)

@@ -11,6 +11,7 @@ Criss-cross attention (Sec. 3.2, Eqs. 1-2), written with ``einsum`` (no CUDA ker
 position itself masked, as in the released code, so it is counted once, from the row) and over the
 row share one softmax; the output is ``gamma * sum_v A_uv V_v + x_u`` with ``gamma`` initialised
 to 0."""
+
 from __future__ import annotations
 
 import torch
@@ -40,7 +41,9 @@ class CrissCrossAttention(nn.Module):
         e_col = e_col.masked_fill(eye, float("-inf"))
         e_row = torch.einsum("nchw,nchg->nhwg", q, k)  # (N, H, W, W): (i, j) -> (i, g)
         attn = torch.softmax(torch.cat([e_col, e_row], dim=-1), dim=-1)
-        out = torch.einsum("nhwg,ncgw->nchw", attn[..., :h], v) + torch.einsum("nhwg,nchg->nchw", attn[..., h:], v)
+        out = torch.einsum("nhwg,ncgw->nchw", attn[..., :h], v) + torch.einsum(
+            "nhwg,nchg->nchw", attn[..., h:], v
+        )
         return self.gamma * out + x
 
 
@@ -48,7 +51,16 @@ class CrissCrossAttention(nn.Module):
 class CCHead(DecodeHead):
     default_in_features = ("res5",)
 
-    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.1, norm="BN", recurrence=2):
+    def __init__(
+        self,
+        in_channels,
+        num_classes,
+        channels=512,
+        in_features=(),
+        dropout=0.1,
+        norm="BN",
+        recurrence=2,
+    ):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         cin = self.in_channels[-1]
         self.recurrence = recurrence

@@ -1,10 +1,10 @@
 """Building blocks shared by the decode heads (plain PyTorch)."""
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..layers import ConvNormAct, resize
@@ -24,13 +24,22 @@ class DecodeHead(nn.Module):
 
     default_in_features: Sequence[str] = ("res5",)
 
-    def __init__(self, in_channels: Mapping[str, int], num_classes: int, channels: int = 512,
-                 in_features: Sequence[str] = (), dropout: float = 0.1, norm: str = "BN"):
+    def __init__(
+        self,
+        in_channels: Mapping[str, int],
+        num_classes: int,
+        channels: int = 512,
+        in_features: Sequence[str] = (),
+        dropout: float = 0.1,
+        norm: str = "BN",
+    ):
         super().__init__()
         self.in_features = list(in_features) or list(self.default_in_features)
         missing = [f for f in self.in_features if f not in in_channels]
         if missing:
-            raise ValueError(f"{type(self).__name__}: features {missing} not among {sorted(in_channels)}")
+            raise ValueError(
+                f"{type(self).__name__}: features {missing} not among {sorted(in_channels)}"
+            )
         self.in_channels = [int(in_channels[f]) for f in self.in_features]
         self.channels = channels
         self.num_classes = num_classes
@@ -56,12 +65,20 @@ class PyramidPooling(nn.Module):
     pooling to ``b x b`` bins, ``1x1 conv -> norm -> ReLU`` to ``channels``, bilinear up-sampling.
     Returns the list of up-sampled branch outputs (the caller concatenates them with the input)."""
 
-    def __init__(self, in_channels: int, channels: int, bins=(1, 2, 3, 6), norm: str = "BN", align_corners: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        bins=(1, 2, 3, 6),
+        norm: str = "BN",
+        align_corners: bool = False,
+    ):
         super().__init__()
         self.bins = tuple(bins)
         self.align_corners = align_corners
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvNormAct(in_channels, channels, 1, norm=norm)) for b in self.bins
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvNormAct(in_channels, channels, 1, norm=norm))
+            for b in self.bins
         )
 
     def forward(self, x: torch.Tensor):

@@ -10,6 +10,7 @@ Convolution for Semantic Image Segmentation", ECCV 2018).
   by a 1x1 conv, concatenated with the 4x-up-sampled ASPP output, two 3x3 convs (``channels``),
   classifier at stride 4.
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,40 +27,70 @@ class SeparableConvNormAct(nn.Sequential):
     """Depthwise 3x3 (dilated) conv -> norm -> ReLU -> pointwise 1x1 conv -> norm -> ReLU."""
 
     def __init__(self, cin, cout, dilation=1, norm="BN"):
-        super().__init__(ConvNormAct(cin, cin, 3, dilation, norm, groups=cin), ConvNormAct(cin, cout, 1, norm=norm))
+        super().__init__(
+            ConvNormAct(cin, cin, 3, dilation, norm, groups=cin),
+            ConvNormAct(cin, cout, 1, norm=norm),
+        )
 
 
 class ASPPModule(nn.Module):
     def __init__(self, in_channels, channels, dilations=(12, 24, 36), norm="BN", separable=True):
         super().__init__()
-        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), ConvNormAct(in_channels, channels, 1, norm=norm))
+        self.image_pool = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), ConvNormAct(in_channels, channels, 1, norm=norm)
+        )
         branches = [ConvNormAct(in_channels, channels, 1, norm=norm)]
         for d in dilations:
-            branches.append(SeparableConvNormAct(in_channels, channels, d, norm) if separable
-                            else ConvNormAct(in_channels, channels, 3, d, norm))
+            branches.append(
+                SeparableConvNormAct(in_channels, channels, d, norm)
+                if separable
+                else ConvNormAct(in_channels, channels, 3, d, norm)
+            )
         self.branches = nn.ModuleList(branches)
-        self.project = ConvNormAct((len(dilations) + 2) * channels, channels, 3 if separable else 1, norm=norm)
+        self.project = ConvNormAct(
+            (len(dilations) + 2) * channels, channels, 3 if separable else 1, norm=norm
+        )
 
     def forward(self, x):
         outs = [resize(self.image_pool(x), x.shape[-2:])] + [b(x) for b in self.branches]
         return self.project(torch.cat(outs, dim=1))
 
 
-@register_decode_head("deeplabv3plus", dilations="ASPP_DILATIONS", low_level_channels="LOW_LEVEL_CHANNELS",
-                      separable="SEPARABLE")
+@register_decode_head(
+    "deeplabv3plus",
+    dilations="ASPP_DILATIONS",
+    low_level_channels="LOW_LEVEL_CHANNELS",
+    separable="SEPARABLE",
+)
 class DeepLabV3PlusHead(DecodeHead):
     """``in_features``: (low-level, high-level), default ``("res2", "res5")``."""
 
     default_in_features = ("res2", "res5")
 
-    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.1, norm="BN",
-                 dilations=(12, 24, 36), low_level_channels=48, separable=True):
+    def __init__(
+        self,
+        in_channels,
+        num_classes,
+        channels=512,
+        in_features=(),
+        dropout=0.1,
+        norm="BN",
+        dilations=(12, 24, 36),
+        low_level_channels=48,
+        separable=True,
+    ):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         c_low, c_high = self.in_channels[0], self.in_channels[-1]
         self.aspp = ASPPModule(c_high, channels, dilations, norm, separable)
         self.low_proj = ConvNormAct(c_low, low_level_channels, 1, norm=norm)
-        block = (lambda i, o: SeparableConvNormAct(i, o, 1, norm)) if separable else (lambda i, o: ConvNormAct(i, o, 3, norm=norm))
-        self.fuse = nn.Sequential(block(channels + low_level_channels, channels), block(channels, channels))
+        block = (
+            (lambda i, o: SeparableConvNormAct(i, o, 1, norm))
+            if separable
+            else (lambda i, o: ConvNormAct(i, o, 3, norm=norm))
+        )
+        self.fuse = nn.Sequential(
+            block(channels + low_level_channels, channels), block(channels, channels)
+        )
         self.init_weights()
 
     def forward(self, features):

@@ -7,13 +7,14 @@ size), then norm + ReLU (and an optional 1x1 fusion conv, MMSegmentation ``fusio
 outputs are concatenated with the input and fused by a 3x3 conv before the classifier
 (MMSegmentation's ``DMHead``: the filter generator is a plain 1x1 conv with bias, PyTorch's
 default initialisation; the conv-norm-ReLU blocks are Kaiming-initialised)."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import norm_layer, ConvNormAct
+from ..layers import ConvNormAct, norm_layer
 from .common import DecodeHead
 from .registry import register_decode_head
 
@@ -28,7 +29,9 @@ def dynamic_depthwise_conv(x: torch.Tensor, filters: torch.Tensor) -> torch.Tens
     k = filters.shape[-1]
     before, after = k // 2, (k - 1) // 2
     x = F.pad(x, (before, after, before, after))
-    y = F.conv2d(x.reshape(1, n * c, h + k - 1, w + k - 1), filters.reshape(n * c, 1, k, k), groups=n * c)
+    y = F.conv2d(
+        x.reshape(1, n * c, h + k - 1, w + k - 1), filters.reshape(n * c, 1, k, k), groups=n * c
+    )
     return y.reshape(n, c, h, w)
 
 
@@ -51,11 +54,22 @@ class DynamicConvModule(nn.Module):
 class DMHead(DecodeHead):
     default_in_features = ("res5",)
 
-    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.1, norm="BN",
-                 filter_sizes=(1, 3, 5, 7), fusion=False):
+    def __init__(
+        self,
+        in_channels,
+        num_classes,
+        channels=512,
+        in_features=(),
+        dropout=0.1,
+        norm="BN",
+        filter_sizes=(1, 3, 5, 7),
+        fusion=False,
+    ):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         cin = self.in_channels[-1]
-        self.dcms = nn.ModuleList(DynamicConvModule(k, cin, channels, norm, fusion) for k in filter_sizes)
+        self.dcms = nn.ModuleList(
+            DynamicConvModule(k, cin, channels, norm, fusion) for k in filter_sizes
+        )
         self.bottleneck = ConvNormAct(cin + len(filter_sizes) * channels, channels, 3, norm=norm)
         self.init_weights()
 

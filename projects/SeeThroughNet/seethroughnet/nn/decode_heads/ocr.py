@@ -9,14 +9,14 @@ reps, mid 512 / key 256) that predicts the final segmentation.
 
 ``forward`` returns ``{"logits": final, "extra": {"loss_soft_region": (region logits, 0.4)}}``:
 the segmentor adds the extra CE term in training."""
+
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from ..layers import ConvNormAct
 from ..ocr_head import OCRHead, concat_hrnetv2
 from ..weight_init import init_classifier_, init_conv_modules_
-from ..layers import ConvNormAct
 from .common import DecodeHead
 from .registry import register_decode_head
 
@@ -32,12 +32,24 @@ class OCRNetHead(DecodeHead):
 
     default_in_features = ("res5",)
 
-    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.0, norm="BN",
-                 key_channels=256, soft_region_channels=0, soft_region_weight=0.4):
+    def __init__(
+        self,
+        in_channels,
+        num_classes,
+        channels=512,
+        in_features=(),
+        dropout=0.0,
+        norm="BN",
+        key_channels=256,
+        soft_region_channels=0,
+        soft_region_weight=0.4,
+    ):
         super().__init__(in_channels, num_classes, channels, in_features, 0.0, norm)
         cin = sum(self.in_channels)
         hidden = soft_region_channels or cin  # HRNet-OCR: 720 -> 720 -> K
-        self.soft_region = nn.Sequential(ConvNormAct(cin, hidden, 1, norm=norm), nn.Conv2d(hidden, num_classes, 1))
+        self.soft_region = nn.Sequential(
+            ConvNormAct(cin, hidden, 1, norm=norm), nn.Conv2d(hidden, num_classes, 1)
+        )
         self.ocr = OCRHead(cin, num_classes, channels, key_channels, dropout, norm=norm)
         del self.conv_seg  # the OCRHead has its own classifier
         self.soft_region_weight = soft_region_weight
@@ -55,4 +67,7 @@ class OCRNetHead(DecodeHead):
         x = feats[0] if len(feats) == 1 else concat_hrnetv2(features, self.in_features)
         regions = self.soft_region(x)
         out = self.ocr(x, regions)
-        return {"logits": out["logits"], "extra": {"loss_soft_region": (regions, self.soft_region_weight)}}
+        return {
+            "logits": out["logits"],
+            "extra": {"loss_soft_region": (regions, self.soft_region_weight)},
+        }

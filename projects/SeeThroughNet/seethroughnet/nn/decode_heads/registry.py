@@ -8,6 +8,7 @@ registers ``PSPHead`` under ``MODEL.DECODE_HEAD.NAME: psp`` and says that its co
 ``pool_scales`` is set from ``MODEL.DECODE_HEAD.POOL_SCALES`` (the detectron2 glue,
 :func:`seethroughnet.modeling.segmentors.build_seg_head`, reads them). Plain Python: no detectron2.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -26,11 +27,15 @@ def register_decode_head(name: str, **config_keys: str):
 
     def register(cls):
         if name in DECODE_HEADS:
-            raise KeyError(f"decode head {name!r} is registered twice ({DECODE_HEADS[name].__name__}, {cls.__name__})")
+            raise KeyError(
+                f"decode head {name!r} is registered twice ({DECODE_HEADS[name].__name__}, {cls.__name__})"
+            )
         params = inspect.signature(cls.__init__).parameters
         unknown = [arg for arg in config_keys if arg not in params]
         if unknown:
-            raise TypeError(f"{cls.__name__}.__init__ has no argument(s) {unknown} named in register_decode_head")
+            raise TypeError(
+                f"{cls.__name__}.__init__ has no argument(s) {unknown} named in register_decode_head"
+            )
         cls.head_name = name
         cls.config_keys = dict(config_keys)
         DECODE_HEADS[name] = cls
@@ -42,5 +47,7 @@ def register_decode_head(name: str, **config_keys: str):
 def build_decode_head(name: str, *args, **kwargs):
     """``DECODE_HEADS[name](*args, **kwargs)``; an unknown name raises ``ValueError`` listing them."""
     if name not in DECODE_HEADS:
-        raise ValueError(f"unknown decode head {name!r}; valid choices: {', '.join(sorted(DECODE_HEADS))}")
+        raise ValueError(
+            f"unknown decode head {name!r}; valid choices: {', '.join(sorted(DECODE_HEADS))}"
+        )
     return DECODE_HEADS[name](*args, **kwargs)

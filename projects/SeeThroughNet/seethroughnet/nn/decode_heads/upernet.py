@@ -5,6 +5,7 @@ up-sampled to stride 4, concatenated and fused by a 3x3 conv, then the classifie
 ``UPerHead``, ``channels`` = 512). MMSegmentation runs it on an undilated ResNet (``upernet_r50.py``:
 res2..res5 at strides 4/8/16/32), which ``upernet_R101_cityscapes.yaml`` reproduces; the top-down
 path resizes each level to the next finer one."""
+
 from __future__ import annotations
 
 import torch
@@ -21,14 +22,26 @@ __all__ = ["UPerHead"]
 class UPerHead(DecodeHead):
     default_in_features = ("res2", "res3", "res4", "res5")
 
-    def __init__(self, in_channels, num_classes, channels=512, in_features=(), dropout=0.1, norm="BN",
-                 pool_scales=(1, 2, 3, 6)):
+    def __init__(
+        self,
+        in_channels,
+        num_classes,
+        channels=512,
+        in_features=(),
+        dropout=0.1,
+        norm="BN",
+        pool_scales=(1, 2, 3, 6),
+    ):
         super().__init__(in_channels, num_classes, channels, in_features, dropout, norm)
         top = self.in_channels[-1]
         self.psp = PyramidPooling(top, channels, pool_scales, norm)
         self.psp_bottleneck = ConvNormAct(top + len(pool_scales) * channels, channels, 3, norm=norm)
-        self.lateral = nn.ModuleList(ConvNormAct(c, channels, 1, norm=norm) for c in self.in_channels[:-1])
-        self.fpn = nn.ModuleList(ConvNormAct(channels, channels, 3, norm=norm) for _ in self.in_channels[:-1])
+        self.lateral = nn.ModuleList(
+            ConvNormAct(c, channels, 1, norm=norm) for c in self.in_channels[:-1]
+        )
+        self.fpn = nn.ModuleList(
+            ConvNormAct(channels, channels, 3, norm=norm) for _ in self.in_channels[:-1]
+        )
         self.fpn_bottleneck = ConvNormAct(len(self.in_channels) * channels, channels, 3, norm=norm)
         self.init_weights()
 

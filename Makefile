@@ -14,12 +14,13 @@ PY_UPSTREAM := $(VENV_UPSTREAM)/bin/python
 UPSTREAM_TARBALL ?= $(firstword $(wildcard ../shared/peers/detectron2-upstream/detectron2-*.tar.gz))
 STAMP_UPSTREAM := $(VENV_UPSTREAM)/.seethroughnet-installed
 
-.PHONY: help install demo test test-upstream gpu-check clean-venv
+.PHONY: help install demo lint test test-upstream gpu-check clean-venv
 
 help:
 	@echo "make install  - create $(VENV) with pinned torch/torchvision, detectron2 (patched v0.6) and this project (idempotent)"
 	@echo "make demo     - install, generate the embedded synthetic Cityscapes data, train, evaluate and export (main job)"
-	@echo "make test     - install and run the test suite"
+	@echo "make lint     - ruff format --check and ruff check (100 columns; config in pyproject.toml)"
+	@echo "make test     - install, lint and run the test suite"
 	@echo "make test-upstream - the same suite on upstream detectron2 main built from ../shared/peers (own venv $(VENV_UPSTREAM))"
 	@echo "make gpu-check - CUDA checks and paper-size timings/memory on a GPU machine -> docs/gpu_results.md"
 
@@ -39,7 +40,11 @@ demo: install
 	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) datasets/prepare_synthetic_cityscapes.py
 	DETECTRON2_DATASETS=$(DEMO_DATASETS) $(PY) tools/run_demo.py --config-file $(DEMO_CONFIG) --output $(DEMO_OUTPUT)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: install lint
 	$(PY) -m pytest tests -q
 
 # Upstream main imports pkg_resources in detectron2.model_zoo: setuptools < 81 still ships it

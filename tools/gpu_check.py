@@ -142,8 +142,8 @@ def check_cuda_tests(s: Settings) -> List[List[str]]:
         sys.executable,
         "-m",
         "pytest",
-        "tests/test_cpp_targets.py",
-        "tests/test_aux_losses.py",
+        "tests/nn/test_cpp_targets.py",
+        "tests/nn/test_aux_losses.py",
         "-q",
         "-k",
         "cuda",
@@ -156,7 +156,7 @@ def check_cuda_tests(s: Settings) -> List[List[str]]:
         raise RuntimeError(f"{' '.join(cmd[2:])}: {summary}\n{r.stdout[-2000:]}")
     return [
         [
-            "CUDA tests (`pytest tests/test_cpp_targets.py tests/test_aux_losses.py -k cuda`)",
+            "CUDA tests (`pytest tests/nn/test_cpp_targets.py tests/nn/test_aux_losses.py -k cuda`)",
             summary,
         ]
     ]

@@ -12,7 +12,7 @@ MMSegmentation") as MMSegmentation builds them, checked against MMSegmentation's
 * MMSegmentation's initialisation (Kaiming fan-out conv blocks, N(0, 0.01) classifiers);
 * the auxiliary head's dropout key (0: 3x3 conv -> BN -> ReLU -> 1x1 conv; 0.1: MMSegmentation's).
 
-``python tests/test_table1_models.py`` prints the derived and the built counts side by side.
+``python tests/modeling/test_table1_models.py`` prints the derived and the built counts side by side.
 """
 
 import glob

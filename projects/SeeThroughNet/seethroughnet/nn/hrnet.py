@@ -13,7 +13,7 @@ segmentation backbone needs and timm does not give:
 * ``checkpoint``: a *local* ImageNet checkpoint file (no download is ever attempted). A timm
   classification ``state_dict`` or the official HRNet ImageNet release (HRNet-Image-Classification
   ``hrnetv2_w48_imagenet_pretrained.pth``; the two name and shape every tensor alike, see
-  ``tests/test_imagenet_init.py``) is accepted: wrapper keys (``state_dict`` / ``model``),
+  ``tests/modeling/test_imagenet_init.py``) is accepted: wrapper keys (``state_dict`` / ``model``),
   ``module.`` / ``backbone.`` / ``body.`` prefixes and the classification head (``incre_modules``, ``downsamp_modules``, ``final_layer``,
   ``classifier``) are dropped. Loading is strict unless ``allow_partial=True``; a mismatch raises a
   ``ValueError`` that lists the missing, unexpected and wrongly-shaped keys.

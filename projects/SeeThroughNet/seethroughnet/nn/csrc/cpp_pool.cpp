@@ -2,7 +2,7 @@
 //
 // Plain C ABI, no torch headers: seethroughnet/nn/cpp.py compiles this file with the system C++
 // compiler on first use, loads it with ctypes and passes tensor data pointers. The pure-torch
-// path in cpp.py is the reference; tests/test_cpp_targets.py checks this kernel against it and
+// path in cpp.py is the reference; tests/nn/test_cpp_targets.py checks this kernel against it and
 // both against a direct one-hot + average-pooling computation.
 //
 // cpp_chain_<T>(labels, N, H, W, K, ignore, S, scales, Hos, Wos, outs, nthreads, bad)

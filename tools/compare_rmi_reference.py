@@ -86,7 +86,8 @@ def load_references(zju_root: str, nvidia_root: str):
     for root, rel in ((zju_root, "losses/rmi/rmi.py"), (nvidia_root, "loss/rmi.py")):
         if not os.path.isfile(os.path.join(root, rel)):
             raise SystemExit(
-                f"{os.path.join(root, rel)} not found: pass the root of a checkout of the reference repository"
+                f"{os.path.join(root, rel)} not found: pass the root of a checkout of the "
+                "reference repository"
             )
     # ZJU: `from RMI.losses.rmi import rmi_utils`
     zju_utils = _load("RMI.losses.rmi.rmi_utils", os.path.join(zju_root, "losses/rmi/rmi_utils.py"))
@@ -161,7 +162,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     zju_cls, nvidia_cls = load_references(args.zju, args.nvidia)
     lines = [
-        "| reference | setting | case | ours | reference | value rel. diff | gradient max rel. diff |",
+        "| reference | setting | case | ours | reference | value rel. diff | gradient max rel. "
+        "diff |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     worst = 0.0
@@ -181,7 +183,8 @@ def main(argv=None):
                 dg = float((g_ours - g_ref).abs().max() / g_ref.abs().max().clamp_min(1e-30))
                 worst = max(worst, dv, dg)
                 lines.append(
-                    f"| {ref_name} | {set_name} | {case_name} | {v_ours:.6f} | {v_ref:.6f} | {dv:.1e} | {dg:.1e} |"
+                    f"| {ref_name} | {set_name} | {case_name} | {v_ours:.6f} | {v_ref:.6f} | "
+                    f"{dv:.1e} | {dg:.1e} |"
                 )
                 print(lines[-1], flush=True)
     lines.append("")

@@ -201,7 +201,8 @@ def check_seethroughnet_inference(s: Settings) -> List[List[str]]:
     med, best, peak = _timed_steps(s, step)
     return [
         [
-            f"SeeThroughNet {s.stn_variant} inference {h}x{w}, scales 0.5/1.0/2.0 + flip, attention merge",
+            f"SeeThroughNet {s.stn_variant} inference {h}x{w}, scales 0.5/1.0/2.0 + flip, "
+            "attention merge",
             f"median {med:.3f} s (min {best:.3f} s) per image; peak memory {peak}",
         ]
     ]
@@ -357,7 +358,8 @@ def check_detector(s: Settings) -> List[List[str]]:
     med, best, peak = _timed_steps(s, step)
     return [
         [
-            f"Mask R-CNN, HRNetV2 ({cfg.MODEL.HRNET.VARIANT}) encoder, Table 5 config, train step {h}x{w} batch 1, float32",
+            f"Mask R-CNN, HRNetV2 ({cfg.MODEL.HRNET.VARIANT}) encoder, Table 5 config, train step "
+            f"{h}x{w} batch 1, float32",
             f"median {med:.3f} s (min {best:.3f} s); peak memory {peak}",
         ]
     ]
@@ -376,7 +378,8 @@ CHECKS = [
 def environment(s: Settings) -> List[str]:
     lines = [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}",
+        f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python "
+        f"{platform.python_version()}",
     ]
     if s.cuda:
         p = torch.cuda.get_device_properties(s.device)
@@ -405,7 +408,8 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(
             "gpu-check: no CUDA device on this machine; nothing measured and "
-            f"{os.path.relpath(args.output, REPO)} not written. Run `make gpu-check` on a machine with a GPU."
+            f"{os.path.relpath(args.output, REPO)} not written. Run `make gpu-check` on a machine "
+            "with a GPU."
         )
         return 0
     if args.device == "cpu" and not args.tiny:

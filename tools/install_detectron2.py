@@ -217,19 +217,21 @@ def main():
     info = existing_install()
     if info and info["compiled"]:
         log(
-            f"detectron2 {info['version']} with compiled ops found at {info['path']}: leaving it alone"
+            f"detectron2 {info['version']} with compiled ops found at {info['path']}: leaving it "
+            "alone"
         )
         return
     if info and info["patch"] == patch_digest() and not args.force:
         log(
-            f"patched detectron2 {info['version']} already installed at {info['path']} (patch {info['patch']})"
+            f"patched detectron2 {info['version']} already installed at {info['path']} (patch "
+            f"{info['patch']})"
         )
         return
     if info and info["patch"] is None:
         fail(
             f"a detectron2 {info['version']} without compiled ops and not installed by this script "
-            f"is at {info['path']}. Uninstall it (pip uninstall detectron2) or build it with its ops, "
-            "then run this again."
+            f"is at {info['path']}. Uninstall it (pip uninstall detectron2) or build it with its "
+            "ops, then run this again."
         )
 
     if args.sdist:
@@ -251,7 +253,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="d2build-") as tmp:
         pkg = build_source_tree(sdist, Path(tmp))
         log(
-            "pip install (no build isolation, no dependency resolution beyond detectron2's own list)"
+            "pip install (no build isolation, no dependency resolution beyond detectron2's own "
+            "list)"
         )
         r = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--quiet", str(pkg)]

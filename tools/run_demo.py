@@ -135,7 +135,8 @@ def main(argv=None):
     print("\nPer-class IoU on", val_name)
     print(table)
     print(
-        f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on the exported PNGs)"
+        f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on "
+        "the exported PNGs)"
     )
     print(f"submission: {summary['submission_zip']}")
     print(f"total {summary['seconds_total']} s, of which training {summary['seconds_training']} s")

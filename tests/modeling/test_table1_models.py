@@ -60,7 +60,7 @@ BN_OPTS = [
 ]  # CPU runs
 
 
-# --------------------------------------------------------------------- MMSegmentation, layer by layer
+# ------------------------------------------------------------------- MMSegmentation, layer by layer
 # mmcv ConvModule with a norm: conv without bias (bias="auto") + norm (weight and bias per channel).
 def conv(cin, cout, k=1, groups=1, bias=False):
     return cout * (cin // groups) * k * k + (cout if bias else 0)
@@ -136,7 +136,8 @@ def mmseg_ccnet():  # cc_head.py CCHead = FCNHead(num_convs=2, concat_input=True
 
 def mmseg_ann():  # ann_head.py ANNHead, ann_r50-d8.py: in_channels [1024, 2048], project_channels 256
     p = 256
-    # AFNB: SelfAttentionBlock(share_key_query=False, key_query_norm=True, value_out_norm=False, with_out=True)
+    # AFNB: SelfAttentionBlock(share_key_query=False, key_query_norm=True, value_out_norm=False,
+    # with_out=True)
     afnb = (
         conv_module(C4, p, 1)
         + conv_module(C5, p, 1)  # key (low), query (high) projections
@@ -238,7 +239,8 @@ def test_table1_model_matches_mmsegmentation(config, head):
     assert aux == {f"res{i + 2}": mmseg_fcn_aux(c) for i, c in enumerate(widths)}
     if head != "ocr":
         assert _count(model.backbone) == mmseg_resnet101_v1c()
-    # dropout before the classifier: dropout_ratio 0.1 in the -d8 / UPerNet configs, -1 (none) in OCRNet's
+    # dropout before the classifier: dropout_ratio 0.1 in the -d8 / UPerNet configs, -1 (none) in
+    # OCRNet's
     drops = [m.p for m in model.decode_head.modules() if isinstance(m, nn.Dropout2d)]
     assert drops == ([0.0] if head == "ocr" else [0.1])
 
@@ -438,7 +440,7 @@ def test_heads_are_initialised_as_mmsegmentation(name):
         assert abs(c.weight.std().item() / 0.01 - 1) < 0.15 and torch.all(c.bias == 0)
 
 
-# ------------------------------------------------------------------- auxiliary head (issue #10 item 6)
+# ---------------------------------------------------------------- auxiliary head (issue #10 item 6)
 def test_aux_head_default_is_conv_bn_relu_conv_without_dropout_and_mmseg_init():
     torch.manual_seed(0)
     head = aux_head(64, 256, 19)
@@ -477,7 +479,8 @@ if __name__ == "__main__":  # the table of docs/cpp_plugin.md
         return f"{n / 1e6:.2f} M"
 
     print(
-        "| model (config) | decode head: MMSegmentation, derived | decode head: ours | auxiliary heads res2 / res3 / "
+        "| model (config) | decode head: MMSegmentation, derived | decode head: ours | auxiliary "
+        "heads res2 / res3 / "
         "res4 / res5: derived | auxiliary heads: ours | backbone: derived | backbone: ours |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -486,7 +489,9 @@ if __name__ == "__main__":  # the table of docs/cpp_plugin.md
         widths = HR48 if head == "ocr" else (C2, C3, C4, C5)
         aux = [_count(model.aux_heads.heads[f"res{i + 2}"]) for i in range(4)]
         print(
-            f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | {_count(model.decode_head):,} | "
-            f"{' / '.join(m(mmseg_fcn_aux(c)) for c in widths)} | {' / '.join(m(a) for a in aux)} | "
-            f"{m(mmseg_resnet101_v1c()) if head != 'ocr' else 'not derived (timm HRNetV2-W48)'} | {m(_count(model.backbone))} |"
+            f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | "
+            f"{_count(model.decode_head):,} | {' / '.join(m(mmseg_fcn_aux(c)) for c in widths)} | "
+            f"{' / '.join(m(a) for a in aux)} | "
+            f"{m(mmseg_resnet101_v1c()) if head != 'ocr' else 'not derived (timm HRNetV2-W48)'} | "
+            f"{m(_count(model.backbone))} |"
         )

@@ -268,7 +268,8 @@ def cityscapes_label_source(root: str, split: str, name: Optional[str] = None) -
     if not os.path.isdir(gt_dir):
         raise DatasetError(
             f"the label folder {gt_dir} does not exist; the Cityscapes root {root} must hold "
-            f"gtFine/{split}/<city>/*{CITYSCAPES_TRAIN_IDS_SUFFIX} (unpack gtFine_trainvaltest.zip there)."
+            f"gtFine/{split}/<city>/*{CITYSCAPES_TRAIN_IDS_SUFFIX} (unpack gtFine_trainvaltest.zip "
+            "there)."
         )
     files = sorted(glob.glob(os.path.join(gt_dir, "*", "*" + CITYSCAPES_TRAIN_IDS_SUFFIX)))
     if not files:
@@ -378,7 +379,8 @@ def format_markdown(counts: ClassImageCounts) -> str:
         else f"{counts.min_pixels} label pixels hold"
     )
     lines = [
-        f"**Images per class: {counts.name}** ({n} image{'' if n == 1 else 's'}; an image contains a "
+        f"**Images per class: {counts.name}** ({n} image{'' if n == 1 else 's'}; an image "
+        "contains a "
         f"class when at least {at_least} it; source: {counts.source})",
         "",
         f"| {counts.id_column} | class | images | % of images | pixels | % of labelled pixels |",
@@ -386,7 +388,8 @@ def format_markdown(counts: ClassImageCounts) -> str:
     ]
     for c, cls in enumerate(counts.class_names):
         lines.append(
-            f"| {c} | {cls} | {counts.images_per_class[c]} | {100 * counts.image_fraction(c):.1f} | "
+            f"| {c} | {cls} | {counts.images_per_class[c]} | "
+            f"{100 * counts.image_fraction(c):.1f} | "
             f"{counts.pixels_per_class[c]} | {100 * counts.pixel_share(c):.2f} |"
         )
     total = counts.total_pixels

@@ -294,7 +294,8 @@ def cpp_kl_loss(
             targets = cpp_targets(labels, s, num_classes, ignore_value, remainder=remainder)
     elif targets.shape[1] != num_classes + 1:
         raise ValueError(
-            f"targets have {targets.shape[1]} channels, expected num_classes + 1 = {num_classes + 1}"
+            f"targets have {targets.shape[1]} channels, expected num_classes + 1 = "
+            f"{num_classes + 1}"
         )
     return cpp_kl_from_targets(
         logits, targets, kl_direction=kl_direction, ignore_mode=ignore_mode, eps=eps
@@ -380,5 +381,8 @@ class AuxiliaryLoss(torch.nn.Module):
     def extra_repr(self) -> str:
         s = f"kind={self.kind!r}, num_classes={self.num_classes}, ignore_value={self.ignore_value}"
         if self.kind == "cpp_kl":
-            s += f", kl_direction={self.kl_direction!r}, ignore_mode={self.ignore_mode!r}, eps={self.eps}"
+            s += (
+                f", kl_direction={self.kl_direction!r}, ignore_mode={self.ignore_mode!r}, "
+                f"eps={self.eps}"
+            )
         return s

@@ -99,7 +99,8 @@ class AuxiliaryHeads(nn.Module):
         missing = [f for f in features if f not in in_channels]
         if missing:
             raise ValueError(
-                f"auxiliary head features {missing} not among the backbone features {sorted(in_channels)}"
+                f"auxiliary head features {missing} not among the backbone features "
+                f"{sorted(in_channels)}"
             )
         if len(set(features)) != len(features):
             raise ValueError(f"auxiliary head features must be distinct, got {features}")

@@ -473,7 +473,8 @@ def cpp_targets(
             else:
                 counts[s] = _coarsen_counts_torch(counts[base], H, W, base, s // base, Ho, Wo)
         for s in counts:
-            # integer counts are exact in float32 (s^2 < 2^24 for s < 4096); one rounding in the divide
+            # integer counts are exact in float32 (s^2 < 2^24 for s < 4096); one rounding in the
+            # divide
             results[s] = counts[s].to(torch.float32).div_(float(s * s))
     out = [results[s] if batched else results[s][0] for s in scales]
     return out[0] if single else out

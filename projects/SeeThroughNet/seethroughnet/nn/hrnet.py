@@ -183,9 +183,10 @@ class HRNetV2Encoder(nn.Module):
         available = timm.list_models("hrnet_*")
         if variant not in available:
             raise ValueError(
-                f"unknown HRNet variant {variant!r} (MODEL.HRNET.VARIANT in a detectron2 config): use one of "
-                f"{', '.join(HRNET_VARIANTS)} (tested; hrnet_w48 is the paper's), or another timm HRNet: "
-                f"{', '.join(m for m in available if m not in HRNET_VARIANTS)}"
+                f"unknown HRNet variant {variant!r} (MODEL.HRNET.VARIANT in a detectron2 config): "
+                "use one of "
+                f"{', '.join(HRNET_VARIANTS)} (tested; hrnet_w48 is the paper's), or another timm "
+                f"HRNet: {', '.join(m for m in available if m not in HRNET_VARIANTS)}"
             )
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -210,7 +211,8 @@ class HRNetV2Encoder(nn.Module):
                 checkpoint, allow_partial=allow_partial, trusted=trust_checkpoint
             )
             logging.getLogger(__name__).info(
-                "HRNet ImageNet checkpoint %s: %d tensors loaded, %d missing, %d unexpected, %d wrongly shaped, "
+                "HRNet ImageNet checkpoint %s: %d tensors loaded, %d missing, %d unexpected, %d "
+                "wrongly shaped, "
                 "%d classification-head tensors dropped",
                 checkpoint,
                 len(rep.loaded),
@@ -261,8 +263,8 @@ class HRNetV2Encoder(nn.Module):
                 f"checkpoint {path!r} does not match timm {self.variant!r} "
                 f"({len(missing)} missing, {len(unexpected)} unexpected, {len(mismatched)} "
                 f"wrongly shaped keys; pass allow_partial=True to load the rest).\n"
-                f"  missing: {short_list(missing, 25)}\n  unexpected: {short_list(unexpected, 25)}\n"
-                f"  mismatched: {short_list(mismatched, 25)}"
+                f"  missing: {short_list(missing, 25)}\n  unexpected: "
+                f"{short_list(unexpected, 25)}\n  mismatched: {short_list(mismatched, 25)}"
             )
         loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
         self.body.load_state_dict(loadable, strict=False)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Compare ``seethroughnet.nn.rmi_loss.RMILoss`` with the RMI reference code, value and gradient.
+r"""Compare ``seethroughnet.nn.rmi_loss.RMILoss`` with the RMI reference code, value and gradient.
 
 The reference implementations are not part of this project; point the tool at local checkouts:
 
     git clone https://github.com/ZJULearning/RMI /tmp/RMI
     git clone https://github.com/NVIDIA/semantic-segmentation /tmp/nvidia-semseg
-    python tools/compare_rmi_reference.py --zju /tmp/RMI --nvidia /tmp/nvidia-semseg [--output table.md]
+    python tools/compare_rmi_reference.py --zju /tmp/RMI --nvidia /tmp/nvidia-semseg \
+        [--output table.md]
 
 (docs/rmi_reference_check.md records a run.)
 

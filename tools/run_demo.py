@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""The main job on the embedded dataset: train, evaluate, export, report.
+r"""The main job on the embedded dataset: train, evaluate, export, report.
 
-    python tools/run_demo.py --config-file projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml \
-        --output output/demo
+    python tools/run_demo.py --output output/demo --config-file \
+        projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml
 
 1. trains the config with ``projects/SeeThroughNet/train_net.py`` (resuming from the last
    checkpoint in ``--output`` if there is one, so a re-run finishes or skips the training);

@@ -71,7 +71,8 @@ def build_config(config_file=None, opts=(), *, allow_unsafe=False):
 
 
 def _add_seethroughnet_keys(cfg):
-    """SeeThroughNet (paper Sec. 3): encoder, See-Through decoder, OCR head, objective, inference."""
+    """SeeThroughNet (paper Sec. 3): encoder, See-Through decoder, OCR head, objective,
+    inference."""
     # Poly learning-rate schedule and its keys (SOLVER.POLY_LR_POWER, ...), as in detectron2's
     # DeepLab project; also INPUT.CROP.SINGLE_CATEGORY_MAX_AREA and SOLVER.LR_SCHEDULER_NAME.
     from detectron2.projects.deeplab import add_deeplab_config
@@ -157,7 +158,8 @@ def _add_cpp_plugin_keys(cfg):
     cfg.MODEL.DECODE_HEAD = CN()
     # psp | deeplabv3plus | upernet | dmnet | ccnet | ann | ocr (seethroughnet.nn.decode_heads)
     cfg.MODEL.DECODE_HEAD.NAME = "psp"
-    cfg.MODEL.DECODE_HEAD.IN_FEATURES = []  # [] = the head's default (e.g. psp: res5; deeplabv3plus: res2, res5)
+    # [] = the head's default (e.g. psp: res5; deeplabv3plus: res2, res5)
+    cfg.MODEL.DECODE_HEAD.IN_FEATURES = []
     cfg.MODEL.DECODE_HEAD.CHANNELS = 512  # MMSegmentation's decode-head width
     cfg.MODEL.DECODE_HEAD.DROPOUT = 0.1  # MMSegmentation's dropout_ratio before the classifier
     cfg.MODEL.DECODE_HEAD.NORM = "BN"

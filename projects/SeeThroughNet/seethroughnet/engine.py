@@ -72,7 +72,8 @@ def check_pretrained_weights(cfg) -> None:
 
 def check_eval_weights(cfg, resume=False) -> None:
     """Refuse to evaluate a randomly initialised model: ``--eval-only`` needs ``MODEL.WEIGHTS``
-    (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``) unless ``MODEL.ALLOW_RANDOM_INIT True``."""
+    (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``) unless
+    ``MODEL.ALLOW_RANDOM_INIT True``."""
     if cfg.MODEL.WEIGHTS or cfg.MODEL.ALLOW_RANDOM_INIT:
         return
     if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):

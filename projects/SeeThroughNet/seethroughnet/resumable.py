@@ -328,7 +328,8 @@ class ResumableTrainerMixin:
         if "rng" in state:
             if comm.get_world_size() == 1:
                 set_rng_state(state["rng"])
-            else:  # only rank 0's generators are saved: every rank is re-seeded from (iteration, rank)
+            else:
+                # only rank 0's generators are saved: every rank is re-seeded from (iteration, rank)
                 seed = _sample_seed(int(state["iteration"]), comm.get_rank(), 0)
                 torch.manual_seed(seed)
                 np.random.seed(seed)

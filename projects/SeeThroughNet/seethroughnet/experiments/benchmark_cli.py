@@ -21,7 +21,8 @@ Subcommands (each prints markdown tables; ``--help`` on each lists its flags):
             are, since the OCR head consumes them), ``upsample_ce`` / ``nearest_ce`` (ablations).
             Wall-clock and process CPU time (``time.process_time``, robust to other processes'
             load when run with ``--threads 1``). Also the six decoder terms alone (targets +
-            losses + backward on detached copies of the maps CPP_ON names) and the ``cpp_targets`` call alone.
+            losses + backward on detached copies of the maps CPP_ON names) and the
+            ``cpp_targets`` call alone.
             With ``--device cuda``: peak memory per variant (``torch.cuda.max_memory_allocated``).
 ``infer``   inference images/second, batch 1, single scale and multi-scale
             (``{0.5, 1.0, 2.0}`` + flip, attention merge), cells interleaved round by round.

@@ -1,13 +1,15 @@
-"""Images per class of a split (SeeThroughNet's Table 3: the Cityscapes train split).
+r"""Images per class of a split (SeeThroughNet's Table 3: the Cityscapes train split).
 
 For every class of a semantic-segmentation split: the number of images that contain it (at
 least ``--min-pixels`` label pixels of the class, default 1), that number as a fraction of the
 split's images, and the class's pixels and share of the labelled (not ignored) pixels.
 
     # a registered dataset (detectron2 name; Cityscapes lives under $DETECTRON2_DATASETS/cityscapes)
-    python tools/class_image_counts.py --dataset cityscapes_fine_sem_seg_train --output-dir output/table3
+    python tools/class_image_counts.py --dataset cityscapes_fine_sem_seg_train \
+        --output-dir output/table3
     # a Cityscapes root and a split, from its gtFine *_gtFine_labelTrainIds.png files alone
-    python tools/class_image_counts.py --cityscapes-root /data/cityscapes --split train --output-dir output/table3
+    python tools/class_image_counts.py --cityscapes-root /data/cityscapes --split train \
+        --output-dir output/table3
 
 Writes ``<output-dir>/<name>_class_image_counts.{md,json,png}`` (``<name>``: ``--name``, default
 the dataset name or ``cityscapes_<split>``): the markdown table (rows in class order, as the

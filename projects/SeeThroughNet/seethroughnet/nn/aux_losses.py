@@ -171,7 +171,8 @@ def upsample_ce_loss(
     align_corners: bool = False,
     remainder: str = "pad",
 ) -> Tensor:
-    """Baseline auxiliary loss (MMSegmentation's): bilinear up-sampling to ``(H, W)`` + cross-entropy.
+    """Baseline auxiliary loss (MMSegmentation's): bilinear up-sampling to ``(H, W)`` +
+    cross-entropy.
 
     Mean over non-ignored pixels of ``-log softmax(up(logits))[y]``.
     """
@@ -281,7 +282,8 @@ def cpp_kl_loss(
     remainder: str = "pad",
     targets: Optional[Tensor] = None,
 ) -> Tensor:
-    """CPP auxiliary loss (Eqs. 1-2): the stride is derived from the shapes of ``logits`` and ``labels``.
+    """CPP auxiliary loss (Eqs. 1-2): the stride is derived from the shapes of ``logits`` and
+    ``labels``.
 
     ``targets``, if given, are precomputed ``cpp_targets(labels, s, num_classes)`` for this
     head's stride (e.g. from one ``cpp_targets(labels, [4, 8, 16, 32], K)`` call shared by several

@@ -14,9 +14,10 @@ segmentation backbone needs and timm does not give:
   classification ``state_dict`` or the official HRNet ImageNet release (HRNet-Image-Classification
   ``hrnetv2_w48_imagenet_pretrained.pth``; the two name and shape every tensor alike, see
   ``tests/test_imagenet_init.py``) is accepted: wrapper keys (``state_dict`` / ``model``),
-  ``module.`` / ``backbone.`` / ``body.`` prefixes and the classification head (``incre_modules``, ``downsamp_modules``, ``final_layer``,
-  ``classifier``) are dropped. Loading is strict unless ``allow_partial=True``; a mismatch raises a
-  ``ValueError`` that lists the missing, unexpected and wrongly-shaped keys.
+  ``module.`` / ``backbone.`` / ``body.`` prefixes and the classification head (``incre_modules``,
+  ``downsamp_modules``, ``final_layer``, ``classifier``) are dropped. Loading is strict unless
+  ``allow_partial=True``; a mismatch raises a ``ValueError`` that lists the missing, unexpected and
+  wrongly-shaped keys.
 * ``norm``: ``"BN"`` (timm's ``BatchNorm2d``), ``"SyncBN"`` (``nn.SyncBatchNorm``) or ``"FrozenBN"``
   (:class:`FrozenBatchNorm2d`, fixed statistics and affine parameters).
 * ``freeze_at``: detectron2 ResNet semantics. 0 freezes nothing, 1 the stem (conv1/bn1/conv2/bn2),

@@ -163,7 +163,8 @@ class RMILoss(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def _prepare(self, logits: torch.Tensor, labels: torch.Tensor):
-        """Logits in float32 (float64 kept) at the labels' size; the valid mask and masked one-hot."""
+        """Logits in float32 (float64 kept) at the labels' size; the valid mask and masked
+        one-hot."""
         if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"RMI needs logits (N, C, h, w) and labels (N, H, W), got {tuple(logits.shape)} "
@@ -218,8 +219,8 @@ class RMILoss(nn.Module):
         return F.avg_pool2d(x, kernel_size=s, stride=s, padding=s // 2, count_include_pad=True)
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, h, w)`` -> ``(N, C, R*R, (h-R+1)*(w-R+1))``: the ``R x R`` neighbourhood of every
-        position where it fits, offsets in row-major order."""
+        """``(N, C, h, w)`` -> ``(N, C, R*R, (h-R+1)*(w-R+1))``: the ``R x R`` neighbourhood of
+        every position where it fits, offsets in row-major order."""
         r = self.radius
         h, w = x.shape[-2] - r + 1, x.shape[-1] - r + 1
         return torch.stack(

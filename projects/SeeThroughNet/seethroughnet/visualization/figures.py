@@ -78,7 +78,8 @@ def overlay_cam(
 def colorize(
     labels: np.ndarray, colors: Sequence[Sequence[int]], ignore_rgb=(0, 0, 0)
 ) -> np.ndarray:
-    """Class indices ``(H, W)`` as palette colours; indices outside the palette in ``ignore_rgb``."""
+    """Class indices ``(H, W)`` as palette colours; indices outside the palette in
+    ``ignore_rgb``."""
     table = np.array(list(colors) + [ignore_rgb], dtype=np.uint8)
     idx = np.where((labels >= 0) & (labels < len(colors)), labels, len(colors))
     return table[idx]

@@ -114,7 +114,8 @@ def build_aux_heads(cfg, input_shape):
 @META_ARCH_REGISTRY.register()
 class CPPSegmentor(nn.Module):
     """``MODEL.META_ARCHITECTURE: CPPSegmentor``. Training output: dict of named losses
-    (``loss_sem_seg``, ``loss_aux_<feature>``, head extras); inference: ``[{"sem_seg": (K, H, W)}]``."""
+    (``loss_sem_seg``, ``loss_aux_<feature>``, head extras); inference:
+    ``[{"sem_seg": (K, H, W)}]``."""
 
     @configurable
     def __init__(

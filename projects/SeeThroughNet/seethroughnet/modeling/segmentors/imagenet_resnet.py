@@ -7,21 +7,24 @@ error (:class:`ImageNetCheckpointError`) that names the file and lists the keys,
 ``allow_partial``. The classifier (``fc.*``) is dropped and reported. Layouts (the names each
 library gives its ImageNet ResNet):
 
-===============  ==========================================  ===========================================
+===============  ==========================================  =======================================
 layout           file                                        backbone variant it needs
-===============  ==========================================  ===========================================
-``torchvision``  ``torchvision.models.resnet101`` state       plain 7x7 stem: ``STEM_TYPE basic``
+===============  ==========================================  =======================================
+``torchvision``  ``torchvision.models.resnet101`` state      plain 7x7 stem: ``STEM_TYPE basic``
                  dict (``conv1``, ``bn1``, ``layerN.M.*``,
                  ``downsample.0/1``, ``fc``)
-``timm``         timm ``resnet101``: the same names as        as ``torchvision``
+``timm``         timm ``resnet101``: the same names as       as ``torchvision``
                  torchvision
-``timm_d``       timm ``resnet101d``: deep stem ``conv1.0/1/  deep stem 32-32-64 (``STEM_TYPE deeplab``,
-                 3/4/6`` + ``bn1``, average-pool shortcut      ``STEM_OUT_CHANNELS 64``) and
-                 ``downsample.1`` (conv) / ``.2`` (BN)         ``AVG_DOWN True``
-``mmcv_v1c``     MMCV / MMSegmentation ``resnet101_v1c``:      deep stem 32-32-64 (``STEM_TYPE deeplab``,
-                 deep stem ``stem.0/1/3/4/6/7``, blocks as     ``STEM_OUT_CHANNELS 64``), ``AVG_DOWN False``
-                 torchvision                                   (the Table 1 configs' variant)
-===============  ==========================================  ===========================================
+``timm_d``       timm ``resnet101d``: deep stem              deep stem 32-32-64
+                 ``conv1.0/1/3/4/6`` + ``bn1``,              (``STEM_TYPE deeplab``,
+                 average-pool shortcut ``downsample.1``      ``STEM_OUT_CHANNELS 64``) and
+                 (conv) / ``.2`` (BN)                        ``AVG_DOWN True``
+``mmcv_v1c``     MMCV / MMSegmentation ``resnet101_v1c``:    deep stem 32-32-64
+                 deep stem ``stem.0/1/3/4/6/7``, blocks as   (``STEM_TYPE deeplab``,
+                 torchvision                                 ``STEM_OUT_CHANNELS 64``),
+                                                             ``AVG_DOWN False`` (the Table 1
+                                                             configs' variant)
+===============  ==========================================  =======================================
 
 ``auto`` reads the layout off the keys (``stem.0.weight``: MMCV deep stem; ``conv1.0.weight``: timm
 deep stem; ``conv1.weight``: plain; a ``downsample.2`` BatchNorm: average-pool shortcut). The
@@ -89,7 +92,8 @@ class ImageNetCheckpointError(ValueError):
 
 
 class ResNetLoadReport(NamedTuple):
-    """What :func:`load_imagenet_resnet` did (key names: detectron2's, ``unexpected``: the file's)."""
+    """What :func:`load_imagenet_resnet` did (key names: detectron2's, ``unexpected``: the
+    file's)."""
 
     layout: str
     loaded: List[str]
@@ -176,7 +180,8 @@ def convert_resnet_state_dict(state: Mapping[str, torch.Tensor], stem: str):
 
 
 def _backbone_avg_down(backbone: nn.Module) -> Optional[bool]:
-    """Whether the backbone's strided shortcuts average-pool first (``None``: no strided shortcut)."""
+    """Whether the backbone's strided shortcuts average-pool first (``None``: no strided
+    shortcut)."""
     flags = [
         getattr(m.shortcut, "avg_down", False)
         for m in backbone.modules()
@@ -251,9 +256,11 @@ def load_imagenet_resnet(
         )
     model_avg = _backbone_avg_down(backbone)
     if model_avg is not None and model_avg != avg_down:
+        file_shortcuts = (
+            "average-pool before the 1x1 conv (ResNet-D)" if avg_down else "are strided 1x1 convs"
+        )
         hints.append(
-            "the file's strided shortcuts "
-            f"{'average-pool before the 1x1 conv (ResNet-D)' if avg_down else 'are strided 1x1 convs'}"
+            f"the file's strided shortcuts {file_shortcuts}"
             f" and the backbone's {'do' if model_avg else 'do not'} average-pool: set "
             f"MODEL.RESNETS.AVG_DOWN {avg_down}"
         )

@@ -106,8 +106,9 @@ def _sync(device: str) -> None:
 def time_methods(
     fns: Dict[str, Callable], lab, repeats: Dict[str, int], device: str
 ) -> Dict[str, List[float]]:
-    """Seconds of every timed call, per method. Methods are timed round-robin (one call of each per round), so a
-    burst of load from other processes hits all of them alike and the ratios stay meaningful."""
+    """Seconds of every timed call, per method. Methods are timed round-robin (one call of each
+    per round), so a burst of load from other processes hits all of them alike and the ratios
+    stay meaningful."""
     for fn in fns.values():
         for _ in range(2):
             fn(lab)
@@ -212,10 +213,10 @@ def main(argv: List[str] = None) -> int:
         f"{torch.get_num_threads()} threads, device {args.device}; load average at start "
         f"{os.getloadavg()[0]:.2f}"
     )
+    cpp_backend = "compiled C++ kernel" if kernel_ok and on_cpu else f"torch ({reason or 'device'})"
     print(
         f"labels: {args.labels}, {tuple(lab.shape)} {lab.dtype}, 19 classes + ignore 255; "
-        "CPP backend for (i): "
-        f"{'compiled C++ kernel' if kernel_ok and on_cpu else 'torch (' + (reason or 'device') + ')'}"
+        f"CPP backend for (i): {cpp_backend}"
     )
     out4_bytes = args.batch * (K + 1) * (args.height // 4) * (args.width // 4) * 4
     out_all = sum(args.batch * (K + 1) * (args.height // s) * (args.width // s) * 4 for s in SCALES)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""What only a CUDA machine can show, in one command (``make gpu-check``; under 8 minutes on one GPU).
+"""What only a CUDA machine can show, in one command (``make gpu-check``; under 8 minutes on one
+GPU).
 
     .venv/bin/python tools/gpu_check.py [--output docs/gpu_results.md]
 
@@ -212,8 +213,10 @@ _DDP_SCRIPT = r"""
 import os, sys, torch, torch.distributed as dist
 backend, port, device = sys.argv[1], sys.argv[2], sys.argv[3]
 dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", world_size=1, rank=0)
-model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                            torch.nn.Conv2d(8, 4, 1)).to(device)
+model = torch.nn.Sequential(
+    torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+    torch.nn.Conv2d(8, 4, 1),
+).to(device)
 ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0] if device == "cuda" else None)
 opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
 x = torch.randn(2, 3, 32, 32, device=device)

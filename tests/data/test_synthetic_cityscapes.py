@@ -254,8 +254,8 @@ def test_polygon_json_is_cityscapes_format_and_rasterises_to_the_pngs(dataset):
 def test_cityscapesscripts_preparation_reproduces_the_train_id_images(
     dataset, tmp_path, monkeypatch
 ):
-    """Running cityscapesscripts' createTrainIdLabelImgs (the real-Cityscapes preparation step) on a copy
-    of the generated gtFine rewrites exactly the labelTrainIds the generator wrote."""
+    """Running cityscapesscripts' createTrainIdLabelImgs (the real-Cityscapes preparation step) on a
+    copy of the generated gtFine rewrites exactly the labelTrainIds the generator wrote."""
     import shutil
 
     from cityscapesscripts.preparation import createTrainIdLabelImgs

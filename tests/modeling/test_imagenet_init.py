@@ -378,7 +378,8 @@ def test_resnet_files_go_through_the_safe_loader(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- HRNet
-W48_STAGES = [  # experiments/cls_hrnet_w48_sgd_lr5e-2_wd1e-4_bs32_x100.yaml: (modules, block, blocks, channels)
+# experiments/cls_hrnet_w48_sgd_lr5e-2_wd1e-4_bs32_x100.yaml: (modules, block, blocks, channels)
+W48_STAGES = [
     (1, "BOTTLENECK", [4], [64]),
     (1, "BASIC", [4, 4], [48, 96]),
     (4, "BASIC", [4, 4, 4], [48, 96, 192]),

@@ -47,7 +47,8 @@ def register_decode_head(name: str, **config_keys: str):
 
 
 def build_decode_head(name: str, *args, **kwargs):
-    """``DECODE_HEADS[name](*args, **kwargs)``; an unknown name raises ``ValueError`` listing them."""
+    """``DECODE_HEADS[name](*args, **kwargs)``; an unknown name raises ``ValueError`` listing
+    them."""
     if name not in DECODE_HEADS:
         raise ValueError(
             f"unknown decode head {name!r}; valid choices: {', '.join(sorted(DECODE_HEADS))}"

@@ -45,7 +45,8 @@ def main(argv=None) -> int:
         argv,
         __doc__.split("\n\n")[0],
         prepare_nyuv2,
-        lambda root: f"no image/train or image/test folder under {os.path.join(root, NYUV2_FOLDER)}",
+        lambda root: "no image/train or image/test folder under "
+        f"{os.path.join(root, NYUV2_FOLDER)}",
         skip_reduce_help="only write the pairs files (label40_reduced/ already made)",
     )
 

@@ -51,7 +51,8 @@ def main(argv=None) -> int:
         argv,
         __doc__.split("\n\n")[0],
         prepare_pascal_context,
-        lambda root: f"no split list under {os.path.join(root, CONTEXT_FOLDER)}/ImageSets/SegmentationContext/",
+        lambda root: "no split list under "
+        f"{os.path.join(root, CONTEXT_FOLDER)}/ImageSets/SegmentationContext/",
         skip_reduce_help="only write the pairs files (SegmentationClassContext59/ already made)",
     )
 

@@ -44,7 +44,8 @@ def main(argv=None) -> int:
         argv,
         __doc__.split("\n\n")[0],
         prepare_pascal_voc,
-        lambda root: f"no split list under {os.path.join(root, VOC_FOLDER)}/ImageSets/Segmentation/: "
+        lambda root: "no split list under "
+        f"{os.path.join(root, VOC_FOLDER)}/ImageSets/Segmentation/: "
         "unpack VOC 2012 (and SBD aug) first",
     )
 

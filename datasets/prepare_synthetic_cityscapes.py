@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Generate the embedded synthetic street-scene dataset in the Cityscapes on-disk format.
+r"""Generate the embedded synthetic street-scene dataset in the Cityscapes on-disk format.
 
-    python datasets/prepare_synthetic_cityscapes.py                 # -> $DETECTRON2_DATASETS/cityscapes
-    python datasets/prepare_synthetic_cityscapes.py --stats         # ... and print class statistics
-    python datasets/prepare_synthetic_cityscapes.py --preview docs/figures/synthetic_cityscapes_preview.png
+    python datasets/prepare_synthetic_cityscapes.py            # -> $DETECTRON2_DATASETS/cityscapes
+    python datasets/prepare_synthetic_cityscapes.py --stats    # ... and print class statistics
+    python datasets/prepare_synthetic_cityscapes.py \
+        --preview docs/figures/synthetic_cityscapes_preview.png
 
 The output folder defaults to ``$DETECTRON2_DATASETS/cityscapes`` when that variable is set, else
-``datasets/cityscapes`` relative to the current directory (detectron2's own default).  Re-running with
-the same parameters does nothing; a folder holding anything else is refused unless ``--overwrite``.
+``datasets/cityscapes`` relative to the current directory (detectron2's own default).  Re-running
+with the same parameters does nothing; a folder holding anything else is refused unless
+``--overwrite``.
 See datasets/README.md and the package seethroughnet/data/synthetic/.
 """
 

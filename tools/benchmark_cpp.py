@@ -106,8 +106,9 @@ def _sync(device: str) -> None:
 def time_methods(
     fns: Dict[str, Callable], lab, repeats: Dict[str, int], device: str
 ) -> Dict[str, List[float]]:
-    """Seconds of every timed call, per method. Methods are timed round-robin (one call of each per round), so a
-    burst of load from other processes hits all of them alike and the ratios stay meaningful."""
+    """Seconds of every timed call, per method. Methods are timed round-robin (one call of each
+    per round), so a burst of load from other processes hits all of them alike and the ratios
+    stay meaningful."""
     for fn in fns.values():
         for _ in range(2):
             fn(lab)
@@ -207,19 +208,21 @@ def main(argv: List[str] = None) -> int:
     kernel_ok, reason = compiled_kernel_available()
     on_cpu = args.device == "cpu"
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, "
         f"{torch.get_num_threads()} threads, device {args.device}; load average at start "
         f"{os.getloadavg()[0]:.2f}"
     )
+    cpp_backend = "compiled C++ kernel" if kernel_ok and on_cpu else f"torch ({reason or 'device'})"
     print(
         f"labels: {args.labels}, {tuple(lab.shape)} {lab.dtype}, 19 classes + ignore 255; "
-        f"CPP backend for (i): {'compiled C++ kernel' if kernel_ok and on_cpu else 'torch (' + (reason or 'device') + ')'}"
+        f"CPP backend for (i): {cpp_backend}"
     )
     out4_bytes = args.batch * (K + 1) * (args.height // 4) * (args.width // 4) * 4
     out_all = sum(args.batch * (K + 1) * (args.height // s) * (args.width // s) * 4 for s in SCALES)
     print(
-        f"size of the 1/4 CPP output: {out4_bytes / 2**20:.1f} MiB; all four scales: {out_all / 2**20:.1f} MiB; "
-        f"labels: {lab.numel() * lab.element_size() / 2**20:.1f} MiB"
+        f"size of the 1/4 CPP output: {out4_bytes / 2**20:.1f} MiB; all four scales: "
+        f"{out_all / 2**20:.1f} MiB; labels: {lab.numel() * lab.element_size() / 2**20:.1f} MiB"
     )
 
     # correctness guard: the benchmarked paths agree
@@ -259,15 +262,18 @@ def main(argv: List[str] = None) -> int:
     r_floor = times["cpp"] / floor
     r_naive = times["naive"] / times["cpp"]
     print(
-        f"target (i) <= 10x (iv):             {r_floor:.1f}x  -> {'met' if r_floor <= 10 else 'NOT met'}"
+        f"target (i) <= 10x (iv):             {r_floor:.1f}x  -> "
+        f"{'met' if r_floor <= 10 else 'NOT met'}"
     )
     print(
-        f"target (i) >= 20x faster than (iii): {r_naive:.1f}x  -> {'met' if r_naive >= 20 else 'NOT met'}"
+        f"target (i) >= 20x faster than (iii): {r_naive:.1f}x  -> "
+        f"{'met' if r_naive >= 20 else 'NOT met'}"
     )
     if "cpp" in mems:
         r_mem = mems["cpp"] / out4_bytes
         print(
-            f"target peak extra (i) <= 2x 1/4 output: {r_mem:.2f}x -> {'met' if r_mem <= 2 else 'NOT met'}"
+            f"target peak extra (i) <= 2x 1/4 output: {r_mem:.2f}x -> "
+            f"{'met' if r_mem <= 2 else 'NOT met'}"
         )
     return 0
 

@@ -56,7 +56,8 @@ def _semantic_histogram(name, dicts, meta, progress):
     n_valid = sum(c for v, c in total.items() if v != ignore)
     if n_valid == 0:
         print(
-            f"  {len(hists)} label files, every pixel is ignore_label {ignore} (e.g. a test split without labels)"
+            f"  {len(hists)} label files, every pixel is ignore_label {ignore} (e.g. a test split "
+            "without labels)"
         )
         return
     print(f"  class pixel histogram ({len(hists)} label files, {n} pixels):")
@@ -67,8 +68,8 @@ def _semantic_histogram(name, dicts, meta, progress):
     for v in range(len(classes)):
         c = total.get(v, 0)
         print(
-            f"    {v:>4}  {classes[v]:<16} {c:>14} {100 * c / n:>6.2f}% {100 * c / n_valid:>7.2f}%  "
-            f"{images_with.get(v, 0)}"
+            f"    {v:>4}  {classes[v]:<16} {c:>14} {100 * c / n:>6.2f}% "
+            f"{100 * c / n_valid:>7.2f}%  {images_with.get(v, 0)}"
         )
     for v in sorted(k for k in total if not (0 <= k < len(classes))):
         label = "(ignore)" if v == ignore else "(not a class!)"

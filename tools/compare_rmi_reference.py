@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Compare ``seethroughnet.nn.rmi_loss.RMILoss`` with the RMI reference code, value and gradient.
+r"""Compare ``seethroughnet.nn.rmi_loss.RMILoss`` with the RMI reference code, value and gradient.
 
 The reference implementations are not part of this project; point the tool at local checkouts:
 
     git clone https://github.com/ZJULearning/RMI /tmp/RMI
     git clone https://github.com/NVIDIA/semantic-segmentation /tmp/nvidia-semseg
-    python tools/compare_rmi_reference.py --zju /tmp/RMI --nvidia /tmp/nvidia-semseg [--output table.md]
+    python tools/compare_rmi_reference.py --zju /tmp/RMI --nvidia /tmp/nvidia-semseg \
+        [--output table.md]
 
 (docs/rmi_reference_check.md records a run.)
 
@@ -86,7 +87,8 @@ def load_references(zju_root: str, nvidia_root: str):
     for root, rel in ((zju_root, "losses/rmi/rmi.py"), (nvidia_root, "loss/rmi.py")):
         if not os.path.isfile(os.path.join(root, rel)):
             raise SystemExit(
-                f"{os.path.join(root, rel)} not found: pass the root of a checkout of the reference repository"
+                f"{os.path.join(root, rel)} not found: pass the root of a checkout of the "
+                "reference repository"
             )
     # ZJU: `from RMI.losses.rmi import rmi_utils`
     zju_utils = _load("RMI.losses.rmi.rmi_utils", os.path.join(zju_root, "losses/rmi/rmi_utils.py"))
@@ -161,7 +163,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     zju_cls, nvidia_cls = load_references(args.zju, args.nvidia)
     lines = [
-        "| reference | setting | case | ours | reference | value rel. diff | gradient max rel. diff |",
+        "| reference | setting | case | ours | reference | value rel. diff | gradient max rel. "
+        "diff |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     worst = 0.0
@@ -181,7 +184,8 @@ def main(argv=None):
                 dg = float((g_ours - g_ref).abs().max() / g_ref.abs().max().clamp_min(1e-30))
                 worst = max(worst, dv, dg)
                 lines.append(
-                    f"| {ref_name} | {set_name} | {case_name} | {v_ours:.6f} | {v_ref:.6f} | {dv:.1e} | {dg:.1e} |"
+                    f"| {ref_name} | {set_name} | {case_name} | {v_ours:.6f} | {v_ref:.6f} | "
+                    f"{dv:.1e} | {dg:.1e} |"
                 )
                 print(lines[-1], flush=True)
     lines.append("")

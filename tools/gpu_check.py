@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""What only a CUDA machine can show, in one command (``make gpu-check``; under 8 minutes on one GPU).
+"""What only a CUDA machine can show, in one command (``make gpu-check``; under 8 minutes on one
+GPU).
 
     .venv/bin/python tools/gpu_check.py [--output docs/gpu_results.md]
 
@@ -156,7 +157,8 @@ def check_cuda_tests(s: Settings) -> List[List[str]]:
         raise RuntimeError(f"{' '.join(cmd[2:])}: {summary}\n{r.stdout[-2000:]}")
     return [
         [
-            "CUDA tests (`pytest tests/nn/test_cpp_targets.py tests/nn/test_aux_losses.py -k cuda`)",
+            "CUDA tests "
+            "(`pytest tests/nn/test_cpp_targets.py tests/nn/test_aux_losses.py -k cuda`)",
             summary,
         ]
     ]
@@ -201,7 +203,8 @@ def check_seethroughnet_inference(s: Settings) -> List[List[str]]:
     med, best, peak = _timed_steps(s, step)
     return [
         [
-            f"SeeThroughNet {s.stn_variant} inference {h}x{w}, scales 0.5/1.0/2.0 + flip, attention merge",
+            f"SeeThroughNet {s.stn_variant} inference {h}x{w}, scales 0.5/1.0/2.0 + flip, "
+            "attention merge",
             f"median {med:.3f} s (min {best:.3f} s) per image; peak memory {peak}",
         ]
     ]
@@ -211,8 +214,10 @@ _DDP_SCRIPT = r"""
 import os, sys, torch, torch.distributed as dist
 backend, port, device = sys.argv[1], sys.argv[2], sys.argv[3]
 dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", world_size=1, rank=0)
-model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-                            torch.nn.Conv2d(8, 4, 1)).to(device)
+model = torch.nn.Sequential(
+    torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+    torch.nn.Conv2d(8, 4, 1),
+).to(device)
 ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0] if device == "cuda" else None)
 opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
 x = torch.randn(2, 3, 32, 32, device=device)
@@ -357,7 +362,8 @@ def check_detector(s: Settings) -> List[List[str]]:
     med, best, peak = _timed_steps(s, step)
     return [
         [
-            f"Mask R-CNN, HRNetV2 ({cfg.MODEL.HRNET.VARIANT}) encoder, Table 5 config, train step {h}x{w} batch 1, float32",
+            f"Mask R-CNN, HRNetV2 ({cfg.MODEL.HRNET.VARIANT}) encoder, Table 5 config, train step "
+            f"{h}x{w} batch 1, float32",
             f"median {med:.3f} s (min {best:.3f} s); peak memory {peak}",
         ]
     ]
@@ -376,7 +382,8 @@ CHECKS = [
 def environment(s: Settings) -> List[str]:
     lines = [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}",
+        f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python "
+        f"{platform.python_version()}",
     ]
     if s.cuda:
         p = torch.cuda.get_device_properties(s.device)
@@ -405,7 +412,8 @@ def main(argv=None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(
             "gpu-check: no CUDA device on this machine; nothing measured and "
-            f"{os.path.relpath(args.output, REPO)} not written. Run `make gpu-check` on a machine with a GPU."
+            f"{os.path.relpath(args.output, REPO)} not written. Run `make gpu-check` on a machine "
+            "with a GPU."
         )
         return 0
     if args.device == "cpu" and not args.tiny:

@@ -16,8 +16,8 @@ fixes the places where v0.6 breaks on current torch / numpy / Pillow / setuptool
 * multi-process runs without a GPU use gloo instead of asserting CUDA and NCCL.
 
 As upstream's setup.py does, ``detectron2.projects.{deeplab,point_rend,panoptic_deeplab}``
-are installed from the sdist's ``projects/`` folder. The result is a real installed distribution (``pip show detectron2`` works) named
-``detectron2`` with version ``0.6+py311.patched``.
+are installed from the sdist's ``projects/`` folder. The result is a real installed distribution
+(``pip show detectron2`` works) named ``detectron2`` with version ``0.6+py311.patched``.
 
 If ``detectron2`` is already importable *with* its compiled ops (a user who built upstream
 from source), nothing is touched. Re-running after a successful install is a no-op.
@@ -40,6 +40,10 @@ SDIST_VERSION = "0.6"
 SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 INSTALLED_VERSION = "0.6+py311.patched"
+INSTALLED_DESCRIPTION = (
+    "detectron2 v0.6 Python sources (from the pb1-detectron2 sdist) patched for Python 3.11, "
+    "torch 2.x, numpy 2, Pillow 10+"
+)
 PROJECTS = {
     "point_rend": "PointRend/point_rend",
     "deeplab": "DeepLab/deeplab",
@@ -182,7 +186,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "detectron2"
 version = "{INSTALLED_VERSION}"
-description = "detectron2 v0.6 Python sources (from the pb1-detectron2 sdist) patched for Python 3.11, torch 2.x, numpy 2, Pillow 10+"
+description = "{INSTALLED_DESCRIPTION}"
 license = "Apache-2.0"
 requires-python = ">=3.8"
 dependencies = [
@@ -217,19 +221,21 @@ def main():
     info = existing_install()
     if info and info["compiled"]:
         log(
-            f"detectron2 {info['version']} with compiled ops found at {info['path']}: leaving it alone"
+            f"detectron2 {info['version']} with compiled ops found at {info['path']}: leaving it "
+            "alone"
         )
         return
     if info and info["patch"] == patch_digest() and not args.force:
         log(
-            f"patched detectron2 {info['version']} already installed at {info['path']} (patch {info['patch']})"
+            f"patched detectron2 {info['version']} already installed at {info['path']} (patch "
+            f"{info['patch']})"
         )
         return
     if info and info["patch"] is None:
         fail(
             f"a detectron2 {info['version']} without compiled ops and not installed by this script "
-            f"is at {info['path']}. Uninstall it (pip uninstall detectron2) or build it with its ops, "
-            "then run this again."
+            f"is at {info['path']}. Uninstall it (pip uninstall detectron2) or build it with its "
+            "ops, then run this again."
         )
 
     if args.sdist:
@@ -251,7 +257,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="d2build-") as tmp:
         pkg = build_source_tree(sdist, Path(tmp))
         log(
-            "pip install (no build isolation, no dependency resolution beyond detectron2's own list)"
+            "pip install (no build isolation, no dependency resolution beyond detectron2's own "
+            "list)"
         )
         r = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--quiet", str(pkg)]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Thin command line; see seethroughnet.visualization.commands.iou_main and docs/visualization.md."""
+"""Thin command line; see seethroughnet.visualization.commands.iou_main and
+docs/visualization.md."""
 
 import sys
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""The main job on the embedded dataset: train, evaluate, export, report.
+r"""The main job on the embedded dataset: train, evaluate, export, report.
 
-    python tools/run_demo.py --config-file projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml \
-        --output output/demo
+    python tools/run_demo.py --output output/demo --config-file \
+        projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml
 
 1. trains the config with ``projects/SeeThroughNet/train_net.py`` (resuming from the last
    checkpoint in ``--output`` if there is one, so a re-run finishes or skips the training);
@@ -135,7 +135,8 @@ def main(argv=None):
     print("\nPer-class IoU on", val_name)
     print(table)
     print(
-        f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on the exported PNGs)"
+        f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on "
+        "the exported PNGs)"
     )
     print(f"submission: {summary['submission_zip']}")
     print(f"total {summary['seconds_total']} s, of which training {summary['seconds_training']} s")

@@ -121,7 +121,8 @@ def find_split_files(
     for d in (image_root, gt_root):
         if not os.path.isdir(d):
             raise CityscapesConversionError(
-                f"{d} does not exist: expected the Cityscapes layout <root>/leftImg8bit/<split>/<city>/ "
+                f"{d} does not exist: expected the Cityscapes layout "
+                "<root>/leftImg8bit/<split>/<city>/ "
                 f"and <root>/gtFine/<split>/<city>/ under root {root!r}"
             )
     suffix = INSTANCE_IDS_SUFFIX if source == "instanceIds" else POLYGONS_SUFFIX
@@ -180,12 +181,13 @@ def read_instance_ids(path: str, expected_size: Optional[Tuple[int, int]] = None
         raise CityscapesConversionError(f"cannot read instanceIds PNG {path}: {e}") from e
     if arr.ndim != 2 or arr.dtype.kind not in "iu" or arr.dtype.itemsize < 2:
         raise CityscapesConversionError(
-            f"{path}: instanceIds must be a 2-D 16/32-bit integer image, got dtype {arr.dtype} shape {arr.shape}"
+            f"{path}: instanceIds must be a 2-D 16/32-bit integer image, got dtype {arr.dtype} "
+            f"shape {arr.shape}"
         )
     if expected_size is not None and tuple(arr.shape) != tuple(expected_size):
         raise CityscapesConversionError(
-            f"{path}: instanceIds size {arr.shape[1]}x{arr.shape[0]} (WxH) does not match its image "
-            f"{expected_size[1]}x{expected_size[0]}"
+            f"{path}: instanceIds size {arr.shape[1]}x{arr.shape[0]} (WxH) does not match its "
+            f"image {expected_size[1]}x{expected_size[0]}"
         )
     arr = arr.astype(np.int32, copy=False)
     _check_instance_values(arr, path)
@@ -199,7 +201,8 @@ def _check_instance_values(arr: np.ndarray, path: str) -> None:
     bad = [int(v) for v, l in zip(values, label_ids) if v < 0 or int(l) not in id2label]
     if bad:
         raise CityscapesConversionError(
-            f"{path}: values {bad[:10]} are not Cityscapes ids (labelId 0..33, or labelId*1000+k for instances)"
+            f"{path}: values {bad[:10]} are not Cityscapes ids (labelId 0..33, or labelId*1000+k "
+            "for instances)"
         )
     # labelId*1000+k for a class without instances is malformed too.
     bad = [
@@ -238,7 +241,8 @@ def rasterize_polygons(
         ) from e
     if expected_size is not None and (h, w) != tuple(expected_size):
         raise CityscapesConversionError(
-            f"{path}: imgWidth x imgHeight {w}x{h} does not match its image {expected_size[1]}x{expected_size[0]}"
+            f"{path}: imgWidth x imgHeight {w}x{h} does not match its image "
+            f"{expected_size[1]}x{expected_size[0]}"
         )
     img = Image.new("I", (w, h), name2label["unlabeled"].id)
     drawer = ImageDraw.Draw(img)
@@ -260,7 +264,8 @@ def rasterize_polygons(
             label, is_group = label[: -len("group")], True
         if label not in name2label:
             invalid(
-                f"{where}: unknown Cityscapes label; pass --skip-invalid-polygons (on_invalid='skip') to skip such objects"
+                f"{where}: unknown Cityscapes label; pass --skip-invalid-polygons "
+                "(on_invalid='skip') to skip such objects"
             )
             continue
         try:
@@ -270,8 +275,8 @@ def rasterize_polygons(
             continue
         if len(pts) < 2:  # PIL, and so cityscapesscripts, cannot draw it
             invalid(
-                f"{where}: polygon with {len(pts)} point(s) (need >= 2); pass --skip-invalid-polygons "
-                "(on_invalid='skip') to skip such objects"
+                f"{where}: polygon with {len(pts)} point(s) (need >= 2); pass "
+                "--skip-invalid-polygons (on_invalid='skip') to skip such objects"
             )
             continue
         # Polygons with 2 points or zero area are drawn like any other (PIL draws their outline
@@ -440,7 +445,8 @@ def convert_split(
         stats.merge(st)
     coco = {
         "info": {
-            "description": f"Cityscapes gtFine {split}, {len(THING_CLASSES)} thing classes (instancesonly)",
+            "description": f"Cityscapes gtFine {split}, {len(THING_CLASSES)} thing classes "
+            "(instancesonly)",
             "image_root": os.path.relpath(image_root, root),
             "source": source,
             "segmentation": segmentation,

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--segmentation",
         choices=["rle", "polygon"],
         default="rle",
-        help="rle: lossless (train with INPUT.MASK_FORMAT bitmask); polygon: cv2 contours as detectron2",
+        help="rle: lossless (train with INPUT.MASK_FORMAT bitmask); polygon: cv2 contours as "
+        "detectron2",
     )
     p.add_argument(
         "--crowd",
@@ -51,12 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-extent",
         type=int,
         default=2,
-        help="drop instances whose box is narrower/shorter than this many pixels (2 = detectron2's rule)",
+        help="drop instances whose box is narrower/shorter than this many pixels (2 = detectron2's "
+        "rule)",
     )
     p.add_argument(
         "--skip-invalid-polygons",
         action="store_true",
-        help="with --source polygons: skip (and log) unknown labels / degenerate polygons instead of failing",
+        help="with --source polygons: skip (and log) unknown labels / degenerate polygons instead "
+        "of failing",
     )
     p.add_argument(
         "--workers", type=int, default=0, help="worker processes (0: convert in this process)"
@@ -90,8 +93,8 @@ def main(argv=None) -> int:
         st = r["stats"]
         inst = {k: v for k, v in st["instances"].items() if v}
         print(
-            f"{split}: {st['images']} images, {sum(st['instances'].values())} instances {json.dumps(inst)}, "
-            f"{sum(st['crowd'].values())} crowd regions -> {r['path']}"
+            f"{split}: {st['images']} images, {sum(st['instances'].values())} instances "
+            f"{json.dumps(inst)}, {sum(st['crowd'].values())} crowd regions -> {r['path']}"
         )
     return 0
 

@@ -97,8 +97,9 @@ def check_datasets(names: Iterable[str]) -> None:
         if not os.path.isfile(json_file):
             root = os.path.dirname(os.path.dirname(meta.image_root))
             raise DatasetMissingError(
-                f"dataset {name!r}: {json_file} does not exist; convert the Cityscapes annotations first: "
-                f"python -m transfer.convert_cityscapes_to_coco --root {root} --splits {name[len('cityscapes_coco_'):]}"
+                f"dataset {name!r}: {json_file} does not exist; convert the Cityscapes annotations "
+                f"first: python -m transfer.convert_cityscapes_to_coco --root {root} --splits "
+                f"{name[len('cityscapes_coco_'):]}"
                 + (
                     f" --out-dir {os.path.dirname(json_file)}"
                     if os.path.dirname(json_file) != os.path.join(root, "annotations")
@@ -136,7 +137,9 @@ def check_mask_format(names: Iterable[str], mask_format: str) -> None:
         if json_segmentation_format(json_file) == "rle":
             root = os.path.dirname(os.path.dirname(MetadataCatalog.get(name).image_root))
             raise DatasetMissingError(
-                f"dataset {name!r}: {json_file} holds RLE masks but INPUT.MASK_FORMAT is 'polygon'; convert "
-                f"it with polygons (python -m transfer.convert_cityscapes_to_coco --root {root} --splits "
-                f"{name[len('cityscapes_coco_'):]} --segmentation polygon) or train with INPUT.MASK_FORMAT bitmask"
+                f"dataset {name!r}: {json_file} holds RLE masks but INPUT.MASK_FORMAT is "
+                "'polygon'; convert "
+                f"it with polygons (python -m transfer.convert_cityscapes_to_coco --root {root} "
+                f"--splits {name[len('cityscapes_coco_'):]} --segmentation polygon) or train with "
+                "INPUT.MASK_FORMAT bitmask"
             )

@@ -98,10 +98,14 @@ def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = Fa
         if candidates:
             p = candidates[0]
             missing = [k for k in required if p + k not in state]
-            hint = f"; under the closest prefix {p!r} {len(missing)} of {len(required)} keys are missing, e.g. {short_list(missing, 5, sort=False)}"
+            hint = (
+                f"; under the closest prefix {p!r} {len(missing)} of {len(required)} keys are "
+                f"missing, e.g. {short_list(missing, 5, sort=False)}"
+            )
         raise EncoderWeightsError(
             f"checkpoint {path} holds no HRNetV2 encoder weights (looked for keys like "
-            f"'<prefix>{required[0]}', '<prefix>{required[-1]}' for a {getattr(encoder, 'variant', 'HRNetV2')} "
+            f"'<prefix>{required[0]}', '<prefix>{required[-1]}' for a "
+            f"{getattr(encoder, 'variant', 'HRNetV2')} "
             f"encoder; the checkpoint has {len(state)} tensors, e.g. {short_list(state, 5)}{hint})"
         )
     mismatched = [
@@ -112,7 +116,8 @@ def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = Fa
     if mismatched:
         raise EncoderWeightsError(
             f"checkpoint {path}: encoder weights under {prefix!r} do not fit a "
-            f"{getattr(encoder, 'variant', 'HRNetV2')} encoder (another HRNet width?): {short_list(mismatched, 5, sort=False)}"
+            f"{getattr(encoder, 'variant', 'HRNetV2')} encoder (another HRNet width?): "
+            f"{short_list(mismatched, 5, sort=False)}"
         )
     sub = {k: state[prefix + k] for k in own_keys if prefix + k in state}
     result = encoder.load_state_dict(sub, strict=False)
@@ -121,7 +126,8 @@ def load_seethroughnet_encoder(encoder: nn.Module, path: str, trusted: bool = Fa
         bad_missing or result.unexpected_keys
     ):  # cannot happen after the prefix search; be loud if it does
         raise EncoderWeightsError(
-            f"checkpoint {path}: loading under {prefix!r} left missing {short_list(bad_missing, 8, sort=False)} / unexpected "
+            f"checkpoint {path}: loading under {prefix!r} left missing "
+            f"{short_list(bad_missing, 8, sort=False)} / unexpected "
             f"{short_list(result.unexpected_keys, 8, sort=False)}"
         )
     used = {prefix + k for k in sub}

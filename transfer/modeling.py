@@ -231,7 +231,8 @@ def build_transfer_backbone(
     )
     fpn.init_report = report
     logger.info(
-        "HRNetV2-%s backbone: %s encoder (%s init, %s), %d/%d encoder parameters trainable, outputs %s",
+        "HRNetV2-%s backbone: %s encoder (%s init, %s), %d/%d encoder parameters trainable, "
+        "outputs %s",
         neck.upper(),
         variant,
         report["init"],
@@ -250,8 +251,8 @@ def _encoder_kwargs(cfg, input_shape):
         weights = cfg.MODEL.HRNET.CHECKPOINT
     elif cfg.MODEL.HRNET.CHECKPOINT and t.ENCODER_INIT != "imagenet":
         raise ValueError(
-            f"MODEL.HRNET.CHECKPOINT ({cfg.MODEL.HRNET.CHECKPOINT!r}) is an ImageNet checkpoint but "
-            f"MODEL.TRANSFER.ENCODER_INIT is {t.ENCODER_INIT!r}; clear one of them"
+            f"MODEL.HRNET.CHECKPOINT ({cfg.MODEL.HRNET.CHECKPOINT!r}) is an ImageNet checkpoint "
+            f"but MODEL.TRANSFER.ENCODER_INIT is {t.ENCODER_INIT!r}; clear one of them"
         )
     if input_shape is not None and input_shape.channels not in (None, 3):
         raise ValueError(f"HRNetV2 takes 3-channel images, got input_shape {input_shape}")

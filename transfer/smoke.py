@@ -194,7 +194,8 @@ def main(argv=None) -> int:
     if not os.path.isfile(imagenet):
         make_standin_imagenet_checkpoint(imagenet)
         print(
-            f"wrote stand-in ImageNet checkpoint {imagenet} (random timm weights, calibrated BN statistics)"
+            f"wrote stand-in ImageNet checkpoint {imagenet} (random timm weights, calibrated BN "
+            "statistics)"
         )
 
     # 5: the grid
@@ -222,8 +223,10 @@ def main(argv=None) -> int:
         "--stn-cpp-weights",
         weights["stn_cpp"],
         "--title",
-        f"CPU smoke run on synthetic Cityscapes ({args.height}x{args.width}, {args.num_train} train / "
-        f"{args.num_val} val images, {VARIANT}, {args.iters} iterations per cell) - NOT comparable to the paper",
+        f"CPU smoke run on synthetic Cityscapes ({args.height}x{args.width}, {args.num_train} "
+        "train / "
+        f"{args.num_val} val images, {VARIANT}, {args.iters} iterations per cell) - NOT comparable "
+        "to the paper",
     ]
     for opt, val in (
         ("--detectors", args.detectors),

@@ -179,7 +179,8 @@ def plan(
     )
     if bad:
         raise ValueError(
-            f"unknown grid entries {bad}; detectors {list(DETECTORS)}, inits {list(INITS)}, modes {list(MODES)}"
+            f"unknown grid entries {bad}; detectors {list(DETECTORS)}, inits {list(INITS)}, modes "
+            f"{list(MODES)}"
         )
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
@@ -208,9 +209,9 @@ def read_aux_loss(checkpoint: str) -> Tuple[str, Optional[str]]:
     cfg_path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "config.yaml")
     if not os.path.isfile(cfg_path):
         raise EncoderCheckError(
-            f"{checkpoint}: no config.yaml beside it ({cfg_path}), so whether it was trained with CPP "
-            f"cannot be checked; keep the checkpoint in the OUTPUT_DIR that projects/SeeThroughNet/train_net.py "
-            f"wrote (config.yaml included)"
+            f"{checkpoint}: no config.yaml beside it ({cfg_path}), so whether it was trained with "
+            "CPP cannot be checked; keep the checkpoint in the OUTPUT_DIR that "
+            "projects/SeeThroughNet/train_net.py wrote (config.yaml included)"
         )
     try:
         with open(cfg_path) as f:
@@ -236,13 +237,15 @@ def check_encoder(init: str, checkpoint: str) -> dict:
         cpp = False
     else:
         raise EncoderCheckError(
-            f"{option} {checkpoint}: {cfg_path} has {key} {aux!r}, which is neither CPP on {list(CPP_ON)} nor "
-            f"CPP off {list(CPP_OFF)}; pass a checkpoint trained by projects/SeeThroughNet/train_net.py"
+            f"{option} {checkpoint}: {cfg_path} has {key} {aux!r}, which is neither CPP on "
+            f"{list(CPP_ON)} nor CPP off {list(CPP_OFF)}; pass a checkpoint trained by "
+            "projects/SeeThroughNet/train_net.py"
         )
     if cpp != EXPECTED_CPP[init]:
         want = "WITH CPP" if EXPECTED_CPP[init] else "WITHOUT CPP"
         raise EncoderCheckError(
-            f"{option} {checkpoint}: {cfg_path} has {key} {aux!r} (CPP {'on' if cpp else 'off'}), but {option} "
+            f"{option} {checkpoint}: {cfg_path} has {key} {aux!r} (CPP {'on' if cpp else 'off'}), "
+            f"but {option} "
             f"takes the encoder trained {want}; swapped --stn-weights and --stn-cpp-weights?"
         )
     return {"config": cfg_path, "aux_loss": aux, "cpp": cpp}
@@ -354,8 +357,9 @@ def _guard_encoder(cell: Cell, cell_dir: str, path: str) -> dict:
             old = json.load(f)
         if old.get("sha256") != info["sha256"]:
             raise CellError(
-                f"{cell.key}: its checkpoint in {cell_dir} was trained from {old.get('file')} (sha256 "
-                f"{str(old.get('sha256'))[:12]}...), not from {path} (sha256 {info['sha256'][:12]}...); "
+                f"{cell.key}: its checkpoint in {cell_dir} was trained from {old.get('file')} "
+                f"(sha256 {str(old.get('sha256'))[:12]}...), not from {path} (sha256 "
+                f"{info['sha256'][:12]}...); "
                 f"delete {cell_dir} to start the cell again with the new encoder"
             )
     grid_runner.write_json(rec_path, info)
@@ -505,7 +509,8 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
             f" Entries are mean ± sample std over up to {n_seeds} seeds." if n_seeds > 1 else ""
         )
         lines += [
-            f"**{heading}** — fine-tuned encoder (frozen encoder in parentheses); best per detector in bold "
+            f"**{heading}** — fine-tuned encoder (frozen encoder in parentheses); best per "
+            "detector in bold "
             f"where values differ.{seeds_note}",
             "",
         ]
@@ -661,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="ITERS",
-        help="ImageNet rows: re-estimate the encoder's BatchNorm statistics on ITERS training batches "
+        help="ImageNet rows: re-estimate the encoder's BatchNorm statistics on ITERS training "
+        "batches "
         "before training (MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS); 0 = keep ImageNet's",
     )
     p.add_argument(

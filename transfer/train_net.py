@@ -126,7 +126,8 @@ def build_optimizer(cfg, model):
         return d2_build_optimizer(cfg, model)
     if not clip.CLIP_VALUE > 0:
         raise ValueError(
-            f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for CLIP_TYPE full_model, got {clip.CLIP_VALUE}"
+            "SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for CLIP_TYPE full_model, got "
+            f"{clip.CLIP_VALUE}"
         )
     max_norm, norm_type = float(clip.CLIP_VALUE), float(clip.NORM_TYPE)
 

@@ -156,7 +156,8 @@ def test_cache_second_load_decodes_nothing_and_rechecks_modified_files(
 
     monkeypatch.setattr(validation, "decode_label_file", counting)
     DatasetCatalog.get("cityscapes_fine_sem_seg_val")
-    # val: the trainIds (training / SemSegEvaluator) and the labelIds (cityscapesscripts' evaluation)
+    # val: the trainIds (training / SemSegEvaluator) and the labelIds (cityscapesscripts'
+    # evaluation)
     assert sorted(calls) == sorted(
         [s["trainIds"] for s in files["val"]] + [s["labelIds"] for s in files["val"]]
     )

@@ -87,11 +87,12 @@ def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
         assert _read(a[rel]) == _read(b[rel]), rel
 
 
-# SHA-256 over the arrays and the polygon text of ``render_sample(11, split, index, 64, 128, test_gt)``,
-# pinned with the single-module generator at commit 5257496 (seethroughnet/data/synthetic_cityscapes.py)
-# before it was split into the package: the split changed no output.  An intended change of the
-# output bumps GENERATOR_VERSION and re-pins these (tools/compare_synthetic_generators.py compares
-# whole datasets against a git revision).  Arrays, not PNG bytes: independent of the zlib build.
+# SHA-256 over the arrays and the polygon text of ``render_sample(11, split, index, 64, 128,
+# test_gt)``, pinned with the single-module generator at commit 5257496
+# (seethroughnet/data/synthetic_cityscapes.py) before it was split into the package: the split
+# changed no output. An intended change of the output bumps GENERATOR_VERSION and re-pins these
+# (tools/compare_synthetic_generators.py compares whole datasets against a git revision). Arrays,
+# not PNG bytes: independent of the zlib build.
 PINNED_SAMPLE_DIGESTS = {
     ("train", 0, "dummy"): "e5613e0bb89d53123190070667cc5cc77078c317f599c034dbecfbcb971d837a",
     ("train", 1, "dummy"): "536e64c079ff67a01fa78185047b505a334494e81ee4176c69d729f5fe54d13a",
@@ -205,8 +206,8 @@ def test_label_images_agree_through_the_label_table(dataset):
         assert np.array_equal(lut_train[lab], _png(p["labelTrainIds"]))
         color = _png(p["color"])
         assert np.array_equal(color[..., :3], lut_color[lab]) and (color[..., 3] == 255).all()
-        # instance ids of a class are labelId*1000 + 0..n-1 (cityscapesscripts' numbering), all visible:
-        # the generator never writes a thing polygon that ends up hidden
+        # instance ids of a class are labelId*1000 + 0..n-1 (cityscapesscripts' numbering), all
+        # visible: the generator never writes a thing polygon that ends up hidden
         for lid in {int(v) // 1000 for v in np.unique(inst) if v >= 1000}:
             ks = sorted(int(v) % 1000 for v in np.unique(inst) if v // 1000 == lid)
             assert ks == list(range(len(ks)))
@@ -253,8 +254,8 @@ def test_polygon_json_is_cityscapes_format_and_rasterises_to_the_pngs(dataset):
 def test_cityscapesscripts_preparation_reproduces_the_train_id_images(
     dataset, tmp_path, monkeypatch
 ):
-    """Running cityscapesscripts' createTrainIdLabelImgs (the real-Cityscapes preparation step) on a copy
-    of the generated gtFine rewrites exactly the labelTrainIds the generator wrote."""
+    """Running cityscapesscripts' createTrainIdLabelImgs (the real-Cityscapes preparation step) on a
+    copy of the generated gtFine rewrites exactly the labelTrainIds the generator wrote."""
     import shutil
 
     from cityscapesscripts.preparation import createTrainIdLabelImgs
@@ -330,7 +331,8 @@ def test_cityscapes_evaluation_of_ground_truth_is_perfect(dataset, tmp_path, mon
     root, _ = dataset
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
 
-    # cityscapesscripts 2.3 calls np.in1d, deprecated in numpy 2 (and gone in some builds); np.isin replaces it.
+    # cityscapesscripts 2.3 calls np.in1d, deprecated in numpy 2 (and gone in some builds); np.isin
+    # replaces it.
     if not hasattr(np, "in1d"):
         monkeypatch.setattr(np, "in1d", np.isin, raising=False)
     pred_dir = tmp_path / "results"
@@ -368,7 +370,7 @@ def test_cityscapes_evaluation_of_ground_truth_is_perfect(dataset, tmp_path, mon
     assert all(v == pytest.approx(1.0) for v in scored.values())
 
 
-# --- (d) detectron2's builtin Cityscapes loaders ---------------------------------------------------
+# --- (d) detectron2's builtin Cityscapes loaders --------------------------------------------------
 def _d2_counts(records):
     from cityscapesscripts.helpers.labels import labels as all_labels
 
@@ -384,7 +386,8 @@ def _png_counts(root, split):
     out = {}
     for _, _, p in _samples(root, (split,)):
         c = _png_instance_counts(_png(p["instanceIds"]))
-        # detectron2 loads only classes that are evaluated (caravan/trailer are not generated anyway)
+        # detectron2 loads only classes that are evaluated (caravan/trailer are not generated
+        # anyway)
         out[os.path.basename(p["image"])] = Counter(
             {k: v for k, v in c.items() if not name2label[k[0]].ignoreInEval}
         )
@@ -466,7 +469,7 @@ def test_detectron2_png_loader_boxes_are_the_instance_masks_boxes(dataset):
         assert {tuple(int(c) for c in a["bbox"]) for a in r["annotations"]} == boxes
 
 
-# --- (e) manifest: idempotence and refusals --------------------------------------------------------
+# --- (e) manifest: idempotence and refusals -------------------------------------------------------
 TINY = dict(
     seed=1, height=64, width=128, num_images={"train": 1, "val": 1, "test": 1}, progress=False
 )

@@ -118,7 +118,8 @@ def test_guard_paths():
         r"resnet101_v1c.*\) or MODEL.WEIGHTS, or add `MODEL.ALLOW_RANDOM_INIT True`",
     ):
         check_pretrained_weights(build_config(psp))
-    # the Table 1 ResNet configs: a local ImageNet ResNet file satisfies it (as MODEL.WEIGHTS does) ...
+    # the Table 1 ResNet configs: a local ImageNet ResNet file satisfies it (as MODEL.WEIGHTS does)
+    # ...
     for opts in (
         ["MODEL.RESNETS.IMAGENET_CHECKPOINT", "/data/resnet101_v1c.pth"],
         ["MODEL.WEIGHTS", "/data/m.pth"],

@@ -1,6 +1,7 @@
 """End-to-end: the detectron2 trainer on a tiny synthetic Cityscapes — train, evaluate, resume,
 export a benchmark submission and score it with cityscapesscripts; plus the failure paths
-(config keys, checkpoints, non-finite losses, export into a used folder) and a 2-process gloo run."""
+(config keys, checkpoints, non-finite losses, export into a used folder) and a 2-process gloo
+run."""
 
 import glob
 import json
@@ -337,9 +338,12 @@ def main(out):
     from seethroughnet.engine import Trainer
     from seethroughnet.config import build_config
     register_all()
-    # SyncBN as in the W48 configs: the CPU trainer must convert it (SyncBatchNorm trains only on GPUs)
-    cfg = build_config({tiny_config!r}, ["OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4",
-                                             "MODEL.HRNET.NORM", "SyncBN", "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN"])
+    # SyncBN as in the W48 configs: the CPU trainer must convert it (SyncBatchNorm trains only on
+    # GPUs)
+    cfg = build_config({tiny_config!r}, [
+        "OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4",
+        "MODEL.HRNET.NORM", "SyncBN", "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN",
+    ])
     cfg.freeze()
     assert cfg.MODEL.DEVICE == "cpu"
     torch.manual_seed(comm.get_rank())  # different initial weights: DDP must broadcast rank 0's

@@ -28,7 +28,8 @@ CLASSES = [
 
 @pytest.fixture(scope="module")
 def cityscapes_root(make_synthetic_cityscapes):
-    """A synthetic Cityscapes (4 train, 2 val, 1 test image) registered under DETECTRON2_DATASETS."""
+    """A synthetic Cityscapes (4 train, 2 val, 1 test image) registered under
+    DETECTRON2_DATASETS."""
     return (
         make_synthetic_cityscapes(seed=7, num_images={"train": 4, "val": 2, "test": 1})
         / "cityscapes"
@@ -171,7 +172,8 @@ def _write_label(path, array):
 
 @pytest.fixture()
 def two_image_root(tmp_path):
-    """gtFine/train/town/: image a = road (60) + sky (30) + ignore (10); image b = road (97) + car (3)."""
+    """gtFine/train/town/: image a = road (60) + sky (30) + ignore (10); image b = road (97) +
+    car (3)."""
     root = tmp_path / "cs"
     gt = root / "gtFine" / "train" / "town"
     a = np.zeros((10, 10), np.uint8)

@@ -207,8 +207,8 @@ def test_subprocess_cell_that_crashes_is_recorded(tmp_path):
 
 
 def test_train_cell_end_to_end_on_synthetic_cityscapes(tmp_path, monkeypatch):
-    """The real cell function: CPPSegmentor (ResNet-18, PSP head, 4 CPP heads) trained 2 iterations by
-    the project's Trainer on a tiny synthetic Cityscapes, evaluated, result fields filled."""
+    """The real cell function: CPPSegmentor (ResNet-18, PSP head, 4 CPP heads) trained 2 iterations
+    by the project's Trainer on a tiny synthetic Cityscapes, evaluated, result fields filled."""
     pytest.importorskip("detectron2")
     from seethroughnet.data.datasets import register_all
     from seethroughnet.data.synthetic import generate_synthetic_cityscapes

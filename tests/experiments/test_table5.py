@@ -183,7 +183,7 @@ def test_cli_options_to_config_overrides():
     assert pairs["MODEL.DEVICE"] == "cpu" and pairs["MODEL.FPN.OUT_CHANNELS"] == "32"
 
 
-# ------------------------------------------------------------------------------- train_net end to end
+# ----------------------------------------------------------------------------- train_net end to end
 def _tiny_cityscapes(root, n_train=2, n_val=1, h=64, w=128):
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("val", n_val)):
@@ -300,7 +300,8 @@ def _stn_run(tmp_path, name, aux_loss, config=True):
     ckpt.write_bytes(name.encode() * 100)
     if config:
         (d / "config.yaml").write_text(
-            f"MODEL:\n  DEVICE: cpu\n  SEE_THROUGH:\n    AUX_LOSS: {aux_loss}\n    CE_WEIGHT: 1.0\nSEED: -1\n"
+            f"MODEL:\n  DEVICE: cpu\n  SEE_THROUGH:\n    AUX_LOSS: {aux_loss}\n    CE_WEIGHT: "
+            "1.0\nSEED: -1\n"
         )
     return str(ckpt)
 
@@ -361,7 +362,8 @@ def test_cell_records_encoder_sha256_and_is_not_resumed_with_another_encoder(tmp
     rt._guard_encoder(cell, str(d), on)  # same file: resumable
     with pytest.raises(
         CellError,
-        match=r"trained from .*cpp_on/model_final\.pth .*not from .*cpp_on_2/model_final\.pth.*delete",
+        match=r"trained from .*cpp_on/model_final\.pth .*not from "
+        r".*cpp_on_2/model_final\.pth.*delete",
     ):
         rt._guard_encoder(cell, str(d), other)
     with pytest.raises(rt.EncoderCheckError, match="WITHOUT CPP"):

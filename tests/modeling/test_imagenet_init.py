@@ -315,7 +315,8 @@ def test_wrong_resnet_files_are_refused_with_the_key_report(tmp_path):
         load_imagenet_resnet(model, r50)
     msg = str(e.value)
     assert "resnet50.pth" in msg and "(torchvision/timm layout)" in msg
-    # ResNet-101's res4.6 .. res4.22 (17 blocks x (3 convs + 3 BNs x 4)) are missing, nothing unexpected
+    # ResNet-101's res4.6 .. res4.22 (17 blocks x (3 convs + 3 BNs x 4)) are missing, nothing
+    # unexpected
     assert re.search(r"\b255 missing, 0 unexpected, 0 wrongly shaped", msg)
     assert "res4.10.conv1.weight" in msg
     # wrong file, right stem: ResNet-18 basic blocks into ResNet-101 bottlenecks
@@ -326,7 +327,8 @@ def test_wrong_resnet_files_are_refused_with_the_key_report(tmp_path):
         r"\(file \(64, 64, 3, 3\) vs model \(64, 64, 1, 1\)\)",
     ):
         load_imagenet_resnet(model, r18)
-    # nothing missing, but a tensor the backbone has no place for (e.g. an SE block): refused, by the file's name
+    # nothing missing, but a tensor the backbone has no place for (e.g. an SE block): refused, by
+    # the file's name
     sd18 = torchvision.models.resnet18(weights=None).state_dict()
     extra = _save(
         {**sd18, "layer2.1.se.fc1.weight": torch.zeros(8, 128, 1, 1)}, tmp_path / "r18_se.pth"
@@ -376,7 +378,8 @@ def test_resnet_files_go_through_the_safe_loader(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- HRNet
-W48_STAGES = [  # experiments/cls_hrnet_w48_sgd_lr5e-2_wd1e-4_bs32_x100.yaml: (modules, block, blocks, channels)
+# experiments/cls_hrnet_w48_sgd_lr5e-2_wd1e-4_bs32_x100.yaml: (modules, block, blocks, channels)
+W48_STAGES = [
     (1, "BOTTLENECK", [4], [64]),
     (1, "BASIC", [4, 4], [48, 96]),
     (4, "BASIC", [4, 4, 4], [48, 96, 192]),

@@ -12,7 +12,8 @@ MMSegmentation") as MMSegmentation builds them, checked against MMSegmentation's
 * MMSegmentation's initialisation (Kaiming fan-out conv blocks, N(0, 0.01) classifiers);
 * the auxiliary head's dropout key (0: 3x3 conv -> BN -> ReLU -> 1x1 conv; 0.1: MMSegmentation's).
 
-``python tests/modeling/test_table1_models.py`` prints the derived and the built counts side by side.
+``python tests/modeling/test_table1_models.py`` prints the derived and the built counts side by
+side.
 """
 
 import glob
@@ -60,7 +61,7 @@ BN_OPTS = [
 ]  # CPU runs
 
 
-# --------------------------------------------------------------------- MMSegmentation, layer by layer
+# ------------------------------------------------------------------- MMSegmentation, layer by layer
 # mmcv ConvModule with a norm: conv without bias (bias="auto") + norm (weight and bias per channel).
 def conv(cin, cout, k=1, groups=1, bias=False):
     return cout * (cin // groups) * k * k + (cout if bias else 0)
@@ -95,7 +96,9 @@ def mmseg_psp():  # psp_head.py PSPHead, pspnet_r50-d8.py: pool_scales (1, 2, 3,
     return ppm + bottleneck + conv_seg(CH, K)
 
 
-def mmseg_deeplabv3plus():  # sep_aspp_head.py DepthwiseSeparableASPPHead, deeplabv3plus_r50-d8.py: dilations (1, 12, 24, 36), c1 256 -> 48
+# sep_aspp_head.py DepthwiseSeparableASPPHead, deeplabv3plus_r50-d8.py: dilations (1, 12, 24, 36),
+# c1 256 -> 48
+def mmseg_deeplabv3plus():
     image_pool = conv_module(C5, CH, 1)
     aspp = conv_module(C5, CH, 1) + 3 * dw_separable(
         C5, CH
@@ -125,7 +128,8 @@ def mmseg_dmnet():  # dm_head.py DMHead, dmnet_r50-d8.py: filter_sizes (1, 3, 5,
     return 4 * dcm + bottleneck + conv_seg(CH, K)
 
 
-def mmseg_ccnet():  # cc_head.py CCHead = FCNHead(num_convs=2, concat_input=True) + mmcv CrissCrossAttention
+# cc_head.py CCHead = FCNHead(num_convs=2, concat_input=True) + mmcv CrissCrossAttention
+def mmseg_ccnet():
     convs = conv_module(C5, CH, 3) + conv_module(CH, CH, 3)
     cca = (
         2 * conv(CH, CH // 8, 1, bias=True) + conv(CH, CH, 1, bias=True) + 1
@@ -134,9 +138,11 @@ def mmseg_ccnet():  # cc_head.py CCHead = FCNHead(num_convs=2, concat_input=True
     return convs + cca + conv_cat + conv_seg(CH, K)
 
 
-def mmseg_ann():  # ann_head.py ANNHead, ann_r50-d8.py: in_channels [1024, 2048], project_channels 256
+# ann_head.py ANNHead, ann_r50-d8.py: in_channels [1024, 2048], project_channels 256
+def mmseg_ann():
     p = 256
-    # AFNB: SelfAttentionBlock(share_key_query=False, key_query_norm=True, value_out_norm=False, with_out=True)
+    # AFNB: SelfAttentionBlock(share_key_query=False, key_query_norm=True, value_out_norm=False,
+    # with_out=True)
     afnb = (
         conv_module(C4, p, 1)
         + conv_module(C5, p, 1)  # key (low), query (high) projections
@@ -158,7 +164,9 @@ def mmseg_ann():  # ann_head.py ANNHead, ann_r50-d8.py: in_channels [1024, 2048]
 HR48 = (48, 96, 192, 384)
 
 
-def mmseg_ocr():  # ocrnet_hr18.py with W48 widths: FCNHead (kernel 1, channels 720) + OCRHead (channels 512, ocr 256)
+# ocrnet_hr18.py with W48 widths: FCNHead (kernel 1, channels 720) + OCRHead (channels 512,
+# ocr 256)
+def mmseg_ocr():
     cin = sum(HR48)
     fcn = conv_module(cin, cin, 1) + conv_seg(cin, K)  # the soft object-region head
     ocr_bottleneck = conv_module(cin, CH, 3)
@@ -187,7 +195,8 @@ def mmseg_fcn_aux(cin):  # FCNHead(num_convs=1, kernel_size=3, channels=256, con
     return conv_module(cin, 256, 3) + conv_seg(256, K)
 
 
-def mmseg_resnet101_v1c():  # ResNetV1c-101: deep stem 32-32-64, Bottleneck blocks (3, 4, 23, 3), expansion 4
+# ResNetV1c-101: deep stem 32-32-64, Bottleneck blocks (3, 4, 23, 3), expansion 4
+def mmseg_resnet101_v1c():
     stem = conv_module(3, 32, 3) + conv_module(32, 32, 3) + conv_module(32, 64, 3)
     total, cin = stem, 64
     for planes, blocks in zip((64, 128, 256, 512), (3, 4, 23, 3)):
@@ -238,7 +247,8 @@ def test_table1_model_matches_mmsegmentation(config, head):
     assert aux == {f"res{i + 2}": mmseg_fcn_aux(c) for i, c in enumerate(widths)}
     if head != "ocr":
         assert _count(model.backbone) == mmseg_resnet101_v1c()
-    # dropout before the classifier: dropout_ratio 0.1 in the -d8 / UPerNet configs, -1 (none) in OCRNet's
+    # dropout before the classifier: dropout_ratio 0.1 in the -d8 / UPerNet configs, -1 (none) in
+    # OCRNet's
     drops = [m.p for m in model.decode_head.modules() if isinstance(m, nn.Dropout2d)]
     assert drops == ([0.0] if head == "ocr" else [0.1])
 
@@ -257,7 +267,8 @@ def test_table1_model_matches_mmsegmentation(config, head):
     "path", sorted(glob.glob(os.path.join(CFG_DIR, "CamVid-CPU", "*_camvid.yaml")))
 )
 def test_cpu_config_strides(path):
-    """The CPU configs: output stride 16 (a CPU budget, not MMSegmentation's 8), UPerNet 32 as MMSegmentation."""
+    """The CPU configs: output stride 16 (a CPU budget, not MMSegmentation's 8), UPerNet 32 as
+    MMSegmentation."""
     cfg = build_config(path)
     shapes = build_backbone(cfg).output_shape()
     up = cfg.MODEL.DECODE_HEAD.NAME == "upernet"
@@ -273,7 +284,8 @@ def _block_dilations(stage):
 def test_contract_dilation_matches_torchvision_dilated_resnet101():
     """res4/res5 of the -d8 configs: per-block dilations (1, 2, 2, ...) and (2, 4, 4) as
     torchvision's ResNet-101 with ``replace_stride_with_dilation=[False, True, True]``
-    (= MMSegmentation's ``contract_dilation=True``); without it every block gets the full dilation."""
+    (= MMSegmentation's ``contract_dilation=True``); without it every block gets the full
+    dilation."""
     from torchvision.models import resnet101
 
     tv = resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
@@ -291,7 +303,8 @@ def test_contract_dilation_matches_torchvision_dilated_resnet101():
 
 
 def test_basic_block_dilates_only_its_first_conv():
-    """ResNet-18 (CPU configs): MMSegmentation's BasicBlock dilates conv1, conv2 keeps dilation 1."""
+    """ResNet-18 (CPU configs): MMSegmentation's BasicBlock dilates conv1, conv2 keeps
+    dilation 1."""
     cfg = build_config(os.path.join(CFG_DIR, "CamVid-CPU", "pspnet_R18_camvid.yaml"))
     bb = build_backbone(cfg)
     assert [b.conv1.dilation[0] for b in bb.res5] == [
@@ -438,7 +451,7 @@ def test_heads_are_initialised_as_mmsegmentation(name):
         assert abs(c.weight.std().item() / 0.01 - 1) < 0.15 and torch.all(c.bias == 0)
 
 
-# ------------------------------------------------------------------- auxiliary head (issue #10 item 6)
+# ---------------------------------------------------------------- auxiliary head (issue #10 item 6)
 def test_aux_head_default_is_conv_bn_relu_conv_without_dropout_and_mmseg_init():
     torch.manual_seed(0)
     head = aux_head(64, 256, 19)
@@ -477,7 +490,8 @@ if __name__ == "__main__":  # the table of docs/cpp_plugin.md
         return f"{n / 1e6:.2f} M"
 
     print(
-        "| model (config) | decode head: MMSegmentation, derived | decode head: ours | auxiliary heads res2 / res3 / "
+        "| model (config) | decode head: MMSegmentation, derived | decode head: ours | auxiliary "
+        "heads res2 / res3 / "
         "res4 / res5: derived | auxiliary heads: ours | backbone: derived | backbone: ours |"
     )
     print("|---|---|---|---|---|---|---|")
@@ -486,7 +500,9 @@ if __name__ == "__main__":  # the table of docs/cpp_plugin.md
         widths = HR48 if head == "ocr" else (C2, C3, C4, C5)
         aux = [_count(model.aux_heads.heads[f"res{i + 2}"]) for i in range(4)]
         print(
-            f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | {_count(model.decode_head):,} | "
-            f"{' / '.join(m(mmseg_fcn_aux(c)) for c in widths)} | {' / '.join(m(a) for a in aux)} | "
-            f"{m(mmseg_resnet101_v1c()) if head != 'ocr' else 'not derived (timm HRNetV2-W48)'} | {m(_count(model.backbone))} |"
+            f"| {head} ({config}) | {MMSEG_HEAD_PARAMS[head]():,} | "
+            f"{_count(model.decode_head):,} | {' / '.join(m(mmseg_fcn_aux(c)) for c in widths)} | "
+            f"{' / '.join(m(a) for a in aux)} | "
+            f"{m(mmseg_resnet101_v1c()) if head != 'ocr' else 'not derived (timm HRNetV2-W48)'} | "
+            f"{m(_count(model.backbone))} |"
         )

@@ -1,4 +1,5 @@
-"""Tests of the auxiliary losses (SeeThroughNet Eq. 2 and the baselines): seethroughnet.nn.aux_losses.
+"""Tests of the auxiliary losses (SeeThroughNet Eq. 2 and the baselines):
+seethroughnet.nn.aux_losses.
 
 References are written out here in float64 from the definitions (fractions counted with numpy,
 KL summed explicitly) and, for the baselines, from F.interpolate + F.cross_entropy.

@@ -1,6 +1,6 @@
 """Tests of the SeeThroughNet model pieces (seethroughnet.nn: hrnet, see_through_decoder, ocr_head,
-scale_attention, seethroughnet; RMI in test_rmi_loss.py). CPU only, tiny inputs, hrnet_w18_small_v2 unless noted
-(the W48 tests use 64x64 inputs and take a few seconds)."""
+scale_attention, seethroughnet; RMI in test_rmi_loss.py). CPU only, tiny inputs, hrnet_w18_small_v2
+unless noted (the W48 tests use 64x64 inputs and take a few seconds)."""
 
 from __future__ import annotations
 

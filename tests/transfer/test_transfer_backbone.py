@@ -196,7 +196,8 @@ def test_checkpoint_without_encoder_weights_is_an_error(tmp_path, source_state):
     torch.save({"model": {"net.decoder.coarse.0.weight": torch.zeros(1)}}, heads_only)
     with pytest.raises(
         EncoderWeightsError,
-        match=r"heads_only\.pth holds no HRNetV2 encoder weights \(looked for keys like '<prefix>body\.conv1\.weight'",
+        match=r"heads_only\.pth holds no HRNetV2 encoder weights \(looked for keys like "
+        r"'<prefix>body\.conv1\.weight'",
     ):
         load_seethroughnet_encoder(enc, str(heads_only))
     partial = dict(source_state)
@@ -296,7 +297,8 @@ def test_each_detector_trains_one_step(detector):
         "fcos": {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"},
     }[detector]
     assert set(losses) == expected
-    # every trainable parameter got a gradient: DistributedDataParallel needs no find_unused_parameters
+    # every trainable parameter got a gradient: DistributedDataParallel needs no
+    # find_unused_parameters
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert no_grad == []
     if detector == "fcos":

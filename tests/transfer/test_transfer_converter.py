@@ -208,7 +208,8 @@ def test_agrees_with_detectron2_loader_on_synthetic_cityscapes(tmp_path):
     coco = _assert_agrees_with_detectron2(root, "val", "rle")
     _assert_agrees_with_detectron2(root, "val", "polygon")
     assert coco["annotations"], "the synthetic val split should hold thing instances"
-    # polygons source: the JSON rasterised like cityscapesscripts gives the same instances as the PNG
+    # polygons source: the JSON rasterised like cityscapesscripts gives the same instances as the
+    # PNG
     from_png, _ = convert_split(str(root), "val", progress=False)
     from_json, _ = convert_split(str(root), "val", source="polygons", progress=False)
 
@@ -258,7 +259,7 @@ def test_polygons_source_matches_cityscapesscripts(tmp_path):
     ]
 
 
-# ----------------------------------------------------------------------------------------- bad input
+# ---------------------------------------------------------------------------------------- bad input
 def test_8bit_instance_ids_is_an_error(tmp_path):
     root = tmp_path / "cs"
     _write_sample(

@@ -11,9 +11,12 @@ import seethroughnet  # installs the alias
 from deeplearning.projects.cityscapesApi.cityscapesscripts.helpers.labels import name2label, labels
 import cityscapesscripts.helpers.labels as real_labels
 assert name2label is real_labels.name2label and len(labels) == len(real_labels.labels)
-import deeplearning.projects.cityscapesApi.cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as alias_eval
+from deeplearning.projects.cityscapesApi.cityscapesscripts.evaluation import (
+    evalPixelLevelSemanticLabeling as alias_eval,
+)
 import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as real_eval
-assert alias_eval is real_eval and real_eval.__name__ == "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling"
+real_name = "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling"
+assert alias_eval is real_eval and real_eval.__name__ == real_name
 for name in ("deeplearning.other", "deeplearning.projects.cityscapesApi.cityscapesscripts.nothere"):
     try:
         __import__(name)

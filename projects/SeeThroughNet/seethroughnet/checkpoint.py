@@ -104,7 +104,8 @@ class SafeCheckpointer(DetectionCheckpointer):
         if filename.endswith(".pyth"):  # pycls
             if "model_state" not in data:
                 raise ValueError(
-                    f"cannot load .pyth file {filename}; pycls checkpoints must contain 'model_state'"
+                    f"cannot load .pyth file {filename}; pycls checkpoints must contain "
+                    "'model_state'"
                 )
             state = {
                 k: v
@@ -127,7 +128,8 @@ class SafeCheckpointer(DetectionCheckpointer):
             if not unreadable or isinstance(e, (CheckpointMismatchError, UnsafeFileError)):
                 raise
             raise UnreadableCheckpointError(
-                f"cannot read checkpoint {path} ({e}): it is truncated or corrupt; use another checkpoint"
+                f"cannot read checkpoint {path} ({e}): it is truncated or corrupt; use another "
+                "checkpoint"
             ) from e
 
     # ---- writing: a temporary name, then one rename -------------------------------------------
@@ -179,7 +181,8 @@ class SafeCheckpointer(DetectionCheckpointer):
         for stale in os.listdir(self.save_dir):
             if stale.startswith(".") and ".part" in stale:  # left by a run killed while writing
                 log.warning(
-                    f"removing {os.path.join(self.save_dir, stale)}, a file a killed run left half-written"
+                    f"removing {os.path.join(self.save_dir, stale)}, a file a killed run left "
+                    "half-written"
                 )
                 try:
                     os.remove(os.path.join(self.save_dir, stale))
@@ -199,8 +202,10 @@ class SafeCheckpointer(DetectionCheckpointer):
                 log.warning(f"resumed from {candidate} instead of {skipped[0]}")
             return result
         raise UnreadableCheckpointError(
-            f"--resume: no readable checkpoint in {self.save_dir} (tried {', '.join(skipped) or 'none'}). "
-            "Remove the broken files and last_checkpoint to start afresh, or choose another OUTPUT_DIR."
+            f"--resume: no readable checkpoint in {self.save_dir} (tried "
+            f"{', '.join(skipped) or 'none'}). "
+            "Remove the broken files and last_checkpoint to start afresh, or choose another "
+            "OUTPUT_DIR."
         )
 
 

@@ -49,7 +49,10 @@ def build_config(config_file=None, opts=(), *, allow_unsafe=False):
     ``cuda`` ``MODEL.DEVICE`` becomes ``cpu`` with a warning.
     """
     cfg = add_seethroughnet_config(get_cfg())
-    hint = "see projects/SeeThroughNet/seethroughnet/config.py and detectron2's config/defaults.py for the keys"
+    hint = (
+        "see projects/SeeThroughNet/seethroughnet/config.py and detectron2's config/defaults.py "
+        "for the keys"
+    )
     if config_file:
         if not os.path.isfile(config_file):
             raise FileNotFoundError(f"config file {config_file} does not exist")
@@ -68,7 +71,8 @@ def build_config(config_file=None, opts=(), *, allow_unsafe=False):
 
 
 def _add_seethroughnet_keys(cfg):
-    """SeeThroughNet (paper Sec. 3): encoder, See-Through decoder, OCR head, objective, inference."""
+    """SeeThroughNet (paper Sec. 3): encoder, See-Through decoder, OCR head, objective,
+    inference."""
     # Poly learning-rate schedule and its keys (SOLVER.POLY_LR_POWER, ...), as in detectron2's
     # DeepLab project; also INPUT.CROP.SINGLE_CATEGORY_MAX_AREA and SOLVER.LR_SCHEDULER_NAME.
     from detectron2.projects.deeplab import add_deeplab_config
@@ -154,7 +158,8 @@ def _add_cpp_plugin_keys(cfg):
     cfg.MODEL.DECODE_HEAD = CN()
     # psp | deeplabv3plus | upernet | dmnet | ccnet | ann | ocr (seethroughnet.nn.decode_heads)
     cfg.MODEL.DECODE_HEAD.NAME = "psp"
-    cfg.MODEL.DECODE_HEAD.IN_FEATURES = []  # [] = the head's default (e.g. psp: res5; deeplabv3plus: res2, res5)
+    # [] = the head's default (e.g. psp: res5; deeplabv3plus: res2, res5)
+    cfg.MODEL.DECODE_HEAD.IN_FEATURES = []
     cfg.MODEL.DECODE_HEAD.CHANNELS = 512  # MMSegmentation's decode-head width
     cfg.MODEL.DECODE_HEAD.DROPOUT = 0.1  # MMSegmentation's dropout_ratio before the classifier
     cfg.MODEL.DECODE_HEAD.NORM = "BN"
@@ -175,18 +180,19 @@ def _add_cpp_plugin_keys(cfg):
     cfg.MODEL.CPP_AUX.ENABLED = True
     # the features that get an auxiliary head (the paper's Table 1: the four stages)
     cfg.MODEL.CPP_AUX.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    # -1: all of IN_FEATURES; n in 0..len(IN_FEATURES): the first n features of ADD_ORDER that are in
-    # IN_FEATURES (Figure 5's x axis)
+    # -1: all of IN_FEATURES; n in 0..len(IN_FEATURES): the first n features of ADD_ORDER that are
+    # in IN_FEATURES (Figure 5's x axis)
     cfg.MODEL.CPP_AUX.NUM_HEADS = -1
-    # the order in which NUM_HEADS adds heads: res4 first (MMSegmentation's single FCN auxiliary head
-    # sits on res4, in_index=2), then the others from the deepest down (the paper does not say)
+    # the order in which NUM_HEADS adds heads: res4 first (MMSegmentation's single FCN auxiliary
+    # head sits on res4, in_index=2), then the others from the deepest down (the paper does not say)
     cfg.MODEL.CPP_AUX.ADD_ORDER = ["res4", "res5", "res3", "res2"]
     cfg.MODEL.CPP_AUX.LOSS = "cpp_kl"  # cpp_kl | upsample_ce | nearest_ce
     # one per head of IN_FEATURES (in that order) or one for all (MMSegmentation aux weight 0.4)
     cfg.MODEL.CPP_AUX.WEIGHTS = [0.4]
     cfg.MODEL.CPP_AUX.HIDDEN_CHANNELS = 256  # MMSegmentation FCN auxiliary head width
     # Dropout2d before the 1x1 classifier of every auxiliary head: 0 = 3x3 conv -> BN -> ReLU -> 1x1
-    # conv (the shape of the paper's coarse heads, Sec. 3.2); 0.1 = MMSegmentation's FCNHead dropout_ratio
+    # conv (the shape of the paper's coarse heads, Sec. 3.2); 0.1 = MMSegmentation's FCNHead
+    # dropout_ratio
     cfg.MODEL.CPP_AUX.DROPOUT = 0.0
     cfg.MODEL.CPP_AUX.KL_DIRECTION = "target_to_prediction"
     cfg.MODEL.CPP_AUX.IGNORE_MODE = "renormalize"
@@ -196,13 +202,15 @@ def _add_cpp_plugin_keys(cfg):
     # DEPTH 18/34 (basic blocks) or 50/101/152; RES4_DILATION 2 + RES5_DILATION 4 = output stride 8.
     # Their defaults are left untouched (other models share them); Base-CPP-Plugin.yaml sets OS8.
     # CONTRACT_DILATION: the first block of a dilated stage uses half the dilation (MMSegmentation's
-    # ResNetV1c contract_dilation=True); off here (detectron2's behaviour), on in Base-CPP-Plugin.yaml.
+    # ResNetV1c contract_dilation=True); off here (detectron2's behaviour), on in
+    # Base-CPP-Plugin.yaml.
     cfg.MODEL.RESNETS.CONTRACT_DILATION = False
-    # ImageNet initialisation from a local file (modeling/segmentors/imagenet_resnet.py), loaded strictly
-    # when the backbone is built (MODEL.WEIGHTS_ALLOW_PARTIAL / MODEL.WEIGHTS_TRUSTED apply to it too).
-    # IMAGENET_LAYOUT: auto | torchvision | timm | timm_d (resnet101d) | mmcv_v1c (MMSegmentation's
-    # resnet101_v1c). The backbone must be the file's variant: mmcv_v1c / timm_d need STEM_TYPE deeplab
-    # (+ STEM_OUT_CHANNELS 64), torchvision / timm need STEM_TYPE basic, timm_d needs AVG_DOWN True.
+    # ImageNet initialisation from a local file (modeling/segmentors/imagenet_resnet.py), loaded
+    # strictly when the backbone is built (MODEL.WEIGHTS_ALLOW_PARTIAL / MODEL.WEIGHTS_TRUSTED apply
+    # to it too). IMAGENET_LAYOUT: auto | torchvision | timm | timm_d (resnet101d) | mmcv_v1c
+    # (MMSegmentation's resnet101_v1c). The backbone must be the file's variant: mmcv_v1c / timm_d
+    # need STEM_TYPE deeplab (+ STEM_OUT_CHANNELS 64), torchvision / timm need STEM_TYPE basic,
+    # timm_d needs AVG_DOWN True.
     cfg.MODEL.RESNETS.IMAGENET_CHECKPOINT = ""
     cfg.MODEL.RESNETS.IMAGENET_LAYOUT = "auto"
     # ResNet-D shortcut: average-pool then 1x1 conv in the strided blocks (timm resnet101d)
@@ -214,8 +222,9 @@ def _add_transfer_keys(cfg):
     cfg.MODEL.TRANSFER = CN()
     # "imagenet": ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT) is a timm/official HRNet ImageNet
     #   classification checkpoint, loaded strictly by HRNetV2Encoder.
-    # "seethroughnet": ENCODER_WEIGHTS is a checkpoint written by projects/SeeThroughNet/train_net.py
-    #   (with or without CPP); only its encoder weights are taken, found under whatever prefix.
+    # "seethroughnet": ENCODER_WEIGHTS is a checkpoint written by
+    #   projects/SeeThroughNet/train_net.py (with or without CPP); only its encoder weights are
+    #   taken, found under whatever prefix.
     # "random": no weights (timm's initialisation).
     cfg.MODEL.TRANSFER.ENCODER_INIT = "imagenet"
     cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
@@ -269,8 +278,8 @@ def _add_transfer_keys(cfg):
     cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
     cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
 
-    # Converted Cityscapes (transfer/convert_cityscapes_to_coco.py). "" = $DETECTRON2_DATASETS/cityscapes
-    # (default datasets/cityscapes) and <root>/annotations.
+    # Converted Cityscapes (transfer/convert_cityscapes_to_coco.py). "" =
+    # $DETECTRON2_DATASETS/cityscapes (default datasets/cityscapes) and <root>/annotations.
     cfg.DATASETS.CITYSCAPES_ROOT = ""
     cfg.DATASETS.CITYSCAPES_COCO_JSON_DIR = ""
 
@@ -280,8 +289,9 @@ def _add_safety_keys(cfg):
     # Checkpoints: a file whose keys do not match the model is an error unless this is True.
     cfg.MODEL.WEIGHTS_ALLOW_PARTIAL = False
     # Initialisation guard (seethroughnet.engine.check_pretrained_weights): a config that sets
-    # MODEL.REQUIRES_PRETRAINED (the paper-scale configs, whose encoder starts from ImageNet) refuses
-    # to start training when no weight file is given, unless MODEL.ALLOW_RANDOM_INIT is True.
+    # MODEL.REQUIRES_PRETRAINED (the paper-scale configs, whose encoder starts from ImageNet)
+    # refuses to start training when no weight file is given, unless MODEL.ALLOW_RANDOM_INIT is
+    # True.
     cfg.MODEL.REQUIRES_PRETRAINED = False
     cfg.MODEL.ALLOW_RANDOM_INIT = False
 

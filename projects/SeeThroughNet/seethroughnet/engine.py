@@ -51,18 +51,20 @@ def check_pretrained_weights(cfg) -> None:
         return
     if hrnet:
         what = (
-            "MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm or official HRNet layout) or "
-            "MODEL.WEIGHTS"
+            "MODEL.HRNET.CHECKPOINT (a local ImageNet HRNet file, timm or official HRNet "
+            "layout) or MODEL.WEIGHTS"
         )
     elif resnet:
         what = (
             "MODEL.RESNETS.IMAGENET_CHECKPOINT (a local ImageNet ResNet file: torchvision, timm or "
-            "MMSegmentation/MMCV resnet101_v1c layout, see MODEL.RESNETS.IMAGENET_LAYOUT) or MODEL.WEIGHTS"
+            "MMSegmentation/MMCV resnet101_v1c layout, see MODEL.RESNETS.IMAGENET_LAYOUT) or "
+            "MODEL.WEIGHTS"
         )
     else:
         what = "MODEL.WEIGHTS (a local ImageNet checkpoint of the backbone)"
     raise RandomInitError(
-        f"this config sets MODEL.REQUIRES_PRETRAINED (its encoder starts from ImageNet weights) but no "
+        "this config sets MODEL.REQUIRES_PRETRAINED (its encoder starts from ImageNet weights) "
+        "but no "
         f"weight file is given: set {what}, or add `MODEL.ALLOW_RANDOM_INIT True` to train from "
         "random initialisation on purpose"
     )
@@ -70,13 +72,15 @@ def check_pretrained_weights(cfg) -> None:
 
 def check_eval_weights(cfg, resume=False) -> None:
     """Refuse to evaluate a randomly initialised model: ``--eval-only`` needs ``MODEL.WEIGHTS``
-    (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``) unless ``MODEL.ALLOW_RANDOM_INIT True``."""
+    (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``) unless
+    ``MODEL.ALLOW_RANDOM_INIT True``."""
     if cfg.MODEL.WEIGHTS or cfg.MODEL.ALLOW_RANDOM_INIT:
         return
     if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         return
     raise RandomInitError(
-        "--eval-only without weights would evaluate a randomly initialised model: set MODEL.WEIGHTS "
+        "--eval-only without weights would evaluate a randomly initialised model: set "
+        "MODEL.WEIGHTS "
         "to a trained checkpoint (or pass --resume with a checkpoint in OUTPUT_DIR), or add "
         "`MODEL.ALLOW_RANDOM_INIT True` to evaluate random weights on purpose"
     )
@@ -126,7 +130,8 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
         sched = self.scheduler
         if getattr(sched, "max_iters", self.max_iter) != self.max_iter:
             logging.getLogger(__name__).warning(
-                f"resumed LR schedule had max_iters={sched.max_iters}; using SOLVER.MAX_ITER={self.max_iter}"
+                f"resumed LR schedule had max_iters={sched.max_iters}; using "
+                f"SOLVER.MAX_ITER={self.max_iter}"
             )
             sched.max_iters = self.max_iter
 
@@ -163,8 +168,8 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
         if evaluator_type == "sem_seg":
             return sem_seg
         raise ValueError(
-            f"dataset {dataset_name} has evaluator_type {evaluator_type!r}; SeeThroughNet evaluates "
-            "'sem_seg' and 'cityscapes_sem_seg' datasets"
+            f"dataset {dataset_name} has evaluator_type {evaluator_type!r}; SeeThroughNet "
+            "evaluates 'sem_seg' and 'cityscapes_sem_seg' datasets"
         )
 
     @classmethod

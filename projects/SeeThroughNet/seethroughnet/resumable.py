@@ -206,7 +206,8 @@ class ResumableTrainLoader:
         ):
             logger.warning(
                 f"the checkpoint's data stream had {state.get('batch_size')} images per batch on "
-                f"{state.get('world_size')} processes, this run has {self.batch_size} on {self.world_size}: "
+                f"{state.get('world_size')} processes, this run has {self.batch_size} on "
+                f"{self.world_size}: "
                 "the data order continues, but not as an uninterrupted run's would"
             )
         self.seed = int(state["seed"])
@@ -251,7 +252,8 @@ def build_resumable_train_loader(cfg, mapper):
 
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         logger.warning(
-            f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: the data stream's position is "
+            f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: the data stream's "
+            "position is "
             "not checkpointed, a resumed run sees other images than an uninterrupted one"
         )
         return build_detection_train_loader(cfg, mapper=mapper)
@@ -326,7 +328,8 @@ class ResumableTrainerMixin:
         if "rng" in state:
             if comm.get_world_size() == 1:
                 set_rng_state(state["rng"])
-            else:  # only rank 0's generators are saved: every rank is re-seeded from (iteration, rank)
+            else:
+                # only rank 0's generators are saved: every rank is re-seeded from (iteration, rank)
                 seed = _sample_seed(int(state["iteration"]), comm.get_rank(), 0)
                 torch.manual_seed(seed)
                 np.random.seed(seed)

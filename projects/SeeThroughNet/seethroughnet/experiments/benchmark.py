@@ -70,8 +70,8 @@ def environment() -> str:
     if torch.cuda.is_available():
         dev = f", GPU {torch.cuda.get_device_name(0)}"
     return (
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({cpu}){dev}, "
-        f"load average (1/5/15 min) {load}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
+        f"({cpu}){dev}, load average (1/5/15 min) {load}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
 
 
@@ -579,7 +579,8 @@ def train_rows(res: Mapping[str, object]) -> Tuple[List[List[str]], List[List[st
                 overheads(v, "step"),
                 f"{med(v, 'cpu_step'):.3f}",
                 overheads(v, "cpu_step"),
-                f"{med(v, 'cpu_forward'):.3f} / {med(v, 'cpu_losses'):.3f} / {med(v, 'cpu_backward_step'):.3f}",
+                f"{med(v, 'cpu_forward'):.3f} / {med(v, 'cpu_losses'):.3f} / "
+                f"{med(v, 'cpu_backward_step'):.3f}",
                 mem,
             ]
         )
@@ -590,7 +591,8 @@ def train_rows(res: Mapping[str, object]) -> Tuple[List[List[str]], List[List[st
         w, c = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
         cpp_rows.append(
             [
-                f"six decoder terms, {v}: targets + losses on the CPP_ON maps x 2 passes + their backward",
+                f"six decoder terms, {v}: targets + losses on the CPP_ON maps x 2 passes + their "
+                "backward",
                 len(ts),
                 f"{w * 1e3:.2f}",
                 f"{min(t[0] for t in ts) * 1e3:.2f}",
@@ -600,12 +602,14 @@ def train_rows(res: Mapping[str, object]) -> Tuple[List[List[str]], List[List[st
         )
     cpp_rows += [
         [
-            f"cpp_targets(labels {res['batch']}x{res['size'][0]}x{res['size'][1]}, strides {res['strides']})",
+            f"cpp_targets(labels {res['batch']}x{res['size'][0]}x{res['size'][1]}, strides "
+            f"{res['strides']})",
             len(ct),
             f"{statistics.median(ct) * 1e3:.2f}",
             f"{min(ct) * 1e3:.2f}",
             f"{statistics.median(cc) * 1e3:.2f}",
-            f"{statistics.median(ct) / med(first, 'step') * 100:.3f}% / {statistics.median(cc) / med(first, 'cpu_step') * 100:.3f}%",
+            f"{statistics.median(ct) / med(first, 'step') * 100:.3f}% / "
+            f"{statistics.median(cc) / med(first, 'cpu_step') * 100:.3f}%",
         ]
     ]
     return rows, cpp_rows

@@ -21,7 +21,8 @@ Subcommands (each prints markdown tables; ``--help`` on each lists its flags):
             are, since the OCR head consumes them), ``upsample_ce`` / ``nearest_ce`` (ablations).
             Wall-clock and process CPU time (``time.process_time``, robust to other processes'
             load when run with ``--threads 1``). Also the six decoder terms alone (targets +
-            losses + backward on detached copies of the maps CPP_ON names) and the ``cpp_targets`` call alone.
+            losses + backward on detached copies of the maps CPP_ON names) and the
+            ``cpp_targets`` call alone.
             With ``--device cuda``: peak memory per variant (``torch.cuda.max_memory_allocated``).
 ``infer``   inference images/second, batch 1, single scale and multi-scale
             (``{0.5, 1.0, 2.0}`` + flip, attention merge), cells interleaved round by round.
@@ -95,7 +96,8 @@ def cmd_flops(a) -> None:
     rows, f = flops_rows(model, tuple(a.count_size), tuple(a.target_size), a.device)
     cs, ts, hs = a.count_size, a.target_size, f["half_size"]
     _print(
-        f"{a.backbone} ({a.heads} heads): parameters and fvcore GFLOPs (1 GFLOP = 1e9 multiply-adds) of "
+        f"{a.backbone} ({a.heads} heads): parameters and fvcore GFLOPs (1 GFLOP = 1e9 "
+        "multiply-adds) of "
         f"single-scale inference, batch 1 (counted in {time.perf_counter() - t0:.0f} s)",
         [
             "part",
@@ -166,7 +168,8 @@ def cmd_train(a) -> None:
     )
     rows, cpp_rows = train_rows(res)
     _print(
-        f"Training step on {a.device}: {desc}, batch {batch}, {size[0]}x{size[1]}, forward + losses + backward + "
+        f"Training step on {a.device}: {desc}, batch {batch}, {size[0]}x{size[1]}, forward + "
+        "losses + backward + "
         f"SGD; {a.steps} measured rounds after {a.warmup} warm-up rounds, variants interleaved "
         f"({time.perf_counter() - t0:.0f} s)",
         TRAIN_HEADERS,
@@ -177,7 +180,8 @@ def cmd_train(a) -> None:
         print(f"\nWARNING: non-finite loss at (round, variant) {res['nonfinite']}")
     if a.device == "cpu":
         print(
-            f"\nprocess peak RSS (whole run): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+            "\nprocess peak RSS (whole run): "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
         )
 
 
@@ -211,7 +215,8 @@ def cmd_memory(a) -> None:
         )
         _, peak = _rss_gib()
         print(
-            f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {time.perf_counter() - t0:.1f} {res['n_terms']}"
+            f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {time.perf_counter() - t0:.1f} "
+            f"{res['n_terms']}"
         )
         return
     import subprocess
@@ -251,7 +256,8 @@ def cmd_memory(a) -> None:
     for r in rows:
         r.append(f"{(base[r[0]] / ref - 1) * 100:+.1f}%" if ref else "-")
     _print(
-        f"CPU peak RSS of one training step: {a.backbone}, {a.heads} heads, batch {a.batch}, {a.size[0]}x{a.size[1]} "
+        f"CPU peak RSS of one training step: {a.backbone}, {a.heads} heads, batch {a.batch}, "
+        f"{a.size[0]}x{a.size[1]} "
         "(two training resolutions), a fresh process per variant",
         [
             "aux losses",
@@ -276,7 +282,8 @@ def cmd_infer(a) -> None:
     t0 = time.perf_counter()
     res = benchmark_infer(cells, tuple(a.size), reps, warm, a.heads, a.device)
     _print(
-        f"Inference on {a.device}, batch 1, {a.heads} heads ({time.perf_counter() - t0:.0f} s; warm-up runs: "
+        f"Inference on {a.device}, batch 1, {a.heads} heads ({time.perf_counter() - t0:.0f} s; "
+        "warm-up runs: "
         f"{a.warmup}, W48 multi-scale {a.warmup_slow})",
         INFER_HEADERS,
         infer_rows(res, a.size),

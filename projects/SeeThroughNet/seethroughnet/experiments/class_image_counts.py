@@ -1,13 +1,15 @@
-"""Images per class of a split (SeeThroughNet's Table 3: the Cityscapes train split).
+r"""Images per class of a split (SeeThroughNet's Table 3: the Cityscapes train split).
 
 For every class of a semantic-segmentation split: the number of images that contain it (at
 least ``--min-pixels`` label pixels of the class, default 1), that number as a fraction of the
 split's images, and the class's pixels and share of the labelled (not ignored) pixels.
 
     # a registered dataset (detectron2 name; Cityscapes lives under $DETECTRON2_DATASETS/cityscapes)
-    python tools/class_image_counts.py --dataset cityscapes_fine_sem_seg_train --output-dir output/table3
+    python tools/class_image_counts.py --dataset cityscapes_fine_sem_seg_train \
+        --output-dir output/table3
     # a Cityscapes root and a split, from its gtFine *_gtFine_labelTrainIds.png files alone
-    python tools/class_image_counts.py --cityscapes-root /data/cityscapes --split train --output-dir output/table3
+    python tools/class_image_counts.py --cityscapes-root /data/cityscapes --split train \
+        --output-dir output/table3
 
 Writes ``<output-dir>/<name>_class_image_counts.{md,json,png}`` (``<name>``: ``--name``, default
 the dataset name or ``cityscapes_<split>``): the markdown table (rows in class order, as the
@@ -268,7 +270,8 @@ def cityscapes_label_source(root: str, split: str, name: Optional[str] = None) -
     if not os.path.isdir(gt_dir):
         raise DatasetError(
             f"the label folder {gt_dir} does not exist; the Cityscapes root {root} must hold "
-            f"gtFine/{split}/<city>/*{CITYSCAPES_TRAIN_IDS_SUFFIX} (unpack gtFine_trainvaltest.zip there)."
+            f"gtFine/{split}/<city>/*{CITYSCAPES_TRAIN_IDS_SUFFIX} (unpack gtFine_trainvaltest.zip "
+            "there)."
         )
     files = sorted(glob.glob(os.path.join(gt_dir, "*", "*" + CITYSCAPES_TRAIN_IDS_SUFFIX)))
     if not files:
@@ -378,7 +381,8 @@ def format_markdown(counts: ClassImageCounts) -> str:
         else f"{counts.min_pixels} label pixels hold"
     )
     lines = [
-        f"**Images per class: {counts.name}** ({n} image{'' if n == 1 else 's'}; an image contains a "
+        f"**Images per class: {counts.name}** ({n} image{'' if n == 1 else 's'}; an image "
+        "contains a "
         f"class when at least {at_least} it; source: {counts.source})",
         "",
         f"| {counts.id_column} | class | images | % of images | pixels | % of labelled pixels |",
@@ -386,7 +390,8 @@ def format_markdown(counts: ClassImageCounts) -> str:
     ]
     for c, cls in enumerate(counts.class_names):
         lines.append(
-            f"| {c} | {cls} | {counts.images_per_class[c]} | {100 * counts.image_fraction(c):.1f} | "
+            f"| {c} | {cls} | {counts.images_per_class[c]} | "
+            f"{100 * counts.image_fraction(c):.1f} | "
             f"{counts.pixels_per_class[c]} | {100 * counts.pixel_share(c):.2f} |"
         )
     total = counts.total_pixels

@@ -1,4 +1,5 @@
-"""Nearest-neighbour vs Class Probability Preserving targets of one label map (SeeThroughNet Figs. 2-3).
+"""Nearest-neighbour vs Class Probability Preserving targets of one label map (SeeThroughNet
+Figs. 2-3).
 
 Writes two PNGs:
 

@@ -45,5 +45,6 @@ def check_finite_losses(losses) -> None:
     raise FloatingPointError(
         f"non-finite loss {where}: "
         + ", ".join(f"{k} = {v}" for k, v in bad.items())
-        + ". Training stopped; lower SOLVER.BASE_LR, check the inputs, or resume from the last checkpoint."
+        + ". Training stopped; lower SOLVER.BASE_LR, check the inputs, or resume from the last "
+        "checkpoint."
     )

@@ -171,7 +171,8 @@ def upsample_ce_loss(
     align_corners: bool = False,
     remainder: str = "pad",
 ) -> Tensor:
-    """Baseline auxiliary loss (MMSegmentation's): bilinear up-sampling to ``(H, W)`` + cross-entropy.
+    """Baseline auxiliary loss (MMSegmentation's): bilinear up-sampling to ``(H, W)`` +
+    cross-entropy.
 
     Mean over non-ignored pixels of ``-log softmax(up(logits))[y]``.
     """
@@ -281,7 +282,8 @@ def cpp_kl_loss(
     remainder: str = "pad",
     targets: Optional[Tensor] = None,
 ) -> Tensor:
-    """CPP auxiliary loss (Eqs. 1-2): the stride is derived from the shapes of ``logits`` and ``labels``.
+    """CPP auxiliary loss (Eqs. 1-2): the stride is derived from the shapes of ``logits`` and
+    ``labels``.
 
     ``targets``, if given, are precomputed ``cpp_targets(labels, s, num_classes)`` for this
     head's stride (e.g. from one ``cpp_targets(labels, [4, 8, 16, 32], K)`` call shared by several
@@ -294,7 +296,8 @@ def cpp_kl_loss(
             targets = cpp_targets(labels, s, num_classes, ignore_value, remainder=remainder)
     elif targets.shape[1] != num_classes + 1:
         raise ValueError(
-            f"targets have {targets.shape[1]} channels, expected num_classes + 1 = {num_classes + 1}"
+            f"targets have {targets.shape[1]} channels, expected num_classes + 1 = "
+            f"{num_classes + 1}"
         )
     return cpp_kl_from_targets(
         logits, targets, kl_direction=kl_direction, ignore_mode=ignore_mode, eps=eps
@@ -380,5 +383,8 @@ class AuxiliaryLoss(torch.nn.Module):
     def extra_repr(self) -> str:
         s = f"kind={self.kind!r}, num_classes={self.num_classes}, ignore_value={self.ignore_value}"
         if self.kind == "cpp_kl":
-            s += f", kl_direction={self.kl_direction!r}, ignore_mode={self.ignore_mode!r}, eps={self.eps}"
+            s += (
+                f", kl_direction={self.kl_direction!r}, ignore_mode={self.ignore_mode!r}, "
+                f"eps={self.eps}"
+            )
         return s

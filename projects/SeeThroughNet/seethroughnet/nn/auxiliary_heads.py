@@ -1,5 +1,6 @@
 """Auxiliary heads as a plug-in for any segmentation model (SeeThroughNet, CVPR 2022, Sec. 4.4 /
-Table 1: "four auxiliary heads" on the four stage outputs of the backbone, trained with CPP targets).
+Table 1: "four auxiliary heads" on the four stage outputs of the backbone, trained with CPP
+targets).
 
 Each head is ``3x3 conv -> norm -> ReLU -> 1x1 conv`` to ``K`` classes (``K + 1`` for
 ``ignore_mode="ignore_channel"``), applied on one named backbone feature at that feature's stride;
@@ -15,7 +16,8 @@ MMSegmentation's FCNHead (:mod:`seethroughnet.nn.weight_init`): Kaiming fan-out 
 * ``"nearest_ce"``: nearest-neighbour down-sampled labels + CE.
 
 The heads cost nothing at inference: in ``eval()`` mode :meth:`AuxiliaryHeads.forward` returns an
-empty dict without running any layer (they are training-only, like MMSegmentation's auxiliary heads).
+empty dict without running any layer (they are training-only, like MMSegmentation's auxiliary
+heads).
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class AuxiliaryHeads(nn.Module):
         missing = [f for f in features if f not in in_channels]
         if missing:
             raise ValueError(
-                f"auxiliary head features {missing} not among the backbone features {sorted(in_channels)}"
+                f"auxiliary head features {missing} not among the backbone features "
+                f"{sorted(in_channels)}"
             )
         if len(set(features)) != len(features):
             raise ValueError(f"auxiliary head features must be distinct, got {features}")

@@ -21,7 +21,8 @@ Policies (see ``docs/cpp_pooling.md``):
   map as ignore, so every cell still sums to 1 and the valid fraction of an edge cell is the
   fraction of its receptive field that holds real, non-ignored pixels. ``"crop"`` gives
   ``floor(H/s) x floor(W/s)`` cells and drops the last ``H mod s`` rows and ``W mod s`` columns
-  (they are still validated). ``"error"`` raises ``ValueError`` unless ``s`` divides ``H`` and ``W``.
+  (they are still validated). ``"error"`` raises ``ValueError`` unless ``s`` divides ``H`` and
+  ``W``.
 * **Several scales in one call**: counts at scale ``s`` are obtained from counts at any finer
   requested scale ``t`` that divides ``s`` by summing ``(s/t) x (s/t)`` blocks (exact: counts are
   integers), so ``[4, 8, 16, 32]`` costs one pass over the labels plus passes over the (16 times
@@ -131,7 +132,8 @@ def _bad_label_message(value: int, num_classes: int, ignore_value: int) -> str:
 
 
 def validate_labels(labels: torch.Tensor, num_classes: int, ignore_value: int = 255) -> None:
-    """Raise ``ValueError`` unless every label is in ``[0, num_classes)`` or equals ``ignore_value``.
+    """Raise ``ValueError`` unless every label is in ``[0, num_classes)`` or equals
+    ``ignore_value``.
 
     One pass (``aminmax``) in the common case; a second masked pass only when the maximum is at or
     above ``num_classes`` (which it is whenever the ignore value occurs).
@@ -473,7 +475,8 @@ def cpp_targets(
             else:
                 counts[s] = _coarsen_counts_torch(counts[base], H, W, base, s // base, Ho, Wo)
         for s in counts:
-            # integer counts are exact in float32 (s^2 < 2^24 for s < 4096); one rounding in the divide
+            # integer counts are exact in float32 (s^2 < 2^24 for s < 4096); one rounding in the
+            # divide
             results[s] = counts[s].to(torch.float32).div_(float(s * s))
     out = [results[s] if batched else results[s][0] for s in scales]
     return out[0] if single else out

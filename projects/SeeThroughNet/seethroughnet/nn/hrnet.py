@@ -14,9 +14,10 @@ segmentation backbone needs and timm does not give:
   classification ``state_dict`` or the official HRNet ImageNet release (HRNet-Image-Classification
   ``hrnetv2_w48_imagenet_pretrained.pth``; the two name and shape every tensor alike, see
   ``tests/modeling/test_imagenet_init.py``) is accepted: wrapper keys (``state_dict`` / ``model``),
-  ``module.`` / ``backbone.`` / ``body.`` prefixes and the classification head (``incre_modules``, ``downsamp_modules``, ``final_layer``,
-  ``classifier``) are dropped. Loading is strict unless ``allow_partial=True``; a mismatch raises a
-  ``ValueError`` that lists the missing, unexpected and wrongly-shaped keys.
+  ``module.`` / ``backbone.`` / ``body.`` prefixes and the classification head (``incre_modules``,
+  ``downsamp_modules``, ``final_layer``, ``classifier``) are dropped. Loading is strict unless
+  ``allow_partial=True``; a mismatch raises a ``ValueError`` that lists the missing, unexpected and
+  wrongly-shaped keys.
 * ``norm``: ``"BN"`` (timm's ``BatchNorm2d``), ``"SyncBN"`` (``nn.SyncBatchNorm``) or ``"FrozenBN"``
   (:class:`FrozenBatchNorm2d`, fixed statistics and affine parameters).
 * ``freeze_at``: detectron2 ResNet semantics. 0 freezes nothing, 1 the stem (conv1/bn1/conv2/bn2),
@@ -183,9 +184,10 @@ class HRNetV2Encoder(nn.Module):
         available = timm.list_models("hrnet_*")
         if variant not in available:
             raise ValueError(
-                f"unknown HRNet variant {variant!r} (MODEL.HRNET.VARIANT in a detectron2 config): use one of "
-                f"{', '.join(HRNET_VARIANTS)} (tested; hrnet_w48 is the paper's), or another timm HRNet: "
-                f"{', '.join(m for m in available if m not in HRNET_VARIANTS)}"
+                f"unknown HRNet variant {variant!r} (MODEL.HRNET.VARIANT in a detectron2 config): "
+                "use one of "
+                f"{', '.join(HRNET_VARIANTS)} (tested; hrnet_w48 is the paper's), or another timm "
+                f"HRNet: {', '.join(m for m in available if m not in HRNET_VARIANTS)}"
             )
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
@@ -210,7 +212,8 @@ class HRNetV2Encoder(nn.Module):
                 checkpoint, allow_partial=allow_partial, trusted=trust_checkpoint
             )
             logging.getLogger(__name__).info(
-                "HRNet ImageNet checkpoint %s: %d tensors loaded, %d missing, %d unexpected, %d wrongly shaped, "
+                "HRNet ImageNet checkpoint %s: %d tensors loaded, %d missing, %d unexpected, %d "
+                "wrongly shaped, "
                 "%d classification-head tensors dropped",
                 checkpoint,
                 len(rep.loaded),
@@ -261,8 +264,8 @@ class HRNetV2Encoder(nn.Module):
                 f"checkpoint {path!r} does not match timm {self.variant!r} "
                 f"({len(missing)} missing, {len(unexpected)} unexpected, {len(mismatched)} "
                 f"wrongly shaped keys; pass allow_partial=True to load the rest).\n"
-                f"  missing: {short_list(missing, 25)}\n  unexpected: {short_list(unexpected, 25)}\n"
-                f"  mismatched: {short_list(mismatched, 25)}"
+                f"  missing: {short_list(missing, 25)}\n  unexpected: "
+                f"{short_list(unexpected, 25)}\n  mismatched: {short_list(mismatched, 25)}"
             )
         loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
         self.body.load_state_dict(loadable, strict=False)

@@ -133,8 +133,8 @@ def strip_wrapper_prefixes(
 
 
 def short_list(items: Iterable, limit: int = 12, *, sort: bool = True) -> str:
-    """``"a, b, c, ... (N more)"``: the first ``limit`` items (sorted unless ``sort=False``), ``"-"``
-    for none."""
+    """``"a, b, c, ... (N more)"``: the first ``limit`` items (sorted unless ``sort=False``),
+    ``"-"`` for none."""
     items = [str(x) for x in items]
     if sort:
         items.sort()

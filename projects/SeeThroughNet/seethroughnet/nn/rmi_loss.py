@@ -163,14 +163,17 @@ class RMILoss(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def _prepare(self, logits: torch.Tensor, labels: torch.Tensor):
-        """Logits in float32 (float64 kept) at the labels' size; the valid mask and masked one-hot."""
+        """Logits in float32 (float64 kept) at the labels' size; the valid mask and masked
+        one-hot."""
         if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
             raise ValueError(
-                f"RMI needs logits (N, C, h, w) and labels (N, H, W), got {tuple(logits.shape)} and {tuple(labels.shape)}"
+                f"RMI needs logits (N, C, h, w) and labels (N, H, W), got {tuple(logits.shape)} "
+                f"and {tuple(labels.shape)}"
             )
         if logits.shape[1] != self.num_classes:
             raise ValueError(
-                f"RMI built for {self.num_classes} classes got logits with {logits.shape[1]} channels"
+                f"RMI built for {self.num_classes} classes got logits with {logits.shape[1]} "
+                "channels"
             )
         if logits.dtype != torch.float64:
             logits = logits.float()
@@ -183,8 +186,8 @@ class RMILoss(nn.Module):
         bad = valid & ((labels < 0) | (labels >= self.num_classes))
         if bool(bad.any()):
             raise ValueError(
-                f"RMI: labels must be in [0, {self.num_classes}) or the ignore value {self.ignore_value}; "
-                f"found {sorted(set(labels[bad].unique().tolist()))[:10]}"
+                f"RMI: labels must be in [0, {self.num_classes}) or the ignore value "
+                f"{self.ignore_value}; found {sorted(set(labels[bad].unique().tolist()))[:10]}"
             )
         valid_f = valid.to(logits.dtype).unsqueeze(1)  # (N, 1, H, W)
         onehot = (
@@ -216,8 +219,8 @@ class RMILoss(nn.Module):
         return F.avg_pool2d(x, kernel_size=s, stride=s, padding=s // 2, count_include_pad=True)
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, h, w)`` -> ``(N, C, R*R, (h-R+1)*(w-R+1))``: the ``R x R`` neighbourhood of every
-        position where it fits, offsets in row-major order."""
+        """``(N, C, h, w)`` -> ``(N, C, R*R, (h-R+1)*(w-R+1))``: the ``R x R`` neighbourhood of
+        every position where it fits, offsets in row-major order."""
         r = self.radius
         h, w = x.shape[-2] - r + 1, x.shape[-1] - r + 1
         return torch.stack(

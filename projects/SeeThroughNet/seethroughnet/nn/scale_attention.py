@@ -1,9 +1,9 @@
-"""Hierarchical multi-scale attention (Tao, Sapra, Catanzaro, "Hierarchical Multi-Scale Attention for
-Semantic Segmentation", 2020), SeeThroughNet Section 3.3, Eq. 4.
+"""Hierarchical multi-scale attention (Tao, Sapra, Catanzaro, "Hierarchical Multi-Scale Attention
+for Semantic Segmentation", 2020), SeeThroughNet Section 3.3, Eq. 4.
 
-**Training (Eq. 4).** The network runs on the image at ``r = 1.0`` and at ``r = 0.5`` (same weights).
-An attention head on the ``r = 0.5`` pass predicts a per-pixel weight ``alpha`` and the two
-predictions are merged as
+**Training (Eq. 4).** The network runs on the image at ``r = 1.0`` and at ``r = 0.5`` (same
+weights). An attention head on the ``r = 0.5`` pass predicts a per-pixel weight ``alpha`` and the
+two predictions are merged as
 
     X = up(alpha_0.5 * X_0.5) + (1 - up(alpha_0.5)) * X_1.0
 

@@ -413,7 +413,8 @@ class SeeThroughNet(nn.Module):
         with_attn = merge == "attention" and len(scales) > 1
         if with_attn and self.scale_attention is None:
             raise ValueError(
-                "merge='attention' needs the scale-attention head (train_resolutions=(0.5, 1.0)); use merge='average'"
+                "merge='attention' needs the scale-attention head (train_resolutions=(0.5, 1.0)); "
+                "use merge='average'"
             )
         result = None
         flips = (False, True) if flip else (False,)

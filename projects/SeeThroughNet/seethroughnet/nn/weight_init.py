@@ -11,11 +11,12 @@ separately and are not touched here):
 * plain ``nn.Conv2d`` layers outside a ConvModule (attention value projections, criss-cross
   q/k/v, DMNet's filter generator): PyTorch's default;
 * ANN's attention output projection (a plain conv): weight and bias 0
-  (``SelfAttentionBlock.init_weights``), applied by :class:`~seethroughnet.nn.decode_heads.ann.ANNHead`.
+  (``SelfAttentionBlock.init_weights``), applied by
+  :class:`~seethroughnet.nn.decode_heads.ann.ANNHead`.
 
 In this project a ConvModule is any ``nn.Sequential`` that starts with an ``nn.Conv2d`` followed by
-a normalisation layer (``layers.ConvNormAct``, the auxiliary head's first three layers, the OCR head's
-conv-BN-ReLU blocks); :func:`init_conv_modules_` finds them by that shape.
+a normalisation layer (``layers.ConvNormAct``, the auxiliary head's first three layers, the OCR
+head's conv-BN-ReLU blocks); :func:`init_conv_modules_` finds them by that shape.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def convert_sync_batchnorm_to_bn(module: nn.Module) -> nn.Module:
     n = sum(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
     if n:
         logger.warning(
-            "%d SyncBatchNorm layers converted to BatchNorm2d for a CPU run (per-process batch statistics)",
+            "%d SyncBatchNorm layers converted to BatchNorm2d for a CPU run (per-process batch "
+            "statistics)",
             n,
         )
     return _convert(module)

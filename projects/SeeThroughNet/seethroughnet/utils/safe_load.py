@@ -135,9 +135,10 @@ def load_yaml_file(
         tag, line = bad
         if not allow_unsafe:
             raise UnsafeConfigError(
-                f"{what} {path}{via}, line {line}: refused, the tag {tag} asks YAML to create Python objects "
-                f"(running code from the file); configs are read with safe YAML only. If you trust this "
-                f"file, pass {ALLOW_UNSAFE_CONFIG_FLAG}"
+                f"{what} {path}{via}, line {line}: refused, the tag {tag} asks YAML to create "
+                "Python objects "
+                "(running code from the file); configs are read with safe YAML only. If you trust "
+                f"this file, pass {ALLOW_UNSAFE_CONFIG_FLAG}"
             )
         logger.warning(
             "%s %s, line %d: tag %s read with yaml.unsafe_load (%s)",
@@ -178,9 +179,10 @@ def merge_config_file(cfg, path: str, *, allow_unsafe: bool = False) -> None:
         model = data.get("MODEL") if isinstance(data, dict) else None
         if isinstance(model, dict) and model.get("WEIGHTS_TRUSTED"):
             raise UnsafeConfigError(
-                f"config file {name} sets {TRUST_WEIGHTS_KEY}: a config file cannot vouch for weight files. "
-                f"Remove the key; if you trust the weights, pass {TRUST_WEIGHTS_FLAG} (or {TRUST_WEIGHTS_KEY} "
-                "True) on the command line"
+                f"config file {name} sets {TRUST_WEIGHTS_KEY}: a config file cannot vouch for "
+                "weight files. "
+                f"Remove the key; if you trust the weights, pass {TRUST_WEIGHTS_FLAG} (or "
+                f"{TRUST_WEIGHTS_KEY} True) on the command line"
             )
     cfg.merge_from_file(path, allow_unsafe=allow_unsafe)
 
@@ -353,7 +355,8 @@ def add_safety_arguments(parser, weights: bool = True):
         parser.add_argument(
             TRUST_WEIGHTS_FLAG,
             action="store_true",
-            help=f"load weight files holding pickled Python objects with the full unpickler (same as "
+            help="load weight files holding pickled Python objects with the full unpickler "
+            "(same as "
             f"{TRUST_WEIGHTS_KEY} True); such a file can run code, so only for files you trust",
         )
     return parser

@@ -92,7 +92,8 @@ def _report(res, names, prefix=""):
     print(
         f"{prefix}Grad-CAM '{names[res.class_index]}' at {res.layer} {res.activation_shape}: "
         f"{int(res.region.sum())} pixels summed ({kind}), score {res.score:.3g}, "
-        f"map peak at (row, col) {tuple(int(v) for v in np.unravel_index(int(np.argmax(res.cam)), res.cam.shape))}"
+        "map peak at (row, col) "
+        f"{tuple(int(v) for v in np.unravel_index(int(np.argmax(res.cam)), res.cam.shape))}"
     )
 
 
@@ -116,7 +117,8 @@ def gradcam_main(argv=None) -> int:
         type=float,
         default=None,
         metavar=("X0", "Y0", "X1", "Y1"),
-        help="sum the class logits over this box (pixels, x1/y1 exclusive) instead of the predicted pixels",
+        help="sum the class logits over this box (pixels, x1/y1 exclusive) instead of the "
+        "predicted pixels",
     )
     ap.add_argument(
         "--alpha", type=float, default=0.5, help="weight of the heat map in the overlay"
@@ -269,7 +271,8 @@ def overlay_main(argv=None) -> int:
             gt = np.array(Image.open(a.gt[i]))
             if gt.ndim != 2 or gt.shape != image.shape[:2]:
                 raise ValueError(
-                    f"{a.gt[i]}: expected a single-channel label map of size {image.shape[:2]}, got {gt.shape}"
+                    f"{a.gt[i]}: expected a single-channel label map of size {image.shape[:2]}, "
+                    f"got {gt.shape}"
                 )
             gt_vis = draw_sem_seg(
                 image, gt.astype(np.int64), md, alpha=a.alpha, scale=a.scale

@@ -78,7 +78,8 @@ def overlay_cam(
 def colorize(
     labels: np.ndarray, colors: Sequence[Sequence[int]], ignore_rgb=(0, 0, 0)
 ) -> np.ndarray:
-    """Class indices ``(H, W)`` as palette colours; indices outside the palette in ``ignore_rgb``."""
+    """Class indices ``(H, W)`` as palette colours; indices outside the palette in
+    ``ignore_rgb``."""
     table = np.array(list(colors) + [ignore_rgb], dtype=np.uint8)
     idx = np.where((labels >= 0) & (labels < len(colors)), labels, len(colors))
     return table[idx]
@@ -291,8 +292,8 @@ def read_iou(path: str, prefix: str = "sem_seg") -> Tuple[Dict[str, float], Opti
         if ious:
             return ious, miou
     raise ValueError(
-        f"{path}: no '{prefix}/IoU-<class>' values found (expected detectron2's metrics.json after an "
-        f"evaluation, or a SemSegEvaluator result dict)"
+        f"{path}: no '{prefix}/IoU-<class>' values found (expected detectron2's metrics.json "
+        "after an evaluation, or a SemSegEvaluator result dict)"
     )
 
 
@@ -376,7 +377,8 @@ def training_curves_figure(
     quantities = (["total_loss"] if any("total_loss" in r for r in records) else []) + loss_keys
     if not quantities and not any("lr" in r for r in records):
         raise ValueError(
-            "no 'total_loss', 'loss_*' or 'lr' values in the metrics; is this detectron2's metrics.json?"
+            "no 'total_loss', 'loss_*' or 'lr' values in the metrics; is this detectron2's "
+            "metrics.json?"
         )
     if separate:
         groups = [(q, [q]) for q in quantities] + [("lr", ["lr"]), (miou_key, [miou_key])]

@@ -68,7 +68,8 @@ def resolve_class(name: Union[str, int], class_names: Sequence[str]) -> int:
         if 0 <= i < k:
             return i
         raise ValueError(
-            f"class index {i} out of range: the model has {k} classes (0..{k - 1}): {_class_list(class_names)}"
+            f"class index {i} out of range: the model has {k} classes (0..{k - 1}): "
+            f"{_class_list(class_names)}"
         )
 
     def norm(s):
@@ -182,7 +183,8 @@ def _select(output, spec: LayerSpec):
         items = list(enumerate(output))
     else:
         raise TypeError(
-            f"layer {spec.module!r} returns a {type(output).__name__}; Grad-CAM needs a tensor, dict, list or tuple"
+            f"layer {spec.module!r} returns a {type(output).__name__}; Grad-CAM needs a tensor, "
+            "dict, list or tuple"
         )
     tensors = [(k, v) for k, v in items if isinstance(v, torch.Tensor) and v.dim() >= 3]
     if not tensors:
@@ -225,7 +227,8 @@ class _Capture:
     def _hook(self, module, inputs, output):
         if self.activation is not None:
             warnings.warn(
-                f"layer {self.spec} ran more than once in the forward pass; Grad-CAM uses its first call",
+                f"layer {self.spec} ran more than once in the forward pass; Grad-CAM uses its "
+                "first call",
                 stacklevel=2,
             )
             return None
@@ -269,7 +272,8 @@ def check_box(box: Sequence[int], h: int, w: int) -> Box:
     y0, y1 = max(0, min(y0, h)), max(0, min(y1, h))
     if x1 <= x0 or y1 <= y0:
         raise ValueError(
-            f"box {list(box)} is empty inside the {w}x{h} image (need x0 < x1 <= {w}, y0 < y1 <= {h})"
+            f"box {list(box)} is empty inside the {w}x{h} image (need x0 < x1 <= {w}, y0 < y1 <= "
+            f"{h})"
         )
     return x0, y0, x1, y1
 
@@ -299,7 +303,8 @@ def grad_cam(
         cap.remove()
     if cap.activation is None:
         raise RuntimeError(
-            f"layer {spec} did not run in the forward pass; pick a layer the prediction goes through"
+            f"layer {spec} did not run in the forward pass; pick a layer the prediction goes "
+            "through"
         )
     if logits.dim() == 4:
         if logits.shape[0] != 1:
@@ -332,7 +337,8 @@ def grad_cam(
     score = (logits[class_index] * region).sum()
     if not score.requires_grad:
         raise RuntimeError(
-            "the logits do not depend on the layer with autograd on (did the forward run under torch.no_grad?)"
+            "the logits do not depend on the layer with autograd on (did the forward run under "
+            "torch.no_grad?)"
         )
     (grad,) = torch.autograd.grad(score, act, allow_unused=True)
     if grad is None:
@@ -397,7 +403,8 @@ def _detectron2_forward(model: nn.Module, image: torch.Tensor) -> Callable[[], t
             and "sem_seg" in out[0]
         ):
             raise TypeError(
-                f"{type(model).__name__} did not return [{{'sem_seg': logits}}]; Grad-CAM needs a semantic-segmentation model"
+                f"{type(model).__name__} did not return [{{'sem_seg': logits}}]; Grad-CAM needs a "
+                "semantic-segmentation model"
             )
         return out[0]["sem_seg"].unsqueeze(0)
 

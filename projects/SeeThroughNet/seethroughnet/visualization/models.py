@@ -67,7 +67,8 @@ def to_model_input(image_rgb: np.ndarray, input_format: str) -> torch.Tensor:
         image_rgb = image_rgb[:, :, ::-1]
     elif input_format != "RGB":
         raise ValueError(
-            f"INPUT.FORMAT {input_format!r} is not supported by the visualisation tools (RGB or BGR)"
+            f"INPUT.FORMAT {input_format!r} is not supported by the visualisation tools (RGB or "
+            "BGR)"
         )
     return torch.from_numpy(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)))
 

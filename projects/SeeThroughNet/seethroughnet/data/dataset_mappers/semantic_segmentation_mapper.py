@@ -116,7 +116,8 @@ class SemanticSegmentationMapper:
             from ..datasets.validation import DatasetError
 
             raise DatasetError(
-                f"image {dataset_dict['file_name']} cannot be decoded ({type(e).__name__}: {e}); restore "
+                f"image {dataset_dict['file_name']} cannot be decoded ({type(e).__name__}: {e}); "
+                "restore "
                 "or re-export it (SEETHROUGHNET_VALIDATE=full checks every file before training)"
             ) from e
         utils.check_image_size(dataset_dict, image)
@@ -128,14 +129,14 @@ class SemanticSegmentationMapper:
                 from ..datasets.validation import DatasetError
 
                 raise DatasetError(
-                    f"{path}: label size {sem_seg.shape[1]}x{sem_seg.shape[0]} (WxH) differs from its "
-                    f"image {dataset_dict['file_name']} ({image.shape[1]}x{image.shape[0]})"
+                    f"{path}: label size {sem_seg.shape[1]}x{sem_seg.shape[0]} (WxH) differs from "
+                    f"its image {dataset_dict['file_name']} ({image.shape[1]}x{image.shape[0]})"
                 )
             if self.dataset_ignore_label != self.ignore_value:
                 sem_seg = sem_seg.astype(np.int64)
                 sem_seg[sem_seg == self.dataset_ignore_label] = self.ignore_value
-            # detectron2's resize keeps uint8 maps exact (PIL nearest); wider ids go through float32,
-            # which is exact for integers below 2**24
+            # detectron2's resize keeps uint8 maps exact (PIL nearest); wider ids go through
+            # float32, which is exact for integers below 2**24
             sem_seg = sem_seg.astype(np.uint8 if sem_seg.max(initial=0) <= 255 else np.float32)
         elif self.is_train:
             raise ValueError(

@@ -140,7 +140,8 @@ def _root_origin(root: str, explicit: bool) -> str:
 
 _WHAT_TO_DO = (
     "Put the Cityscapes download there (leftImg8bit/ and gtFine/, see datasets/README.md), "
-    "or generate the small synthetic stand-in with `python datasets/prepare_synthetic_cityscapes.py`, "
+    "or generate the small synthetic stand-in with `python "
+    "datasets/prepare_synthetic_cityscapes.py`, "
     "or set DETECTRON2_DATASETS to the folder that contains cityscapes/."
 )
 
@@ -179,14 +180,15 @@ def _scan(
     if stray:
         listed = short_list(stray, 5, sort=False)
         raise DatasetError(
-            f"Dataset '{dataset}': {listed} {'is' if len(stray) == 1 else 'are'} in the image folder "
-            f"{image_dir} but not named <city>_<seq>_<frame>{IMAGE_SUFFIX}; move or rename "
+            f"Dataset '{dataset}': {listed} {'is' if len(stray) == 1 else 'are'} in the image "
+            f"folder {image_dir} but not named <city>_<seq>_<frame>{IMAGE_SUFFIX}; move or rename "
             f"{'it' if len(stray) == 1 else 'them'}."
         )
     if not all_pngs:
         top = glob.glob(os.path.join(image_dir, "*.png"))
         where = (
-            f" ({len(top)} PNGs lie directly in it: Cityscapes keeps images in one sub-folder per city)"
+            f" ({len(top)} PNGs lie directly in it: Cityscapes keeps images in one sub-folder per "
+            "city)"
             if top
             else ""
         )
@@ -227,8 +229,10 @@ def _scan(
             dataset,
             problems,
             "images and label files do not pair up",
-            "Every leftImg8bit/<split>/<city>/<name>_leftImg8bit.png needs its gtFine/<split>/<city>/"
-            f"<name>_gtFine_* files and vice versa: restore the missing files or remove the orphans. "
+            "Every leftImg8bit/<split>/<city>/<name>_leftImg8bit.png needs its "
+            "gtFine/<split>/<city>/"
+            "<name>_gtFine_* files and vice versa: restore the missing files or remove the "
+            "orphans. "
             f"Cityscapes root: {root} ({origin}).",
         )
     return pairs
@@ -295,7 +299,8 @@ def load_cityscapes_semantic_validated(
                     else ()
                 ),
                 expected_size=(d["width"], d["height"]) if d else None,
-                expected_size_source=f"its annotation {files[POLYGONS_SUFFIX]} (imgWidth x imgHeight)",
+                expected_size_source=f"its annotation {files[POLYGONS_SUFFIX]} (imgWidth x "
+                "imgHeight)",
             )
         )
     validate_samples(samples, dataset=dataset_name, root=root, mode=mode, progress=progress)

@@ -58,7 +58,10 @@ def folder_label_table(name: str, num_classes: int, ignore_label: int) -> LabelT
 
 
 def _missing(dataset: str, what: str, path: str, hint: Optional[str]) -> DatasetError:
-    msg = f"Dataset '{dataset}': the {what} {path} does not exist (absolute: {os.path.abspath(path)})."
+    msg = (
+        f"Dataset '{dataset}': the {what} {path} does not exist (absolute: "
+        f"{os.path.abspath(path)})."
+    )
     if hint:
         msg += " " + hint
     return DatasetError(msg)

@@ -23,7 +23,8 @@ def build_seethroughnet_from_cfg(cfg) -> SeeThroughNet:
     st, t = cfg.MODEL.SEE_THROUGH, cfg.TEST.SEE_THROUGH
     if len(st.AUX_LOSS_WEIGHTS) != 3:
         raise ValueError(
-            f"MODEL.SEE_THROUGH.AUX_LOSS_WEIGHTS needs 3 values (strides 16, 8, 4), got {list(st.AUX_LOSS_WEIGHTS)}"
+            "MODEL.SEE_THROUGH.AUX_LOSS_WEIGHTS needs 3 values (strides 16, 8, 4), got "
+            f"{list(st.AUX_LOSS_WEIGHTS)}"
         )
     slide = t.MODE == "slide"
     if t.MODE not in ("whole", "slide"):

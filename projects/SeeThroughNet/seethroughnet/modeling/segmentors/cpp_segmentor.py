@@ -63,8 +63,8 @@ def aux_head_features(cfg):
     missing = [f for f in feats if f not in order]
     if missing:
         raise ValueError(
-            f"MODEL.CPP_AUX.ADD_ORDER {order} misses {missing} of MODEL.CPP_AUX.IN_FEATURES {feats}; "
-            "it must list every feature of IN_FEATURES"
+            f"MODEL.CPP_AUX.ADD_ORDER {order} misses {missing} of MODEL.CPP_AUX.IN_FEATURES "
+            f"{feats}; it must list every feature of IN_FEATURES"
         )
     if a.NUM_HEADS > len(feats):
         raise ValueError(
@@ -79,7 +79,8 @@ def build_aux_heads(cfg, input_shape):
     a = cfg.MODEL.CPP_AUX
     if a.LOSS not in AUX_LOSS_KINDS:
         raise ValueError(
-            f"MODEL.CPP_AUX.LOSS: unknown auxiliary loss {a.LOSS!r}; valid choices: {', '.join(AUX_LOSS_KINDS)}"
+            f"MODEL.CPP_AUX.LOSS: unknown auxiliary loss {a.LOSS!r}; valid choices: "
+            f"{', '.join(AUX_LOSS_KINDS)}"
         )
     feats = aux_head_features(cfg)
     weights = list(a.WEIGHTS)
@@ -113,7 +114,8 @@ def build_aux_heads(cfg, input_shape):
 @META_ARCH_REGISTRY.register()
 class CPPSegmentor(nn.Module):
     """``MODEL.META_ARCHITECTURE: CPPSegmentor``. Training output: dict of named losses
-    (``loss_sem_seg``, ``loss_aux_<feature>``, head extras); inference: ``[{"sem_seg": (K, H, W)}]``."""
+    (``loss_sem_seg``, ``loss_aux_<feature>``, head extras); inference:
+    ``[{"sem_seg": (K, H, W)}]``."""
 
     @configurable
     def __init__(

@@ -7,21 +7,24 @@ error (:class:`ImageNetCheckpointError`) that names the file and lists the keys,
 ``allow_partial``. The classifier (``fc.*``) is dropped and reported. Layouts (the names each
 library gives its ImageNet ResNet):
 
-===============  ==========================================  ===========================================
+===============  ==========================================  =======================================
 layout           file                                        backbone variant it needs
-===============  ==========================================  ===========================================
-``torchvision``  ``torchvision.models.resnet101`` state       plain 7x7 stem: ``STEM_TYPE basic``
+===============  ==========================================  =======================================
+``torchvision``  ``torchvision.models.resnet101`` state      plain 7x7 stem: ``STEM_TYPE basic``
                  dict (``conv1``, ``bn1``, ``layerN.M.*``,
                  ``downsample.0/1``, ``fc``)
-``timm``         timm ``resnet101``: the same names as        as ``torchvision``
+``timm``         timm ``resnet101``: the same names as       as ``torchvision``
                  torchvision
-``timm_d``       timm ``resnet101d``: deep stem ``conv1.0/1/  deep stem 32-32-64 (``STEM_TYPE deeplab``,
-                 3/4/6`` + ``bn1``, average-pool shortcut      ``STEM_OUT_CHANNELS 64``) and
-                 ``downsample.1`` (conv) / ``.2`` (BN)         ``AVG_DOWN True``
-``mmcv_v1c``     MMCV / MMSegmentation ``resnet101_v1c``:      deep stem 32-32-64 (``STEM_TYPE deeplab``,
-                 deep stem ``stem.0/1/3/4/6/7``, blocks as     ``STEM_OUT_CHANNELS 64``), ``AVG_DOWN False``
-                 torchvision                                   (the Table 1 configs' variant)
-===============  ==========================================  ===========================================
+``timm_d``       timm ``resnet101d``: deep stem              deep stem 32-32-64
+                 ``conv1.0/1/3/4/6`` + ``bn1``,              (``STEM_TYPE deeplab``,
+                 average-pool shortcut ``downsample.1``      ``STEM_OUT_CHANNELS 64``) and
+                 (conv) / ``.2`` (BN)                        ``AVG_DOWN True``
+``mmcv_v1c``     MMCV / MMSegmentation ``resnet101_v1c``:    deep stem 32-32-64
+                 deep stem ``stem.0/1/3/4/6/7``, blocks as   (``STEM_TYPE deeplab``,
+                 torchvision                                 ``STEM_OUT_CHANNELS 64``),
+                                                             ``AVG_DOWN False`` (the Table 1
+                                                             configs' variant)
+===============  ==========================================  =======================================
 
 ``auto`` reads the layout off the keys (``stem.0.weight``: MMCV deep stem; ``conv1.0.weight``: timm
 deep stem; ``conv1.weight``: plain; a ``downsample.2`` BatchNorm: average-pool shortcut). The
@@ -89,7 +92,8 @@ class ImageNetCheckpointError(ValueError):
 
 
 class ResNetLoadReport(NamedTuple):
-    """What :func:`load_imagenet_resnet` did (key names: detectron2's, ``unexpected``: the file's)."""
+    """What :func:`load_imagenet_resnet` did (key names: detectron2's, ``unexpected``: the
+    file's)."""
 
     layout: str
     loaded: List[str]
@@ -100,8 +104,8 @@ class ResNetLoadReport(NamedTuple):
 
     def summary(self) -> str:
         return (
-            f"layout {self.layout}: {len(self.loaded)} tensors loaded, {len(self.missing)} missing, "
-            f"{len(self.unexpected)} unexpected, {len(self.mismatched)} wrongly shaped, "
+            f"layout {self.layout}: {len(self.loaded)} tensors loaded, {len(self.missing)} "
+            f"missing, {len(self.unexpected)} unexpected, {len(self.mismatched)} wrongly shaped, "
             f"{len(self.dropped_classifier)} classifier tensors dropped"
         )
 
@@ -176,7 +180,8 @@ def convert_resnet_state_dict(state: Mapping[str, torch.Tensor], stem: str):
 
 
 def _backbone_avg_down(backbone: nn.Module) -> Optional[bool]:
-    """Whether the backbone's strided shortcuts average-pool first (``None``: no strided shortcut)."""
+    """Whether the backbone's strided shortcuts average-pool first (``None``: no strided
+    shortcut)."""
     flags = [
         getattr(m.shortcut, "avg_down", False)
         for m in backbone.modules()
@@ -204,7 +209,8 @@ def load_imagenet_resnet(
 
     if layout != "auto" and layout not in RESNET_LAYOUTS:
         raise ValueError(
-            f"MODEL.RESNETS.IMAGENET_LAYOUT {layout!r}; valid choices: auto, {', '.join(RESNET_LAYOUTS)}"
+            f"MODEL.RESNETS.IMAGENET_LAYOUT {layout!r}; valid choices: auto, "
+            f"{', '.join(RESNET_LAYOUTS)}"
         )
     obj = load_weights_file(path, trusted=trusted)  # UnsafeFileError for pickled objects
     try:
@@ -215,12 +221,13 @@ def load_imagenet_resnet(
         found = detect_resnet_layout(state)
     except KeyError as e:
         raise ImageNetCheckpointError(
-            f"ImageNet ResNet file {path} is not a torchvision / timm / MMCV ResNet: {e.args[0]}; its keys: "
-            f"{short_list(state, 15)}"
+            f"ImageNet ResNet file {path} is not a torchvision / timm / MMCV ResNet: {e.args[0]}; "
+            f"its keys: {short_list(state, 15)}"
         ) from None
     if layout != "auto" and RESNET_LAYOUTS[layout] != found:
         raise ImageNetCheckpointError(
-            f"ImageNet ResNet file {path}: MODEL.RESNETS.IMAGENET_LAYOUT is {layout!r} but the file has the "
+            f"ImageNet ResNet file {path}: MODEL.RESNETS.IMAGENET_LAYOUT is {layout!r} but the "
+            "file has the "
             f"{_layout_name(*found)} layout; set IMAGENET_LAYOUT to auto or to the file's layout"
         )
     stem, avg_down = found
@@ -243,31 +250,37 @@ def load_imagenet_resnet(
     model_deep = "stem.conv3.weight" in own
     if (stem != "plain") != model_deep:
         hints.append(
-            f"the file has a {'deep (3x3 32-32-64)' if stem != 'plain' else 'plain 7x7'} stem and the backbone a "
-            f"{'deep' if model_deep else 'plain'} one: set MODEL.RESNETS.STEM_TYPE "
+            f"the file has a {'deep (3x3 32-32-64)' if stem != 'plain' else 'plain 7x7'} stem and "
+            f"the backbone a {'deep' if model_deep else 'plain'} one: set MODEL.RESNETS.STEM_TYPE "
             f"{'deeplab and STEM_OUT_CHANNELS 64' if stem != 'plain' else 'basic'}"
         )
     model_avg = _backbone_avg_down(backbone)
     if model_avg is not None and model_avg != avg_down:
+        file_shortcuts = (
+            "average-pool before the 1x1 conv (ResNet-D)" if avg_down else "are strided 1x1 convs"
+        )
         hints.append(
-            f"the file's strided shortcuts {'average-pool before the 1x1 conv (ResNet-D)' if avg_down else 'are strided 1x1 convs'}"
-            f" and the backbone's {'do' if model_avg else 'do not'} average-pool: set MODEL.RESNETS.AVG_DOWN {avg_down}"
+            f"the file's strided shortcuts {file_shortcuts}"
+            f" and the backbone's {'do' if model_avg else 'do not'} average-pool: set "
+            f"MODEL.RESNETS.AVG_DOWN {avg_down}"
         )
     if (missing or unexpected or mismatched or hints) and not allow_partial:
         raise ImageNetCheckpointError(
-            f"ImageNet ResNet file {path} ({name} layout) does not match the backbone: {len(missing)} missing, "
+            f"ImageNet ResNet file {path} ({name} layout) does not match the backbone: "
+            f"{len(missing)} missing, "
             f"{len(unexpected)} unexpected, {len(mismatched)} wrongly shaped keys"
             + "".join(f"; {h}" for h in hints)
-            + f" (MODEL.WEIGHTS_ALLOW_PARTIAL True loads the rest).\n  missing: {short_list(missing, 25)}\n"
-            f"  unexpected: {short_list(unexpected, 25)}\n  mismatched: {short_list(mismatched, 25)}"
+            + " (MODEL.WEIGHTS_ALLOW_PARTIAL True loads the rest).\n  missing: "
+            f"{short_list(missing, 25)}\n  unexpected: {short_list(unexpected, 25)}\n  mismatched: "
+            f"{short_list(mismatched, 25)}"
         )
     loadable = {k: v for k, v in converted.items() if k in own and v.shape == own[k].shape}
     backbone.load_state_dict(loadable, strict=False)
     report = ResNetLoadReport(name, sorted(loadable), missing, unexpected, mismatched, dropped)
     if missing or unexpected or mismatched or hints:
         warnings.warn(
-            f"partial load of {path}: {report.summary()}; missing: {short_list(missing, 10)}; unexpected: "
-            f"{short_list(unexpected, 10)}; mismatched: {short_list(mismatched, 10)}"
+            f"partial load of {path}: {report.summary()}; missing: {short_list(missing, 10)}; "
+            f"unexpected: {short_list(unexpected, 10)}; mismatched: {short_list(mismatched, 10)}"
             + "".join(f"; {h}" for h in hints),
             stacklevel=2,
         )

@@ -81,7 +81,8 @@ class AvgDownShortcut(Conv2d):
     ``MODEL.RESNETS.AVG_DOWN``): ``stride x stride`` average pooling (``ceil_mode``, padding not
     counted), then a 1x1 conv with stride 1 and its norm. A block with stride 1 (res2, and the
     dilated res4/res5) has no pooling, as MMSegmentation's ``ResLayer(avg_down=True)``. The
-    parameter names are a strided ``Conv2d`` shortcut's (``shortcut.weight``, ``shortcut.norm.*``)."""
+    parameter names are a strided ``Conv2d`` shortcut's (``shortcut.weight``,
+    ``shortcut.norm.*``)."""
 
     avg_down = True
 

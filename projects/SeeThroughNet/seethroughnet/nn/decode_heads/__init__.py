@@ -7,8 +7,9 @@ with :func:`build_decode_head`; :data:`DECODE_HEADS` lists the names. Each head 
 and the config keys of its options, with :func:`register_decode_head` where it is defined.
 
 Each head has the layers, widths and initialisation of MMSegmentation's head of the same name (the
-paper, Sec. 4.4: "We used the models from MMSegmentation"); ``tests/modeling/test_table1_models.py`` checks
-the parameter counts against a per-layer derivation from MMSegmentation's code.
+paper, Sec. 4.4: "We used the models from MMSegmentation");
+``tests/modeling/test_table1_models.py`` checks the parameter counts against a per-layer
+derivation from MMSegmentation's code.
 """
 
 from __future__ import annotations

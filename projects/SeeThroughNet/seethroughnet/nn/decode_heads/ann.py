@@ -124,8 +124,9 @@ class ANNHead(DecodeHead):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """:meth:`DecodeHead.init_weights`, then the attention output convs to zero (MMSegmentation's
-        ``SelfAttentionBlock.init_weights`` for a plain-conv output projection)."""
+        """:meth:`DecodeHead.init_weights`, then the attention output convs to zero
+        (MMSegmentation's ``SelfAttentionBlock.init_weights`` for a plain-conv output
+        projection)."""
         super().init_weights()
         zero_init_(self.fusion.attention.out)
         zero_init_(self.context.attention.out)

@@ -5,12 +5,12 @@ times, a 3x3 conv follows, the result is concatenated with the input feature and
 conv (MMSegmentation's ``CCHead`` = ``FCNHead(num_convs=2, concat_input=True)`` with RCCA between
 the convs), then the classifier.
 
-Criss-cross attention (Sec. 3.2, Eqs. 1-2), written with ``einsum`` (no CUDA kernel): with
-``Q, K`` (1x1 convs to ``C/8``) and ``V`` (1x1 conv to ``C``), position ``u = (i, j)`` attends to the
+Criss-cross attention (Sec. 3.2, Eqs. 1-2), written with ``einsum`` (no CUDA kernel): with ``Q, K``
+(1x1 convs to ``C/8``) and ``V`` (1x1 conv to ``C``), position ``u = (i, j)`` attends to the
 ``H + W - 1`` positions of its row and column; the energies ``Q_u . K_v`` over the column (with the
 position itself masked, as in the released code, so it is counted once, from the row) and over the
-row share one softmax; the output is ``gamma * sum_v A_uv V_v + x_u`` with ``gamma`` initialised
-to 0."""
+row share one softmax; the output is ``gamma * sum_v A_uv V_v + x_u`` with ``gamma`` initialised to
+0."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """PSPNet head (Zhao, Shi, Qi, Wang, Jia, "Pyramid Scene Parsing Network", CVPR 2017), Sec. 3.2 /
 Fig. 3: pyramid pooling with bins 1, 2, 3, 6 on the last backbone feature, each branch reduced by a
 1x1 conv (MMSegmentation: to ``channels`` = 512 = 2048 / 4, as the paper's "1/N" reduction), the
-branches up-sampled and concatenated with the input, a 3x3 conv (``channels``) and the classifier."""
+branches up-sampled and concatenated with the input, a 3x3 conv (``channels``) and the
+classifier."""
 
 from __future__ import annotations
 

@@ -28,13 +28,15 @@ def register_decode_head(name: str, **config_keys: str):
     def register(cls):
         if name in DECODE_HEADS:
             raise KeyError(
-                f"decode head {name!r} is registered twice ({DECODE_HEADS[name].__name__}, {cls.__name__})"
+                f"decode head {name!r} is registered twice ({DECODE_HEADS[name].__name__}, "
+                f"{cls.__name__})"
             )
         params = inspect.signature(cls.__init__).parameters
         unknown = [arg for arg in config_keys if arg not in params]
         if unknown:
             raise TypeError(
-                f"{cls.__name__}.__init__ has no argument(s) {unknown} named in register_decode_head"
+                f"{cls.__name__}.__init__ has no argument(s) {unknown} named in "
+                "register_decode_head"
             )
         cls.head_name = name
         cls.config_keys = dict(config_keys)
@@ -45,7 +47,8 @@ def register_decode_head(name: str, **config_keys: str):
 
 
 def build_decode_head(name: str, *args, **kwargs):
-    """``DECODE_HEADS[name](*args, **kwargs)``; an unknown name raises ``ValueError`` listing them."""
+    """``DECODE_HEADS[name](*args, **kwargs)``; an unknown name raises ``ValueError`` listing
+    them."""
     if name not in DECODE_HEADS:
         raise ValueError(
             f"unknown decode head {name!r}; valid choices: {', '.join(sorted(DECODE_HEADS))}"

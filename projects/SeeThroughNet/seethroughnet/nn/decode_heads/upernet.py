@@ -2,9 +2,9 @@
 ECCV 2018), Sec. 3.2 / Fig. 3: a PPM (bins 1, 2, 3, 6) on the last stage feeds the top of an FPN;
 lateral 1x1 convs on the other stages, top-down addition, a 3x3 conv per level, all levels
 up-sampled to stride 4, concatenated and fused by a 3x3 conv, then the classifier (MMSegmentation's
-``UPerHead``, ``channels`` = 512). MMSegmentation runs it on an undilated ResNet (``upernet_r50.py``:
-res2..res5 at strides 4/8/16/32), which ``upernet_R101_cityscapes.yaml`` reproduces; the top-down
-path resizes each level to the next finer one."""
+``UPerHead``, ``channels`` = 512). MMSegmentation runs it on an undilated ResNet
+(``upernet_r50.py``: res2..res5 at strides 4/8/16/32), which ``upernet_R101_cityscapes.yaml``
+reproduces; the top-down path resizes each level to the next finer one."""
 
 from __future__ import annotations
 

@@ -37,36 +37,21 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import os
-import re
 import sys
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from seethroughnet.experiments import grid as grid_runner
 from seethroughnet.experiments.grid import CellError
-from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png, write_text
+
+from .table5_grid import DETECTORS, INITS, MODES, NECKS, Cell, plan
+from .table5_report import render_outputs
 
 logger = logging.getLogger("transfer.table5")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
-DETECTORS: Dict[str, Tuple[str, str]] = {
-    "mask_rcnn": ("Mask R-CNN", "mask_rcnn_hrnetv2_w48.yaml"),
-    "faster_rcnn": ("Faster R-CNN", "faster_rcnn_hrnetv2_w48.yaml"),
-    "fcos": ("FCOS", "fcos_hrnetv2_w48.yaml"),
-}
-#: --neck -> MODEL.BACKBONE.NAME
-NECKS = {"hrfpn": "build_hrnetv2_hrfpn_backbone", "fpn": "build_hrnetv2_fpn_backbone"}
-#: init key -> (label, MODEL.TRANSFER.ENCODER_INIT, CLI option holding the weights)
-INITS: Dict[str, Tuple[str, str, str]] = {
-    "imagenet": ("ImageNet", "imagenet", "--imagenet-weights"),
-    "stn_wo_cpp": ("SeeThroughNet w/o CPP", "seethroughnet", "--stn-weights"),
-    "stn_cpp": ("SeeThroughNet w/ CPP", "seethroughnet", "--stn-cpp-weights"),
-}
-MODES = ("finetune", "frozen")
 #: The SeeThroughNet config key that says whether CPP was on, and its values. These are the
 #: values of projects/SeeThroughNet/seethroughnet/config.py (MODEL.SEE_THROUGH.AUX_LOSS).
 AUX_LOSS_KEY = ("MODEL", "SEE_THROUGH", "AUX_LOSS")
@@ -75,116 +60,42 @@ CPP_OFF = ("upsample_ce", "nearest_ce")
 #: init key -> the CPP setting its checkpoint must have been trained with
 EXPECTED_CPP = {"stn_wo_cpp": False, "stn_cpp": True}
 ENCODER_FILE = "encoder.json"
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-METRIC_LABELS = {
-    "AP": "AP",
-    "AP50": "AP50",
-    "AP75": "AP75",
-    "APs": "AP_s",
-    "APm": "AP_m",
-    "APl": "AP_l",
-}
 
 # A CPU smoke run: tiny images, few proposals, no data-loader workers, one final evaluation.
+# fmt: off
 SMOKE_OPTS = [
-    "MODEL.DEVICE",
-    "cpu",
-    "SOLVER.IMS_PER_BATCH",
-    "2",
-    "SOLVER.BASE_LR",
-    "0.0025",
-    "SOLVER.WARMUP_ITERS",
-    "0",
-    "SOLVER.CHECKPOINT_PERIOD",
-    "100000",
-    "TEST.EVAL_PERIOD",
-    "0",
-    "INPUT.MIN_SIZE_TRAIN",
-    "(128,)",
-    "INPUT.MAX_SIZE_TRAIN",
-    "256",
-    "INPUT.MIN_SIZE_TEST",
-    "128",
-    "INPUT.MAX_SIZE_TEST",
-    "256",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-    "MODEL.FPN.OUT_CHANNELS",
-    "64",
-    "MODEL.HRFPN.OUT_CHANNELS",
-    "64",
-    "MODEL.RPN.PRE_NMS_TOPK_TRAIN",
-    "500",
-    "MODEL.RPN.POST_NMS_TOPK_TRAIN",
-    "100",
-    "MODEL.RPN.PRE_NMS_TOPK_TEST",
-    "500",
-    "MODEL.RPN.POST_NMS_TOPK_TEST",
-    "100",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
-    "64",
+    "MODEL.DEVICE", "cpu",
+    "SOLVER.IMS_PER_BATCH", "2",
+    "SOLVER.BASE_LR", "0.0025",
+    "SOLVER.WARMUP_ITERS", "0",
+    "SOLVER.CHECKPOINT_PERIOD", "100000",
+    "TEST.EVAL_PERIOD", "0",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)",
+    "INPUT.MAX_SIZE_TRAIN", "256",
+    "INPUT.MIN_SIZE_TEST", "128",
+    "INPUT.MAX_SIZE_TEST", "256",
+    "DATALOADER.NUM_WORKERS", "0",
+    "MODEL.FPN.OUT_CHANNELS", "64",
+    "MODEL.HRFPN.OUT_CHANNELS", "64",
+    "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "500",
+    "MODEL.RPN.POST_NMS_TOPK_TRAIN", "100",
+    "MODEL.RPN.PRE_NMS_TOPK_TEST", "500",
+    "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64",
     # A few iterations from barely trained encoders: clip gradients so that the randomly
     # initialised FPN and heads do not diverge, and keep every scored detection (the model-zoo
     # thresholds, 0.05 for the R-CNNs and 0.2 for FCOS, would leave nothing to evaluate).
-    "SOLVER.CLIP_GRADIENTS.ENABLED",
-    "True",
-    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE",
-    "norm",
-    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE",
-    "1.0",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-    "0.0",
-    "MODEL.FCOS.SCORE_THRESH_TEST",
-    "0.0",
+    "SOLVER.CLIP_GRADIENTS.ENABLED", "True",
+    "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "norm",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "MODEL.FCOS.SCORE_THRESH_TEST", "0.0",
 ]
-
-
-@dataclass(frozen=True)
-class Cell:
-    detector: str
-    init: str
-    mode: str
-    seed: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"{self.init}_{self.mode}" + (f"_seed{self.seed}" if self.seed else "")
-
-    @property
-    def key(self) -> str:
-        return f"{self.detector}/{self.name}"
-
-    @property
-    def group(self) -> Tuple[str, str, str]:
-        return self.detector, self.init, self.mode
-
-    def dir(self, out_dir: str) -> str:
-        return os.path.join(out_dir, self.detector, self.name)
+# fmt: on
 
 
 class EncoderCheckError(ValueError):
     """A SeeThroughNet checkpoint is not the one its option asks for (or cannot be verified)."""
-
-
-def plan(
-    detectors: Iterable[str] = DETECTORS,
-    inits: Iterable[str] = INITS,
-    modes: Iterable[str] = MODES,
-    seeds: int = 1,
-) -> List[Cell]:
-    bad = (
-        [d for d in detectors if d not in DETECTORS]
-        + [i for i in inits if i not in INITS]
-        + [m for m in modes if m not in MODES]
-    )
-    if bad:
-        raise ValueError(
-            f"unknown grid entries {bad}; detectors {list(DETECTORS)}, inits {list(INITS)}, modes "
-            f"{list(MODES)}"
-        )
-    if seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    return [Cell(d, i, m, k) for d in detectors for i in inits for m in modes for k in range(seeds)]
 
 
 # --------------------------------------------------------------------------------- encoder checks
@@ -263,13 +174,6 @@ def check_encoders(weights: Dict[str, str], inits: Iterable[str]) -> Dict[str, d
     if a and b and os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b):
         raise EncoderCheckError(f"--stn-weights and --stn-cpp-weights are the same file {a}")
     return out
-
-
-# ----------------------------------------------------------------------------------------- running
-def read_cell(out_dir: str, cell: Cell) -> Optional[dict]:
-    """The cell's ``result.json`` (or an earlier runner's ``cell.json``); ``None`` if absent or
-    unreadable (the cell then runs again)."""
-    return grid_runner.read_result(cell.dir(out_dir))
 
 
 def run_grid(
@@ -423,214 +327,6 @@ def subprocess_runner(
         }
 
     return run
-
-
-# --------------------------------------------------------------------------------------- rendering
-def gather(out_dir: str, cells: Optional[Sequence[Cell]] = None) -> Dict[Cell, dict]:
-    """The records of ``cells`` found on disk; by default the whole grid with every seed that
-    has a folder (``<init>_<mode>_seed<k>``)."""
-    if cells is None:
-        cells = list(plan())
-        pat = re.compile(r"^(.+)_seed(\d+)$")
-        for det in DETECTORS:
-            d = os.path.join(out_dir, det)
-            for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-                m = pat.match(name)
-                if m:
-                    for init in INITS:
-                        for mode in MODES:
-                            if m.group(1) == f"{init}_{mode}" and int(m.group(2)) > 0:
-                                cells.append(Cell(det, init, mode, int(m.group(2))))
-    return {c: r for c in cells if (r := read_cell(out_dir, c)) is not None}
-
-
-def _value(rec: Optional[dict], task: str, metric: str) -> Optional[float]:
-    if not rec or rec.get("status") != "ok":
-        return None
-    v = (rec.get("metrics") or {}).get(task, {}).get(metric)
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-
-@dataclass
-class Entry:
-    """One table entry: the cells of a (detector, init, mode) over its seeds."""
-
-    n_cells: int = 0
-    n_ok: int = 0
-    values: Tuple[float, ...] = ()
-
-    @property
-    def mean(self) -> Optional[float]:
-        return mean_std(self.values)[0]
-
-    @property
-    def std(self) -> Optional[float]:
-        """Sample standard deviation over seeds (None for fewer than two)."""
-        return mean_std(self.values)[1]
-
-
-def _entry(records: Dict[Cell, dict], group: Tuple[str, str, str], task: str, metric: str) -> Entry:
-    recs = [r for c, r in records.items() if c.group == group]
-    vals = tuple(v for r in recs if (v := _value(r, task, metric)) is not None)
-    return Entry(len(recs), sum(r.get("status") == "ok" for r in recs), vals)
-
-
-def _fmt(e: Entry, best: bool) -> str:
-    if e.n_cells == 0:
-        return "–"
-    if e.n_ok == 0:
-        return "failed"
-    if e.mean is None:
-        return "n/a"
-    s = fmt_mean_std(e.mean, e.std, 1)
-    return f"**{s}**" if best else s
-
-
-def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
-    """Table 5 layout: one row per (detector, encoder init), one column per COCO metric;
-    each entry "fine-tuned (frozen)", as "mean ± std" (sample std) where a cell ran with more
-    than one seed; per detector and column the best fine-tuned and the best frozen mean are bold
-    (unless all values shown are equal)."""
-    lines = []
-    if title:
-        lines += [title, ""]
-    n_seeds = max(
-        (sum(1 for c in records if c.group == g) for g in {c.group for c in records}), default=0
-    )
-    for task, heading in (("bbox", "Box AP"), ("segm", "Mask AP (Mask R-CNN)")):
-        dets = [d for d in DETECTORS if task == "bbox" or d == "mask_rcnn"]
-        if task == "segm" and not any(
-            _value(r, "segm", "AP") is not None
-            for c, r in records.items()
-            if c.detector == "mask_rcnn"
-        ):
-            continue
-        seeds_note = (
-            f" Entries are mean ± sample std over up to {n_seeds} seeds." if n_seeds > 1 else ""
-        )
-        lines += [
-            f"**{heading}** — fine-tuned encoder (frozen encoder in parentheses); best per "
-            "detector in bold "
-            f"where values differ.{seeds_note}",
-            "",
-        ]
-        lines.append(
-            "| Detector | Encoder | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |"
-        )
-        lines.append("|---|---|" + "---|" * len(METRICS))
-        for det in dets:
-            best = {}
-            for mode in MODES:
-                for m in METRICS:
-                    means = [_entry(records, (det, i, mode), task, m).mean for i in INITS]
-                    vals = {round(v, 1) for v in means if v is not None}
-                    # bold only where there is something to choose: >= 2 different values
-                    best[mode, m] = max(vals) if len(vals) > 1 else None
-            for init, (label, _, _) in INITS.items():
-                cells = []
-                for m in METRICS:
-                    parts = []
-                    for mode in MODES:
-                        e = _entry(records, (det, init, mode), task, m)
-                        is_best = (
-                            e.mean is not None
-                            and best[mode, m] is not None
-                            and round(e.mean, 1) == best[mode, m]
-                        )
-                        parts.append(_fmt(e, is_best))
-                    cells.append(f"{parts[0]} ({parts[1]})")
-                lines.append(f"| {DETECTORS[det][0]} | {label} | " + " | ".join(cells) + " |")
-        lines.append("")
-    failed = [(c, r) for c, r in records.items() if r.get("status") != "ok"]
-    if failed:
-        lines += ["Failed cells:", ""]
-        for c, r in failed:
-            err = (r.get("error") or "").strip().splitlines()
-            lines.append(f"- `{c.key}`: {err[0] if err else 'unknown error'}")
-        lines.append("")
-    done = {c.group for c in records}
-    missing = [c.key for c in plan() if c.group not in done]
-    if missing:
-        lines += [f"Not run yet: {', '.join(f'`{k}`' for k in missing)}", ""]
-    shas = sorted(
-        {(c.init, r.get("encoder_sha256")) for c, r in records.items() if r.get("encoder_sha256")}
-    )
-    if shas:
-        lines += [
-            "Encoder files (sha256): " + "; ".join(f"{INITS[i][0]} `{h[:16]}`" for i, h in shas),
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def render_chart(
-    records: Dict[Cell, dict],
-    path: str,
-    metrics: Sequence[str] = ("AP", "APs", "APm", "APl"),
-    title: str = "",
-) -> str:
-    """Grouped bars per detector: one group per metric, one bar per encoder init, solid =
-    fine-tuned, hatched = frozen; the mean over seeds with a sample-std error bar. Missing or
-    failed cells have no bar."""
-    colors = {"imagenet": "#8c8c8c", "stn_wo_cpp": "#6baed6", "stn_cpp": "#d94801"}
-    with figure(1, len(DETECTORS), figsize=(5 * len(DETECTORS), 3.8), sharey=True) as (fig, axes):
-        _draw_chart(fig, axes, records, metrics, colors, title)
-        return save_png(fig, path)
-
-
-def _draw_chart(fig, axes, records, metrics, colors, title) -> None:
-    width = 0.8 / (len(INITS) * len(MODES))
-    for ax, (det, (det_label, _)) in zip(axes, DETECTORS.items()):
-        for j, init in enumerate(INITS):
-            for k, mode in enumerate(MODES):
-                off = (j * len(MODES) + k) * width - 0.4 + width / 2
-                entries = [_entry(records, (det, init, mode), "bbox", m) for m in metrics]
-                xs = [i + off for i, e in enumerate(entries) if e.mean is not None]
-                ys = [e.mean for e in entries if e.mean is not None]
-                errs = [e.std or 0.0 for e in entries if e.mean is not None]
-                ax.bar(
-                    xs,
-                    ys,
-                    width,
-                    yerr=errs if any(errs) else None,
-                    capsize=2,
-                    color=colors[init],
-                    hatch="//" if mode == "frozen" else None,
-                    edgecolor="white" if mode == "frozen" else colors[init],
-                    label=f"{INITS[init][0]}{' (frozen)' if mode == 'frozen' else ''}",
-                )
-        ax.set_xticks(range(len(metrics)))
-        ax.set_xticklabels([METRIC_LABELS[m] for m in metrics])
-        ax.set_title(det_label)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("box AP")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="lower center", ncol=len(INITS) * len(MODES), fontsize=8, frameon=False
-    )
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))
-
-
-def render_outputs(out_dir: str, title: Optional[str] = None) -> Tuple[str, str]:
-    records = gather(out_dir)
-    title = title if title is not None else _title(out_dir)
-    md_path = os.path.join(out_dir, "table5.md")
-    write_text(md_path, render_markdown(records, title=f"## {title}" if title else ""))
-    png = render_chart(records, os.path.join(out_dir, "table5.png"), title=title)
-    return md_path, png
-
-
-def _title(out_dir: str) -> str:
-    meta = os.path.join(out_dir, "grid.json")
-    if os.path.isfile(meta):
-        try:
-            with open(meta) as f:
-                return json.load(f).get("title", "")
-        except (OSError, ValueError):
-            pass
-    return "Table 5: detection transfer of the HRNetV2 encoder (Cityscapes val, COCO box AP)"
 
 
 # ---------------------------------------------------------------------------------------------- CLI

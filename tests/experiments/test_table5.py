@@ -11,15 +11,9 @@ import pytest
 from PIL import Image
 
 from transfer import table5 as rt
-from transfer.table5 import (
-    Cell,
-    CellError,
-    cell_command,
-    plan,
-    render_chart,
-    render_markdown,
-    run_grid,
-)
+from transfer.table5 import CellError, cell_command, run_grid
+from transfer.table5_grid import INITS, METRICS, Cell, gather, plan
+from transfer.table5_report import render_chart, render_markdown
 
 
 def _fake_metrics(cell):
@@ -250,7 +244,7 @@ def test_train_net_end_to_end_one_iteration(tmp_path):
         ]
     )
     res = json.loads((out / RESULTS_FILE).read_text())
-    assert set(res["metrics"]) == {"bbox"} and set(res["metrics"]["bbox"]) == set(rt.METRICS)
+    assert set(res["metrics"]) == {"bbox"} and set(res["metrics"]["bbox"]) == set(METRICS)
     assert (
         res["encoder_init"]["prefix"] == "sem_seg.encoder."
         and res["encoder_init"]["frozen"] is True
@@ -276,7 +270,7 @@ def test_train_net_end_to_end_one_iteration(tmp_path):
         ]
     )
     ev = json.loads((tmp_path / "eval" / RESULTS_FILE).read_text())
-    assert ev["mode"] == "eval" and set(ev["metrics"]["bbox"]) == set(rt.METRICS)
+    assert ev["mode"] == "eval" and set(ev["metrics"]["bbox"]) == set(METRICS)
 
 
 def test_missing_converted_json_is_a_clear_error(tmp_path):
@@ -312,10 +306,10 @@ def test_runner_refuses_swapped_unknown_and_unverifiable_encoders(tmp_path, caps
     near = _stn_run(tmp_path, "cpp_off_nearest", "nearest_ce")
     odd = _stn_run(tmp_path, "odd", "kl_cpp")
     bare = _stn_run(tmp_path, "bare", None, config=False)
-    ok = rt.check_encoders({"stn_wo_cpp": off, "stn_cpp": on}, rt.INITS)
+    ok = rt.check_encoders({"stn_wo_cpp": off, "stn_cpp": on}, INITS)
     assert ok["stn_cpp"]["aux_loss"] == "cpp_kl" and ok["stn_wo_cpp"]["cpp"] is False
     assert (
-        rt.check_encoders({"stn_wo_cpp": near, "stn_cpp": on}, rt.INITS)["stn_wo_cpp"]["aux_loss"]
+        rt.check_encoders({"stn_wo_cpp": near, "stn_cpp": on}, INITS)["stn_wo_cpp"]["aux_loss"]
         == "nearest_ce"
     )
     with pytest.raises(
@@ -323,12 +317,12 @@ def test_runner_refuses_swapped_unknown_and_unverifiable_encoders(tmp_path, caps
         match=r"--stn-weights .*cpp_on/model_final\.pth: .*cpp_on/config\.yaml has "
         r"MODEL\.SEE_THROUGH\.AUX_LOSS 'cpp_kl' \(CPP on\).*WITHOUT CPP; swapped",
     ):
-        rt.check_encoders({"stn_wo_cpp": on, "stn_cpp": off}, rt.INITS)
+        rt.check_encoders({"stn_wo_cpp": on, "stn_cpp": off}, INITS)
     with pytest.raises(
         rt.EncoderCheckError,
         match=r"--stn-cpp-weights .*odd/model_final\.pth: .*'kl_cpp', which is neither",
     ):
-        rt.check_encoders({"stn_wo_cpp": off, "stn_cpp": odd}, rt.INITS)
+        rt.check_encoders({"stn_wo_cpp": off, "stn_cpp": odd}, INITS)
     with pytest.raises(
         rt.EncoderCheckError, match=r"bare/model_final\.pth: no config\.yaml beside it"
     ):
@@ -392,7 +386,7 @@ def test_seeds_give_mean_and_sample_std(tmp_path):
         if (cell.init, cell.seed) not in ap:
             raise RuntimeError("diverged")
         return {
-            "metrics": {"bbox": {m: ap[cell.init, cell.seed] for m in rt.METRICS}},
+            "metrics": {"bbox": {m: ap[cell.init, cell.seed] for m in METRICS}},
             "encoder_sha256": "ab" * 32,
         }
 
@@ -401,7 +395,7 @@ def test_seeds_give_mean_and_sample_std(tmp_path):
         cells[2], str(tmp_path / "x"), weights={"imagenet": _stn_run(tmp_path, "w", "cpp_kl")}
     )
     assert cmd[cmd.index("SEED") + 1] == "2" and "--resume" in cmd
-    records = rt.gather(str(tmp_path))  # seeds found on disk
+    records = gather(str(tmp_path))  # seeds found on disk
     assert len([c for c in records if c.detector == "fcos"]) == 6
     md = render_markdown(records)
     mean_i, std_i = np.mean([20, 21, 23]), np.std([20, 21, 23], ddof=1)
@@ -501,4 +495,4 @@ def test_killed_cell_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
         "faster_rcnn/imagenet_finetune"
     ]
     assert rec["status"] == "ok" and events["start_iter"] == [0, 2] and events["killed"] == 1
-    assert set(rec["metrics"]["bbox"]) == set(rt.METRICS)
+    assert set(rec["metrics"]["bbox"]) == set(METRICS)

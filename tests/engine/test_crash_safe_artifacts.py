@@ -226,7 +226,7 @@ def test_converter_polygons_source_on_the_synthetic_set_with_umask_permissions(s
 def test_table5_chart_is_never_half_written(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from transfer.table5 import render_chart
+    from transfer.table5_report import render_chart
 
     path = tmp_path / "table5.png"
     path.write_bytes(b"old complete chart")

@@ -494,7 +494,8 @@ def test_table5_runner_and_transfer_train_net_refuse_an_unsafe_config(evil, tmp_
     import functools
 
     from transfer import table5 as rt
-    from transfer.table5 import DETECTORS, Cell, CellError
+    from transfer.table5 import CellError
+    from transfer.table5_grid import DETECTORS, Cell
 
     configs = tmp_path / "configs"
     configs.mkdir()

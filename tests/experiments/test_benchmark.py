@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seethroughnet.experiments import benchmark, benchmark_cli
+from seethroughnet.experiments import benchmark, benchmark_cli, benchmark_flops
+from seethroughnet.experiments.report import markdown_table
 
 REPO = Path(__file__).resolve().parents[2]
 BB = "hrnet_w18_small_v2"
@@ -23,7 +24,7 @@ def model():
 
 
 def test_params_rows():
-    rows = benchmark.params_rows([BB], "demo")
+    rows = benchmark_flops.params_rows([BB], "demo")
     assert [r[0] for r in rows] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS] + [
         "**total**"
     ]
@@ -32,7 +33,7 @@ def test_params_rows():
 
 
 def test_markdown_table():
-    t = benchmark.markdown_table(["a", "b"], [[1, 2], [3, 4]])
+    t = markdown_table(["a", "b"], [[1, 2], [3, 4]])
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |", "| 3 | 4 |"]
 
 
@@ -41,12 +42,12 @@ def test_inference_wrapper_matches_model_inference(model):
     model.eval()
     with torch.no_grad():
         ref = model.inference(x)
-        got = benchmark._Inference(model, (64, 128))(x)
+        got = benchmark_flops.TraceableInference(model, (64, 128))(x)
     torch.testing.assert_close(got, ref)
 
 
 def test_flops_rows_and_linear_extrapolation(model):
-    rows, f = benchmark.flops_rows(model, (64, 128), (128, 256))
+    rows, f = benchmark_flops.flops_rows(model, (64, 128), (128, 256))
     labels = [r[0] for r in rows]
     assert labels[:4] == [benchmark.PART_LABELS[p] for p in benchmark.PARTS[:3]] + [
         benchmark.PART_LABELS["scale_attention"] + " (not run at single scale)"
@@ -59,7 +60,7 @@ def test_flops_rows_and_linear_extrapolation(model):
         counted["encoder"] + counted["decoder"] + counted["ocr"] + counted["other"]
     )
     # the a*HW+b extrapolation equals a direct count (the model is exactly linear + constant in HW)
-    direct = benchmark.count_flops(model, (128, 256))
+    direct = benchmark_flops.count_flops(model, (128, 256))
     for k in ("encoder", "decoder", "ocr", "total"):
         assert f["target"][k] == pytest.approx(direct[k], rel=1e-9, abs=1.0)
 

@@ -59,15 +59,13 @@ from seethroughnet.experiments.benchmark import (
     build_model,
     build_model_from_config,
     environment,
-    flops_rows,
     format_gflops,
     infer_rows,
     make_labels,
-    params_rows,
-    scaling_rows,
     train_rows,
     train_step,
 )
+from seethroughnet.experiments.benchmark_flops import flops_rows, params_rows, scaling_rows
 from seethroughnet.experiments.report import markdown_table
 
 #: The folder that holds the ``seethroughnet`` package (first on the `memory` subprocesses' path).

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from seethroughnet.experiments import cpp_study as rs
+from seethroughnet.experiments import cpp_study_report as report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -159,7 +160,7 @@ def test_renderers_tables_and_figure(tmp_path):
     )
     assert "| car | yes |" in md and "| sky |  |" in md
     # Figure 5 rows: 0, 1, 2, 4 heads; CPP rises with the heads, up-sampling stays flat
-    data = rs.figure5_data(grid, rs.gather(grid, str(tmp_path)))
+    data = report.figure5_data(grid, rs.gather(grid, str(tmp_path)))
     assert [p[0] for p in data["cpp"]] == [0, 1, 2, 4]
     assert [round(p[1], 2) for p in data["cpp"]] == [50.0, 50.25, 50.5, 51.0]
     assert [round(p[1], 2) for p in data["upsample"]] == [50.0] * 4
@@ -309,7 +310,7 @@ def test_figure5_markdown_names_the_stages_each_point_used(tmp_path):
         return res
 
     rs.run_grid(grid, str(tmp_path), run_cell=launcher)
-    md = rs.figure5_markdown(grid, rs.gather(grid, str(tmp_path)))
+    md = report.figure5_markdown(grid, rs.gather(grid, str(tmp_path)))
     assert "first n of MODEL.CPP_AUX.ADD_ORDER" in md
     assert "| 0 (none) |" in md and "| 1 (res4) |" in md and "| 2 (res4, res5) |" in md
     assert "| 4 (res2, res3, res4, res5) |" in md

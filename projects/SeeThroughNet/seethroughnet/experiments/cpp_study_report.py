@@ -1,0 +1,223 @@
+"""Tables 1-2 and Figure 5 of the paper from the CPP study's cell records
+(:func:`seethroughnet.experiments.cpp_study.gather`): mean +- std over seeds per model and
+dataset, the per-class gains on instance / non-instance classes, and the 0-4 heads sweep as
+markdown and PNG. Pure functions of ``(grid, records)``."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png
+
+
+def _mean_std(xs: List[float]):
+    """mean and sample std, NaN where :func:`~seethroughnet.experiments.report.mean_std` has
+    none (no values; a single value)."""
+    m, s = mean_std(xs)
+    return (float("nan") if m is None else m), (float("nan") if s is None else s)
+
+
+def _fmt(m, s=None, n=None):
+    out = fmt_mean_std(m, s, 2)
+    return out if n is None or out == "n/a" else f"{out} (n={n})"
+
+
+def _variant_spec(grid, name):
+    variants = grid.get("variants") or {
+        "baseline": {"loss": "upsample_ce", "num_heads": 4},
+        "cpp": {"loss": "cpp_kl", "num_heads": 4},
+    }
+    v = variants[name]
+    n = int(v.get("num_heads", 4))
+    return ("none" if n == 0 else v["loss"]), n
+
+
+def _select(records, model, dataset, loss, num_heads):
+    return [
+        r
+        for r in records
+        if r["model"] == model
+        and r["dataset"] == dataset
+        and r["loss"] == loss
+        and r["num_heads"] == num_heads
+    ]
+
+
+def _status_note(rs):
+    failed = [r for r in rs if r.get("status") == "failed"]
+    pending = [r for r in rs if r.get("status") == "pending"]
+    notes = []
+    if failed:
+        notes.append(f"FAILED: {', '.join('s%d' % r['seed'] for r in failed)}")
+    if pending:
+        notes.append(f"pending: {', '.join('s%d' % r['seed'] for r in pending)}")
+    return "; ".join(notes)
+
+
+def table1(grid: dict, records: List[dict]) -> str:
+    t1 = grid.get("table1", {"baseline": "baseline", "cpp": "cpp"})
+    b_loss, b_n = _variant_spec(grid, t1["baseline"])
+    c_loss, c_n = _variant_spec(grid, t1["cpp"])
+    lines = [
+        "| model | dataset | baseline mIoU | with CPP mIoU | gain (paired) | seeds (b/c) "
+        "| per seed: baseline / CPP | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model in grid["models"]:
+        for dataset in grid["datasets"]:
+            rb = _select(records, model, dataset, b_loss, b_n)
+            rc = _select(records, model, dataset, c_loss, c_n)
+            ob = {r["seed"]: r["mIoU"] for r in rb if r.get("status") == "ok"}
+            oc = {r["seed"]: r["mIoU"] for r in rc if r.get("status") == "ok"}
+            mb, sb = _mean_std(list(ob.values()))
+            mc, sc = _mean_std(list(oc.values()))
+            paired = [oc[s] - ob[s] for s in ob if s in oc]
+            mg, sg = _mean_std(paired)
+            note = "; ".join(
+                f"{who} {_status_note(rs)}"
+                for who, rs in (("baseline", rb), ("CPP", rc))
+                if _status_note(rs)
+            )
+            gain = fmt_mean_std(mg, sg, 2, sign=True)
+            per_seed = " / ".join(
+                ", ".join(f"{d[k]:.1f}" for k in sorted(d)) or "-" for d in (ob, oc)
+            )
+            lines.append(
+                f"| {model} | {dataset} | {_fmt(mb, sb)} | {_fmt(mc, sc)} | {gain} "
+                f"| {len(ob)}/{len(oc)} | {per_seed} | {note} |"
+            )
+    return "\n".join(lines)
+
+
+def table2(grid: dict, records: List[dict]) -> str:
+    """Class-wise IoU (mean over seeds) of baseline and CPP, their difference, and the averages over
+    instance ("thing") classes vs the rest, per model and dataset."""
+    t1 = grid.get("table1", {"baseline": "baseline", "cpp": "cpp"})
+    b_loss, b_n = _variant_spec(grid, t1["baseline"])
+    c_loss, c_n = _variant_spec(grid, t1["cpp"])
+    out = []
+    for dataset, dcfg in grid["datasets"].items():
+        inst = set(dcfg.get("instance_classes", []))
+        for model in grid["models"]:
+            all_b = _select(records, model, dataset, b_loss, b_n)
+            all_c = _select(records, model, dataset, c_loss, c_n)
+            rb = [r for r in all_b if r.get("status") == "ok"]
+            rc = [r for r in all_c if r.get("status") == "ok"]
+            title = (
+                f"**{model} / {dataset}** (baseline n={len(rb)}, CPP n={len(rc)}; "
+                f"instance classes: {', '.join(sorted(inst)) or 'none'})"
+            )
+            if not rb or not rc:
+                missing = _status_note(all_b + all_c)
+                out.append(title + f"\n\nno complete pair of runs ({missing or 'no cells'})\n")
+                continue
+            classes = list(rb[0]["IoU"])
+            rows = ["| class | instance | baseline IoU | CPP IoU | diff |", "|---|---|---|---|---|"]
+            diffs = {}
+            for c in classes:
+                mb = _mean_std([r["IoU"].get(c, float("nan")) for r in rb])[0]
+                mc = _mean_std([r["IoU"].get(c, float("nan")) for r in rc])[0]
+                diffs[c] = mc - mb
+                rows.append(
+                    f"| {c} | {'yes' if c in inst else ''} | {mb:.2f} | {mc:.2f} "
+                    f"| {mc - mb:+.2f} |"
+                )
+            di = [d for c, d in diffs.items() if c in inst and d == d]
+            dn = [d for c, d in diffs.items() if c not in inst and d == d]
+            rows.append(f"| **instance avg** | | | | {_mean_std(di)[0]:+.2f} |")
+            rows.append(f"| **non-instance avg** | | | | {_mean_std(dn)[0]:+.2f} |")
+            out.append(title + "\n\n" + "\n".join(rows) + "\n")
+    return "\n".join(out)
+
+
+def figure5_features(grid: dict, records: List[dict]) -> Dict[int, List[str]]:
+    """``{num_heads: features}`` as the finished Figure 5 cells recorded them (``aux_features`` of
+    ``results.json``): which stages the heads sat on for each point of the x axis."""
+    fig = grid.get("figure5") or {}
+    out: Dict[int, List[str]] = {}
+    for r in records:
+        if (
+            r.get("model") == fig.get("model")
+            and r.get("dataset") == fig.get("dataset")
+            and r.get("status") == "ok"
+            and "aux_features" in r
+        ):
+            out.setdefault(int(r["num_heads"]), list(r["aux_features"]))
+    return out
+
+
+def figure5_data(grid: dict, records: List[dict]) -> Dict[str, List[tuple]]:
+    """``{loss name: [(num_heads, mean, std, n_ok, n_failed), ...]}``; 0 heads is the shared
+    no-aux point."""
+    fig = grid.get("figure5")
+    if not fig:
+        return {}
+    seeds = set(fig.get("seeds", grid.get("seeds", [0])))
+    data = {}
+    for lname, loss in fig.get("losses", {"upsample": "upsample_ce", "cpp": "cpp_kl"}).items():
+        pts = []
+        for n in fig.get("num_heads", [0, 1, 2, 3, 4]):
+            rs = _select(records, fig["model"], fig["dataset"], "none" if n == 0 else loss, n)
+            rs = [r for r in rs if r["seed"] in seeds]
+            ok = [r["mIoU"] for r in rs if r.get("status") == "ok"]
+            m, s = _mean_std(ok)
+            pts.append((n, m, s, len(ok), sum(r.get("status") == "failed" for r in rs)))
+        data[lname] = pts
+    return data
+
+
+def figure5_markdown(grid: dict, records: List[dict]) -> str:
+    data = figure5_data(grid, records)
+    if not data:
+        return "(no figure5 section in the grid)"
+    fig = grid["figure5"]
+    names = list(data)
+    heads = [p[0] for p in data[names[0]]]
+    feats = figure5_features(grid, records)
+    lines = [
+        f"mIoU of {fig['model']} on {fig['dataset']} vs number of auxiliary heads "
+        "(mean ± std over seeds; "
+        "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
+        "the stages each point used, as its cells recorded them, in brackets)",
+        "",
+        "| auxiliary heads | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for i, n in enumerate(heads):
+        cells = []
+        for name in names:
+            _, m, s, k, nf = data[name][i]
+            cells.append(_fmt(m, s, k) + (f" FAILED x{nf}" if nf else ""))
+        where = f" ({', '.join(feats[n]) or 'none'})" if n in feats else ""
+        lines.append(f"| {n}{where} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figure5_png(grid: dict, records: List[dict], path: str) -> Optional[str]:
+    data = figure5_data(grid, records)
+    if not data:
+        return None
+    with figure(figsize=(5, 3.6)) as (fig, ax):
+        for (name, pts), marker in zip(data.items(), "os^dv"):
+            pts_ok = [p for p in pts if p[1] == p[1]]
+            if pts_ok:  # no error bar for a single seed
+                ax.errorbar(
+                    [p[0] for p in pts_ok],
+                    [p[1] for p in pts_ok],
+                    yerr=[p[2] if p[2] == p[2] else 0.0 for p in pts_ok],
+                    marker=marker,
+                    capsize=3,
+                    label=name,
+                )
+            for p in pts:
+                if p[4]:
+                    ax.annotate("failed", (p[0], ax.get_ylim()[0]), color="red", fontsize=7)
+        f5 = grid["figure5"]
+        ax.set_xlabel("number of auxiliary heads")
+        ax.set_ylabel("mIoU (%)")
+        ax.set_title(f"{f5['model']} / {f5['dataset']}")
+        ax.set_xticks(sorted({p[0] for pts in data.values() for p in pts}))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        return save_png(fig, path)

@@ -9,12 +9,13 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from bilinear_reference import (
-    ref_bilinear,  # tests/nn/bilinear_reference.py (a helper, not a test module)
-)
 from torch import nn
 
 from seethroughnet.nn.seethroughnet import SeeThroughNet
+
+from bilinear_reference import (
+    ref_bilinear,  # tests/nn/bilinear_reference.py (a helper, not a test module)
+)
 
 SMALL = "hrnet_w18_small_v2"
 K = 5

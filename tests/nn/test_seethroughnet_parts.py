@@ -7,9 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from bilinear_reference import (
-    ref_bilinear,  # tests/nn/bilinear_reference.py (a helper, not a test module)
-)
 from torch import nn
 
 from seethroughnet.nn.hrnet import FrozenBatchNorm2d, HRNetV2Encoder
@@ -21,6 +18,10 @@ from seethroughnet.nn.scale_attention import (
     merge_two_scales,
 )
 from seethroughnet.nn.see_through_decoder import SeeThroughDecoder, aggregate_coarse_maps
+
+from bilinear_reference import (
+    ref_bilinear,  # tests/nn/bilinear_reference.py (a helper, not a test module)
+)
 
 SMALL = "hrnet_w18_small_v2"
 K = 5

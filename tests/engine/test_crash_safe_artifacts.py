@@ -124,9 +124,12 @@ def test_unwritable_output_dir_stops_train_net_at_the_start(tmp_path):
 def test_unknown_hrnet_variant_names_the_key_and_the_choices():
     from detectron2.modeling import build_backbone
 
+    import seethroughnet.modeling  # noqa: F401  (registers build_hrnetv2_backbone)
     from seethroughnet.config import build_config
 
-    cfg = build_config(DEMO, ["MODEL.HRNET.VARIANT", "hrnet_w19"])
+    cfg = build_config(
+        DEMO, ["MODEL.BACKBONE.NAME", "build_hrnetv2_backbone", "MODEL.HRNET.VARIANT", "hrnet_w19"]
+    )
     with pytest.raises(
         ValueError, match=r"'hrnet_w19' \(MODEL.HRNET.VARIANT.*hrnet_w48.*hrnet_w18_small_v2"
     ):

@@ -24,7 +24,7 @@ from detectron2.modeling import build_model  # noqa: E402
 
 import seethroughnet.modeling.segmentors  # noqa: E402,F401  (registers CPPSegmentor)
 from seethroughnet.config import build_config  # noqa: E402
-from seethroughnet.experiments import cpp_study  # noqa: E402
+from seethroughnet.experiments import cpp_study, cpp_study_report  # noqa: E402
 from seethroughnet.nn.decode_heads import DECODE_HEADS  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -133,7 +133,7 @@ def test_instance_classes_are_class_names_of_their_dataset(table1_grid):
 
 
 def test_figure5_grid_has_5_heads_x_2_losses(figure5_grid, table1_grid):
-    data = cpp_study.figure5_data(figure5_grid, [])
+    data = cpp_study_report.figure5_data(figure5_grid, [])
     assert {k: [p[0] for p in v] for k, v in data.items()} == {
         "upsample": [0, 1, 2, 3, 4],
         "cpp": [0, 1, 2, 3, 4],
@@ -158,7 +158,7 @@ def test_grids_render_on_an_empty_output_folder(which, table1_grid, figure5_grid
     text = cpp_study.render(grid, str(tmp_path))
     n = len(cpp_study.expand_grid(grid))
     assert f"Cells: {n} (0 ok, 0 failed, {n} pending)." in text
-    rows = [ln for ln in cpp_study.table1(grid, []).splitlines()[2:]]
+    rows = [ln for ln in cpp_study_report.table1(grid, []).splitlines()[2:]]
     assert len(rows) == len(grid["models"]) * len(grid["datasets"])
     if which == "figure5":
         assert "| 4 | n/a | n/a |" in text

@@ -22,6 +22,9 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
+# the meta-architectures, backbones and heads a config of this project can name, registered with
+# detectron2 so that build_model(build_config(...)) works wherever the config was built
+from . import modeling  # noqa: F401  (registration only)
 from .utils.safe_load import merge_config_file
 
 __all__ = ["add_seethroughnet_config", "build_config", "ENCODER_INITS", "TOP_BLOCKS", "NECKS"]

@@ -75,7 +75,7 @@ def main(argv=None):
     from seethroughnet.engine import Trainer
     from seethroughnet.experiments.export import evaluate_exported_predictions, export_predictions
     from seethroughnet.experiments.models import load_model
-    from seethroughnet.experiments.report import write_text
+    from seethroughnet.utils.atomic import write_text_atomic
 
     weights = os.path.join(out, "model_final.pth")
     torch.manual_seed(0)
@@ -130,8 +130,8 @@ def main(argv=None):
         "seconds_total": round(time.time() - t0, 1),
         "seconds_training": round(t_train, 1),
     }
-    write_text(os.path.join(out, "demo_results.json"), json.dumps(summary, indent=2) + "\n")
-    write_text(os.path.join(out, "demo_results.md"), table + "\n")
+    write_text_atomic(os.path.join(out, "demo_results.json"), json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(os.path.join(out, "demo_results.md"), table + "\n")
     print("\nPer-class IoU on", val_name)
     print(table)
     print(

@@ -44,6 +44,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from seethroughnet.utils.atomic import write_json_atomic
+
 __all__ = [
     "THING_CLASSES",
     "THING_LABEL_IDS",
@@ -57,7 +59,6 @@ __all__ = [
     "instance_annotations",
     "convert_split",
     "convert_cityscapes",
-    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -462,19 +463,6 @@ def convert_split(
     return coco, stats
 
 
-def write_json_atomic(obj, path: str) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temporary file in the same folder and a rename,
-    so that ``path`` is either the old file or the complete new one, never a partial JSON; the
-    file gets the usual umask permissions (``seethroughnet.utils.atomic_path``)."""
-    from seethroughnet.utils.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-
-
 def convert_cityscapes(
     root: str,
     splits: Sequence[str] = ("train", "val"),
@@ -486,7 +474,7 @@ def convert_cityscapes(
     for split in splits:
         coco, stats = convert_split(root, split, **kwargs)
         path = default_output_path(root, split, out_dir)
-        write_json_atomic(coco, path)
+        write_json_atomic(path, coco)
         s = stats.as_dict()
         logger.info(
             "%s: %d images, %d instances %s, %d crowd regions -> %s",

@@ -9,7 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
-from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png, write_text
+from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png
+from seethroughnet.utils.atomic import write_text_atomic
 
 from .table5_grid import DETECTORS, INITS, METRIC_LABELS, METRICS, MODES, Cell, gather, plan
 
@@ -187,7 +188,7 @@ def render_outputs(out_dir: str, title: Optional[str] = None) -> Tuple[str, str]
     records = gather(out_dir)
     title = title if title is not None else _title(out_dir)
     md_path = os.path.join(out_dir, "table5.md")
-    write_text(md_path, render_markdown(records, title=f"## {title}" if title else ""))
+    write_text_atomic(md_path, render_markdown(records, title=f"## {title}" if title else ""))
     png = render_chart(records, os.path.join(out_dir, "table5.png"), title=title)
     return md_path, png
 

@@ -103,9 +103,9 @@ def _bn_statistics_note(cfg):
 
 def _write_init_report(cfg, report):
     if comm.is_main_process() and cfg.OUTPUT_DIR:
-        from transfer.cityscapes_to_coco import write_json_atomic
+        from seethroughnet.utils.atomic import write_json_atomic
 
-        write_json_atomic(_clean(report), os.path.join(cfg.OUTPUT_DIR, INIT_REPORT_FILE))
+        write_json_atomic(os.path.join(cfg.OUTPUT_DIR, INIT_REPORT_FILE), _clean(report))
 
 
 #: SOLVER.CLIP_GRADIENTS.CLIP_TYPE added here: one L2 (NORM_TYPE) norm over all gradients of the
@@ -285,9 +285,9 @@ def write_results(cfg, results, model=None, mode="train"):
         },
     }
     path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
-    from transfer.cityscapes_to_coco import write_json_atomic
+    from seethroughnet.utils.atomic import write_json_atomic
 
-    write_json_atomic(out, path)
+    write_json_atomic(path, out)
     logger.info("results -> %s: %s", path, out["metrics"])
 
 

@@ -18,7 +18,6 @@ from transfer.cityscapes_to_coco import (
     default_output_path,
     per_class_counts,
     rasterize_polygons,
-    write_json_atomic,
 )
 
 H, W = 32, 48
@@ -322,15 +321,6 @@ def test_missing_ground_truth_is_an_error(tmp_path):
         CityscapesConversionError, match=r"a_000000_000000_gtFine_instanceIds\.png is missing"
     ):
         convert_split(str(root), "train", progress=False)
-
-
-def test_atomic_write_never_leaves_a_partial_json(tmp_path):
-    path = tmp_path / "out" / "x.json"
-    write_json_atomic({"ok": 1}, str(path))
-    with pytest.raises(TypeError):
-        write_json_atomic({"ok": 2, "bad": object()}, str(path))
-    assert json.loads(path.read_text()) == {"ok": 1}
-    assert os.listdir(path.parent) == ["x.json"]
 
 
 def test_cli_writes_default_path(hand_root, capsys):

@@ -301,7 +301,7 @@ def test_seethroughnet_trainer_converts_syncbn_on_cpu():
 
 # ------------------------------------------------------------------------- mask format check
 def test_polygon_training_refuses_an_rle_json(tmp_path):
-    from transfer.cityscapes_to_coco import write_json_atomic
+    from seethroughnet.utils.atomic import write_json_atomic
     from transfer.data import (
         DatasetMissingError,
         check_mask_format,
@@ -321,7 +321,7 @@ def test_polygon_training_refuses_an_rle_json(tmp_path):
         "stats": {"images": 0},
     }
     write_json_atomic(
-        {"info": info, "licenses": [], "images": [], "annotations": [], "categories": []}, path
+        path, {"info": info, "licenses": [], "images": [], "annotations": [], "categories": []}
     )
     assert json_segmentation_format(path) == "rle"
     with pytest.raises(
@@ -331,7 +331,7 @@ def test_polygon_training_refuses_an_rle_json(tmp_path):
         check_mask_format(["cityscapes_coco_train"], "polygon")
     check_mask_format(["cityscapes_coco_train"], "bitmask")  # RLE is what bitmask training wants
     info["segmentation"] = "polygon"
-    write_json_atomic({"info": info, "images": []}, path)
+    write_json_atomic(path, {"info": info, "images": []})
     assert json_segmentation_format(path) == "polygon"
     check_mask_format(["cityscapes_coco_train"], "polygon")
     with open(path, "w") as f:

@@ -1,3 +1,4 @@
+import json
 import os
 import stat
 
@@ -30,3 +31,16 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("writer crashed")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_json_and_text_writers_never_leave_a_partial_file(tmp_path):
+    from seethroughnet.utils.atomic import write_json_atomic, write_text_atomic
+
+    path = tmp_path / "out" / "x.json"
+    assert write_json_atomic(path, {"ok": 1}) == str(path)
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"ok": 2, "bad": object()})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert os.listdir(path.parent) == ["x.json"]
+    write_text_atomic(tmp_path / "t.md", "| a |\n")
+    assert (tmp_path / "t.md").read_text() == "| a |\n"

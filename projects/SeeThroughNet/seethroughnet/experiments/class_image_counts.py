@@ -47,8 +47,8 @@ from seethroughnet.data.datasets.validation import (
     run_parallel,
     split_file_errors,
 )
-from seethroughnet.experiments.report import save_png, write_text
-from seethroughnet.utils.atomic import check_writable_dir
+from seethroughnet.experiments.report import save_png
+from seethroughnet.utils.atomic import check_writable_dir, write_text_atomic
 
 TOOL = "tools/class_image_counts.py"
 OUTPUT_SUFFIX = "_class_image_counts"
@@ -458,8 +458,8 @@ def write_outputs(counts: ClassImageCounts, output_dir: str) -> Dict[str, str]:
     """Write ``<name>_class_image_counts.{md,json,png}`` into ``output_dir``; returns the paths."""
     stem = os.path.join(output_dir, counts.name + OUTPUT_SUFFIX)
     paths = {"markdown": stem + ".md", "json": stem + ".json", "chart": stem + ".png"}
-    write_text(paths["markdown"], format_markdown(counts))
-    write_text(paths["json"], json.dumps(counts.to_json_dict(), indent=1) + "\n")
+    write_text_atomic(paths["markdown"], format_markdown(counts))
+    write_text_atomic(paths["json"], json.dumps(counts.to_json_dict(), indent=1) + "\n")
     draw_bar_chart(counts, paths["chart"])
     return paths
 

@@ -65,7 +65,7 @@ from typing import Callable, Dict, List, Optional
 
 from seethroughnet.experiments import grid as grid_runner
 from seethroughnet.experiments.cpp_study_report import figure5_markdown, figure5_png, table1, table2
-from seethroughnet.experiments.report import write_text
+from seethroughnet.utils.atomic import write_text_atomic
 
 logger = logging.getLogger("seethroughnet.experiments.cpp_study")
 
@@ -97,7 +97,7 @@ def train_cell(
         config, list(opts) + ["OUTPUT_DIR", out_dir], allow_unsafe_config=allow_unsafe_config
     )
     cfg.freeze()
-    write_text(os.path.join(out_dir, "config.yaml"), cfg.dump())
+    write_text_atomic(os.path.join(out_dir, "config.yaml"), cfg.dump())
     # python, numpy, torch (+ the data sampler's seed)
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
     t0 = time.time()
@@ -336,7 +336,7 @@ def gather(grid: dict, out_dir: str) -> List[dict]:
         rec = {k: c[k] for k in ("id", "model", "dataset", "loss", "num_heads", "seed", "tags")}
         rec.update({k: v for k, v in res.items() if k not in ("traceback", "log_tail")})
         records.append(rec)
-    write_text(
+    write_text_atomic(
         os.path.join(out_dir, "results.jsonl"),
         "".join(json.dumps(r, sort_keys=True) + "\n" for r in records),
     )
@@ -378,7 +378,7 @@ def render(
             f"- `{r['id']}`: {r.get('error', '?')}" for r in failed
         ]
     text = "\n".join(parts) + "\n"
-    write_text(md_path or os.path.join(out_dir, "tables.md"), text)
+    write_text_atomic(md_path or os.path.join(out_dir, "tables.md"), text)
     return text
 
 

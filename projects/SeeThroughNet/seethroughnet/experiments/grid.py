@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from seethroughnet.utils.atomic import atomic_path
+from seethroughnet.utils.atomic import write_json_atomic
 
 __all__ = [
     "RESULT_FILE",
@@ -83,9 +83,8 @@ class CellError(RuntimeError):
 
 
 def write_json(path: str, obj) -> None:
-    """``obj`` as indented JSON at ``path``, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
+    """A cell's record: ``obj`` as indented, key-sorted JSON at ``path``, atomically."""
+    write_json_atomic(path, obj, indent=1, sort_keys=True)
 
 
 def read_result(cell_dir: str) -> Optional[dict]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from typing import Iterable, Optional, Sequence, Tuple
 
 from seethroughnet.utils.atomic import atomic_path
 
-__all__ = ["markdown_table", "mean_std", "fmt_mean_std", "write_text", "figure", "save_png"]
+__all__ = ["markdown_table", "mean_std", "fmt_mean_std", "figure", "save_png"]
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -48,14 +47,6 @@ def fmt_mean_std(
     return out if std is None or std != std else f"{out} ± {std:.{digits}f}"
 
 
-def write_text(path: str, text: str) -> str:
-    """Write ``text`` to ``path`` atomically (folders created); returns ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(text)
-    return path
-
-
 @contextlib.contextmanager
 def figure(*args, **kwargs):
     """``(fig, axes)`` of ``matplotlib.pyplot.subplots(*args, **kwargs)`` on the Agg backend (no
@@ -72,10 +63,9 @@ def figure(*args, **kwargs):
         plt.close(fig)
 
 
-def save_png(fig, path: str, dpi: Optional[float] = 120) -> str:
+def save_png(fig, path: str, dpi: Optional[float] = 120, **savefig_kwargs) -> str:
     """Save a matplotlib figure as PNG at ``path``, atomically; returns ``path``. ``dpi=None``:
-    matplotlib's ``savefig.dpi`` setting."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    matplotlib's ``savefig.dpi`` setting; other keywords go to ``fig.savefig``."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png", **savefig_kwargs)
     return path

@@ -43,11 +43,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+
+from ..utils.atomic import atomic_path
 
 __all__ = [
     "REMAINDER_POLICIES",
@@ -215,19 +216,14 @@ def _load_kernel() -> Optional[ctypes.CDLL]:
             os.makedirs(out_dir, exist_ok=True)
             so_path = os.path.join(out_dir, f"cpp_pool_{key}.so")
             if not os.path.exists(so_path):
-                fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-                os.close(fd)
-                try:
+                # atomic: concurrent builders never see a partial file
+                with atomic_path(so_path) as tmp:
                     subprocess.run(
                         [cxx, *flags, _KERNEL_SRC, "-o", tmp],
                         check=True,
                         capture_output=True,
                         timeout=300,
                     )
-                    os.replace(tmp, so_path)  # atomic: concurrent builders never see a partial file
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
             lib = ctypes.CDLL(so_path)
             i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
             for sfx in _KERNEL_SUFFIX.values():

@@ -1,10 +1,11 @@
 """Write a file so that it appears whole or not at all."""
 
 import contextlib
+import json
 import os
 import tempfile
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "write_text_atomic", "write_json_atomic", "check_writable_dir"]
 
 
 def _umask() -> int:
@@ -32,6 +33,22 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_text_atomic(path, text: str) -> str:
+    """Write ``text`` to ``path`` through :func:`atomic_path` (folders created); returns
+    ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return os.fspath(path)
+
+
+def write_json_atomic(path, obj, **dump_kwargs) -> str:
+    """``json.dump(obj, **dump_kwargs)`` to ``path`` through :func:`atomic_path`; returns
+    ``path``."""
+    return write_text_atomic(path, json.dumps(obj, **dump_kwargs))
 
 
 def check_writable_dir(path, what: str, fix: str) -> None:

@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import matplotlib
 import numpy as np
 
+from ..experiments.report import save_png
 from ..utils.atomic import atomic_path
 
 matplotlib.use("Agg")
@@ -44,11 +45,9 @@ Box = Tuple[int, int, int, int]
 def save_figure(fig, path: str, dpi: int = 100) -> str:
     """Save a matplotlib figure as PNG (temporary file, then rename) and close it."""
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.05)
+        return save_png(fig, path, dpi, bbox_inches="tight", pad_inches=0.05)
     finally:
         plt.close(fig)
-    return path
 
 
 def save_image(array: np.ndarray, path: str) -> str:

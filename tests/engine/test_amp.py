@@ -54,33 +54,14 @@ def test_cpp_plugin_step_under_bfloat16_autocast():
     from detectron2.modeling import build_model
 
     from seethroughnet.config import build_config
+    from seethroughnet.utils.safe_load import merge_config_file
 
     cfg = build_config(
-        os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/Base-CPP-Plugin.yaml"),
-        [
-            "MODEL.RESNETS.DEPTH",
-            "18",
-            "MODEL.RESNETS.RES2_OUT_CHANNELS",
-            "64",
-            "MODEL.RESNETS.STEM_OUT_CHANNELS",
-            "32",
-            "MODEL.RESNETS.RES5_MULTI_GRID",
-            "[1, 1]",
-            "MODEL.RESNETS.NORM",
-            "BN",
-            "MODEL.DECODE_HEAD.NORM",
-            "BN",
-            "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
-            str(K),
-            "MODEL.DECODE_HEAD.NAME",
-            "deeplabv3plus",
-            "MODEL.DECODE_HEAD.CHANNELS",
-            "16",
-            "MODEL.CPP_AUX.HIDDEN_CHANNELS",
-            "8",
-            "MODEL.DEVICE",
-            "cpu",
-        ],
+        os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/Base-CPP-Plugin.yaml")
+    )
+    merge_config_file(cfg, os.path.join(REPO, "tests/configs/cpp_plugin_tiny_overrides.yaml"))
+    cfg.merge_from_list(
+        ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(K), "MODEL.DECODE_HEAD.NAME", "deeplabv3plus"]
     )
     torch.manual_seed(0)
     model = build_model(cfg)

@@ -17,54 +17,28 @@ from seethroughnet.nn.auxiliary_heads import AuxiliaryHeads  # noqa: E402
 from seethroughnet.nn.decode_heads import DECODE_HEADS, build_decode_head  # noqa: E402
 from seethroughnet.nn.decode_heads.ccnet import CrissCrossAttention  # noqa: E402
 from seethroughnet.nn.decode_heads.dmnet import dynamic_depthwise_conv  # noqa: E402
+from seethroughnet.utils.safe_load import merge_config_file  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG_DIR = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin")
 K = 5
 
-TINY_R18 = [
-    "MODEL.RESNETS.DEPTH",
-    "18",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS",
-    "64",
-    "MODEL.RESNETS.STEM_OUT_CHANNELS",
-    "32",
-    "MODEL.RESNETS.RES5_MULTI_GRID",
-    "[1, 1]",
-    "MODEL.SEM_SEG_HEAD.NUM_CLASSES",
-    str(K),
-    "MODEL.DECODE_HEAD.CHANNELS",
-    "16",
-    "MODEL.DECODE_HEAD.PROJECT_CHANNELS",
-    "8",
-    "MODEL.DECODE_HEAD.KEY_CHANNELS",
-    "8",
-    "MODEL.CPP_AUX.HIDDEN_CHANNELS",
-    "8",
-    "MODEL.DEVICE",
-    "cpu",
-    "MODEL.RESNETS.NORM",
-    "BN",
-    "MODEL.DECODE_HEAD.NORM",
-    "BN",  # single-process CPU tests (the Table 1 configs: SyncBN)
-]
+TINY_OVERRIDES = os.path.join(REPO, "tests/configs/cpp_plugin_tiny_overrides.yaml")
+# OCRNet on the HRNetV2 backbone (variant and norm come from the tiny overrides)
 HRNET = [
-    "MODEL.BACKBONE.NAME",
-    "build_hrnetv2_backbone",
-    "MODEL.HRNET.VARIANT",
-    "hrnet_w18_small_v2",
-    "MODEL.DECODE_HEAD.IN_FEATURES",
-    "['res2', 'res3', 'res4', 'res5']",
-    "MODEL.HRNET.NORM",
-    "BN",
-]
+    "MODEL.BACKBONE.NAME", "build_hrnetv2_backbone",
+    "MODEL.DECODE_HEAD.IN_FEATURES", "['res2', 'res3', 'res4', 'res5']",
+]  # fmt: skip
 
 
 def _cfg(head, *opts):
-    return build_config(
-        os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml"),
-        TINY_R18 + ["MODEL.DECODE_HEAD.NAME", head, *opts],
+    """Base-CPP-Plugin.yaml with the tiny overrides, ``head`` and the test's own ``opts``."""
+    cfg = build_config(os.path.join(CFG_DIR, "Base-CPP-Plugin.yaml"))
+    merge_config_file(cfg, TINY_OVERRIDES)
+    cfg.merge_from_list(
+        ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(K), "MODEL.DECODE_HEAD.NAME", head, *opts]
     )
+    return cfg
 
 
 def _batch(n=2, h=64, w=64, seed=0):

@@ -26,6 +26,7 @@ import seethroughnet.modeling.segmentors  # noqa: E402,F401  (registers CPPSegme
 from seethroughnet.config import build_config  # noqa: E402
 from seethroughnet.experiments import cpp_study, cpp_study_report  # noqa: E402
 from seethroughnet.nn.decode_heads import DECODE_HEADS  # noqa: E402
+from seethroughnet.utils.safe_load import merge_config_file  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CFG_DIR = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin")
@@ -58,34 +59,13 @@ def config_path(model, dataset):
 ALL_CONFIGS = [(m, d) for d in DATASETS for m in MODELS]
 
 # tiny widths for CPU builds (norms BN: single process; the configs keep SyncBN)
-TINY = [
-    "MODEL.RESNETS.DEPTH",
-    "18",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS",
-    "64",
-    "MODEL.RESNETS.STEM_OUT_CHANNELS",
-    "32",
-    "MODEL.RESNETS.RES5_MULTI_GRID",
-    "[1, 1]",
-    "MODEL.DECODE_HEAD.CHANNELS",
-    "16",
-    "MODEL.DECODE_HEAD.PROJECT_CHANNELS",
-    "8",
-    "MODEL.DECODE_HEAD.KEY_CHANNELS",
-    "8",
-    "MODEL.CPP_AUX.HIDDEN_CHANNELS",
-    "8",
-    "MODEL.HRNET.VARIANT",
-    "hrnet_w18_small_v2",
-    "MODEL.DEVICE",
-    "cpu",
-    "MODEL.RESNETS.NORM",
-    "BN",
-    "MODEL.DECODE_HEAD.NORM",
-    "BN",
-    "MODEL.HRNET.NORM",
-    "BN",
-]
+TINY_OVERRIDES = os.path.join(REPO, "tests/configs/cpp_plugin_tiny_overrides.yaml")
+
+
+def tiny_config(path):
+    cfg = build_config(path)
+    merge_config_file(cfg, TINY_OVERRIDES)
+    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +188,7 @@ def test_a_drifted_grid_value_is_caught(table1_grid):
 # ----------------------------------------------------------------------------- tiny CPU builds
 @pytest.mark.parametrize("model,dataset", ALL_CONFIGS)
 def test_every_config_builds_on_cpu(model, dataset):
-    cfg = build_config(config_path(model, dataset), TINY)
+    cfg = tiny_config(config_path(model, dataset))
     k = DATASETS[dataset][2]
     assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == k
     assert cfg.DATASETS.TRAIN == (DATASETS[dataset][3],)
@@ -233,7 +213,7 @@ STEP = {"cityscapes": "ccnet", "voc": "pspnet", "context59": "deeplabv3plus", "n
 @pytest.mark.parametrize("dataset", list(STEP))
 def test_one_tiny_training_step_per_dataset(dataset):
     model, k = STEP[dataset], DATASETS[dataset][2]
-    cfg = build_config(config_path(model, dataset), TINY)
+    cfg = tiny_config(config_path(model, dataset))
     torch.manual_seed(0)
     net = build_model(cfg).train()
     g = torch.Generator().manual_seed(1)

@@ -51,14 +51,12 @@ TABLE1 = {  # config -> decode head name
     "ann_R101_cityscapes.yaml": "ann",
     "ocrnet_HRW48_cityscapes.yaml": "ocr",
 }
+# CPU runs: BN instead of SyncBN (one process)
 BN_OPTS = [
-    "MODEL.RESNETS.NORM",
-    "BN",
-    "MODEL.DECODE_HEAD.NORM",
-    "BN",
-    "MODEL.HRNET.NORM",
-    "BN",
-]  # CPU runs
+    "MODEL.RESNETS.NORM", "BN",
+    "MODEL.DECODE_HEAD.NORM", "BN",
+    "MODEL.HRNET.NORM", "BN",
+]  # fmt: skip
 
 
 # ------------------------------------------------------------------- MMSegmentation, layer by layer

@@ -31,6 +31,7 @@ import re
 import shlex
 import shutil
 import socket
+import threading
 import time
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -52,6 +53,7 @@ logger = logging.getLogger("seethroughnet.experiments.executors")
 #: The folder that holds the ``seethroughnet`` package, and the repository root (``transfer``).
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPO = os.path.dirname(os.path.dirname(PACKAGE_ROOT))
+_ENV_LOCK = threading.Lock()
 #: The ``--executor`` choices.
 EXECUTORS = ("local", "slurm", "submitit-local")
 #: A submitted cell's job record (job id, log paths), written when the job is queued.
@@ -218,13 +220,13 @@ class SubmititExecutor:
             "mem_gb": self.mem_gb,
             "timeout_min": time_min,
         }
-        # the job's Python imports the pickled callable: the project on its PYTHONPATH also
-        # without `pip install -e .`
-        params[f"{self.kind}_setup"] = [
-            f"export PYTHONPATH={shlex.quote(PACKAGE_ROOT)}:{shlex.quote(REPO)}"
-            "${PYTHONPATH:+:$PYTHONPATH}"
-        ]
         if self.kind == "slurm":
+            # the job's Python imports the pickled callable: the project on its PYTHONPATH also
+            # without `pip install -e .` (local jobs inherit it from :meth:`submit`)
+            params["slurm_setup"] = [
+                f"export PYTHONPATH={shlex.quote(PACKAGE_ROOT)}:{shlex.quote(REPO)}"
+                "${PYTHONPATH:+:$PYTHONPATH}"
+            ]
             params["slurm_partition"] = self.partition
             params.update(self.slurm_extra)
         return {k: v for k, v in params.items() if v is not None}
@@ -236,6 +238,23 @@ class SubmititExecutor:
         )
         ex.update_parameters(**self.parameters(name, timeout))
         return ex
+
+    def submit(self, ex, fn):
+        """``ex.submit(fn)``; a local job (started from this process's environment) gets the
+        project on its ``PYTHONPATH`` (a shell ``setup`` line would keep ``job.cancel()``'s
+        SIGINT from reaching it)."""
+        if self.kind == "slurm":
+            return ex.submit(fn)
+        with _ENV_LOCK:
+            old = os.environ.get("PYTHONPATH")
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, REPO, old) if p)
+            try:
+                return ex.submit(fn)
+            finally:
+                if old is None:
+                    os.environ.pop("PYTHONPATH", None)
+                else:
+                    os.environ["PYTHONPATH"] = old
 
     def run(
         self,
@@ -266,7 +285,7 @@ class SubmititExecutor:
             notes=notes,
             what=what,
         )
-        job = ex.submit(task)
+        job = self.submit(ex, task)
         rec = {
             "executor": self.name,
             "job_id": str(job.job_id),

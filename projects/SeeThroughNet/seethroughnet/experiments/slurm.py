@@ -169,7 +169,7 @@ def submit_training(
     name = job_name or os.path.basename(out)
     folder = executor.folder or os.path.join(out, "submitit")
     ex = executor.make_executor(folder, name)
-    job = ex.submit(TrainJob(script, train_args, executor.gpus_per_node, resume=resume))
+    job = executor.submit(ex, TrainJob(script, train_args, executor.gpus_per_node, resume=resume))
     path = os.path.join(out, JOB_FILE)
     old = _read_json(path)
     rec = {

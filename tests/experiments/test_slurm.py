@@ -298,3 +298,40 @@ def test_training_job_killed_mid_run_is_resubmitted_and_resumes(datasets, tmp_pa
     # the second job continues after the checkpoint's iteration instead of starting over
     assert f"Starting training from iteration {done_iter + 1}" in log2, log2[-3000:]
     assert "Starting training from iteration 0" not in log2
+
+
+def test_a_stopped_grid_runner_waits_for_its_queued_slurm_job_instead_of_resubmitting(
+    monkeypatch, tmp_path
+):
+    """job.json of a cell whose job was queued by an earlier (stopped) run: the next run waits for
+    that job; once it is over, a later run submits a new one."""
+    monkeypatch.setattr(executors.shutil, "which", lambda name: "/usr/bin/" + name)
+    ex = executors.SubmititExecutor("slurm", poll_s=0)
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    folder = tmp_path / "jobs"
+    (cell / executors.JOB_FILE).write_text(
+        json.dumps({"executor": "slurm", "job_id": "123", "submitit_folder": str(folder)})
+    )
+
+    class FakeJob:
+        def __init__(self, folder, job_id):
+            self.job_id = job_id
+            self.paths = submitit.core.utils.JobPaths(folder, job_id)
+            self.state = "RUNNING"
+
+        def done(self):
+            return True
+
+        def result(self):
+            return {"host": "node7", "job_id": self.job_id}
+
+    ex.submitit = argparse.Namespace(SlurmJob=FakeJob)
+    submitted = []
+    monkeypatch.setattr(ex, "submit", lambda *a: submitted.append(a) or 1 / 0)
+    where = ex.run(["true"], str(cell))
+    assert where["job_id"] == "123" and where["host"] == "node7" and not submitted
+    assert json.loads((cell / executors.JOB_FILE).read_text())["finished"] is True
+    with pytest.raises(ZeroDivisionError):  # over: the next run submits a new job
+        ex.run(["true"], str(cell))
+    assert submitted

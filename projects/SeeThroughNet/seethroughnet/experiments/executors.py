@@ -24,6 +24,7 @@ submitit), merged into the cell's ``result.json``; a submitted job is also recor
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -54,6 +55,10 @@ logger = logging.getLogger("seethroughnet.experiments.executors")
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REPO = os.path.dirname(os.path.dirname(PACKAGE_ROOT))
 _ENV_LOCK = threading.Lock()
+#: SLURM states of a job that is not over (an earlier grid run's job is waited for, not repeated).
+SLURM_ACTIVE_STATES = frozenset(
+    ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED")
+)
 #: The ``--executor`` choices.
 EXECUTORS = ("local", "slurm", "submitit-local")
 #: A submitted cell's job record (job id, log paths), written when the job is queued.
@@ -275,7 +280,6 @@ class SubmititExecutor:
         os.makedirs(cell_dir, exist_ok=True)
         folder = self.folder or os.path.join(cell_dir, "submitit")
         job_name = name or os.path.basename(os.path.normpath(cell_dir))
-        ex = self.make_executor(folder, job_name, timeout)
         task = CommandJob(
             cmd,
             os.path.abspath(cell_dir),
@@ -285,33 +289,59 @@ class SubmititExecutor:
             notes=notes,
             what=what,
         )
-        job = self.submit(ex, task)
-        rec = {
-            "executor": self.name,
-            "job_id": str(job.job_id),
-            "job_stdout": str(job.paths.stdout),
-            "job_stderr": str(job.paths.stderr),
-            "submitit_folder": os.path.abspath(folder),
-            "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "parameters": self.parameters(job_name, timeout),
-        }
-        grid_runner.write_json(os.path.join(cell_dir, JOB_FILE), rec)
-        logger.info("%s: submitted as %s job %s", job_name, self.name, job.job_id)
-        while not job.done():
-            time.sleep(self.poll_s)
+        job_path = os.path.join(cell_dir, JOB_FILE)
+        job, rec = self._reattach(job_path)
+        if job is not None:
+            logger.info(
+                "%s: waiting for %s job %s (queued earlier)", job_name, self.name, job.job_id
+            )
+        else:
+            job = self.submit(self.make_executor(folder, job_name, timeout), task)
+            rec = {
+                "executor": self.name,
+                "job_id": str(job.job_id),
+                "job_stdout": str(job.paths.stdout),
+                "job_stderr": str(job.paths.stderr),
+                "submitit_folder": os.path.abspath(folder),
+                "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "parameters": self.parameters(job_name, timeout),
+            }
+            grid_runner.write_json(job_path, rec)
+            logger.info("%s: submitted as %s job %s", job_name, self.name, job.job_id)
         try:
+            while not job.done():
+                time.sleep(self.poll_s)
             out = job.result()
         except grid_runner.CellError:
             raise
         except Exception as e:  # noqa: BLE001 -- submitit's FailedJobError / UncompletedJobError
             raise self._job_error(job, cell_dir, what, e) from None
+        finally:
+            if job.done():  # the job is over: a later run of the grid submits a new one
+                grid_runner.write_json(job_path, {**rec, "finished": True})
         return {
             "executor": self.name,
             "job_id": str(job.job_id),
             "host": (out or {}).get("host"),
-            "job_stdout": rec["job_stdout"],
-            "job_stderr": rec["job_stderr"],
+            "job_stdout": str(job.paths.stdout),
+            "job_stderr": str(job.paths.stderr),
         }
+
+    def _reattach(self, job_path: str):
+        """``(job, record)`` of the cell's SLURM job that an earlier run of the grid queued and
+        did not see finish (the runner was stopped): still queued or running, or ended with a
+        result; ``(None, None)`` if there is none (then a new job is submitted)."""
+        if self.kind != "slurm":
+            return None, None
+        rec = _read_json(job_path)
+        if not rec or rec.get("finished") or rec.get("executor") != self.name:
+            return None, None
+        if not rec.get("job_id") or not rec.get("submitit_folder"):
+            return None, None
+        job = self.submitit.SlurmJob(folder=rec["submitit_folder"], job_id=str(rec["job_id"]))
+        if job.paths.result_pickle.exists() or job.state in SLURM_ACTIVE_STATES:
+            return job, rec
+        return None, None
 
     def _job_error(self, job, cell_dir: str, what: str, e: BaseException):
         """A :class:`CellError` for a failed job: the command's last exception from the cell's
@@ -332,6 +362,15 @@ class SubmititExecutor:
         tail = grid_runner._tail(log_path, 25) or grid_runner._tail(str(job.paths.stderr), 25)
         m = re.search(rf"{re.escape(what)} exited with (-?\d+)", text)
         return grid_runner.CellError(msg, int(m.group(1)) if m else "job failed", tail)
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 # ----------------------------------------------------------------------------------- command line

@@ -328,6 +328,7 @@ def test_a_stopped_grid_runner_waits_for_its_queued_slurm_job_instead_of_resubmi
 
     ex.submitit = argparse.Namespace(SlurmJob=FakeJob)
     submitted = []
+    monkeypatch.setattr(ex, "make_executor", lambda *a: "executor")
     monkeypatch.setattr(ex, "submit", lambda *a: submitted.append(a) or 1 / 0)
     where = ex.run(["true"], str(cell))
     assert where["job_id"] == "123" and where["host"] == "node7" and not submitted

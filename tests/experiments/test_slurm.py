@@ -116,11 +116,16 @@ def test_slurm_without_sbatch_or_submitit_says_what_to_do(monkeypatch):
         max_concurrent=None,
         submitit_folder=None,
     )
+    monkeypatch.setattr(executors.shutil, "which", lambda name: "/usr/bin/" + name)
+    with pytest.raises(ValueError, match="needs --time-min"):
+        executors.executor_from_args(args)
+    with pytest.raises(ValueError, match="tools/submit.py"):
+        executors.executor_from_args(
+            argparse.Namespace(**{**vars(args), "nodes": 2, "time_min": 60}), 1
+        )
     monkeypatch.setattr(executors.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="no `sbatch`.*--executor submitit-local"):
         executors.executor_from_args(args)
-    with pytest.raises(ValueError, match="tools/submit.py"):
-        executors.executor_from_args(argparse.Namespace(**{**vars(args), "nodes": 2}), 1)
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
     with pytest.raises(RuntimeError, match="pip install submitit==1.5.4"):
         executors.executor_from_args(args)

@@ -387,7 +387,9 @@ def add_executor_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     g.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per cell job")
     g.add_argument("--mem-gb", type=float, default=None, help="memory per node, GB")
     g.add_argument("--partition", default=None, help="SLURM partition")
-    g.add_argument("--time-min", type=int, default=None, help="SLURM time limit, minutes")
+    g.add_argument(
+        "--time-min", type=int, default=None, help="time limit per job, minutes (slurm: required)"
+    )
     g.add_argument(
         "--max-concurrent",
         type=int,
@@ -402,6 +404,16 @@ def add_executor_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     return p
 
 
+def check_time_limit(kind: str, time_min: Optional[int]) -> None:
+    """SLURM jobs need ``--time-min`` (submitit's default limit is 5 minutes)."""
+    if kind == "slurm" and not time_min:
+        raise ValueError(
+            "--executor slurm needs --time-min MINUTES, the SLURM time limit of each job "
+            "(submitit's default would be 5 minutes); a job that reaches it is requeued and "
+            "resumes from its last checkpoint"
+        )
+
+
 def executor_from_args(args: argparse.Namespace, max_nodes: Optional[int] = None):
     """The executor the parsed :func:`add_executor_arguments` options ask for. ``max_nodes``:
     the most nodes a job may have (grid cells: 1, their commands start one node's processes).
@@ -409,6 +421,8 @@ def executor_from_args(args: argparse.Namespace, max_nodes: Optional[int] = None
     kind = getattr(args, "executor", "local") or "local"
     if kind == "local":
         return LocalExecutor()
+    require_submitit(kind)  # first: what to install / where to run
+    check_time_limit(kind, args.time_min)
     if max_nodes is not None and args.nodes > max_nodes:
         raise ValueError(
             f"--nodes {args.nodes}: a grid cell runs on one node (--nodes 1, up to "

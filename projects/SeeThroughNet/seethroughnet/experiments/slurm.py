@@ -38,6 +38,7 @@ from seethroughnet.experiments.executors import (
     JOB_FILE,
     SubmititExecutor,
     add_executor_arguments,
+    check_time_limit,
     require_submitit,
 )
 
@@ -239,6 +240,7 @@ def main(argv=None) -> int:
         return 2
     try:
         require_submitit(args.executor)
+        check_time_limit(args.executor, args.time_min)
         executor = SubmititExecutor(
             "slurm" if args.executor == "slurm" else "local",
             nodes=args.nodes,

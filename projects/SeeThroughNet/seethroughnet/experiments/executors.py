@@ -374,32 +374,45 @@ def _read_json(path: str) -> Optional[dict]:
 
 
 # ----------------------------------------------------------------------------------- command line
-def add_executor_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--executor local|slurm|submitit-local`` and the resources of one cell's job."""
-    g = p.add_argument_group(
-        "executor (where the cells run; docs/cluster.md)",
-        "local: subprocesses here (default); slurm: one SLURM job per cell through submitit; "
-        "submitit-local: submitit's local executor (tests, no cluster)",
-    )
+def add_executor_arguments(
+    p: argparse.ArgumentParser, grid: bool = True
+) -> argparse.ArgumentParser:
+    """``--executor local|slurm|submitit-local`` and the resources of one job (``grid``: of one
+    cell's job, plus ``--max-concurrent``)."""
+    if grid:
+        g = p.add_argument_group(
+            "executor (where the cells run; docs/cluster.md)",
+            "local: subprocesses here (default); slurm: one SLURM job per cell through "
+            "submitit; submitit-local: submitit's local executor (tests, no cluster)",
+        )
+    else:
+        g = p.add_argument_group(
+            "job (docs/cluster.md)",
+            "slurm (default): a SLURM job through submitit; submitit-local: submitit's local "
+            "executor (a local process, no cluster)",
+        )
     g.add_argument("--executor", choices=EXECUTORS, default="local")
-    g.add_argument("--nodes", type=int, default=1, help="nodes per cell job (default 1)")
+    g.add_argument("--nodes", type=int, default=1, help="nodes per job (default 1)")
     g.add_argument("--gpus-per-node", type=int, default=1, help="GPUs per node (default 1)")
-    g.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per cell job")
+    g.add_argument(
+        "--cpus-per-task", type=int, default=None, help="CPUs per node (one task per node)"
+    )
     g.add_argument("--mem-gb", type=float, default=None, help="memory per node, GB")
     g.add_argument("--partition", default=None, help="SLURM partition")
     g.add_argument(
         "--time-min", type=int, default=None, help="time limit per job, minutes (slurm: required)"
     )
-    g.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        help="cell jobs in flight at a time (slurm / submitit-local; default 8)",
-    )
+    if grid:
+        g.add_argument(
+            "--max-concurrent",
+            type=int,
+            default=None,
+            help="cell jobs in flight at a time (slurm / submitit-local; default 8)",
+        )
     g.add_argument(
         "--submitit-folder",
         default=None,
-        help="submitit's job files and logs (default: <cell>/submitit)",
+        help="submitit's job files and logs (default: <cell or OUTPUT_DIR>/submitit)",
     )
     return p
 

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job-name", default=None, help="default: the name of OUTPUT_DIR")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
-    add_executor_arguments(p)
+    add_executor_arguments(p, grid=False)
     p.set_defaults(executor="slurm")
     p.add_argument("train_args", nargs=argparse.REMAINDER, help="-- train_net.py arguments")
     return p

@@ -1,7 +1,8 @@
 """Cluster runs through submitit (issue #18), end to end on CPU with submitit's local executor:
 a grid's cells as jobs (failure recorded with its job, retried, resumed), a real 2-cell CPP grid
 gathered, one tiny training job submitted by ``tools/submit.py``'s code path, and a training job
-killed mid-run, resubmitted and resumed from its checkpoint. Plus the pieces that need a cluster
+killed mid-run, resubmitted and resumed from its checkpoint, and one preempted (USR2), requeued
+and resumed. Plus the pieces that need a cluster
 checked without one: the distributed launch options, the requeue hook, the sbatch parameters and
 the errors without submitit / sbatch."""
 
@@ -341,3 +342,36 @@ def test_a_stopped_grid_runner_waits_for_its_queued_slurm_job_instead_of_resubmi
     with pytest.raises(ZeroDivisionError):  # over: the next run submits a new job
         ex.run(["true"], str(cell))
     assert submitted
+
+
+@pytest.mark.slow
+def test_preempted_training_job_is_requeued_and_resumes(datasets, tmp_path, monkeypatch):
+    """SLURM's preemption / time-out signal (USR2) to a running training job: submitit calls
+    TrainJob.checkpoint, the job is requeued (same job id) with --resume and ends the training
+    from the last checkpoint."""
+    import re
+    import signal
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", datasets)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "run"
+    args = _train_args(out, "SOLVER.MAX_ITER", 20, "SOLVER.CHECKPOINT_PERIOD", 2)
+    job = slurm.submit_training("seethroughnet", args, _local_executor())
+    deadline = time.time() + 300
+    while not (out / "last_checkpoint").is_file():
+        assert not job.done(), open(job.paths.stderr).read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    pid = int(re.search(r"\[submit\] job \S+ node 0/1 on \S+ pid (\d+)", job.stdout()).group(1))
+    os.kill(pid, signal.SIGUSR2)
+    res = job.result()
+    assert res["resumed"] and res["job_id"] == str(job.job_id)  # the same job, requeued
+    assert (out / "model_final.pth").is_file()
+    log = job.stdout() + job.stderr()
+    assert "preempted" in log and log.count("[submit] job") == 2
+    m = re.search(
+        r"Starting training from iteration (\d+)\D.*Starting training from iteration (\d+)",
+        (out / "log.txt").read_text(),
+        re.S,
+    )
+    assert m and m.group(1) == "0" and int(m.group(2)) > 0, "the requeued job started over"

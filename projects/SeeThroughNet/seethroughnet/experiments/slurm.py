@@ -102,8 +102,8 @@ class TrainJob:
         env = submitit.JobEnvironment()
         argv = self.argv(env.num_nodes, env.node, env.hostnames, str(env.job_id))
         print(
-            f"[submit] job {env.job_id} node {env.node}/{env.num_nodes} on {socket.gethostname()}:"
-            f" {self.script} {' '.join(argv)}",
+            f"[submit] job {env.job_id} node {env.node}/{env.num_nodes} on {socket.gethostname()}"
+            f" pid {os.getpid()}: {self.script} {' '.join(argv)}",
             flush=True,
         )
         old_argv = sys.argv

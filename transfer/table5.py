@@ -194,6 +194,7 @@ def run_grid(
     retry_failed: bool = False,
     render: bool = True,
     parallel: int = 1,
+    on_interrupt: Optional[Callable[[], None]] = None,
 ) -> Dict[str, dict]:
     """Run the cells not finished yet (failed ones too with ``retry_failed``) on
     :func:`seethroughnet.experiments.grid.run_grid`. ``run_cell(cell, cell_dir)`` returns a
@@ -216,6 +217,7 @@ def run_grid(
         retry_failed=retry_failed,
         after_cell=after,
         parallel=parallel,
+        on_interrupt=on_interrupt,
     )
 
 
@@ -532,6 +534,7 @@ def main(argv=None) -> int:
         runner,
         retry_failed=args.retry_failed,
         parallel=grid_parallel(executor, 1),
+        on_interrupt=getattr(executor, "stop", None),
     )
     md, png = render_outputs(args.out_dir)
     print(open(md).read())

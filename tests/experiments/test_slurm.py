@@ -375,3 +375,31 @@ def test_preempted_training_job_is_requeued_and_resumes(datasets, tmp_path, monk
         re.S,
     )
     assert m and m.group(1) == "0" and int(m.group(2)) > 0, "the requeued job started over"
+
+
+def test_interrupted_grid_runner_stops_waiting_and_records_nothing(tmp_path):
+    """Ctrl-C of a grid runner whose cells are jobs: it returns at once, the cells stay
+    unrecorded (their jobs are not over: the next run waits for them)."""
+    import signal
+    import threading
+
+    ex = _local_executor(max_concurrent=2)
+    cells = [grid.Cell("a"), grid.Cell("b")]
+
+    def run_cell(cell, cell_dir):
+        return ex.run([sys.executable, "-c", "import time; time.sleep(10)"], cell_dir)
+
+    def interrupt_when_queued():
+        while not all((tmp_path / c.name / executors.JOB_FILE).is_file() for c in cells):
+            time.sleep(0.05)
+        interrupted.append(time.time())
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
+
+    interrupted = []
+    threading.Thread(target=interrupt_when_queued, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        grid.run_grid(cells, str(tmp_path), run_cell, parallel=2, on_interrupt=ex.stop)
+    assert time.time() - interrupted[0] < 3  # not the jobs' 10 s
+    for c in cells:
+        assert grid.read_result(str(tmp_path / c.name)) is None
+        assert "finished" not in json.loads((tmp_path / c.name / executors.JOB_FILE).read_text())

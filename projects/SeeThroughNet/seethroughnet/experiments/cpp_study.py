@@ -356,6 +356,7 @@ def run_grid(
         parallel=parallel,
         dry_run=dry_run,
         describe=lambda cell: f"{cell.info['config']} {' '.join(cell.info['opts'])}",
+        on_interrupt=getattr(executor, "stop", None),
     )
     return gather(grid, out_dir)
 

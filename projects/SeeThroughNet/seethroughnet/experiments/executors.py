@@ -210,6 +210,13 @@ class SubmititExecutor:
         self.folder = folder
         self.slurm_extra = dict(slurm_extra or {})
         self.poll_s = poll_s
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Stop waiting (the grid runner was interrupted): every :meth:`run` in flight raises
+        ``KeyboardInterrupt`` and its cell stays unrecorded; the jobs themselves go on (cancel
+        them with ``scancel``), and the next run of the grid waits for them again."""
+        self._stop.set()
 
     def parameters(self, name: str, timeout: Optional[float] = None) -> dict:
         """The ``AutoExecutor.update_parameters`` of one cell's job."""
@@ -310,9 +317,11 @@ class SubmititExecutor:
             logger.info("%s: submitted as %s job %s", job_name, self.name, job.job_id)
         try:
             while not job.done():
+                if self._stop.is_set():
+                    raise KeyboardInterrupt(f"stopped waiting for job {job.job_id}")
                 time.sleep(self.poll_s)
             out = job.result()
-        except grid_runner.CellError:
+        except (grid_runner.CellError, KeyboardInterrupt):
             raise
         except Exception as e:  # noqa: BLE001 -- submitit's FailedJobError / UncompletedJobError
             raise self._job_error(job, cell_dir, what, e) from None

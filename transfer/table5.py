@@ -27,7 +27,7 @@ Paper setting (8 GPUs, HRNetV2-W48, the Cityscapes schedule of the configs):
         --stn-cpp-weights output/seethroughnet_cpp/model_final.pth
 
 On a SLURM cluster, one job per cell (8 GPUs each, 18 jobs at a time; docs/cluster.md): add
-``--executor slurm --gpus-per-node 8 --cpus-per-task 32 --mem-gb 256 --partition gpu
+``--executor slurm --gpus-per-node 8 --cpus-per-task 64 --mem-gb 480 --partition gpu
 --time-min 1440 --max-concurrent 18``.
 
 CPU smoke run (a few iterations on small images; see transfer/README.md):

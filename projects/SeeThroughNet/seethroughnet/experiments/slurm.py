@@ -37,6 +37,7 @@ from seethroughnet.experiments import grid as grid_runner
 from seethroughnet.experiments.executors import (
     JOB_FILE,
     SubmititExecutor,
+    _read_json,
     add_executor_arguments,
     check_time_limit,
     require_submitit,
@@ -191,17 +192,6 @@ def submit_training(
     grid_runner.write_json(path, rec)
     logger.info("submitted %s job %s (logs: %s)", executor.name, job.job_id, job.paths.stdout)
     return job
-
-
-def _read_json(path: str) -> Optional[dict]:
-    import json
-
-    try:
-        with open(path) as f:
-            rec = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) else None
 
 
 def build_parser() -> argparse.ArgumentParser:

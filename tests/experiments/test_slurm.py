@@ -243,6 +243,12 @@ def test_cpp_study_two_cell_grid_as_jobs_is_gathered(datasets, tmp_path, monkeyp
     assert sorted(json.loads(x)["job_id"] for x in lines) == sorted(r["job_id"] for r in records)
 
 
+def _final_weights(out):
+    import torch
+
+    return torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)["model"]
+
+
 def _train_args(out, *opts):
     return ["--config-file", TINY_CONFIG, "SEED", "5", *map(str, opts), "OUTPUT_DIR", str(out)]
 
@@ -274,7 +280,9 @@ def test_submit_command_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_training_job_killed_mid_run_is_resubmitted_and_resumes(datasets, tmp_path, monkeypatch):
     """Cancel the job once its first checkpoint is on disk, resubmit with --resume: training goes
-    on from that checkpoint's iteration (not from 0) to the end."""
+    on from that checkpoint's iteration (not from 0) to the weights of an uninterrupted run."""
+    import torch
+
     monkeypatch.setenv("DETECTRON2_DATASETS", datasets)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "run"
@@ -304,6 +312,19 @@ def test_training_job_killed_mid_run_is_resubmitted_and_resumes(datasets, tmp_pa
     # the second job continues after the checkpoint's iteration instead of starting over
     assert f"Starting training from iteration {done_iter + 1}" in log2, log2[-3000:]
     assert "Starting training from iteration 0" not in log2
+
+    # and ends where an uninterrupted run ends (the project's exact resume)
+    straight = tmp_path / "straight"
+    args = _train_args(straight, "SOLVER.MAX_ITER", 20, "SOLVER.CHECKPOINT_PERIOD", 2)
+    slurm.submit_training("seethroughnet", args, _local_executor()).result()
+    a, b = _final_weights(straight), _final_weights(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].is_floating_point():
+            scale = a[k].abs().max().clamp_min(1e-12)
+            assert ((a[k] - b[k]).abs().max() / scale) <= 1e-6, k
+        else:
+            assert torch.equal(a[k], b[k]), k
 
 
 def test_a_stopped_grid_runner_waits_for_its_queued_slurm_job_instead_of_resubmitting(

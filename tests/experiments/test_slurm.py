@@ -423,4 +423,6 @@ def test_interrupted_grid_runner_stops_waiting_and_records_nothing(tmp_path):
     assert time.time() - interrupted[0] < 3  # not the jobs' 10 s
     for c in cells:
         assert grid.read_result(str(tmp_path / c.name)) is None
-        assert "finished" not in json.loads((tmp_path / c.name / executors.JOB_FILE).read_text())
+        job = json.loads((tmp_path / c.name / executors.JOB_FILE).read_text())
+        assert "finished" not in job
+        os.kill(int(job["job_id"]), signal.SIGINT)  # a local job's id is its controller's pid

@@ -26,6 +26,10 @@ Paper setting (8 GPUs, HRNetV2-W48, the Cityscapes schedule of the configs):
         --stn-weights output/seethroughnet_wo_cpp/model_final.pth \
         --stn-cpp-weights output/seethroughnet_cpp/model_final.pth
 
+On a SLURM cluster, one job per cell (8 GPUs each, 18 jobs at a time; docs/cluster.md): add
+``--executor slurm --gpus-per-node 8 --cpus-per-task 64 --mem-gb 480 --partition gpu
+--time-min 1440 --max-concurrent 18``.
+
 CPU smoke run (a few iterations on small images; see transfer/README.md):
 
     python -m transfer.run_table5 --smoke --iters 4 --variant hrnet_w18_small_v2 ...
@@ -42,6 +46,12 @@ import sys
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from seethroughnet.experiments import grid as grid_runner
+from seethroughnet.experiments.executors import (
+    LocalExecutor,
+    add_executor_arguments,
+    executor_from_args,
+    grid_parallel,
+)
 from seethroughnet.experiments.grid import CellError
 
 from .table5_grid import DETECTORS, INITS, MODES, NECKS, Cell, plan
@@ -183,12 +193,15 @@ def run_grid(
     *,
     retry_failed: bool = False,
     render: bool = True,
+    parallel: int = 1,
+    on_interrupt: Optional[Callable[[], None]] = None,
 ) -> Dict[str, dict]:
     """Run the cells not finished yet (failed ones too with ``retry_failed``) on
     :func:`seethroughnet.experiments.grid.run_grid`. ``run_cell(cell, cell_dir)`` returns a
     dict with ``metrics`` (``{"bbox": {...}, "segm": {...}}``) or raises; either way a
     ``result.json`` is written and the grid goes on; with ``render`` the table and the chart are
-    re-rendered after every cell. Returns ``{cell.key: record}`` for all ``cells``."""
+    re-rendered after every cell; ``parallel`` cells at a time (submitted jobs: the executor's
+    ``max_concurrent``). Returns ``{cell.key: record}`` for all ``cells``."""
     by_key = {c.key: c for c in cells}
     jobs = [
         grid_runner.Cell(
@@ -203,6 +216,8 @@ def run_grid(
         lambda job, d: run_cell(by_key[job.name], d),
         retry_failed=retry_failed,
         after_cell=after,
+        parallel=parallel,
+        on_interrupt=on_interrupt,
     )
 
 
@@ -277,8 +292,14 @@ def subprocess_runner(
     extra_opts: Sequence[str] = (),
     timeout: Optional[float] = None,
     cell_opts: Optional[Callable[[Cell], Sequence[str]]] = None,
+    executor=None,
 ) -> Callable[[Cell, str], dict]:
-    """A ``run_cell`` that launches ``transfer/train_net.py`` and reads its results file."""
+    """A ``run_cell`` that launches ``transfer/train_net.py`` and reads its results file.
+    ``executor``: where the command runs (:mod:`seethroughnet.experiments.executors`; default a
+    local subprocess, else one submitit job per cell); the record says where (``executor``,
+    ``job_id``, ``host``)."""
+    if executor is None:
+        executor = LocalExecutor()
 
     def run(cell: Cell, cell_dir: str) -> dict:
         cmd = cell_command(
@@ -301,7 +322,7 @@ def subprocess_runner(
             os.unlink(results_path)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
-        grid_runner.run_command(
+        where = executor.run(
             cmd,
             cell_dir,
             timeout=timeout,
@@ -309,6 +330,7 @@ def subprocess_runner(
             cwd=REPO,
             what="train_net",
             notes=[f"resuming from {resumed_from}"] if resumed_from else (),
+            name=f"table5_{cell.key.replace('/', '_')}",
         )
         if not os.path.isfile(results_path):
             raise CellError(f"train_net finished but wrote no {results_path} (log: {log_path})")
@@ -324,6 +346,7 @@ def subprocess_runner(
             "encoder_file": encoder["file"],
             "encoder_sha256": encoder["sha256"],
             **({"aux_loss": encoder["aux_loss"]} if "aux_loss" in encoder else {}),
+            **where,
         }
 
     return run
@@ -399,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell")
     p.add_argument("--title", default=None)
+    add_executor_arguments(p)
     p.add_argument(
         "opts", nargs=argparse.REMAINDER, help="more KEY VALUE config overrides for every cell"
     )
@@ -483,6 +507,13 @@ def main(argv=None) -> int:
         print(f"wrote {md} and {png}")
         return 0
     bn_iters = args.recompute_bn_imagenet
+    try:
+        executor = executor_from_args(args, max_nodes=1)
+    except (RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # a cell job's train_net uses the GPUs of its node
+    num_gpus = args.num_gpus if args.executor == "local" else max(1, args.gpus_per_node)
 
     def cell_opts(cell: Cell) -> List[str]:
         if cell.init == "imagenet" and bn_iters > 0:
@@ -491,12 +522,20 @@ def main(argv=None) -> int:
 
     runner = subprocess_runner(
         weights=weights,
-        num_gpus=args.num_gpus,
+        num_gpus=num_gpus,
         extra_opts=extra_opts_from_args(args),
         timeout=args.timeout,
         cell_opts=cell_opts,
+        executor=executor,
     )
-    records = run_grid(cells, args.out_dir, runner, retry_failed=args.retry_failed)
+    records = run_grid(
+        cells,
+        args.out_dir,
+        runner,
+        retry_failed=args.retry_failed,
+        parallel=grid_parallel(executor, 1),
+        on_interrupt=getattr(executor, "stop", None),
+    )
     md, png = render_outputs(args.out_dir)
     print(open(md).read())
     n_ok = sum(r.get("status") == "ok" for r in records.values())

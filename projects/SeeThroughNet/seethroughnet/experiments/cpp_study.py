@@ -18,7 +18,8 @@ The results of every cell are gathered into ``<out>/results.jsonl`` and rendered
 Command line (``tools/run_cpp_study.py``, :func:`main`)::
 
     python tools/run_cpp_study.py run GRID.yaml [--out DIR] [--parallel N] [--retry-failed] \
-        [--dry-run]
+        [--dry-run] [--executor local|slurm|submitit-local] [--gpus-per-node G] \
+        [--cpus-per-task C] [--mem-gb M] [--partition P] [--time-min T] [--max-concurrent J]
     python tools/run_cpp_study.py render GRID.yaml [--out DIR] [--md FILE] [--fig FILE]
     python tools/run_cpp_study.py cell --config CFG --out DIR [KEY VALUE ...]   # one training run
 
@@ -65,6 +66,12 @@ from typing import Callable, Dict, List, Optional
 
 from seethroughnet.experiments import grid as grid_runner
 from seethroughnet.experiments.cpp_study_report import figure5_markdown, figure5_png, table1, table2
+from seethroughnet.experiments.executors import (
+    LocalExecutor,
+    SubmititExecutor,
+    add_executor_arguments,
+    executor_from_args,
+)
 from seethroughnet.utils.atomic import write_text_atomic
 
 logger = logging.getLogger("seethroughnet.experiments.cpp_study")
@@ -102,7 +109,9 @@ def train_cell(
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
     t0 = time.time()
     trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
+    # an interrupted attempt (a requeued cluster job, a killed cell) continues from its checkpoint
+    resumed_from = _last_checkpoint(out_dir)
+    trainer.resume_or_load(resume=resumed_from is not None)
     trainer.train()
     train_s = time.time() - t0
     model = trainer.model
@@ -124,7 +133,17 @@ def train_cell(
         # the features that carried an auxiliary head (NUM_HEADS picks them in
         # MODEL.CPP_AUX.ADD_ORDER)
         "aux_features": list(getattr(aux, "features", [])),
+        **({"resumed_from": resumed_from} if resumed_from else {}),
     }
+
+
+def _last_checkpoint(out_dir: str) -> Optional[str]:
+    """The checkpoint named in ``out_dir/last_checkpoint`` (detectron2's marker), if any."""
+    try:
+        with open(os.path.join(out_dir, "last_checkpoint")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def cell_main(argv=None) -> int:
@@ -257,10 +276,17 @@ def expand_grid(grid: dict) -> List[dict]:
 
 
 def subprocess_cell(
-    timeout_s: Optional[float] = None, threads: int = 1, allow_unsafe_config: bool = False
+    timeout_s: Optional[float] = None,
+    threads: int = 1,
+    allow_unsafe_config: bool = False,
+    executor=None,
 ) -> Callable[[dict, str], dict]:
     """A ``run_cell(cell, cell_dir)`` that trains the cell in a fresh Python (:func:`cell_main`),
-    logged to ``cell_dir/log.txt``, and returns its ``result.json``."""
+    logged to ``cell_dir/log.txt``, and returns its ``result.json`` with where it ran
+    (``executor``, ``job_id``, ``host``). ``executor``: where the command runs
+    (:mod:`seethroughnet.experiments.executors`; default a local subprocess)."""
+    if executor is None:
+        executor = LocalExecutor()
 
     def run(cell: dict, cell_dir: str) -> dict:
         cfg = os.path.join(REPO, cell["config"])  # an absolute path stays as it is
@@ -279,14 +305,16 @@ def subprocess_cell(
         ]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        grid_runner.run_command(cmd, cell_dir, timeout=timeout_s, env=env, cwd=REPO)
+        where = executor.run(
+            cmd, cell_dir, timeout=timeout_s, env=env, cwd=REPO, name=f"cpp_{cell['id']}"
+        )
         res = grid_runner.read_result(cell_dir)
         if res is None:
             raise grid_runner.CellError(
                 f"the cell exited without {grid_runner.RESULT_FILE} "
                 f"(see {cell_dir}/{grid_runner.LOG_FILE})"
             )
-        return res
+        return {**res, **where}
 
     return run
 
@@ -306,15 +334,19 @@ def run_grid(
     retry_failed: bool = False,
     dry_run: bool = False,
     allow_unsafe_config: bool = False,
+    executor=None,
 ) -> List[dict]:
     """Run every cell of the grid that has no ``result.json`` (and failed ones with
     ``retry_failed``) on :func:`seethroughnet.experiments.grid.run_grid`; ``run_cell(cell,
-    cell_dir)`` defaults to :func:`subprocess_cell`. Returns the gathered records (also
-    ``results.jsonl``)."""
+    cell_dir)`` defaults to :func:`subprocess_cell` on ``executor`` (default: local
+    subprocesses; a submitit executor runs one job per cell, ``max_concurrent`` at a time).
+    Returns the gathered records (also ``results.jsonl``)."""
     if run_cell is None:
         run_cell = subprocess_cell(
-            grid.get("timeout_s"), int(grid.get("threads", 1)), allow_unsafe_config
+            grid.get("timeout_s"), int(grid.get("threads", 1)), allow_unsafe_config, executor
         )
+    if isinstance(executor, SubmititExecutor):
+        parallel = executor.max_concurrent
     cells = [grid_runner.Cell(c["id"], info=c) for c in sorted(expand_grid(grid), key=_order)]
     grid_runner.run_grid(
         cells,
@@ -324,6 +356,7 @@ def run_grid(
         parallel=parallel,
         dry_run=dry_run,
         describe=lambda cell: f"{cell.info['config']} {' '.join(cell.info['opts'])}",
+        on_interrupt=getattr(executor, "stop", None),
     )
     return gather(grid, out_dir)
 
@@ -405,6 +438,7 @@ def main(argv=None) -> int:
     r.add_argument("--md")
     r.add_argument("--fig")
     add_safety_arguments(r)
+    add_executor_arguments(r)
     g = sub.add_parser("render", help="gather results.jsonl and render the tables and Figure 5")
     g.add_argument("grid")
     g.add_argument("--out")
@@ -420,6 +454,11 @@ def main(argv=None) -> int:
     grid = load_grid(args.grid, allow_unsafe=getattr(args, "allow_unsafe_config", False))
     out = args.out or grid.get("out_dir") or os.path.join("output", "cpp_study")
     if args.cmd == "run":
+        try:
+            executor = executor_from_args(args, max_nodes=1)
+        except (RuntimeError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         if args.trust_weights_file:  # MODEL.WEIGHTS_TRUSTED True for every cell
             grid = dict(grid, opts=list(grid.get("opts") or []) + ["MODEL.WEIGHTS_TRUSTED", "True"])
         run_grid(
@@ -429,6 +468,7 @@ def main(argv=None) -> int:
             retry_failed=args.retry_failed,
             dry_run=args.dry_run,
             allow_unsafe_config=args.allow_unsafe_config,
+            executor=executor,
         )
     print(render(grid, out, args.md, args.fig))
     return 0

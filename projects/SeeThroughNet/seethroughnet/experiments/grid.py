@@ -204,6 +204,7 @@ def run_grid(
     dry_run: bool = False,
     after_cell: Optional[Callable[[Dict[str, dict]], None]] = None,
     describe: Optional[Callable[[Cell], str]] = None,
+    on_interrupt: Optional[Callable[[], None]] = None,
 ) -> Dict[str, dict]:
     """Run the cells that :func:`needs_run` says to, in the given order, ``parallel`` at a time.
 
@@ -211,8 +212,10 @@ def run_grid(
     raises; either way ``result.json`` is written (``seconds``: its wall time) and the grid goes
     on. ``KeyboardInterrupt`` stops the grid (the interrupted cell has no result and runs next
     time). ``after_cell(records)`` is called after every cell (e.g. to re-render the tables);
-    ``dry_run`` only logs what would run (``describe(cell)``). Returns ``{cell.name: record}``
-    for every cell with a result."""
+    ``dry_run`` only logs what would run (``describe(cell)``). ``on_interrupt()`` is called on
+    ``KeyboardInterrupt`` before waiting for the cells in flight (an executor's ``stop``: cells
+    waiting for a cluster job stop waiting, unrecorded). Returns ``{cell.name: record}`` for
+    every cell with a result."""
     records: Dict[str, dict] = {}
     todo: List[Cell] = []
     for cell in cells:
@@ -257,6 +260,13 @@ def run_grid(
         for cell in todo:
             one(cell)
     else:
-        with ThreadPoolExecutor(parallel) as ex:
-            list(ex.map(one, todo))
+        pool = ThreadPoolExecutor(parallel)
+        try:
+            list(pool.map(one, todo))
+        except KeyboardInterrupt:
+            if on_interrupt is not None:
+                on_interrupt()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     return records

@@ -46,3 +46,26 @@ def make_synthetic_cityscapes(tmp_path_factory, request):
         return root
 
     return make
+
+
+@pytest.fixture
+def assert_same_final_weights():
+    """``check(run_a, run_b)``: the ``model_final.pth`` of two runs hold the same tensors (floats
+    within 1e-6 of each tensor's largest magnitude, others equal): the exact-resume check."""
+    import torch
+
+    def load(run):
+        path = os.path.join(run, "model_final.pth")
+        return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+    def check(run_a, run_b):
+        a, b = load(run_a), load(run_b)
+        assert a.keys() == b.keys()
+        for k in a:
+            if a[k].is_floating_point():
+                scale = a[k].abs().max().clamp_min(1e-12)
+                assert ((a[k] - b[k]).abs().max() / scale) <= 1e-6, k
+            else:
+                assert torch.equal(a[k], b[k]), k
+
+    return check

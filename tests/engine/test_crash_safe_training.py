@@ -135,15 +135,9 @@ def _train(env, out, *opts, flags=(), kill_point=None, tmp):
     assert proc.returncode == -signal.SIGKILL, "".join(lines[-50:])
 
 
-def _final_weights(out):
-    return torch.load(os.path.join(out, "model_final.pth"), map_location="cpu", weights_only=True)[
-        "model"
-    ]
-
-
 @pytest.mark.slow
 def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_weights(
-    dataset_env, tmp_path
+    dataset_env, tmp_path, assert_same_final_weights
 ):
     evals = (
         "TEST.EVAL_PERIOD",
@@ -174,14 +168,7 @@ def test_killed_mid_step_and_mid_checkpoint_write_resumes_to_the_uninterrupted_w
     rows = [json.loads(line) for line in open(run / "metrics.json")]
     assert any("sem_seg/mIoU" in r for r in rows)
 
-    a, b = _final_weights(straight), _final_weights(run)
-    assert a.keys() == b.keys()
-    for k in a:
-        if a[k].is_floating_point():
-            scale = a[k].abs().max().clamp_min(1e-12)
-            assert ((a[k] - b[k]).abs().max() / scale) <= 1e-6, k
-        else:
-            assert torch.equal(a[k], b[k]), k
+    assert_same_final_weights(straight, run)
 
 
 def test_checkpoint_holds_optimizer_rng_and_data_position_and_loads_weights_only(

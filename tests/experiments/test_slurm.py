@@ -245,10 +245,20 @@ def test_cpp_study_two_cell_grid_as_jobs_is_gathered(datasets, tmp_path, monkeyp
     assert sorted(json.loads(x)["job_id"] for x in lines) == sorted(r["job_id"] for r in records)
 
 
-def _final_weights(out):
-    import torch
+def _wait_for_first_checkpoint(job, out):
+    """Poll until the training job has written its first checkpoint (``last_checkpoint``)."""
+    deadline = time.time() + 300
+    while not (out / "last_checkpoint").is_file():
+        assert not job.done(), open(job.paths.stderr).read()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
 
-    return torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)["model"]
+
+def _training_pid(job) -> int:
+    """The pid of the job's training process, from the line ``TrainJob`` prints first."""
+    m = re.search(r"\[submit\] job \S+ node \S+ on \S+ pid (\d+):", job.stdout() or "")
+    assert m, (job.stdout() or "")[-3000:]
+    return int(m.group(1))
 
 
 def _train_args(out, *opts):
@@ -280,26 +290,22 @@ def test_submit_command_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_training_job_killed_mid_run_is_resubmitted_and_resumes(datasets, tmp_path, monkeypatch):
-    """Cancel the job once its first checkpoint is on disk, resubmit with --resume: training goes
+def test_training_job_killed_mid_run_is_resubmitted_and_resumes(
+    datasets, tmp_path, monkeypatch, assert_same_final_weights
+):
+    """Kill the job's training process once its first checkpoint is on disk, resubmit with
+    --resume: training goes
     on from that checkpoint's iteration (not from 0) to the weights of an uninterrupted run."""
-    import torch
 
     monkeypatch.setenv("DETECTRON2_DATASETS", datasets)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "run"
     args = _train_args(out, "SOLVER.MAX_ITER", 20, "SOLVER.CHECKPOINT_PERIOD", 2)
     job = slurm.submit_training("seethroughnet", args, _local_executor())
-    deadline = time.time() + 300
-    while not (out / "last_checkpoint").is_file():
-        assert not job.done(), open(job.paths.stderr).read()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
+    _wait_for_first_checkpoint(job, out)
     # kill the training process as a node failure would (SIGKILL: nothing can catch or ignore it;
     # a cancel's SIGINT is ignored where the test runs in a background shell without job control)
-    m = re.search(r"\[submit\] job \S+ node \S+ on \S+ pid (\d+):", open(job.paths.stdout).read())
-    assert m, open(job.paths.stdout).read()[-3000:]
-    os.kill(int(m.group(1)), signal.SIGKILL)
+    os.kill(_training_pid(job), signal.SIGKILL)
     while not job.done():
         time.sleep(0.1)
     assert not (out / "model_final.pth").exists(), "the job ended before it could be killed"
@@ -323,14 +329,7 @@ def test_training_job_killed_mid_run_is_resubmitted_and_resumes(datasets, tmp_pa
     straight = tmp_path / "straight"
     args = _train_args(straight, "SOLVER.MAX_ITER", 20, "SOLVER.CHECKPOINT_PERIOD", 2)
     slurm.submit_training("seethroughnet", args, _local_executor()).result()
-    a, b = _final_weights(straight), _final_weights(out)
-    assert a.keys() == b.keys()
-    for k in a:
-        if a[k].is_floating_point():
-            scale = a[k].abs().max().clamp_min(1e-12)
-            assert ((a[k] - b[k]).abs().max() / scale) <= 1e-6, k
-        else:
-            assert torch.equal(a[k], b[k]), k
+    assert_same_final_weights(straight, out)
 
 
 def test_a_stopped_grid_runner_waits_for_its_queued_slurm_job_instead_of_resubmitting(
@@ -376,21 +375,13 @@ def test_preempted_training_job_is_requeued_and_resumes(datasets, tmp_path, monk
     """SLURM's preemption / time-out signal (USR2) to a running training job: submitit calls
     TrainJob.checkpoint, the job is requeued (same job id) with --resume and ends the training
     from the last checkpoint."""
-    import re
-    import signal
-
     monkeypatch.setenv("DETECTRON2_DATASETS", datasets)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "run"
     args = _train_args(out, "SOLVER.MAX_ITER", 20, "SOLVER.CHECKPOINT_PERIOD", 2)
     job = slurm.submit_training("seethroughnet", args, _local_executor())
-    deadline = time.time() + 300
-    while not (out / "last_checkpoint").is_file():
-        assert not job.done(), open(job.paths.stderr).read()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.05)
-    pid = int(re.search(r"\[submit\] job \S+ node 0/1 on \S+ pid (\d+)", job.stdout()).group(1))
-    os.kill(pid, signal.SIGUSR2)
+    _wait_for_first_checkpoint(job, out)
+    os.kill(_training_pid(job), signal.SIGUSR2)
     res = job.result()
     assert res["resumed"] and res["job_id"] == str(job.job_id)  # the same job, requeued
     assert (out / "model_final.pth").is_file()

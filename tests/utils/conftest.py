@@ -21,6 +21,15 @@ class Payload:
         return (os.system, (f"touch {shlex.quote(self.marker)}",))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread for the modules of this folder (they build several small models)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def linear_state():
     return {"weight": torch.arange(4.0).reshape(2, 2), "bias": torch.tensor([1.0, -1.0])}
 

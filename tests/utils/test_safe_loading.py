@@ -8,7 +8,6 @@ and the marker never appears; the opt-ins (``--allow-unsafe-config``, ``--trust-
 are live); the project's own checkpoints, timm / torchvision state dicts and Detectron-style
 numpy ``.pkl`` files still load."""
 
-import os
 import pickle
 from pathlib import Path
 
@@ -31,17 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = str(
     REPO / "projects/SeeThroughNet/configs/Cityscapes-Synthetic/seethroughnet_W18small_demo.yaml"
 )
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 TINY_CONFIG = str(REPO / "tests/configs/seethroughnet_tiny.yaml")  # the tests' tiny SeeThroughNet
-SEMSEG_CONFIG = str(REPO / "tests/configs/semantic_segmentor_tiny.yaml")  # plain detectron2
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_yaml_python_tag_refused_by_the_config_builders(evil):

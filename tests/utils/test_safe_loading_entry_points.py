@@ -33,14 +33,6 @@ TINY_CONFIG = str(REPO / "tests/configs/seethroughnet_tiny.yaml")  # the tests' 
 SEMSEG_CONFIG = str(REPO / "tests/configs/semantic_segmentor_tiny.yaml")  # plain detectron2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train_net():
     spec = importlib.util.spec_from_file_location(
         "stn_train_net", REPO / "projects/SeeThroughNet/train_net.py"

@@ -74,6 +74,12 @@ def _run(args, capsys):
     return rc, captured.out, captured.err
 
 
+def _run_train_split(capsys, root, out_dir, *extra):
+    """The tool on ``root``'s train split, writing to ``out_dir``: ``(rc, stdout, stderr)``."""
+    args = ["--cityscapes-root", str(root), "--split", "train", "--output-dir", str(out_dir)]
+    return _run([*args, *extra], capsys)
+
+
 def _check_against_independent(result, label_files, min_pixels=1):
     images, pixels, ignored = _independent_counts(label_files, min_pixels)
     assert result["num_images"] == len(label_files)
@@ -118,17 +124,7 @@ def test_cityscapes_root_and_split_agree_with_the_registered_dataset(
         ["--dataset", "cityscapes_fine_sem_seg_train", "--output-dir", str(tmp_path / "a")], capsys
     )
     assert rc == 0, err
-    rc, _, err = _run(
-        [
-            "--cityscapes-root",
-            str(cityscapes_root),
-            "--split",
-            "train",
-            "--output-dir",
-            str(tmp_path / "b"),
-        ],
-        capsys,
-    )
+    rc, _, err = _run_train_split(capsys, cityscapes_root, tmp_path / "b")
     assert rc == 0, err
     a = json.load(open(_outputs(tmp_path / "a", "cityscapes_fine_sem_seg_train")[1]))
     b = json.load(open(_outputs(tmp_path / "b", "cityscapes_train")[1]))
@@ -144,19 +140,7 @@ def test_min_pixels_threshold_matches_independent_count(cityscapes_root, tmp_pat
     small = sorted(n for h in per_file for v, n in h.items() if v != 255)
     threshold = int(small[len(small) // 4]) + 1
     assert _independent_counts(files, threshold)[0] != _independent_counts(files, 1)[0]
-    rc, _, err = _run(
-        [
-            "--cityscapes-root",
-            str(cityscapes_root),
-            "--split",
-            "train",
-            "--output-dir",
-            str(tmp_path),
-            "--min-pixels",
-            str(threshold),
-        ],
-        capsys,
-    )
+    rc, _, err = _run_train_split(capsys, cityscapes_root, tmp_path, "--min-pixels", str(threshold))
     assert rc == 0, err
     result = json.load(open(_outputs(tmp_path, "cityscapes_train")[1]))
     _check_against_independent(result, files, threshold)
@@ -188,17 +172,7 @@ def two_image_root(tmp_path):
 
 def test_hand_made_folder_known_counts(two_image_root, tmp_path, capsys):
     out_dir = tmp_path / "out"
-    rc, out, err = _run(
-        [
-            "--cityscapes-root",
-            str(two_image_root),
-            "--split",
-            "train",
-            "--output-dir",
-            str(out_dir),
-        ],
-        capsys,
-    )
+    rc, out, err = _run_train_split(capsys, two_image_root, out_dir)
     assert rc == 0, err
     md, js, png = _outputs(out_dir, "cityscapes_train")
     result = json.load(open(js))
@@ -219,20 +193,8 @@ def test_hand_made_folder_known_counts(two_image_root, tmp_path, capsys):
     )  # class order, as Table 3
 
     # car has 3 pixels: with --min-pixels 4 image b no longer contains it
-    rc, _, err = _run(
-        [
-            "--cityscapes-root",
-            str(two_image_root),
-            "--split",
-            "train",
-            "--output-dir",
-            str(out_dir),
-            "--min-pixels",
-            "4",
-            "--name",
-            "two_images_min4",
-        ],
-        capsys,
+    rc, _, err = _run_train_split(
+        capsys, two_image_root, out_dir, "--min-pixels", "4", "--name", "two_images_min4"
     )
     assert rc == 0, err
     result = json.load(open(_outputs(out_dir, "two_images_min4")[1]))
@@ -305,17 +267,7 @@ def test_corrupt_label_png_is_one_error_naming_the_file(two_image_root, tmp_path
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 2])  # truncated
     out_dir = tmp_path / "out"
-    rc, out, err = _run(
-        [
-            "--cityscapes-root",
-            str(two_image_root),
-            "--split",
-            "train",
-            "--output-dir",
-            str(out_dir),
-        ],
-        capsys,
-    )
+    rc, out, err = _run_train_split(capsys, two_image_root, out_dir)
     assert rc == 1
     _assert_one_error_naming(err, bad, "truncated or corrupt")
     assert "town_000000" not in err  # the good file is not blamed
@@ -330,17 +282,7 @@ def test_label_id_outside_the_table_is_one_error_naming_the_file(two_image_root,
     labels[4, 4] = 19  # one past the last trainId
     _write_label(str(bad), labels)
     out_dir = tmp_path / "out"
-    rc, out, err = _run(
-        [
-            "--cityscapes-root",
-            str(two_image_root),
-            "--split",
-            "train",
-            "--output-dir",
-            str(out_dir),
-        ],
-        capsys,
-    )
+    rc, out, err = _run_train_split(capsys, two_image_root, out_dir)
     assert rc == 1
     _assert_one_error_naming(
         err, bad, "holds value 19", "a trainId of the Cityscapes label table (0-18, 255)"
@@ -357,17 +299,7 @@ def test_a_corrupt_and_an_out_of_table_file_are_listed_in_one_error(
     corrupt.write_bytes(corrupt.read_bytes()[:40])
     out_of_table = town / "town_000001_000019_gtFine_labelTrainIds.png"
     _write_label(str(out_of_table), np.full((10, 10), 200, np.uint8))
-    rc, _, err = _run(
-        [
-            "--cityscapes-root",
-            str(two_image_root),
-            "--split",
-            "train",
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
-        capsys,
-    )
+    rc, _, err = _run_train_split(capsys, two_image_root, tmp_path / "out")
     assert rc == 1
     _assert_one_error_naming(err, corrupt, "truncated or corrupt", "(2 files)")
     assert f"{out_of_table} holds value 200" in err
@@ -395,30 +327,10 @@ def test_missing_label_file_of_a_registered_dataset_is_named(cityscapes_root, tm
 
 
 def test_usage_errors_name_what_to_fix(tmp_path, capsys):
-    rc, _, err = _run(
-        [
-            "--cityscapes-root",
-            str(tmp_path / "nowhere"),
-            "--split",
-            "train",
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
-        capsys,
-    )
+    rc, _, err = _run_train_split(capsys, tmp_path / "nowhere", tmp_path / "out")
     assert rc == 1 and str(tmp_path / "nowhere") in err and "does not exist" in err
     (tmp_path / "cs" / "gtFine" / "train" / "town").mkdir(parents=True)
-    rc, _, err = _run(
-        [
-            "--cityscapes-root",
-            str(tmp_path / "cs"),
-            "--split",
-            "train",
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
-        capsys,
-    )
+    rc, _, err = _run_train_split(capsys, tmp_path / "cs", tmp_path / "out")
     assert rc == 1 and "holds no" in err and str(tmp_path / "cs" / "gtFine" / "train") in err
     rc, _, err = _run(
         ["--dataset", "no_such_dataset", "--output-dir", str(tmp_path / "out")], capsys

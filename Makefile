@@ -50,9 +50,21 @@ test: install lint
 # Upstream main imports pkg_resources in detectron2.model_zoo: setuptools < 81 still ships it
 # (>= 77 for this project's pyproject license field). Cityscapes loading/evaluation needs no change:
 # seethroughnet aliases upstream's internal cityscapesscripts path (seethroughnet/cityscapes_alias.py).
-$(STAMP_UPSTREAM): requirements.txt pyproject.toml
+# UPSTREAM_SHARE_PACKAGES=1 (default): .venv-upstream sees route A's installed packages through a
+# .pth file (appended after its own site-packages, so its own detectron2 and setuptools win) instead
+# of a second 5.5 GB copy of the same pinned torch/torchvision; pip reports them as satisfied.
+# UPSTREAM_SHARE_PACKAGES=0: an independent copy, exactly the README's commands.
+UPSTREAM_SHARE_PACKAGES ?= 1
+ifeq ($(UPSTREAM_SHARE_PACKAGES),1)
+UPSTREAM_PREREQ := $(STAMP)
+endif
+$(STAMP_UPSTREAM): requirements.txt pyproject.toml $(UPSTREAM_PREREQ)
 	@test -n "$(UPSTREAM_TARBALL)" || { echo "no upstream detectron2 snapshot: set UPSTREAM_TARBALL=/path/to/detectron2-<commit>.tar.gz"; exit 2; }
 	@test -x $(PY_UPSTREAM) || $(PYTHON) -m venv $(VENV_UPSTREAM)
+	@if [ "$(UPSTREAM_SHARE_PACKAGES)" = 1 ]; then \
+	  $(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(PY_UPSTREAM) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_route_a_packages.pth"; \
+	  echo "$(VENV_UPSTREAM) shares route A's packages from $$(cat $(VENV_UPSTREAM)/lib/python*/site-packages/_route_a_packages.pth)"; \
+	fi
 	$(PY_UPSTREAM) -m pip install --quiet --upgrade pip "setuptools>=77,<81" wheel
 	$(PY_UPSTREAM) -m pip install --quiet -r requirements.txt
 	rm -rf $(VENV_UPSTREAM)/src && mkdir -p $(VENV_UPSTREAM)/src && tar -xzf $(UPSTREAM_TARBALL) -C $(VENV_UPSTREAM)/src

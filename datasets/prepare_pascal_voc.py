@@ -6,7 +6,8 @@
 
 From the official releases, when the SBD folder ``benchmark_RELEASE/dataset/`` (Hariharan et al.
 2011, ``benchmark.tgz``) is unpacked beside ``VOCdevkit/`` (VOC 2012,
-``VOCtrainval_11-May-2012.tar``): writes ``VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt`` and
+``VOCtrainval_11-May-2012.tar``): writes
+``VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt`` and
 ``VOCdevkit/VOC2012/SegmentationClassAug/<id>.png`` (single-channel class indices 0..20, 255 =
 ignore), and copies SBD images missing from ``JPEGImages/``. Files already converted are kept
 unless ``--overwrite``.

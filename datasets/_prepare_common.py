@@ -118,7 +118,8 @@ def prepare_main(
     ``--skip-reduce`` where the script converts labels), then ``prepare(root, overwrite=...[,
     reduce=...])``; prints ``output <- source`` per file or folder written. Exit 2 with
     ``error: ...`` when a source is missing (``FileNotFoundError``), has the wrong layout
-    (``ValueError``) or nothing was found (``nothing_found(datasets root)`` says what to do)."""
+    (``ValueError``), a reader is not installed (``ImportError``) or nothing was
+    found (``nothing_found(datasets root)`` says what to do)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
     ap.add_argument(
@@ -134,7 +135,7 @@ def prepare_main(
         kwargs["reduce"] = not args.skip_reduce
     try:
         written = prepare(args.root, **kwargs)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not written:

@@ -41,7 +41,8 @@ NYUV2_FOLDER = "nyuv2"
 LABELED_MAT = "nyu_depth_v2_labeled.mat"
 NYU_HINT = (
     "download nyu_depth_v2_labeled.mat and splits.mat (cs.nyu.edu/~silberman/datasets/"
-    "nyu_depth_v2.html) and classMapping40.mat (Gupta et al. 2013) into the nyuv2/ folder"
+    "nyu_depth_v2.html) and classMapping40.mat (Gupta et al. 2013, "
+    "www.cs.berkeley.edu/~sgupta/cvpr13/) into the nyuv2/ folder"
 )
 
 

@@ -41,10 +41,38 @@ def savemat(path, variables):
     sio.savemat(path, variables)
 
 
+def mat_at(rel, variables):
+    """A breaker: ``rel`` (under the datasets root) rewritten as a v5 .mat of ``variables``."""
+
+    def breaks(root):
+        sio.savemat(root / rel, variables)
+        return root / rel
+
+    return breaks
+
+
+def removed(rel):
+    """A breaker: the release file ``rel`` deleted."""
+
+    def breaks(root):
+        (root / rel).unlink()
+        return root / rel
+
+    return breaks
+
+
 # --------------------------------------------------------------------------- VOC 2012 + SBD
 
 VOC_TRAIN, VOC_VAL = ["2007_000001", "2007_000002"], ["2007_000003"]
 SBD_TRAIN, SBD_VAL = ["2007_000001", "2007_000003", "2008_000010"], ["2008_000011"]
+SBD = "benchmark_RELEASE/dataset"
+SBDMAT = f"{SBD}/cls/2008_000010.mat"
+VOC_LISTS = "VOCdevkit/VOC2012/ImageSets/Segmentation"
+
+
+def gtcls(seg):
+    """The variables of an SBD ``cls/<id>.mat``: struct ``GTcls`` with field ``Segmentation``."""
+    return {"GTcls": {"Segmentation": seg}}
 
 
 def voc_label(seed) -> np.ndarray:
@@ -126,57 +154,16 @@ def test_voc_rerun_keeps_converted_files_unless_overwrite(datasets_script, voc_r
     assert not [f for f in os.listdir(out.parent) if f.startswith(".")]  # no temporary left
 
 
-def _no_gtcls(root):
-    path = root / "benchmark_RELEASE/dataset/cls/2008_000010.mat"
-    sio.savemat(path, {"GTinst": {"Segmentation": np.zeros((H, W), np.uint8)}})
-    return path
-
-
-def _sbd_id_out_of_range(root):
-    path = root / "benchmark_RELEASE/dataset/cls/2008_000010.mat"
-    sio.savemat(path, {"GTcls": {"Segmentation": np.full((H, W), 21, np.uint8)}})
-    return path
-
-
-def _sbd_size_mismatch(root):
-    path = root / "benchmark_RELEASE/dataset/cls/2008_000010.mat"
-    sio.savemat(path, {"GTcls": {"Segmentation": np.zeros((W, H), np.uint8)}})
-    return path
-
-
-def _sbd_not_a_map(root):
-    path = root / "benchmark_RELEASE/dataset/cls/2008_000010.mat"
-    sio.savemat(path, {"GTcls": {"Segmentation": np.zeros((2, H, W), np.uint8)}})
-    return path
+def test_voc_overwrite_replaces_a_train_aug_list_with_other_ids(datasets_script, voc_release):
+    root, _ = voc_release
+    path = _train_aug_other_ids(root)
+    datasets_script("prepare_pascal_voc").prepare_pascal_voc(str(root), overwrite=True)
+    assert path.read_text().split() == ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
 
 
 def _sbd_mat_not_matlab(root):
-    path = root / "benchmark_RELEASE/dataset/cls/2008_000010.mat"
+    path = root / SBDMAT
     path.write_bytes(b"not a mat file at all, just bytes" * 8)
-    return path
-
-
-def _sbd_mat_missing(root):
-    path = root / "benchmark_RELEASE/dataset/cls/2008_000010.mat"
-    path.unlink()
-    return path
-
-
-def _sbd_image_missing(root):
-    path = root / "benchmark_RELEASE/dataset/img/2008_000011.jpg"
-    path.unlink()
-    return path
-
-
-def _sbd_list_missing(root):
-    path = root / "benchmark_RELEASE/dataset/val.txt"
-    path.unlink()
-    return path
-
-
-def _voc_list_missing(root):
-    path = root / "VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt"
-    path.unlink()
     return path
 
 
@@ -201,15 +188,36 @@ def _train_aug_other_ids(root):
 @pytest.mark.parametrize(
     "breaks, error, words",
     [
-        (_no_gtcls, ValueError, "no variable GTcls"),
-        (_sbd_id_out_of_range, ValueError, "class ids 21 out of range"),
-        (_sbd_size_mismatch, ValueError, "does not belong to this image"),
-        (_sbd_not_a_map, ValueError, "not an H x W map"),
+        (
+            mat_at(
+                SBDMAT,
+                {"GTinst": {"Segmentation": np.zeros((H, W), np.uint8)}},
+            ),
+            ValueError,
+            "no variable GTcls",
+        ),
+        (
+            mat_at(
+                SBDMAT,
+                gtcls(np.full((H, W), 21, np.uint8)),
+            ),
+            ValueError,
+            "class ids 21 out of range",
+        ),
+        (
+            mat_at(
+                SBDMAT,
+                gtcls(np.zeros((W, H), np.uint8)),
+            ),
+            ValueError,
+            "does not belong to this image",
+        ),
+        (mat_at(SBDMAT, gtcls(np.zeros((2, H, W), np.uint8))), ValueError, "not an H x W map"),
         (_sbd_mat_not_matlab, ValueError, "not a readable MATLAB v5"),
-        (_sbd_mat_missing, FileNotFoundError, "does not exist: unpack the SBD release"),
-        (_sbd_image_missing, FileNotFoundError, "does not exist: unpack the SBD release"),
-        (_sbd_list_missing, FileNotFoundError, "does not exist: unpack the SBD release"),
-        (_voc_list_missing, FileNotFoundError, "does not exist: unpack VOCtrainval"),
+        (removed(SBDMAT), FileNotFoundError, "unpack the SBD release"),
+        (removed(f"{SBD}/img/2008_000011.jpg"), FileNotFoundError, "unpack the SBD release"),
+        (removed(f"{SBD}/val.txt"), FileNotFoundError, "unpack the SBD release"),
+        (removed(f"{VOC_LISTS}/val.txt"), FileNotFoundError, "unpack VOCtrainval"),
         (_voc_label_rgb, ValueError, "is a RGB PNG"),
         (_voc_label_out_of_range, ValueError, "class ids 30 out of range"),
         (_train_aug_other_ids, ValueError, "--overwrite"),
@@ -250,6 +258,7 @@ def test_context59_names_at_mmsegmentation_ids_give_mmsegmentation_table(dataset
 
 
 CTX_TRAIN, CTX_VAL = ["2008_000002", "2008_000003"], ["2008_000007"]
+CTXMAT = "VOCdevkit/VOC2010/trainval/2008_000003.mat"
 
 
 @pytest.fixture
@@ -330,60 +339,46 @@ def _labels_bad_line(root):
     return path
 
 
-def _no_labelmap(root):
-    path = root / "VOCdevkit/VOC2010/trainval/2008_000003.mat"
-    sio.savemat(path, {"labels": np.zeros((H, W), np.uint16)})
-    return path
-
-
-def _labelmap_id_out_of_range(root):
-    path = root / "VOCdevkit/VOC2010/trainval/2008_000003.mat"
-    sio.savemat(path, {"LabelMap": np.full((H, W), 400, np.uint16)})
-    return path
-
-
-def _labelmap_size_mismatch(root):
-    path = root / "VOCdevkit/VOC2010/trainval/2008_000003.mat"
-    sio.savemat(path, {"LabelMap": np.zeros((H + 1, W), np.uint16)})
-    return path
-
-
-def _labelmap_not_a_map(root):
-    path = root / "VOCdevkit/VOC2010/trainval/2008_000003.mat"
-    sio.savemat(path, {"LabelMap": np.zeros((3, H, W), np.uint16)})
-    return path
-
-
-def _context_mat_missing(root):
-    path = root / "VOCdevkit/VOC2010/trainval/2008_000007.mat"
-    path.unlink()
-    return path
-
-
-def _context_image_missing(root):
-    path = root / "VOCdevkit/VOC2010/JPEGImages/2008_000007.jpg"
-    path.unlink()
-    return path
-
-
-def _main_list_missing(root):
-    path = root / "VOCdevkit/VOC2010/ImageSets/Main/val.txt"
-    path.unlink()
-    return path
-
-
 @pytest.mark.parametrize(
     "breaks, error, words",
     [
         (_labels_lack_a_class, ValueError, "lacks the Pascal Context 59 class(es) sky"),
         (_labels_bad_line, ValueError, "is not a new '<id>: <name>' entry"),
-        (_no_labelmap, ValueError, "no variable LabelMap"),
-        (_labelmap_id_out_of_range, ValueError, "class ids 400 out of range"),
-        (_labelmap_size_mismatch, ValueError, "does not belong to this image"),
-        (_labelmap_not_a_map, ValueError, "not an H x W map"),
-        (_context_mat_missing, FileNotFoundError, "does not exist: unpack the Pascal Context"),
-        (_context_image_missing, FileNotFoundError, "does not exist: unpack VOCtrainval"),
-        (_main_list_missing, FileNotFoundError, "does not exist: unpack VOCtrainval"),
+        (
+            mat_at(CTXMAT, {"labels": np.zeros((H, W), np.uint16)}),
+            ValueError,
+            "no variable LabelMap",
+        ),
+        (
+            mat_at(CTXMAT, {"LabelMap": np.full((H, W), 400, np.uint16)}),
+            ValueError,
+            "class ids 400 out of range",
+        ),
+        (
+            mat_at(CTXMAT, {"LabelMap": np.zeros((H + 1, W), np.uint16)}),
+            ValueError,
+            "does not belong to this image",
+        ),
+        (
+            mat_at(CTXMAT, {"LabelMap": np.zeros((3, H, W), np.uint16)}),
+            ValueError,
+            "not an H x W map",
+        ),
+        (
+            removed("VOCdevkit/VOC2010/trainval/2008_000007.mat"),
+            FileNotFoundError,
+            "unpack the Pascal Context",
+        ),
+        (
+            removed("VOCdevkit/VOC2010/JPEGImages/2008_000007.jpg"),
+            FileNotFoundError,
+            "unpack VOCtrainval",
+        ),
+        (
+            removed("VOCdevkit/VOC2010/ImageSets/Main/val.txt"),
+            FileNotFoundError,
+            "unpack VOCtrainval",
+        ),
     ],
 )
 def test_context_refuses_a_wrong_release_naming_the_file(
@@ -400,6 +395,7 @@ def test_context_refuses_a_wrong_release_naming_the_file(
 
 N_FRAMES, TRAIN_FRAMES, TEST_FRAMES = 5, [1, 3, 4], [2, 5]
 PIXEL = (3, 1, 4, (10, 20, 30))  # frame k (1-based), row, col, RGB
+SPLITS = "nyuv2/splits.mat"
 
 
 @pytest.fixture
@@ -518,39 +514,9 @@ def _label_id_out_of_range(root):
     return path
 
 
-def _splits_zero_based(root):
-    path = root / "nyuv2/splits.mat"
-    sio.savemat(path, {"trainNdxs": np.array([[0], [2]]), "testNdxs": np.array([[1]])})
-    return path
-
-
 def _splits_overlap(root):
     path = root / "nyuv2/splits.mat"
     sio.savemat(path, {"trainNdxs": np.array([[1], [2]]), "testNdxs": np.array([[2]])})
-    return path
-
-
-def _splits_without_test(root):
-    path = root / "nyuv2/splits.mat"
-    sio.savemat(path, {"trainNdxs": np.array([[1], [2]])})
-    return path
-
-
-def _splits_missing(root):
-    path = root / "nyuv2/splits.mat"
-    path.unlink()
-    return path
-
-
-def _mapping_out_of_range(root):
-    path = root / "nyuv2/classMapping40.mat"
-    sio.savemat(path, {"mapClass": np.full((1, 894), 41)})
-    return path
-
-
-def _mapping_without_mapclass(root):
-    path = root / "nyuv2/classMapping40.mat"
-    sio.savemat(path, {"className": np.zeros(3)})
     return path
 
 
@@ -561,12 +527,24 @@ def _mapping_without_mapclass(root):
         (_labeled_without_labels, ValueError, "has no dataset 'labels'"),
         (_labeled_wrong_axes, ValueError, "are not N x 3 x W x H and N x W x H"),
         (_label_id_out_of_range, ValueError, "(labels of frame 1) has class ids 895"),
-        (_splits_zero_based, ValueError, "class ids 0 out of range (trainNdxs holds frames 1..5)"),
+        (
+            mat_at(SPLITS, {"trainNdxs": np.array([[0], [2]]), "testNdxs": np.array([[1]])}),
+            ValueError,
+            "class ids 0 out of range (trainNdxs holds frames 1..5)",
+        ),
         (_splits_overlap, ValueError, "trainNdxs and testNdxs share frames"),
-        (_splits_without_test, ValueError, "no variable testNdxs"),
-        (_splits_missing, FileNotFoundError, "does not exist: download nyu_depth_v2_labeled"),
-        (_mapping_out_of_range, ValueError, "class ids 41 out of range"),
-        (_mapping_without_mapclass, ValueError, "no variable mapClass"),
+        (mat_at(SPLITS, {"trainNdxs": np.array([[1], [2]])}), ValueError, "no variable testNdxs"),
+        (removed(SPLITS), FileNotFoundError, "does not exist: download"),
+        (
+            mat_at("nyuv2/classMapping40.mat", {"mapClass": np.full((1, 894), 41)}),
+            ValueError,
+            "class ids 41 out of range",
+        ),
+        (
+            mat_at("nyuv2/classMapping40.mat", {"className": np.zeros(3)}),
+            ValueError,
+            "no variable mapClass",
+        ),
     ],
 )
 def test_nyuv2_refuses_a_wrong_release_naming_the_file(

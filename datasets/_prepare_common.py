@@ -1,8 +1,11 @@
 """Helpers shared by the ``prepare_*.py`` scripts of this folder (not a script itself): the
-dataset root, MMSegmentation's ``reduce_zero_label`` and the pairs files the registrations read.
+dataset root, MMSegmentation's ``reduce_zero_label``, the pairs files the registrations read, and
+the command line.
 
 A pairs file lists ``image label`` paths relative to its own folder, one sample a line, as
-``seethroughnet.data.datasets.register_folder_semseg(pairs_file=...)`` reads them.
+``seethroughnet.data.datasets.register_folder_semseg(pairs_file=...)`` reads them. Every file is
+written through ``seethroughnet.utils.atomic`` (whole or not at all), so an interrupted run leaves
+no half-written PNG or list behind and a re-run picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -10,10 +13,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy as np
 from PIL import Image
+
+try:
+    from seethroughnet.utils.atomic import atomic_path, write_text_atomic
+except ImportError:  # not installed: use the source tree next to this script
+    sys.path.insert(
+        0,
+        os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), os.pardir, "projects", "SeeThroughNet"
+        ),
+    )
+    from seethroughnet.utils.atomic import atomic_path, write_text_atomic
+
+__all__ = [
+    "atomic_path",
+    "dataset_root",
+    "pairs_from_split_list",
+    "prepare_main",
+    "progress",
+    "reduce_zero_label",
+    "save_png",
+    "write_pairs_file",
+    "write_text_atomic",
+]
 
 
 def dataset_root(root: Optional[str] = None) -> str:
@@ -23,35 +49,47 @@ def dataset_root(root: Optional[str] = None) -> str:
     return os.path.expanduser(root)
 
 
-def reduce_zero_label(src_dir: str, dst_dir: str) -> int:
+def progress(items: Iterable, desc: str, total: Optional[int] = None) -> Iterable:
+    """``items`` behind a tqdm progress bar on stderr (shown on a terminal only)."""
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, total=total, unit="file", disable=None)
+
+
+def save_png(path: str, array: np.ndarray) -> None:
+    """Write ``array`` (``H x W`` uint8 class indices or ``H x W x 3`` RGB) as a PNG at ``path``,
+    atomically (folders created)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def reduce_zero_label(src_dir: str, dst_dir: str, overwrite: bool = False) -> int:
     """Write every ``*.png`` label under ``src_dir`` to the same relative path under ``dst_dir``
     with 0 -> 255 and ``c -> c - 1`` (MMSegmentation ``reduce_zero_label``; 255 stays 255).
-    Returns the number of files; a missing ``src_dir`` is a ``FileNotFoundError`` naming it."""
+    Existing outputs are kept unless ``overwrite``. Returns the number of files written; a
+    missing ``src_dir`` is a ``FileNotFoundError`` naming it."""
     if not os.path.isdir(src_dir):
         raise FileNotFoundError(
             f"label folder {src_dir} does not exist: unpack the dataset first "
             "(datasets/README.md, '## Pascal VOC, Pascal Context, NYUv2')"
         )
-    n = 0
+    jobs = []
     for dirpath, _, files in os.walk(src_dir):
         for fn in sorted(files):
-            if not fn.endswith(".png"):
-                continue
-            lab = np.asarray(Image.open(os.path.join(dirpath, fn)))
-            out = lab.astype(np.int32) - 1
-            out[(lab == 0) | (lab == 255)] = 255
             dst = os.path.join(dst_dir, os.path.relpath(dirpath, src_dir), fn)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            Image.fromarray(out.astype(np.uint8)).save(dst)
-            n += 1
-    return n
+            if fn.endswith(".png") and (overwrite or not os.path.exists(dst)):
+                jobs.append((os.path.join(dirpath, fn), dst))
+    for src, dst in progress(jobs, f"reduce_zero_label -> {dst_dir}"):
+        lab = np.asarray(Image.open(src))
+        out = lab.astype(np.int32) - 1
+        out[(lab == 0) | (lab == 255)] = 255
+        save_png(dst, out.astype(np.uint8))
+    return len(jobs)
 
 
 def write_pairs_file(path: str, lines: List[str]) -> None:
-    """Write a pairs file (one ``image label`` line per sample)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    """Write a pairs file (one ``image label`` line per sample), atomically."""
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def pairs_from_split_list(
@@ -76,19 +114,28 @@ def prepare_main(
     nothing_found: Callable[[str], str],
     skip_reduce_help: Optional[str] = None,
 ) -> int:
-    """The command line of every ``prepare_*.py``: ``--root`` (and ``--skip-reduce`` where the
-    script converts labels), then ``prepare(root[, reduce=...])``; prints ``pairs file <- source``
-    per file written. Exit 2 with ``error: ...`` when a source is missing or nothing was found
-    (``nothing_found(datasets root)`` says what to do)."""
+    """The command line of every ``prepare_*.py``: ``--root``, ``--overwrite`` (and
+    ``--skip-reduce`` where the script converts labels), then ``prepare(root, overwrite=...[,
+    reduce=...])``; prints ``output <- source`` per file or folder written. Exit 2 with
+    ``error: ...`` when a source is missing (``FileNotFoundError``), has the wrong layout
+    (``ValueError``), a reader is not installed (``ImportError``) or nothing was
+    found (``nothing_found(datasets root)`` says what to do)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
+    ap.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="convert again the files already converted (default: keep them)",
+    )
     if skip_reduce_help:
         ap.add_argument("--skip-reduce", action="store_true", help=skip_reduce_help)
     args = ap.parse_args(argv)
-    kwargs = {"reduce": not args.skip_reduce} if skip_reduce_help else {}
+    kwargs = {"overwrite": args.overwrite}
+    if skip_reduce_help:
+        kwargs["reduce"] = not args.skip_reduce
     try:
         written = prepare(args.root, **kwargs)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not written:

@@ -1,0 +1,571 @@
+"""``datasets/prepare_{pascal_voc,pascal_context,nyuv2}.py`` on tiny hand-made releases in the
+official formats (VOC 2012 + SBD ``.mat``, Pascal Context ``trainval/*.mat`` + ``labels.txt``,
+NYUv2 ``nyu_depth_v2_labeled.mat`` (HDF5) + ``splits.mat`` + ``classMapping40.mat``): exact label
+values, split lists, idempotent re-runs, and one refusal per wrong layout naming the file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io as sio
+from PIL import Image
+
+pytest.importorskip("detectron2", reason="detectron2 is not installed")
+from seethroughnet.data.datasets.pascal_context import CONTEXT59_CLASSES  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+H, W = 6, 8  # every tiny image
+
+
+def png(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def write_jpg(path, h=H, w=W):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(path)
+
+
+def write_lines(path, ids):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("".join(f"{i}\n" for i in ids))
+
+
+def savemat(path, variables):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sio.savemat(path, variables)
+
+
+def mat_at(rel, variables):
+    """A breaker: ``rel`` (under the datasets root) rewritten as a v5 .mat of ``variables``."""
+
+    def breaks(root):
+        sio.savemat(root / rel, variables)
+        return root / rel
+
+    return breaks
+
+
+def removed(rel):
+    """A breaker: the release file ``rel`` deleted."""
+
+    def breaks(root):
+        (root / rel).unlink()
+        return root / rel
+
+    return breaks
+
+
+# --------------------------------------------------------------------------- VOC 2012 + SBD
+
+VOC_TRAIN, VOC_VAL = ["2007_000001", "2007_000002"], ["2007_000003"]
+SBD_TRAIN, SBD_VAL = ["2007_000001", "2007_000003", "2008_000010"], ["2008_000011"]
+SBD = "benchmark_RELEASE/dataset"
+SBDMAT = f"{SBD}/cls/2008_000010.mat"
+VOC_LISTS = "VOCdevkit/VOC2012/ImageSets/Segmentation"
+
+
+def gtcls(seg):
+    """The variables of an SBD ``cls/<id>.mat``: struct ``GTcls`` with field ``Segmentation``."""
+    return {"GTcls": {"Segmentation": seg}}
+
+
+def voc_label(seed) -> np.ndarray:
+    """A VOC-style map: classes 0..20 and a 255 boundary row."""
+    a = np.random.default_rng(seed).integers(0, 21, (H, W)).astype(np.uint8)
+    a[2] = 255
+    return a
+
+
+def write_voc_png(path, label):
+    """A palette PNG as VOC stores ``SegmentationClass`` (indices + a colour palette)."""
+    im = Image.new("P", (label.shape[1], label.shape[0]))
+    im.putdata(label.ravel().tolist())
+    im.putpalette([(i * 37) % 256 for i in range(768)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    im.save(path)
+
+
+@pytest.fixture
+def voc_release(tmp_path):
+    """VOC 2012 (JPEGImages, palette PNGs, train/val lists) + SBD ``benchmark_RELEASE/dataset``
+    (``cls/<id>.mat`` with struct ``GTcls``, ``img/``, train/val lists); returns the labels."""
+    voc = tmp_path / "VOCdevkit/VOC2012"
+    sbd = tmp_path / "benchmark_RELEASE/dataset"
+    labels = {"voc": {}, "sbd": {}}
+    for n, i in enumerate(VOC_TRAIN + VOC_VAL):
+        write_jpg(voc / f"JPEGImages/{i}.jpg")
+        labels["voc"][i] = voc_label(n)
+        write_voc_png(voc / f"SegmentationClass/{i}.png", labels["voc"][i])
+    write_lines(voc / "ImageSets/Segmentation/train.txt", VOC_TRAIN)
+    write_lines(voc / "ImageSets/Segmentation/val.txt", VOC_VAL)
+    for n, i in enumerate(SBD_TRAIN + SBD_VAL):
+        write_jpg(sbd / f"img/{i}.jpg")
+        seg = np.random.default_rng(100 + n).integers(0, 21, (H, W)).astype(np.uint8)
+        labels["sbd"][i] = seg
+        gt = {"Segmentation": seg, "Boundaries": np.zeros((1, 1)), "CategoriesPresent": [1]}
+        savemat(sbd / f"cls/{i}.mat", {"GTcls": gt})
+    write_lines(sbd / "train.txt", SBD_TRAIN)
+    write_lines(sbd / "val.txt", SBD_VAL)
+    return tmp_path, labels
+
+
+def test_voc_sbd_aug_list_and_labels(datasets_script, voc_release):
+    root, labels = voc_release
+    mod = datasets_script("prepare_pascal_voc")
+    written = mod.prepare_pascal_voc(str(root))
+    voc = root / "VOCdevkit/VOC2012"
+    expected_ids = ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]  # 000003: VOC val
+    assert (voc / "ImageSets/Segmentation/train_aug.txt").read_text().split() == expected_ids
+    assert mod.aug_ids(SBD_TRAIN, SBD_VAL, VOC_TRAIN, VOC_VAL) == expected_ids
+    for i in expected_ids:  # VOC train ids keep the VOC label (with its 255), others SBD's
+        want = labels["voc"][i] if i in VOC_TRAIN else labels["sbd"][i]
+        out = Image.open(voc / f"SegmentationClassAug/{i}.png")
+        assert out.mode == "L" and np.array_equal(np.asarray(out), want), i
+    assert (voc / "JPEGImages/2008_000011.jpg").is_file()  # copied from SBD img/
+    assert not (voc / "SegmentationClassAug/2007_000003.png").exists()
+    assert (voc / "cpp_pairs_train_aug.txt").read_text().splitlines()[-1] == (
+        "JPEGImages/2008_000011.jpg SegmentationClassAug/2008_000011.png"
+    )
+    assert str(voc / "SegmentationClassAug") in written
+    assert {os.path.basename(p) for p in written if p.endswith(".txt")} >= {
+        "train_aug.txt",
+        "cpp_pairs_train.txt",
+        "cpp_pairs_val.txt",
+        "cpp_pairs_train_aug.txt",
+    }
+
+
+def test_voc_rerun_keeps_converted_files_unless_overwrite(datasets_script, voc_release):
+    root, labels = voc_release
+    mod = datasets_script("prepare_pascal_voc")
+    mod.prepare_pascal_voc(str(root))
+    out = root / "VOCdevkit/VOC2012/SegmentationClassAug/2008_000010.png"
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(out)
+    mod.prepare_pascal_voc(str(root))
+    assert not png(out).any()
+    mod.prepare_pascal_voc(str(root), overwrite=True)
+    assert np.array_equal(png(out), labels["sbd"]["2008_000010"])
+    assert not [f for f in os.listdir(out.parent) if f.startswith(".")]  # no temporary left
+
+
+def test_voc_overwrite_replaces_a_train_aug_list_with_other_ids(datasets_script, voc_release):
+    root, _ = voc_release
+    path = _train_aug_other_ids(root)
+    datasets_script("prepare_pascal_voc").prepare_pascal_voc(str(root), overwrite=True)
+    assert path.read_text().split() == ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
+
+
+def _sbd_mat_not_matlab(root):
+    path = root / SBDMAT
+    path.write_bytes(b"not a mat file at all, just bytes" * 8)
+    return path
+
+
+def _voc_label_rgb(root):
+    path = root / "VOCdevkit/VOC2012/SegmentationClass/2007_000002.png"
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(path)
+    return path
+
+
+def _voc_label_out_of_range(root):
+    path = root / "VOCdevkit/VOC2012/SegmentationClass/2007_000002.png"
+    write_voc_png(path, np.full((H, W), 30, np.uint8))
+    return path
+
+
+def _train_aug_other_ids(root):
+    path = root / "VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt"
+    write_lines(path, ["2007_000001"])
+    return path
+
+
+@pytest.mark.parametrize(
+    "breaks, error, words",
+    [
+        (
+            mat_at(
+                SBDMAT,
+                {"GTinst": {"Segmentation": np.zeros((H, W), np.uint8)}},
+            ),
+            ValueError,
+            "no variable GTcls",
+        ),
+        (
+            mat_at(
+                SBDMAT,
+                gtcls(np.full((H, W), 21, np.uint8)),
+            ),
+            ValueError,
+            "class ids 21 out of range",
+        ),
+        (
+            mat_at(
+                SBDMAT,
+                gtcls(np.zeros((W, H), np.uint8)),
+            ),
+            ValueError,
+            "does not belong to this image",
+        ),
+        (mat_at(SBDMAT, gtcls(np.zeros((2, H, W), np.uint8))), ValueError, "not an H x W map"),
+        (_sbd_mat_not_matlab, ValueError, "not a readable MATLAB v5"),
+        (removed(SBDMAT), FileNotFoundError, "unpack the SBD release"),
+        (removed(f"{SBD}/img/2008_000011.jpg"), FileNotFoundError, "unpack the SBD release"),
+        (removed(f"{SBD}/val.txt"), FileNotFoundError, "unpack the SBD release"),
+        (removed(f"{VOC_LISTS}/val.txt"), FileNotFoundError, "unpack VOCtrainval"),
+        (_voc_label_rgb, ValueError, "is a RGB PNG"),
+        (_voc_label_out_of_range, ValueError, "class ids 30 out of range"),
+        (_train_aug_other_ids, ValueError, "--overwrite"),
+    ],
+)
+def test_voc_refuses_a_wrong_release_naming_the_file(
+    datasets_script, voc_release, breaks, error, words
+):
+    root, _ = voc_release
+    path = breaks(root)
+    with pytest.raises(error) as e:
+        datasets_script("prepare_pascal_voc").prepare_pascal_voc(str(root))
+    assert str(path) in str(e.value) and words in str(e.value)
+
+
+# --------------------------------------------------------------------------- Pascal Context
+
+#: The 459-class ids of the 59 classes in MMSegmentation's converter
+#: (tools/dataset_converters/pascal_context.py, ``_mapping`` without 0, sorted).
+MMSEG_CONTEXT59_IDS = sorted([
+    2, 259, 260, 415, 324, 9, 258, 144, 18, 19, 22, 23, 397, 25, 284, 158, 159, 416, 33, 162,
+    420, 454, 295, 296, 427, 44, 45, 46, 308, 59, 440, 445, 31, 232, 65, 354, 424, 68, 326, 72,
+    458, 34, 207, 80, 355, 85, 347, 220, 349, 360, 98, 187, 104, 105, 366, 189, 368, 113, 115,
+])  # fmt: skip
+
+
+def test_context59_names_at_mmsegmentation_ids_give_mmsegmentation_table(datasets_script):
+    """labels.txt with the 59 names at the ids of the official (alphabetical) release: the table
+    by name is MMSegmentation's table by sorted id."""
+    assert len(MMSEG_CONTEXT59_IDS) == 59
+    labels = {i: f"other{i}" for i in range(1, 460)}
+    for name, i in zip(CONTEXT59_CLASSES, MMSEG_CONTEXT59_IDS):
+        labels[i] = name
+    table = datasets_script("prepare_pascal_context").context59_lookup(labels, "labels.txt")
+    want = np.zeros(460, np.uint8)
+    want[MMSEG_CONTEXT59_IDS] = np.arange(1, 60)
+    assert np.array_equal(table, want)
+
+
+CTX_TRAIN, CTX_VAL = ["2008_000002", "2008_000003"], ["2008_000007"]
+CTXMAT = "VOCdevkit/VOC2010/trainval/2008_000003.mat"
+
+
+@pytest.fixture
+def context_release(tmp_path):
+    """VOC 2010 (JPEGImages, ImageSets/Main lists) + the Pascal Context release (``trainval/
+    <id>.mat`` holding uint16 ``LabelMap``, ``labels.txt``) with the 59 names at shuffled ids,
+    one written with a space, and three other classes; returns ``(root, {id: name}, maps)``."""
+    ctx = tmp_path / "VOCdevkit/VOC2010"
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(np.arange(1, 63)) + 1  # 2..63, shuffled
+    names = [*CONTEXT59_CLASSES, "accordion", "air conditioner", "zebra"]
+    labels = {int(i): n for i, n in zip(ids, names)}
+    labels[int(ids[CONTEXT59_CLASSES.index("pottedplant")])] = "potted plant"
+    (ctx / "labels.txt").parent.mkdir(parents=True)
+    with open(ctx / "labels.txt", "w") as f:
+        f.write("".join(f"{i}: {labels[i]}\n" for i in sorted(labels)))
+    write_lines(ctx / "ImageSets/Main/train.txt", CTX_TRAIN)
+    write_lines(ctx / "ImageSets/Main/val.txt", CTX_VAL)
+    maps = {}
+    for i in CTX_TRAIN + CTX_VAL:
+        write_jpg(ctx / f"JPEGImages/{i}.jpg")
+        maps[i] = rng.choice([0, *labels], (H, W)).astype(np.uint16)
+        savemat(ctx / f"trainval/{i}.mat", {"LabelMap": maps[i]})
+    return tmp_path, labels, maps
+
+
+def test_context_release_to_59_classes(datasets_script, context_release):
+    root, labels, maps = context_release
+    written = datasets_script("prepare_pascal_context").prepare_pascal_context(str(root))
+    ctx = root / "VOCdevkit/VOC2010"
+    assert (ctx / "ImageSets/SegmentationContext/train.txt").read_text().split() == CTX_TRAIN
+    assert (ctx / "ImageSets/SegmentationContext/val.txt").read_text().split() == CTX_VAL
+    for i, full in maps.items():
+        want60 = np.zeros((H, W), np.uint8)
+        want59 = np.full((H, W), 255, np.uint8)
+        for (r, c), v in np.ndenumerate(full):
+            name = labels.get(int(v), "").replace(" ", "")
+            if name in CONTEXT59_CLASSES:
+                want60[r, c] = CONTEXT59_CLASSES.index(name) + 1
+                want59[r, c] = CONTEXT59_CLASSES.index(name)
+        assert np.array_equal(png(ctx / f"SegmentationClassContext/{i}.png"), want60), i
+        assert np.array_equal(png(ctx / f"SegmentationClassContext59/{i}.png"), want59), i
+        assert (want59 == 255).any() and (want59 < 255).any()  # the fixture covers both
+    assert (ctx / "cpp_pairs_context59_val.txt").read_text() == (
+        "JPEGImages/2008_000007.jpg SegmentationClassContext59/2008_000007.png\n"
+    )
+    assert str(ctx / "SegmentationClassContext") in written
+
+
+def test_context_keeps_existing_split_lists_and_converted_files(datasets_script, context_release):
+    root, _, maps = context_release
+    ctx = root / "VOCdevkit/VOC2010"
+    write_lines(ctx / "ImageSets/SegmentationContext/train.txt", CTX_TRAIN[:1])  # user's lists
+    write_lines(ctx / "ImageSets/SegmentationContext/val.txt", CTX_VAL)
+    mod = datasets_script("prepare_pascal_context")
+    mod.prepare_pascal_context(str(root))
+    assert (ctx / "ImageSets/SegmentationContext/train.txt").read_text().split() == CTX_TRAIN[:1]
+    assert not (ctx / "SegmentationClassContext/2008_000003.png").exists()
+    out = ctx / "SegmentationClassContext59/2008_000002.png"
+    before = png(out).copy()
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(out)
+    mod.prepare_pascal_context(str(root))
+    assert not png(out).any()
+    mod.prepare_pascal_context(str(root), overwrite=True)
+    assert np.array_equal(png(out), before)
+
+
+def _labels_lack_a_class(root):
+    path = root / "VOCdevkit/VOC2010/labels.txt"
+    text = path.read_text().replace(": sky\n", ": skies\n")
+    path.write_text(text)
+    return path
+
+
+def _labels_bad_line(root):
+    path = root / "VOCdevkit/VOC2010/labels.txt"
+    path.write_text(path.read_text() + "wood and more\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "breaks, error, words",
+    [
+        (_labels_lack_a_class, ValueError, "lacks the Pascal Context 59 class(es) sky"),
+        (_labels_bad_line, ValueError, "is not a new '<id>: <name>' entry"),
+        (
+            mat_at(CTXMAT, {"labels": np.zeros((H, W), np.uint16)}),
+            ValueError,
+            "no variable LabelMap",
+        ),
+        (
+            mat_at(CTXMAT, {"LabelMap": np.full((H, W), 400, np.uint16)}),
+            ValueError,
+            "class ids 400 out of range",
+        ),
+        (
+            mat_at(CTXMAT, {"LabelMap": np.zeros((H + 1, W), np.uint16)}),
+            ValueError,
+            "does not belong to this image",
+        ),
+        (
+            mat_at(CTXMAT, {"LabelMap": np.zeros((3, H, W), np.uint16)}),
+            ValueError,
+            "not an H x W map",
+        ),
+        (
+            removed("VOCdevkit/VOC2010/trainval/2008_000007.mat"),
+            FileNotFoundError,
+            "unpack the Pascal Context",
+        ),
+        (
+            removed("VOCdevkit/VOC2010/JPEGImages/2008_000007.jpg"),
+            FileNotFoundError,
+            "unpack VOCtrainval",
+        ),
+        (
+            removed("VOCdevkit/VOC2010/ImageSets/Main/val.txt"),
+            FileNotFoundError,
+            "unpack VOCtrainval",
+        ),
+    ],
+)
+def test_context_refuses_a_wrong_release_naming_the_file(
+    datasets_script, context_release, breaks, error, words
+):
+    root = context_release[0]
+    path = breaks(root)
+    with pytest.raises(error) as e:
+        datasets_script("prepare_pascal_context").prepare_pascal_context(str(root))
+    assert str(path) in str(e.value) and words in str(e.value)
+
+
+# --------------------------------------------------------------------------- NYUv2
+
+N_FRAMES, TRAIN_FRAMES, TEST_FRAMES = 5, [1, 3, 4], [2, 5]
+PIXEL = (3, 1, 4, (10, 20, 30))  # frame k (1-based), row, col, RGB
+SPLITS = "nyuv2/splits.mat"
+
+
+@pytest.fixture
+def nyu_release(tmp_path):
+    """``nyu_depth_v2_labeled.mat`` as MATLAB v7.3 writes it (HDF5 with a 512-byte user block;
+    ``images`` N x 3 x W x H uint8, ``labels`` N x W x H uint16 from MATLAB's H x W x 3 x N and
+    H x W x N), ``splits.mat`` (1-based column vectors) and ``classMapping40.mat`` (``mapClass``
+    1 x 894); returns ``(root, images N x H x W x 3, labels N x H x W)`` in reading order."""
+    h5py = pytest.importorskip("h5py")
+    nyu = tmp_path / "nyuv2"
+    nyu.mkdir()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (N_FRAMES, H, W, 3)).astype(np.uint8)
+    k, r, c, rgb = PIXEL
+    images[k - 1, r, c] = rgb
+    labels = rng.integers(0, 895, (N_FRAMES, H, W)).astype(np.uint16)
+    labels[:, 0, 0], labels[:, 0, 1] = 0, 894
+    with h5py.File(nyu / "nyu_depth_v2_labeled.mat", "w", userblock_size=512) as f:
+        f["images"] = images.transpose(0, 3, 2, 1)  # N x H x W x 3 -> N x 3 x W x H
+        f["labels"] = labels.transpose(0, 2, 1)  # N x H x W -> N x W x H
+        f["depths"] = np.zeros((N_FRAMES, W, H), np.float32)
+    sio.savemat(
+        nyu / "splits.mat",
+        {
+            "trainNdxs": np.array(TRAIN_FRAMES, float)[:, None],
+            "testNdxs": np.array(TEST_FRAMES, float)[:, None],
+        },
+    )
+    sio.savemat(nyu / "classMapping40.mat", {"mapClass": (np.arange(894) % 40 + 1)[None]})
+    return tmp_path, images, labels
+
+
+def test_nyuv2_release_to_40_classes(datasets_script, nyu_release):
+    root, images, labels = nyu_release
+    written = datasets_script("prepare_nyuv2").prepare_nyuv2(str(root))
+    nyu = root / "nyuv2"
+    for split, frames in (("train", TRAIN_FRAMES), ("test", TEST_FRAMES)):
+        assert sorted(os.listdir(nyu / "image" / split)) == [f"{k:04d}.png" for k in frames]
+        for k in frames:
+            assert np.array_equal(png(nyu / f"image/{split}/{k:04d}.png"), images[k - 1])
+            want40 = np.where(labels[k - 1] == 0, 0, (labels[k - 1].astype(int) - 1) % 40 + 1)
+            assert np.array_equal(png(nyu / f"label40/{split}/{k:04d}.png"), want40)
+            reduced = png(nyu / f"label40_reduced/{split}/{k:04d}.png")
+            assert np.array_equal(reduced, np.where(want40 == 0, 255, want40 - 1))
+            assert reduced[0, 0] == 255 and reduced[0, 1] == 893 % 40  # 894 -> 14 -> 13
+    k, r, c, rgb = PIXEL  # the known pixel lands at (row, col) of frame k, not transposed
+    assert tuple(png(nyu / f"image/train/{k:04d}.png")[r, c]) == rgb
+    assert png(nyu / "image/train/0001.png").shape == (H, W, 3)
+    assert (nyu / "cpp_pairs_test.txt").read_text() == (
+        "image/test/0002.png label40_reduced/test/0002.png\n"
+        "image/test/0005.png label40_reduced/test/0005.png\n"
+    )
+    assert str(nyu / "label40") in written
+
+
+def test_nyuv2_rerun_keeps_converted_files_unless_overwrite(datasets_script, nyu_release):
+    root, images, _ = nyu_release
+    mod = datasets_script("prepare_nyuv2")
+    mod.prepare_nyuv2(str(root))
+    out = root / "nyuv2/image/test/0005.png"
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(out)
+    mod.prepare_nyuv2(str(root))
+    assert not png(out).any()
+    mod.prepare_nyuv2(str(root), overwrite=True)
+    assert np.array_equal(png(out), images[4])
+
+
+def test_cli_converts_the_nyuv2_release(nyu_release):
+    root = nyu_release[0]
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "projects", "SeeThroughNet"))
+    cmd = [sys.executable, os.path.join(REPO, "datasets", "prepare_nyuv2.py"), "--root", str(root)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"{root / 'nyuv2' / 'label40'} <- " in done.stdout
+    assert (root / "nyuv2/label40_reduced/train/0004.png").is_file()
+
+
+def _h5(path, **datasets):
+    import h5py
+
+    path.unlink()
+    with h5py.File(path, "w") as f:
+        for name, value in datasets.items():
+            f[name] = value
+
+
+def _labeled_not_hdf5(root):
+    path = root / "nyuv2/nyu_depth_v2_labeled.mat"
+    sio.savemat(path, {"images": np.zeros((2, 2))})  # a v5 file, not v7.3
+    return path
+
+
+def _labeled_without_labels(root):
+    path = root / "nyuv2/nyu_depth_v2_labeled.mat"
+    _h5(path, images=np.zeros((N_FRAMES, 3, W, H), np.uint8))
+    return path
+
+
+def _labeled_wrong_axes(root):
+    path = root / "nyuv2/nyu_depth_v2_labeled.mat"
+    _h5(
+        path,
+        images=np.zeros((N_FRAMES, 3, W, H), np.uint8),
+        labels=np.zeros((N_FRAMES, H, W), np.uint16),
+    )
+    return path
+
+
+def _label_id_out_of_range(root):
+    path = root / "nyuv2/nyu_depth_v2_labeled.mat"
+    _h5(
+        path,
+        images=np.zeros((N_FRAMES, 3, W, H), np.uint8),
+        labels=np.full((N_FRAMES, W, H), 895, np.uint16),
+    )
+    return path
+
+
+def _splits_overlap(root):
+    path = root / "nyuv2/splits.mat"
+    sio.savemat(path, {"trainNdxs": np.array([[1], [2]]), "testNdxs": np.array([[2]])})
+    return path
+
+
+@pytest.mark.parametrize(
+    "breaks, error, words",
+    [
+        (_labeled_not_hdf5, ValueError, "is not a MATLAB v7.3 (HDF5) file"),
+        (_labeled_without_labels, ValueError, "has no dataset 'labels'"),
+        (_labeled_wrong_axes, ValueError, "are not N x 3 x W x H and N x W x H"),
+        (_label_id_out_of_range, ValueError, "(labels of frame 1) has class ids 895"),
+        (
+            mat_at(SPLITS, {"trainNdxs": np.array([[0], [2]]), "testNdxs": np.array([[1]])}),
+            ValueError,
+            "class ids 0 out of range (trainNdxs holds frames 1..5)",
+        ),
+        (_splits_overlap, ValueError, "trainNdxs and testNdxs share frames"),
+        (mat_at(SPLITS, {"trainNdxs": np.array([[1], [2]])}), ValueError, "no variable testNdxs"),
+        (removed(SPLITS), FileNotFoundError, "does not exist: download"),
+        (
+            mat_at("nyuv2/classMapping40.mat", {"mapClass": np.full((1, 894), 41)}),
+            ValueError,
+            "class ids 41 out of range",
+        ),
+        (
+            mat_at("nyuv2/classMapping40.mat", {"className": np.zeros(3)}),
+            ValueError,
+            "no variable mapClass",
+        ),
+    ],
+)
+def test_nyuv2_refuses_a_wrong_release_naming_the_file(
+    datasets_script, nyu_release, breaks, error, words
+):
+    root = nyu_release[0]
+    path = breaks(root)
+    with pytest.raises(error) as e:
+        datasets_script("prepare_nyuv2").prepare_nyuv2(str(root))
+    assert str(path) in str(e.value) and words in str(e.value)
+
+
+def test_cli_says_what_is_wrong_and_that_h5py_is_needed(
+    datasets_script, nyu_release, monkeypatch, capsys
+):
+    root = nyu_release[0]
+    mod = datasets_script("prepare_nyuv2")
+    _splits_overlap(root)
+    assert mod.main(["--root", str(root)]) == 2
+    assert f"error: {root / 'nyuv2' / 'splits.mat'}: trainNdxs" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if not installed
+    assert mod.main(["--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "nyu_depth_v2_labeled.mat (MATLAB v7.3) needs h5py" in err

@@ -350,3 +350,24 @@ def test_cli_dry_run_and_render(tmp_path):
     )
     assert "Cells: 2 (1 ok, 0 failed, 1 pending)." in out.stdout
     assert not (tmp_path / "out" / "psp__toy__cpp_kl_h4__s0").exists()
+
+
+def test_cli_overrides_reach_every_cell_after_the_grid_opts(tmp_path, monkeypatch):
+    """``run GRID KEY VALUE ...`` (REPRODUCE.md passes the ImageNet files this way): the pairs are
+    appended to every cell's opts after the grid's own; an odd count is refused."""
+    import yaml
+
+    grid = _grid(models={"psp": {"config": "a.yaml"}}, figure5=None, seeds=[0])
+    grid["opts"] = ["SOLVER.MAX_ITER", "3"]
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    seen = {}
+    monkeypatch.setattr(rs, "run_grid", lambda g, out, **kw: seen.update(cells=rs.expand_grid(g)))
+    monkeypatch.setattr(rs, "render", lambda *a, **k: "")
+    args = ["run", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "out")]
+    assert rs.main(args + ["MODEL.HRNET.CHECKPOINT", "w.pth", "SOLVER.MAX_ITER", "5"]) == 0
+    assert len(seen["cells"]) == 2
+    for cell in seen["cells"]:
+        assert cell["opts"][-6:] == [
+            "SOLVER.MAX_ITER", "3", "MODEL.HRNET.CHECKPOINT", "w.pth", "SOLVER.MAX_ITER", "5",
+        ]  # fmt: skip
+    assert rs.main(args + ["MODEL.HRNET.CHECKPOINT"]) == 2

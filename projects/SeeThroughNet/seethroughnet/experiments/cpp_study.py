@@ -429,7 +429,14 @@ def main(argv=None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run / resume every cell of a grid, then render")
+    r = sub.add_parser(
+        "run",
+        help="run / resume every cell of a grid, then render",
+        usage="%(prog)s GRID [options] [KEY VALUE ...]",
+        description="KEY VALUE pairs after the options are config overrides for every cell, "
+        "after the grid's own (e.g. the local ImageNet files: MODEL.RESNETS.IMAGENET_CHECKPOINT "
+        "PATH MODEL.HRNET.CHECKPOINT PATH).",
+    )
     r.add_argument("grid")
     r.add_argument("--out")
     r.add_argument("--parallel", type=int)
@@ -449,7 +456,9 @@ def main(argv=None) -> int:
         help="one training run (used by the grid runner): "
         "cell --config CFG --out DIR [KEY VALUE ...]",
     )
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)  # run: KEY VALUE overrides wherever they stand
+    if extra and (args.cmd != "run" or any(e.startswith("--") for e in extra)):
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     grid = load_grid(args.grid, allow_unsafe=getattr(args, "allow_unsafe_config", False))
     out = args.out or grid.get("out_dir") or os.path.join("output", "cpp_study")
@@ -459,8 +468,13 @@ def main(argv=None) -> int:
         except (RuntimeError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        if len(extra) % 2:
+            print(f"error: config overrides come in KEY VALUE pairs, got {extra}", file=sys.stderr)
+            return 2
         if args.trust_weights_file:  # MODEL.WEIGHTS_TRUSTED True for every cell
-            grid = dict(grid, opts=list(grid.get("opts") or []) + ["MODEL.WEIGHTS_TRUSTED", "True"])
+            extra += ["MODEL.WEIGHTS_TRUSTED", "True"]
+        if extra:
+            grid = dict(grid, opts=list(grid.get("opts") or []) + extra)
         run_grid(
             grid,
             out,

@@ -24,6 +24,7 @@ communication. Paper-scale configs with SyncBN are measured with BN (one process
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -92,7 +93,7 @@ def _train_step(model, optimizer, inputs) -> None:
 
 
 def measure_image_seconds(
-    model, num_classes: int, size: Tuple[int, int], batch: int = 1, warmup: int = 1, steps: int = 2
+    model, num_classes: int, size: Tuple[int, int], batch: int = 2, warmup: int = 1, steps: int = 2
 ) -> float:
     """Process CPU seconds of one training image at ``size``: the median over ``steps`` measured
     steps (after ``warmup``) of a batch-``batch`` SGD step, divided by ``batch``."""
@@ -309,7 +310,8 @@ def runs_from_grid(table: str, grid_file: str) -> Tuple[Dict[str, dict], List[di
 def load_cost_file(path: str) -> dict:
     """The cost file (``projects/SeeThroughNet/configs/gpu_hours.yaml``): ``gpu`` (``name``,
     ``peak_tflops``), ``measure_size``, ``models`` and ``tables``, each table either a ``grid``
-    file or a list of ``runs`` (``name``, ``model``, ``config``, ``opts``, ``runs``). Returns
+    file or a list of ``runs`` (``name``, ``config``, ``opts``, ``runs``, and ``model``, a name in
+    ``models``, where not the run's own config). Returns
     ``{"gpu", "measure_size", "models", "runs"}`` with the grids expanded."""
     from seethroughnet.utils.safe_load import load_yaml_file
 
@@ -326,7 +328,11 @@ def load_cost_file(path: str) -> dict:
                 models.setdefault(name, m)
             runs += gr
         else:
-            runs += [{"table": t["table"], **r} for r in t["runs"]]
+            for r in t["runs"]:
+                # a run without a ``model`` is measured with its own config
+                model = r.get("model") or r["config"]
+                models.setdefault(model, {"config": r["config"], "opts": r.get("opts", [])})
+                runs.append({"table": t["table"], **r, "model": model})
     return {
         "gpu": spec["gpu"],
         "measure_size": tuple(spec.get("measure_size", (128, 256))),
@@ -363,7 +369,7 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping) -> str:
             ["model", "CPU s / training image", "at", "GFLOPs (inference) at that size"],
             [
                 [
-                    c.name,
+                    os.path.basename(c.name),
                     f"{c.seconds:.2f}",
                     "x".join(map(str, c.measure_size)),
                     f"{c.flops(c.measure_size) / 1e9:.1f}",
@@ -403,7 +409,6 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping) -> str:
 
 def main(argv=None) -> int:
     import argparse
-    import os
 
     from seethroughnet.utils.atomic import write_json_atomic, write_text_atomic
 

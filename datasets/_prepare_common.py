@@ -78,7 +78,8 @@ def prepare_main(
 ) -> int:
     """The command line of every ``prepare_*.py``: ``--root`` (and ``--skip-reduce`` where the
     script converts labels), then ``prepare(root[, reduce=...])``; prints ``pairs file <- source``
-    per file written. Exit 2 with ``error: ...`` when a source is missing or nothing was found
+    per file written. Exit 2 with ``error: ...`` when a source is missing (``FileNotFoundError``)
+    or invalid (``ValueError``, e.g. a label value outside the label table) or nothing was found
     (``nothing_found(datasets root)`` says what to do)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--root", help="datasets root (default: $DETECTRON2_DATASETS, else datasets)")
@@ -88,7 +89,7 @@ def prepare_main(
     kwargs = {"reduce": not args.skip_reduce} if skip_reduce_help else {}
     try:
         written = prepare(args.root, **kwargs)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not written:

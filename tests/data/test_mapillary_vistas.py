@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ from seethroughnet.data.datasets.mapillary_vistas import (  # noqa: E402
     register_mapillary_vistas,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("isolated_validation_cache", "restore_default_registrations")
 
 NATIVE = ("mapillary_vistas_sem_seg_train", "mapillary_vistas_sem_seg_val")
@@ -200,3 +203,17 @@ def test_size_mismatch_and_orphans_are_refused_naming_the_file(fake_mapillary, d
     with pytest.raises(DatasetError, match="do not pair up") as e:
         DatasetCatalog.get(MAPPED[0])
     assert str(orphan) in str(e.value)
+
+
+def test_readme_mapping_table_is_the_modules():
+    """datasets/README.md lists the mapping: the same one as the code, and the 30 ignored labels."""
+    readme = (REPO / "datasets" / "README.md").read_text()
+    section = readme[readme.index("**Mapillary -> Cityscapes mapping.**") :]
+    table = {}
+    for line in section.splitlines():
+        m = re.match(r"\| ([a-z ]+) \((\d+)\) \| (.+) \|$", line)
+        if m:
+            assert CITYSCAPES_STUFF_CLASSES[int(m[2])] == m[1]
+            table.update({name: m[1] for name in re.findall(r"`([a-z-]+)`", m[3])})
+    assert table == MAPILLARY_TO_CITYSCAPES
+    assert len(MAPILLARY_V12_LABELS) - len(table) == 30

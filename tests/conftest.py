@@ -93,7 +93,7 @@ def fake_mapillary(tmp_path):
     """``write(root=tmp_path/"mapillary_vistas", n=2, layout="v1.1")``: a tiny Mapillary Vistas v1.2
     folder (config file with the 66 v1.2 labels, ``n`` JPEG images and native label PNGs of
     :func:`fake_mapillary_label` per split); ``layout="v1.2"`` writes ``config_v1.2.json`` and
-    ``<split>/v1.2/labels``. Returns the root."""
+    ``<split>/v1.2/labels`` (palette PNGs, as the real ones). Returns the root."""
     import json
 
     import numpy as np
@@ -125,8 +125,11 @@ def fake_mapillary(tmp_path):
                 stem = f"img{seed:04d}"
                 rgb = np.random.default_rng(seed).integers(0, 255, (32, 64, 3), dtype=np.uint8)
                 Image.fromarray(rgb).save(root / split / "images" / f"{stem}.jpg")
-                lab = fake_mapillary_label(seed)
-                Image.fromarray(lab).save(root / split / label_dir / f"{stem}.png")
+                lab = Image.fromarray(fake_mapillary_label(seed))
+                if layout == "v1.2":  # palette PNGs, the colours of the config file
+                    lab = lab.convert("P")
+                    lab.putpalette([c for entry in labels for c in entry["color"]])
+                lab.save(root / split / label_dir / f"{stem}.png")
         return root
 
     return write

@@ -84,16 +84,20 @@ def test_native_loading(fake_mapillary, layout):
     assert d["file_name"] == os.path.join(str(root), "training", "images", "img0000.jpg")
 
 
-def test_prepare_writes_exact_cityscapes19_labels(fake_mapillary, datasets_script):
-    root = fake_mapillary()
+@pytest.mark.parametrize("layout", ["v1.1", "v1.2"])
+def test_prepare_writes_exact_cityscapes19_labels(fake_mapillary, datasets_script, layout):
+    root = fake_mapillary(layout=layout)
+    sub = "v1.2/labels" if layout == "v1.2" else "labels"
     prep = datasets_script("prepare_mapillary_vistas")
     written = prep.prepare_mapillary_vistas(str(root.parent), progress=False)
     assert set(written) == {
         str(root / split / "labels_cityscapes19") for split in ("training", "validation")
     }
     for split in ("training", "validation"):
-        for fn in os.listdir(root / split / "labels"):
-            native = np.asarray(Image.open(root / split / "labels" / fn))
+        for fn in os.listdir(root / split / sub):
+            if layout == "v1.2":
+                assert Image.open(root / split / sub / fn).mode == "P"
+            native = np.asarray(Image.open(root / split / sub / fn))
             mapped = np.asarray(Image.open(root / split / "labels_cityscapes19" / fn))
             assert mapped.dtype == np.uint8 and mapped.shape == native.shape
             np.testing.assert_array_equal(mapped, expected_cityscapes19(native))
@@ -106,9 +110,9 @@ def test_prepare_writes_exact_cityscapes19_labels(fake_mapillary, datasets_scrip
 
     # idempotent: a second run rewrites nothing; a newer source is converted again
     out = root / "validation/labels_cityscapes19/img0010.png"
-    os.utime(root / "validation/labels/img0010.png", (1e9, 1e9))
+    os.utime(root / "validation" / sub / "img0010.png", (1e9, 1e9))
     os.utime(out, (1e9, 1e9 + 100))
-    os.utime(root / "validation/labels/img0011.png", (1e9, 1e9))
+    os.utime(root / "validation" / sub / "img0011.png", (1e9, 1e9))
     os.utime(root / "validation/labels_cityscapes19/img0011.png", (1e9, 1e9 - 100))
     prep.prepare_mapillary_vistas(str(root.parent), progress=False)
     assert os.path.getmtime(out) == 1e9 + 100

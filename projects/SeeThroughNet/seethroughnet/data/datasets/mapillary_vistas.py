@@ -185,7 +185,9 @@ def read_mapillary_labels(config_path: str) -> List[dict]:
         with open(config_path) as f:
             config = json.load(f)
     except FileNotFoundError:
-        raise DatasetError(f"Mapillary Vistas: the config file {config_path} does not exist.")
+        raise DatasetError(
+            f"Mapillary Vistas: the config file {config_path} does not exist."
+        ) from None
     except (OSError, ValueError) as e:
         raise DatasetError(
             f"Mapillary Vistas: the config file {config_path} is not readable JSON ({e})."

@@ -7,7 +7,10 @@ Importing this package registers (via :func:`register_all`):
 * ``camvid_train``, ``camvid_val``, ``camvid_trainval`` (void = 11 = ``metadata.ignore_label``;
   the project's mapper rewrites it to ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``, default 255);
 * Pascal VOC 2012 (:mod:`.pascal_voc`), Pascal Context 59 (:mod:`.pascal_context`) and NYUv2 40
-  (:mod:`.nyuv2`), from the pairs files their ``datasets/prepare_*.py`` scripts write.
+  (:mod:`.nyuv2`), from the pairs files their ``datasets/prepare_*.py`` scripts write;
+* Mapillary Vistas v1.2 (:mod:`.mapillary_vistas`): ``mapillary_vistas_sem_seg_{train,val}`` (65
+  native classes, ignore 65) and ``mapillary_vistas_cityscapes19_sem_seg_{train,val}`` (mapped to
+  the 19 Cityscapes classes by ``datasets/prepare_mapillary_vistas.py``).
 
 Registration touches no files; loading (``DatasetCatalog.get``) validates the files and
 raises :class:`DatasetError` naming the file and what to do.  ``SEETHROUGHNET_VALIDATE``
@@ -26,6 +29,7 @@ from .cityscapes import (
 )
 from .folder_semseg import register_folder_semseg
 from .camvid import CAMVID_CLASSES, CAMVID_COLORS, CAMVID_IGNORE_LABEL, register_camvid
+from .mapillary_vistas import register_mapillary_vistas
 from .more_datasets import register_more_datasets
 from .nyuv2 import register_nyuv2
 from .pascal_context import register_pascal_context
@@ -41,6 +45,7 @@ __all__ = [
     "register_folder_semseg",
     "register_camvid",
     "register_more_datasets",
+    "register_mapillary_vistas",
     "register_pascal_voc",
     "register_pascal_context",
     "register_nyuv2",
@@ -62,7 +67,12 @@ def register_all() -> list:
     Paths are read from the environment at call time (``DETECTRON2_DATASETS``,
     ``SEETHROUGHNET_CAMVID``), so call it again after changing them.
     """
-    return register_cityscapes() + register_camvid() + register_more_datasets()
+    return (
+        register_cityscapes()
+        + register_camvid()
+        + register_more_datasets()
+        + register_mapillary_vistas()
+    )
 
 
 register_all()

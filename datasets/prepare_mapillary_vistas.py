@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Prepare Mapillary Vistas v1.2 for ``mapillary_vistas_cityscapes19_sem_seg_{train,val}``.
+
+    python datasets/prepare_mapillary_vistas.py   # under $DETECTRON2_DATASETS, else datasets/
+    python datasets/prepare_mapillary_vistas.py --root /data
+
+In ``mapillary_vistas/``: reads the 66 labels of ``config_v1.2.json`` (else ``config.json``) and
+writes, for ``training`` and ``validation``, ``<split>/labels_cityscapes19/<stem>.png`` from the
+native label PNGs (``<split>/v1.2/labels/`` or ``<split>/labels/``): each Mapillary label becomes
+its Cityscapes trainId by name (the table in datasets/README.md), every other label 255. Every
+file is written atomically; a file already written and newer than its source is skipped, so a
+second run (or one after an interruption) only does what is left. A label value above 65 stops
+the run with an error naming the file. The native dataset (``mapillary_vistas_sem_seg_*``) needs
+no preparation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Dict, Optional
+
+import numpy as np
+from _prepare_common import dataset_root, prepare_main
+from PIL import Image
+from tqdm import tqdm
+
+try:
+    from seethroughnet.data.datasets import label_files, mapillary_vistas
+    from seethroughnet.utils.atomic import atomic_path
+except ImportError:  # not installed: use the source tree next to this script
+    sys.path.insert(
+        0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "projects/SeeThroughNet")
+    )
+    from seethroughnet.data.datasets import label_files, mapillary_vistas
+    from seethroughnet.utils.atomic import atomic_path
+
+MAPILLARY_FOLDER = "mapillary_vistas"
+SPLITS = ("training", "validation")
+#: the native label table: 0..64 and the ignore label 65
+NATIVE_VALUES = range(mapillary_vistas.MAPILLARY_IGNORE_LABEL + 1)
+
+
+def _up_to_date(dst: str, src: str) -> bool:
+    return os.path.isfile(dst) and os.path.getmtime(dst) >= os.path.getmtime(src)
+
+
+def convert_label(src: str, dst: str, lut: np.ndarray) -> None:
+    """Write ``lut[label]`` of the native label PNG ``src`` to ``dst`` (8-bit, atomically).
+    A missing or corrupt file, or one holding a value above 65, is a ``ValueError`` naming it."""
+    native = label_files.read_label(src, NATIVE_VALUES)
+    with atomic_path(dst) as tmp:
+        Image.fromarray(lut[native]).save(tmp, format="PNG")
+
+
+def prepare_mapillary_vistas(
+    root: Optional[str] = None, progress: bool = True, overwrite: bool = False
+) -> Dict[str, str]:
+    """Write the Cityscapes-19 label folders; returns ``{label folder written: native folder}``
+    for the splits that have native labels (none when the dataset folder is absent). A label
+    already converted and newer than its source is kept unless ``overwrite`` (``--overwrite``:
+    after replacing the config file, say)."""
+    droot = os.path.join(dataset_root(root), MAPILLARY_FOLDER)
+    if not os.path.isdir(droot):
+        return {}
+    config, label_dir = mapillary_vistas.find_layout(droot)
+    lut = mapillary_vistas.cityscapes19_lut(mapillary_vistas.read_mapillary_labels(config))
+    written = {}
+    for split in SPLITS:
+        src_dir = os.path.join(droot, split, label_dir)
+        if not os.path.isdir(src_dir):
+            continue
+        dst_dir = os.path.join(droot, split, mapillary_vistas.MAPPED_LABEL_DIR)
+        names = sorted(f for f in os.listdir(src_dir) if f.endswith(".png"))
+        for fn in tqdm(names, desc=f"mapillary {split} -> cityscapes19", disable=not progress):
+            src, dst = os.path.join(src_dir, fn), os.path.join(dst_dir, fn)
+            if overwrite or not _up_to_date(dst, src):
+                convert_label(src, dst, lut)
+        os.makedirs(dst_dir, exist_ok=True)
+        written[dst_dir] = src_dir
+    return written
+
+
+def main(argv=None) -> int:
+    return prepare_main(
+        argv,
+        __doc__.split("\n\n")[0],
+        prepare_mapillary_vistas,
+        lambda root: "no Mapillary Vistas label folder under "
+        f"{os.path.join(root, MAPILLARY_FOLDER)} (training/labels or training/v1.2/labels): "
+        "unpack Mapillary Vistas v1.2 there first",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,28 +17,50 @@ from PIL import Image
 pytest.importorskip("detectron2", reason="detectron2 is not installed")
 from seethroughnet.data.datasets.pascal_context import CONTEXT59_CLASSES  # noqa: E402
 
+from official_releases import (  # noqa: E402  tests/official_releases.py (a helper)
+    CTX_TRAIN,
+    CTX_VAL,
+    N_FRAMES,
+    PIXEL,
+    SBD_TRAIN,
+    SBD_VAL,
+    TEST_FRAMES,
+    TRAIN_FRAMES,
+    VOC_TRAIN,
+    VOC_VAL,
+    H,
+    W,
+    write_context_release,
+    write_lines,
+    write_nyu_release,
+    write_voc_png,
+    write_voc_release,
+)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-H, W = 6, 8  # every tiny image
+
+
+@pytest.fixture
+def voc_release(tmp_path):
+    """:func:`official_releases.write_voc_release` under ``tmp_path``."""
+    return write_voc_release(tmp_path)
+
+
+@pytest.fixture
+def context_release(tmp_path):
+    """:func:`official_releases.write_context_release` under ``tmp_path``."""
+    return write_context_release(tmp_path)
+
+
+@pytest.fixture
+def nyu_release(tmp_path):
+    """:func:`official_releases.write_nyu_release` under ``tmp_path`` (h5py needed)."""
+    pytest.importorskip("h5py")
+    return write_nyu_release(tmp_path)
 
 
 def png(path) -> np.ndarray:
     return np.asarray(Image.open(path))
-
-
-def write_jpg(path, h=H, w=W):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(path)
-
-
-def write_lines(path, ids):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write("".join(f"{i}\n" for i in ids))
-
-
-def savemat(path, variables):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    sio.savemat(path, variables)
 
 
 def mat_at(rel, variables):
@@ -63,8 +85,6 @@ def removed(rel):
 
 # --------------------------------------------------------------------------- VOC 2012 + SBD
 
-VOC_TRAIN, VOC_VAL = ["2007_000001", "2007_000002"], ["2007_000003"]
-SBD_TRAIN, SBD_VAL = ["2007_000001", "2007_000003", "2008_000010"], ["2008_000011"]
 SBD = "benchmark_RELEASE/dataset"
 SBDMAT = f"{SBD}/cls/2008_000010.mat"
 VOC_LISTS = "VOCdevkit/VOC2012/ImageSets/Segmentation"
@@ -73,46 +93,6 @@ VOC_LISTS = "VOCdevkit/VOC2012/ImageSets/Segmentation"
 def gtcls(seg):
     """The variables of an SBD ``cls/<id>.mat``: struct ``GTcls`` with field ``Segmentation``."""
     return {"GTcls": {"Segmentation": seg}}
-
-
-def voc_label(seed) -> np.ndarray:
-    """A VOC-style map: classes 0..20 and a 255 boundary row."""
-    a = np.random.default_rng(seed).integers(0, 21, (H, W)).astype(np.uint8)
-    a[2] = 255
-    return a
-
-
-def write_voc_png(path, label):
-    """A palette PNG as VOC stores ``SegmentationClass`` (indices + a colour palette)."""
-    im = Image.new("P", (label.shape[1], label.shape[0]))
-    im.putdata(label.ravel().tolist())
-    im.putpalette([(i * 37) % 256 for i in range(768)])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    im.save(path)
-
-
-@pytest.fixture
-def voc_release(tmp_path):
-    """VOC 2012 (JPEGImages, palette PNGs, train/val lists) + SBD ``benchmark_RELEASE/dataset``
-    (``cls/<id>.mat`` with struct ``GTcls``, ``img/``, train/val lists); returns the labels."""
-    voc = tmp_path / "VOCdevkit/VOC2012"
-    sbd = tmp_path / "benchmark_RELEASE/dataset"
-    labels = {"voc": {}, "sbd": {}}
-    for n, i in enumerate(VOC_TRAIN + VOC_VAL):
-        write_jpg(voc / f"JPEGImages/{i}.jpg")
-        labels["voc"][i] = voc_label(n)
-        write_voc_png(voc / f"SegmentationClass/{i}.png", labels["voc"][i])
-    write_lines(voc / "ImageSets/Segmentation/train.txt", VOC_TRAIN)
-    write_lines(voc / "ImageSets/Segmentation/val.txt", VOC_VAL)
-    for n, i in enumerate(SBD_TRAIN + SBD_VAL):
-        write_jpg(sbd / f"img/{i}.jpg")
-        seg = np.random.default_rng(100 + n).integers(0, 21, (H, W)).astype(np.uint8)
-        labels["sbd"][i] = seg
-        gt = {"Segmentation": seg, "Boundaries": np.zeros((1, 1)), "CategoriesPresent": [1]}
-        savemat(sbd / f"cls/{i}.mat", {"GTcls": gt})
-    write_lines(sbd / "train.txt", SBD_TRAIN)
-    write_lines(sbd / "val.txt", SBD_VAL)
-    return tmp_path, labels
 
 
 def test_voc_sbd_aug_list_and_labels(datasets_script, voc_release):
@@ -257,32 +237,7 @@ def test_context59_names_at_mmsegmentation_ids_give_mmsegmentation_table(dataset
     assert np.array_equal(table, want)
 
 
-CTX_TRAIN, CTX_VAL = ["2008_000002", "2008_000003"], ["2008_000007"]
 CTXMAT = "VOCdevkit/VOC2010/trainval/2008_000003.mat"
-
-
-@pytest.fixture
-def context_release(tmp_path):
-    """VOC 2010 (JPEGImages, ImageSets/Main lists) + the Pascal Context release (``trainval/
-    <id>.mat`` holding uint16 ``LabelMap``, ``labels.txt``) with the 59 names at shuffled ids,
-    one written with a space, and three other classes; returns ``(root, {id: name}, maps)``."""
-    ctx = tmp_path / "VOCdevkit/VOC2010"
-    rng = np.random.default_rng(0)
-    ids = rng.permutation(np.arange(1, 63)) + 1  # 2..63, shuffled
-    names = [*CONTEXT59_CLASSES, "accordion", "air conditioner", "zebra"]
-    labels = {int(i): n for i, n in zip(ids, names)}
-    labels[int(ids[CONTEXT59_CLASSES.index("pottedplant")])] = "potted plant"
-    (ctx / "labels.txt").parent.mkdir(parents=True)
-    with open(ctx / "labels.txt", "w") as f:
-        f.write("".join(f"{i}: {labels[i]}\n" for i in sorted(labels)))
-    write_lines(ctx / "ImageSets/Main/train.txt", CTX_TRAIN)
-    write_lines(ctx / "ImageSets/Main/val.txt", CTX_VAL)
-    maps = {}
-    for i in CTX_TRAIN + CTX_VAL:
-        write_jpg(ctx / f"JPEGImages/{i}.jpg")
-        maps[i] = rng.choice([0, *labels], (H, W)).astype(np.uint16)
-        savemat(ctx / f"trainval/{i}.mat", {"LabelMap": maps[i]})
-    return tmp_path, labels, maps
 
 
 def test_context_release_to_59_classes(datasets_script, context_release):
@@ -393,39 +348,7 @@ def test_context_refuses_a_wrong_release_naming_the_file(
 
 # --------------------------------------------------------------------------- NYUv2
 
-N_FRAMES, TRAIN_FRAMES, TEST_FRAMES = 5, [1, 3, 4], [2, 5]
-PIXEL = (3, 1, 4, (10, 20, 30))  # frame k (1-based), row, col, RGB
 SPLITS = "nyuv2/splits.mat"
-
-
-@pytest.fixture
-def nyu_release(tmp_path):
-    """``nyu_depth_v2_labeled.mat`` as MATLAB v7.3 writes it (HDF5 with a 512-byte user block;
-    ``images`` N x 3 x W x H uint8, ``labels`` N x W x H uint16 from MATLAB's H x W x 3 x N and
-    H x W x N), ``splits.mat`` (1-based column vectors) and ``classMapping40.mat`` (``mapClass``
-    1 x 894); returns ``(root, images N x H x W x 3, labels N x H x W)`` in reading order."""
-    h5py = pytest.importorskip("h5py")
-    nyu = tmp_path / "nyuv2"
-    nyu.mkdir()
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (N_FRAMES, H, W, 3)).astype(np.uint8)
-    k, r, c, rgb = PIXEL
-    images[k - 1, r, c] = rgb
-    labels = rng.integers(0, 895, (N_FRAMES, H, W)).astype(np.uint16)
-    labels[:, 0, 0], labels[:, 0, 1] = 0, 894
-    with h5py.File(nyu / "nyu_depth_v2_labeled.mat", "w", userblock_size=512) as f:
-        f["images"] = images.transpose(0, 3, 2, 1)  # N x H x W x 3 -> N x 3 x W x H
-        f["labels"] = labels.transpose(0, 2, 1)  # N x H x W -> N x W x H
-        f["depths"] = np.zeros((N_FRAMES, W, H), np.float32)
-    sio.savemat(
-        nyu / "splits.mat",
-        {
-            "trainNdxs": np.array(TRAIN_FRAMES, float)[:, None],
-            "testNdxs": np.array(TEST_FRAMES, float)[:, None],
-        },
-    )
-    sio.savemat(nyu / "classMapping40.mat", {"mapClass": (np.arange(894) % 40 + 1)[None]})
-    return tmp_path, images, labels
 
 
 def test_nyuv2_release_to_40_classes(datasets_script, nyu_release):

@@ -1,0 +1,136 @@
+"""Tiny hand-made releases of VOC 2012 + SBD, Pascal Context and NYUv2 in their official formats
+(the builders of tests/data/test_prepare_official_formats.py and of the REPRODUCE.md smoke runs).
+``root`` is a :class:`pathlib.Path`, the datasets root the release is written under."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.io as sio
+from PIL import Image
+
+H, W = 6, 8  # every tiny image
+
+
+def write_jpg(path, h=H, w=W):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(path)
+
+
+def write_lines(path, ids):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("".join(f"{i}\n" for i in ids))
+
+
+def savemat(path, variables):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sio.savemat(path, variables)
+
+
+VOC_TRAIN, VOC_VAL = ["2007_000001", "2007_000002"], ["2007_000003"]
+SBD_TRAIN, SBD_VAL = ["2007_000001", "2007_000003", "2008_000010"], ["2008_000011"]
+
+
+def voc_label(seed) -> np.ndarray:
+    """A VOC-style map: classes 0..20 and a 255 boundary row."""
+    a = np.random.default_rng(seed).integers(0, 21, (H, W)).astype(np.uint8)
+    a[2] = 255
+    return a
+
+
+def write_voc_png(path, label):
+    """A palette PNG as VOC stores ``SegmentationClass`` (indices + a colour palette)."""
+    im = Image.new("P", (label.shape[1], label.shape[0]))
+    im.putdata(label.ravel().tolist())
+    im.putpalette([(i * 37) % 256 for i in range(768)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    im.save(path)
+
+
+CTX_TRAIN, CTX_VAL = ["2008_000002", "2008_000003"], ["2008_000007"]
+
+
+N_FRAMES, TRAIN_FRAMES, TEST_FRAMES = 5, [1, 3, 4], [2, 5]
+
+
+PIXEL = (3, 1, 4, (10, 20, 30))  # frame k (1-based), row, col, RGB
+
+
+def write_voc_release(root):
+    """VOC 2012 (JPEGImages, palette PNGs, train/val lists) + SBD ``benchmark_RELEASE/dataset``
+    (``cls/<id>.mat`` with struct ``GTcls``, ``img/``, train/val lists); returns the labels."""
+    voc = root / "VOCdevkit/VOC2012"
+    sbd = root / "benchmark_RELEASE/dataset"
+    labels = {"voc": {}, "sbd": {}}
+    for n, i in enumerate(VOC_TRAIN + VOC_VAL):
+        write_jpg(voc / f"JPEGImages/{i}.jpg")
+        labels["voc"][i] = voc_label(n)
+        write_voc_png(voc / f"SegmentationClass/{i}.png", labels["voc"][i])
+    write_lines(voc / "ImageSets/Segmentation/train.txt", VOC_TRAIN)
+    write_lines(voc / "ImageSets/Segmentation/val.txt", VOC_VAL)
+    for n, i in enumerate(SBD_TRAIN + SBD_VAL):
+        write_jpg(sbd / f"img/{i}.jpg")
+        seg = np.random.default_rng(100 + n).integers(0, 21, (H, W)).astype(np.uint8)
+        labels["sbd"][i] = seg
+        gt = {"Segmentation": seg, "Boundaries": np.zeros((1, 1)), "CategoriesPresent": [1]}
+        savemat(sbd / f"cls/{i}.mat", {"GTcls": gt})
+    write_lines(sbd / "train.txt", SBD_TRAIN)
+    write_lines(sbd / "val.txt", SBD_VAL)
+    return root, labels
+
+
+def write_context_release(root):
+    """VOC 2010 (JPEGImages, ImageSets/Main lists) + the Pascal Context release (``trainval/
+    <id>.mat`` holding uint16 ``LabelMap``, ``labels.txt``) with the 59 names at shuffled ids,
+    one written with a space, and three other classes; returns ``(root, {id: name}, maps)``."""
+    from seethroughnet.data.datasets.pascal_context import CONTEXT59_CLASSES
+
+    ctx = root / "VOCdevkit/VOC2010"
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(np.arange(1, 63)) + 1  # 2..63, shuffled
+    names = [*CONTEXT59_CLASSES, "accordion", "air conditioner", "zebra"]
+    labels = {int(i): n for i, n in zip(ids, names)}
+    labels[int(ids[CONTEXT59_CLASSES.index("pottedplant")])] = "potted plant"
+    (ctx / "labels.txt").parent.mkdir(parents=True)
+    with open(ctx / "labels.txt", "w") as f:
+        f.write("".join(f"{i}: {labels[i]}\n" for i in sorted(labels)))
+    write_lines(ctx / "ImageSets/Main/train.txt", CTX_TRAIN)
+    write_lines(ctx / "ImageSets/Main/val.txt", CTX_VAL)
+    maps = {}
+    for i in CTX_TRAIN + CTX_VAL:
+        write_jpg(ctx / f"JPEGImages/{i}.jpg")
+        maps[i] = rng.choice([0, *labels], (H, W)).astype(np.uint16)
+        savemat(ctx / f"trainval/{i}.mat", {"LabelMap": maps[i]})
+    return root, labels, maps
+
+
+def write_nyu_release(root):
+    """``nyu_depth_v2_labeled.mat`` as MATLAB v7.3 writes it (HDF5 with a 512-byte user block;
+    ``images`` N x 3 x W x H uint8, ``labels`` N x W x H uint16 from MATLAB's H x W x 3 x N and
+    H x W x N), ``splits.mat`` (1-based column vectors) and ``classMapping40.mat`` (``mapClass``
+    1 x 894); returns ``(root, images N x H x W x 3, labels N x H x W)`` in reading order."""
+    import h5py
+
+    nyu = root / "nyuv2"
+    nyu.mkdir()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (N_FRAMES, H, W, 3)).astype(np.uint8)
+    k, r, c, rgb = PIXEL
+    images[k - 1, r, c] = rgb
+    labels = rng.integers(0, 895, (N_FRAMES, H, W)).astype(np.uint16)
+    labels[:, 0, 0], labels[:, 0, 1] = 0, 894
+    with h5py.File(nyu / "nyu_depth_v2_labeled.mat", "w", userblock_size=512) as f:
+        f["images"] = images.transpose(0, 3, 2, 1)  # N x H x W x 3 -> N x 3 x W x H
+        f["labels"] = labels.transpose(0, 2, 1)  # N x H x W -> N x W x H
+        f["depths"] = np.zeros((N_FRAMES, W, H), np.float32)
+    sio.savemat(
+        nyu / "splits.mat",
+        {
+            "trainNdxs": np.array(TRAIN_FRAMES, float)[:, None],
+            "testNdxs": np.array(TEST_FRAMES, float)[:, None],
+        },
+    )
+    sio.savemat(nyu / "classMapping40.mat", {"mapClass": (np.arange(894) % 40 + 1)[None]})
+    return root, images, labels

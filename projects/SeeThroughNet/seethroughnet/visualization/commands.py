@@ -180,6 +180,9 @@ def compare_main(argv=None) -> int:
     ap.add_argument("--dpi", type=int, default=100)
     ap.add_argument("--device", default=None)
     _safety_args(ap)
+    ap.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for both models"
+    )
     a = ap.parse_args(argv)
     from seethroughnet.experiments.models import load_model
 
@@ -198,7 +201,7 @@ def compare_main(argv=None) -> int:
         (a.labels[1], a.cpp_config_file, a.cpp_weights),
     ):
         try:
-            cfg, model = load_model(config, weights, (), a.device, **_safety(a))
+            cfg, model = load_model(config, weights, a.opts, a.device, **_safety(a))
         except Exception as e:
             if hasattr(e, "args") and e.args and isinstance(e.args[0], str):
                 e.args = (f"{label} model: {e.args[0]}",) + e.args[1:]

@@ -35,6 +35,7 @@ __all__ = [
     "sgemm_gflops",
     "training_inputs",
     "measure_image_seconds",
+    "inference_flops",
     "fit_flops",
     "ModelCost",
     "measure_model",
@@ -122,7 +123,7 @@ class _ImageToLogits(torch.nn.Module):
         return self.model([{"image": image, "height": h, "width": w}])[0]["sem_seg"]
 
 
-def _inference_flops(model, size: Tuple[int, int]) -> float:
+def inference_flops(model, size: Tuple[int, int]) -> float:
     """fvcore flops of single-image inference at ``size``. SeeThroughNet's ``inference`` rounds
     Python sizes, which tracing rejects: its network is counted by the benchmark's traceable
     single-scale pass (:func:`benchmark_flops.count_flops`, normalisation excluded)."""
@@ -147,7 +148,7 @@ def fit_flops(model, sizes: Sequence[Tuple[int, int]]) -> Tuple[float, float]:
     """``(a, b)`` of ``flops = a*H*W + b`` through fvcore counts of single-image inference at the
     two ``sizes`` (one multiply-add = one flop, fvcore's convention)."""
     (h1, w1), (h2, w2) = sizes
-    f1, f2 = _inference_flops(model, (h1, w1)), _inference_flops(model, (h2, w2))
+    f1, f2 = inference_flops(model, (h1, w1)), inference_flops(model, (h2, w2))
     a = (f2 - f1) / (h2 * w2 - h1 * w1)
     return a, f1 - a * h1 * w1
 

@@ -127,14 +127,16 @@ def smoke_grid(grid_file: str, world: str) -> str:
 def _synthetic_stand_in(path: str, world: str) -> str:
     """A Cityscapes image/label path that the synthetic set lacks -> the synthetic file of the
     same split and kind."""
-    m = re.match(r".*/cityscapes/(leftImg8bit|gtFine)/(\w+)/\w+/\w+?_(\w+\.png)$", path)
+    m = re.match(
+        r".*/cityscapes/(leftImg8bit|gtFine)/(\w+)/\w+/\w+_(leftImg8bit|gtFine_\w+)\.png$", path
+    )
     if os.path.exists(path) or not m:
         return path
     kind, split, suffix = m.groups()
     folder = os.path.join(world, "datasets", "cityscapes", kind, split)
     for dirpath, _, files in sorted(os.walk(folder)):
         for fn in sorted(files):
-            if fn.endswith(suffix):
+            if fn.endswith(f"_{suffix}.png"):
                 return os.path.join(dirpath, fn)
     raise AssertionError(f"no synthetic stand-in for {path}")
 
@@ -175,7 +177,7 @@ def smoke_form(cmd: str, world: str):
     elif program in STN_PROGRAMS:
         out += stn_tiny_opts()
     elif program == "transfer.run_table5":
-        out += ["--smoke", "--iters", "1", "--variant", "hrnet_w18_small_v2"]
+        out += ["--smoke", "--iters", "4", "--variant", "hrnet_w18_small_v2"]
         out += ["--detectors", "faster_rcnn", "--modes", "frozen"]
     elif program == "tools/estimate_gpu_hours.py":
         out += ["--table", "Table 4", "--steps", "1", "--warmup", "0", "--measure-size", "64", "64"]

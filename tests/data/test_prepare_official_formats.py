@@ -63,6 +63,15 @@ def png(path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
+def assert_refused(prepare, root, breaks, error, words):
+    """``breaks(root)`` spoils one release file; ``prepare(root)`` must then raise ``error`` whose
+    message names that file and says ``words``."""
+    path = breaks(root)
+    with pytest.raises(error) as e:
+        prepare(str(root))
+    assert str(path) in str(e.value) and words in str(e.value)
+
+
 def mat_at(rel, variables):
     """A breaker: ``rel`` (under the datasets root) rewritten as a v5 .mat of ``variables``."""
 
@@ -206,11 +215,13 @@ def _train_aug_other_ids(root):
 def test_voc_refuses_a_wrong_release_naming_the_file(
     datasets_script, voc_release, breaks, error, words
 ):
-    root, _ = voc_release
-    path = breaks(root)
-    with pytest.raises(error) as e:
-        datasets_script("prepare_pascal_voc").prepare_pascal_voc(str(root))
-    assert str(path) in str(e.value) and words in str(e.value)
+    assert_refused(
+        datasets_script("prepare_pascal_voc").prepare_pascal_voc,
+        voc_release[0],
+        breaks,
+        error,
+        words,
+    )
 
 
 # --------------------------------------------------------------------------- Pascal Context
@@ -339,11 +350,13 @@ def _labels_bad_line(root):
 def test_context_refuses_a_wrong_release_naming_the_file(
     datasets_script, context_release, breaks, error, words
 ):
-    root = context_release[0]
-    path = breaks(root)
-    with pytest.raises(error) as e:
-        datasets_script("prepare_pascal_context").prepare_pascal_context(str(root))
-    assert str(path) in str(e.value) and words in str(e.value)
+    assert_refused(
+        datasets_script("prepare_pascal_context").prepare_pascal_context,
+        context_release[0],
+        breaks,
+        error,
+        words,
+    )
 
 
 # --------------------------------------------------------------------------- NYUv2
@@ -473,11 +486,9 @@ def _splits_overlap(root):
 def test_nyuv2_refuses_a_wrong_release_naming_the_file(
     datasets_script, nyu_release, breaks, error, words
 ):
-    root = nyu_release[0]
-    path = breaks(root)
-    with pytest.raises(error) as e:
-        datasets_script("prepare_nyuv2").prepare_nyuv2(str(root))
-    assert str(path) in str(e.value) and words in str(e.value)
+    assert_refused(
+        datasets_script("prepare_nyuv2").prepare_nyuv2, nyu_release[0], breaks, error, words
+    )
 
 
 def test_cli_says_what_is_wrong_and_that_h5py_is_needed(

@@ -48,3 +48,22 @@ def test_measured_tiny_model_flop_line_predicts_a_third_size():
     model = build_model(load_config(cfg, list(gh.MEASURE_OPTS)))
     third = gh.inference_flops(model, (192, 384))
     assert cost.flops((192, 384)) == pytest.approx(third, rel=1e-3)
+
+
+@pytest.mark.parametrize("detector", ["mask_rcnn", "fcos"])
+def test_detector_is_measured_at_its_training_size(detector):
+    """Table 5's detectors: one training step on random boxes/polygons at the config's training
+    size (mean short side, 1:2), no FLOP line; the rows scale by pixels only across sizes."""
+    from transfer.table5 import SMOKE_OPTS
+
+    cfg = os.path.join(REPO, f"transfer/configs/{detector}_hrnetv2_w48.yaml")
+    opts = [
+        *SMOKE_OPTS,
+        "MODEL.HRNET.VARIANT",
+        "hrnet_w18_small_v2",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(64, 96)",
+    ]
+    cost = gh.measure_model(detector, cfg, opts, warmup=0, steps=1)
+    assert cost.measure_size == (80, 160) and cost.a is None and cost.seconds > 0
+    assert cost.image_seconds((160, 320)) == pytest.approx(4 * cost.seconds)

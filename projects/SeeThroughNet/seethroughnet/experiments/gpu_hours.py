@@ -85,8 +85,54 @@ def training_inputs(
     return out
 
 
+DETECTORS = ("GeneralizedRCNN", "TransferFCOS")
+
+
+def is_detector(cfg) -> bool:
+    """Whether ``cfg`` builds one of Table 5's detectors (else a semantic segmentor)."""
+    return cfg.MODEL.META_ARCHITECTURE in DETECTORS
+
+
+def train_size(cfg) -> Tuple[int, int]:
+    """The training input size of ``cfg``: its crop for a semantic segmentor; for a detector
+    (no crop) the mean of ``MIN_SIZE_TRAIN`` as the short side and twice that, at most
+    ``MAX_SIZE_TRAIN``, as the long side (Cityscapes' 1:2 images)."""
+    if not is_detector(cfg):
+        return tuple(int(x) for x in cfg.INPUT.CROP.SIZE)
+    short = int(round(float(np.mean(cfg.INPUT.MIN_SIZE_TRAIN))))
+    return short, min(2 * short, int(cfg.INPUT.MAX_SIZE_TRAIN))
+
+
+def detection_inputs(
+    batch: int, size: Tuple[int, int], num_classes: int, boxes: int = 10, seed: int = 0
+) -> List[dict]:
+    """``batch`` detectron2 detection training inputs of ``size``: uint8 images with ``boxes``
+    random boxes each (classes, boxes, and rectangle polygons as masks)."""
+    from detectron2.structures import Boxes, Instances, PolygonMasks
+
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    out = []
+    for _ in range(batch):
+        xy = torch.rand(boxes, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
+        wh = (torch.rand(boxes, 2, generator=g) * 0.15 + 0.02) * torch.tensor([w, h])
+        xyxy = torch.cat([xy, xy + wh], 1)
+        inst = Instances((h, w))
+        inst.gt_boxes = Boxes(xyxy)
+        inst.gt_classes = torch.randint(0, num_classes, (boxes,), generator=g)
+        inst.gt_masks = PolygonMasks(
+            [[[x0, y0, x1, y0, x1, y1, x0, y1]] for x0, y0, x1, y1 in xyxy.tolist()]
+        )
+        image = torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
+        out.append({"image": image, "instances": inst, "height": h, "width": w})
+    return out
+
+
 def _train_step(model, optimizer, inputs) -> None:
-    losses = model(inputs)
+    from detectron2.utils.events import EventStorage
+
+    with EventStorage():  # detectors log training statistics
+        losses = model(inputs)
     total = sum(losses.values())
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -100,7 +146,10 @@ def measure_image_seconds(
     steps (after ``warmup``) of a batch-``batch`` SGD step, divided by ``batch``."""
     model.train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    inputs = training_inputs(batch, size, num_classes)
+    if hasattr(model, "roi_heads") or hasattr(model, "head_in_features"):  # a detector
+        inputs = detection_inputs(batch, size, num_classes)
+    else:
+        inputs = training_inputs(batch, size, num_classes)
     for _ in range(warmup):
         _train_step(model, opt, inputs)
     times = []
@@ -155,7 +204,8 @@ def fit_flops(model, sizes: Sequence[Tuple[int, int]]) -> Tuple[float, float]:
 
 class ModelCost:
     """A model's measured cost: seconds per training image at ``measure_size`` (one CPU thread)
-    and its inference flop line ``a*H*W + b``; :meth:`image_seconds` scales to any crop."""
+    and its inference flop line ``a*H*W + b``; :meth:`image_seconds` scales to any crop by the
+    line (``a=None``, a detector measured at its own training size: by the pixel count)."""
 
     def __init__(self, name, seconds, measure_size, a, b):
         self.name, self.seconds, self.measure_size, self.a, self.b = (
@@ -170,6 +220,8 @@ class ModelCost:
         return self.a * size[0] * size[1] + self.b
 
     def image_seconds(self, size: Tuple[int, int]) -> float:
+        if self.a is None:  # a detector, measured at its training size: scaled by pixels
+            return self.seconds * size[0] * size[1] / (self.measure_size[0] * self.measure_size[1])
         return self.seconds * self.flops(size) / self.flops(self.measure_size)
 
 
@@ -208,6 +260,8 @@ def measure_model(
     cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS))
     _single_process(cfg)
     torch.manual_seed(0)
+    if is_detector(cfg):
+        return _measure_detector(name, cfg, warmup, steps)
     model = build_model(cfg)
     h, w = measure_size
     fit = fit_sizes or [(h, w), (2 * h, 2 * w)]
@@ -216,6 +270,21 @@ def measure_model(
         model, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, measure_size, warmup=warmup, steps=steps
     )
     return ModelCost(name, secs, measure_size, a, b)
+
+
+def _measure_detector(name: str, cfg, warmup: int, steps: int) -> "ModelCost":
+    """A detector is measured at its own training size (:func:`train_size`), its encoder from
+    random init (the cost of a step does not depend on the weights), batch 1: no FLOP scaling."""
+    import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
+    from detectron2.modeling import build_model
+
+    cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
+    cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
+    model = build_model(cfg)
+    size = train_size(cfg)
+    classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    secs = measure_image_seconds(model, classes, size, batch=1, warmup=warmup, steps=steps)
+    return ModelCost(name, secs, size, a=None, b=None)
 
 
 def run_rows(
@@ -229,7 +298,7 @@ def run_rows(
     rows = []
     for r in runs:
         cfg = load_config(r["config"], list(r.get("opts", ())) + list(MEASURE_OPTS))
-        crop = tuple(int(x) for x in cfg.INPUT.CROP.SIZE)
+        crop = train_size(cfg)
         batch, iters = int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.SOLVER.MAX_ITER)
         cpu_step = costs[r["model"]].image_seconds(crop) * batch
         gpu_step = cpu_step / speedup
@@ -330,8 +399,8 @@ def load_cost_file(path: str) -> dict:
             runs += gr
         else:
             for r in t["runs"]:
-                # a run without a ``model`` is measured with its own config
-                model = r.get("model") or r["config"]
+                # a run without a ``model`` is measured with its own config and opts
+                model = r.get("model") or " ".join([r["config"], *map(str, r.get("opts", []))])
                 models.setdefault(model, {"config": r["config"], "opts": r.get("opts", [])})
                 runs.append({"table": t["table"], **r, "model": model})
     return {
@@ -373,7 +442,7 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping) -> str:
                     os.path.basename(c.name),
                     f"{c.seconds:.2f}",
                     "x".join(map(str, c.measure_size)),
-                    f"{c.flops(c.measure_size) / 1e9:.1f}",
+                    f"{c.flops(c.measure_size) / 1e9:.1f}" if c.a is not None else "not counted",
                 ]
                 for c in costs.values()
             ],

@@ -66,7 +66,9 @@ def stn_tiny_opts():
     paper, tiny = _flat(build_config(PAPER_STN, [])), _flat(build_config(STN_TINY, []))
     opts = []
     for k, v in tiny.items():
-        if k in paper and paper[k] != v and not k.startswith(KEEP):
+        # INPUT.* always: a config of the chain may change sizes the paper config shares with
+        # the tiny one (Mapillary's 2177 test size)
+        if k in paper and (paper[k] != v or k.startswith("INPUT.")) and not k.startswith(KEEP):
             opts += [k, str(v)]
     return opts + ["SOLVER.MAX_ITER", "1", "SOLVER.CHECKPOINT_PERIOD", "1"]
 

@@ -145,7 +145,8 @@ def measure_image_seconds(
     """Process CPU seconds of one training image at ``size``: the median over ``steps`` measured
     steps (after ``warmup``) of a batch-``batch`` SGD step, divided by ``batch``."""
     model.train()
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    # lr 0: the same work per step, and random-init detectors cannot diverge while measured
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
     if hasattr(model, "roi_heads") or hasattr(model, "head_in_features"):  # a detector
         inputs = detection_inputs(batch, size, num_classes)
     else:

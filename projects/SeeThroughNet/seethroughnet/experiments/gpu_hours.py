@@ -276,8 +276,9 @@ def measure_model(
 def _measure_detector(name: str, cfg, warmup: int, steps: int) -> "ModelCost":
     """A detector is measured at its own training size (:func:`train_size`), its encoder from
     random init (the cost of a step does not depend on the weights), batch 1: no FLOP scaling."""
-    import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
     from detectron2.modeling import build_model
+
+    import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
 
     cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
     cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""

@@ -19,17 +19,21 @@ For every run of a table (a grid's cells, or a list of configs), the training co
   where a GPU step time has been measured (``make gpu-check``), use it instead of this.
 
 Runs with several GPUs cost the same GPU-hours (per-GPU batch x GPUs = IMS_PER_BATCH), ignoring
-communication. Paper-scale configs with SyncBN are measured with BN (one process; same flops).
+communication. Paper-scale configs with SyncBN are measured with BN (one process; same flops;
+the trainers' :func:`~seethroughnet.utils.norm.convert_sync_batchnorm_to_bn`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn
 
 __all__ = [
     "sgemm_gflops",
@@ -139,18 +143,13 @@ def _train_step(model, optimizer, inputs) -> None:
     optimizer.step()
 
 
-def measure_image_seconds(
-    model, num_classes: int, size: Tuple[int, int], batch: int = 2, warmup: int = 1, steps: int = 2
-) -> float:
-    """Process CPU seconds of one training image at ``size``: the median over ``steps`` measured
-    steps (after ``warmup``) of a batch-``batch`` SGD step, divided by ``batch``."""
+def measure_image_seconds(model, inputs: List[dict], warmup: int = 1, steps: int = 2) -> float:
+    """Process CPU seconds of one training image: the median over ``steps`` measured SGD steps
+    (after ``warmup``) on the batch ``inputs`` (:func:`training_inputs` or
+    :func:`detection_inputs`), divided by its length."""
     model.train()
     # lr 0: the same work per step, and random-init detectors cannot diverge while measured
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
-    if hasattr(model, "roi_heads") or hasattr(model, "head_in_features"):  # a detector
-        inputs = detection_inputs(batch, size, num_classes)
-    else:
-        inputs = training_inputs(batch, size, num_classes)
     for _ in range(warmup):
         _train_step(model, opt, inputs)
     times = []
@@ -158,7 +157,7 @@ def measure_image_seconds(
         t0 = time.process_time()
         _train_step(model, opt, inputs)
         times.append(time.process_time() - t0)
-    return float(np.median(times)) / batch
+    return float(np.median(times)) / len(inputs)
 
 
 class _ImageToLogits(torch.nn.Module):
@@ -203,19 +202,17 @@ def fit_flops(model, sizes: Sequence[Tuple[int, int]]) -> Tuple[float, float]:
     return a, f1 - a * h1 * w1
 
 
+@dataclass
 class ModelCost:
     """A model's measured cost: seconds per training image at ``measure_size`` (one CPU thread)
     and its inference flop line ``a*H*W + b``; :meth:`image_seconds` scales to any crop by the
     line (``a=None``, a detector measured at its own training size: by the pixel count)."""
 
-    def __init__(self, name, seconds, measure_size, a, b):
-        self.name, self.seconds, self.measure_size, self.a, self.b = (
-            name,
-            seconds,
-            tuple(measure_size),
-            a,
-            b,
-        )
+    name: str
+    seconds: float
+    measure_size: Tuple[int, int]
+    a: Optional[float]
+    b: Optional[float]
 
     def flops(self, size: Tuple[int, int]) -> float:
         return self.a * size[0] * size[1] + self.b
@@ -224,23 +221,6 @@ class ModelCost:
         if self.a is None:  # a detector, measured at its training size: scaled by pixels
             return self.seconds * size[0] * size[1] / (self.measure_size[0] * self.measure_size[1])
         return self.seconds * self.flops(size) / self.flops(self.measure_size)
-
-
-def _single_process(cfg) -> None:
-    """SyncBN -> BN everywhere in ``cfg`` (one process; the same flops)."""
-    for node in _nodes(cfg):
-        for k, v in list(node.items()):
-            if v == "SyncBN":
-                node[k] = "BN"
-
-
-def _nodes(cfg):
-    from detectron2.config import CfgNode
-
-    yield cfg
-    for v in cfg.values():
-        if isinstance(v, CfgNode):
-            yield from _nodes(v)
 
 
 def measure_model(
@@ -259,17 +239,16 @@ def measure_model(
     from .models import load_config
 
     cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS))
-    _single_process(cfg)
     torch.manual_seed(0)
     if is_detector(cfg):
         return _measure_detector(name, cfg, warmup, steps)
-    model = build_model(cfg)
+    model = convert_sync_batchnorm_to_bn(build_model(cfg))
     h, w = measure_size
     fit = fit_sizes or [(h, w), (2 * h, 2 * w)]
     a, b = fit_flops(model, fit)
-    secs = measure_image_seconds(
-        model, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, measure_size, warmup=warmup, steps=steps
-    )
+    # batch 2: BatchNorm after a global pooling (PSP's) needs two images
+    inputs = training_inputs(2, measure_size, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
+    secs = measure_image_seconds(model, inputs, warmup=warmup, steps=steps)
     return ModelCost(name, secs, measure_size, a, b)
 
 
@@ -282,10 +261,10 @@ def _measure_detector(name: str, cfg, warmup: int, steps: int) -> "ModelCost":
 
     cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
     cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
-    model = build_model(cfg)
+    model = convert_sync_batchnorm_to_bn(build_model(cfg))
     size = train_size(cfg)
-    classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    secs = measure_image_seconds(model, classes, size, batch=1, warmup=warmup, steps=steps)
+    inputs = detection_inputs(1, size, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    secs = measure_image_seconds(model, inputs, warmup=warmup, steps=steps)
     return ModelCost(name, secs, size, a=None, b=None)
 
 

@@ -4,8 +4,8 @@ Cityscapes; VOC+SBD, Pascal Context, NYUv2 and Mapillary releases in their offic
 stand-in ImageNet weights, and ``output/``. Later commands read what earlier ones wrote (Table 4's
 checkpoints feed Table 5 and the figures, Table 6's chain feeds its export), as on a cluster.
 
-Marked ``reproduce``: route B (``make test-upstream``) deselects these runs (about 3 minutes);
-every other test runs on both routes."""
+Marked ``reproduce``: route B (``make test-upstream``) deselects these runs (about 4 minutes on
+2 CPU cores); every other test runs on both routes."""
 
 from __future__ import annotations
 

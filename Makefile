@@ -14,7 +14,7 @@ PY_UPSTREAM := $(VENV_UPSTREAM)/bin/python
 UPSTREAM_TARBALL ?= $(firstword $(wildcard ../shared/peers/detectron2-upstream/detectron2-*.tar.gz))
 STAMP_UPSTREAM := $(VENV_UPSTREAM)/.seethroughnet-installed
 
-.PHONY: help install demo lint test test-upstream gpu-check clean-venv
+.PHONY: help install demo lint test test-upstream test-mmseg gpu-check clean-venv
 
 help:
 	@echo "make install  - create $(VENV) with pinned torch/torchvision, detectron2 (patched v0.6) and this project (idempotent)"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint     - ruff format --check and ruff check (100 columns; config in pyproject.toml)"
 	@echo "make test     - install, lint and run the test suite"
 	@echo "make test-upstream - the same suite on upstream detectron2 main built from ../shared/peers (own venv $(VENV_UPSTREAM))"
+	@echo "make test-mmseg - the MMSegmentation equivalence tier (tests/mmseg) in its own venv $(VENV_MMSEG)"
 	@echo "make gpu-check - CUDA checks and paper-size timings/memory on a GPU machine -> docs/gpu_results.md"
 
 install: $(STAMP)
@@ -45,7 +46,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install lint
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --ignore=tests/mmseg
 
 # Upstream main imports pkg_resources in detectron2.model_zoo: setuptools < 81 still ships it
 # (>= 77 for this project's pyproject license field). Cityscapes loading/evaluation needs no change:
@@ -75,7 +76,26 @@ $(STAMP_UPSTREAM): requirements.txt pyproject.toml $(UPSTREAM_PREREQ)
 
 # REPRODUCE.md's smoke runs (marker reproduce, a few minutes) run on route A only.
 test-upstream: $(STAMP_UPSTREAM)
-	$(PY_UPSTREAM) -m pytest tests -q -m "not reproduce"
+	$(PY_UPSTREAM) -m pytest tests -q -m "not reproduce" --ignore=tests/mmseg
+
+# The MMSegmentation equivalence tier (tests/mmseg): MMSegmentation 1.2.2 itself, run side by side
+# with the project's Table 1 models, losses and pipelines. Its own venv shares route A's packages (as
+# route B does) and adds requirements-mmseg.txt; mmcv-lite has no compiled ops, so the tests register
+# a stub `mmcv._ext` before importing mmcv.ops (tests/mmseg/mmseg_reference.py).
+VENV_MMSEG ?= .venv-mmseg
+PY_MMSEG := $(VENV_MMSEG)/bin/python
+STAMP_MMSEG := $(VENV_MMSEG)/.seethroughnet-installed
+$(STAMP_MMSEG): requirements-mmseg.txt pyproject.toml $(STAMP)
+	@test -x $(PY_MMSEG) || $(PYTHON) -m venv $(VENV_MMSEG)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(PY_MMSEG) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_route_a_packages.pth"
+	$(PY_MMSEG) -m pip install --quiet --upgrade pip "setuptools>=77" wheel
+	$(PY_MMSEG) -m pip install --quiet -r requirements-mmseg.txt
+	$(PY_MMSEG) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY_MMSEG) -c "import mmseg, mmengine, seethroughnet, detectron2; print('mmseg tier: mmsegmentation', mmseg.__version__, '| mmengine', mmengine.__version__)"
+	@touch $@
+
+test-mmseg: $(STAMP_MMSEG)
+	SEETHROUGHNET_REQUIRE_MMSEG=1 $(PY_MMSEG) -m pytest tests/mmseg -q
 
 gpu-check: install
 	$(PY) tools/gpu_check.py --output docs/gpu_results.md

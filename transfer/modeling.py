@@ -105,9 +105,15 @@ def build_transfer_encoder(
     norm: str = "BN",
     freeze_at: int = 0,
     trust_weights: bool = False,
+    fuse_upsample: str = "bilinear",
+    fuse_align_corners: bool = False,
 ):
     """``(HRNetV2Encoder, init_report)``. ``trust_weights``: a weights file holding pickled
-    objects beyond tensors / numpy arrays is loaded (runs code from it) instead of refused."""
+    objects beyond tensors / numpy arrays is loaded (runs code from it) instead of refused.
+    ``fuse_upsample`` / ``fuse_align_corners``: the encoder's fuse-layer up-sampling
+    (``MODEL.HRNET.FUSE_UPSAMPLE`` / ``FUSE_ALIGN_CORNERS``; a SeeThroughNet encoder computes the
+    function it was trained with only under its own setting)."""
+    fuse = dict(fuse_upsample=fuse_upsample, fuse_align_corners=fuse_align_corners)
     if encoder_init not in ENCODER_INITS:
         raise ValueError(
             f"MODEL.TRANSFER.ENCODER_INIT must be one of {ENCODER_INITS}, got {encoder_init!r}"
@@ -124,6 +130,7 @@ def build_transfer_encoder(
             freeze_at=freeze_at,
             norm=norm,
             trust_checkpoint=trust_weights,
+            **fuse,
         )
         report = imagenet_report(encoder, encoder_weights, trusted=trust_weights)
     elif encoder_init == "seethroughnet":
@@ -132,7 +139,9 @@ def build_transfer_encoder(
                 "MODEL.TRANSFER.ENCODER_INIT 'seethroughnet' needs the SeeThroughNet checkpoint "
                 "(e.g. output/.../model_final.pth) in MODEL.TRANSFER.ENCODER_WEIGHTS"
             )
-        encoder = HRNetV2Encoder(variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm)
+        encoder = HRNetV2Encoder(
+            variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm, **fuse
+        )
         report = load_seethroughnet_encoder(encoder, encoder_weights, trusted=trust_weights)
     else:
         if encoder_weights:
@@ -140,7 +149,9 @@ def build_transfer_encoder(
                 f"MODEL.TRANSFER.ENCODER_INIT 'random' with ENCODER_WEIGHTS {encoder_weights!r}: "
                 "set ENCODER_INIT to 'imagenet' or 'seethroughnet', or clear ENCODER_WEIGHTS"
             )
-        encoder = HRNetV2Encoder(variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm)
+        encoder = HRNetV2Encoder(
+            variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm, **fuse
+        )
         report = {"init": "random", "path": None, "loaded": 0}
         logger.info("encoder: random initialisation (no weights loaded)")
     return encoder, report
@@ -165,6 +176,8 @@ def build_transfer_backbone(
     hrfpn_pooling: str = "AVG",
     hrfpn_conv_stride: int = 1,
     trust_weights: bool = False,
+    fuse_upsample: str = "bilinear",
+    fuse_align_corners: bool = False,
 ) -> Backbone:
     """HRNetV2 encoder + a neck; see the module docstring. Usable from LazyConfig too.
 
@@ -182,6 +195,8 @@ def build_transfer_backbone(
         norm=norm,
         freeze_at=freeze_at,
         trust_weights=trust_weights,
+        fuse_upsample=fuse_upsample,
+        fuse_align_corners=fuse_align_corners,
     )
     # Statistics of a randomly initialised encoder mean nothing: its BatchNorms always train.
     norm_eval = bool(norm_eval) and encoder_init != "random"
@@ -265,6 +280,8 @@ def _encoder_kwargs(cfg, input_shape):
         freeze_encoder=t.FREEZE_ENCODER,
         norm_eval=t.ENCODER_NORM_EVAL,
         trust_weights=cfg.MODEL.WEIGHTS_TRUSTED,
+        fuse_upsample=cfg.MODEL.HRNET.FUSE_UPSAMPLE,
+        fuse_align_corners=cfg.MODEL.HRNET.FUSE_ALIGN_CORNERS,
     )
 
 

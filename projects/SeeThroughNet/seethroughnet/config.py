@@ -90,6 +90,15 @@ def _add_seethroughnet_keys(cfg):
     )
     cfg.MODEL.HRNET.NORM = "BN"  # BN | SyncBN | FrozenBN
     cfg.MODEL.HRNET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # strides 4, 8, 16, 32
+    # Up-sampling of the lower branches in the HRNet fuse layers: "bilinear" = the segmentation
+    # HRNet (MMSegmentation mmseg/models/backbones/hrnet.py HRModule; the default, because every
+    # model the project trains on this encoder is a segmentation model or, in Table 5, loads one's
+    # encoder) | "nearest" = timm's ImageNet classification HRNet unchanged. Same parameters
+    # either way; ImageNet checkpoints load into both.
+    cfg.MODEL.HRNET.FUSE_UPSAMPLE = "bilinear"
+    # align_corners of the bilinear fuse: False = MMSegmentation's HRModule;
+    # HRNet-Semantic-Segmentation's HRNet-OCR uses True (its README)
+    cfg.MODEL.HRNET.FUSE_ALIGN_CORNERS = False
 
     cfg.MODEL.SEE_THROUGH = CN()
     # See-Through decoder (Sec. 3.2, Fig. 4, Eq. 3)

@@ -25,6 +25,14 @@ segmentation backbone needs and timm does not give:
   ``transition{j-1}`` + ``stage{j}``), so 5 freezes the whole encoder. Frozen parts get
   ``requires_grad=False`` and their BatchNorms become :class:`FrozenBatchNorm2d`, as in detectron2.
 
+* ``fuse_upsample``: how each HRNet module's fuse layers up-sample a lower-resolution branch
+  (after its 1x1 conv + BN) before the sum. ``"bilinear"`` is the segmentation HRNet
+  (MMSegmentation's ``HRModule``: bilinear, ``align_corners=False``; HRNet-Semantic-Segmentation's
+  HRNet-OCR: bilinear with ``align_corners=True``); ``"nearest"`` is timm's classification network
+  unchanged. ``fuse_align_corners`` is the bilinear mode's ``align_corners``. The choice changes the
+  function, not the parameters: state-dict keys and shapes are the same, so ImageNet (timm or
+  official) checkpoints load either way.
+
 HRNet's fuse layers up-sample lower branches by exactly 2, so the input height and width must be
 multiples of 32 (:attr:`HRNetV2Encoder.size_divisibility`).
 """
@@ -43,6 +51,7 @@ from .layers import short_list, state_dict_of, strip_wrapper_prefixes
 __all__ = [
     "HRNET_VARIANTS",
     "NORMS",
+    "FUSE_UPSAMPLE_MODES",
     "FrozenBatchNorm2d",
     "HRNetV2Encoder",
     "CheckpointReport",
@@ -54,6 +63,8 @@ __all__ = [
 HRNET_VARIANTS = ("hrnet_w48", "hrnet_w18", "hrnet_w18_small_v2")
 #: ``norm`` choices.
 NORMS = ("BN", "SyncBN", "FrozenBN")
+#: ``fuse_upsample`` choices: segmentation HRNet's bilinear fuse, timm's (classification) nearest
+FUSE_UPSAMPLE_MODES = ("bilinear", "nearest")
 
 _FEATURE_NAMES = ("res2", "res3", "res4", "res5")
 # Parts of the timm model frozen by ``freeze_at >= i + 1``.
@@ -136,6 +147,34 @@ def convert_norm(module: nn.Module, norm: str) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
+def _set_fuse_upsampling(body: nn.Module, mode: str, align_corners: bool) -> int:
+    """Replace the parameter-free ``nn.Upsample`` (nearest, scale ``2**(j-i)``) that ends each
+    up-sampling path ``fuse_layers[i][j]`` (``j > i``) of timm's HRNet modules by an ``nn.Upsample``
+    of the same scale in ``mode``; returns how many were replaced (a timm layout without them is an
+    error, not a silent nearest network)."""
+    replaced = 0
+    for name, module in body.named_modules():
+        if not name.endswith("fuse_layers"):
+            continue
+        for path in module.modules():
+            if not isinstance(path, nn.Sequential):
+                continue
+            for index, layer in enumerate(path):
+                if isinstance(layer, nn.Upsample):
+                    path[index] = nn.Upsample(
+                        scale_factor=layer.scale_factor,
+                        mode=mode,
+                        align_corners=align_corners if mode == "bilinear" else None,
+                    )
+                    replaced += 1
+    if not replaced:
+        raise RuntimeError(
+            "no nn.Upsample found in the fuse layers of timm's HRNet: this timm version lays the "
+            "network out differently; fuse_upsample cannot be applied"
+        )
+    return replaced
+
+
 class CheckpointReport(NamedTuple):
     """What :meth:`HRNetV2Encoder.load_checkpoint` did."""
 
@@ -159,6 +198,10 @@ class HRNetV2Encoder(nn.Module):
         trust_checkpoint: load a ``checkpoint`` holding pickled objects other than tensors,
             numpy arrays, numbers, strings and containers (this runs code from the file;
             ``MODEL.WEIGHTS_TRUSTED``). Off: such a file is refused.
+        fuse_upsample: ``"bilinear"`` (the segmentation HRNet, MMSegmentation's ``HRModule``) or
+            ``"nearest"`` (timm's classification HRNet): the up-sampling of the fuse layers.
+        fuse_align_corners: ``align_corners`` of the bilinear fuse (MMSegmentation: ``False``;
+            HRNet-Semantic-Segmentation's HRNet-OCR: ``True``). Must be ``False`` for nearest.
 
     Attributes:
         channels: ``{"res2": C2, ..., "res5": C5}`` (48/96/192/384 for W48).
@@ -177,9 +220,22 @@ class HRNetV2Encoder(nn.Module):
         norm: str = "BN",
         *,
         trust_checkpoint: bool = False,
+        fuse_upsample: str = "bilinear",
+        fuse_align_corners: bool = False,
     ):
         super().__init__()
         import timm  # local import: keep ``import seethroughnet.nn`` light
+
+        if fuse_upsample not in FUSE_UPSAMPLE_MODES:
+            raise ValueError(
+                f"fuse_upsample must be one of {FUSE_UPSAMPLE_MODES} (MODEL.HRNET.FUSE_UPSAMPLE), "
+                f"got {fuse_upsample!r}"
+            )
+        if fuse_align_corners and fuse_upsample != "bilinear":
+            raise ValueError(
+                "fuse_align_corners (MODEL.HRNET.FUSE_ALIGN_CORNERS) applies to the bilinear fuse "
+                f"only; got it True with fuse_upsample {fuse_upsample!r}"
+            )
 
         available = timm.list_models("hrnet_*")
         if variant not in available:
@@ -203,6 +259,10 @@ class HRNetV2Encoder(nn.Module):
             feature_location="",
             out_indices=(1, 2, 3, 4),
         )
+        self.fuse_upsample = fuse_upsample
+        self.fuse_align_corners = bool(fuse_align_corners)
+        if fuse_upsample != "nearest":
+            _set_fuse_upsampling(self.body, fuse_upsample, self.fuse_align_corners)
         chans = self.body.feature_info.channels()
         reds = self.body.feature_info.reduction()
         self.channels: Dict[str, int] = dict(zip(_FEATURE_NAMES, chans))

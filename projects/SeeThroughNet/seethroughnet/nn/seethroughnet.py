@@ -87,6 +87,8 @@ class SeeThroughNet(nn.Module):
             (runs code from the file; ``MODEL.WEIGHTS_TRUSTED``). Off: such a file is refused.
         freeze_at: encoder freezing (0 none, 1 stem, k stem + stages 1..k-1).
         norm: encoder norm, ``"BN"`` / ``"SyncBN"`` / ``"FrozenBN"``.
+        fuse_upsample / fuse_align_corners: the encoder's fuse-layer up-sampling
+            (:class:`HRNetV2Encoder`; ``"bilinear"``, ``False`` = MMSegmentation's HRNet).
         head_norm: norm of the freshly initialised heads, ``"BN"`` / ``"SyncBN"``.
         decoder_head_channels: hidden width of the coarse heads (``None``: branch width).
         decoder_attention_channels: hidden width of the decoder's attention-mask generators.
@@ -122,6 +124,8 @@ class SeeThroughNet(nn.Module):
         trust_checkpoint: bool = False,
         freeze_at: int = 0,
         norm: str = "BN",
+        fuse_upsample: str = "bilinear",
+        fuse_align_corners: bool = False,
         head_norm: str = "BN",
         decoder_head_channels: Optional[int] = None,
         decoder_attention_channels: int = 256,
@@ -173,7 +177,14 @@ class SeeThroughNet(nn.Module):
         self.align_corners = align_corners
         self.train_resolutions = train_resolutions
         self.encoder = HRNetV2Encoder(
-            backbone, checkpoint, allow_partial, freeze_at, norm, trust_checkpoint=trust_checkpoint
+            backbone,
+            checkpoint,
+            allow_partial,
+            freeze_at,
+            norm,
+            trust_checkpoint=trust_checkpoint,
+            fuse_upsample=fuse_upsample,
+            fuse_align_corners=fuse_align_corners,
         )
         self.decoder = SeeThroughDecoder(
             self.encoder.channels,

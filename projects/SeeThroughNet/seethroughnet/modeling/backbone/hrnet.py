@@ -43,12 +43,15 @@ class HRNetV2Backbone(Backbone):
 @BACKBONE_REGISTRY.register()
 def build_hrnetv2_backbone(cfg, input_shape=None):
     """``MODEL.BACKBONE.NAME: build_hrnetv2_backbone``; options under ``MODEL.HRNET`` and
-    ``MODEL.BACKBONE.FREEZE_AT`` (0: train all, 1: freeze the stem, 2+: stem and stages)."""
+    ``MODEL.BACKBONE.FREEZE_AT`` (0: train all, 1: freeze the stem, 2+: stem and stages);
+    ``MODEL.HRNET.FUSE_UPSAMPLE`` / ``FUSE_ALIGN_CORNERS``: the fuse layers' up-sampling."""
     encoder = HRNetV2Encoder(
         variant=cfg.MODEL.HRNET.VARIANT,
         checkpoint=cfg.MODEL.HRNET.CHECKPOINT or None,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         norm=cfg.MODEL.HRNET.NORM,
         trust_checkpoint=cfg.MODEL.WEIGHTS_TRUSTED,
+        fuse_upsample=cfg.MODEL.HRNET.FUSE_UPSAMPLE,
+        fuse_align_corners=cfg.MODEL.HRNET.FUSE_ALIGN_CORNERS,
     )
     return HRNetV2Backbone(encoder, cfg.MODEL.HRNET.OUT_FEATURES)

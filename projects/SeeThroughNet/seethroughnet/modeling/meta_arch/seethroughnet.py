@@ -36,6 +36,8 @@ def build_seethroughnet_from_cfg(cfg) -> SeeThroughNet:
         trust_checkpoint=cfg.MODEL.WEIGHTS_TRUSTED,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         norm=cfg.MODEL.HRNET.NORM,
+        fuse_upsample=cfg.MODEL.HRNET.FUSE_UPSAMPLE,
+        fuse_align_corners=cfg.MODEL.HRNET.FUSE_ALIGN_CORNERS,
         head_norm=st.HEAD_NORM,
         decoder_head_channels=st.DECODER_CHANNELS or None,
         decoder_attention_channels=st.DECODER_ATTENTION_CHANNELS,

@@ -157,8 +157,12 @@ def train_cell(
     trainer.train()
     train_s = time.time() - t0
     model = trainer.model
-    # DefaultTrainer's EvalHook evaluates after the last iteration; test only if it did not
-    res = getattr(trainer, "_last_eval_results", None) or Trainer.test(cfg, model)
+    # DefaultTrainer's EvalHook evaluates after the last iteration; test only if it did not (on
+    # every rank alike: evaluation is collective, and ranks > 0 hold {} as their results)
+    if hasattr(trainer, "_last_eval_results"):
+        res = trainer._last_eval_results
+    else:
+        res = Trainer.test(cfg, model)
     model = getattr(model, "module", model)  # DistributedDataParallel's wrapped model
     ranks = comm.all_gather(
         {
@@ -166,7 +170,7 @@ def train_cell(
             "pid": os.getpid(),
             "device": str(next(model.parameters()).device),
             "weights_sha1": _weights_checksum(model),
-            "iterations": trainer.iter + 1,
+            "iterations": trainer.iter,  # max_iter once training finished (detectron2)
         }
     )
     if rank != 0:  # the metrics are gathered on rank 0 (inference_on_dataset returns {} here)

@@ -409,6 +409,7 @@ def _tiny_table1_grid(tmp_path, gpus):
     return str(path)
 
 
+@pytest.mark.slow
 def test_table1_cell_trains_across_both_processes_of_a_2_gpu_cpu_standin(tmp_path):
     """``run --cpu-gpus 2``: a Table 1 cell asking for 2 GPUs runs as 2 gloo processes of
     detectron2's launch on the CPU. Both ranks log themselves, train the same cell (each its share

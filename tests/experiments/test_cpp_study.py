@@ -487,3 +487,31 @@ def test_cells_pass_their_gpus_to_the_executor_and_the_command(tmp_path):
     with pytest.raises(RuntimeError):
         run(one, str(tmp_path))
     assert "--num-gpus" not in seen[1][0] and seen[1][1] == 1
+
+
+def test_figure5_for_several_models_one_table_and_one_panel_each(tmp_path):
+    """``figure5.models``: the sweep runs for every model listed; the markdown has a table per
+    model and the PNG a panel per model (2 panels side by side: twice the width of one)."""
+    import struct
+
+    def png_size(path):
+        with open(path, "rb") as f:
+            return struct.unpack(">II", f.read(24)[16:24])
+
+    fig = {**_grid()["figure5"], "models": ["psp", "dlv3p"]}
+    fig.pop("model")
+    grid = _grid(figure5=fig)
+    cells = rs.expand_grid(grid)
+    for m in ("psp", "dlv3p"):
+        assert {(c["loss"], c["num_heads"]) for c in cells if c["model"] == m} >= {
+            ("none", 0),
+            ("cpp_kl", 1),
+            ("upsample_ce", 2),
+        }
+    rs.run_grid(grid, str(tmp_path), run_cell=FakeLauncher())
+    md = rs.render(grid, str(tmp_path), fig_path=str(tmp_path / "two.png"))
+    assert "mIoU of psp on toy" in md and "mIoU of dlv3p on toy" in md
+    assert md.count("| 4 | 50.00 (n=1) | 51.00 (n=1) |") == 2
+    rs.render(_grid(), str(tmp_path), fig_path=str(tmp_path / "one.png"))
+    (w2, h2), (w1, h1) = png_size(tmp_path / "two.png"), png_size(tmp_path / "one.png")
+    assert h2 == h1 and w2 == 2 * w1

@@ -456,6 +456,9 @@ def test_a_grid_asking_for_more_gpus_than_the_node_has_stops_before_any_cell(tmp
     err = capsys.readouterr().err
     assert "ask for up to 4 GPUs each" in err and "(--cpu-gpus 2) has 2" in err
     assert not (tmp_path / "out" / "pspnet__cityscapes__cpp_kl_h4__s0").exists()
+    # a dry run lists the cells anyway, after the same message as a warning
+    assert rs.main(args + ["--dry-run"]) == 0
+    assert not (tmp_path / "out" / "pspnet__cityscapes__cpp_kl_h4__s0").exists()
     # no GPU and no stand-in: a 1-GPU cell runs on the CPU, a 2-GPU one is refused
     cpu = rs.LocalExecutor(devices=[])
     cells = rs.expand_grid(rs.load_grid(grid))

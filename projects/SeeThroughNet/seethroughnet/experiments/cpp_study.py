@@ -504,7 +504,12 @@ def run_grid(
     if isinstance(executor, SubmititExecutor):
         parallel = executor.max_concurrent
     expanded = sorted(expand_grid(grid), key=_order)
-    check_gpus(expanded, executor if executor is not None else LocalExecutor())
+    try:
+        check_gpus(expanded, executor if executor is not None else LocalExecutor())
+    except ValueError as e:
+        if not dry_run:
+            raise
+        logger.warning("%s", e)  # a dry run only lists the cells
     cells = [grid_runner.Cell(c["id"], info=c) for c in expanded]
     grid_runner.run_grid(
         cells,
@@ -513,7 +518,10 @@ def run_grid(
         retry_failed=retry_failed,
         parallel=parallel,
         dry_run=dry_run,
-        describe=lambda cell: f"{cell.info['config']} {' '.join(cell.info['opts'])}",
+        describe=lambda cell: (
+            f"{cell.info['config']} on {cell.info.get('gpus', 1)} GPU(s) "
+            f"{' '.join(cell.info['opts'])}"
+        ),
         on_interrupt=getattr(executor, "stop", None),
     )
     return gather(grid, out_dir)
@@ -531,10 +539,15 @@ def check_gpus(cells: List[dict], executor) -> None:
     if have is None or need <= max(have, 1):
         return
     first = next(c for c in cells if int(c.get("gpus", 1)) == need)
+    fewer = (
+        f"set the datasets' `gpus` to at most {have} (each process then takes "
+        "SOLVER.IMS_PER_BATCH / gpus images)"
+        if have
+        else "set the datasets' `gpus` to 1 (one process on the CPU)"
+    )
     raise ValueError(
         f"the grid's cells ask for up to {need} GPUs each (e.g. {first['id']}), but "
-        f"{executor.describe_gpus()} has {have}: set the datasets' `gpus` to at most {have} "
-        "(each process then takes SOLVER.IMS_PER_BATCH / gpus images), run on a larger node"
+        f"{executor.describe_gpus()} has {have}: {fewer}, run on a larger node"
         + (" (--gpus-per-node)" if isinstance(executor, SubmititExecutor) else "")
         + ", or use a CPU stand-in (--cpu-gpus N)"
     )

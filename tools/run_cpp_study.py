@@ -7,9 +7,9 @@ grid file format, the cells and the tables are described there) on the grid runn
 resume, ``--retry-failed``)::
 
     python tools/run_cpp_study.py run GRID.yaml [--out DIR] [--parallel N] [--retry-failed] \
-        [--dry-run]
+        [--dry-run] [--executor local|slurm|submitit-local] [--cpu-gpus N]
     python tools/run_cpp_study.py render GRID.yaml [--out DIR] [--md FILE] [--fig FILE]
-    python tools/run_cpp_study.py cell --config CFG --out DIR [KEY VALUE ...]   # one training run
+    python tools/run_cpp_study.py cell --config CFG --out DIR [--num-gpus N] [KEY VALUE ...]
 """
 
 import os

@@ -371,3 +371,150 @@ def test_cli_overrides_reach_every_cell_after_the_grid_opts(tmp_path, monkeypatc
             "SOLVER.MAX_ITER", "3", "MODEL.HRNET.CHECKPOINT", "w.pth", "SOLVER.MAX_ITER", "5",
         ]  # fmt: skip
     assert rs.main(args + ["MODEL.HRNET.CHECKPOINT"]) == 2
+
+
+# --------------------------------------------------------------------------- GPUs of a cell
+TABLE1_GRID = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/table1_full.yaml")
+CPP_TINY = os.path.join(REPO, "tests/configs/cpp_plugin_tiny_overrides.yaml")
+
+
+def _tiny_table1_grid(tmp_path, gpus):
+    """table1_full.yaml cut to one cell (PSPNet, Cityscapes, CPP heads, seed 0) on ``gpus`` GPUs,
+    narrowed to the tests' tiny widths (tests/configs/cpp_plugin_tiny_overrides.yaml), 2
+    iterations of a batch of 4 on 64x64 crops."""
+    import yaml
+
+    def flat(d, prefix=""):
+        out = []
+        for k, v in d.items():
+            out += flat(v, prefix + k + ".") if isinstance(v, dict) else [prefix + k, str(v)]
+        return out
+
+    grid = rs.load_grid(TABLE1_GRID)
+    grid["models"] = {"pspnet": grid["models"]["pspnet"]}
+    grid["datasets"] = {"cityscapes": {**grid["datasets"]["cityscapes"], "gpus": gpus}}
+    grid["variants"] = {"cpp": {"loss": "cpp_kl", "num_heads": 4}}
+    grid["table1"] = {"baseline": "cpp", "cpp": "cpp"}
+    grid["seeds"], grid["threads"] = [0], 1
+    with open(CPP_TINY) as f:
+        grid["opts"] = flat(yaml.safe_load(f)) + [
+            "MODEL.REQUIRES_PRETRAINED", "False", "SOLVER.MAX_ITER", "2",
+            "SOLVER.IMS_PER_BATCH", "4", "SOLVER.CHECKPOINT_PERIOD", "100",
+            "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.CROP.SIZE", "(64, 64)",
+            "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "128", "TEST.EVAL_PERIOD", "0",
+            "DATALOADER.NUM_WORKERS", "0",
+        ]  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_table1_cell_trains_across_both_processes_of_a_2_gpu_cpu_standin(tmp_path):
+    """``run --cpu-gpus 2``: a Table 1 cell asking for 2 GPUs runs as 2 gloo processes of
+    detectron2's launch on the CPU. Both ranks log themselves, train the same cell (each its share
+    of the batch: detectron2's sampler gives the ranks different images) and end with
+    bit-identical weights (DistributedDataParallel averaged the gradients); result.json records
+    world size 2, gloo, the stand-in GPUs the executor handed out and 2 images per process."""
+    import subprocess
+
+    from seethroughnet.data.synthetic import generate_synthetic_cityscapes
+
+    pytest.importorskip("detectron2")
+    generate_synthetic_cityscapes(
+        str(tmp_path / "d2" / "cityscapes"),
+        seed=3,
+        height=64,
+        width=128,
+        num_images={"train": 4, "val": 2, "test": 0},
+        progress=False,
+    )
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "d2"), PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, os.path.join(REPO, "tools", "run_cpp_study.py"), "run"]
+    cmd += [_tiny_table1_grid(tmp_path, 2), "--out", str(tmp_path / "out"), "--cpu-gpus", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cell = tmp_path / "out" / "pspnet__cityscapes__cpp_kl_h4__s0"
+    rec = json.loads((cell / "result.json").read_text())
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["world_size"] == 2 and rec["backend"] == "gloo" and rec["ims_per_gpu"] == 2
+    assert rec["devices"] == ["0", "1"] and rec["cpu_standin"] is True
+    assert [x["rank"] for x in rec["ranks"]] == [0, 1]
+    assert rec["ranks"][0]["pid"] != rec["ranks"][1]["pid"]
+    assert all(x["device"] == "cpu" and x["iterations"] == 2 for x in rec["ranks"])
+    assert rec["ranks"][0]["weights_sha1"] == rec["ranks"][1]["weights_sha1"]
+    log = (cell / "log.txt").read_text()
+    assert "--num-gpus 2" in log and "CUDA_VISIBLE_DEVICES=''" in log
+    assert "rank 0/2 (gloo)" in log and "rank 1/2 (gloo)" in log
+    assert len(rec["IoU"]) == 19 and 0.0 <= rec["mIoU"] <= 100.0
+
+
+def test_a_grid_asking_for_more_gpus_than_the_node_has_stops_before_any_cell(tmp_path, capsys):
+    grid = _tiny_table1_grid(tmp_path, 4)
+    args = ["run", grid, "--out", str(tmp_path / "out"), "--cpu-gpus", "2"]
+    assert rs.main(args) == 2
+    err = capsys.readouterr().err
+    assert "ask for up to 4 GPUs each" in err and "(--cpu-gpus 2) has 2" in err
+    assert not (tmp_path / "out" / "pspnet__cityscapes__cpp_kl_h4__s0").exists()
+    # a dry run lists the cells anyway, after the same message as a warning
+    assert rs.main(args + ["--dry-run"]) == 0
+    assert not (tmp_path / "out" / "pspnet__cityscapes__cpp_kl_h4__s0").exists()
+    # no GPU and no stand-in: a 1-GPU cell runs on the CPU, a 2-GPU one is refused
+    cpu = rs.LocalExecutor(devices=[])
+    cells = rs.expand_grid(rs.load_grid(grid))
+    with pytest.raises(ValueError, match="up to 4 GPUs each.*has 0"):
+        rs.check_gpus(cells, cpu)
+    rs.check_gpus([{**c, "gpus": 1} for c in cells], cpu)
+
+
+def test_cells_pass_their_gpus_to_the_executor_and_the_command(tmp_path):
+    """subprocess_cell: ``--num-gpus N`` in the cell's command where N > 1, ``gpus=N`` to the
+    executor (which hands out the GPUs / asks SLURM for them)."""
+    seen = []
+
+    class Recorder:
+        def run(self, cmd, cell_dir, **kw):
+            seen.append((list(cmd), kw["gpus"]))
+            raise RuntimeError("recorded")
+
+    grid = _grid(figure5=None, seeds=[0])
+    grid["datasets"]["toy"]["gpus"] = 3
+    run = rs.subprocess_cell(executor=Recorder())
+    cell = rs.expand_grid(grid)[0]
+    assert cell["gpus"] == 3
+    with pytest.raises(RuntimeError, match="recorded"):
+        run(cell, str(tmp_path))
+    cmd, gpus = seen[0]
+    assert gpus == 3 and cmd[cmd.index("--num-gpus") + 1] == "3"
+    one = {**cell, "gpus": 1}
+    with pytest.raises(RuntimeError):
+        run(one, str(tmp_path))
+    assert "--num-gpus" not in seen[1][0] and seen[1][1] == 1
+
+
+def test_figure5_for_several_models_one_table_and_one_panel_each(tmp_path):
+    """``figure5.models``: the sweep runs for every model listed; the markdown has a table per
+    model and the PNG a panel per model (2 panels side by side: twice the width of one)."""
+    import struct
+
+    def png_size(path):
+        with open(path, "rb") as f:
+            return struct.unpack(">II", f.read(24)[16:24])
+
+    fig = {**_grid()["figure5"], "models": ["psp", "dlv3p"]}
+    fig.pop("model")
+    grid = _grid(figure5=fig)
+    cells = rs.expand_grid(grid)
+    for m in ("psp", "dlv3p"):
+        assert {(c["loss"], c["num_heads"]) for c in cells if c["model"] == m} >= {
+            ("none", 0),
+            ("cpp_kl", 1),
+            ("upsample_ce", 2),
+        }
+    rs.run_grid(grid, str(tmp_path), run_cell=FakeLauncher())
+    md = rs.render(grid, str(tmp_path), fig_path=str(tmp_path / "two.png"))
+    assert "mIoU of psp on toy" in md and "mIoU of dlv3p on toy" in md
+    assert md.count("| 4 | 50.00 (n=1) | 51.00 (n=1) |") == 2
+    rs.render(_grid(), str(tmp_path), fig_path=str(tmp_path / "one.png"))
+    (w2, h2), (w1, h1) = png_size(tmp_path / "two.png"), png_size(tmp_path / "one.png")
+    assert h2 == h1 and w2 == 2 * w1

@@ -130,3 +130,81 @@ def test_report_helpers():
     assert fmt_mean_std(0.5, None, 2, sign=True) == "+0.50"
     table = markdown_table(["a", "b"], [[1, 2]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+
+
+# ------------------------------------------------------------------ GPUs of the local executor
+# records the GPUs it was given and when it ran
+HOLD = """
+import json, os, sys, time
+t0 = time.time()
+time.sleep(0.6)
+json.dump({"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "start": t0, "end": time.time()},
+          open(os.path.join(sys.argv[1], "gpus.json"), "w"))
+"""
+
+
+def test_local_executor_gives_concurrent_cells_disjoint_gpus(tmp_path):
+    """4 cells of 2 GPUs each, 3 at a time, on a 4-GPU node: never more than 2 cells run at once,
+    and cells that overlap in time hold disjoint GPUs (CUDA_VISIBLE_DEVICES)."""
+    from seethroughnet.experiments.executors import LocalExecutor
+
+    ex = LocalExecutor(devices=["0", "1", "2", "3"])
+
+    def run(cell, cell_dir):
+        where = ex.run([sys.executable, "-c", HOLD, cell_dir], cell_dir, gpus=2)
+        with open(f"{cell_dir}/gpus.json") as f:
+            return {**json.load(f), **where}
+
+    cells = [grid.Cell(f"c{i}") for i in range(4)]
+    recs = grid.run_grid(cells, str(tmp_path), run, parallel=3)
+    assert all(r["status"] == "ok" for r in recs.values())
+    spans = [(r["start"], r["end"], set(r["visible"].split(","))) for r in recs.values()]
+    for r in recs.values():
+        assert r["visible"] == ",".join(r["devices"]) and len(r["devices"]) == 2
+    for i, (s1, e1, g1) in enumerate(spans):
+        for s2, e2, g2 in spans[i + 1 :]:
+            if s1 < e2 and s2 < e1:  # ran at the same time
+                assert not g1 & g2, spans
+    # the pool is whole again
+    assert sorted(ex.pool().acquire(4)) == ["0", "1", "2", "3"]
+
+
+def test_gpu_pool_waits_for_free_gpus_and_refuses_more_than_the_node_has():
+    import threading
+
+    from seethroughnet.experiments.executors import GPUPool
+
+    pool = GPUPool(["3", "5"])
+    first = pool.acquire(2)
+    assert first == ["3", "5"]
+    got = []
+    t = threading.Thread(target=lambda: got.append(pool.acquire(1)))
+    t.start()
+    t.join(0.3)
+    assert t.is_alive() and not got  # waits while both are taken
+    pool.release(first)
+    t.join(5)
+    assert got == [["3"]]
+    with pytest.raises(ValueError, match="3 GPUs asked for, the node has 2"):
+        pool.acquire(3)
+
+
+def test_local_executor_without_gpus_runs_one_process_cells_as_before(tmp_path, monkeypatch):
+    """No GPU (CUDA_VISIBLE_DEVICES empty): a 1-GPU cell runs on the CPU with the environment it
+    was given; ``gpus=None`` (Table 5's commands) never gets an assignment."""
+    from seethroughnet.experiments.executors import LocalExecutor, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa, GPU-bb")
+    assert visible_gpus() == ["GPU-aa", "GPU-bb"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    ex = LocalExecutor()
+    where = ex.run([sys.executable, "-c", HOLD, str(tmp_path)], str(tmp_path), gpus=1)
+    assert "devices" not in where
+    assert json.loads((tmp_path / "gpus.json").read_text())["visible"] == ""
+    where = LocalExecutor(devices=["0"]).run(
+        [sys.executable, "-c", HOLD, str(tmp_path)], str(tmp_path), env={"A": "1"}
+    )
+    assert "devices" not in where
+    assert json.loads((tmp_path / "gpus.json").read_text())["visible"] is None

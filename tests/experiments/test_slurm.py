@@ -107,6 +107,30 @@ def test_sbatch_file_for_one_8_gpu_node_and_for_2_nodes(monkeypatch, tmp_path, n
     assert "export PYTHONPATH=" in text  # the job imports the project without pip install -e
 
 
+def test_a_cell_job_asks_for_the_cells_gpus_at_most_a_nodes(monkeypatch, tmp_path):
+    """Grid cells on SLURM: each job's sbatch file asks for its cell's GPUs (the dataset's
+    ``gpus``), not the node's; a grid whose cells ask for more than ``--gpus-per-node`` stops
+    before submitting anything, naming both numbers."""
+    monkeypatch.setattr(executors.shutil, "which", lambda name: "/usr/bin/" + name)
+    ex = executors.SubmititExecutor("slurm", gpus_per_node=8, time_min=60)
+    auto = ex.make_executor(str(tmp_path), "cpp_cell", gpus=4)
+    text = auto._executor._make_submission_file_text("python -m x", "%j")
+    assert "#SBATCH --gpus-per-node=4" in text
+    assert ex.parameters("cpp_cell")["gpus_per_node"] == 8  # a job without a cell's GPUs
+    grid_file = os.path.join(
+        REPO, "projects/SeeThroughNet/configs/CPP-Plugin/grids/table1_full.yaml"
+    )
+    cells = cpp_study.expand_grid(cpp_study.load_grid(grid_file))
+    assert {c["gpus"] for c in cells} == {4}
+    cpp_study.check_gpus(cells, ex)
+    small = executors.SubmititExecutor("slurm", gpus_per_node=2, time_min=60)
+    with pytest.raises(ValueError, match=r"up to 4 GPUs each .* \(--gpus-per-node 2\) has 2"):
+        cpp_study.check_gpus(cells, small)
+    with pytest.raises(ValueError):  # also before a dry run lists the cells
+        cpp_study.run_grid(cpp_study.load_grid(grid_file), str(tmp_path), executor=small)
+    assert os.listdir(tmp_path) == []
+
+
 def test_slurm_without_sbatch_or_submitit_says_what_to_do(monkeypatch):
     args = argparse.Namespace(
         executor="slurm",
@@ -241,6 +265,9 @@ def test_cpp_study_two_cell_grid_as_jobs_is_gathered(datasets, tmp_path, monkeyp
         assert r["status"] == "ok", r.get("error")
         assert r["executor"] == "submitit-local" and r["job_id"] and r["host"]
         assert 0.0 <= r["mIoU"] <= 100.0
+        # each job asked for its cell's GPUs (the dataset's `gpus`, default 1)
+        job = json.loads((tmp_path / r["id"] / executors.JOB_FILE).read_text())
+        assert job["parameters"]["gpus_per_node"] == 1
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["job_id"] for x in lines) == sorted(r["job_id"] for r in records)
 

@@ -1,18 +1,18 @@
-"""Table 1 on all four datasets (issue 13 item 2): the grids ``table1_full.yaml`` (4 datasets x 7
-models x {baseline, CPP} x 3 seeds) and ``figure5_voc.yaml`` (PSPNet on VOC, 0-4 heads x {up-sampled
-CE, CPP}), and the per-dataset configs ``VOC/``, ``Context/``, ``NYUv2/``:
+"""Table 1 on all four datasets (issue 13 item 2; issue 22 items 4-5): the grids
+``table1_full.yaml`` (4 datasets x 7 models x {baseline, CPP} x 3 seeds), ``figure5_voc.yaml``
+(PSPNet on VOC, 0-4 heads x {up-sampled CE, CPP}) and ``figure5_voc_all.yaml`` (the same for the
+seven models), and the per-dataset configs ``VOC/``, ``Context/``, ``NYUv2/``:
 
 * the grids expand to the expected cells, and render on an empty output folder;
-* every (model, dataset) cell of the grids resolves to exactly the per-dataset config file (the grid
-  format gives a model one config, so the datasets' values travel as ``opts``: they must not drift
-  from the files, whose comments hold the sources);
+* every cell's config is the per-dataset, per-model file (the grid names it, it exists and
+  resolves); its dataset's class count and Table 2 instance classes are those of the datasets the
+  file registers; each GPU takes MMSegmentation's batch (Cityscapes 2, VOC / Context 4);
 * every config builds its model on CPU (tiny widths: ResNet-18 / HRNet-W18-small, 16-channel heads)
   with the dataset's number of classes;
 * one tiny training step (forward + backward, finite loss) per dataset, random images and labels
   of that dataset's class count.
 """
 
-import copy
 import os
 
 import pytest
@@ -33,6 +33,7 @@ CFG_DIR = os.path.join(REPO, "projects/SeeThroughNet/configs/CPP-Plugin")
 GRID_DIR = os.path.join(CFG_DIR, "grids")
 TABLE1_GRID = os.path.join(GRID_DIR, "table1_full.yaml")
 FIGURE5_GRID = os.path.join(GRID_DIR, "figure5_voc.yaml")
+FIGURE5_ALL_GRID = os.path.join(GRID_DIR, "figure5_voc_all.yaml")
 
 MODELS = {  # grid model name -> (config file stem, decode head)
     "pspnet": ("pspnet_R101", "psp"),
@@ -43,20 +44,34 @@ MODELS = {  # grid model name -> (config file stem, decode head)
     "ann": ("ann_R101", "ann"),
     "ocrnet": ("ocrnet_HRW48", "ocr"),
 }
-DATASETS = {  # grid dataset name -> (config folder, file suffix, number of classes, train set)
-    "cityscapes": ("", "cityscapes", 19, "cityscapes_fine_sem_seg_train"),
-    "voc": ("VOC", "voc", 21, "voc2012_sem_seg_train_aug"),
-    "context59": ("Context", "context59", 59, "pascal_context59_sem_seg_train"),
-    "nyuv2": ("NYUv2", "nyuv2", 40, "nyuv2_40_sem_seg_train"),
+DATASETS = {  # grid dataset name -> (config folder, file suffix, MMSegmentation images per GPU)
+    "cityscapes": ("", "cityscapes", 2),
+    "voc": ("VOC", "voc", 4),
+    "context60": ("Context", "context60", 4),
+    "nyuv2": ("NYUv2", "nyuv2", 4),
 }
+#: the 59-class Pascal Context switch (the commented block of table1_full.yaml)
+CONTEXT59 = ("Context", "context59", 4)
 
 
 def config_path(model, dataset):
-    folder, suffix = DATASETS[dataset][:2]
+    folder, suffix = (CONTEXT59 if dataset == "context59" else DATASETS[dataset])[:2]
     return os.path.join(CFG_DIR, folder, f"{MODELS[model][0]}_{suffix}.yaml")
 
 
-ALL_CONFIGS = [(m, d) for d in DATASETS for m in MODELS]
+ALL_CONFIGS = [(m, d) for d in [*DATASETS, "context59"] for m in MODELS]
+
+
+def dataset_classes(cfg):
+    """The class names of the config's test set, as registered (what the per-class IoUs are
+    named after)."""
+    from detectron2.data import MetadataCatalog
+
+    from seethroughnet.data.datasets import register_all
+
+    register_all()
+    return list(MetadataCatalog.get(cfg.DATASETS.TEST[0]).stuff_classes)
+
 
 # tiny widths for CPU builds (norms BN: single process; the configs keep SyncBN)
 TINY_OVERRIDES = os.path.join(REPO, "tests/configs/cpp_plugin_tiny_overrides.yaml")
@@ -78,38 +93,95 @@ def figure5_grid():
     return cpp_study.load_grid(FIGURE5_GRID)
 
 
+@pytest.fixture(scope="module")
+def figure5_all_grid():
+    return cpp_study.load_grid(FIGURE5_ALL_GRID)
+
+
 # ------------------------------------------------------------------------------------------ grids
 def test_table1_grid_has_4x7x2x3_cells(table1_grid):
     cells = cpp_study.expand_grid(table1_grid)
     assert len(cells) == 4 * 7 * 2 * 3
     assert list(table1_grid["models"]) == list(MODELS)
     assert list(table1_grid["datasets"]) == list(DATASETS)
-    assert {(c["model"], c["dataset"]) for c in cells} == set(ALL_CONFIGS)
+    assert {(c["model"], c["dataset"]) for c in cells} == {(m, d) for d in DATASETS for m in MODELS}
     pairs = {(c["loss"], c["num_heads"]) for c in cells}
     assert pairs == {("upsample_ce", 4), ("cpp_kl", 4)}
     assert sorted({c["seed"] for c in cells}) == [0, 1, 2]
-    for name, (_, _, k, train) in DATASETS.items():
-        d = table1_grid["datasets"][name]
-        assert d["num_classes"] == k and d["train"] == train
+    # a cell's config is the per-dataset, per-model file; the grid copies none of its values
+    for c in cells:
+        assert os.path.join(REPO, c["config"]) == config_path(c["model"], c["dataset"]), c["id"]
+        assert c["opts"][0] == "MODEL.CPP_AUX.ENABLED", c["opts"]  # variant + seed only
+    for d in table1_grid["datasets"].values():
+        assert set(d) == {"config", "gpus", "instance_classes"}
     # Table 2: instance classes given for every dataset, Cityscapes = its 8 "thing" classes
     things = {"person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"}
     assert set(table1_grid["datasets"]["cityscapes"]["instance_classes"]) == things
     assert all(d.get("instance_classes") for d in table1_grid["datasets"].values())
 
 
-def test_instance_classes_are_class_names_of_their_dataset(table1_grid):
-    """Table 2 matches the instance classes against the per-class IoU names (the registered
-    classes): a misspelt name would silently count as non-instance."""
-    from seethroughnet.data.datasets.nyuv2 import NYUV2_40_CLASSES
-    from seethroughnet.data.datasets.pascal_context import CONTEXT59_CLASSES
-    from seethroughnet.data.datasets.pascal_voc import VOC_CLASSES
-
-    classes = {"voc": VOC_CLASSES, "context59": CONTEXT59_CLASSES, "nyuv2": NYUV2_40_CLASSES}
-    for name, names in classes.items():
-        inst = table1_grid["datasets"][name]["instance_classes"]
-        assert len(names) == DATASETS[name][2]
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_instance_classes_are_class_names_of_the_configs_dataset(dataset, table1_grid):
+    """Table 2 matches the instance classes against the per-class IoU names (the classes the
+    cell's config file registers): a misspelt name would silently count as non-instance. Read
+    from the resolved files, so a dataset switch in the files (Context 59 -> 60) is checked too."""
+    inst = table1_grid["datasets"][dataset]["instance_classes"]
+    for model in MODELS:
+        cfg = build_config(config_path(model, dataset))
+        names = dataset_classes(cfg)
+        assert len(names) == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, (model, dataset)
         assert set(inst) <= set(names), set(inst) - set(names)
-    assert len(table1_grid["datasets"]["nyuv2"]["instance_classes"]) == 18  # ScanNet's 18
+    if dataset == "nyuv2":
+        assert len(inst) == 18  # ScanNet's 18
+
+
+def test_context59_stays_one_switch_away(table1_grid):
+    """The commented context59 block of table1_full.yaml: the _context59 files exist for every
+    model, and the block swapped in gives cells on them."""
+    import yaml
+
+    with open(TABLE1_GRID) as f:
+        text = f.read()
+    block = text[text.index("  # context59:") : text.index("  nyuv2:")]
+    uncommented = "\n".join(line.replace("  # ", "  ", 1) for line in block.splitlines())
+    d59 = yaml.safe_load("datasets:\n" + uncommented)["datasets"]["context59"]
+    grid = {**table1_grid, "datasets": {"context59": d59}}
+    cells = cpp_study.expand_grid(grid)
+    assert {c["config"] for c in cells} == {
+        os.path.relpath(config_path(m, "context59"), REPO) for m in MODELS
+    }
+    assert d59["instance_classes"] == table1_grid["datasets"]["context60"]["instance_classes"]
+    assert all(os.path.isfile(config_path(m, "context59")) for m in MODELS)
+
+
+@pytest.mark.parametrize("model,dataset", ALL_CONFIGS)
+def test_every_cell_config_exists_and_resolves(model, dataset, table1_grid):
+    """Every config a cell of the grids names (and the 59-class switch) exists and builds,
+    ``_BASE_`` chain included, with the cell's options; each of a cell's ``gpus`` processes takes
+    MMSegmentation's images per GPU (SOLVER.IMS_PER_BATCH = gpus x images per GPU)."""
+    path = config_path(model, dataset)
+    assert os.path.isfile(path), path
+    d = table1_grid["datasets"].get(dataset, table1_grid["datasets"]["context60"])
+    cell = next(
+        c for c in cpp_study.expand_grid(table1_grid) if c["model"] == model and c["seed"] == 0
+    )
+    cfg = build_config(path, cell["opts"])
+    assert cfg.MODEL.META_ARCHITECTURE == "CPPSegmentor"
+    assert cfg.MODEL.DECODE_HEAD.NAME == MODELS[model][1]
+    assert cfg.MODEL.CPP_AUX.ENABLED and cfg.MODEL.CPP_AUX.NUM_HEADS == 4
+    stem = MODELS[model][0]
+    suffix = (CONTEXT59 if dataset == "context59" else DATASETS[dataset])[1]
+    assert cfg.OUTPUT_DIR == f"output/cpp_plugin/{stem}_{suffix}"
+    per_gpu = (CONTEXT59 if dataset == "context59" else DATASETS[dataset])[2]
+    assert d["gpus"] == 4 and cfg.SOLVER.IMS_PER_BATCH == d["gpus"] * per_gpu
+
+
+def test_a_cell_without_a_config_is_named(table1_grid):
+    with pytest.raises(ValueError, match="g.yaml: model 'x' on dataset 'cityscapes': no config"):
+        cpp_study.check_grid({**table1_grid, "models": {"x": {}}}, "g.yaml")
+    with pytest.raises(ValueError, match="may only use {stem}"):
+        bad = {"voc": {"config": "VOC/{model}_voc.yaml"}}
+        cpp_study.check_grid({**table1_grid, "datasets": bad}, "g.yaml")
 
 
 def test_figure5_grid_has_5_heads_x_2_losses(figure5_grid, table1_grid):
@@ -132,66 +204,46 @@ def test_figure5_grid_has_5_heads_x_2_losses(figure5_grid, table1_grid):
     assert len(four) == 6 and four <= t1_ids
 
 
-@pytest.mark.parametrize("which", ["table1", "figure5"])
-def test_grids_render_on_an_empty_output_folder(which, table1_grid, figure5_grid, tmp_path):
-    grid = table1_grid if which == "table1" else figure5_grid
+def test_figure5_all_models_grid_is_the_pspnet_sweep_for_each_model(
+    figure5_all_grid, figure5_grid, table1_grid
+):
+    cells = cpp_study.expand_grid(figure5_all_grid)
+    assert len(cells) == 7 * (1 + 4 * 2) * 3
+    assert cpp_study_report.figure5_models(figure5_all_grid) == list(MODELS)
+    assert figure5_all_grid["datasets"]["voc"] == table1_grid["datasets"]["voc"]
+    psp = {c["id"]: c for c in cells if c["model"] == "pspnet"}
+    assert psp == {c["id"]: c for c in cpp_study.expand_grid(figure5_grid)}
+    for model in MODELS:
+        mine = [c for c in cells if c["model"] == model]
+        assert {(c["loss"], c["num_heads"]) for c in mine} == {("none", 0)} | {
+            (loss, n) for loss in ("upsample_ce", "cpp_kl") for n in (1, 2, 3, 4)
+        }
+        assert {c["config"] for c in mine} == {os.path.relpath(config_path(model, "voc"), REPO)}
+    t1_ids = {c["id"] for c in cpp_study.expand_grid(table1_grid)}
+    assert {c["id"] for c in cells if c["num_heads"] == 4} <= t1_ids
+
+
+@pytest.mark.parametrize("which", ["table1", "figure5", "figure5_all"])
+def test_grids_render_on_an_empty_output_folder(
+    which, table1_grid, figure5_grid, figure5_all_grid, tmp_path
+):
+    grid = {"table1": table1_grid, "figure5": figure5_grid, "figure5_all": figure5_all_grid}[which]
     text = cpp_study.render(grid, str(tmp_path))
     n = len(cpp_study.expand_grid(grid))
     assert f"Cells: {n} (0 ok, 0 failed, {n} pending)." in text
     rows = [ln for ln in cpp_study_report.table1(grid, []).splitlines()[2:]]
     assert len(rows) == len(grid["models"]) * len(grid["datasets"])
-    if which == "figure5":
-        assert "| 4 | n/a | n/a |" in text
+    if which.startswith("figure5"):
+        assert text.count("| 4 | n/a | n/a |") == len(cpp_study_report.figure5_models(grid))
     assert os.path.isfile(tmp_path / "results.jsonl")
-
-
-# ------------------------------------------------------- grid cells = the per-dataset config files
-def _flat(node, prefix=""):
-    """``{"A.B.C": value}`` of a config (lists as tuples), without OUTPUT_DIR."""
-    out = {}
-    for k, v in node.items():
-        key = prefix + k
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        elif key != "OUTPUT_DIR":
-            out[key] = tuple(v) if isinstance(v, (list, tuple)) else v
-    return out
-
-
-def cell_config_mismatches(grid, model, dataset):
-    """Keys where the grid's (model, dataset) cell differs from the per-dataset config file (with
-    the cell's variant/seed options applied to both); empty when they agree."""
-    cell = next(
-        c
-        for c in cpp_study.expand_grid(grid)
-        if c["model"] == model and c["dataset"] == dataset and c["loss"] == "cpp_kl"
-    )
-    tail = cell["opts"][cell["opts"].index("MODEL.CPP_AUX.ENABLED") :]
-    from_grid = build_config(os.path.join(REPO, cell["config"]), cell["opts"])
-    from_file = build_config(config_path(model, dataset), tail)
-    a, b = _flat(from_grid), _flat(from_file)
-    return sorted(k for k in set(a) | set(b) if a.get(k, "<missing>") != b.get(k, "<missing>"))
-
-
-@pytest.mark.parametrize("model,dataset", ALL_CONFIGS)
-def test_grid_cell_is_the_per_dataset_config(model, dataset, table1_grid):
-    assert cell_config_mismatches(table1_grid, model, dataset) == []
-
-
-def test_a_drifted_grid_value_is_caught(table1_grid):
-    grid = copy.deepcopy(table1_grid)
-    opts = grid["datasets"]["voc"]["opts"]
-    opts[opts.index("INPUT.CROP.SIZE") + 1] = "(500, 500)"
-    assert cell_config_mismatches(grid, "pspnet", "voc") == ["INPUT.CROP.SIZE"]
 
 
 # ----------------------------------------------------------------------------- tiny CPU builds
 @pytest.mark.parametrize("model,dataset", ALL_CONFIGS)
 def test_every_config_builds_on_cpu(model, dataset):
     cfg = tiny_config(config_path(model, dataset))
-    k = DATASETS[dataset][2]
-    assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == k
-    assert cfg.DATASETS.TRAIN == (DATASETS[dataset][3],)
+    k = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    assert k == len(dataset_classes(cfg))
     torch.manual_seed(0)
     net = build_model(cfg).eval()
     assert net.decode_head.__class__ is DECODE_HEADS[MODELS[model][1]]
@@ -207,13 +259,14 @@ def test_every_config_builds_on_cpu(model, dataset):
 
 
 # --------------------------------------------------------------- one training step per dataset
-STEP = {"cityscapes": "ccnet", "voc": "pspnet", "context59": "deeplabv3plus", "nyuv2": "ocrnet"}
+STEP = {"cityscapes": "ccnet", "voc": "pspnet", "context60": "deeplabv3plus", "nyuv2": "ocrnet"}
 
 
 @pytest.mark.parametrize("dataset", list(STEP))
 def test_one_tiny_training_step_per_dataset(dataset):
-    model, k = STEP[dataset], DATASETS[dataset][2]
+    model = STEP[dataset]
     cfg = tiny_config(config_path(model, dataset))
+    k = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     torch.manual_seed(0)
     net = build_model(cfg).train()
     g = torch.Generator().manual_seed(1)

@@ -93,18 +93,23 @@ def cpp_tiny_opts():
 
 
 def smoke_grid(grid_file: str, world: str) -> str:
-    """The grid reduced to its first model (Figure 5's model where it has a sweep), its first
-    dataset replaced by the synthetic Cityscapes, seed 0, Figure 5's 0-1 heads, tiny cells."""
+    """The grid reduced to its first model (Figure 5's first model where it has a sweep), its
+    first dataset on one GPU (one process) with the synthetic Cityscapes standing in for its data,
+    seed 0, Figure 5's 0-1 heads, tiny cells. The cell's config file stays the grid's."""
     import yaml
 
     with open(os.path.join(REPO, grid_file)) as f:
         grid = yaml.safe_load(f)
     fig = grid.get("figure5")
-    model = fig["model"] if fig else next(iter(grid["models"]))
+    fig_models = (fig.get("models") or [fig["model"]]) if fig else []
+    model = fig_models[0] if fig else next(iter(grid["models"]))
     dataset = fig["dataset"] if fig else next(iter(grid["datasets"]))
     grid["models"] = {model: grid["models"][model]}
+    config = {k: v for k, v in grid["datasets"][dataset].items() if k == "config"}
     grid["datasets"] = {
         dataset: {
+            **config,
+            "gpus": 1,
             "train": "cityscapes_fine_sem_seg_train",
             "test": "cityscapes_fine_sem_seg_val",
             "num_classes": 19,
@@ -113,7 +118,8 @@ def smoke_grid(grid_file: str, world: str) -> str:
     }
     grid["seeds"], grid["threads"], grid["parallel"] = [0], 1, 1
     if fig:
-        fig.update(num_heads=[0, 1], seeds=[0])
+        fig.pop("model", None)
+        fig.update(models=[model], num_heads=[0, 1], seeds=[0])
         grid["variants"] = {  # Table 1's two variants at 1 head: the sweep's own 1-head cells
             "baseline": {"loss": "upsample_ce", "num_heads": 1},
             "cpp": {"loss": "cpp_kl", "num_heads": 1},

@@ -19,9 +19,10 @@ Command line (``tools/run_cpp_study.py``, :func:`main`)::
 
     python tools/run_cpp_study.py run GRID.yaml [--out DIR] [--parallel N] [--retry-failed] \
         [--dry-run] [--executor local|slurm|submitit-local] [--gpus-per-node G] \
+        [--cpu-gpus N] \
         [--cpus-per-task C] [--mem-gb M] [--partition P] [--time-min T] [--max-concurrent J]
     python tools/run_cpp_study.py render GRID.yaml [--out DIR] [--md FILE] [--fig FILE]
-    python tools/run_cpp_study.py cell --config CFG --out DIR [KEY VALUE ...]   # one training run
+    python tools/run_cpp_study.py cell --config CFG --out DIR [--num-gpus N] [KEY VALUE ...]
 
 ``run`` and ``cell`` take ``--allow-unsafe-config`` and ``--trust-weights-file`` (see
 ``seethroughnet/utils/safe_load.py``; off by default: configs are read with safe YAML only and
@@ -34,23 +35,42 @@ Grid file::
     timeout_s: 3600                            # optional, per cell
     parallel: 2                                # optional, cells at a time
     threads: 1                                 # optional, OMP/torch threads per cell
+    config_dir: projects/SeeThroughNet/configs/CPP-Plugin   # optional, for the config templates
     datasets:
-      camvid: {train: camvid_train, test: camvid_val, num_classes: 11,
+      voc: {config: "VOC/{stem}_voc.yaml",     # the cell's config: this template, {stem} = the
+            gpus: 4,                           #   model's stem; gpus: processes per cell
+            instance_classes: [aeroplane, ...]}
+      camvid: {train: camvid_train, test: camvid_val, num_classes: 11,   # optional overrides
                instance_classes: [car, pedestrian, bicyclist]}
     models:
-      pspnet: {config: projects/.../pspnet_R18_camvid.yaml, opts: [SOLVER.MAX_ITER, 160]}
+      pspnet: {stem: pspnet_R101}              # with the datasets' config templates
+      psp18: {config: projects/.../pspnet_R18_camvid.yaml, opts: [SOLVER.MAX_ITER, 160]}
     variants:                                  # name -> auxiliary-head setting
       baseline: {loss: upsample_ce, num_heads: 4}
       cpp: {loss: cpp_kl, num_heads: 4}
     seeds: [0, 1, 2]
     table1: {baseline: baseline, cpp: cpp}     # which variants Table 1 compares
-    figure5:                                   # optional: extra cells, one model
-      model: pspnet
+    figure5:                                   # optional: extra cells
+      models: [pspnet]                         # or model: pspnet; one panel per model
       dataset: camvid
       num_heads: [0, 1, 2, 3, 4]
       losses: {upsample: upsample_ce, cpp: cpp_kl}
       seeds: [0]
     opts: [...]                                # optional, appended to every cell
+
+A cell's config is its dataset's ``config`` template with the model's ``stem`` (the per-dataset,
+per-model file, e.g. ``VOC/pspnet_R101_voc.yaml``), or the model's own ``config`` where the
+dataset has no template (:func:`cell_config`). The dataset's ``train`` / ``test`` /
+``num_classes`` / ``opts``, where given, are overrides on top of that file; the shipped Table 1 and
+Figure 5 grids give none (the values and their sources are the files').
+
+GPUs: a cell trains on its dataset's ``gpus`` (default 1) as that many processes of detectron2's
+``launch`` (``cell --num-gpus N``; the config's ``SOLVER.IMS_PER_BATCH`` is the total batch, so
+each process takes ``IMS_PER_BATCH / N`` images). The local executor gives concurrent cells
+disjoint GPUs (``CUDA_VISIBLE_DEVICES``); a SLURM job asks for the cell's GPUs. A grid whose cells
+ask for more GPUs than the node has stops before any cell starts (:func:`check_gpus`). ``--cpu-gpus
+N`` makes a CPU machine a stand-in N-GPU node: a cell asking for G GPUs runs G gloo processes on
+the CPU (tests; detectron2's launch uses gloo where CUDA is not available).
 """
 
 from __future__ import annotations
@@ -65,7 +85,13 @@ import traceback
 from typing import Callable, Dict, List, Optional
 
 from seethroughnet.experiments import grid as grid_runner
-from seethroughnet.experiments.cpp_study_report import figure5_markdown, figure5_png, table1, table2
+from seethroughnet.experiments.cpp_study_report import (
+    figure5_markdown,
+    figure5_models,
+    figure5_png,
+    table1,
+    table2,
+)
 from seethroughnet.experiments.executors import (
     LocalExecutor,
     SubmititExecutor,
@@ -89,7 +115,14 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 def train_cell(
     config: str, out_dir: str, opts: List[str], allow_unsafe_config: bool = False
 ) -> dict:
-    """Train + evaluate one config in this process; returns the cell's results."""
+    """Train + evaluate one config in this process; returns the cell's results. In a
+    multi-process cell (:func:`_cell_worker`, detectron2's ``launch``) every rank trains its share
+    of the batch (DistributedDataParallel averages the gradients) and the results also hold
+    ``world_size``, ``backend`` and ``ranks``: per rank its pid, device and a checksum of the
+    trained weights (equal on every rank when the gradients were averaged); the metrics are rank
+    0's (the evaluator gathers every rank's predictions there)."""
+    import torch
+    from detectron2.utils import comm
     from detectron2.utils.env import seed_all_rng
     from detectron2.utils.logger import setup_logger
 
@@ -98,13 +131,22 @@ def train_cell(
     from seethroughnet.experiments.models import load_config
 
     os.makedirs(out_dir, exist_ok=True)
-    setup_logger(out_dir, name="detectron2")
-    setup_logger(out_dir, name="seethroughnet")
+    rank, world = comm.get_rank(), comm.get_world_size()
+    setup_logger(out_dir, distributed_rank=rank, name="detectron2")
+    setup_logger(out_dir, distributed_rank=rank, name="seethroughnet")
     cfg = load_config(
         config, list(opts) + ["OUTPUT_DIR", out_dir], allow_unsafe_config=allow_unsafe_config
     )
     cfg.freeze()
-    write_text_atomic(os.path.join(out_dir, "config.yaml"), cfg.dump())
+    if rank == 0:
+        write_text_atomic(os.path.join(out_dir, "config.yaml"), cfg.dump())
+    backend = torch.distributed.get_backend() if world > 1 else None
+    if world > 1:  # one line per rank in the cell's log (rank > 0 logs to log.txt.rank<k> only)
+        print(
+            f"[cell] rank {rank}/{world} ({backend}) pid {os.getpid()}: "
+            f"{world} processes train this cell, {cfg.SOLVER.IMS_PER_BATCH // world} images each",
+            flush=True,
+        )
     # python, numpy, torch (+ the data sampler's seed)
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
     t0 = time.time()
@@ -115,8 +157,24 @@ def train_cell(
     trainer.train()
     train_s = time.time() - t0
     model = trainer.model
-    # DefaultTrainer's EvalHook evaluates after the last iteration; test only if it did not
-    res = getattr(trainer, "_last_eval_results", None) or Trainer.test(cfg, model)
+    # DefaultTrainer's EvalHook evaluates after the last iteration; test only if it did not (on
+    # every rank alike: evaluation is collective, and ranks > 0 hold {} as their results)
+    if hasattr(trainer, "_last_eval_results"):
+        res = trainer._last_eval_results
+    else:
+        res = Trainer.test(cfg, model)
+    model = getattr(model, "module", model)  # DistributedDataParallel's wrapped model
+    ranks = comm.all_gather(
+        {
+            "rank": rank,
+            "pid": os.getpid(),
+            "device": str(next(model.parameters()).device),
+            "weights_sha1": _weights_checksum(model),
+            "iterations": trainer.iter,  # max_iter once training finished (detectron2)
+        }
+    )
+    if rank != 0:  # the metrics are gathered on rank 0 (inference_on_dataset returns {} here)
+        return {"status": "ok", "rank": rank}
     sem = dict(res["sem_seg"]) if "sem_seg" in res else dict(next(iter(res.values())))
     iou = {k[4:]: float(v) for k, v in sem.items() if k.startswith("IoU-")}
     n_params = sum(p.numel() for p in model.parameters())
@@ -133,8 +191,23 @@ def train_cell(
         # the features that carried an auxiliary head (NUM_HEADS picks them in
         # MODEL.CPP_AUX.ADD_ORDER)
         "aux_features": list(getattr(aux, "features", [])),
+        "world_size": world,
+        "ims_per_gpu": cfg.SOLVER.IMS_PER_BATCH // world,
+        **({"backend": backend, "ranks": ranks} if world > 1 else {}),
         **({"resumed_from": resumed_from} if resumed_from else {}),
     }
+
+
+def _weights_checksum(model) -> str:
+    """SHA-1 of the model's parameters (names and bytes, in order): equal on two ranks exactly
+    when their weights are bit-identical."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _last_checkpoint(out_dir: str) -> Optional[str]:
@@ -146,22 +219,52 @@ def _last_checkpoint(out_dir: str) -> Optional[str]:
         return None
 
 
+def _cell_worker(config: str, out_dir: str, opts: List[str], allow_unsafe_config: bool) -> None:
+    """One process of a multi-process cell (detectron2's ``launch`` calls it on every rank):
+    :func:`train_cell`; rank 0 writes ``result.json``. A failing rank raises, and ``launch``
+    (``torch.multiprocessing.spawn``) ends the cell with that error."""
+    from detectron2.utils import comm
+
+    res = train_cell(config, out_dir, opts, allow_unsafe_config)
+    if comm.get_rank() == 0:
+        grid_runner.write_json(os.path.join(out_dir, grid_runner.RESULT_FILE), res)
+
+
 def cell_main(argv=None) -> int:
-    """One training run (the cell's subprocess): ``--config CFG --out DIR [KEY VALUE ...]``;
-    writes ``DIR/result.json`` (``ok`` with the metrics, or ``failed`` with the error)."""
+    """One training run (the cell's subprocess): ``--config CFG --out DIR [--num-gpus N] [KEY
+    VALUE ...]``; writes ``DIR/result.json`` (``ok`` with the metrics, or ``failed`` with the
+    error). ``--num-gpus N > 1``: N processes through detectron2's ``launch`` (NCCL on GPUs, gloo
+    on the CPU), one GPU each; 1 (default): this process."""
     from seethroughnet.utils.safe_load import add_safety_arguments, apply_safety_arguments
 
     p = argparse.ArgumentParser(description="one training run of the CPP study")
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--num-gpus", type=int, default=1, help="processes (one GPU each); default 1")
     add_safety_arguments(p)
     p.add_argument("opts", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     path = os.path.join(args.out, grid_runner.RESULT_FILE)
     try:
-        res = train_cell(
-            args.config, args.out, apply_safety_arguments(args, args.opts), args.allow_unsafe_config
-        )
+        opts = apply_safety_arguments(args, args.opts)
+        if args.num_gpus > 1:
+            from detectron2.engine import launch
+
+            if os.path.exists(path):  # an earlier attempt's record: rank 0 writes the new one
+                os.remove(path)
+            # the importable module's function (this file may run as __main__)
+            from seethroughnet.experiments.cpp_study import _cell_worker as worker
+
+            launch(
+                worker,
+                args.num_gpus,
+                dist_url="auto",
+                args=(args.config, args.out, opts, args.allow_unsafe_config),
+            )
+            if grid_runner.read_result(args.out) is None:
+                raise RuntimeError(f"rank 0 of {args.num_gpus} wrote no {path}")
+            return 0
+        res = train_cell(args.config, args.out, opts, args.allow_unsafe_config)
     except BaseException as e:  # noqa: BLE001 -- recorded, not hidden
         res = {
             "status": "failed",
@@ -186,12 +289,55 @@ def load_grid(path: str, allow_unsafe: bool = False) -> dict:
         from seethroughnet.utils.safe_load import load_yaml_file
 
         grid = load_yaml_file(path, allow_unsafe=allow_unsafe, what="grid file")  # safe YAML only
+    return check_grid(grid, path)
+
+
+def check_grid(grid, path: str = "the grid") -> dict:
+    """``grid`` if it is a mapping with models and datasets where every (model, dataset) pair
+    names a config (:func:`cell_config`); else ``ValueError`` naming ``path`` and the entry."""
     if not isinstance(grid, dict):
         raise ValueError(f"{path}: the grid file must hold a mapping")
     for key in ("models", "datasets"):
         if not grid.get(key):
             raise ValueError(f"{path}: the grid needs a non-empty {key!r} mapping")
+    for model in grid["models"]:  # every (model, dataset) pair names a config
+        for dataset in grid["datasets"]:
+            try:
+                cell_config(grid, model, dataset)
+                cell_gpus(grid, dataset)
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from None
     return grid
+
+
+def cell_config(grid: dict, model: str, dataset: str) -> str:
+    """The config file of the (model, dataset) cells, relative to the repository (or absolute):
+    the dataset's ``config`` template with ``{stem}`` = the model's ``stem``, under the grid's
+    ``config_dir``; else the model's own ``config``."""
+    m, d = grid["models"][model], grid["datasets"][dataset]
+    template = d.get("config")
+    if template and m.get("stem"):
+        try:
+            name = str(template).format(stem=m["stem"])
+        except (KeyError, IndexError):
+            raise ValueError(
+                f"dataset {dataset!r}: config template {template!r} may only use {{stem}}"
+            ) from None
+        return os.path.normpath(os.path.join(grid.get("config_dir") or "", name))
+    if m.get("config"):
+        return str(m["config"])
+    raise ValueError(
+        f"model {model!r} on dataset {dataset!r}: no config (give the model a 'config' file, or a "
+        f"'stem' and the dataset a 'config' template such as \"VOC/{{stem}}_voc.yaml\")"
+    )
+
+
+def cell_gpus(grid: dict, dataset: str) -> int:
+    """The GPUs (processes) of a cell on ``dataset``: its ``gpus`` (default 1)."""
+    n = grid["datasets"][dataset].get("gpus", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"dataset {dataset!r}: gpus must be a positive integer, got {n!r}")
+    return n
 
 
 def _aux_opts(loss: str, num_heads: int) -> List[str]:
@@ -256,7 +402,8 @@ def expand_grid(grid: dict) -> List[dict]:
             "loss": loss if num_heads else "none",
             "num_heads": int(num_heads),
             "seed": int(seed),
-            "config": m["config"],
+            "config": cell_config(grid, model, dataset),
+            "gpus": cell_gpus(grid, dataset),
             "opts": opts,
             "tags": [tag],
         }
@@ -268,10 +415,12 @@ def expand_grid(grid: dict) -> List[dict]:
                     add(model, dataset, v["loss"], v.get("num_heads", 4), seed, f"variant:{vname}")
     fig = grid.get("figure5")
     if fig:
-        for lname, loss in fig.get("losses", {"upsample": "upsample_ce", "cpp": "cpp_kl"}).items():
-            for n in fig.get("num_heads", [0, 1, 2, 3, 4]):
-                for seed in fig.get("seeds", grid.get("seeds", [0])):
-                    add(fig["model"], fig["dataset"], loss, n, seed, f"figure5:{lname}")
+        for model in figure5_models(grid):
+            losses = fig.get("losses", {"upsample": "upsample_ce", "cpp": "cpp_kl"})
+            for lname, loss in losses.items():
+                for n in fig.get("num_heads", [0, 1, 2, 3, 4]):
+                    for seed in fig.get("seeds", grid.get("seeds", [0])):
+                        add(model, fig["dataset"], loss, n, seed, f"figure5:{lname}")
     return list(cells.values())
 
 
@@ -300,13 +449,20 @@ def subprocess_cell(
             cfg,
             "--out",
             cell_dir,
+            *(["--num-gpus", str(cell["gpus"])] if cell.get("gpus", 1) > 1 else []),
             *(["--allow-unsafe-config"] if allow_unsafe_config else []),
             *cell["opts"],
         ]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         where = executor.run(
-            cmd, cell_dir, timeout=timeout_s, env=env, cwd=REPO, name=f"cpp_{cell['id']}"
+            cmd,
+            cell_dir,
+            timeout=timeout_s,
+            env=env,
+            cwd=REPO,
+            name=f"cpp_{cell['id']}",
+            gpus=cell.get("gpus", 1),
         )
         res = grid_runner.read_result(cell_dir)
         if res is None:
@@ -347,7 +503,14 @@ def run_grid(
         )
     if isinstance(executor, SubmititExecutor):
         parallel = executor.max_concurrent
-    cells = [grid_runner.Cell(c["id"], info=c) for c in sorted(expand_grid(grid), key=_order)]
+    expanded = sorted(expand_grid(grid), key=_order)
+    try:
+        check_gpus(expanded, executor if executor is not None else LocalExecutor())
+    except ValueError as e:
+        if not dry_run:
+            raise
+        logger.warning("%s", e)  # a dry run only lists the cells
+    cells = [grid_runner.Cell(c["id"], info=c) for c in expanded]
     grid_runner.run_grid(
         cells,
         out_dir,
@@ -355,10 +518,39 @@ def run_grid(
         retry_failed=retry_failed,
         parallel=parallel,
         dry_run=dry_run,
-        describe=lambda cell: f"{cell.info['config']} {' '.join(cell.info['opts'])}",
+        describe=lambda cell: (
+            f"{cell.info['config']} on {cell.info.get('gpus', 1)} GPU(s) "
+            f"{' '.join(cell.info['opts'])}"
+        ),
         on_interrupt=getattr(executor, "stop", None),
     )
     return gather(grid, out_dir)
+
+
+def check_gpus(cells: List[dict], executor) -> None:
+    """Stop before any cell starts where a cell asks for more GPUs than a node has
+    (``executor.gpus_available()``: the local node's GPUs, the CPU stand-in's, or SLURM's
+    ``--gpus-per-node``), naming both numbers. A 1-GPU cell on a machine without GPUs runs on the
+    CPU, in one process (the CPU smoke forms)."""
+    if not cells:
+        return
+    need = max(int(c.get("gpus", 1)) for c in cells)
+    have = executor.gpus_available() if hasattr(executor, "gpus_available") else None
+    if have is None or need <= max(have, 1):
+        return
+    first = next(c for c in cells if int(c.get("gpus", 1)) == need)
+    fewer = (
+        f"set the datasets' `gpus` to at most {have} (each process then takes "
+        "SOLVER.IMS_PER_BATCH / gpus images)"
+        if have
+        else "set the datasets' `gpus` to 1 (one process on the CPU)"
+    )
+    raise ValueError(
+        f"the grid's cells ask for up to {need} GPUs each (e.g. {first['id']}), but "
+        f"{executor.describe_gpus()} has {have}: {fewer}, run on a larger node"
+        + (" (--gpus-per-node)" if isinstance(executor, SubmititExecutor) else "")
+        + ", or use a CPU stand-in (--cpu-gpus N)"
+    )
 
 
 def gather(grid: dict, out_dir: str) -> List[dict]:
@@ -446,6 +638,14 @@ def main(argv=None) -> int:
     r.add_argument("--fig")
     add_safety_arguments(r)
     add_executor_arguments(r)
+    r.add_argument(
+        "--cpu-gpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local executor: a CPU stand-in for an N-GPU node (a cell asking for G GPUs runs G "
+        "gloo processes on the CPU; tests)",
+    )
     g = sub.add_parser("render", help="gather results.jsonl and render the tables and Figure 5")
     g.add_argument("grid")
     g.add_argument("--out")
@@ -465,6 +665,10 @@ def main(argv=None) -> int:
     if args.cmd == "run":
         try:
             executor = executor_from_args(args, max_nodes=1)
+            if args.cpu_gpus:
+                if not isinstance(executor, LocalExecutor):
+                    raise ValueError("--cpu-gpus is a stand-in for the local executor only")
+                executor = LocalExecutor(cpu_gpus=args.cpu_gpus)
         except (RuntimeError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -475,15 +679,19 @@ def main(argv=None) -> int:
             extra += ["MODEL.WEIGHTS_TRUSTED", "True"]
         if extra:
             grid = dict(grid, opts=list(grid.get("opts") or []) + extra)
-        run_grid(
-            grid,
-            out,
-            parallel=args.parallel or int(grid.get("parallel", 1)),
-            retry_failed=args.retry_failed,
-            dry_run=args.dry_run,
-            allow_unsafe_config=args.allow_unsafe_config,
-            executor=executor,
-        )
+        try:
+            run_grid(
+                grid,
+                out,
+                parallel=args.parallel or int(grid.get("parallel", 1)),
+                retry_failed=args.retry_failed,
+                dry_run=args.dry_run,
+                allow_unsafe_config=args.allow_unsafe_config,
+                executor=executor,
+            )
+        except ValueError as e:  # check_gpus: before any cell started
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     print(render(grid, out, args.md, args.fig))
     return 0
 

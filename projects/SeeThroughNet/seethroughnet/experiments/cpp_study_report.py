@@ -130,14 +130,26 @@ def table2(grid: dict, records: List[dict]) -> str:
     return "\n".join(out)
 
 
-def figure5_features(grid: dict, records: List[dict]) -> Dict[int, List[str]]:
-    """``{num_heads: features}`` as the finished Figure 5 cells recorded them (``aux_features`` of
-    ``results.json``): which stages the heads sat on for each point of the x axis."""
+def figure5_models(grid: dict) -> List[str]:
+    """The models of the Figure 5 sweep: ``figure5.models`` (a list) or ``figure5.model``."""
     fig = grid.get("figure5") or {}
+    if fig.get("models"):
+        return [str(m) for m in fig["models"]]
+    return [str(fig["model"])] if fig.get("model") else []
+
+
+def figure5_features(
+    grid: dict, records: List[dict], model: Optional[str] = None
+) -> Dict[int, List[str]]:
+    """``{num_heads: features}`` as the finished Figure 5 cells of ``model`` (default: the first
+    Figure 5 model) recorded them (``aux_features`` of ``result.json``): which stages the heads sat
+    on for each point of the x axis."""
+    fig = grid.get("figure5") or {}
+    model = model or next(iter(figure5_models(grid)), None)
     out: Dict[int, List[str]] = {}
     for r in records:
         if (
-            r.get("model") == fig.get("model")
+            r.get("model") == model
             and r.get("dataset") == fig.get("dataset")
             and r.get("status") == "ok"
             and "aux_features" in r
@@ -146,18 +158,21 @@ def figure5_features(grid: dict, records: List[dict]) -> Dict[int, List[str]]:
     return out
 
 
-def figure5_data(grid: dict, records: List[dict]) -> Dict[str, List[tuple]]:
-    """``{loss name: [(num_heads, mean, std, n_ok, n_failed), ...]}``; 0 heads is the shared
-    no-aux point."""
+def figure5_data(
+    grid: dict, records: List[dict], model: Optional[str] = None
+) -> Dict[str, List[tuple]]:
+    """``{loss name: [(num_heads, mean, std, n_ok, n_failed), ...]}`` of ``model`` (default: the
+    first Figure 5 model); 0 heads is the shared no-aux point."""
     fig = grid.get("figure5")
     if not fig:
         return {}
+    model = model or figure5_models(grid)[0]
     seeds = set(fig.get("seeds", grid.get("seeds", [0])))
     data = {}
     for lname, loss in fig.get("losses", {"upsample": "upsample_ce", "cpp": "cpp_kl"}).items():
         pts = []
         for n in fig.get("num_heads", [0, 1, 2, 3, 4]):
-            rs = _select(records, fig["model"], fig["dataset"], "none" if n == 0 else loss, n)
+            rs = _select(records, model, fig["dataset"], "none" if n == 0 else loss, n)
             rs = [r for r in rs if r["seed"] in seeds]
             ok = [r["mIoU"] for r in rs if r.get("status") == "ok"]
             m, s = _mean_std(ok)
@@ -167,15 +182,22 @@ def figure5_data(grid: dict, records: List[dict]) -> Dict[str, List[tuple]]:
 
 
 def figure5_markdown(grid: dict, records: List[dict]) -> str:
-    data = figure5_data(grid, records)
-    if not data:
+    """One table per Figure 5 model: mIoU per number of auxiliary heads and loss."""
+    if not grid.get("figure5"):
         return "(no figure5 section in the grid)"
+    return "\n\n".join(
+        _figure5_model_markdown(grid, records, model) for model in figure5_models(grid)
+    )
+
+
+def _figure5_model_markdown(grid: dict, records: List[dict], model: str) -> str:
+    data = figure5_data(grid, records, model)
     fig = grid["figure5"]
     names = list(data)
     heads = [p[0] for p in data[names[0]]]
-    feats = figure5_features(grid, records)
+    feats = figure5_features(grid, records, model)
     lines = [
-        f"mIoU of {fig['model']} on {fig['dataset']} vs number of auxiliary heads "
+        f"mIoU of {model} on {fig['dataset']} vs number of auxiliary heads "
         "(mean ± std over seeds; "
         "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
         "the stages each point used, as its cells recorded them, in brackets)",
@@ -194,30 +216,43 @@ def figure5_markdown(grid: dict, records: List[dict]) -> str:
 
 
 def figure5_png(grid: dict, records: List[dict], path: str) -> Optional[str]:
-    data = figure5_data(grid, records)
-    if not data:
+    """Figure 5 as a PNG: one panel per model (mIoU vs number of auxiliary heads, one curve per
+    loss, error bars = std over seeds), up to 4 panels a row."""
+    models = figure5_models(grid) if grid.get("figure5") else []
+    if not models:
         return None
-    with figure(figsize=(5, 3.6)) as (fig, ax):
-        for (name, pts), marker in zip(data.items(), "os^dv"):
-            pts_ok = [p for p in pts if p[1] == p[1]]
-            if pts_ok:  # no error bar for a single seed
-                ax.errorbar(
-                    [p[0] for p in pts_ok],
-                    [p[1] for p in pts_ok],
-                    yerr=[p[2] if p[2] == p[2] else 0.0 for p in pts_ok],
-                    marker=marker,
-                    capsize=3,
-                    label=name,
-                )
-            for p in pts:
-                if p[4]:
-                    ax.annotate("failed", (p[0], ax.get_ylim()[0]), color="red", fontsize=7)
-        f5 = grid["figure5"]
-        ax.set_xlabel("number of auxiliary heads")
-        ax.set_ylabel("mIoU (%)")
-        ax.set_title(f"{f5['model']} / {f5['dataset']}")
-        ax.set_xticks(sorted({p[0] for pts in data.values() for p in pts}))
-        ax.grid(alpha=0.3)
-        ax.legend()
+    cols = min(4, len(models))
+    rows = (len(models) + cols - 1) // cols
+    with figure(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False) as (fig, axes):
+        for i, model in enumerate(models):
+            _figure5_panel(
+                axes[i // cols][i % cols], grid, figure5_data(grid, records, model), model
+            )
+        for j in range(len(models), rows * cols):  # empty panels of the last row
+            axes[j // cols][j % cols].axis("off")
         fig.tight_layout()
         return save_png(fig, path)
+
+
+def _figure5_panel(ax, grid: dict, data: Dict[str, List[tuple]], model: str) -> None:
+    for (name, pts), marker in zip(data.items(), "os^dv"):
+        pts_ok = [p for p in pts if p[1] == p[1]]
+        if pts_ok:  # no error bar for a single seed
+            ax.errorbar(
+                [p[0] for p in pts_ok],
+                [p[1] for p in pts_ok],
+                yerr=[p[2] if p[2] == p[2] else 0.0 for p in pts_ok],
+                marker=marker,
+                capsize=3,
+                label=name,
+            )
+        for p in pts:
+            if p[4]:
+                ax.annotate("failed", (p[0], ax.get_ylim()[0]), color="red", fontsize=7)
+    ax.set_xlabel("number of auxiliary heads")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(f"{model} / {grid['figure5']['dataset']}")
+    ax.set_xticks(sorted({p[0] for pts in data.values() for p in pts}))
+    ax.grid(alpha=0.3)
+    if any(p[1] == p[1] for pts in data.values() for p in pts):
+        ax.legend()

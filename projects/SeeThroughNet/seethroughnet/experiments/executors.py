@@ -6,7 +6,9 @@ command line per cell and hand it to an executor's :meth:`run`; the grid runner
 ``result.json`` per cell, resume, ``--retry-failed``, gathering.
 
 * :class:`LocalExecutor` (``--executor local``, the default): the command runs as a subprocess of
-  this process (:func:`~seethroughnet.experiments.grid.run_command`), as before;
+  this process (:func:`~seethroughnet.experiments.grid.run_command`); a command that asks for
+  ``gpus`` GPUs gets that many of the node's GPUs to itself (``CUDA_VISIBLE_DEVICES``), and waits
+  while cells running in parallel hold them;
 * :class:`SubmititExecutor` (``--executor slurm``): one SLURM job per cell, submitted through
   submitit, ``--max-concurrent`` jobs in flight at a time (the grid's ``parallel``); the job runs
   the same command on its node (:class:`CommandJob`), its output appended to the cell's
@@ -34,7 +36,7 @@ import shutil
 import socket
 import threading
 import time
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from seethroughnet.experiments import grid as grid_runner
 
@@ -42,6 +44,8 @@ __all__ = [
     "EXECUTORS",
     "JOB_FILE",
     "LocalExecutor",
+    "GPUPool",
+    "visible_gpus",
     "SubmititExecutor",
     "CommandJob",
     "require_submitit",
@@ -84,10 +88,82 @@ def require_submitit(kind: str = "slurm"):
     return submitit
 
 
+def visible_gpus() -> List[str]:
+    """This node's GPUs as ``CUDA_VISIBLE_DEVICES`` lists them (where set: its entries as given,
+    indices or UUIDs; an empty value: none), else ``0 .. torch.cuda.device_count() - 1``."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is not None:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+class GPUPool:
+    """The node's GPUs, handed out to concurrent cells: :meth:`acquire` blocks until ``n`` are
+    free and returns them (the lowest ids first), :meth:`release` gives them back."""
+
+    def __init__(self, devices: Sequence[str]):
+        self.devices = list(devices)
+        self._free = list(self.devices)
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> List[str]:
+        if n > len(self.devices):
+            raise ValueError(f"{n} GPUs asked for, the node has {len(self.devices)}")
+        with self._cond:
+            while len(self._free) < n:
+                self._cond.wait()
+            got = sorted(self._free, key=self.devices.index)[:n]
+            for d in got:
+                self._free.remove(d)
+            return got
+
+    def release(self, devices: Sequence[str]) -> None:
+        with self._cond:
+            self._free.extend(devices)
+            self._cond.notify_all()
+
+
 class LocalExecutor:
-    """Today's behaviour: the cell's command runs as a subprocess of this process."""
+    """The cell's command runs as a subprocess of this process, on GPUs of its own.
+
+    ``devices``: the node's GPU ids (default :func:`visible_gpus`); a command asking for ``gpus``
+    GPUs waits until that many are free and runs with ``CUDA_VISIBLE_DEVICES`` set to them, so
+    cells in parallel never share a GPU. ``cpu_gpus=N``: a CPU stand-in for an N-GPU node (tests):
+    N pretend GPUs are handed out the same way, and the command runs with
+    ``CUDA_VISIBLE_DEVICES=""`` (no CUDA: detectron2's launch uses gloo, one process per pretend
+    GPU). A 1-GPU command on a node without GPUs runs on the CPU without an assignment."""
 
     name = "local"
+
+    def __init__(self, devices: Optional[Sequence[str]] = None, cpu_gpus: Optional[int] = None):
+        self.cpu_gpus = int(cpu_gpus) if cpu_gpus else None
+        if self.cpu_gpus:
+            devices = [str(i) for i in range(self.cpu_gpus)]
+        self._devices = None if devices is None else [str(d) for d in devices]
+        self._pool: Optional[GPUPool] = None
+        self._pool_lock = threading.Lock()
+
+    def devices(self) -> List[str]:
+        if self._devices is None:
+            self._devices = visible_gpus()
+        return list(self._devices)
+
+    def gpus_available(self) -> int:
+        """How many GPUs this node has (or the CPU stand-in pretends to have)."""
+        return len(self.devices())
+
+    def describe_gpus(self) -> str:
+        if self.cpu_gpus:
+            return f"the CPU stand-in (--cpu-gpus {self.cpu_gpus})"
+        return f"this node ({socket.gethostname()}, CUDA_VISIBLE_DEVICES / torch.cuda)"
+
+    def pool(self) -> GPUPool:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = GPUPool(self.devices())
+            return self._pool
 
     def run(
         self,
@@ -100,13 +176,44 @@ class LocalExecutor:
         notes: Sequence[str] = (),
         what: str = "the cell",
         name: Optional[str] = None,
+        gpus: Optional[int] = None,
     ) -> dict:
         """Run ``cmd`` (see :func:`~seethroughnet.experiments.grid.run_command`, which raises
-        :class:`~seethroughnet.experiments.grid.CellError` on failure); returns where it ran."""
-        grid_runner.run_command(
-            cmd, cell_dir, timeout=timeout, env=env, cwd=cwd, notes=notes, what=what
-        )
-        return {"executor": self.name, "job_id": None, "host": socket.gethostname()}
+        :class:`~seethroughnet.experiments.grid.CellError` on failure) on ``gpus`` GPUs of its own;
+        returns where it ran (``devices``: the GPU ids it had, ``cpu_standin`` for the CPU
+        stand-in). ``gpus=None``: no assignment, the command sees every GPU of the node (a
+        command that starts its own processes on them, e.g. Table 5's ``--num-gpus``)."""
+        if gpus is None or (not self.devices() and int(gpus) <= 1):
+            # no assignment, or no GPU here: the command runs as it is (on the CPU without GPUs)
+            grid_runner.run_command(
+                cmd, cell_dir, timeout=timeout, env=env, cwd=cwd, notes=notes, what=what
+            )
+            return {"executor": self.name, "job_id": None, "host": socket.gethostname()}
+        pool = self.pool()
+        got = pool.acquire(max(1, int(gpus)))
+        try:
+            run_env = dict(os.environ if env is None else env)
+            visible = "" if self.cpu_gpus else ",".join(got)
+            run_env["CUDA_VISIBLE_DEVICES"] = visible
+            where = f"GPUs {got}" + (
+                " of the CPU stand-in (gloo on the CPU)" if self.cpu_gpus else ""
+            )
+            grid_runner.run_command(
+                cmd,
+                cell_dir,
+                timeout=timeout,
+                env=run_env,
+                cwd=cwd,
+                notes=list(notes) + [f"{where}: CUDA_VISIBLE_DEVICES={visible!r}"],
+                what=what,
+            )
+        finally:
+            pool.release(got)
+        out = {"executor": self.name, "job_id": None, "host": socket.gethostname()}
+        out["devices"] = got
+        if self.cpu_gpus:
+            out["cpu_standin"] = True
+        return out
 
 
 class CommandJob:
@@ -174,7 +281,9 @@ class SubmititExecutor:
     """One submitit job per cell: ``kind="slurm"`` (SLURM) or ``kind="local"`` (submitit's local
     executor: a local process per job, the same code path without a cluster).
 
-    Resources per cell job: ``nodes``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``,
+    Resources per cell job: ``nodes``, ``gpus_per_node`` (the GPUs of a node; a command that
+    asks for ``gpus`` in :meth:`run` gets a job with that many, at most these), ``cpus_per_task``,
+    ``mem_gb``,
     ``partition``, ``time_min`` (SLURM time limit, minutes; default: the cell's timeout, else
     submitit's default), ``max_concurrent`` (jobs in flight at a time; the grid's ``parallel``),
     ``slurm_extra`` (more ``AutoExecutor.update_parameters`` keys, e.g. ``slurm_account``).
@@ -218,8 +327,18 @@ class SubmititExecutor:
         them with ``scancel``), and the next run of the grid waits for them again."""
         self._stop.set()
 
-    def parameters(self, name: str, timeout: Optional[float] = None) -> dict:
-        """The ``AutoExecutor.update_parameters`` of one cell's job."""
+    def gpus_available(self) -> int:
+        """The GPUs of one node (``--gpus-per-node``): the most a cell's job may ask for."""
+        return self.gpus_per_node
+
+    def describe_gpus(self) -> str:
+        return f"a {self.name} node (--gpus-per-node {self.gpus_per_node})"
+
+    def parameters(
+        self, name: str, timeout: Optional[float] = None, gpus: Optional[int] = None
+    ) -> dict:
+        """The ``AutoExecutor.update_parameters`` of one cell's job (``gpus``: the job's GPUs,
+        default ``gpus_per_node``)."""
         time_min = self.time_min
         if time_min is None and timeout:
             time_min = int(math.ceil(timeout / 60.0)) + 1
@@ -227,7 +346,7 @@ class SubmititExecutor:
             "name": name,
             "nodes": self.nodes,
             "tasks_per_node": 1,  # one task per node: the command starts its own processes
-            "gpus_per_node": self.gpus_per_node,
+            "gpus_per_node": self.gpus_per_node if gpus is None else int(gpus),
             "cpus_per_task": self.cpus_per_task,
             "mem_gb": self.mem_gb,
             "timeout_min": time_min,
@@ -243,12 +362,14 @@ class SubmititExecutor:
             params.update(self.slurm_extra)
         return {k: v for k, v in params.items() if v is not None}
 
-    def make_executor(self, folder: str, name: str, timeout: Optional[float] = None):
+    def make_executor(
+        self, folder: str, name: str, timeout: Optional[float] = None, gpus: Optional[int] = None
+    ):
         """A configured ``submitit.AutoExecutor`` writing its files to ``folder``."""
         ex = self.submitit.AutoExecutor(
             folder=folder, cluster="slurm" if self.kind == "slurm" else "local"
         )
-        ex.update_parameters(**self.parameters(name, timeout))
+        ex.update_parameters(**self.parameters(name, timeout, gpus))
         return ex
 
     def submit(self, ex, fn):
@@ -279,11 +400,12 @@ class SubmititExecutor:
         notes: Sequence[str] = (),
         what: str = "the cell",
         name: Optional[str] = None,
+        gpus: Optional[int] = None,
     ) -> dict:
-        """Submit ``cmd`` as one job, record it in ``<cell_dir>/job.json`` and wait for it;
-        returns ``{"executor", "job_id", "host", "job_stdout", "job_stderr"}`` or raises
-        :class:`~seethroughnet.experiments.grid.CellError` (the error of the command, else the
-        job's)."""
+        """Submit ``cmd`` as one job (``gpus``: its GPUs, default ``gpus_per_node``), record it in
+        ``<cell_dir>/job.json`` and wait for it; returns ``{"executor", "job_id", "host",
+        "job_stdout", "job_stderr"}`` or raises :class:`~seethroughnet.experiments.grid.CellError`
+        (the error of the command, else the job's)."""
         os.makedirs(cell_dir, exist_ok=True)
         folder = self.folder or os.path.join(cell_dir, "submitit")
         job_name = name or os.path.basename(os.path.normpath(cell_dir))
@@ -303,7 +425,7 @@ class SubmititExecutor:
                 "%s: waiting for %s job %s (queued earlier)", job_name, self.name, job.job_id
             )
         else:
-            job = self.submit(self.make_executor(folder, job_name, timeout), task)
+            job = self.submit(self.make_executor(folder, job_name, timeout, gpus), task)
             rec = {
                 "executor": self.name,
                 "job_id": str(job.job_id),
@@ -311,7 +433,7 @@ class SubmititExecutor:
                 "job_stderr": str(job.paths.stderr),
                 "submitit_folder": os.path.abspath(folder),
                 "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "parameters": self.parameters(job_name, timeout),
+                "parameters": self.parameters(job_name, timeout, gpus),
             }
             grid_runner.write_json(job_path, rec)
             logger.info("%s: submitted as %s job %s", job_name, self.name, job.job_id)

@@ -331,15 +331,17 @@ def estimate(
 
 
 def runs_from_grid(table: str, grid_file: str) -> Tuple[Dict[str, dict], List[dict]]:
-    """``(models, runs)`` of a CPP-study grid: its models (name -> config) and one run group per
-    (model, dataset) with the number of its cells (variants x seeds x sweep points). A group's
-    crop, batch and schedule are those of its first cell; the cells of a group differ only in
-    their auxiliary heads (Figure 5's 0-4), whose cost the measured model's setting stands for."""
-    from .cpp_study import expand_grid, load_grid
+    """``(models, runs)`` of a CPP-study grid: its models (name -> the config of its cells on the
+    grid's first dataset) and one run group per (model, dataset) with the number of its cells
+    (variants x seeds x sweep points). A group's crop, batch and schedule are those of its first
+    cell; the cells of a group differ only in their auxiliary heads (Figure 5's 0-4), whose cost
+    the measured model's setting stands for."""
+    from .cpp_study import cell_config, expand_grid, load_grid
 
     grid = load_grid(grid_file)
+    first = next(iter(grid["datasets"]))
     models = {
-        name: {"config": m["config"], "opts": m.get("opts", [])}
+        name: {"config": cell_config(grid, name, first), "opts": m.get("opts", [])}
         for name, m in grid["models"].items()
     }
     groups: Dict[Tuple[str, str], dict] = {}

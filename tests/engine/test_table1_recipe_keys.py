@@ -76,6 +76,28 @@ def test_mmengine_poly_lr_closed_form_equals_the_recursion(max_iters, base_lr):
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # and after it
 
 
+def test_mmengine_poly_lr_state_is_checkpointed_and_resumes():
+    """detectron2's LRScheduler hook saves the scheduler's state (only for ``_LRScheduler``s): a
+    resumed run continues the schedule where it stopped."""
+    from detectron2.engine.hooks import LRScheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched = MMEnginePolyLR(opt, 20, eta_min=1e-4, power=0.9)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    state = LRScheduler(opt, sched).state_dict()
+    assert state["last_epoch"] == 7
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    resumed = MMEnginePolyLR(opt2, 20, eta_min=1e-4, power=0.9)
+    LRScheduler(opt2, resumed).load_state_dict(state)
+    for s, o in ((sched, opt), (resumed, opt2)):
+        o.step()
+        s.step()
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert opt.param_groups[0]["lr"] == pytest.approx(mmengine_recursion(0.01, 1e-4, 0.9, 20)[8])
+
+
 def test_scheduler_names_and_the_floor_key():
     from detectron2.projects.deeplab.lr_scheduler import WarmupPolyLR
 

@@ -30,10 +30,12 @@ __all__ = ["LR_SCHEDULER_NAMES", "MMEnginePolyLR", "build_lr_scheduler"]
 LR_SCHEDULER_NAMES = ("MMEnginePolyLR",)
 
 
-class MMEnginePolyLR(torch.optim.lr_scheduler.LRScheduler):
+class MMEnginePolyLR(torch.optim.lr_scheduler._LRScheduler):
     """MMEngine's ``PolyLR`` in closed form (module docstring), iteration based, with
     detectron2's warm-up factor (``warmup_iters=0``: none, as MMSegmentation) multiplied in.
-    ``max_iters`` may be changed after a resume (the closed form reads it each step)."""
+    ``max_iters`` may be changed after a resume (the closed form reads it each step). A
+    ``_LRScheduler``, as detectron2's ``WarmupPolyLR``: detectron2's ``LRScheduler`` hook saves
+    and restores the state of those only."""
 
     def __init__(
         self,

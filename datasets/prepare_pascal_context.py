@@ -1,31 +1,41 @@
 #!/usr/bin/env python3
-"""Prepare Pascal Context (59 classes) for ``pascal_context59_sem_seg_{train,val}``.
+"""Prepare Pascal Context, 60 and 59 classes, for ``pascal_context{60,59}_sem_seg_{train,val}``.
 
     python datasets/prepare_pascal_context.py   # under $DETECTRON2_DATASETS, else datasets/
     python datasets/prepare_pascal_context.py --root /data [--overwrite]
 
 In ``VOCdevkit/VOC2010/`` (VOC 2010 ``VOCtrainval_03-May-2010.tar``):
 
-1. From the official annotation release (Mottaghi et al. 2014, ``trainval.tar.gz`` of
+1. The split lists ``ImageSets/SegmentationContext/{train,val}.txt``, when ``trainval/`` or
+   ``trainval_merged.json`` is present: from the PASCAL in Detail API file
+   ``trainval_merged.json`` (its ``images`` with ``phase`` train / val: MMSegmentation's lists,
+   4,996 / 5,104 images, as its tools/dataset_converters/pascal_context.py writes them) when it is
+   in this folder; otherwise, where the lists are absent, from VOC 2010's
+   ``ImageSets/Main/{train,val}.txt`` (4,998 / 5,105 images) with one warning naming the
+   difference. Lists already there and not derived from the json are kept.
+2. From the official annotation release (Mottaghi et al. 2014, ``trainval.tar.gz`` of
    cs.stanford.edu/~roozbeh/pascal-context, unpacked here so that ``trainval/<id>.mat`` and
    ``labels.txt`` sit in this folder), when ``trainval/`` is present: writes the 60-label maps
    ``SegmentationClassContext/<id>.png`` (0 = background and the 400 other classes, 1..59 = the
-   59 classes) and, when absent, the split lists ``ImageSets/SegmentationContext/{train,val}.txt``
-   from VOC 2010's ``ImageSets/Main/{train,val}.txt`` (4,998 / 5,105 images). Files already
-   converted are kept unless ``--overwrite``; split lists already there are always kept.
-2. Writes ``SegmentationClassContext59/`` from the 60-label maps of ``SegmentationClassContext/``
-   (0 = background -> 255, ``c`` -> ``c - 1``), unless ``--skip-reduce``.
-3. Writes ``cpp_pairs_context59_{train,val}.txt`` from ``ImageSets/SegmentationContext/``.
+   59 classes; MMSegmentation's PascalContextDataset reads them as they are). Files already
+   converted are kept unless ``--overwrite``.
+3. Writes the 59-label maps ``SegmentationClassContext59/`` from ``SegmentationClassContext/``
+   (0 = background -> 255, ``c`` -> ``c - 1``: PascalContextDataset59), unless ``--skip-reduce``.
+4. Writes ``cpp_pairs_context60_{train,val}.txt`` (labels ``SegmentationClassContext/``) and
+   ``cpp_pairs_context59_{train,val}.txt`` (``SegmentationClassContext59/``) from
+   ``ImageSets/SegmentationContext/``, and prints the split sizes and their source.
 
 See datasets/README.md.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
-from typing import Dict, List, Optional
+import warnings
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from _official_formats import (
@@ -54,6 +64,20 @@ CONTEXT_HINT = (
     f"into {CONTEXT_FOLDER}/ so that trainval/<id>.mat and labels.txt sit there"
 )
 _LABEL_LINE = re.compile(r"^\s*(\d+)\s*:\s*(\S.*?)\s*$")
+#: the PASCAL in Detail API annotation file, in ``VOCdevkit/VOC2010/`` (MMSegmentation's layout)
+DETAIL_JSON = "trainval_merged.json"
+DETAIL_HINT = (
+    "use the PASCAL in Detail API file trainval_merged.json (a JSON object whose 'images' list "
+    "has 'file_name' and 'phase' for every image), or remove it to use VOC 2010's Main lists"
+)
+#: split sizes of the two sources in the full release (MMSegmentation's docs; VOC 2010's lists)
+DETAIL_SPLIT_SIZES = {"train": 4996, "val": 5104}
+MAIN_SPLIT_SIZES = {"train": 4998, "val": 5105}
+
+
+class SplitSourceWarning(UserWarning):
+    """The split lists come from VOC 2010's Main lists, not from MMSegmentation's Detail API
+    lists (``trainval_merged.json`` absent)."""
 
 
 def context59_classes() -> List[str]:
@@ -118,20 +142,78 @@ def context59_lookup(labels: Dict[int, str], labels_path: str) -> np.ndarray:
     return table
 
 
-def context_split_lists(droot: str) -> Dict[str, str]:
-    """Write ``ImageSets/SegmentationContext/{train,val}.txt`` from VOC 2010's
-    ``ImageSets/Main/{train,val}.txt`` (Pascal Context's split: VOC 2010 train / val, 4,998 /
-    5,105 images) where absent; lists already there (e.g. MMSegmentation's) are never replaced.
-    Returns ``{list written: source}``."""
+def detail_split_ids(path: str) -> Dict[str, List[str]]:
+    """``{"train": ids, "val": ids}`` (sorted) of the PASCAL in Detail API file ``path``
+    (``trainval_merged.json``): the basenames without extension of the ``file_name`` of its
+    ``images`` whose ``phase`` is ``train`` / ``val`` -- the lists MMSegmentation's
+    tools/dataset_converters/pascal_context.py writes (``Detail(json, img_dir, phase)
+    .getImgs()``; 4,996 / 5,104 images). A file that is not JSON, has no ``images`` list, an image
+    without ``file_name`` / ``phase`` or no train or val image is a :class:`LayoutError` naming
+    ``path``."""
+    require_file(path, DETAIL_HINT)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LayoutError(f"{path} is not a JSON file ({e}): {DETAIL_HINT}") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise LayoutError(f"{path} has no 'images' list: {DETAIL_HINT}")
+    ids: Dict[str, set] = {"train": set(), "val": set()}
+    for n, image in enumerate(images):
+        if not (isinstance(image, dict) and "file_name" in image and "phase" in image):
+            raise LayoutError(f"{path}: images[{n}] has no 'file_name' and 'phase': {DETAIL_HINT}")
+        if image["phase"] in ids:
+            ids[image["phase"]].add(os.path.splitext(os.path.basename(image["file_name"]))[0])
+    empty = [phase for phase, found in ids.items() if not found]
+    if empty:
+        raise LayoutError(f"{path} has no image of phase {' or '.join(empty)}: {DETAIL_HINT}")
+    return {phase: sorted(found) for phase, found in ids.items()}
+
+
+def context_split_lists(droot: str, overwrite: bool = False) -> Tuple[Dict[str, str], str]:
+    """Write ``ImageSets/SegmentationContext/{train,val}.txt``; returns ``({list written:
+    source}, source of the lists)``.
+
+    * ``trainval_merged.json`` in ``droot``: its train / val lists (:func:`detail_split_ids`,
+      MMSegmentation's). A list already there with other ids is a :class:`LayoutError` naming it
+      unless ``overwrite`` (e.g. one written from the Main lists before the json was added).
+    * otherwise, lists already there are kept (e.g. MMSegmentation's converted release); absent
+      ones are VOC 2010's ``ImageSets/Main/{train,val}.txt`` (4,998 / 5,105 images), with one
+      :class:`SplitSourceWarning` naming the difference and the split sizes used."""
+    sets = os.path.join(droot, "ImageSets", "SegmentationContext")
+    detail = os.path.join(droot, DETAIL_JSON)
     written = {}
+    if os.path.isfile(detail):
+        for split, ids in detail_split_ids(detail).items():
+            dst = os.path.join(sets, f"{split}.txt")
+            if write_id_list(dst, ids, overwrite=overwrite):
+                written[dst] = detail
+        return written, DETAIL_JSON
+    sizes = {}
     for split in ("train", "val"):
-        dst = os.path.join(droot, "ImageSets", "SegmentationContext", f"{split}.txt")
+        dst = os.path.join(sets, f"{split}.txt")
         if os.path.isfile(dst):
             continue
         src = os.path.join(droot, "ImageSets", "Main", f"{split}.txt")
-        write_id_list(dst, sorted(set(read_id_list(src, VOC2010_HINT))), overwrite=False)
+        ids = sorted(set(read_id_list(src, VOC2010_HINT)))
+        write_id_list(dst, ids, overwrite=False)
         written[dst] = src
-    return written
+        sizes[split] = len(ids)
+    if not sizes:
+        return written, "existing ImageSets/SegmentationContext lists"
+    used = ", ".join(f"{split} {n:,}" for split, n in sizes.items())
+    warnings.warn(
+        f"{detail} not found: the Pascal Context splits are VOC 2010's ImageSets/Main lists "
+        f"(here {used} images; {MAIN_SPLIT_SIZES['train']:,} / {MAIN_SPLIT_SIZES['val']:,} in the "
+        f"full release), not MMSegmentation's lists from the Detail API file {DETAIL_JSON} "
+        f"({DETAIL_SPLIT_SIZES['train']:,} / {DETAIL_SPLIT_SIZES['val']:,}), so the splits differ "
+        f"from MMSegmentation's by a few images. Put {DETAIL_JSON} in {droot} and rerun with "
+        "--overwrite to use MMSegmentation's lists.",
+        SplitSourceWarning,
+        stacklevel=2,
+    )
+    return written, "ImageSets/Main"
 
 
 def convert_context(droot: str, overwrite: bool = False) -> Dict[str, str]:
@@ -142,8 +224,9 @@ def convert_context(droot: str, overwrite: bool = False) -> Dict[str, str]:
     ``trainval/<id>.mat`` (MATLAB v5) holds ``LabelMap``, an ``H x W`` uint16 map of the
     labels.txt ids (0 = unlabeled), which :func:`context59_lookup` maps to 0..59. A missing
     ``.mat`` or image, a ``.mat`` without ``LabelMap``, ids beyond labels.txt or a size other
-    than the image's are errors naming the file. Existing PNGs are kept unless ``overwrite``."""
-    written = context_split_lists(droot)
+    than the image's are errors naming the file. Existing PNGs are kept unless ``overwrite``.
+    The split lists must exist (:func:`context_split_lists`)."""
+    written = {}
     labels_path = os.path.join(droot, "labels.txt")
     labels = read_context_labels(labels_path)
     table = context59_lookup(labels, labels_path)
@@ -172,11 +255,18 @@ def convert_context(droot: str, overwrite: bool = False) -> Dict[str, str]:
 def prepare_pascal_context(
     root: Optional[str] = None, reduce: bool = True, overwrite: bool = False
 ) -> Dict[str, str]:
-    """Convert the release when ``trainval/`` is present (:func:`convert_context`), reduce the
-    labels (unless ``reduce=False``) and write the pairs files; returns ``{output: source}``."""
+    """Write the split lists when ``trainval/`` or ``trainval_merged.json`` is present
+    (:func:`context_split_lists`), convert the release when ``trainval/`` is present
+    (:func:`convert_context`), reduce the labels to 59 classes (unless ``reduce=False``), write
+    the pairs files of both label sets and print the split sizes; returns ``{output: source}``."""
     droot = os.path.join(dataset_root(root), CONTEXT_FOLDER)
     written = {}
-    if os.path.isdir(os.path.join(droot, "trainval")):
+    source = "existing ImageSets/SegmentationContext lists"
+    has_release = os.path.isdir(os.path.join(droot, "trainval"))
+    if has_release or os.path.isfile(os.path.join(droot, DETAIL_JSON)):
+        lists, source = context_split_lists(droot, overwrite)
+        written.update(lists)
+    if has_release:
         written.update(convert_context(droot, overwrite))
     if reduce:
         reduce_zero_label(
@@ -184,18 +274,19 @@ def prepare_pascal_context(
             os.path.join(droot, "SegmentationClassContext59"),
             overwrite,
         )
+    sizes = {}
     for split in ("train", "val"):
         src = f"ImageSets/SegmentationContext/{split}.txt"
-        dst = pairs_from_split_list(
-            droot,
-            src,
-            f"cpp_pairs_context59_{split}.txt",
-            "JPEGImages",
-            ".jpg",
-            "SegmentationClassContext59",
-        )
-        if dst is not None:
-            written[dst] = os.path.join(droot, src)
+        for n, label_dir in ((60, "SegmentationClassContext"), (59, "SegmentationClassContext59")):
+            dst = pairs_from_split_list(
+                droot, src, f"cpp_pairs_context{n}_{split}.txt", "JPEGImages", ".jpg", label_dir
+            )
+            if dst is not None:
+                written[dst] = os.path.join(droot, src)
+                sizes[split] = len(read_id_list(os.path.join(droot, src), VOC2010_HINT))
+    if sizes:
+        shown = ", ".join(f"{split} {n:,} images" for split, n in sizes.items())
+        print(f"Pascal Context splits ({source}): {shown}")
     return written
 
 

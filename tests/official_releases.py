@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -50,6 +51,9 @@ def write_voc_png(path, label):
 
 
 CTX_TRAIN, CTX_VAL = ["2008_000002", "2008_000003"], ["2008_000007"]
+#: the lists of the tiny ``trainval_merged.json``: one train image fewer than VOC 2010's Main list
+#: (as MMSegmentation's 4,996 / 5,104 against 4,998 / 5,105) and a test-phase image to skip
+DETAIL_TRAIN, DETAIL_VAL, DETAIL_TEST = ["2008_000002"], ["2008_000007"], ["2008_000010"]
 
 
 N_FRAMES, TRAIN_FRAMES, TEST_FRAMES = 5, [1, 3, 4], [2, 5]
@@ -81,10 +85,46 @@ def write_voc_release(root):
     return root, labels
 
 
-def write_context_release(root):
+def write_detail_json(path, train=DETAIL_TRAIN, val=DETAIL_VAL, test=DETAIL_TEST):
+    """A tiny ``trainval_merged.json`` in the PASCAL in Detail API's format: a JSON object with
+    the root keys the API indexes (``images``, ``annos_segmentation``, ``annos_occlusion``,
+    ``annos_boundary``, ``annos_joints``, ``categories``, ``parts``, ``info``), each image
+    ``{"image_id": 2008000002, "file_name": "2008_000002.jpg", "phase": "train", "width",
+    "height", "date_captured"}`` (the API's ``getImgs`` keeps the images of the asked phase);
+    no annotations (the labels come from ``trainval/*.mat``)."""
+    images = [
+        {
+            "image_id": int(i.replace("_", "")),
+            "file_name": f"{i}.jpg",
+            "phase": phase,
+            "width": W,
+            "height": H,
+            "date_captured": "",
+        }
+        for phase, ids in (("train", train), ("val", val), ("test", test))
+        for i in ids
+    ]
+    data = {
+        "info": {"description": "tiny PASCAL in Detail file for tests"},
+        "images": images,
+        "annos_segmentation": [],
+        "annos_occlusion": [],
+        "annos_boundary": [],
+        "annos_joints": [],
+        "categories": [],
+        "parts": [],
+    }
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def write_context_release(root, detail_json=False):
     """VOC 2010 (JPEGImages, ImageSets/Main lists) + the Pascal Context release (``trainval/
     <id>.mat`` holding uint16 ``LabelMap``, ``labels.txt``) with the 59 names at shuffled ids,
-    one written with a space, and three other classes; returns ``(root, {id: name}, maps)``."""
+    one written with a space, and three other classes; with ``detail_json`` also the Detail API
+    file ``trainval_merged.json`` (:func:`write_detail_json`). Returns ``(root, {id: name},
+    maps)``."""
     from seethroughnet.data.datasets.pascal_context import CONTEXT59_CLASSES
 
     ctx = root / "VOCdevkit/VOC2010"
@@ -103,6 +143,8 @@ def write_context_release(root):
         write_jpg(ctx / f"JPEGImages/{i}.jpg")
         maps[i] = rng.choice([0, *labels], (H, W)).astype(np.uint16)
         savemat(ctx / f"trainval/{i}.mat", {"LabelMap": maps[i]})
+    if detail_json:
+        write_detail_json(ctx / "trainval_merged.json")
     return root, labels, maps
 
 

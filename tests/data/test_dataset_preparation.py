@@ -57,7 +57,7 @@ def test_prepare_register_and_load(datasets_script, raw_datasets):
     voc = datasets_script("prepare_pascal_voc").prepare_pascal_voc(root)
     ctx = datasets_script("prepare_pascal_context").prepare_pascal_context(root)
     nyu = datasets_script("prepare_nyuv2").prepare_nyuv2(root)
-    assert len(voc) == 3 and len(ctx) == 2 and len(nyu) == 2
+    assert len(voc) == 3 and len(ctx) == 4 and len(nyu) == 2  # Context: 60 and 59 pairs files
     context59 = raw_datasets / "VOCdevkit/VOC2010/SegmentationClassContext59/b.png"
     red = np.asarray(Image.open(context59))
     assert set(np.unique(red)) == {58, 255} and (red[:, :4] == 255).all()
@@ -73,6 +73,7 @@ def test_prepare_register_and_load(datasets_script, raw_datasets):
         for name, k in (
             ("voc2012_sem_seg_train_aug", 21),
             ("pascal_context59_sem_seg_val", 59),
+            ("pascal_context60_sem_seg_val", 60),
             ("nyuv2_40_sem_seg_test", 40),
         ):
             meta = MetadataCatalog.get(name)

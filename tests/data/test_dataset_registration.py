@@ -341,3 +341,47 @@ def test_check_dataset_cli(cityscapes, capsys, monkeypatch):
     assert "INVALID" in out and "leftImg8bit/test" in out
     assert cli.main(["cityscapes_fine_sem_seg_val", "--no-progress", "--mode", "header"]) == 0
     assert cli.main(["no_such_dataset"]) == 2
+
+
+# --------------------------------------------------------------------------------------
+# Pascal Context: 60 classes (MMSegmentation's PascalContextDataset) beside 59
+# --------------------------------------------------------------------------------------
+def test_pascal_context_60_and_59_register_their_own_label_sets(tmp_path):
+    """``pascal_context60_*`` reads the 60-label maps as they are (background 0 a class, 0..59),
+    ``pascal_context59_*`` the reduced ones (background 255, 0..58); both from the pairs files
+    of datasets/prepare_pascal_context.py, ignore label 255."""
+    from seethroughnet.data.datasets.pascal_context import (
+        CONTEXT59_CLASSES,
+        CONTEXT60_CLASSES,
+        register_pascal_context,
+    )
+
+    ctx = tmp_path / "VOCdevkit/VOC2010"
+    for d in ("JPEGImages", "SegmentationClassContext", "SegmentationClassContext59"):
+        (ctx / d).mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(ctx / "JPEGImages/x.jpg")
+    full = np.zeros((4, 6), np.uint8)
+    full[:, 3:] = 59  # background (0) and wood (59)
+    Image.fromarray(full).save(ctx / "SegmentationClassContext/x.png")
+    Image.fromarray(np.where(full == 0, 255, full - 1).astype(np.uint8)).save(
+        ctx / "SegmentationClassContext59/x.png"
+    )
+    for n, labels in ((60, "SegmentationClassContext"), (59, "SegmentationClassContext59")):
+        for split in ("train", "val"):
+            (ctx / f"cpp_pairs_context{n}_{split}.txt").write_text(
+                f"JPEGImages/x.jpg {labels}/x.png\n"
+            )
+    names = register_pascal_context(str(tmp_path))
+    assert sorted(names) == sorted(
+        f"pascal_context{n}_sem_seg_{s}" for n in (60, 59) for s in ("train", "val")
+    )
+    assert CONTEXT60_CLASSES == ["background", *CONTEXT59_CLASSES] and len(CONTEXT60_CLASSES) == 60
+    for n, classes, label_dir, values in (
+        (60, CONTEXT60_CLASSES, "SegmentationClassContext", {0, 59}),
+        (59, CONTEXT59_CLASSES, "SegmentationClassContext59", {58, 255}),
+    ):
+        meta = MetadataCatalog.get(f"pascal_context{n}_sem_seg_val")
+        assert meta.stuff_classes == classes and meta.ignore_label == 255
+        (record,) = DatasetCatalog.get(f"pascal_context{n}_sem_seg_train")
+        assert record["sem_seg_file_name"] == str(ctx / label_dir / "x.png")
+        assert set(np.unique(read_label(record["sem_seg_file_name"]))) == values

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from seethroughnet.data.datasets.pascal_context import CONTEXT59_CLASSES  # noqa
 from official_releases import (  # noqa: E402  tests/official_releases.py (a helper)
     CTX_TRAIN,
     CTX_VAL,
+    DETAIL_TRAIN,
+    DETAIL_VAL,
     N_FRAMES,
     PIXEL,
     SBD_TRAIN,
@@ -31,6 +34,7 @@ from official_releases import (  # noqa: E402  tests/official_releases.py (a hel
     H,
     W,
     write_context_release,
+    write_detail_json,
     write_lines,
     write_nyu_release,
     write_voc_png,
@@ -271,6 +275,9 @@ def test_context_release_to_59_classes(datasets_script, context_release):
     assert (ctx / "cpp_pairs_context59_val.txt").read_text() == (
         "JPEGImages/2008_000007.jpg SegmentationClassContext59/2008_000007.png\n"
     )
+    assert (ctx / "cpp_pairs_context60_val.txt").read_text() == (  # the 60-label maps as they are
+        "JPEGImages/2008_000007.jpg SegmentationClassContext/2008_000007.png\n"
+    )
     assert str(ctx / "SegmentationClassContext") in written
 
 
@@ -290,6 +297,104 @@ def test_context_keeps_existing_split_lists_and_converted_files(datasets_script,
     assert not png(out).any()
     mod.prepare_pascal_context(str(root), overwrite=True)
     assert np.array_equal(png(out), before)
+
+
+def _split_warnings(record):
+    mod_warning = [w for w in record if w.category.__name__ == "SplitSourceWarning"]
+    return [str(w.message) for w in mod_warning]
+
+
+def test_context_with_detail_json_uses_mmsegmentation_lists(datasets_script, tmp_path, capsys):
+    """``trainval_merged.json`` present: the split lists are its train / val images (its test
+    image skipped, one train image fewer than the Main list), no warning, the sizes printed, and
+    both label sets' pairs files follow them."""
+    root, labels, maps = write_context_release(tmp_path, detail_json=True)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        datasets_script("prepare_pascal_context").prepare_pascal_context(str(root))
+    assert _split_warnings(record) == []
+    ctx = root / "VOCdevkit/VOC2010"
+    assert (ctx / "ImageSets/SegmentationContext/train.txt").read_text().split() == DETAIL_TRAIN
+    assert (ctx / "ImageSets/SegmentationContext/val.txt").read_text().split() == DETAIL_VAL
+    out = capsys.readouterr().out
+    assert "Pascal Context splits (trainval_merged.json): train 1 images, val 1 images" in out
+    for n, label_dir in ((60, "SegmentationClassContext"), (59, "SegmentationClassContext59")):
+        assert (ctx / f"cpp_pairs_context{n}_train.txt").read_text() == (
+            f"JPEGImages/2008_000002.jpg {label_dir}/2008_000002.png\n"
+        )
+    assert not (ctx / "SegmentationClassContext/2008_000003.png").exists()  # not in the json
+
+
+def test_context_without_detail_json_warns_once_with_the_split_sizes(
+    datasets_script, context_release, capsys
+):
+    root = context_release[0]
+    mod = datasets_script("prepare_pascal_context")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        mod.prepare_pascal_context(str(root))
+    (message,) = _split_warnings(record)
+    for words in ("trainval_merged.json not found", "ImageSets/Main", "train 2, val 1 images"):
+        assert words in message
+    assert "4,996 / 5,104" in message and "4,998 / 5,105" in message  # the difference, named
+    assert "Pascal Context splits (ImageSets/Main): train 2 images, val 1 images" in (
+        capsys.readouterr().out
+    )
+    with warnings.catch_warnings(record=True) as record:  # the lists now exist: kept, no warning
+        warnings.simplefilter("always")
+        mod.prepare_pascal_context(str(root))
+    assert _split_warnings(record) == []
+    assert "(existing ImageSets/SegmentationContext lists): train 2 images" in (
+        capsys.readouterr().out
+    )
+
+
+def test_context_detail_json_added_later_replaces_main_lists_only_with_overwrite(
+    datasets_script, context_release
+):
+    root = context_release[0]
+    ctx = root / "VOCdevkit/VOC2010"
+    mod = datasets_script("prepare_pascal_context")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mod.prepare_pascal_context(str(root))  # Main lists
+    write_detail_json(ctx / "trainval_merged.json")
+    train = ctx / "ImageSets/SegmentationContext/train.txt"
+    with pytest.raises(ValueError) as e:
+        mod.prepare_pascal_context(str(root))
+    assert str(train) in str(e.value) and "--overwrite" in str(e.value)
+    mod.prepare_pascal_context(str(root), overwrite=True)
+    assert train.read_text().split() == DETAIL_TRAIN
+    assert (ctx / "cpp_pairs_context60_train.txt").read_text().count("\n") == len(DETAIL_TRAIN)
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("{not json", "is not a JSON file"),
+        ('{"annos_segmentation": []}', "has no 'images' list"),
+        ('{"images": [{"file_name": "2008_000002.jpg"}]}', "images[0] has no 'file_name' and"),
+        (
+            '{"images": [{"file_name": "2008_000002.jpg", "phase": "train"}]}',
+            "no image of phase val",
+        ),
+    ],
+)
+def test_context_refuses_a_wrong_detail_json_naming_it(
+    datasets_script, context_release, content, words
+):
+    def breaks(root):
+        path = root / "VOCdevkit/VOC2010/trainval_merged.json"
+        path.write_text(content)
+        return path
+
+    assert_refused(
+        datasets_script("prepare_pascal_context").prepare_pascal_context,
+        context_release[0],
+        breaks,
+        ValueError,
+        words,
+    )
 
 
 def _labels_lack_a_class(root):

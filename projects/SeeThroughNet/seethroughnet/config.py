@@ -81,6 +81,10 @@ def _add_seethroughnet_keys(cfg):
     from detectron2.projects.deeplab import add_deeplab_config
 
     add_deeplab_config(cfg)
+    # SOLVER.LR_SCHEDULER_NAME "MMEnginePolyLR" (seethroughnet/lr_schedule.py): MMEngine's PolyLR,
+    # lr = (BASE_LR - POLY_LR_MIN) * (1 - iter / (MAX_ITER - 1)) ** POLY_LR_POWER + POLY_LR_MIN
+    # (MMSegmentation's schedule_*.py: eta_min=1e-4). Read by MMEnginePolyLR only (0 elsewhere).
+    cfg.SOLVER.POLY_LR_MIN = 0.0
 
     # HRNetV2 encoder (timm's HRNet), registered as detectron2 backbone "build_hrnetv2_backbone".
     cfg.MODEL.HRNET = CN()
@@ -176,6 +180,10 @@ def _add_cpp_plugin_keys(cfg):
     cfg.MODEL.DECODE_HEAD.DROPOUT = 0.1  # MMSegmentation's dropout_ratio before the classifier
     cfg.MODEL.DECODE_HEAD.NORM = "BN"
     cfg.MODEL.DECODE_HEAD.LOSS_WEIGHT = 1.0  # CE on the up-sampled logits
+    # how the decode head's CE (and its extra terms, OCRNet's soft-region CE) is averaged:
+    # "non_ignored" (PyTorch's mean over non-ignored pixels) | "all_pixels" (MMSegmentation's
+    # CrossEntropyLoss avg_non_ignore=False: over all label pixels, ignored and padding included)
+    cfg.MODEL.DECODE_HEAD.LOSS_AVERAGE = "non_ignored"
     # head options (only the chosen head reads its own)
     cfg.MODEL.DECODE_HEAD.POOL_SCALES = [1, 2, 3, 6]  # PSPNet / UPerNet pyramid bins
     cfg.MODEL.DECODE_HEAD.ASPP_DILATIONS = [12, 24, 36]  # DeepLabV3+ at output stride 8
@@ -208,6 +216,9 @@ def _add_cpp_plugin_keys(cfg):
     cfg.MODEL.CPP_AUX.DROPOUT = 0.0
     cfg.MODEL.CPP_AUX.KL_DIRECTION = "target_to_prediction"
     cfg.MODEL.CPP_AUX.IGNORE_MODE = "renormalize"
+    # the average of the CE auxiliary losses (upsample_ce, nearest_ce; not cpp_kl, which keeps
+    # Eq. 2's normalisation): "non_ignored" | "all_pixels" (as MODEL.DECODE_HEAD.LOSS_AVERAGE)
+    cfg.MODEL.CPP_AUX.CE_LOSS_AVERAGE = "non_ignored"
 
     # Dilated ResNet backbone "build_dilated_resnet_backbone" (modeling/segmentors/resnet.py) reads
     # detectron2's MODEL.RESNETS.* and the DeepLab keys (RES4_DILATION, RES5_MULTI_GRID, STEM_TYPE):

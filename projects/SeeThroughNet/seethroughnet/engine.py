@@ -9,7 +9,6 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import default_setup, hooks
 from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
-from detectron2.projects.deeplab import build_lr_scheduler as build_poly_lr_scheduler
 
 from . import modeling  # noqa: F401  (registers the backbone and meta-architecture)
 from .checkpoint import StrictCheckpointer
@@ -17,6 +16,7 @@ from .config import build_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator
+from .lr_schedule import build_lr_scheduler as build_poly_lr_scheduler
 from .resumable import ResumableTrainerMixin, build_resumable_train_loader
 from .training import PortableDefaultTrainer
 from .utils.atomic import check_writable_dir

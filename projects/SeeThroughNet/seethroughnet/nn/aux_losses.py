@@ -17,6 +17,19 @@ Three kinds, behind one interface (:class:`AuxiliaryLoss`, switched by ``kind``)
   sampling and the logits trained with cross-entropy.
 * ``"cpp_kl"`` -- CPP targets + KL divergence (Eq. 2).
 
+The two cross-entropy kinds and :func:`resized_cross_entropy` (the decode heads' loss) average in
+one of two ways (``average``, one of :data:`CE_AVERAGES`):
+
+* ``"non_ignored"`` (default): the sum over pixels divided by the number of non-ignored pixels
+  (PyTorch's ``F.cross_entropy(ignore_index=...)``).
+* ``"all_pixels"``: the same sum divided by the number of ALL label pixels, ignored ones and crop
+  padding included -- MMSegmentation's ``CrossEntropyLoss`` with its default
+  ``avg_non_ignore=False`` (mmseg/models/losses/cross_entropy_loss.py: ``avg_factor =
+  label.numel()``), as its decode and auxiliary heads use it on logits resized to the label size
+  (mmseg/models/decode_heads/decode_head.py ``loss_by_feat``).
+
+The CPP KL loss keeps Eq. 2's normalisation (``ignore_mode``); ``average`` does not apply to it.
+
 Choices made for ``cpp_kl`` (see ``docs/cpp_pooling.md``):
 
 * **Direction** (``kl_direction``). Eq. 2 as printed is ``D_KL(p || q) = sum_c p_c log(p_c / q_c)``
@@ -54,6 +67,7 @@ from .cpp import REMAINDER_POLICIES, cpp_targets, nearest_downsample, validate_l
 __all__ = [
     "resized_cross_entropy",
     "AUX_LOSS_KINDS",
+    "CE_AVERAGES",
     "KL_DIRECTIONS",
     "IGNORE_MODES",
     "AuxiliaryLoss",
@@ -66,6 +80,9 @@ __all__ = [
 
 #: ``kind`` choices of :class:`AuxiliaryLoss`.
 AUX_LOSS_KINDS = ("upsample_ce", "nearest_ce", "cpp_kl")
+#: ``average`` choices of the cross-entropy losses: PyTorch's mean over non-ignored pixels, or
+#: MMSegmentation's mean over all label pixels (``CrossEntropyLoss(avg_non_ignore=False)``).
+CE_AVERAGES = ("non_ignored", "all_pixels")
 #: ``kl_direction`` choices: the finite default ``KL(q||p)`` and the literal Eq. 2 ``KL(p||q)``.
 KL_DIRECTIONS = ("target_to_prediction", "prediction_to_target")
 #: ``ignore_mode`` choices of the CPP KL loss.
@@ -135,21 +152,35 @@ def _zero_like_graph(logits: Tensor) -> Tensor:
     return logits.sum() * 0.0
 
 
-def _masked_ce(logits: Tensor, labels: Tensor, ignore_value: int) -> Tensor:
-    """Pixel-wise cross-entropy averaged over non-ignored pixels; 0 if there are none."""
+def _masked_ce(
+    logits: Tensor, labels: Tensor, ignore_value: int, average: str = "non_ignored"
+) -> Tensor:
+    """Pixel-wise cross-entropy (ignored pixels contribute 0) summed and divided by the number of
+    non-ignored pixels (``average="non_ignored"``) or of all label pixels (``"all_pixels"``,
+    MMSegmentation's ``avg_non_ignore=False``); a graph-attached 0 if no pixel is valid."""
+    _choice("cross-entropy average", average, CE_AVERAGES)
     labels = labels.long()
     total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_value, reduction="sum")
     count = (labels != ignore_value).sum()
     if int(count) == 0:
         return _zero_like_graph(logits)
+    if average == "all_pixels":
+        return total / labels.numel()
     return total / count
 
 
 def resized_cross_entropy(
-    logits: Tensor, labels: Tensor, ignore_value: int = 255, *, align_corners: bool = False
+    logits: Tensor,
+    labels: Tensor,
+    ignore_value: int = 255,
+    *,
+    align_corners: bool = False,
+    average: str = "non_ignored",
 ) -> Tensor:
     """Cross-entropy of ``logits`` bilinearly resized to the label size (no resize if the sizes
-    match), averaged over non-ignored pixels; a graph-attached 0 if there are none. The main
+    match), averaged over non-ignored pixels (``average="non_ignored"``) or over all label pixels
+    (``"all_pixels"``: MMSegmentation's decode-head loss, ``loss_by_feat`` with
+    ``CrossEntropyLoss(avg_non_ignore=False)``); a graph-attached 0 if no pixel is valid. The main
     segmentation losses and the up-sampled auxiliary baseline all use it."""
     with torch.autocast(
         device_type=logits.device.type, enabled=False
@@ -159,7 +190,7 @@ def resized_cross_entropy(
             logits = F.interpolate(
                 logits, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=align_corners
             )
-        return _masked_ce(logits, labels, ignore_value)
+        return _masked_ce(logits, labels, ignore_value, average)
 
 
 def upsample_ce_loss(
@@ -170,17 +201,22 @@ def upsample_ce_loss(
     *,
     align_corners: bool = False,
     remainder: str = "pad",
+    average: str = "non_ignored",
 ) -> Tensor:
     """Baseline auxiliary loss (MMSegmentation's): bilinear up-sampling to ``(H, W)`` +
     cross-entropy.
 
-    Mean over non-ignored pixels of ``-log softmax(up(logits))[y]``.
+    Mean of ``-log softmax(up(logits))[y]`` over non-ignored pixels (``average="non_ignored"``) or
+    over all label pixels with 0 at the ignored ones (``"all_pixels"``: MMSegmentation's auxiliary
+    FCN head, ``CrossEntropyLoss(avg_non_ignore=False)``).
     """
     _check_logits_labels(logits, labels)
     _check_channels(logits, num_classes, "one per class")
     infer_scale(logits.shape[-2:], labels.shape[-2:], remainder)
     validate_labels(labels, num_classes, ignore_value)
-    return resized_cross_entropy(logits, labels, ignore_value, align_corners=align_corners)
+    return resized_cross_entropy(
+        logits, labels, ignore_value, align_corners=align_corners, average=average
+    )
 
 
 def nearest_ce_loss(
@@ -190,18 +226,20 @@ def nearest_ce_loss(
     ignore_value: int = 255,
     *,
     remainder: str = "pad",
+    average: str = "non_ignored",
 ) -> Tensor:
     """Nearest-neighbour down-sampled labels + cross-entropy at the logits' resolution.
 
     The label of cell ``(i, j)`` is ``labels[floor(i H / h), floor(j W / w)]``
-    (``F.interpolate(mode="nearest")`` sampling); mean over non-ignored cells.
+    (``F.interpolate(mode="nearest")`` sampling); mean over non-ignored cells
+    (``average="non_ignored"``) or over all cells (``"all_pixels"``).
     """
     _check_logits_labels(logits, labels)
     _check_channels(logits, num_classes, "one per class")
     infer_scale(logits.shape[-2:], labels.shape[-2:], remainder)
     validate_labels(labels, num_classes, ignore_value)
     small = nearest_downsample(labels, tuple(logits.shape[-2:]))
-    return _masked_ce(logits, small, ignore_value)
+    return _masked_ce(logits, small, ignore_value, average)
 
 
 def cpp_kl_from_targets(
@@ -312,7 +350,8 @@ class AuxiliaryLoss(torch.nn.Module):
     ``(h, w)`` an integer fraction of ``(H, W)`` (see :func:`infer_scale`); returns a scalar.
     ``targets`` (``cpp_kl`` only; ignored by the other kinds) are precomputed CPP targets for
     this head's grid. ``kl_direction``, ``ignore_mode`` and ``eps`` only affect ``cpp_kl``;
-    ``align_corners`` only ``upsample_ce``.
+    ``align_corners`` only ``upsample_ce``; ``ce_average`` (one of :data:`CE_AVERAGES`) only the
+    two cross-entropy kinds.
     """
 
     def __init__(
@@ -325,9 +364,11 @@ class AuxiliaryLoss(torch.nn.Module):
         eps: float = 1e-8,
         remainder: str = "pad",
         align_corners: bool = False,
+        ce_average: str = "non_ignored",
     ):
         super().__init__()
         _choice("auxiliary loss kind", kind, AUX_LOSS_KINDS)
+        _choice("cross-entropy average", ce_average, CE_AVERAGES)
         _choice("kl_direction", kl_direction, KL_DIRECTIONS)
         _choice("ignore_mode", ignore_mode, IGNORE_MODES)
         _choice("remainder policy", remainder, REMAINDER_POLICIES)
@@ -343,6 +384,7 @@ class AuxiliaryLoss(torch.nn.Module):
         self.eps = eps
         self.remainder = remainder
         self.align_corners = align_corners
+        self.ce_average = ce_average
 
     @property
     def needs_cpp_targets(self) -> bool:
@@ -375,9 +417,15 @@ class AuxiliaryLoss(torch.nn.Module):
                 self.ignore_value,
                 align_corners=self.align_corners,
                 remainder=self.remainder,
+                average=self.ce_average,
             )
         return nearest_ce_loss(
-            logits, labels, self.num_classes, self.ignore_value, remainder=self.remainder
+            logits,
+            labels,
+            self.num_classes,
+            self.ignore_value,
+            remainder=self.remainder,
+            average=self.ce_average,
         )
 
     def extra_repr(self) -> str:
@@ -387,4 +435,6 @@ class AuxiliaryLoss(torch.nn.Module):
                 f", kl_direction={self.kl_direction!r}, ignore_mode={self.ignore_mode!r}, "
                 f"eps={self.eps}"
             )
+        else:
+            s += f", ce_average={self.ce_average!r}"
         return s

@@ -70,7 +70,8 @@ class AuxiliaryHeads(nn.Module):
         loss_kind: one of :data:`AUX_LOSS_KINDS`.
         weights: one loss weight per head, or one number for all (default 1.0 each).
         hidden_channels: width of the 3x3 conv (MMSegmentation's FCN auxiliary head: 256).
-        ignore_value, kl_direction, ignore_mode: passed to :class:`AuxiliaryLoss`.
+        ignore_value, kl_direction, ignore_mode, ce_average: passed to :class:`AuxiliaryLoss`
+            (``ce_average``: ``"all_pixels"`` = MMSegmentation's ``avg_non_ignore=False``).
         norm: ``"BN"`` | ``"SyncBN"`` | ``"GN"``; dropout: ``Dropout2d`` rate before the classifier
             (0: none; MMSegmentation's FCNHead: 0.1).
 
@@ -91,6 +92,7 @@ class AuxiliaryHeads(nn.Module):
         ignore_mode: str = "renormalize",
         norm: str = "BN",
         dropout: float = 0.0,
+        ce_average: str = "non_ignored",
     ):
         super().__init__()
         if loss_kind not in AUX_LOSS_KINDS:
@@ -117,7 +119,12 @@ class AuxiliaryHeads(nn.Module):
         self.weights = dict(zip(features, weights))
         self.loss_kind = loss_kind
         self.loss = AuxiliaryLoss(
-            loss_kind, num_classes, ignore_value, kl_direction=kl_direction, ignore_mode=ignore_mode
+            loss_kind,
+            num_classes,
+            ignore_value,
+            kl_direction=kl_direction,
+            ignore_mode=ignore_mode,
+            ce_average=ce_average,
         )
         out = (
             num_classes + 1

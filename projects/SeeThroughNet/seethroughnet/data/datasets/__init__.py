@@ -6,8 +6,8 @@ Importing this package registers (via :func:`register_all`):
   under ``$DETECTRON2_DATASETS/cityscapes``, re-registered with validating loaders;
 * ``camvid_train``, ``camvid_val``, ``camvid_trainval`` (void = 11 = ``metadata.ignore_label``;
   the project's mapper rewrites it to ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``, default 255);
-* Pascal VOC 2012 (:mod:`.pascal_voc`), Pascal Context 59 (:mod:`.pascal_context`) and NYUv2 40
-  (:mod:`.nyuv2`), from the pairs files their ``datasets/prepare_*.py`` scripts write;
+* Pascal VOC 2012 (:mod:`.pascal_voc`), Pascal Context 60 and 59 (:mod:`.pascal_context`) and
+  NYUv2 40 (:mod:`.nyuv2`), from the pairs files their ``datasets/prepare_*.py`` scripts write;
 * Mapillary Vistas v1.2 (:mod:`.mapillary_vistas`): ``mapillary_vistas_sem_seg_{train,val}`` (65
   native classes, ignore 65) and ``mapillary_vistas_cityscapes19_sem_seg_{train,val}`` (mapped to
   the 19 Cityscapes classes by ``datasets/prepare_mapillary_vistas.py``).

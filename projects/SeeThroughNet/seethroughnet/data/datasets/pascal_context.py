@@ -1,14 +1,19 @@
-"""Pascal Context with 59 classes: ``pascal_context59_sem_seg_{train,val}`` (the 59 classes of
-MMSegmentation's PascalContextDataset59; the background 0 of the 60-label maps is ignored).
+"""Pascal Context with 60 and with 59 classes, as MMSegmentation's two datasets:
+
+* ``pascal_context60_sem_seg_{train,val}`` -- ``PascalContextDataset``: the 60-label maps as they
+  are (0 = background, a class like the others; ``reduce_zero_label=False``). The Table 1 default
+  (configs/CPP-Plugin/Context/Base-Context.yaml says why).
+* ``pascal_context59_sem_seg_{train,val}`` -- ``PascalContextDataset59``: the 59 classes, the
+  background 0 of the 60-label maps ignored (``reduce_zero_label=True``: 0 -> 255, c -> c - 1).
 
 Layout under ``$DETECTRON2_DATASETS`` (default ``datasets/``)::
 
     VOCdevkit/VOC2010/JPEGImages/*.jpg
-    VOCdevkit/VOC2010/SegmentationClassContext/*.png    # 0 = background, 1..59 (Detail API)
+    VOCdevkit/VOC2010/SegmentationClassContext/*.png    # 0 = background, 1..59 (60 labels)
     VOCdevkit/VOC2010/ImageSets/SegmentationContext/{train,val}.txt
     # written by python datasets/prepare_pascal_context.py:
     VOCdevkit/VOC2010/SegmentationClassContext59/*.png  # 0..58, 255
-    VOCdevkit/VOC2010/cpp_pairs_context59_{train,val}.txt
+    VOCdevkit/VOC2010/cpp_pairs_context{60,59}_{train,val}.txt
 
 Registration touches no files; loading validates them.
 """
@@ -19,7 +24,12 @@ from typing import Dict, List, Optional
 
 from .folder_semseg import register_prepared_datasets
 
-__all__ = ["CONTEXT59_CLASSES", "PASCAL_CONTEXT_DATASETS", "register_pascal_context"]
+__all__ = [
+    "CONTEXT59_CLASSES",
+    "CONTEXT60_CLASSES",
+    "PASCAL_CONTEXT_DATASETS",
+    "register_pascal_context",
+]
 
 # Pascal Context 59 (Mottaghi et al. 2014; the order of MMSegmentation's PascalContextDataset59)
 CONTEXT59_CLASSES = [
@@ -32,19 +42,23 @@ CONTEXT59_CLASSES = [
     "window", "wood",
 ]  # fmt: skip
 
+#: Pascal Context 60 (MMSegmentation's PascalContextDataset): background (label 0) + the 59
+CONTEXT60_CLASSES = ["background", *CONTEXT59_CLASSES]
+
 #: name -> (dataset folder relative to $DETECTRON2_DATASETS, pairs file in it, classes)
 PASCAL_CONTEXT_DATASETS: Dict[str, tuple] = {
-    f"pascal_context59_sem_seg_{split}": (
+    f"pascal_context{n}_sem_seg_{split}": (
         "VOCdevkit/VOC2010",
-        f"cpp_pairs_context59_{split}.txt",
-        CONTEXT59_CLASSES,
+        f"cpp_pairs_context{n}_{split}.txt",
+        classes,
     )
+    for n, classes in ((60, CONTEXT60_CLASSES), (59, CONTEXT59_CLASSES))
     for split in ("train", "val")
 }
 
 
 def register_pascal_context(root: Optional[str] = None) -> List[str]:
-    """Register ``pascal_context59_sem_seg_{train,val}`` (idempotent) under ``root``
+    """Register ``pascal_context{60,59}_sem_seg_{train,val}`` (idempotent) under ``root``
     (default ``$DETECTRON2_DATASETS``)."""
     return register_prepared_datasets(
         PASCAL_CONTEXT_DATASETS, root, "datasets/prepare_pascal_context.py"

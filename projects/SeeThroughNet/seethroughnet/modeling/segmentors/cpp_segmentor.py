@@ -3,7 +3,9 @@
 
 Training loss = ``LOSS_WEIGHT * CE(up(decode logits), labels)`` (bilinear up-sampling to the label
 size, ignore ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``) + the decode head's own extra terms (OCRNet's soft
-region CE, weight 0.4) + ``sum_i w_i * aux_loss_i`` of the auxiliary heads
+region CE, weight 0.4) + ``sum_i w_i * aux_loss_i`` of the auxiliary heads. The cross entropies are
+averaged as ``MODEL.DECODE_HEAD.LOSS_AVERAGE`` says (``all_pixels``: MMSegmentation's
+``avg_non_ignore=False``; the auxiliary CE baselines: ``MODEL.CPP_AUX.CE_LOSS_AVERAGE``)
 (:class:`seethroughnet.nn.auxiliary_heads.AuxiliaryHeads`). At inference only the backbone and the
 decode head run."""
 
@@ -13,7 +15,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
-from ...nn.aux_losses import AUX_LOSS_KINDS, resized_cross_entropy
+from ...nn.aux_losses import AUX_LOSS_KINDS, CE_AVERAGES, resized_cross_entropy
 from ...nn.auxiliary_heads import AuxiliaryHeads
 from ...nn.decode_heads import DECODE_HEADS
 from ..common import check_finite_losses, normalized_images, padded_labels, semantic_outputs
@@ -108,7 +110,16 @@ def build_aux_heads(cfg, input_shape):
         ignore_mode=a.IGNORE_MODE,
         norm=cfg.MODEL.DECODE_HEAD.NORM,
         dropout=a.DROPOUT,
+        ce_average=_ce_average(a.CE_LOSS_AVERAGE, "MODEL.CPP_AUX.CE_LOSS_AVERAGE"),
     )
+
+
+def _ce_average(value, key):
+    if value not in CE_AVERAGES:
+        raise ValueError(
+            f"{key}: unknown average {value!r}; valid choices: {', '.join(CE_AVERAGES)}"
+        )
+    return value
 
 
 @META_ARCH_REGISTRY.register()
@@ -128,6 +139,7 @@ class CPPSegmentor(nn.Module):
         pixel_std,
         ignore_value: int,
         loss_weight: float = 1.0,
+        loss_average: str = "non_ignored",
         size_divisibility: int = 32,
         check_finite_loss: bool = True,
     ):
@@ -137,6 +149,7 @@ class CPPSegmentor(nn.Module):
         self.aux_heads = aux_heads
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
+        self.loss_average = loss_average
         self.size_divisibility = size_divisibility
         self.check_finite_loss = check_finite_loss
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -154,6 +167,9 @@ class CPPSegmentor(nn.Module):
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "loss_weight": cfg.MODEL.DECODE_HEAD.LOSS_WEIGHT,
+            "loss_average": _ce_average(
+                cfg.MODEL.DECODE_HEAD.LOSS_AVERAGE, "MODEL.DECODE_HEAD.LOSS_AVERAGE"
+            ),
             "size_divisibility": max(32, backbone.size_divisibility),
             "check_finite_loss": cfg.SOLVER.CHECK_FINITE_LOSS,
         }
@@ -175,12 +191,15 @@ class CPPSegmentor(nn.Module):
             labels = padded_labels(
                 batched_inputs, self.size_divisibility, self.ignore_value, self.device
             )
+            ce = {"average": self.loss_average}
             losses = {
                 "loss_sem_seg": self.loss_weight
-                * resized_cross_entropy(logits, labels, self.ignore_value)
+                * resized_cross_entropy(logits, labels, self.ignore_value, **ce)
             }
             for name, (extra_logits, w) in extra.items():
-                losses[name] = w * resized_cross_entropy(extra_logits, labels, self.ignore_value)
+                losses[name] = w * resized_cross_entropy(
+                    extra_logits, labels, self.ignore_value, **ce
+                )
             losses.update(self.aux_heads(features, labels))
             if self.check_finite_loss:
                 check_finite_losses(losses)

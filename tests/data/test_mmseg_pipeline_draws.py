@@ -260,6 +260,7 @@ def test_table1_configs_use_the_mmseg_pipeline(config, pad, test_mode):
     "key,value",
     [
         ("INPUT.PIPELINE", "mmsegmentation"),
+        ("INPUT.COLOR_AUG", "True"),
         ("INPUT.PAD.MODE", "zero"),
         ("INPUT.RESIZE.TRAIN_SCALE", "(2048,)"),
         ("INPUT.RESIZE.TEST_SCALE", "(0, 512)"),

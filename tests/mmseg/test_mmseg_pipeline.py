@@ -490,3 +490,24 @@ def test_test_time_resize_inference_and_resize_back_equal_mmseg(mode, tmp_path):
         ref = reference_postprocess(logits, r["ori_shape"])
     assert got.shape == ref.shape == (59, 75, 106)
     assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_mapper_reads_and_resizes_a_test_image_as_mmseg(ext, tmp_path):
+    """detectron2 reads images with Pillow, MMSegmentation with OpenCV: the decoded and resized
+    test image is the same (VOC and Context images are JPEG files)."""
+    cfg = build_config(os.path.join(CFG_DIR, "VOC/pspnet_R101_voc.yaml"))
+    rng = np.random.RandomState(10)
+    img = cv2.GaussianBlur(random_image(rng, 75, 100), (5, 5), 2)
+    path = str(tmp_path / f"image.{ext}")
+    assert cv2.imwrite(path, bgr(img))
+    mapper = SemanticSegmentationMapper(cfg, is_train=False, dataset_name="mmseg_pipeline_test")
+    d = mapper({"file_name": path, "height": 75, "width": 100})
+    ref = Compose(
+        [
+            mmseg(dict(type="LoadImageFromFile")),
+            mmseg(dict(type="Resize", scale=(2048, 512), keep_ratio=True)),
+        ]
+    )(dict(img_path=path))
+    assert d["image"].shape == (3, 512, 683)
+    assert np.array_equal(d["image"].numpy().transpose(1, 2, 0), ref["img"][:, :, ::-1])

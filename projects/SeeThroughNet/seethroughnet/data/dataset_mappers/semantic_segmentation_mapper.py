@@ -72,6 +72,11 @@ def check_mmseg_pipeline_config(cfg) -> None:
         )
     if i.PIPELINE != "mmseg":
         return
+    if i.COLOR_AUG:
+        raise ValueError(
+            "INPUT.COLOR_AUG: detectron2's colour jitter is not part of INPUT.PIPELINE 'mmseg'; "
+            "set it False (MMSegmentation's PhotoMetricDistortion is INPUT.PHOTOMETRIC)"
+        )
     _pair(i.RESIZE, "TRAIN_SCALE", "INPUT.RESIZE.TRAIN_SCALE", integer=True)
     _pair(i.RESIZE, "TEST_SCALE", "INPUT.RESIZE.TEST_SCALE", integer=True)
     _range(i.RESIZE, "RATIO_RANGE", "INPUT.RESIZE.RATIO_RANGE")

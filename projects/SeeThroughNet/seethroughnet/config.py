@@ -38,6 +38,7 @@ NECKS = ("hrfpn", "fpn")
 def add_seethroughnet_config(cfg):
     """Add every key of the project to ``cfg`` (a fresh ``get_cfg()``) and return it."""
     _add_seethroughnet_keys(cfg)
+    _add_mmseg_pipeline_keys(cfg)
     _add_cpp_plugin_keys(cfg)
     _add_transfer_keys(cfg)
     _add_safety_keys(cfg)
@@ -166,6 +167,50 @@ def _add_seethroughnet_keys(cfg):
 
     # Dataset mapper
     cfg.INPUT.COLOR_AUG = False  # photometric jitter in training
+
+
+def _add_mmseg_pipeline_keys(cfg):
+    """MMSegmentation 1.x's data pipeline and test modes (the Table 1 models; paper Sec. 4.4: "We
+    used the models from MMSegmentation"): ``INPUT.PIPELINE "mmseg"`` replaces detectron2's
+    ResizeShortestEdge / crop / flip / colour-jitter recipe (``INPUT.MIN_SIZE_*``,
+    ``INPUT.COLOR_AUG``: not read then) by seethroughnet/data/transforms/mmseg_pipeline.py. The
+    defaults are MMSegmentation's Cityscapes values (configs/_base_/datasets/cityscapes.py);
+    INPUT.CROP.SIZE / SINGLE_CATEGORY_MAX_AREA are its RandomCrop crop_size / cat_max_ratio."""
+    # "detectron2" (every config but Table 1's) | "mmseg"
+    cfg.INPUT.PIPELINE = "detectron2"
+    # RandomResize(scale, ratio_range, keep_ratio=True) in training, Resize(scale, keep_ratio=True)
+    # in test: r ~ U[lo, hi) scales both numbers of the scale; the larger bounds the image's longer
+    # side, the smaller its shorter side (mmcv imrescale)
+    cfg.INPUT.RESIZE = CN()
+    cfg.INPUT.RESIZE.TRAIN_SCALE = (2048, 1024)
+    cfg.INPUT.RESIZE.RATIO_RANGE = (0.5, 2.0)
+    cfg.INPUT.RESIZE.TEST_SCALE = (2048, 1024)
+    cfg.INPUT.FLIP_PROB = 0.5  # RandomFlip(prob=0.5), horizontal
+    # PhotoMetricDistortion: each step with probability 1/2, contrast first or last (1/2 each)
+    cfg.INPUT.PHOTOMETRIC = CN()
+    cfg.INPUT.PHOTOMETRIC.ENABLED = True
+    cfg.INPUT.PHOTOMETRIC.BRIGHTNESS_DELTA = 32
+    cfg.INPUT.PHOTOMETRIC.CONTRAST_RANGE = (0.5, 1.5)
+    cfg.INPUT.PHOTOMETRIC.SATURATION_RANGE = (0.5, 1.5)
+    cfg.INPUT.PHOTOMETRIC.HUE_DELTA = 18
+    # Padding of training images to INPUT.CROP.SIZE (labels with MODEL.SEM_SEG_HEAD.IGNORE_VALUE):
+    # "normalized": by the model after normalisation, image value 0 (SegDataPreProcessor
+    #   size=crop_size, pad_val=0, seg_pad_val=255; cityscapes / pascal_context);
+    # "pixel": by the mapper before normalisation, image value PIXEL_VALUE (mmcv
+    #   Pad(size=crop_size), pad_val img=0, seg=255; pascal_voc12_aug.py); "none".
+    cfg.INPUT.PAD = CN()
+    cfg.INPUT.PAD.MODE = "none"
+    cfg.INPUT.PAD.PIXEL_VALUE = 0
+    # Test of the CPP plug-in models (MMSegmentation's model test_cfg): "whole" image or "slide"
+    # windows of CROP_SIZE (h, w) every STRIDE (h, w), overlaps averaged. SIZE_DIVISIBILITY: each
+    # network input (whole image or window) is zero-padded after normalisation to a multiple of it
+    # and its logits cropped back (32: the detectron2 convention; 1: none, as MMSegmentation's
+    # EncoderDecoder); a backbone's own requirement (HRNet: 32) always applies.
+    cfg.TEST.CPP_SEGMENTOR = CN()
+    cfg.TEST.CPP_SEGMENTOR.MODE = "whole"
+    cfg.TEST.CPP_SEGMENTOR.CROP_SIZE = (480, 480)
+    cfg.TEST.CPP_SEGMENTOR.STRIDE = (320, 320)
+    cfg.TEST.CPP_SEGMENTOR.SIZE_DIVISIBILITY = 32
 
 
 def _add_cpp_plugin_keys(cfg):

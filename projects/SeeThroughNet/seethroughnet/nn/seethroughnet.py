@@ -38,7 +38,7 @@ Where the paper is silent we follow HRNet-OCR / Tao et al.; see ``docs/seethroug
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,7 @@ from .ocr_head import OCRHead, concat_hrnetv2
 from .rmi_loss import RMILoss
 from .scale_attention import ScaleAttentionHead, average_merge, hierarchical_merge
 from .see_through_decoder import SeeThroughDecoder
+from .sliding_window import sliding_window_inference
 
 __all__ = ["SeeThroughNet", "MERGE_MODES", "CPP_ON_CHOICES", "PER_SCALE_LOSSES"]
 
@@ -360,37 +361,19 @@ class SeeThroughNet(nn.Module):
             res["weighted"] = resize(a * o["logits"], (ph, pw), self.align_corners)[..., :h, :w]
         return res
 
-    @staticmethod
-    def _window_starts(size: int, crop: int, stride: int) -> List[int]:
-        if size <= crop:
-            return [0]
-        n = math.ceil((size - crop) / stride) + 1
-        return sorted({min(i * stride, size - crop) for i in range(n)})
-
     def _predict_scale(self, images, with_attn, crop_size, stride) -> Dict[str, torch.Tensor]:
         """Per-scale dense maps at this scale's full resolution, by sliding window if asked
-        (overlaps averaged)."""
+        (overlaps averaged; :func:`~seethroughnet.nn.sliding_window.sliding_window_inference`)."""
         if crop_size is None:
             return self._padded_pass(images, with_attn)
         ch, cw = _pair(crop_size)
         sh, sw = _pair(stride) if stride is not None else (ch, cw)
         h, w = images.shape[-2:]
-        ys, xs = self._window_starts(h, ch, sh), self._window_starts(w, cw, sw)
-        if len(ys) == 1 and len(xs) == 1:
+        if h <= ch and w <= cw:
             return self._padded_pass(images, with_attn)
-        acc: Dict[str, torch.Tensor] = {}
-        count = images.new_zeros(1, 1, h, w)
-        for y in ys:
-            for x in xs:
-                win = images[..., y : y + ch, x : x + cw]
-                o = self._padded_pass(win, with_attn)
-                wh, ww = win.shape[-2:]
-                for k, v in o.items():
-                    if k not in acc:
-                        acc[k] = v.new_zeros(v.shape[0], v.shape[1], h, w)
-                    acc[k][..., y : y + wh, x : x + ww] += v
-                count[..., y : y + wh, x : x + ww] += 1
-        return {k: v / count for k, v in acc.items()}
+        return sliding_window_inference(
+            images, lambda window: self._padded_pass(window, with_attn), (ch, cw), (sh, sw)
+        )
 
     @torch.no_grad()
     def inference(

@@ -1,6 +1,11 @@
 """Dataset mapper for semantic segmentation: reads an image and its label map, checks the
 label values against the dataset's label table, augments both, and returns tensors.
 
+Two augmentation recipes, chosen by ``INPUT.PIPELINE``: ``"detectron2"`` (ResizeShortestEdge,
+category-area crop, optional colour jitter, flip) and ``"mmseg"``, MMSegmentation 1.x's pipeline of
+the Table 1 models (:mod:`seethroughnet.data.transforms.mmseg_pipeline`; keys ``INPUT.RESIZE``,
+``INPUT.FLIP_PROB``, ``INPUT.PHOTOMETRIC``, ``INPUT.PAD``).
+
 The dataset's own ignore value (``metadata.ignore_label``, e.g. 255 for Cityscapes trainIds,
 11 for CamVid's "void") is rewritten to the model's ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``, so
 one model config serves every dataset.
@@ -17,11 +22,129 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ..datasets.validation import read_label
+from ..transforms import mmseg_pipeline as M
 
-__all__ = ["SemanticSegmentationMapper"]
+__all__ = [
+    "SemanticSegmentationMapper",
+    "build_train_augmentations",
+    "build_test_augmentations",
+    "check_mmseg_pipeline_config",
+    "PIPELINES",
+    "PAD_MODES",
+]
+
+#: values of INPUT.PIPELINE
+PIPELINES = ("detectron2", "mmseg")
+#: values of INPUT.PAD.MODE
+PAD_MODES = ("none", "normalized", "pixel")
+
+
+def _pair(cfg_node, key: str, name: str, integer: bool):
+    value = cfg_node[key]
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ok = ok and all(v > 0 for v in value) and (not integer or all(int(v) == v for v in value))
+    if not ok:
+        kind = "positive integers" if integer else "positive numbers"
+        raise ValueError(f"{name}: {value!r} must be two {kind}, e.g. (512, 1024)")
+    return tuple(int(v) for v in value) if integer else tuple(float(v) for v in value)
+
+
+def _range(cfg_node, key: str, name: str):
+    lo, hi = _pair(cfg_node, key, name, integer=False)
+    if lo > hi:
+        raise ValueError(f"{name}: {(lo, hi)!r} must be (low, high) with low <= high")
+    return lo, hi
+
+
+def check_mmseg_pipeline_config(cfg) -> None:
+    """Raise ``ValueError`` naming the first invalid key of the MMSegmentation pipeline
+    (``INPUT.PIPELINE "mmseg"``) and of ``INPUT.PAD``."""
+    i = cfg.INPUT
+    if i.PIPELINE not in PIPELINES:
+        raise ValueError(f"INPUT.PIPELINE: {i.PIPELINE!r}; valid choices: {', '.join(PIPELINES)}")
+    if i.PAD.MODE not in PAD_MODES:
+        raise ValueError(f"INPUT.PAD.MODE: {i.PAD.MODE!r}; valid choices: {', '.join(PAD_MODES)}")
+    if i.PAD.MODE != "none" and not (i.CROP.ENABLED and i.CROP.TYPE == "absolute"):
+        raise ValueError(
+            f"INPUT.PAD.MODE {i.PAD.MODE!r} pads to INPUT.CROP.SIZE: it needs INPUT.CROP.ENABLED "
+            f"True and INPUT.CROP.TYPE 'absolute' (got {i.CROP.ENABLED}, {i.CROP.TYPE!r})"
+        )
+    if i.PIPELINE != "mmseg":
+        return
+    if i.COLOR_AUG:
+        raise ValueError(
+            "INPUT.COLOR_AUG: detectron2's colour jitter is not part of INPUT.PIPELINE 'mmseg'; "
+            "set it False (MMSegmentation's PhotoMetricDistortion is INPUT.PHOTOMETRIC)"
+        )
+    _pair(i.RESIZE, "TRAIN_SCALE", "INPUT.RESIZE.TRAIN_SCALE", integer=True)
+    _pair(i.RESIZE, "TEST_SCALE", "INPUT.RESIZE.TEST_SCALE", integer=True)
+    _range(i.RESIZE, "RATIO_RANGE", "INPUT.RESIZE.RATIO_RANGE")
+    if not 0.0 <= i.FLIP_PROB <= 1.0:
+        raise ValueError(f"INPUT.FLIP_PROB: {i.FLIP_PROB!r} must lie in [0, 1]")
+    if i.CROP.ENABLED:
+        if i.CROP.TYPE != "absolute":
+            raise ValueError(
+                f"INPUT.CROP.TYPE: {i.CROP.TYPE!r}; INPUT.PIPELINE 'mmseg' crops a fixed "
+                "INPUT.CROP.SIZE (h, w): set 'absolute'"
+            )
+        _pair(i.CROP, "SIZE", "INPUT.CROP.SIZE", integer=True)
+        if not 0.0 < i.CROP.SINGLE_CATEGORY_MAX_AREA <= 1.0:
+            raise ValueError(
+                "INPUT.CROP.SINGLE_CATEGORY_MAX_AREA: "
+                f"{i.CROP.SINGLE_CATEGORY_MAX_AREA!r} must lie in (0, 1] (MMSegmentation's "
+                "cat_max_ratio; 1.0: no constraint)"
+            )
+    p = i.PHOTOMETRIC
+    if p.ENABLED:
+        if i.FORMAT != "RGB":
+            raise ValueError(
+                f"INPUT.PHOTOMETRIC.ENABLED needs INPUT.FORMAT 'RGB' (got {i.FORMAT!r}): its hue "
+                "and saturation steps convert RGB to HSV"
+            )
+        if not p.BRIGHTNESS_DELTA >= 0:
+            raise ValueError(f"INPUT.PHOTOMETRIC.BRIGHTNESS_DELTA: {p.BRIGHTNESS_DELTA!r} < 0")
+        _range(p, "CONTRAST_RANGE", "INPUT.PHOTOMETRIC.CONTRAST_RANGE")
+        _range(p, "SATURATION_RANGE", "INPUT.PHOTOMETRIC.SATURATION_RANGE")
+        if not (isinstance(p.HUE_DELTA, int) and 0 < p.HUE_DELTA <= 180):
+            raise ValueError(
+                f"INPUT.PHOTOMETRIC.HUE_DELTA: {p.HUE_DELTA!r} must be an integer in 1..180 "
+                "(OpenCV hue units, 0..179)"
+            )
+
+
+def build_mmseg_train_augmentations(cfg):
+    """MMSegmentation's training pipeline: RandomResize -> RandomCrop(cat_max_ratio) ->
+    RandomFlip -> PhotoMetricDistortion (padding: the mapper / the model, ``INPUT.PAD.MODE``)."""
+    check_mmseg_pipeline_config(cfg)
+    i = cfg.INPUT
+    augs = [M.RandomRescale(i.RESIZE.TRAIN_SCALE, i.RESIZE.RATIO_RANGE)]
+    if i.CROP.ENABLED:
+        augs.append(
+            M.CatMaxRatioCrop(
+                i.CROP.SIZE, i.CROP.SINGLE_CATEGORY_MAX_AREA, cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+            )
+        )
+    augs.append(M.RandomFlip(i.FLIP_PROB))
+    if i.PHOTOMETRIC.ENABLED:
+        p = i.PHOTOMETRIC
+        augs.append(
+            M.PhotoMetricDistortion(
+                p.BRIGHTNESS_DELTA, p.CONTRAST_RANGE, p.SATURATION_RANGE, p.HUE_DELTA
+            )
+        )
+    return augs
 
 
 def build_train_augmentations(cfg):
+    """The training augmentations of ``INPUT.PIPELINE``."""
+    check_mmseg_pipeline_config(cfg)
+    if cfg.INPUT.PIPELINE == "mmseg":
+        return build_mmseg_train_augmentations(cfg)
+    return build_detectron2_train_augmentations(cfg)
+
+
+def build_detectron2_train_augmentations(cfg):
     """Scale jitter, a crop that limits any single class's area, optional colour jitter, and a
     horizontal flip: the standard Cityscapes recipe (HRNet-OCR, DeepLab) in detectron2 terms."""
     augs = [
@@ -55,8 +178,13 @@ def build_train_augmentations(cfg):
 
 
 def build_test_augmentations(cfg):
-    """Test images keep their size unless INPUT.MIN_SIZE_TEST asks for a resize (0: no resize);
-    predictions are compared with the full-resolution labels either way."""
+    """``INPUT.PIPELINE "mmseg"``: keep-ratio resize to ``INPUT.RESIZE.TEST_SCALE``
+    (MMSegmentation's test ``Resize(scale, keep_ratio=True)``). ``"detectron2"``: test images keep
+    their size unless INPUT.MIN_SIZE_TEST asks for a resize (0: no resize). Predictions are
+    compared with the full-resolution labels either way."""
+    check_mmseg_pipeline_config(cfg)
+    if cfg.INPUT.PIPELINE == "mmseg":
+        return [M.Rescale(cfg.INPUT.RESIZE.TEST_SCALE)]
     if cfg.INPUT.MIN_SIZE_TEST == 0:
         return []
     return [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, "choice")]
@@ -76,6 +204,8 @@ class SemanticSegmentationMapper:
         num_classes: int,
         ignore_value: int,
         dataset_ignore_label: int,
+        pad_size=None,
+        pad_pixel_value=0,
     ):
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
@@ -84,6 +214,10 @@ class SemanticSegmentationMapper:
         self.ignore_value = ignore_value
         self.dataset_ignore_label = dataset_ignore_label
         self.valid_label_values = set(range(num_classes)) | {dataset_ignore_label}
+        # INPUT.PAD.MODE "pixel" (training): image and label padded to this (h, w) after the
+        # augmentations (mmcv's Pad(size=crop_size)); None: no padding here
+        self.pad_size = tuple(pad_size) if pad_size is not None else None
+        self.pad_pixel_value = pad_pixel_value
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True, dataset_name: str = None):
@@ -100,6 +234,10 @@ class SemanticSegmentationMapper:
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "dataset_ignore_label": meta.get("ignore_label", cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE),
+            "pad_size": tuple(cfg.INPUT.CROP.SIZE)
+            if is_train and cfg.INPUT.PAD.MODE == "pixel"
+            else None,
+            "pad_pixel_value": cfg.INPUT.PAD.PIXEL_VALUE,
         }
 
     def __call__(self, dataset_dict):
@@ -146,6 +284,10 @@ class SemanticSegmentationMapper:
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         self.augmentations(aug_input)
         image, sem_seg = aug_input.image, aug_input.sem_seg
+        if self.pad_size is not None:
+            image = M.pad_to_size(image, self.pad_size, self.pad_pixel_value)
+            if sem_seg is not None:
+                sem_seg = M.pad_to_size(sem_seg, self.pad_size, self.ignore_value)
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if sem_seg is not None:
             dataset_dict["sem_seg"] = torch.as_tensor(sem_seg.astype(np.int64))

@@ -7,7 +7,13 @@ region CE, weight 0.4) + ``sum_i w_i * aux_loss_i`` of the auxiliary heads. The 
 averaged as ``MODEL.DECODE_HEAD.LOSS_AVERAGE`` says (``all_pixels``: MMSegmentation's
 ``avg_non_ignore=False``; the auxiliary CE baselines: ``MODEL.CPP_AUX.CE_LOSS_AVERAGE``)
 (:class:`seethroughnet.nn.auxiliary_heads.AuxiliaryHeads`). At inference only the backbone and the
-decode head run."""
+decode head run: on the whole image or on sliding windows (``TEST.CPP_SEGMENTOR``, MMSegmentation's
+``test_cfg`` ``mode='whole'`` / ``'slide'``), the logits up-sampled to the network input and resized
+to the image's original size. ``INPUT.PAD.MODE "normalized"`` pads each training image (after
+normalisation, value 0) and label (ignore value) to ``INPUT.CROP.SIZE``, as MMSegmentation's
+``SegDataPreProcessor(size=crop_size)``."""
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +24,57 @@ from torch import nn
 from ...nn.aux_losses import AUX_LOSS_KINDS, CE_AVERAGES, resized_cross_entropy
 from ...nn.auxiliary_heads import AuxiliaryHeads
 from ...nn.decode_heads import DECODE_HEADS
+from ...nn.sliding_window import sliding_window_inference
 from ..common import check_finite_losses, normalized_images, padded_labels, semantic_outputs
 
-__all__ = ["CPPSegmentor", "build_seg_head", "build_aux_heads", "aux_head_features"]
+__all__ = [
+    "CPPSegmentor",
+    "build_seg_head",
+    "build_aux_heads",
+    "aux_head_features",
+    "TEST_MODES",
+    "pad_bottom_right",
+]
+
+#: values of TEST.CPP_SEGMENTOR.MODE
+TEST_MODES = ("whole", "slide")
+
+
+def pad_bottom_right(x: torch.Tensor, size, value) -> torch.Tensor:
+    """``x`` (..., H, W) padded at the bottom and right with ``value`` to at least ``size``."""
+    ph, pw = max(int(size[0]) - x.shape[-2], 0), max(int(size[1]) - x.shape[-1], 0)
+    return F.pad(x, (0, pw, 0, ph), value=value) if ph or pw else x
+
+
+def _test_config(cfg):
+    t = cfg.TEST.CPP_SEGMENTOR
+    if t.MODE not in TEST_MODES:
+        raise ValueError(
+            f"TEST.CPP_SEGMENTOR.MODE: {t.MODE!r}; valid choices: {', '.join(TEST_MODES)}"
+        )
+    for key in ("CROP_SIZE", "STRIDE"):
+        v = t[key]
+        if not (len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)):
+            raise ValueError(
+                f"TEST.CPP_SEGMENTOR.{key}: {v!r} must be two positive integers (h, w)"
+            )
+    if not (isinstance(t.SIZE_DIVISIBILITY, int) and t.SIZE_DIVISIBILITY >= 1):
+        raise ValueError(
+            f"TEST.CPP_SEGMENTOR.SIZE_DIVISIBILITY: {t.SIZE_DIVISIBILITY!r} must be an integer >= 1"
+        )
+    pad = cfg.INPUT.PAD.MODE
+    if pad == "normalized" and not (cfg.INPUT.CROP.ENABLED and cfg.INPUT.CROP.TYPE == "absolute"):
+        raise ValueError(
+            "INPUT.PAD.MODE 'normalized' pads to INPUT.CROP.SIZE: it needs INPUT.CROP.ENABLED True "
+            "and INPUT.CROP.TYPE 'absolute'"
+        )
+    return {
+        "test_mode": t.MODE,
+        "test_crop_size": tuple(t.CROP_SIZE),
+        "test_stride": tuple(t.STRIDE),
+        "test_size_divisibility": t.SIZE_DIVISIBILITY,
+        "train_pad_size": tuple(cfg.INPUT.CROP.SIZE) if pad == "normalized" else None,
+    }
 
 
 def _config_value(value):
@@ -142,6 +196,12 @@ class CPPSegmentor(nn.Module):
         loss_average: str = "non_ignored",
         size_divisibility: int = 32,
         check_finite_loss: bool = True,
+        train_pad_size=None,
+        test_mode: str = "whole",
+        test_crop_size=(480, 480),
+        test_stride=(320, 320),
+        test_size_divisibility: int = 32,
+        backbone_size_divisibility: int = 1,
     ):
         super().__init__()
         self.backbone = backbone
@@ -152,6 +212,11 @@ class CPPSegmentor(nn.Module):
         self.loss_average = loss_average
         self.size_divisibility = size_divisibility
         self.check_finite_loss = check_finite_loss
+        self.train_pad_size = tuple(train_pad_size) if train_pad_size is not None else None
+        self.test_mode = test_mode
+        self.test_crop_size = tuple(test_crop_size)
+        self.test_stride = tuple(test_stride)
+        self.test_size_divisibility = max(test_size_divisibility, backbone_size_divisibility, 1)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -172,6 +237,8 @@ class CPPSegmentor(nn.Module):
             ),
             "size_divisibility": max(32, backbone.size_divisibility),
             "check_finite_loss": cfg.SOLVER.CHECK_FINITE_LOSS,
+            "backbone_size_divisibility": backbone.size_divisibility,
+            **_test_config(cfg),
         }
 
     @property
@@ -179,32 +246,54 @@ class CPPSegmentor(nn.Module):
         return self.pixel_mean.device
 
     def forward(self, batched_inputs):
+        if not self.training:
+            return self.inference(batched_inputs)
         images = normalized_images(
             batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility
         )
+        if self.train_pad_size is not None:  # SegDataPreProcessor(size=crop_size): 0 after norm.
+            images.tensor = pad_bottom_right(images.tensor, self.train_pad_size, 0.0)
         features = self.backbone(images.tensor)
+        logits, extra = self._decode(features)
+        labels = padded_labels(
+            batched_inputs, self.size_divisibility, self.ignore_value, self.device
+        )
+        labels = pad_bottom_right(labels, images.tensor.shape[-2:], self.ignore_value)
+        ce = {"average": self.loss_average}
+        losses = {
+            "loss_sem_seg": self.loss_weight
+            * resized_cross_entropy(logits, labels, self.ignore_value, **ce)
+        }
+        for name, (extra_logits, w) in extra.items():
+            losses[name] = w * resized_cross_entropy(extra_logits, labels, self.ignore_value, **ce)
+        losses.update(self.aux_heads(features, labels))
+        if self.check_finite_loss:
+            check_finite_losses(losses)
+        return losses
+
+    def _decode(self, features):
         out = self.decode_head(features)
-        logits, extra = (
-            (out["logits"], out.get("extra", {})) if isinstance(out, dict) else (out, {})
-        )
-        if self.training:
-            labels = padded_labels(
-                batched_inputs, self.size_divisibility, self.ignore_value, self.device
+        return (out["logits"], out.get("extra", {})) if isinstance(out, dict) else (out, {})
+
+    def encode_decode(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K, H, W)`` of normalised ``images`` ``(N, 3, H, W)`` at their own size
+        (MMSegmentation's ``encode_decode``): zero-padded to a multiple of the test size
+        divisibility, decode-head logits bilinearly up-sampled to the padded size, cropped."""
+        h, w = images.shape[-2:]
+        div = self.test_size_divisibility
+        ph, pw = math.ceil(h / div) * div, math.ceil(w / div) * div
+        logits, _ = self._decode(self.backbone(pad_bottom_right(images, (ph, pw), 0.0)))
+        logits = F.interpolate(logits, size=(ph, pw), mode="bilinear", align_corners=False)
+        return logits[..., :h, :w]
+
+    def inference(self, batched_inputs):
+        """``[{"sem_seg": (K, height, width)}]``: whole-image or sliding-window logits
+        (``TEST.CPP_SEGMENTOR``) resized to each input's ``height`` x ``width``."""
+        images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, 1)
+        if self.test_mode == "slide":
+            logits = sliding_window_inference(
+                images.tensor, self.encode_decode, self.test_crop_size, self.test_stride
             )
-            ce = {"average": self.loss_average}
-            losses = {
-                "loss_sem_seg": self.loss_weight
-                * resized_cross_entropy(logits, labels, self.ignore_value, **ce)
-            }
-            for name, (extra_logits, w) in extra.items():
-                losses[name] = w * resized_cross_entropy(
-                    extra_logits, labels, self.ignore_value, **ce
-                )
-            losses.update(self.aux_heads(features, labels))
-            if self.check_finite_loss:
-                check_finite_losses(losses)
-            return losses
-        logits = F.interpolate(
-            logits, size=images.tensor.shape[-2:], mode="bilinear", align_corners=False
-        )
+        else:
+            logits = self.encode_decode(images.tensor)
         return semantic_outputs(logits, batched_inputs, images.image_sizes)

@@ -39,6 +39,8 @@ def add_seethroughnet_config(cfg):
     """Add every key of the project to ``cfg`` (a fresh ``get_cfg()``) and return it."""
     _add_seethroughnet_keys(cfg)
     _add_mmseg_pipeline_keys(cfg)
+    _add_nvidia_pipeline_keys(cfg)
+    _add_class_uniform_keys(cfg)
     _add_cpp_plugin_keys(cfg)
     _add_transfer_keys(cfg)
     _add_safety_keys(cfg)
@@ -211,6 +213,34 @@ def _add_mmseg_pipeline_keys(cfg):
     cfg.TEST.CPP_SEGMENTOR.CROP_SIZE = (480, 480)
     cfg.TEST.CPP_SEGMENTOR.STRIDE = (320, 320)
     cfg.TEST.CPP_SEGMENTOR.SIZE_DIVISIBILITY = 32
+
+
+def _add_nvidia_pipeline_keys(cfg):
+    """Tao et al.'s ([41], NVIDIA/semantic-segmentation) training pipeline, ``INPUT.PIPELINE
+    "nvidia"`` (seethroughnet/data/transforms/nvidia_pipeline.py): RandomSizeAndCrop to
+    INPUT.CROP.SIZE (padded when smaller) -> flip with INPUT.FLIP_PROB -> ColorJitter -> optional
+    Gaussian blur. Defaults: [41]'s train.py defaults."""
+    cfg.INPUT.NVIDIA = CN()
+    cfg.INPUT.NVIDIA.SCALE_RANGE = (0.5, 2.0)  # train.py --scale_min 0.5 --scale_max 2.0
+    cfg.INPUT.NVIDIA.PRE_SIZE = 0  # --pre_size: long edge first resized to it (0: off)
+    cfg.INPUT.NVIDIA.PAD_PIXEL_VALUE = 0  # joint_transforms.RandomCrop pad_color (0, 0, 0)
+    # ColorJitter (brightness, contrast, saturation, hue): train.py --color_aug 0.25 for all four
+    cfg.INPUT.NVIDIA.COLOR_JITTER = (0.25, 0.25, 0.25, 0.25)
+    cfg.INPUT.NVIDIA.GAUSSIAN_BLUR = False  # --gblur (train_mapillary.yml: true)
+
+
+def _add_class_uniform_keys(cfg):
+    """Class-uniform sampling of [41] (datasets/uniform.py; seethroughnet/data/class_uniform.py):
+    a share PCT of each epoch's samples is drawn class by class, each centred on a centroid of
+    its class (one per class per TILE x TILE tile of a label map); needs INPUT.PIPELINE
+    "nvidia" and DATALOADER.SAMPLER_TRAIN "TrainingSampler". The centroids are computed once and
+    cached in CACHE_DIR ("": $SEETHROUGHNET_CACHE_DIR/class_uniform_centroids, default
+    ~/.cache/seethroughnet/class_uniform_centroids), keyed by the label files and TILE."""
+    cfg.DATALOADER.CLASS_UNIFORM = CN()
+    cfg.DATALOADER.CLASS_UNIFORM.ENABLED = False
+    cfg.DATALOADER.CLASS_UNIFORM.PCT = 0.5  # train.py --class_uniform_pct 0.5
+    cfg.DATALOADER.CLASS_UNIFORM.TILE = 1024  # train.py --class_uniform_tile 1024
+    cfg.DATALOADER.CLASS_UNIFORM.CACHE_DIR = ""
 
 
 def _add_cpp_plugin_keys(cfg):

@@ -125,8 +125,10 @@ class _BatchStream(torch.utils.data.IterableDataset):
         start,
         shuffle=True,
         per_sample_seeds=True,
+        order=None,
     ):
         self.dataset, self.mapper, self.batch_size = dataset, mapper, batch_size
+        self.order = order  # None: shuffled epochs of the images; else e.g. ClassUniformOrder
         self.seed, self.rank, self.world_size, self.start, self.shuffle = (
             seed,
             rank,
@@ -136,25 +138,43 @@ class _BatchStream(torch.utils.data.IterableDataset):
         )
         self.per_sample_seeds = per_sample_seeds
 
-    def _map(self, position, index):
+    def _sample(self, element):
+        """The dataset dict of a stream element: an image index, or (with an ``order``) a pair
+        ``(index, centroid)`` whose centroid, if any, goes to the mapper as
+        ``class_uniform_centroid`` ((class_id, x, y), seethroughnet/data/class_uniform.py)."""
+        if isinstance(element, int):
+            return self.dataset[element]
+        index, centroid = element
+        d = self.dataset[index]
+        if centroid is not None:
+            d = {**d, "class_uniform_centroid": tuple(centroid)}
+        return d
+
+    def _map(self, position, element):
         if not self.per_sample_seeds:
-            return self.mapper(self.dataset[index])
+            return self.mapper(self._sample(element))
         with preserved_rng():
             s = _sample_seed(self.seed, self.rank, position)
             random.seed(s)
             np.random.seed(s)
             torch.manual_seed(s)
-            return self.mapper(self.dataset[index])
+            return self.mapper(self._sample(element))
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        stream = itertools.islice(
-            _infinite_indices(len(self.dataset), self.seed, self.shuffle),
-            self.rank + self.start * self.world_size,
-            None,
-            self.world_size,
-        )
+        first = self.rank + self.start * self.world_size
+        if self.order is None:
+            stream = itertools.islice(
+                _infinite_indices(len(self.dataset), self.seed, self.shuffle),
+                first,
+                None,
+                self.world_size,
+            )
+        else:  # the order starts at any element without generating the ones before it
+            stream = itertools.islice(
+                self.order.elements(self.seed, first), 0, None, self.world_size
+            )
         position = self.start
         for j in itertools.count():
             chunk = list(itertools.islice(stream, self.batch_size))
@@ -173,8 +193,13 @@ class ResumableTrainLoader:
     are saved by :meth:`state_dict` and restored by :meth:`load_state_dict` before the first
     batch is drawn. ``last_files`` holds the ``file_name`` of the last batch's images."""
 
-    def __init__(self, dataset_dicts, mapper, batch_size, *, seed, num_workers=0, shuffle=True):
+    def __init__(
+        self, dataset_dicts, mapper, batch_size, *, seed, num_workers=0, shuffle=True, order=None
+    ):
         self.dataset = DatasetFromList(dataset_dicts, copy=False, serialize=True)
+        # None: detectron2's TrainingSampler stream; else an object with elements(seed, start)
+        # and describe() (seethroughnet.data.class_uniform.ClassUniformOrder)
+        self.order = order
         self.mapper, self.batch_size, self.num_workers, self.shuffle = (
             mapper,
             batch_size,
@@ -193,7 +218,11 @@ class ResumableTrainLoader:
             "position": self.position,
             "batch_size": self.batch_size,
             "world_size": self.world_size,
+            "order": self._order_name(),
         }
+
+    def _order_name(self):
+        return "shuffled" if self.order is None else self.order.describe()
 
     def load_state_dict(self, state):
         if self._started:
@@ -210,6 +239,12 @@ class ResumableTrainLoader:
                 f"{self.world_size}: "
                 "the data order continues, but not as an uninterrupted run's would"
             )
+        if state.get("order", "shuffled") != self._order_name():
+            logger.warning(
+                f"the checkpoint's data stream was {state.get('order', 'shuffled')!r}, this run's "
+                f"is {self._order_name()!r} (DATALOADER.CLASS_UNIFORM or the dataset changed): "
+                "the position is kept, but the samples differ from an uninterrupted run's"
+            )
         self.seed = int(state["seed"])
         self.position = int(state["position"])
 
@@ -225,6 +260,7 @@ class ResumableTrainLoader:
             self.position,
             self.shuffle,
             per_sample_seeds=self.num_workers > 0,
+            order=self.order,
         )
         if self.num_workers == 0 and self.position == 0:
             # the one draw from the global generator that detectron2's loader (a torch DataLoader)
@@ -244,12 +280,23 @@ class ResumableTrainLoader:
             yield batch
 
 
+def _class_uniform_enabled(cfg) -> bool:
+    node = cfg.DATALOADER.get("CLASS_UNIFORM", None)  # absent in plain detectron2 configs
+    return bool(node is not None and node.ENABLED)
+
+
 def build_resumable_train_loader(cfg, mapper):
     """:class:`ResumableTrainLoader` over ``cfg.DATASETS.TRAIN`` (detectron2's dataset filtering),
     or detectron2's own loader, with a warning, for samplers other than ``TrainingSampler``."""
     from detectron2.data import build_detection_train_loader
     from detectron2.data.build import _train_loader_from_config
 
+    class_uniform = _class_uniform_enabled(cfg)
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler" and class_uniform:
+        raise ValueError(
+            f"DATALOADER.CLASS_UNIFORM.ENABLED replaces the sampler: set DATALOADER.SAMPLER_TRAIN "
+            f"'TrainingSampler' (got {cfg.DATALOADER.SAMPLER_TRAIN!r}) or disable it"
+        )
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         logger.warning(
             f"DATALOADER.SAMPLER_TRAIN {cfg.DATALOADER.SAMPLER_TRAIN}: the data stream's "
@@ -267,8 +314,18 @@ def build_resumable_train_loader(cfg, mapper):
     seed = args[
         "sampler"
     ]._seed  # detectron2's TrainingSampler: shared_random_seed(), i.e. follows SEED
+    order = None
+    if class_uniform:
+        from .data.class_uniform import build_class_uniform_order
+
+        order = build_class_uniform_order(cfg, args["dataset"])
     return ResumableTrainLoader(
-        args["dataset"], args["mapper"], total // world, seed=seed, num_workers=args["num_workers"]
+        args["dataset"],
+        args["mapper"],
+        total // world,
+        seed=seed,
+        num_workers=args["num_workers"],
+        order=order,
     )
 
 

@@ -2,9 +2,12 @@
 label values against the dataset's label table, augments both, and returns tensors.
 
 Two augmentation recipes, chosen by ``INPUT.PIPELINE``: ``"detectron2"`` (ResizeShortestEdge,
-category-area crop, optional colour jitter, flip) and ``"mmseg"``, MMSegmentation 1.x's pipeline of
+category-area crop, optional colour jitter, flip), ``"mmseg"``, MMSegmentation 1.x's pipeline of
 the Table 1 models (:mod:`seethroughnet.data.transforms.mmseg_pipeline`; keys ``INPUT.RESIZE``,
-``INPUT.FLIP_PROB``, ``INPUT.PHOTOMETRIC``, ``INPUT.PAD``).
+``INPUT.FLIP_PROB``, ``INPUT.PHOTOMETRIC``, ``INPUT.PAD``) and ``"nvidia"``, the pipeline of Tao
+et al. [41] for the W48 configs (:mod:`seethroughnet.data.transforms.nvidia_pipeline`; keys
+``INPUT.NVIDIA``, ``INPUT.CROP.SIZE``, ``INPUT.FLIP_PROB``), whose crop is centred on a sample's
+class-uniform centroid (``class_uniform_centroid``, ``DATALOADER.CLASS_UNIFORM``).
 
 The dataset's own ignore value (``metadata.ignore_label``, e.g. 255 for Cityscapes trainIds,
 11 for CamVid's "void") is rewritten to the model's ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``, so
@@ -23,18 +26,20 @@ from detectron2.data import transforms as T
 
 from ..datasets.validation import read_label
 from ..transforms import mmseg_pipeline as M
+from ..transforms import nvidia_pipeline as N
 
 __all__ = [
     "SemanticSegmentationMapper",
     "build_train_augmentations",
     "build_test_augmentations",
     "check_mmseg_pipeline_config",
+    "check_nvidia_pipeline_config",
     "PIPELINES",
     "PAD_MODES",
 ]
 
 #: values of INPUT.PIPELINE
-PIPELINES = ("detectron2", "mmseg")
+PIPELINES = ("detectron2", "mmseg", "nvidia")
 #: values of INPUT.PAD.MODE
 PAD_MODES = ("none", "normalized", "pixel")
 
@@ -69,6 +74,16 @@ def check_mmseg_pipeline_config(cfg) -> None:
         raise ValueError(
             f"INPUT.PAD.MODE {i.PAD.MODE!r} pads to INPUT.CROP.SIZE: it needs INPUT.CROP.ENABLED "
             f"True and INPUT.CROP.TYPE 'absolute' (got {i.CROP.ENABLED}, {i.CROP.TYPE!r})"
+        )
+    if i.PIPELINE == "nvidia":
+        check_nvidia_pipeline_config(cfg)
+    elif getattr(cfg.DATALOADER, "CLASS_UNIFORM", None) is not None and (
+        cfg.DATALOADER.CLASS_UNIFORM.ENABLED
+    ):
+        raise ValueError(
+            "DATALOADER.CLASS_UNIFORM.ENABLED: the crop centred on a class centroid is part of "
+            f"INPUT.PIPELINE 'nvidia'; set that pipeline (got {i.PIPELINE!r}) or disable "
+            "class-uniform sampling"
         )
     if i.PIPELINE != "mmseg":
         return
@@ -113,6 +128,70 @@ def check_mmseg_pipeline_config(cfg) -> None:
             )
 
 
+def check_nvidia_pipeline_config(cfg) -> None:
+    """Raise ``ValueError`` naming the first invalid key of [41]'s pipeline
+    (``INPUT.PIPELINE "nvidia"``)."""
+    i, n = cfg.INPUT, cfg.INPUT.NVIDIA
+    if i.COLOR_AUG:
+        raise ValueError(
+            "INPUT.COLOR_AUG: detectron2's colour jitter is not part of INPUT.PIPELINE 'nvidia'; "
+            "set it False ([41]'s ColorJitter is INPUT.NVIDIA.COLOR_JITTER)"
+        )
+    if i.PAD.MODE != "none":
+        raise ValueError(
+            f"INPUT.PAD.MODE {i.PAD.MODE!r}: INPUT.PIPELINE 'nvidia' pads in its crop "
+            "(INPUT.NVIDIA.PAD_PIXEL_VALUE); set 'none'"
+        )
+    if not (i.CROP.ENABLED and i.CROP.TYPE == "absolute"):
+        raise ValueError(
+            "INPUT.PIPELINE 'nvidia' crops a fixed INPUT.CROP.SIZE (h, w): set INPUT.CROP.ENABLED "
+            f"True and INPUT.CROP.TYPE 'absolute' (got {i.CROP.ENABLED}, {i.CROP.TYPE!r})"
+        )
+    _pair(i.CROP, "SIZE", "INPUT.CROP.SIZE", integer=True)
+    _range(n, "SCALE_RANGE", "INPUT.NVIDIA.SCALE_RANGE")
+    if not (isinstance(n.PRE_SIZE, int) and n.PRE_SIZE >= 0):
+        raise ValueError(f"INPUT.NVIDIA.PRE_SIZE: {n.PRE_SIZE!r} must be an integer >= 0 (0: off)")
+    if not 0.0 <= i.FLIP_PROB <= 1.0:
+        raise ValueError(f"INPUT.FLIP_PROB: {i.FLIP_PROB!r} must lie in [0, 1]")
+    jitter = n.COLOR_JITTER
+    if not (
+        isinstance(jitter, (list, tuple))
+        and len(jitter) == 4
+        and all(isinstance(v, (int, float)) and v >= 0 for v in jitter)
+        and jitter[3] <= 0.5
+    ):
+        raise ValueError(
+            f"INPUT.NVIDIA.COLOR_JITTER: {jitter!r} must be (brightness, contrast, saturation, "
+            "hue), each >= 0, hue <= 0.5"
+        )
+    if i.FORMAT != "RGB" and any(jitter):
+        raise ValueError(
+            f"INPUT.NVIDIA.COLOR_JITTER needs INPUT.FORMAT 'RGB' (got {i.FORMAT!r}): its "
+            "saturation and hue steps work on RGB"
+        )
+
+
+def build_nvidia_train_augmentations(cfg):
+    """[41]'s training pipeline: RandomSizeAndCrop (class-uniform centroid) -> flip ->
+    ColorJitter -> optional Gaussian blur (nvidia_pipeline.py)."""
+    i, n = cfg.INPUT, cfg.INPUT.NVIDIA
+    augs = [
+        N.RandomSizeAndCrop(
+            i.CROP.SIZE,
+            n.SCALE_RANGE,
+            n.PRE_SIZE,
+            n.PAD_PIXEL_VALUE,
+            cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        ),
+        N.RandomFlip(i.FLIP_PROB),
+    ]
+    if any(n.COLOR_JITTER):
+        augs.append(N.ColorJitter(*n.COLOR_JITTER))
+    if n.GAUSSIAN_BLUR:
+        augs.append(N.RandomGaussianBlur())
+    return augs
+
+
 def build_mmseg_train_augmentations(cfg):
     """MMSegmentation's training pipeline: RandomResize -> RandomCrop(cat_max_ratio) ->
     RandomFlip -> PhotoMetricDistortion (padding: the mapper / the model, ``INPUT.PAD.MODE``)."""
@@ -141,6 +220,8 @@ def build_train_augmentations(cfg):
     check_mmseg_pipeline_config(cfg)
     if cfg.INPUT.PIPELINE == "mmseg":
         return build_mmseg_train_augmentations(cfg)
+    if cfg.INPUT.PIPELINE == "nvidia":
+        return build_nvidia_train_augmentations(cfg)
     return build_detectron2_train_augmentations(cfg)
 
 
@@ -180,7 +261,9 @@ def build_detectron2_train_augmentations(cfg):
 def build_test_augmentations(cfg):
     """``INPUT.PIPELINE "mmseg"``: keep-ratio resize to ``INPUT.RESIZE.TEST_SCALE``
     (MMSegmentation's test ``Resize(scale, keep_ratio=True)``). ``"detectron2"``: test images keep
-    their size unless INPUT.MIN_SIZE_TEST asks for a resize (0: no resize). Predictions are
+    their size unless INPUT.MIN_SIZE_TEST asks for a resize (0: no resize); ``"nvidia"`` tests as
+    ``"detectron2"`` ([41] evaluates Cityscapes at full size, Mapillary with the long edge at
+    2177: MIN_SIZE_TEST = MAX_SIZE_TEST = 2177). Predictions are
     compared with the full-resolution labels either way."""
     check_mmseg_pipeline_config(cfg)
     if cfg.INPUT.PIPELINE == "mmseg":
@@ -282,6 +365,8 @@ class SemanticSegmentationMapper:
             )
 
         aug_input = T.AugInput(image, sem_seg=sem_seg)
+        # (class_id, x, y) of a class-uniform sample (DATALOADER.CLASS_UNIFORM), else None
+        aug_input.class_uniform_centroid = dataset_dict.pop("class_uniform_centroid", None)
         self.augmentations(aug_input)
         image, sem_seg = aug_input.image, aug_input.sem_seg
         if self.pad_size is not None:

@@ -19,7 +19,8 @@ Each step below reproduces that transform's arithmetic and its random draws (the
   centroid by this padding; neither does this.
 * :func:`draw_crop_origin` -- ``RandomCrop.crop_in_image``: with a centroid ``(cx, cy)``,
   ``x0 = random.randint(cx - crop_w, cx)`` clamped to ``[0, w - crop_w]``, then ``y0`` likewise
-  (the crop covers the centroid unless the clamp moves it); without, ``x0 =
+  (the crop spans ``[x0, x0 + crop_w)``: it holds the centroid's column unless ``x0 = cx - crop_w``,
+  probability ``1 / (crop_w + 1)``, or the clamp moves it; [41] as written); without, ``x0 =
   random.randint(0, w - crop_w)`` (0 and no draw when ``w == crop_w``), then ``y0``. An image
   exactly the crop's size is returned unchanged, with no draw.
 * :class:`RandomFlip` -- ``RandomHorizontallyFlip``: flipped when ``random.random() < 0.5``.

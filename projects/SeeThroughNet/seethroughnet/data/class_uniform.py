@@ -9,8 +9,9 @@ What [41] does, and what this module reproduces:
    from the top-left corner; a remainder narrower than a tile is not visited, an image smaller
    than a tile has no centroid). In each tile, for each class ``c`` in ``0 .. num_classes - 1``
    present in it, the centre of mass of the tile's ``c`` pixels (``scipy.ndimage
-   .center_of_mass``), truncated to integers and shifted to image coordinates, is one centroid
-   ``(x, y)`` of class ``c`` in that image. :func:`image_class_centroids`.
+   .center_of_mass`` in [41]; here per-class pixel sums, the same numbers), truncated to
+   integers and shifted to image coordinates, is one centroid ``(x, y)`` of class ``c`` in that
+   image. :func:`image_class_centroids`.
 2. **Each epoch** (``uniform.build_epoch``): with ``N`` images, ``C`` classes and share ``pct``,
    ``n = int(N * pct / C)`` samples per class; ``N - n * C`` plain samples (a random permutation
    of the images, wrapped around if needed) plus, for every class that has centroids, ``n``
@@ -83,16 +84,21 @@ def image_class_centroids(
     each coordinate truncated with ``int`` and shifted by the tile's origin ([41]
     ``uniform.class_centroids_image``). Values outside ``0 .. num_classes - 1`` (ignore) have no
     centroid. Order: tiles row by row, classes ascending in each tile."""
-    from scipy.ndimage import center_of_mass
-
     if label.ndim != 2:
         raise ValueError(f"a label map must be H x W, got shape {label.shape}")
     found = []
     for x0, y0 in tile_origins(label.shape[0], label.shape[1], tile):
-        patch = label[y0 : y0 + tile, x0 : x0 + tile]
-        present = np.unique(patch)
-        for class_id in present[(present >= 0) & (present < num_classes)].tolist():
-            cy, cx = center_of_mass((patch == class_id).astype(np.int64))
+        patch = label[y0 : y0 + tile, x0 : x0 + tile].astype(np.int64)
+        ys, xs = np.indices(patch.shape)
+        valid = (patch >= 0) & (patch < num_classes)
+        ids = patch[valid]
+        # per class: pixel count and the sums of the pixels' x and y. Integer sums are exact in
+        # float64, so sum / count is the value scipy's center_of_mass gives ([41]'s call)
+        count = np.bincount(ids, minlength=num_classes)
+        sum_x = np.bincount(ids, weights=xs[valid].astype(np.float64), minlength=num_classes)
+        sum_y = np.bincount(ids, weights=ys[valid].astype(np.float64), minlength=num_classes)
+        for class_id in np.flatnonzero(count).tolist():
+            cx, cy = sum_x[class_id] / count[class_id], sum_y[class_id] / count[class_id]
             found.append((int(class_id), int(cx) + x0, int(cy) + y0))
     return found
 

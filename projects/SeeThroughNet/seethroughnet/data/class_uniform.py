@@ -284,8 +284,13 @@ class ClassUniformOrder:
             )
 
     def describe(self) -> str:
-        h = hashlib.sha256(self.centroids.tobytes()).hexdigest()[:16]
-        return f"class_uniform pct={self.pct} images={self.num_images} centroids={h}"
+        """What identifies the stream besides the seed (saved with the loader's position)."""
+        if not hasattr(self, "_description"):
+            h = hashlib.sha256(self.centroids.tobytes()).hexdigest()[:16]
+            self._description = (
+                f"class_uniform pct={self.pct} images={self.num_images} centroids={h}"
+            )
+        return self._description
 
     def epoch(self, seed: int, index: int) -> np.ndarray:
         rng = np.random.default_rng([int(seed), int(index)])

@@ -35,8 +35,9 @@ on the 65 native classes).  datasets/README.md lists it as a table. Two variants
 
 * ``mapillary_vistas_cityscapes19_sem_seg_{train,val}`` (default, :data:`MAPILLARY_TO_CITYSCAPES`):
   ``on-rails`` -> 255, so the pre-training sees no Cityscapes ``train`` pixel. This is the paper's
-  stated setting: its Mapillary data "had no train class label" (quoted in issue 23), and its
-  argument about the ``train`` class of Table 6 rests on that premise.
+  stated setting: its Mapillary data "had no train class label" (its words as issue 23 quotes
+  them), and, as the issue reports, the paper builds its argument about the ``train`` class on
+  that premise.
 * ``mapillary_vistas_cityscapes19_onrails_train_sem_seg_{train,val}``
   (:data:`MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN`): ``on-rails`` -> ``train``, unipercept's table
   unchanged (the project's mapping before issue 23).

@@ -213,9 +213,22 @@ def convert_mmseg_checkpoint(
     ``KEY VALUE`` pairs) and write it to ``output`` (atomically); returns the report. ``trusted``:
     read a checkpoint holding other pickled objects (mmengine's ``message_hub``) with the full
     unpickler (``--trust-weights-file``); ``allow_unsafe_config``: ``--allow-unsafe-config``."""
+    from ..checkpoint import UnreadableCheckpointError, check_checkpoint_file  # detectron2
+
     checkpoint, config = os.fspath(checkpoint), os.fspath(config)
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"MMSegmentation checkpoint {checkpoint} does not exist")
+    with open(checkpoint, "rb") as f:
+        magic = f.read(2)
+    if magic[:2] != b"PK" and magic[:1] != b"\x80":  # torch's zip format / a legacy pickle
+        raise MMSegConversionError(
+            f"{checkpoint} is not a PyTorch checkpoint (neither torch's zip format nor a pickle"
+            f"{'; it is empty' if not magic else ''}); give an MMSegmentation .pth file"
+        )
+    try:
+        check_checkpoint_file(checkpoint)  # a zip archive cut short
+    except UnreadableCheckpointError as e:
+        raise MMSegConversionError(str(e)) from None
     try:
         data = load_weights_file(checkpoint, trusted=trusted)
     except (RuntimeError, EOFError, OSError) as e:

@@ -45,7 +45,7 @@ CONFIGS = {  # MODEL.DECODE_HEAD.NAME -> the project's Cityscapes config
     "ann": "ann_R101_cityscapes.yaml",
 }
 CLASS_COUNTS = (19, 21, 60)  # Cityscapes, VOC, Pascal Context (60 classes, as MMSegmentation)
-SIZES = ((64, 64), (64, 96))
+SIZES = ((64, 64), (57, 91))  # the second: odd sides, not multiples of the output stride
 BN_OPTS = ["MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.NORM", "BN"]  # one CPU process
 TOLERANCE = 1e-4
 

@@ -129,6 +129,7 @@ class CPPSegmentor(nn.Module):
         ignore_value: int,
         loss_weight: float = 1.0,
         size_divisibility: int = 32,
+        test_size_divisibility=None,
         check_finite_loss: bool = True,
     ):
         super().__init__()
@@ -138,6 +139,12 @@ class CPPSegmentor(nn.Module):
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
         self.size_divisibility = size_divisibility
+        # inference pads only what the backbone needs (dilated ResNet: nothing, as MMSegmentation's
+        # whole-image test; HRNet: multiples of 32): zero padding changes the logits near the
+        # border and the image-level poolings (PSP bin 1, ASPP image pool)
+        self.test_size_divisibility = (
+            size_divisibility if test_size_divisibility is None else test_size_divisibility
+        )
         self.check_finite_loss = check_finite_loss
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
@@ -155,6 +162,7 @@ class CPPSegmentor(nn.Module):
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "loss_weight": cfg.MODEL.DECODE_HEAD.LOSS_WEIGHT,
             "size_divisibility": max(32, backbone.size_divisibility),
+            "test_size_divisibility": backbone.size_divisibility,
             "check_finite_loss": cfg.SOLVER.CHECK_FINITE_LOSS,
         }
 
@@ -163,9 +171,8 @@ class CPPSegmentor(nn.Module):
         return self.pixel_mean.device
 
     def forward(self, batched_inputs):
-        images = normalized_images(
-            batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility
-        )
+        div = self.size_divisibility if self.training else self.test_size_divisibility
+        images = normalized_images(batched_inputs, self.pixel_mean, self.pixel_std, div)
         features = self.backbone(images.tensor)
         out = self.decode_head(features)
         logits, extra = (

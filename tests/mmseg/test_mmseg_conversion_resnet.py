@@ -29,8 +29,9 @@ import pytest
 import torch
 
 from seethroughnet.config import build_config
-from seethroughnet.conversion.mmseg import convert_mmseg_checkpoint
+from seethroughnet.conversion.mmseg import MMSegConversionError, convert_mmseg_checkpoint
 from seethroughnet.engine import Trainer
+from seethroughnet.utils.safe_load import UnsafeFileError
 
 from mmseg_reference import build_mmseg_model
 
@@ -204,14 +205,12 @@ def test_converted_mmseg_checkpoint_gives_mmseg_logits(head, num_classes, tmp_pa
 
 def test_mmseg_0x_checkpoint_converts(tmp_path):
     """An MMSegmentation 0.x checkpoint (mmcv's ``save_checkpoint``: meta with ``mmcv_version``,
-    ``CLASSES``, ``PALETTE``, ``config``; ``optimizer``): the same state-dict names, except that
-    CCNet checkpoints written with mmcv < 1.3 hold ``decode_head.cca.gamma`` of shape ``(1,)``
-    (later mmcv: ``cca.gamma.scale``, shape ``()``)."""
+    ``CLASSES``, ``PALETTE``, ``config``; ``optimizer``) of CCNet, whose attention weight gamma
+    (0 at initialisation) is set so that it matters."""
     reference = random_mmseg_model("ccnet", 19)
     with torch.no_grad():
-        reference.decode_head.cca.gamma.scale.fill_(0.7)  # 0 at init: make the gamma matter
+        reference.decode_head.cca.gamma.scale.fill_(0.7)
     state = reference.state_dict()
-    state["decode_head.cca.gamma"] = state.pop("decode_head.cca.gamma.scale").reshape(1)
     meta = {
         "mmcv_version": "1.7.0",
         "CLASSES": tuple(f"c{i}" for i in range(19)),
@@ -229,3 +228,44 @@ def test_mmseg_0x_checkpoint_converts(tmp_path):
     project = load_like_eval_only("ccnet", 19, converted)
     assert float(project.decode_head.cca.gamma.detach()) == pytest.approx(0.7)
     assert max_logit_difference(reference, project, 64, 64, seed=3) < TOLERANCE
+
+
+def test_checkpoint_of_another_model_or_class_count_is_refused(tmp_path):
+    """MMSegmentation's PSPNet checkpoint for the DeepLabV3+ config, and its 21-class checkpoint
+    for a 19-class model: one error naming the first mismatching keys, the checkpoint and the
+    config; nothing written."""
+    source, out = tmp_path / "pspnet_voc.pth", tmp_path / "out.pth"
+    save_mmseg_1x(build_mmseg_model("psp", 21), source)
+    config = os.path.join(CFG_DIR, CONFIGS["deeplabv3plus"])
+    with pytest.raises(MMSegConversionError) as e:
+        convert_mmseg_checkpoint(source, config, out, project_config_opts(21))
+    msg = str(e.value)
+    assert str(source) in msg and config in msg and "NAME deeplabv3plus" in msg
+    assert "decode_head.psp_modules.0.1.conv.weight" in msg  # a PSP key with no DeepLabV3+ key
+    assert "decode_head.aspp.branches.0.0.weight" in msg  # a DeepLabV3+ key left empty
+    config = os.path.join(CFG_DIR, CONFIGS["psp"])
+    with pytest.raises(MMSegConversionError, match=r"2 shape mismatches: decode_head.conv_seg"):
+        convert_mmseg_checkpoint(source, config, out, project_config_opts(19))
+    assert sorted(os.listdir(tmp_path)) == ["pspnet_voc.pth"]
+
+
+def test_runner_checkpoint_with_message_hub_needs_trust(tmp_path):
+    """mmengine's ``Runner.save_checkpoint`` also stores the message hub (HistoryBuffer objects):
+    refused by the safe loader, naming the opt-in; converted with it (``--trust-weights-file``)."""
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub.get_instance("test_convert_weights")
+    hub.update_scalar("train/loss", 1.0)
+    model = build_mmseg_model("psp", 19)
+    source, out = tmp_path / "iter_80000.pth", tmp_path / "out.pth"
+    torch.save(
+        {"meta": {"mmengine_version": "0.10.7"}, "state_dict": model.state_dict(),
+         "message_hub": hub.state_dict()},
+        source,
+    )  # fmt: skip
+    config = os.path.join(CFG_DIR, CONFIGS["psp"])
+    with pytest.raises(UnsafeFileError, match="--trust-weights-file"):
+        convert_mmseg_checkpoint(source, config, out, project_config_opts(19))
+    assert not out.exists()
+    report = convert_mmseg_checkpoint(source, config, out, project_config_opts(19), trusted=True)
+    assert report.layout == "MMSegmentation 1.x" and out.exists()

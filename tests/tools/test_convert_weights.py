@@ -157,3 +157,12 @@ def test_state_dict_unmapped_and_missing_keys():
 def test_unknown_model_lists_key_maps():
     with pytest.raises(MMSegConversionError, match="valid choices: .*psp"):
         convert_mmseg_state_dict(_tiny_source(), _tiny_target(), "fcn")
+
+
+def test_ccnet_gamma_of_shape_1_is_accepted():
+    """``decode_head.cca.gamma`` of shape (1,) (the original CCNet code's parameter) as well as
+    mmcv's ``cca.gamma.scale`` (shape ())."""
+    src = _tiny_source()
+    src["decode_head.cca.gamma"] = src.pop("decode_head.cca.gamma.scale").reshape(1)
+    out, _, _ = convert_mmseg_state_dict(src, _tiny_target(), "ccnet")
+    assert float(out["decode_head.cca.gamma"]) == 0.5

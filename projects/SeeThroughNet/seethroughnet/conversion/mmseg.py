@@ -7,10 +7,12 @@
 * MMSegmentation 1.x (mmengine ``Runner.save_checkpoint``): ``{"meta": {..., "mmengine_version",
   "dataset_meta"}, "state_dict": ..., "message_hub", "optimizer", "param_schedulers"}``;
 * MMSegmentation 0.x (mmcv ``save_checkpoint``): ``{"meta": {"mmcv_version", "CLASSES",
-  "PALETTE", "config", ...}, "state_dict": ..., "optimizer"}`` -- the same ``state_dict`` names
-  for the six ResNet models (MMSegmentation 1.x's metafiles list the 0.x-trained files as its own
-  weights); the one difference is CCNet's ``decode_head.cca.gamma`` (shape ``(1,)``, mmcv < 1.3)
-  where mmcv 2.x has ``decode_head.cca.gamma.scale`` (shape ``()``), both mapped;
+  "PALETTE", "config", ...}, "state_dict": ..., "optimizer"}``, with the same ``state_dict``
+  names for the six ResNet models: MMSegmentation 1.2.2's metafiles list the 0.x-trained files
+  (``download.openmmlab.com/mmsegmentation/v0.5/...``, 2020) as its own weights of these models,
+  and its modules (ResNetV1c, the heads, mmcv's ConvModule / CrissCrossAttention) keep the names;
+  CCNet's ``decode_head.cca.gamma`` (a shape-``(1,)`` parameter, the original CCNet code's name) is
+  accepted beside mmcv's ``cca.gamma.scale`` (shape ``()``);
 * a bare state dict (names -> tensors).
 
 A ``module.`` prefix (a checkpoint saved from a ``DataParallel`` model) is removed, as mmengine's

@@ -140,8 +140,8 @@ HEAD_RULES: Dict[str, Sequence[Tuple[str, str, str]]] = {
 }
 #: single parameters, ``source key -> project key`` (relative to ``decode_head.``)
 _HEAD_PARAMS: Dict[str, Dict[str, str]] = {
-    # mmcv >= 1.3's CrissCrossAttention: ``Scale(0.)`` (a 0-d parameter); earlier mmcv (the 2020
-    # CCNet checkpoints): ``nn.Parameter(torch.zeros(1))`` named ``gamma``
+    # mmcv's CrissCrossAttention: ``Scale(0.)`` (a 0-d parameter ``gamma.scale``); also accepted:
+    # ``gamma``, shape (1,), the original CCNet code's ``nn.Parameter(torch.zeros(1))``
     "ccnet": {"cca.gamma.scale": "cca.gamma", "cca.gamma": "cca.gamma"},
 }
 _PLACEHOLDERS = {"{i}": r"(?P<i>\d+)", "{part}": r"(?P<part>fusion|context)"}

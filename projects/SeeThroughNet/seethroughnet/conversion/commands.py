@@ -62,8 +62,8 @@ def _mmseg(args) -> int:
         return 1
     print(report.summary())
     print(
-        f"evaluate: train_net.py --config-file {args.config} --eval-only MODEL.WEIGHTS "
-        f"{args.output} {' '.join(args.opts)}".rstrip()
+        f"evaluate: projects/SeeThroughNet/train_net.py --config-file {args.config} --eval-only "
+        f"MODEL.WEIGHTS {args.output} {' '.join(args.opts)}".rstrip()
     )
     return 0
 

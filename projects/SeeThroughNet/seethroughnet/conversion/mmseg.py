@@ -10,10 +10,15 @@
   "PALETTE", "config", ...}, "state_dict": ..., "optimizer"}``, with the same ``state_dict``
   names for the six ResNet models: MMSegmentation 1.2.2's metafiles list the 0.x-trained files
   (``download.openmmlab.com/mmsegmentation/v0.5/...``, 2020) as its own weights of these models,
-  and its modules (ResNetV1c, the heads, mmcv's ConvModule / CrissCrossAttention) keep the names;
+  and its ``init_model`` loads them (reading 0.x's ``CLASSES`` / ``PALETTE`` meta) with mmengine's
+  ``load_checkpoint`` and no key renaming;
   CCNet's ``decode_head.cca.gamma`` (a shape-``(1,)`` parameter, the original CCNet code's name) is
   accepted beside mmcv's ``cca.gamma.scale`` (shape ``()``);
 * a bare state dict (names -> tensors).
+
+A checkpoint that mmengine's ``Runner`` wrote during training also holds its ``message_hub``
+(pickled ``HistoryBuffer`` objects): the safe loader refuses it, naming the opt-in
+(``--trust-weights-file``, ``trusted=True``), which only a file from a trusted source should get.
 
 A ``module.`` prefix (a checkpoint saved from a ``DataParallel`` model) is removed, as mmengine's
 ``load_checkpoint`` does. The ``auxiliary_head.*`` keys (MMSegmentation's one FCN auxiliary head on

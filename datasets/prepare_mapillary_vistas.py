@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Prepare Mapillary Vistas v1.2 for ``mapillary_vistas_cityscapes19_sem_seg_{train,val}``.
+"""Prepare Mapillary Vistas v1.2 for ``mapillary_vistas_cityscapes19[_onrails_train]_sem_seg_*``.
 
     python datasets/prepare_mapillary_vistas.py   # under $DETECTRON2_DATASETS, else datasets/
     python datasets/prepare_mapillary_vistas.py --root /data
 
 In ``mapillary_vistas/``: reads the 66 labels of ``config_v1.2.json`` (else ``config.json``) and
-writes, for ``training`` and ``validation``, ``<split>/labels_cityscapes19/<stem>.png`` from the
-native label PNGs (``<split>/v1.2/labels/`` or ``<split>/labels/``): each Mapillary label becomes
-its Cityscapes trainId by name (the table in datasets/README.md), every other label 255. Every
+writes, for ``training`` and ``validation`` and for each of the two Cityscapes-19 variants,
+``<split>/labels_cityscapes19_onrails_ignored/<stem>.png`` (the default datasets
+``mapillary_vistas_cityscapes19_sem_seg_*``: ``object--vehicle--on-rails`` -> 255) and
+``<split>/labels_cityscapes19_onrails_train/<stem>.png`` (the switch,
+``mapillary_vistas_cityscapes19_onrails_train_sem_seg_*``: on-rails -> train), from the native
+label PNGs (``<split>/v1.2/labels/`` or ``<split>/labels/``): each Mapillary label becomes its
+Cityscapes trainId by name (the table in datasets/README.md), every other label 255. Every
 file is written atomically; a file already written and newer than its source is skipped, so a
 second run (or one after an interruption) only does what is left. A label value above 65 stops
 the run with an error naming the file. The native dataset (``mapillary_vistas_sem_seg_*``) needs
@@ -45,18 +49,21 @@ def _up_to_date(dst: str, src: str) -> bool:
     return os.path.isfile(dst) and os.path.getmtime(dst) >= os.path.getmtime(src)
 
 
-def convert_label(src: str, dst: str, lut: np.ndarray) -> None:
-    """Write ``lut[label]`` of the native label PNG ``src`` to ``dst`` (8-bit, atomically).
-    A missing or corrupt file, or one holding a value above 65, is a ``ValueError`` naming it."""
+def convert_label(src: str, dsts: Dict[str, np.ndarray]) -> None:
+    """Write ``lut[label]`` of the native label PNG ``src`` to each ``dst`` of ``dsts``
+    (``{dst: lut}``; 8-bit, atomically), reading ``src`` once. A missing or corrupt file, or one
+    holding a value above 65, is a ``ValueError`` naming it."""
     native = label_files.read_label(src, NATIVE_VALUES)
-    with atomic_path(dst) as tmp:
-        Image.fromarray(lut[native]).save(tmp, format="PNG")
+    for dst, lut in dsts.items():
+        with atomic_path(dst) as tmp:
+            Image.fromarray(lut[native]).save(tmp, format="PNG")
 
 
 def prepare_mapillary_vistas(
     root: Optional[str] = None, progress: bool = True, overwrite: bool = False
 ) -> Dict[str, str]:
-    """Write the Cityscapes-19 label folders; returns ``{label folder written: native folder}``
+    """Write the Cityscapes-19 label folders of both variants
+    (``mapillary_vistas.MAPPED_LABEL_DIRS``); returns ``{label folder written: native folder}``
     for the splits that have native labels (none when the dataset folder is absent). A label
     already converted and newer than its source is kept unless ``overwrite`` (``--overwrite``:
     after replacing the config file, say)."""
@@ -64,20 +71,32 @@ def prepare_mapillary_vistas(
     if not os.path.isdir(droot):
         return {}
     config, label_dir = mapillary_vistas.find_layout(droot)
-    lut = mapillary_vistas.cityscapes19_lut(mapillary_vistas.read_mapillary_labels(config))
+    labels = mapillary_vistas.read_mapillary_labels(config)
+    luts = {  # label folder (inside a split folder) -> its look-up table
+        mapillary_vistas.MAPPED_LABEL_DIRS[variant]: mapillary_vistas.cityscapes19_lut(
+            labels, mapping
+        )
+        for variant, mapping in mapillary_vistas.CITYSCAPES19_MAPPINGS.items()
+    }
     written = {}
     for split in SPLITS:
         src_dir = os.path.join(droot, split, label_dir)
         if not os.path.isdir(src_dir):
             continue
-        dst_dir = os.path.join(droot, split, mapillary_vistas.MAPPED_LABEL_DIR)
+        dst_dirs = {os.path.join(droot, split, d): lut for d, lut in luts.items()}
         names = sorted(f for f in os.listdir(src_dir) if f.endswith(".png"))
         for fn in tqdm(names, desc=f"mapillary {split} -> cityscapes19", disable=not progress):
-            src, dst = os.path.join(src_dir, fn), os.path.join(dst_dir, fn)
-            if overwrite or not _up_to_date(dst, src):
-                convert_label(src, dst, lut)
-        os.makedirs(dst_dir, exist_ok=True)
-        written[dst_dir] = src_dir
+            src = os.path.join(src_dir, fn)
+            todo = {
+                os.path.join(d, fn): lut
+                for d, lut in dst_dirs.items()
+                if overwrite or not _up_to_date(os.path.join(d, fn), src)
+            }
+            if todo:
+                convert_label(src, todo)
+        for dst_dir in dst_dirs:
+            os.makedirs(dst_dir, exist_ok=True)
+            written[dst_dir] = src_dir
     return written
 
 

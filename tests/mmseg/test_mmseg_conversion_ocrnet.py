@@ -114,3 +114,34 @@ def test_key_map_is_registered_and_names_both_heads():
         ),
         "decode_head.1.conv_seg.weight": "decode_head.ocr.classifier.weight",
     }
+
+
+def test_ocrnet_checkpoint_file_converts_and_loads_like_eval_only(tmp_path):
+    """The whole path for OCRNet: an MMSegmentation 1.x checkpoint file, convert_mmseg_checkpoint
+    (``tools/convert_weights.py mmseg``), then ``train_net.py --eval-only MODEL.WEIGHTS``'s loading
+    (``Trainer.build_model`` + the strict checkpointer): MMSegmentation's logits. OCRNet has no
+    auxiliary head in MMSegmentation, so nothing is dropped; the CPP heads are new."""
+    from seethroughnet.conversion.mmseg import convert_mmseg_checkpoint
+    from seethroughnet.engine import Trainer
+
+    torch.manual_seed(7)
+    reference = build_mmseg_model("ocr", 19)
+    randomize_batchnorms_(reference, seed=8)
+    source, converted = tmp_path / "ocrnet_hr48.pth", tmp_path / "converted.pth"
+    meta = {"mmengine_version": "0.10.7", "dataset_meta": {"classes": tuple(range(19))}}
+    torch.save({"meta": meta, "state_dict": reference.state_dict()}, source)
+    opts = BN_OPTS + ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "19"]
+    report = convert_mmseg_checkpoint(source, CONFIG, converted, opts)
+    assert report.model == "ocr" and report.dropped == []
+    assert len(report.loaded) == len(reference.state_dict())
+    assert report.new and all(k.startswith("aux_heads.") for k in report.new)
+    cfg = build_config(CONFIG, opts + ["MODEL.WEIGHTS", str(converted), "MODEL.DEVICE", "cpu"])
+    ours = Trainer.build_model(cfg)
+    Trainer.build_checkpointer(cfg, ours).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    ours.eval()
+    image = 255 * torch.rand(3, 64, 96, generator=torch.Generator().manual_seed(3))
+    mean, std = ours.pixel_mean.view(3, 1, 1), ours.pixel_std.view(3, 1, 1)
+    with torch.no_grad():
+        expected = reference.encode_decode(((image - mean) / std)[None], [dict(img_shape=(64, 96))])
+        got = ours([{"image": image, "height": 64, "width": 96}])[0]["sem_seg"]
+    assert (got - expected[0]).abs().max().item() < 1e-4

@@ -7,9 +7,15 @@ Structure, from coarse to fine over the HRNetV2 branches at strides 32, 16, 8, 4
 * **Multi-scale attention masks** ``alpha_s`` (paper: "trainable relative attention masks between
   adjacent-scale semantic maps", Figure 4 blue box), one per pair of adjacent scales. The paper
   does not spell out the generator; we follow its description ("generated from the same-scale
-  features and coarse segmentation") and Tao et al.'s attention head:
-  ``alpha_s = sigmoid(conv1x1(ReLU(BN(conv3x3(concat(F_s, X_s))))))``, one channel, computed at
-  the *coarser* scale ``s`` of the pair (the map that gets up-sampled).
+  features and coarse segmentation") with a generator of this project's own:
+  ``alpha_s = sigmoid(conv1x1_bias(ReLU(BN(conv3x3_nobias(concat(F_s, X_s))))))``, one channel,
+  computed at the *coarser* scale ``s`` of the pair (the map that gets up-sampled). It is **not**
+  Tao et al.'s attention head (:class:`~.scale_attention.ScaleAttentionHead`, which [41]'s
+  ``network/utils.py:make_attn_head`` defines with two 3x3 conv-BN-ReLU layers and a 1x1 conv
+  without bias): it has one 3x3 layer, as [41]'s head with its ``--mscale_no3x3`` option
+  (``MODEL.MSCALE_INNER_3x3 = False``), and its 1x1 conv has a bias, which [41]'s has in neither
+  form. Only the hidden width (256, ``attention_channels``) is taken from [41]
+  (``MODEL.SEGATTN_BOT_CH``).
 * **Sequential aggregation** (Eq. 3). The paper writes
   ``X' = mu(alpha * X'_s) + (1 - mu(alpha)) * X'_{s+1}`` with ``mu`` bilinear up-sampling
   "applied to the smaller map". Our reading: index ``s`` is the smaller (coarser) map, ``s+1`` the
@@ -30,7 +36,9 @@ Structure, from coarse to fine over the HRNetV2 branches at strides 32, 16, 8, 4
 Outputs (all logits, ``K`` channels): the coarse maps ``coarse_{32,16,8,4}``, the aggregated maps
 ``agg_{16,8,4}``, the masks ``attn_{32,16,8}`` (when used), and ``soft_regions`` (= ``agg_4``, the
 soft object regions the OCR head consumes). The CPP auxiliary losses of Eq. 6 go on
-``coarse_{16,8,4}`` (default) or ``agg_{16,8,4}`` (``SeeThroughNet(cpp_on=...)``).
+``coarse_{16,8,4}`` (default) or ``agg_{16,8,4}`` (``SeeThroughNet(cpp_on=...)``): under the
+default no loss term acts on ``soft_regions``, ``agg_{16,8}``, ``coarse_32`` or the masks other
+than through the OCR head (docs/seethroughnet_model.md, "Eq. 6: which maps carry the CPP losses").
 """
 
 from __future__ import annotations
@@ -89,8 +97,8 @@ class SeeThroughDecoder(nn.Module):
         num_classes: ``K``.
         head_channels: hidden width of every coarse head's 3x3 conv; ``None`` keeps the branch
             width (as HRNet-OCR's auxiliary head does).
-        attention_channels: hidden width of every attention-mask generator's 3x3 conv (paper
-            silent; 256 as in Tao et al.'s attention head).
+        attention_channels: hidden width of every attention-mask generator's single 3x3 conv
+            (paper silent; 256, the hidden width of Tao et al.'s attention head).
         use_scale_attention: Eq. 3 with masks (True) or plain sum after up-sampling (False,
             ablation of Table 4).
         norm: ``"BN"`` or ``"SyncBN"`` for the heads.
@@ -121,6 +129,8 @@ class SeeThroughDecoder(nn.Module):
                 ConvNormAct(c, hidden, 3, norm=norm), nn.Conv2d(hidden, num_classes, 1)
             )
         self.attention_heads = nn.ModuleDict()
+        # the mask generators: one 3x3 conv-BN-ReLU, a biased 1x1 conv, sigmoid (not Tao et al.'s
+        # two-3x3 head; see the module docstring)
         if use_scale_attention:
             for name, _ in _SCALES[:-1]:
                 c = in_channels[name] + num_classes

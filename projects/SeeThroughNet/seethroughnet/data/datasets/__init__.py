@@ -10,7 +10,9 @@ Importing this package registers (via :func:`register_all`):
   NYUv2 40 (:mod:`.nyuv2`), from the pairs files their ``datasets/prepare_*.py`` scripts write;
 * Mapillary Vistas v1.2 (:mod:`.mapillary_vistas`): ``mapillary_vistas_sem_seg_{train,val}`` (65
   native classes, ignore 65) and ``mapillary_vistas_cityscapes19_sem_seg_{train,val}`` (mapped to
-  the 19 Cityscapes classes by ``datasets/prepare_mapillary_vistas.py``).
+  the 19 Cityscapes classes by ``datasets/prepare_mapillary_vistas.py``, ``on-rails`` ignored as
+  the paper's Mapillary data has no train label; ``..._cityscapes19_onrails_train_...``: on-rails
+  -> train).
 
 Registration touches no files; loading (``DatasetCatalog.get``) validates the files and
 raises :class:`DatasetError` naming the file and what to do.  ``SEETHROUGHNET_VALIDATE``

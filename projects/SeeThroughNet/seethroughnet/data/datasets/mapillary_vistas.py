@@ -1,6 +1,6 @@
 """Mapillary Vistas v1.2 (66 labels): ``mapillary_vistas_sem_seg_{train,val}`` in the dataset's own
-classes, and ``mapillary_vistas_cityscapes19_sem_seg_{train,val}`` mapped to the 19 Cityscapes
-training classes (for pre-training a Cityscapes model, Table 6 of the paper).
+classes, and ``mapillary_vistas_cityscapes19[_onrails_train]_sem_seg_{train,val}`` mapped to the 19
+Cityscapes training classes (for pre-training a Cityscapes model, Table 6 of the paper).
 
 Layout under ``$DETECTRON2_DATASETS/mapillary_vistas`` (default ``datasets/mapillary_vistas``), as
 the research edition unpacks; two label layouts are recognised:
@@ -13,7 +13,8 @@ the research edition unpacks; two label layouts are recognised:
     {training,validation}/images/*.jpg
     {training,validation}/v1.2/labels/*.png
 
-    {training,validation}/labels_cityscapes19/*.png   # python datasets/prepare_mapillary_vistas.py
+    {training,validation}/labels_cityscapes19_onrails_{ignored,train}/*.png
+                                       # python datasets/prepare_mapillary_vistas.py
 
 Sources for the layout: the dataset's own README (v1.0: "{training,validation}/images",
 "{training,validation}/labels", 8-bit, 66 object classes), NVIDIA/semantic-segmentation
@@ -25,11 +26,27 @@ Sources for the layout: the dataset's own README (v1.0: "{training,validation}/i
 as NVIDIA/semantic-segmentation trains it (``num_classes = 65``, ``ignore_label = 65``): the label
 files are read unchanged; the project's mapper rewrites 65 to ``MODEL.SEM_SEG_HEAD.IGNORE_VALUE``.
 
-**The Cityscapes-19 dataset** reads labels that ``datasets/prepare_mapillary_vistas.py`` writes
-once from the native ones through :data:`MAPILLARY_TO_CITYSCAPES` (every other label -> 255).
-The mapping, by label name, follows ``CLASSES_AS_CITYSCAPES`` of kurt-stolle/unipercept
+**The Cityscapes-19 datasets** read labels that ``datasets/prepare_mapillary_vistas.py`` writes
+once from the native ones through a name table (every label the table does not list -> 255). The
+table follows ``CLASSES_AS_CITYSCAPES`` of kurt-stolle/unipercept
 (``sources/unipercept/data/sets/vistas.py``); NVIDIA/semantic-segmentation has none (it pre-trains
-on the 65 native classes).  datasets/README.md lists it as a table.
+on the 65 native classes).  datasets/README.md lists it as a table. Two variants, differing only in
+``object--vehicle--on-rails``:
+
+* ``mapillary_vistas_cityscapes19_sem_seg_{train,val}`` (default, :data:`MAPILLARY_TO_CITYSCAPES`):
+  ``on-rails`` -> 255, so the pre-training sees no Cityscapes ``train`` pixel. This is the paper's
+  stated setting: its Mapillary data "had no train class label" (its words as issue 23 quotes
+  them), and, as the issue reports, the paper builds its argument about the ``train`` class on
+  that premise.
+* ``mapillary_vistas_cityscapes19_onrails_train_sem_seg_{train,val}``
+  (:data:`MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN`): ``on-rails`` -> ``train``, unipercept's table
+  unchanged (the project's mapping before issue 23).
+
+The switch is the dataset name (``DATASETS.TRAIN`` / ``DATASETS.TEST``), not a config key: each
+variant is a different set of label files on disk (:data:`MAPPED_LABEL_DIRS`), and the names are
+registered when the package is imported, before any config is read. The prepare script writes both
+folders. Neither folder is the ``labels_cityscapes19`` that earlier versions of the script wrote
+(with ``on-rails`` -> ``train``), so such a folder is never read by mistake.
 
 Registration touches no files. Loading reads the dataset's config file: it must list exactly the
 66 v1.2 labels in v1.2 order (:data:`MAPILLARY_V12_LABELS`), else a :class:`DatasetError` names the
@@ -52,9 +69,11 @@ from .validation import DatasetError
 __all__ = [
     "MAPILLARY_V12_LABELS",
     "MAPILLARY_TO_CITYSCAPES",
+    "MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN",
+    "CITYSCAPES19_MAPPINGS",
     "MAPILLARY_IGNORE_LABEL",
     "MAPILLARY_SPLITS",
-    "MAPPED_LABEL_DIR",
+    "MAPPED_LABEL_DIRS",
     "mapillary_root",
     "find_layout",
     "read_mapillary_labels",
@@ -91,7 +110,10 @@ MAPILLARY_V12_LABELS = [
 MAPILLARY_IGNORE_LABEL = 65  # "void--unlabeled"
 
 #: Mapillary label name -> Cityscapes training class; labels not listed become 255 (ignored).
-#: Source: kurt-stolle/unipercept, sources/unipercept/data/sets/vistas.py, CLASSES_AS_CITYSCAPES.
+#: Source: kurt-stolle/unipercept, sources/unipercept/data/sets/vistas.py, CLASSES_AS_CITYSCAPES,
+#: except ``object--vehicle--on-rails`` (unipercept: ``train``), left out here so that it becomes
+#: 255: the paper's Mapillary data "had no train class label" (issue 23; the default, see the
+#: module docstring). :data:`MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN` is unipercept's table whole.
 MAPILLARY_TO_CITYSCAPES: Dict[str, str] = {
     "construction--flat--road": "road",
     "construction--flat--bike-lane": "road",
@@ -126,20 +148,44 @@ MAPILLARY_TO_CITYSCAPES: Dict[str, str] = {
     "object--vehicle--car": "car",
     "object--vehicle--truck": "truck",
     "object--vehicle--bus": "bus",
-    "object--vehicle--on-rails": "train",
     "object--vehicle--motorcycle": "motorcycle",
     "object--vehicle--bicycle": "bicycle",
 }
 
-#: registered name -> (split folder, Cityscapes-19 mapped?)
-MAPILLARY_SPLITS: Dict[str, Tuple[str, bool]] = {
-    "mapillary_vistas_sem_seg_train": ("training", False),
-    "mapillary_vistas_sem_seg_val": ("validation", False),
-    "mapillary_vistas_cityscapes19_sem_seg_train": ("training", True),
-    "mapillary_vistas_cityscapes19_sem_seg_val": ("validation", True),
+#: the switch's table: unipercept's CLASSES_AS_CITYSCAPES whole, ``on-rails`` -> ``train``.
+MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN: Dict[str, str] = {
+    **MAPILLARY_TO_CITYSCAPES,
+    "object--vehicle--on-rails": "train",
 }
-#: where the prepare script writes the Cityscapes-19 labels, inside each split folder
-MAPPED_LABEL_DIR = "labels_cityscapes19"
+
+#: Cityscapes-19 variant -> its name table
+CITYSCAPES19_MAPPINGS: Dict[str, Dict[str, str]] = {
+    "cityscapes19": MAPILLARY_TO_CITYSCAPES,
+    "cityscapes19_onrails_train": MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN,
+}
+#: Cityscapes-19 variant -> the folder, inside each split folder, where the prepare script writes
+#: its labels (named after the on-rails rule; not the ``labels_cityscapes19`` of earlier versions)
+MAPPED_LABEL_DIRS: Dict[str, str] = {
+    "cityscapes19": "labels_cityscapes19_onrails_ignored",
+    "cityscapes19_onrails_train": "labels_cityscapes19_onrails_train",
+}
+
+#: registered name -> (split folder, Cityscapes-19 variant of :data:`CITYSCAPES19_MAPPINGS`, or
+#: ``None`` for the native 65 classes)
+MAPILLARY_SPLITS: Dict[str, Tuple[str, Optional[str]]] = {
+    "mapillary_vistas_sem_seg_train": ("training", None),
+    "mapillary_vistas_sem_seg_val": ("validation", None),
+    "mapillary_vistas_cityscapes19_sem_seg_train": ("training", "cityscapes19"),
+    "mapillary_vistas_cityscapes19_sem_seg_val": ("validation", "cityscapes19"),
+    "mapillary_vistas_cityscapes19_onrails_train_sem_seg_train": (
+        "training",
+        "cityscapes19_onrails_train",
+    ),
+    "mapillary_vistas_cityscapes19_onrails_train_sem_seg_val": (
+        "validation",
+        "cityscapes19_onrails_train",
+    ),
+}
 #: config file -> the label folder (relative to a split folder) it goes with, in look-up order
 LAYOUTS = (("config_v1.2.json", "v1.2/labels"), ("config.json", "labels"))
 PREPARE = "datasets/prepare_mapillary_vistas.py"
@@ -215,25 +261,27 @@ def read_mapillary_labels(config_path: str) -> List[dict]:
     return labels
 
 
-def cityscapes19_lut(labels: List[dict]) -> np.ndarray:
+def cityscapes19_lut(labels: List[dict], mapping: Optional[Dict[str, str]] = None) -> np.ndarray:
     """A 256-entry uint8 look-up table: Mapillary label index -> Cityscapes trainId (0..18) per
-    :data:`MAPILLARY_TO_CITYSCAPES` (by the ``name`` of ``labels[i]``), 255 for every other
-    index (unmapped labels and values 66..255, which no v1.2 label file holds)."""
+    ``mapping`` (default :data:`MAPILLARY_TO_CITYSCAPES`; by the ``name`` of ``labels[i]``), 255
+    for every other index (unmapped labels and values 66..255, which no v1.2 label file holds)."""
+    mapping = MAPILLARY_TO_CITYSCAPES if mapping is None else mapping
     lut = np.full(256, 255, np.uint8)
     for i, entry in enumerate(labels):
-        cls = MAPILLARY_TO_CITYSCAPES.get(entry["name"])
+        cls = mapping.get(entry["name"])
         if cls is not None:
             lut[i] = CITYSCAPES_STUFF_CLASSES.index(cls)
     return lut
 
 
-def load_mapillary_vistas(name: str, root: str, split: str, mapped: bool) -> List[dict]:
-    """Check the config file, then list and validate one split (detectron2 dicts)."""
+def load_mapillary_vistas(name: str, root: str, split: str, mapped: Optional[str]) -> List[dict]:
+    """Check the config file, then list and validate one split (detectron2 dicts); ``mapped``:
+    the Cityscapes-19 variant (:data:`MAPPED_LABEL_DIRS`) or ``None`` for the native labels."""
     config, label_dir = find_layout(root)
     read_mapillary_labels(config)
     split_root = os.path.join(root, split)
     if mapped:
-        label_root = os.path.join(split_root, MAPPED_LABEL_DIR)
+        label_root = os.path.join(split_root, MAPPED_LABEL_DIRS[mapped])
         k, ignore = len(CITYSCAPES_STUFF_CLASSES), 255
         hint = (
             f"The Cityscapes-19 labels are written by `python {PREPARE}` (once, after unpacking); "
@@ -257,10 +305,11 @@ def load_mapillary_vistas(name: str, root: str, split: str, mapped: bool) -> Lis
 
 
 def register_mapillary_vistas(root: Optional[str] = None) -> List[str]:
-    """Register the four names of :data:`MAPILLARY_SPLITS` (idempotent) under ``root`` (default
+    """Register the six names of :data:`MAPILLARY_SPLITS` (idempotent) under ``root`` (default
     :func:`mapillary_root`). Metadata: the 65 native classes (ignore 65; colours from
     :func:`default_colors`, the dataset's own being in its config file) or the Cityscapes-19
-    classes and colours (ignore 255); ``evaluator_type="sem_seg"``."""
+    classes and colours (ignore 255, ``cityscapes19_mapping`` the variant's name table);
+    ``evaluator_type="sem_seg"``."""
     root = os.path.expanduser(root) if root is not None else mapillary_root()
     names = []
     for name, (split, mapped) in MAPILLARY_SPLITS.items():
@@ -281,7 +330,8 @@ def register_mapillary_vistas(root: Optional[str] = None) -> List[str]:
                 stuff_classes=list(CITYSCAPES_STUFF_CLASSES),
                 stuff_colors=[tuple(c) for c in CITYSCAPES_STUFF_COLORS],
                 ignore_label=255,
-                sem_seg_root=os.path.join(root, split, MAPPED_LABEL_DIR),
+                sem_seg_root=os.path.join(root, split, MAPPED_LABEL_DIRS[mapped]),
+                cityscapes19_mapping=dict(CITYSCAPES19_MAPPINGS[mapped]),
             )
         else:  # the label folder depends on the layout, known only when loading
             classes = MAPILLARY_V12_LABELS[:MAPILLARY_IGNORE_LABEL]

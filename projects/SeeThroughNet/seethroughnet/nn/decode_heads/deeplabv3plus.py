@@ -7,8 +7,9 @@ Convolution for Semantic Image Segmentation", ECCV 2018).
   Xception-style "atrous separable convolution" of DeepLabV3+ Sec. 3.2, as in MMSegmentation's
   ``DepthwiseSeparableASPPHead``).
 * Decoder (Sec. 3.1, Fig. 2): the low-level feature (stride 4, ``res2``) projected to 48 channels
-  by a 1x1 conv, concatenated with the 4x-up-sampled ASPP output, two 3x3 convs (``channels``),
-  classifier at stride 4.
+  by a 1x1 conv, concatenated after the 4x-up-sampled ASPP output (MMSegmentation's
+  ``DepthwiseSeparableASPPHead`` order ``[ASPP, low-level]``, which its checkpoints' first fusion
+  conv expects), two 3x3 convs (``channels``), classifier at stride 4.
 """
 
 from __future__ import annotations
@@ -97,5 +98,5 @@ class DeepLabV3PlusHead(DecodeHead):
         feats = self.inputs(features)
         low, high = feats[0], feats[-1]
         x = resize(self.aspp(high), low.shape[-2:])
-        x = self.fuse(torch.cat([self.low_proj(low), x], dim=1))
+        x = self.fuse(torch.cat([x, self.low_proj(low)], dim=1))
         return self.cls_seg(x)

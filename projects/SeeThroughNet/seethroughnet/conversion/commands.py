@@ -1,0 +1,73 @@
+"""``tools/convert_weights.py``: published checkpoints of other code bases -> the project's models.
+
+    tools/convert_weights.py mmseg --config <project config> <mmseg .pth> <out .pth> [KEY VALUE ...]
+
+``mmseg``: an MMSegmentation 1.x / 0.x checkpoint of a Table 1 model
+(:mod:`seethroughnet.conversion.mmseg`), converted for the model the project config builds
+(``KEY VALUE`` pairs override the config, e.g. ``MODEL.SEM_SEG_HEAD.NUM_CLASSES 21`` for a VOC
+checkpoint); prints what was loaded, dropped (MMSegmentation's auxiliary FCN head) and newly
+initialised (the CPP auxiliary heads). Then
+``train_net.py --config-file <project config> --eval-only MODEL.WEIGHTS <out .pth>`` evaluates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..utils.safe_load import UnsafeFileError, add_safety_arguments
+
+__all__ = ["parser", "main"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="convert_weights.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    mm = sub.add_parser(
+        "mmseg",
+        help="an MMSegmentation checkpoint of a Table 1 model",
+        description="Convert an MMSegmentation (1.x or 0.x) checkpoint for the project model of "
+        "--config; the auxiliary FCN head is dropped, the CPP auxiliary heads start from their "
+        "initialisation.",
+    )
+    mm.add_argument("--config", required=True, help="the project config of the same model")
+    mm.add_argument("checkpoint", help="the MMSegmentation .pth file")
+    mm.add_argument("output", help="the converted checkpoint to write (MODEL.WEIGHTS)")
+    mm.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    add_safety_arguments(mm)
+    return p
+
+
+def _mmseg(args) -> int:
+    from .mmseg import MMSegConversionError, convert_mmseg_checkpoint
+
+    if len(args.opts) % 2:
+        print(f"error: config overrides come in KEY VALUE pairs, got {args.opts}", file=sys.stderr)
+        return 2
+    try:
+        report = convert_mmseg_checkpoint(
+            args.checkpoint,
+            args.config,
+            args.output,
+            args.opts,
+            trusted=args.trust_weights_file,
+            allow_unsafe_config=args.allow_unsafe_config,
+        )
+    except (MMSegConversionError, UnsafeFileError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    print(
+        f"evaluate: projects/SeeThroughNet/train_net.py --config-file {args.config} --eval-only "
+        f"MODEL.WEIGHTS {args.output} {' '.join(args.opts)}".rstrip()
+    )
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    return {"mmseg": _mmseg}[args.source](args)

@@ -292,10 +292,13 @@ def convert_reference_state_dict(
             f"checkpoint converts to: {', '.join(sorted(maps))}; SeeThroughNet configs or the "
             "OCRNet-HRNet configs/CPP-Plugin/ocrnet_HRW48_*.yaml); nothing was written"
         )
-    canonical, folded = fold_conv_biases(canonical_state_dict(source, state))
+    canonical = canonical_state_dict(source, state)
     drop_prefix, _ = _DROPPED[model]
     dropped = sorted(k for k in canonical if drop_prefix and k.startswith(drop_prefix))
-    kept = [k for k in canonical if k not in set(dropped)]
+    canonical, folded = fold_conv_biases(
+        {k: v for k, v in canonical.items() if k not in set(dropped)}
+    )
+    kept = list(canonical)
     mapping = maps[model](kept)
     parts, _ = mapping_problems(canonical, target, mapping, _REQUIRED[model], kept)
     if parts:

@@ -184,3 +184,25 @@ def test_command_line_writes_only_a_good_conversion(tmp_path, capsys):
         notes.write_text("hello")
         convert_reference_checkpoint("hrnet_ocr", notes, OCRNET, tmp_path / "x.pth", OPTS)
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_mapillary_classes_need_new_classifiers(stn_target):
+    state = _fake_state("nvidia_hrnet_mscale_w48.json.gz")
+    state["ocr.cls_head.weight"], state["ocr.cls_head.bias"] = (
+        torch.zeros(65, 512, 1, 1),
+        torch.zeros(65),
+    )
+    state["ocr.aux_head.2.weight"], state["ocr.aux_head.2.bias"] = (
+        torch.zeros(65, 720, 1, 1),
+        torch.zeros(65),
+    )
+    with pytest.raises(ReferenceConversionError, match="shape mismatches: ocr.cls_head"):
+        convert_reference_state_dict("nvidia", state, stn_target, "seethroughnet")
+    converted, dropped, new, _ = convert_reference_state_dict(
+        "nvidia", state, stn_target, "seethroughnet", new_classifiers=True
+    )
+    assert {"net.ocr.classifier.weight", "net.ocr.classifier.bias"} <= set(new)
+    assert "ocr.cls_head.weight" in dropped
+    assert torch.equal(
+        converted["net.ocr.classifier.weight"], stn_target["net.ocr.classifier.weight"]
+    )

@@ -62,6 +62,13 @@ def parser() -> argparse.ArgumentParser:
         ref.add_argument("--config", required=True, help="the project config to convert for")
         ref.add_argument("checkpoint", help=f"the {source} .pth file")
         ref.add_argument("output", help="the converted checkpoint to write (MODEL.WEIGHTS)")
+        ref.add_argument(
+            "--new-classifiers",
+            action="store_true",
+            help="a checkpoint trained on other classes (NVIDIA's Mapillary ones: 65): its "
+            "class-count layers (cls_head, aux_head's last conv) keep the project's "
+            "initialisation, as NVIDIA's forgiving_state_restore does",
+        )
         ref.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
         add_safety_arguments(ref)
     return p
@@ -109,6 +116,7 @@ def _reference(args) -> int:
             args.opts,
             trusted=args.trust_weights_file,
             allow_unsafe_config=args.allow_unsafe_config,
+            new_classifiers=args.new_classifiers,
         )
     except (ConversionError, UnsafeFileError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

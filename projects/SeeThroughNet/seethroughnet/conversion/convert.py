@@ -88,11 +88,13 @@ def mapping_problems(
     mapping: Mapping[str, str],
     required: Sequence[str],
     kept: Optional[Sequence[str]] = None,
+    optional: Sequence[str] = (),
 ) -> Tuple[List[str], Dict[str, List[str]]]:
     """``(problems, by_target)``: ``problems`` lists (first keys of each kind) the source keys in
     ``kept`` (default: all of ``state``) that ``mapping`` leaves out, mapped keys the model lacks,
     project keys mapped twice, ``required`` prefixes' project keys left empty and shape
-    mismatches; ``by_target`` is ``{project key: [source keys]}``."""
+    mismatches (project keys in ``optional`` may stay empty); ``by_target`` is ``{project key:
+    [source keys]}``."""
     kept = list(state) if kept is None else list(kept)
     unmapped = [k for k in kept if k not in mapping]
     unknown = sorted(f"{k} -> {v}" for k, v in mapping.items() if v not in target)
@@ -100,7 +102,12 @@ def mapping_problems(
     for k, v in mapping.items():
         by_target.setdefault(v, []).append(k)
     twice = sorted(f"{v} <- {' and '.join(ks)}" for v, ks in by_target.items() if len(ks) > 1)
-    missing = [k for k in target if k.startswith(tuple(required)) and k not in by_target]
+    optional = set(optional)
+    missing = [
+        k
+        for k in target
+        if k.startswith(tuple(required)) and k not in by_target and k not in optional
+    ]
     shapes = [
         f"{k} -> {v} (checkpoint {tuple(state[k].shape)} vs model {tuple(target[v].shape)})"
         for k, v in mapping.items()

@@ -102,6 +102,9 @@ FOLDED_BIASES = {
     "ocr.aux_head.0.bias": "ocr.aux_head.1.0.",
 }
 
+#: canonical prefixes of the layers whose shape is the number of classes
+CLASSIFIERS = ("ocr.cls_head.", "ocr.aux_head.2.")
+
 _OBJECT_BLOCK = "ocr.ocr_distri_head.object_context_block."
 #: canonical OCR / attention modules -> the project's modules, relative to the OCR head (``ocr``),
 #: the soft-region branch (``soft``) or the scale-attention head (``attn``)
@@ -280,11 +283,16 @@ def convert_reference_state_dict(
     *,
     path: str = "<checkpoint>",
     config: str = "<config>",
+    new_classifiers: bool = False,
 ):
     """``(converted, dropped, new, folded)`` for ``state`` (the reference's state dict, wrapper
     prefixes removed: :func:`reference_state_dict`) and ``target`` (the project model's state
     dict of ``model``, ``"seethroughnet"`` or ``"ocr"``). Any mismatch:
-    :class:`ReferenceConversionError`."""
+    :class:`ReferenceConversionError`. ``new_classifiers``: the class-count-dependent layers
+    (:data:`CLASSIFIERS`: ``cls_head``, ``aux_head``'s last conv) of a checkpoint trained on other
+    classes (NVIDIA's Mapillary checkpoints: 65) keep the project model's initialisation and are
+    reported as new and dropped, as NVIDIA's own ``forgiving_state_restore`` skips them when its
+    Cityscapes recipe starts from its Mapillary checkpoint."""
     maps = KEY_MAPS.get(source, {})
     if model not in maps:
         raise ReferenceConversionError(
@@ -298,9 +306,17 @@ def convert_reference_state_dict(
     canonical, folded = fold_conv_biases(
         {k: v for k, v in canonical.items() if k not in set(dropped)}
     )
+    mapping = maps[model](list(canonical))
+    optional = []
+    if new_classifiers:
+        for key in [k for k in canonical if k.startswith(CLASSIFIERS)]:
+            project = mapping.get(key)
+            if project in target and tuple(target[project].shape) != tuple(canonical[key].shape):
+                optional.append(mapping.pop(key))
+                dropped.append(key)
+                del canonical[key]
     kept = list(canonical)
-    mapping = maps[model](kept)
-    parts, _ = mapping_problems(canonical, target, mapping, _REQUIRED[model], kept)
+    parts, _ = mapping_problems(canonical, target, mapping, _REQUIRED[model], kept, optional)
     if parts:
         hint = (
             " (keys are shown in NVIDIA's names: backbone.*, ocr.*, scale_attn.*)"
@@ -363,9 +379,11 @@ def convert_reference_checkpoint(
     *,
     trusted: bool = False,
     allow_unsafe_config: bool = False,
+    new_classifiers: bool = False,
 ) -> ReferenceConversionReport:
     """Convert ``source`` (``"nvidia"`` / ``"hrnet_ocr"``) ``checkpoint`` for the project model of
-    ``config`` (+ ``opts``) and write it to ``output`` atomically; returns the report."""
+    ``config`` (+ ``opts``) and write it to ``output`` atomically; returns the report.
+    ``new_classifiers``: see :func:`convert_reference_state_dict` (``--new-classifiers``)."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {sorted(SOURCES)}, got {source!r}")
     checkpoint, config = os.fspath(checkpoint), os.fspath(config)
@@ -379,7 +397,13 @@ def convert_reference_checkpoint(
     cfg, project = build_project_model(config, opts, allow_unsafe_config)
     model = target_model(cfg)
     converted, dropped, new, folded = convert_reference_state_dict(
-        source, state, project.state_dict(), model, path=checkpoint, config=config
+        source,
+        state,
+        project.state_dict(),
+        model,
+        path=checkpoint,
+        config=config,
+        new_classifiers=new_classifiers,
     )
     new_set = set(new)
     report = ReferenceConversionReport(

@@ -206,3 +206,32 @@ def test_mapillary_classes_need_new_classifiers(stn_target):
     assert torch.equal(
         converted["net.ocr.classifier.weight"], stn_target["net.ocr.classifier.weight"]
     )
+
+
+def test_mapillary_initialised_variants_name_their_conversion():
+    """The Table 6 and Table 4 variants read a converted NVIDIA Mapillary checkpoint: each file's
+    comment gives the convert_weights.py command for its own config and its MODEL.WEIGHTS."""
+    from seethroughnet.config import build_config
+
+    paths = [
+        os.path.join(
+            CONFIGS,
+            "Cityscapes",
+            "table6",
+            "seethroughnet_W48_table6_finetune_train_nvidia_mapillary.yaml",
+        )
+    ]
+    ablation = os.path.join(CONFIGS, "Cityscapes", "ablation")
+    paths += [
+        os.path.join(ablation, n)
+        for n in sorted(os.listdir(ablation))
+        if n.endswith("_mapillary.yaml")
+    ]
+    assert len(paths) == 5
+    for path in paths:
+        text = open(path).read()
+        cfg = build_config(path, [])
+        rel = os.path.relpath(path, REPO)
+        assert f"convert_weights.py nvidia --new-classifiers --config {rel}" in text, rel
+        assert cfg.MODEL.WEIGHTS and cfg.MODEL.WEIGHTS in text and not cfg.MODEL.HRNET.CHECKPOINT
+        assert cfg.MODEL.META_ARCHITECTURE == "SeeThroughNetSegmentor"

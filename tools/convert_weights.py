@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Published checkpoints (MMSegmentation, ...) -> the project's models: a thin command line over
+"""Published checkpoints (MMSegmentation; NVIDIA/semantic-segmentation; HRNet-OCR) -> the
+project's models: a thin command line over
 :func:`seethroughnet.conversion.commands.main` (``--help`` lists the sources and options)."""
 
 import sys

@@ -270,6 +270,9 @@ def _add_cpp_plugin_keys(cfg):
     cfg.MODEL.DECODE_HEAD.KEY_POOL_SCALES = [1, 3, 6, 8]  # ANN pyramid sampling
     cfg.MODEL.DECODE_HEAD.KEY_CHANNELS = 256  # OCR key width
     cfg.MODEL.DECODE_HEAD.SOFT_REGION_WEIGHT = 0.4  # OCRNet auxiliary (soft region) CE weight
+    # OCRNet: align_corners of the HRNetV2 branch concatenation (False: MMSegmentation, NVIDIA;
+    # True: HRNet-Semantic-Segmentation HRNet-OCR, lib/config/default.py MODEL.ALIGN_CORNERS)
+    cfg.MODEL.DECODE_HEAD.ALIGN_CORNERS = False
 
     cfg.MODEL.CPP_AUX = CN()
     cfg.MODEL.CPP_AUX.ENABLED = True

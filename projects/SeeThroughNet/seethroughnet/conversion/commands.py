@@ -8,6 +8,15 @@
 checkpoint); prints what was loaded, dropped (MMSegmentation's auxiliary FCN head) and newly
 initialised (the CPP auxiliary heads). Then
 ``train_net.py --config-file <project config> --eval-only MODEL.WEIGHTS <out .pth>`` evaluates it.
+
+    tools/convert_weights.py nvidia --config <project config> <NVIDIA .pth> <out .pth> [...]
+    tools/convert_weights.py hrnet_ocr --config <project config> <HRNet-OCR .pth> <out .pth> [...]
+
+``nvidia``: NVIDIA/semantic-segmentation ``ocrnet.HRNet_Mscale`` (or ``ocrnet.HRNet``)
+checkpoints; ``hrnet_ocr``: HRNet-Semantic-Segmentation HRNet-OCR checkpoints
+(:mod:`seethroughnet.conversion.ocr_references`). A SeeThroughNet config takes the encoder, the
+OCR head and the scale-attention head (the See-Through decoder starts fresh); the OCRNet-HRNet
+config (``configs/CPP-Plugin/ocrnet_HRW48_*.yaml``) is the reference OCRNet itself.
 """
 
 from __future__ import annotations
@@ -39,6 +48,29 @@ def parser() -> argparse.ArgumentParser:
     mm.add_argument("output", help="the converted checkpoint to write (MODEL.WEIGHTS)")
     mm.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     add_safety_arguments(mm)
+    from .ocr_references import SOURCES
+
+    for source, what in SOURCES.items():
+        ref = sub.add_parser(
+            source,
+            help=f"a {what} checkpoint",
+            description=f"Convert a {what} checkpoint for the project model of --config "
+            "(SeeThroughNet: encoder, OCR head, scale attention; the See-Through decoder starts "
+            "fresh. OCRNet-HRNet (CPPSegmentor, DECODE_HEAD.NAME ocr): the whole reference "
+            "OCRNet).",
+        )
+        ref.add_argument("--config", required=True, help="the project config to convert for")
+        ref.add_argument("checkpoint", help=f"the {source} .pth file")
+        ref.add_argument("output", help="the converted checkpoint to write (MODEL.WEIGHTS)")
+        ref.add_argument(
+            "--new-classifiers",
+            action="store_true",
+            help="a checkpoint trained on other classes (NVIDIA's Mapillary ones: 65): its "
+            "class-count layers (cls_head, aux_head's last conv) keep the project's "
+            "initialisation, as NVIDIA's forgiving_state_restore does",
+        )
+        ref.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+        add_safety_arguments(ref)
     return p
 
 
@@ -68,6 +100,37 @@ def _mmseg(args) -> int:
     return 0
 
 
+def _reference(args) -> int:
+    from .convert import ConversionError
+    from .ocr_references import convert_reference_checkpoint
+
+    if len(args.opts) % 2:
+        print(f"error: config overrides come in KEY VALUE pairs, got {args.opts}", file=sys.stderr)
+        return 2
+    try:
+        report = convert_reference_checkpoint(
+            args.source,
+            args.checkpoint,
+            args.config,
+            args.output,
+            args.opts,
+            trusted=args.trust_weights_file,
+            allow_unsafe_config=args.allow_unsafe_config,
+            new_classifiers=args.new_classifiers,
+        )
+    except (ConversionError, UnsafeFileError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    print(
+        f"use: MODEL.WEIGHTS {args.output} with --config-file {args.config} "
+        f"{' '.join(args.opts)}".rstrip()
+    )
+    return 0
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    return {"mmseg": _mmseg}[args.source](args)
+    if args.source == "mmseg":
+        return _mmseg(args)
+    return _reference(args)

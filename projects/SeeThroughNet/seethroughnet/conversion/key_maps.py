@@ -4,7 +4,10 @@ every key it converts. The converter (``seethroughnet.conversion.<source>``) che
 against the project model's own keys and shapes and reports the rest; a key map only renames.
 
 Sources: ``"mmseg"`` (MMSegmentation 0.x/1.x checkpoints of the seven Table 1 models; ``model`` is
-the project's ``MODEL.DECODE_HEAD.NAME``: psp, deeplabv3plus, upernet, dmnet, ccnet, ann, ocr).
+the project's ``MODEL.DECODE_HEAD.NAME``: psp, deeplabv3plus, upernet, dmnet, ccnet, ann, ocr);
+``"nvidia"`` and ``"hrnet_ocr"`` (NVIDIA/semantic-segmentation and HRNet-OCR checkpoints, in
+NVIDIA's names after ``seethroughnet.conversion.ocr_references.canonical_state_dict``; ``model``
+is ``"seethroughnet"`` or ``"ocr"``, the OCRNet-HRNet).
 """
 
 from typing import Callable, Dict, Iterable

@@ -40,13 +40,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Mapping, Sequence
+from typing import List, Mapping, Sequence
 
 import torch
 
 from ..nn.layers import short_list
-from ..utils.atomic import atomic_path
-from ..utils.safe_load import load_weights_file
+from .convert import (
+    ConversionError,
+    build_project_model,
+    fill_state_dict,
+    mapping_problems,
+    read_checkpoint,
+    strip_prefix,
+    write_converted,
+)
 from .key_maps import KEY_MAPS
 
 __all__ = [
@@ -63,7 +70,7 @@ CONVERTED_PREFIXES = ("backbone.", "decode_head.")
 DROPPED_PREFIX = "auxiliary_head."
 
 
-class MMSegConversionError(ValueError):
+class MMSegConversionError(ConversionError):
     """The file is not an MMSegmentation checkpoint of the configured model (or not readable as
     one); the message names the file, the config and the first mismatching keys."""
 
@@ -124,8 +131,7 @@ def mmseg_state_dict(data, path: str = "<checkpoint>"):
             f"state dict of tensors (top-level keys: {short_list(top)}; not tensors: "
             f"{short_list(not_tensors)})"
         )
-    state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
-    return state, layout
+    return strip_prefix(state, "module."), layout
 
 
 def _mismatch(path, config, name, parts):
@@ -135,11 +141,6 @@ def _mismatch(path, config, name, parts):
         "of the same model (configs/CPP-Plugin/<model>_*.yaml) and its MODEL.SEM_SEG_HEAD."
         "NUM_CLASSES; nothing was written"
     )
-
-
-def _same_shape(a: torch.Tensor, b: torch.Tensor) -> bool:
-    # a scalar is the same value as shape () or (1,) (CCNet's gamma: mmcv Scale vs nn.Parameter)
-    return tuple(a.shape) == tuple(b.shape) or (a.numel() == 1 and b.numel() == 1)
 
 
 def convert_mmseg_state_dict(
@@ -164,47 +165,14 @@ def convert_mmseg_state_dict(
     dropped = sorted(k for k in state if k.startswith(DROPPED_PREFIX))
     kept = [k for k in state if not k.startswith(DROPPED_PREFIX)]
     mapping = maps[name](kept)
-    unmapped = [k for k in kept if k not in mapping]
-    unknown = sorted(f"{k} -> {v}" for k, v in mapping.items() if v not in target)
-    by_target: Dict[str, List[str]] = {}
-    for k, v in mapping.items():
-        by_target.setdefault(v, []).append(k)
-    twice = sorted(f"{v} <- {' and '.join(ks)}" for v, ks in by_target.items() if len(ks) > 1)
-    required = [k for k in target if k.startswith(CONVERTED_PREFIXES)]
-    missing = [k for k in required if k not in by_target]
-    shapes = [
-        f"{k} -> {v} (checkpoint {tuple(state[k].shape)} vs model {tuple(target[v].shape)})"
-        for k, v in mapping.items()
-        if v in target and not _same_shape(state[k], target[v])
-    ]
-    parts = []
-    if unmapped:
-        parts.append(f"{len(unmapped)} checkpoint keys with no project key: {short_list(unmapped)}")
-    if unknown:
-        parts.append(f"{len(unknown)} mapped to keys the model lacks: {short_list(unknown)}")
-    if twice:
-        parts.append(f"{len(twice)} project keys mapped twice: {short_list(twice)}")
-    if missing:
-        parts.append(f"{len(missing)} model keys not in the checkpoint: {short_list(missing)}")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches: {short_list(shapes, sort=False)}")
+    parts, _ = mapping_problems(state, target, mapping, CONVERTED_PREFIXES, kept)
     if parts:
         raise _mismatch(path, config, name, parts)
-    converted = {k: v.detach().clone() for k, v in target.items()}
-    for k, v in mapping.items():
-        converted[v] = state[k].detach().to(target[v].dtype).reshape(target[v].shape).clone()
-    new = [k for k in target if k not in by_target]
+    converted, new = fill_state_dict(state, target, mapping)
     return converted, dropped, new
 
 
-def _build_project_model(config: str, opts: Sequence[str], allow_unsafe: bool = False):
-    from detectron2.modeling import build_model
-
-    from .. import modeling  # noqa: F401  (registers CPPSegmentor and the backbones)
-    from ..config import build_config
-
-    cfg = build_config(config, list(opts) + ["MODEL.DEVICE", "cpu"], allow_unsafe=allow_unsafe)
-    return cfg, build_model(cfg)
+_build_project_model = build_project_model
 
 
 def convert_mmseg_checkpoint(
@@ -220,29 +188,12 @@ def convert_mmseg_checkpoint(
     ``KEY VALUE`` pairs) and write it to ``output`` (atomically); returns the report. ``trusted``:
     read a checkpoint holding other pickled objects (mmengine's ``message_hub``) with the full
     unpickler (``--trust-weights-file``); ``allow_unsafe_config``: ``--allow-unsafe-config``."""
-    from ..checkpoint import UnreadableCheckpointError, check_checkpoint_file  # detectron2
-
     checkpoint, config = os.fspath(checkpoint), os.fspath(config)
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"MMSegmentation checkpoint {checkpoint} does not exist")
-    with open(checkpoint, "rb") as f:
-        magic = f.read(2)
-    if magic[:2] != b"PK" and magic[:1] != b"\x80":  # torch's zip format / a legacy pickle
-        raise MMSegConversionError(
-            f"{checkpoint} is not a PyTorch checkpoint (neither torch's zip format nor a pickle"
-            f"{'; it is empty' if not magic else ''}); give an MMSegmentation .pth file"
-        )
-    try:
-        check_checkpoint_file(checkpoint)  # a zip archive cut short
-    except UnreadableCheckpointError as e:
-        raise MMSegConversionError(str(e)) from None
-    try:
-        data = load_weights_file(checkpoint, trusted=trusted)
-    except (RuntimeError, EOFError, OSError) as e:
-        raise MMSegConversionError(
-            f"cannot read {checkpoint} as a PyTorch checkpoint ({type(e).__name__}: {e}); "
-            "give an MMSegmentation .pth file"
-        ) from None
+    data = read_checkpoint(
+        checkpoint, trusted=trusted, error=MMSegConversionError, what="an MMSegmentation .pth file"
+    )
     state, layout = mmseg_state_dict(data, checkpoint)
     cfg, model = _build_project_model(config, opts, allow_unsafe_config)
     name = cfg.MODEL.DECODE_HEAD.NAME
@@ -259,10 +210,11 @@ def convert_mmseg_checkpoint(
         new=new,
         output=os.fspath(output),
     )
-    out = {
-        "model": converted,
-        "__author__": "MMSegmentation (seethroughnet.conversion.mmseg)",
-        "conversion": {
+    write_converted(
+        output,
+        converted,
+        "MMSegmentation (seethroughnet.conversion.mmseg)",
+        {
             "source": os.path.abspath(checkpoint),
             "layout": layout,
             "config": config,
@@ -270,9 +222,7 @@ def convert_mmseg_checkpoint(
             "dropped": dropped,
             "newly_initialised": new,
         },
-    }
-    with atomic_path(output) as tmp:
-        torch.save(out, tmp)
+    )
     return report
 
 

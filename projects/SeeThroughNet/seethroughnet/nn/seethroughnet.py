@@ -347,8 +347,11 @@ class SeeThroughNet(nn.Module):
     # ------------------------------------------------------------------------------------------
     def _padded_pass(self, images: torch.Tensor, with_attn: bool) -> Dict[str, torch.Tensor]:
         """One pass on an image of any size: zero-pad (bottom/right) to a multiple of 32, run,
-        up-sample ``X``, ``alpha`` and ``alpha * X`` to the padded size (products before
-        up-sampling, as in Eq. 4) and crop back to the input size."""
+        up-sample ``X`` and ``alpha`` to the padded size, crop back to the input size and form
+        ``alpha * X`` there: the product at the pass's input resolution, as [41]'s inference does
+        (NVIDIA/semantic-segmentation network/ocrnet.py ``MscaleOCR._fwd`` up-samples ``cls_out``
+        and ``attn`` to the pass's input size before ``nscale_forward`` multiplies them;
+        tools/compare_with_reference.py)."""
         h, w = images.shape[-2:]
         div = self.encoder.size_divisibility
         ph, pw = math.ceil(h / div) * div, math.ceil(w / div) * div
@@ -358,7 +361,7 @@ class SeeThroughNet(nn.Module):
         if with_attn:
             a = o["scale_attn"]
             res["attn"] = resize(a, (ph, pw), self.align_corners)[..., :h, :w]
-            res["weighted"] = resize(a * o["logits"], (ph, pw), self.align_corners)[..., :h, :w]
+            res["weighted"] = res["attn"] * res["logits"]
         return res
 
     def _predict_scale(self, images, with_attn, crop_size, stride) -> Dict[str, torch.Tensor]:

@@ -23,12 +23,19 @@ from .registry import register_decode_head
 __all__ = ["OCRNetHead"]
 
 
-@register_decode_head("ocr", key_channels="KEY_CHANNELS", soft_region_weight="SOFT_REGION_WEIGHT")
+@register_decode_head(
+    "ocr",
+    key_channels="KEY_CHANNELS",
+    soft_region_weight="SOFT_REGION_WEIGHT",
+    align_corners="ALIGN_CORNERS",
+)
 class OCRNetHead(DecodeHead):
     """``in_features``: one feature, or several concatenated at the first one's stride (HRNetV2:
     ``("res2", "res3", "res4", "res5")``). ``channels``: the OCR mid width (512). ``dropout``: the
     ``Dropout2d`` before the OCR classifier (0 = none, MMSegmentation's ``ocrnet_hr18.py``
-    ``dropout_ratio=-1``; the HRNet-OCR release uses 0.05)."""
+    ``dropout_ratio=-1``; the HRNet-OCR release uses 0.05). ``align_corners``: of the bilinear
+    up-sampling that concatenates the HRNetV2 branches (MMSegmentation and NVIDIA/semantic-
+    segmentation: ``False``; HRNet-Semantic-Segmentation's HRNet-OCR: ``True``)."""
 
     default_in_features = ("res5",)
 
@@ -43,6 +50,7 @@ class OCRNetHead(DecodeHead):
         key_channels=256,
         soft_region_channels=0,
         soft_region_weight=0.4,
+        align_corners=False,
     ):
         super().__init__(in_channels, num_classes, channels, in_features, 0.0, norm)
         cin = sum(self.in_channels)
@@ -53,6 +61,7 @@ class OCRNetHead(DecodeHead):
         self.ocr = OCRHead(cin, num_classes, channels, key_channels, dropout, norm=norm)
         del self.conv_seg  # the OCRHead has its own classifier
         self.soft_region_weight = soft_region_weight
+        self.align_corners = bool(align_corners)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -64,7 +73,11 @@ class OCRNetHead(DecodeHead):
 
     def forward(self, features):
         feats = self.inputs(features)
-        x = feats[0] if len(feats) == 1 else concat_hrnetv2(features, self.in_features)
+        x = (
+            feats[0]
+            if len(feats) == 1
+            else concat_hrnetv2(features, self.in_features, self.align_corners)
+        )
         regions = self.soft_region(x)
         out = self.ocr(x, regions)
         return {

@@ -12,7 +12,13 @@ import os
 import sys
 import types
 
-__all__ = ["import_mmseg", "mmseg_config", "build_mmseg_model", "MMSEG_CONFIGS"]
+__all__ = [
+    "import_mmseg",
+    "mmseg_config",
+    "build_mmseg_model",
+    "randomize_batchnorms_",
+    "MMSEG_CONFIGS",
+]
 
 #: MMSegmentation 1.2.2 config files (under ``mmseg/.mim/configs``) of the seven Table 1 models
 #: at the Cityscapes settings; other class counts override ``num_classes`` in their heads.
@@ -93,3 +99,21 @@ def build_mmseg_model(head: str, num_classes: int, norm: str = "BN"):
     model = MODELS.build(cfg)
     model.eval()
     return model
+
+
+def randomize_batchnorms_(model, seed: int) -> None:
+    """Random affine parameters and running statistics in every BatchNorm of ``model`` (eval-mode
+    BN is then a random per-channel affine map, as in a trained checkpoint; with the default
+    statistics it is near identity and a wrong layer order could pass unnoticed)."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)

@@ -13,14 +13,13 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
-from torch import nn
 
 import seethroughnet.modeling.segmentors  # noqa: F401  (registers CPPSegmentor)
 from seethroughnet.config import build_config
 from seethroughnet.conversion.key_maps import KEY_MAPS
 from seethroughnet.conversion.mmseg_ocrnet import mmseg_ocrnet_key_map
 
-from mmseg_reference import build_mmseg_model
+from mmseg_reference import build_mmseg_model, randomize_batchnorms_
 
 CONFIG = os.path.join(
     os.path.dirname(__file__),
@@ -35,19 +34,6 @@ CONFIG = os.path.join(
 # one process on CPU: BN instead of SyncBN (same tensors), as tests/modeling/test_table1_models.py
 BN_OPTS = ["MODEL.DECODE_HEAD.NORM", "BN", "MODEL.HRNET.NORM", "BN"]
 SIZES = ((64, 64), (96, 128))  # multiples of 32 (HRNet)
-
-
-def randomize_batchnorms_(model: nn.Module, seed: int) -> None:
-    """Random affine parameters and running statistics in every BatchNorm."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
 
 
 def converted_pair(num_classes: int):

@@ -5,27 +5,12 @@ MMSegmentation's ``HRNet`` of ``ocrnet_hr48`` within 1e-5; timm's nearest fuse d
 
 import pytest
 import torch
-from torch import nn
 
 from seethroughnet.nn.hrnet import HRNetV2Encoder
 
-from mmseg_reference import build_mmseg_model
+from mmseg_reference import build_mmseg_model, randomize_batchnorms_
 
 BRANCHES = ("res2", "res3", "res4", "res5")
-
-
-def randomize_batchnorms_(model: nn.Module, seed: int) -> None:
-    """Random affine parameters and running statistics in every BatchNorm (eval-mode BN is then
-    a random per-channel affine map, as in a trained checkpoint)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
 
 
 @pytest.fixture(scope="module")

@@ -74,59 +74,52 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _convert(args, convert, errors, next_step: str, **options) -> int:
+    """Run ``convert(checkpoint, config, output, opts, ...)``; print its report and the next step,
+    or one error line (exit 1; 2 for overrides that are not KEY VALUE pairs)."""
+    if len(args.opts) % 2:
+        print(f"error: config overrides come in KEY VALUE pairs, got {args.opts}", file=sys.stderr)
+        return 2
+    try:
+        report = convert(
+            args.checkpoint,
+            args.config,
+            args.output,
+            args.opts,
+            trusted=args.trust_weights_file,
+            allow_unsafe_config=args.allow_unsafe_config,
+            **options,
+        )
+    except (*errors, UnsafeFileError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    print(f"{next_step} MODEL.WEIGHTS {args.output} {' '.join(args.opts)}".rstrip())
+    return 0
+
+
 def _mmseg(args) -> int:
     from .mmseg import MMSegConversionError, convert_mmseg_checkpoint
 
-    if len(args.opts) % 2:
-        print(f"error: config overrides come in KEY VALUE pairs, got {args.opts}", file=sys.stderr)
-        return 2
-    try:
-        report = convert_mmseg_checkpoint(
-            args.checkpoint,
-            args.config,
-            args.output,
-            args.opts,
-            trusted=args.trust_weights_file,
-            allow_unsafe_config=args.allow_unsafe_config,
-        )
-    except (MMSegConversionError, UnsafeFileError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(report.summary())
-    print(
-        f"evaluate: projects/SeeThroughNet/train_net.py --config-file {args.config} --eval-only "
-        f"MODEL.WEIGHTS {args.output} {' '.join(args.opts)}".rstrip()
+    evaluate = (
+        f"evaluate: projects/SeeThroughNet/train_net.py --config-file {args.config} --eval-only"
     )
-    return 0
+    return _convert(args, convert_mmseg_checkpoint, (MMSegConversionError,), evaluate)
 
 
 def _reference(args) -> int:
+    from functools import partial
+
     from .convert import ConversionError
     from .ocr_references import convert_reference_checkpoint
 
-    if len(args.opts) % 2:
-        print(f"error: config overrides come in KEY VALUE pairs, got {args.opts}", file=sys.stderr)
-        return 2
-    try:
-        report = convert_reference_checkpoint(
-            args.source,
-            args.checkpoint,
-            args.config,
-            args.output,
-            args.opts,
-            trusted=args.trust_weights_file,
-            allow_unsafe_config=args.allow_unsafe_config,
-            new_classifiers=args.new_classifiers,
-        )
-    except (ConversionError, UnsafeFileError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(report.summary())
-    print(
-        f"use: MODEL.WEIGHTS {args.output} with --config-file {args.config} "
-        f"{' '.join(args.opts)}".rstrip()
+    return _convert(
+        args,
+        partial(convert_reference_checkpoint, args.source),
+        (ConversionError,),
+        f"use: --config-file {args.config}",
+        new_classifiers=args.new_classifiers,
     )
-    return 0
 
 
 def main(argv=None) -> int:

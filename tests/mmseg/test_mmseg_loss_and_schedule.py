@@ -140,7 +140,8 @@ def tiny_context60(model_file, *opts):
 
 def captured_training_losses(cfg):
     """The training losses of the tiny model of ``cfg`` on two 40x56 images (labels with an
-    ignored patch; the batch is padded to 64x64 with label 255), with the decode head's output and
+    ignored patch; the batch is padded with label 255 to 64x64, and to the crop size under
+    INPUT.PAD.MODE normalized), with the decode head's output and
     the res4 auxiliary head's logits captured by forward hooks, and the padded labels."""
     torch.manual_seed(0)
     net = build_model(cfg).train()
@@ -155,7 +156,12 @@ def captured_training_losses(cfg):
         img = torch.randint(0, 256, (3, 40, 56), generator=g, dtype=torch.uint8)
         batch.append({"image": img, "sem_seg": sem, "height": 40, "width": 56})
     losses = net(batch)
-    labels = torch.full((2, 64, 64), IGNORE, dtype=torch.long)
+    # the batch is padded to a multiple of 32; with INPUT.PAD.MODE "normalized" (the Table 1
+    # configs) further to the crop size, as MMSegmentation's SegDataPreProcessor(size=crop_size)
+    h, w = 64, 64
+    if cfg.INPUT.PAD.MODE == "normalized":
+        h, w = max(h, cfg.INPUT.CROP.SIZE[0]), max(w, cfg.INPUT.CROP.SIZE[1])
+    labels = torch.full((2, h, w), IGNORE, dtype=torch.long)
     for i, x in enumerate(batch):
         labels[i, :40, :56] = x["sem_seg"]
     return losses, seen, labels

@@ -5,7 +5,6 @@ training run SIGKILLed mid-step and restarted with ``--resume`` reaches the weig
 uninterrupted run (the pattern of test_crash_safe_training.py)."""
 
 import os
-import signal
 import subprocess
 import sys
 from itertools import islice
@@ -13,6 +12,8 @@ from itertools import islice
 import numpy as np
 import pytest
 import torch
+
+from sigkill_run import run_until_killed
 
 pytest.importorskip("detectron2")
 
@@ -150,26 +151,7 @@ def _train(env, out, cache, *, resume=False, kill_step=None, tmp):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         return r.stdout + r.stderr
-    proc = subprocess.Popen(
-        cmd,
-        env={**env, "KILL_STEP": str(kill_step)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.strip() == "READY-TO-KILL":
-                proc.send_signal(signal.SIGKILL)
-                break
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL, "".join(lines[-50:])
-    return "".join(lines)
+    return run_until_killed(cmd, {**env, "KILL_STEP": str(kill_step)})
 
 
 @pytest.mark.slow

@@ -6,12 +6,13 @@ non-finite loss writes no results."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 import torch
+
+from sigkill_run import run_until_killed
 
 pytest.importorskip("detectron2")
 
@@ -114,25 +115,7 @@ def _train(env, out, *opts, flags=(), kill_point=None, tmp):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         return r
-    proc = subprocess.Popen(
-        cmd,
-        env={**env, "KILL_POINT": kill_point},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.strip() == "READY-TO-KILL":
-                proc.send_signal(signal.SIGKILL)
-                break
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL, "".join(lines[-50:])
+    return run_until_killed(cmd, {**env, "KILL_POINT": kill_point})
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 """Prepare Mapillary Vistas v1.2 for ``mapillary_vistas_cityscapes19[_onrails_train]_sem_seg_*``.
 
     python datasets/prepare_mapillary_vistas.py   # under $DETECTRON2_DATASETS, else datasets/
-    python datasets/prepare_mapillary_vistas.py --root /data
+    python datasets/prepare_mapillary_vistas.py --root /data [--overwrite] [--strict]
 
 In ``mapillary_vistas/``: reads the 66 labels of ``config_v1.2.json`` (else ``config.json``) and
 writes, for ``training`` and ``validation`` and for each of the two Cityscapes-19 variants,
@@ -15,7 +15,8 @@ Cityscapes trainId by name (the table in datasets/README.md), every other label 
 file is written atomically; a file already written and newer than its source is skipped, so a
 second run (or one after an interruption) only does what is left. A label value above 65 stops
 the run with an error naming the file. The native dataset (``mapillary_vistas_sem_seg_*``) needs
-no preparation.
+no preparation. It ends with the number of native labels per split next to the full release's
+(18,000 / 2,000): a difference is a warning, an error with ``--strict`` (before any conversion).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import sys
 from typing import Dict, Optional
 
 import numpy as np
-from _prepare_common import dataset_root, prepare_main
+from _prepare_common import dataset_root, prepare_main, report_sizes
+from _split_sizes import refuse_mismatch
 from PIL import Image
 from tqdm import tqdm
 
@@ -60,13 +62,19 @@ def convert_label(src: str, dsts: Dict[str, np.ndarray]) -> None:
 
 
 def prepare_mapillary_vistas(
-    root: Optional[str] = None, progress: bool = True, overwrite: bool = False
+    root: Optional[str] = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    strict: bool = False,
+    report=None,
 ) -> Dict[str, str]:
     """Write the Cityscapes-19 label folders of both variants
     (``mapillary_vistas.MAPPED_LABEL_DIRS``); returns ``{label folder written: native folder}``
     for the splits that have native labels (none when the dataset folder is absent). A label
     already converted and newer than its source is kept unless ``overwrite`` (``--overwrite``:
-    after replacing the config file, say)."""
+    after replacing the config file, say). The number of native labels per split is checked
+    against the full release's (18,000 / 2,000; ``_prepare_common.report_sizes``), with
+    ``strict`` before anything is converted."""
     droot = os.path.join(dataset_root(root), MAPILLARY_FOLDER)
     if not os.path.isdir(droot):
         return {}
@@ -79,12 +87,18 @@ def prepare_mapillary_vistas(
         for variant, mapping in mapillary_vistas.CITYSCAPES19_MAPPINGS.items()
     }
     written = {}
-    for split in SPLITS:
+    names_of = {
+        split: sorted(f for f in os.listdir(src_dir) if f.endswith(".png"))
+        for split in SPLITS
+        for src_dir in [os.path.join(droot, split, label_dir)]
+        if os.path.isdir(src_dir)
+    }
+    counts = {split: len(names) for split, names in names_of.items()}
+    if strict:
+        refuse_mismatch("mapillary_vistas", counts)
+    for split, names in names_of.items():
         src_dir = os.path.join(droot, split, label_dir)
-        if not os.path.isdir(src_dir):
-            continue
         dst_dirs = {os.path.join(droot, split, d): lut for d, lut in luts.items()}
-        names = sorted(f for f in os.listdir(src_dir) if f.endswith(".png"))
         for fn in tqdm(names, desc=f"mapillary {split} -> cityscapes19", disable=not progress):
             src = os.path.join(src_dir, fn)
             todo = {
@@ -97,6 +111,8 @@ def prepare_mapillary_vistas(
         for dst_dir in dst_dirs:
             os.makedirs(dst_dir, exist_ok=True)
             written[dst_dir] = src_dir
+    if counts:
+        report_sizes(report, "mapillary_vistas", counts)
     return written
 
 

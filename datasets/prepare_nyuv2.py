@@ -2,7 +2,7 @@
 """Prepare NYU-Depth-v2 (40 classes) for ``nyuv2_40_sem_seg_{train,test}``.
 
     python datasets/prepare_nyuv2.py   # under $DETECTRON2_DATASETS, else datasets/
-    python datasets/prepare_nyuv2.py --root /data [--overwrite]
+    python datasets/prepare_nyuv2.py --root /data [--overwrite] [--strict]
 
 In ``nyuv2/``:
 
@@ -15,7 +15,8 @@ In ``nyuv2/``:
 2. Writes ``label40_reduced/`` from ``label40/`` (0 = unlabelled -> 255, ``c`` -> ``c - 1``),
    unless ``--skip-reduce``.
 3. Writes ``cpp_pairs_{train,test}.txt`` listing every ``image/<split>/*.png`` with its reduced
-   label.
+   label (each checked to exist), and prints each split's count next to the full release's
+   (795 / 654): a difference is a warning, an error with ``--strict`` (no pairs file written).
 
 See datasets/README.md.
 """
@@ -30,9 +31,11 @@ import numpy as np
 from _official_formats import LayoutError, check_ids, load_mat_v5, mat_variable, require_file
 from _prepare_common import (
     dataset_root,
+    missing_files,
     prepare_main,
     progress,
     reduce_zero_label,
+    report_sizes,
     save_png,
     write_pairs_file,
 )
@@ -139,10 +142,16 @@ def convert_nyuv2(droot: str, overwrite: bool = False) -> Dict[str, str]:
 
 
 def prepare_nyuv2(
-    root: Optional[str] = None, reduce: bool = True, overwrite: bool = False
+    root: Optional[str] = None,
+    reduce: bool = True,
+    overwrite: bool = False,
+    strict: bool = False,
+    report=None,
 ) -> Dict[str, str]:
     """Convert the release when ``nyu_depth_v2_labeled.mat`` is present (:func:`convert_nyuv2`),
-    reduce the labels (unless ``reduce=False``) and write the pairs files; returns
+    reduce the labels (unless ``reduce=False``), check the split sizes
+    (``_prepare_common.report_sizes``: 795 / 654; an error with ``strict``, before any pairs
+    file is written) and that every label exists, and write the pairs files; returns
     ``{output: source}``."""
     droot = os.path.join(dataset_root(root), NYUV2_FOLDER)
     written = {}
@@ -152,16 +161,22 @@ def prepare_nyuv2(
         reduce_zero_label(
             os.path.join(droot, "label40"), os.path.join(droot, "label40_reduced"), overwrite
         )
+    pairs = {}
     for split in ("train", "test"):
         img_root = os.path.join(droot, "image", split)
         if not os.path.isdir(img_root):
             continue
         ids = sorted(os.path.splitext(f)[0] for f in os.listdir(img_root) if f.endswith(".png"))
-        dst = os.path.join(droot, f"cpp_pairs_{split}.txt")
-        write_pairs_file(
-            dst, [f"image/{split}/{i}.png label40_reduced/{split}/{i}.png" for i in ids]
+        pairs[split] = [f"image/{split}/{i}.png label40_reduced/{split}/{i}.png" for i in ids]
+        missing_files(
+            droot, pairs[split], f"the images of {img_root} need their labels; {NYU_HINT}"
         )
-        written[dst] = img_root
+    if pairs:
+        report_sizes(report, "nyuv2", {s: len(lines) for s, lines in pairs.items()}, None, strict)
+    for split, lines in pairs.items():
+        dst = os.path.join(droot, f"cpp_pairs_{split}.txt")
+        write_pairs_file(dst, lines)
+        written[dst] = os.path.join(droot, "image", split)
     return written
 
 

@@ -2,7 +2,7 @@
 """Prepare Pascal Context, 60 and 59 classes, for ``pascal_context{60,59}_sem_seg_{train,val}``.
 
     python datasets/prepare_pascal_context.py   # under $DETECTRON2_DATASETS, else datasets/
-    python datasets/prepare_pascal_context.py --root /data [--overwrite]
+    python datasets/prepare_pascal_context.py --root /data [--overwrite] [--strict]
 
 In ``VOCdevkit/VOC2010/`` (VOC 2010 ``VOCtrainval_03-May-2010.tar``):
 
@@ -21,9 +21,15 @@ In ``VOCdevkit/VOC2010/`` (VOC 2010 ``VOCtrainval_03-May-2010.tar``):
    converted are kept unless ``--overwrite``.
 3. Writes the 59-label maps ``SegmentationClassContext59/`` from ``SegmentationClassContext/``
    (0 = background -> 255, ``c`` -> ``c - 1``: PascalContextDataset59), unless ``--skip-reduce``.
-4. Writes ``cpp_pairs_context60_{train,val}.txt`` (labels ``SegmentationClassContext/``) and
+4. Checks that every image and label the lists name exists, writes
+   ``cpp_pairs_context60_{train,val}.txt`` (labels ``SegmentationClassContext/``) and
    ``cpp_pairs_context59_{train,val}.txt`` (``SegmentationClassContext59/``) from
-   ``ImageSets/SegmentationContext/``, and prints the split sizes and their source.
+   ``ImageSets/SegmentationContext/``, and prints the split sizes and their source, and each
+   split's count next to the full release's of that source (4,996 / 5,104 from the json,
+   4,998 / 5,105 from the Main lists, either for lists already there): a difference is a
+   warning, an error with ``--strict`` (checked before the conversion; no pairs file written).
+
+Neither ``trainval/`` nor ``SegmentationClassContext/`` stops it, naming where it looked.
 
 See datasets/README.md.
 """
@@ -50,12 +56,15 @@ from _official_formats import (
 )
 from _prepare_common import (
     dataset_root,
-    pairs_from_split_list,
+    missing_files,
     prepare_main,
     progress,
     reduce_zero_label,
+    report_sizes,
     save_png,
+    write_pairs_file,
 )
+from _split_sizes import KNOWN_SIZES, refuse_mismatch
 
 CONTEXT_FOLDER = "VOCdevkit/VOC2010"
 VOC2010_HINT = "unpack VOCtrainval_03-May-2010.tar (VOC 2010) under the datasets root"
@@ -71,8 +80,8 @@ DETAIL_HINT = (
     "has 'file_name' and 'phase' for every image), or remove it to use VOC 2010's Main lists"
 )
 #: split sizes of the two sources in the full release (MMSegmentation's docs; VOC 2010's lists)
-DETAIL_SPLIT_SIZES = {"train": 4996, "val": 5104}
-MAIN_SPLIT_SIZES = {"train": 4998, "val": 5105}
+DETAIL_SPLIT_SIZES = {s: KNOWN_SIZES["pascal_context"][s]["Detail API"] for s in ("train", "val")}
+MAIN_SPLIT_SIZES = {s: KNOWN_SIZES["pascal_context"][s]["VOC 2010 Main"] for s in ("train", "val")}
 
 
 class SplitSourceWarning(UserWarning):
@@ -252,20 +261,56 @@ def convert_context(droot: str, overwrite: bool = False) -> Dict[str, str]:
     return written
 
 
+#: the source names of ``_split_sizes.KNOWN_SIZES["pascal_context"]`` of the split sources
+SIZE_SOURCES = {DETAIL_JSON: "Detail API", "ImageSets/Main": "VOC 2010 Main"}
+
+
+def context_sources_missing(droot: str) -> str:
+    """The message of a run that finds neither the release nor converted labels: where it
+    looked."""
+    return (
+        f"no Pascal Context labels: looked for the release's {droot}/trainval/ (<id>.mat) with "
+        f"{droot}/labels.txt ({CONTEXT_HINT}), and for converted labels in "
+        f"{droot}/SegmentationClassContext/ with the lists "
+        f"{droot}/ImageSets/SegmentationContext/{{train,val}}.txt (MMSegmentation's layout, "
+        "written by its tools/dataset_converters/pascal_context.py). This script does not "
+        f"convert the annotations of {DETAIL_JSON}; it only takes the split lists from it. "
+        "See datasets/README.md"
+    )
+
+
 def prepare_pascal_context(
-    root: Optional[str] = None, reduce: bool = True, overwrite: bool = False
+    root: Optional[str] = None,
+    reduce: bool = True,
+    overwrite: bool = False,
+    strict: bool = False,
+    report=None,
 ) -> Dict[str, str]:
     """Write the split lists when ``trainval/`` or ``trainval_merged.json`` is present
-    (:func:`context_split_lists`), convert the release when ``trainval/`` is present
-    (:func:`convert_context`), reduce the labels to 59 classes (unless ``reduce=False``), write
-    the pairs files of both label sets and print the split sizes; returns ``{output: source}``."""
+    (:func:`context_split_lists`), check the split sizes against the source's
+    (``_prepare_common.report_sizes``; an error before the conversion with ``strict``), convert
+    the release when ``trainval/`` is present (:func:`convert_context`), reduce the labels to 59
+    classes (unless ``reduce=False``), check that every listed file exists, write the pairs
+    files of both label sets and print the split sizes; returns ``{output: source}``. Neither
+    the release nor converted labels is a ``FileNotFoundError`` naming where it looked."""
     droot = os.path.join(dataset_root(root), CONTEXT_FOLDER)
     written = {}
     source = "existing ImageSets/SegmentationContext lists"
     has_release = os.path.isdir(os.path.join(droot, "trainval"))
+    if not has_release and not os.path.isdir(os.path.join(droot, "SegmentationClassContext")):
+        raise FileNotFoundError(context_sources_missing(droot))
     if has_release or os.path.isfile(os.path.join(droot, DETAIL_JSON)):
         lists, source = context_split_lists(droot, overwrite)
         written.update(lists)
+    sets = os.path.join(droot, "ImageSets", "SegmentationContext")
+    ids = {
+        split: read_id_list(os.path.join(sets, f"{split}.txt"), context_sources_missing(droot))
+        for split in ("train", "val")
+    }
+    counts = {split: len(found) for split, found in ids.items()}
+    size_source = SIZE_SOURCES.get(source)
+    if strict:  # before the conversion
+        refuse_mismatch("pascal_context", counts, size_source)
     if has_release:
         written.update(convert_context(droot, overwrite))
     if reduce:
@@ -274,19 +319,26 @@ def prepare_pascal_context(
             os.path.join(droot, "SegmentationClassContext59"),
             overwrite,
         )
-    sizes = {}
-    for split in ("train", "val"):
-        src = f"ImageSets/SegmentationContext/{split}.txt"
-        for n, label_dir in ((60, "SegmentationClassContext"), (59, "SegmentationClassContext59")):
-            dst = pairs_from_split_list(
-                droot, src, f"cpp_pairs_context{n}_{split}.txt", "JPEGImages", ".jpg", label_dir
-            )
-            if dst is not None:
-                written[dst] = os.path.join(droot, src)
-                sizes[split] = len(read_id_list(os.path.join(droot, src), VOC2010_HINT))
-    if sizes:
-        shown = ", ".join(f"{split} {n:,} images" for split, n in sizes.items())
-        print(f"Pascal Context splits ({source}): {shown}")
+    pairs = {
+        (n, split): [f"JPEGImages/{i}.jpg {label_dir}/{i}.png" for i in ids[split]]
+        for split in ("train", "val")
+        for n, label_dir in ((60, "SegmentationClassContext"), (59, "SegmentationClassContext59"))
+    }
+    for (n, split), lines in pairs.items():
+        missing_files(
+            droot,
+            lines,
+            f"listed by {sets}/{split}.txt ({n} classes); {VOC2010_HINT}, and convert the "
+            "labels (this script from the release, or --skip-reduce only when "
+            "SegmentationClassContext59/ is complete)",
+        )
+    report_sizes(report, "pascal_context", counts, size_source)
+    for (n, split), lines in pairs.items():
+        dst = os.path.join(droot, f"cpp_pairs_context{n}_{split}.txt")
+        write_pairs_file(dst, lines)
+        written[dst] = os.path.join(sets, f"{split}.txt")
+    shown = ", ".join(f"{split} {n:,} images" for split, n in counts.items())
+    print(f"Pascal Context splits ({source}): {shown}")
     return written
 
 

@@ -62,11 +62,17 @@ N_FRAMES, TRAIN_FRAMES, TEST_FRAMES = 5, [1, 3, 4], [2, 5]
 PIXEL = (3, 1, 4, (10, 20, 30))  # frame k (1-based), row, col, RGB
 
 
-def write_voc_release(root):
-    """VOC 2012 (JPEGImages, palette PNGs, train/val lists) + SBD ``benchmark_RELEASE/dataset``
-    (``cls/<id>.mat`` with struct ``GTcls``, ``img/``, train/val lists); returns the labels."""
+#: where each layout puts the SBD release's ``dataset/`` folder: the official archive unpacked
+#: under the datasets root, MMSegmentation's dataset guide (``VOCdevkit/VOCaug/dataset``)
+SBD_LAYOUTS = {"official": "benchmark_RELEASE/dataset", "mmseg": "VOCdevkit/VOCaug/dataset"}
+
+
+def write_voc_release(root, sbd="official"):
+    """VOC 2012 (JPEGImages, palette PNGs, train/val lists) + SBD ``dataset/`` (``cls/<id>.mat``
+    with struct ``GTcls``, ``img/``, train/val lists) where the layout ``sbd`` of
+    :data:`SBD_LAYOUTS` puts it, or no SBD with ``sbd=None``; returns ``(root, labels)``
+    (``labels["voc"|"sbd"][id]``, the SBD maps made whether written or not)."""
     voc = root / "VOCdevkit/VOC2012"
-    sbd = root / "benchmark_RELEASE/dataset"
     labels = {"voc": {}, "sbd": {}}
     for n, i in enumerate(VOC_TRAIN + VOC_VAL):
         write_jpg(voc / f"JPEGImages/{i}.jpg")
@@ -75,13 +81,61 @@ def write_voc_release(root):
     write_lines(voc / "ImageSets/Segmentation/train.txt", VOC_TRAIN)
     write_lines(voc / "ImageSets/Segmentation/val.txt", VOC_VAL)
     for n, i in enumerate(SBD_TRAIN + SBD_VAL):
-        write_jpg(sbd / f"img/{i}.jpg")
-        seg = np.random.default_rng(100 + n).integers(0, 21, (H, W)).astype(np.uint8)
-        labels["sbd"][i] = seg
+        labels["sbd"][i] = np.random.default_rng(100 + n).integers(0, 21, (H, W)).astype(np.uint8)
+    if sbd is None:
+        return root, labels
+    folder = root / SBD_LAYOUTS[sbd]
+    for i, seg in labels["sbd"].items():
+        write_jpg(folder / f"img/{i}.jpg")
         gt = {"Segmentation": seg, "Boundaries": np.zeros((1, 1)), "CategoriesPresent": [1]}
-        savemat(sbd / f"cls/{i}.mat", {"GTcls": gt})
-    write_lines(sbd / "train.txt", SBD_TRAIN)
-    write_lines(sbd / "val.txt", SBD_VAL)
+        savemat(folder / f"cls/{i}.mat", {"GTcls": gt})
+    write_lines(folder / "train.txt", SBD_TRAIN)
+    write_lines(folder / "val.txt", SBD_VAL)
+    return root, labels
+
+
+#: the train_aug ids of the tiny release: (SBD train + val + VOC train) - VOC val, sorted
+AUG_IDS = ["2007_000001", "2007_000002", "2008_000010", "2008_000011"]
+
+
+def write_premade_aug(root, fmt):
+    """VOC 2012 without SBD (:func:`write_voc_release` with ``sbd=None``) + an aug set already
+    converted by another tool: every image in ``JPEGImages/`` (as VOC 2012 holds all SBD
+    images), labels in ``SegmentationClassAug/`` (single-channel PNGs) and the list of ``fmt``:
+
+    * ``"mmseg"``: MMSegmentation's ``tools/dataset_converters/voc_aug.py`` output: a label for
+      every SBD id (SBD's map, VOC train ids included), ``ImageSets/Segmentation/trainaug.txt``
+      ((VOC train + SBD) - VOC val) and ``aug.txt`` (SBD - VOC train - VOC val), bare ids in
+      the unsorted order of a Python set;
+    * ``"deeplab"``: DeepLab's ``ImageSets/SegmentationAug/train_aug.txt`` of
+      ``/JPEGImages/<id>.jpg /SegmentationClassAug/<id>.png`` pairs, a label for every train_aug
+      id (VOC train's own for VOC train ids).
+
+    Returns ``(root, labels)`` as :func:`write_voc_release`."""
+    root, labels = write_voc_release(root, sbd=None)
+    voc = root / "VOCdevkit/VOC2012"
+    for i in SBD_TRAIN + SBD_VAL:
+        if not (voc / f"JPEGImages/{i}.jpg").exists():
+            write_jpg(voc / f"JPEGImages/{i}.jpg")
+    os.makedirs(voc / "SegmentationClassAug")
+    if fmt == "mmseg":
+        for i, seg in labels["sbd"].items():
+            Image.fromarray(seg).save(voc / f"SegmentationClassAug/{i}.png")
+        sbd = set(SBD_TRAIN + SBD_VAL)
+        trainaug = (set(VOC_TRAIN) | sbd) - set(VOC_VAL)
+        aug = sbd - set(VOC_TRAIN) - set(VOC_VAL)
+        write_lines(voc / "ImageSets/Segmentation/trainaug.txt", sorted(trainaug, reverse=True))
+        write_lines(voc / "ImageSets/Segmentation/aug.txt", sorted(aug, reverse=True))
+    elif fmt == "deeplab":
+        for i in AUG_IDS:
+            seg = labels["voc"][i] if i in VOC_TRAIN else labels["sbd"][i]
+            Image.fromarray(seg).save(voc / f"SegmentationClassAug/{i}.png")
+        write_lines(
+            voc / "ImageSets/SegmentationAug/train_aug.txt",
+            [f"/JPEGImages/{i}.jpg /SegmentationClassAug/{i}.png" for i in AUG_IDS],
+        )
+    else:
+        raise ValueError(f"unknown pre-made aug format {fmt!r}")
     return root, labels
 
 

@@ -26,13 +26,14 @@ def raw_datasets(tmp_path):
     voc = tmp_path / "VOCdevkit/VOC2012"
     for d in ("JPEGImages", "SegmentationClass", "SegmentationClassAug", "ImageSets/Segmentation"):
         (voc / d).mkdir(parents=True)
-    Image.fromarray(rgb).save(voc / "JPEGImages/a.jpg")
     lab = np.full((8, 8), 255, np.uint8)
     lab[:4] = 15
-    for d in ("SegmentationClass", "SegmentationClassAug"):
-        Image.fromarray(lab).save(voc / d / "a.png")
-    for s in ("train", "val", "train_aug"):
-        (voc / f"ImageSets/Segmentation/{s}.txt").write_text("a\n")
+    for i in ("a", "v"):  # a: train (and train_aug), v: val
+        Image.fromarray(rgb).save(voc / f"JPEGImages/{i}.jpg")
+        Image.fromarray(lab).save(voc / f"SegmentationClass/{i}.png")
+    Image.fromarray(lab).save(voc / "SegmentationClassAug/a.png")
+    for s, i in (("train", "a"), ("val", "v"), ("train_aug", "a")):
+        (voc / f"ImageSets/Segmentation/{s}.txt").write_text(f"{i}\n")
     ctx = tmp_path / "VOCdevkit/VOC2010"
     for d in ("JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext"):
         (ctx / d).mkdir(parents=True)

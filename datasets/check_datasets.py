@@ -160,9 +160,10 @@ def check_dataset(root: str, dataset: str) -> Tuple[Dict[str, SplitCheck], Optio
     return found, "synthetic" if synthetic else None
 
 
-def check_all(root: str, names: List[str], strict: bool, out=sys.stdout, err=sys.stderr) -> int:
-    """Print the check of every dataset of ``names`` (every known one when empty) and return the
-    exit status (module docstring)."""
+def check_all(root: str, names: List[str], strict: bool, out=None, err=None) -> int:
+    """Print the check of every dataset of ``names`` (every known one when empty) to ``out``
+    (stdout; problems to ``err``, stderr) and return the exit status (module docstring)."""
+    out, err = out or sys.stdout, err or sys.stderr
     status = 0
     for dataset in names or DATASETS:
         splits, note = check_dataset(root, dataset)
@@ -221,9 +222,10 @@ def file_checksums(path: str) -> Tuple[int, str, str]:
     return os.path.getsize(path), md5.hexdigest(), sha.hexdigest()
 
 
-def print_checksums(paths: List[str], out=sys.stdout, err=sys.stderr) -> int:
+def print_checksums(paths: List[str], out=None, err=None) -> int:
     """Print size, md5 and sha256 of each archive of ``paths`` and the comparison with the
     publisher's md5 when known; returns 1 when one differs or a file is absent, else 0."""
+    out, err = out or sys.stdout, err or sys.stderr
     status = 0
     for path in paths:
         if not os.path.isfile(path):

@@ -123,7 +123,7 @@ def refuse_mismatch(dataset: str, counts: Mapping[str, int], source: Optional[st
     problems = size_problems(dataset, counts, source)
     if problems:
         raise SplitSizeError(
-            "; ".join(problems) + " (--strict: nothing registered was written; without --strict "
+            "; ".join(problems) + " (--strict: this run wrote no pairs file; without --strict "
             "this is a warning. Check that the release is complete and unpacked as "
             "datasets/README.md says)"
         )

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
+from seethroughnet import paper_numbers
 from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png
 from seethroughnet.utils.atomic import write_text_atomic
 
@@ -112,6 +113,7 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
                     cells.append(f"{parts[0]} ({parts[1]})")
                 lines.append(f"| {DETECTORS[det][0]} | {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += paper_comparison(records)
     failed = [(c, r) for c, r in records.items() if r.get("status") != "ok"]
     if failed:
         lines += ["Failed cells:", ""]
@@ -132,6 +134,60 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def paper_comparison(records: Dict[Cell, dict]) -> list:
+    """Markdown lines: per (detector, encoder, mode) the measured mean over seeds of AP, AP50,
+    AP_s, AP_m, AP_l beside the paper's Table 5 and the difference (measured - paper). Box AP
+    for every detector; where Mask R-CNN has mask AP, a second table holds it against the same
+    paper numbers, since the paper does not say which of the two its Mask R-CNN AP is."""
+    headers = ["Detector", "Encoder", "mode"]
+    for m in paper_numbers.TABLE5_METRICS:
+        label = METRIC_LABELS[m]
+        headers += [label, f"paper {label}", f"Δ {label}"]
+    has_segm = any(
+        _value(r, "segm", "AP") is not None for c, r in records.items() if c.detector == "mask_rcnn"
+    )
+    out = []
+    for task in ("bbox", "segm"):
+        dets = list(DETECTORS) if task == "bbox" else ["mask_rcnn"]
+        if task == "segm" and not has_segm:
+            continue
+        rows = []
+        for det in dets:
+            for init, (label, _, _) in INITS.items():
+                for mode in MODES:
+                    paper = paper_numbers.table5(det, init, mode == "frozen") or {}
+                    cells = [
+                        DETECTORS[det][0],
+                        label,
+                        "frozen" if mode == "frozen" else "fine-tuned",
+                    ]
+                    for m in paper_numbers.TABLE5_METRICS:
+                        e = _entry(records, (det, init, mode), task, m)
+                        p = paper.get(m)
+                        cells += [
+                            "–" if e.mean is None else f"{e.mean:.1f}",
+                            paper_numbers.fmt(p, 1) if paper else "n/a",
+                            paper_numbers.fmt_diff(e.mean, p, 1) if paper else "n/a",
+                        ]
+                    rows.append("| " + " | ".join(cells) + " |")
+        if task == "bbox":
+            intro = (
+                "**Against the paper, box AP** — measured mean over seeds, "
+                f"{paper_numbers.cite('table5')}, Δ = measured - paper (`?`: unreadable in the "
+                "paper's text; –: not run). The paper does not say whether Mask R-CNN's AP is box "
+                "or mask AP: its Mask R-CNN rows are compared with box AP here"
+                + (" and with mask AP below." if has_segm else ".")
+            )
+        else:
+            intro = (
+                "**Against the paper, Mask R-CNN mask AP** — the same paper numbers as above "
+                "(the paper does not say whether they are box or mask AP)."
+            )
+        out += [intro, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += rows + [""]
+    return out
 
 
 def render_chart(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from seethroughnet import paper_numbers
 from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png
 
 
@@ -59,9 +60,10 @@ def table1(grid: dict, records: List[dict]) -> str:
     b_loss, b_n = _variant_spec(grid, t1["baseline"])
     c_loss, c_n = _variant_spec(grid, t1["cpp"])
     lines = [
-        "| model | dataset | baseline mIoU | with CPP mIoU | gain (paired) | seeds (b/c) "
-        "| per seed: baseline / CPP | notes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | dataset | baseline mIoU | with CPP mIoU | gain (paired) | paper baseline "
+        "| paper CPP | paper gain | Δ baseline vs paper | Δ CPP vs paper | Δ gain vs paper "
+        "| seeds (b/c) | per seed: baseline / CPP | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in grid["models"]:
         for dataset in grid["datasets"]:
@@ -82,11 +84,36 @@ def table1(grid: dict, records: List[dict]) -> str:
             per_seed = " / ".join(
                 ", ".join(f"{d[k]:.1f}" for k in sorted(d)) or "-" for d in (ob, oc)
             )
+            vs_paper = _paper_table1_cells(model, dataset, (mb, mc, mg))
             lines.append(
-                f"| {model} | {dataset} | {_fmt(mb, sb)} | {_fmt(mc, sc)} | {gain} "
+                f"| {model} | {dataset} | {_fmt(mb, sb)} | {_fmt(mc, sc)} | {gain} | {vs_paper} "
                 f"| {len(ob)}/{len(oc)} | {per_seed} | {note} |"
             )
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + _paper_note(grid)
+
+
+def _paper_note(grid: dict) -> str:
+    """Where the paper columns come from, and why a dataset of the grid has none."""
+    none = [d for d in grid["datasets"] if paper_numbers.table1_dataset(d) is None]
+    why = "".join(f" {d}: {paper_numbers.no_paper_reason(d)}." for d in none)
+    return (
+        f"Paper columns: {paper_numbers.cite('table1')} (seethroughnet/paper_numbers.yaml); "
+        "Δ = measured mean (over seeds) - paper; n/a: no paper number for that model / "
+        f"dataset.{why}"
+    )
+
+
+def _paper_table1_cells(model: str, dataset: str, measured) -> str:
+    """``paper baseline | paper CPP | paper gain | Δ baseline | Δ CPP | Δ gain`` (Δ = measured
+    mean - paper)."""
+    paper = paper_numbers.table1(model, dataset)
+    if paper is None:
+        return " | ".join(["n/a"] * 6)
+    pb, pc, pg = paper
+    measured = [None if m != m else m for m in measured]  # NaN: no finished run
+    cells = [paper_numbers.fmt(pb), paper_numbers.fmt(pc), paper_numbers.fmt(pg, sign=True)]
+    cells += [paper_numbers.fmt_diff(m, p) for m, p in zip(measured, paper)]
+    return " | ".join(cells)
 
 
 def table2(grid: dict, records: List[dict]) -> str:
@@ -124,10 +151,39 @@ def table2(grid: dict, records: List[dict]) -> str:
                 )
             di = [d for c, d in diffs.items() if c in inst and d == d]
             dn = [d for c, d in diffs.items() if c not in inst and d == d]
-            rows.append(f"| **instance avg** | | | | {_mean_std(di)[0]:+.2f} |")
-            rows.append(f"| **non-instance avg** | | | | {_mean_std(dn)[0]:+.2f} |")
-            out.append(title + "\n\n" + "\n".join(rows) + "\n")
+            avg_i, avg_n = _mean_std(di)[0], _mean_std(dn)[0]
+            rows.append(f"| **instance avg** | | | | {avg_i:+.2f} |")
+            rows.append(f"| **non-instance avg** | | | | {avg_n:+.2f} |")
+            vs = _paper_table2(model, dataset, avg_i, avg_n)
+            out.append(title + "\n\n" + "\n".join(rows) + "\n\n" + vs + "\n")
     return "\n".join(out)
+
+
+def _paper_table2(model: str, dataset: str, avg_i: float, avg_n: float) -> str:
+    """The group averages beside the paper's Table 2 (Cityscapes only)."""
+    paper = paper_numbers.table2(model, dataset)
+    rows = [
+        "| class group | measured avg gain | paper avg gain | Δ vs paper |",
+        "|---|---|---|---|",
+    ]
+    for label, key, m in (("instance", "instance", avg_i), ("non-instance", "non_instance", avg_n)):
+        m = None if m != m else m
+        ms = "n/a" if m is None else f"{m:+.2f}"
+        if paper is None:
+            rows.append(f"| {label} | {ms} | n/a | n/a |")
+        else:
+            p = paper[key]
+            rows.append(
+                f"| {label} | {ms} | {paper_numbers.fmt(p, sign=True)} "
+                f"| {paper_numbers.fmt_diff(m, p)} |"
+            )
+    where = (
+        f"paper: {paper_numbers.cite('table2')}"
+        + ("; `?`: unreadable in the paper's text" if None in paper.values() else "")
+        if paper is not None
+        else f"paper: n/a ({paper_numbers.cite('table2')} has Cityscapes and the seven models only)"
+    )
+    return "\n".join(rows) + f"\n\n({where}; Δ = measured - paper)"
 
 
 def figure5_models(grid: dict) -> List[str]:

@@ -8,14 +8,14 @@ import os
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import default_setup, hooks
-from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
+from detectron2.evaluation import DatasetEvaluators
 
 from . import modeling  # noqa: F401  (registers the backbone and meta-architecture)
 from .checkpoint import StrictCheckpointer
 from .config import build_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
-from .evaluation import CityscapesOfficialSemSegEvaluator
+from .evaluation import CityscapesOfficialSemSegEvaluator, ProjectSemSegEvaluator
 from .lr_schedule import build_lr_scheduler as build_poly_lr_scheduler
 from .resumable import ResumableTrainerMixin, build_resumable_train_loader
 from .training import PortableDefaultTrainer
@@ -161,9 +161,11 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
-        sem_seg = SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        # the project's metrics on detectron2's confusion matrix: one mIoU definition on every
+        # detectron2 install (evaluation/metrics.py)
+        sem_seg = ProjectSemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
         if evaluator_type == "cityscapes_sem_seg":
-            # the official Cityscapes script (on labelIds) beside detectron2's confusion matrix
+            # the official Cityscapes script (on labelIds) beside the confusion matrix
             return DatasetEvaluators([sem_seg, CityscapesOfficialSemSegEvaluator(dataset_name)])
         if evaluator_type == "sem_seg":
             return sem_seg

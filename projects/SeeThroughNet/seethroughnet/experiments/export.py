@@ -181,7 +181,11 @@ def main(argv=None):
     from seethroughnet.checkpoint import UnreadableCheckpointError
     from seethroughnet.engine import Trainer
     from seethroughnet.experiments.models import load_model
-    from seethroughnet.utils.safe_load import UnsafeFileError, apply_safety_arguments
+    from seethroughnet.utils.safe_load import (
+        ConfigFileError,
+        UnsafeFileError,
+        apply_safety_arguments,
+    )
 
     if not os.path.isfile(args.weights):
         sys.exit(f"error: --weights {args.weights} does not exist")
@@ -193,7 +197,7 @@ def main(argv=None):
             allow_unsafe_config=args.allow_unsafe_config,
             freeze=True,
         )
-    except (UnsafeFileError, UnreadableCheckpointError) as e:
+    except (ConfigFileError, UnsafeFileError, UnreadableCheckpointError) as e:
         sys.exit(f"error: {e}")
     loader = Trainer.build_test_loader(cfg, args.dataset)
     try:

@@ -117,9 +117,10 @@ def export_predictions(
         # complete zip under the name of this one
         if old_zip:
             os.remove(zip_path)
-        # only what an export wrote: a file the user put into the folder stays
-        for p in export_written_files(output_dir):
-            os.remove(p)
+    # what an earlier export wrote (refused above unless overwrite) or began to write when it was
+    # killed (temporary files, which the PNG glob does not see); never a file the user put there
+    for p in export_written_files(output_dir):
+        os.remove(p)
     check_writable_dir(output_dir, "the output folder", "choose a writable --output")
     lut = trainid_to_labelid_lut()
     written = []

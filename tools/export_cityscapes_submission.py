@@ -12,9 +12,11 @@ into ``OUTPUT/<city>/``, and packs them into ``OUTPUT.zip``.
 
 A thin command line over :func:`seethroughnet.experiments.models.load_model` and
 :mod:`seethroughnet.experiments.export`: each PNG is written atomically, the zip likewise; a
-folder that already holds predictions (or an existing OUTPUT.zip) is refused unless
---overwrite, which removes the old zip and then the old PNGs before the first new PNG is
-written, so an interrupted export never leaves an earlier model's results under this name.
+folder that already holds PNGs (or an existing OUTPUT.zip) is refused unless --overwrite,
+which removes the old zip and then the old results before the first new PNG is written, so an
+interrupted export never leaves an earlier model's results under this name. --overwrite removes
+only what an export writes (OUTPUT/<city>/<city>_*_pred_labelIds.png and the temporary files of
+a killed write); other files in the folder are kept.
 """
 
 import sys

@@ -6,8 +6,10 @@ r"""The main job on the embedded dataset: train, evaluate, export, report.
 
 1. trains the config with ``projects/SeeThroughNet/train_net.py`` (resuming from the last
    checkpoint in ``--output`` if there is one, so a re-run finishes or skips the training);
-2. evaluates ``model_final.pth`` on the config's test dataset with detectron2's
-   ``SemSegEvaluator`` and cityscapesscripts' evaluation;
+2. evaluates ``model_final.pth`` on the config's test dataset with the project's evaluator
+   (detectron2's ``SemSegEvaluator`` accumulation, ``seethroughnet.evaluation.metrics``'
+   definitions: the mIoU is cityscapesscripts' and MMSegmentation's, on every detectron2 install)
+   and cityscapesscripts' evaluation;
 3. exports a Cityscapes benchmark submission for the test split (labelId PNGs + zip), and the
    val predictions, which cityscapesscripts' ``evalPixelLevelSemanticLabeling`` scores again
    from the files as the benchmark server would, as a check of the export;
@@ -73,6 +75,7 @@ def main(argv=None):
     from tabulate import tabulate
 
     from seethroughnet.engine import Trainer
+    from seethroughnet.evaluation import MIOU_DEFINITION
     from seethroughnet.experiments.export import evaluate_exported_predictions, export_predictions
     from seethroughnet.experiments.models import load_model
     from seethroughnet.utils.atomic import write_text_atomic
@@ -115,7 +118,7 @@ def main(argv=None):
     ]
     table = tabulate(
         rows,
-        headers=["class", "IoU (SemSegEvaluator)", "IoU (exported, cityscapesscripts)"],
+        headers=["class", "IoU (sem_seg evaluator)", "IoU (exported, cityscapesscripts)"],
         floatfmt=".2f",
         tablefmt="github",
     )
@@ -123,6 +126,7 @@ def main(argv=None):
         "config": args.config_file,
         "weights": weights,
         "mIoU": sem["mIoU"],
+        "mIoU_definition": MIOU_DEFINITION,
         "mIoU_exported_cityscapesscripts": 100 * cs_miou,
         "pixel_accuracy": sem["pACC"],
         "per_class_IoU": {c: sem.get(f"IoU-{c}") for c in classes},
@@ -135,8 +139,8 @@ def main(argv=None):
     print("\nPer-class IoU on", val_name)
     print(table)
     print(
-        f"\nmIoU {sem['mIoU']:.2f} (SemSegEvaluator) | {100 * cs_miou:.2f} (cityscapesscripts on "
-        "the exported PNGs)"
+        f"\nmIoU {sem['mIoU']:.2f} (sem_seg evaluator: {MIOU_DEFINITION}) | {100 * cs_miou:.2f} "
+        "(cityscapesscripts on the exported PNGs)"
     )
     print(f"submission: {summary['submission_zip']}")
     print(f"total {summary['seconds_total']} s, of which training {summary['seconds_training']} s")

@@ -16,7 +16,8 @@ norm, mmdetection's ``grad_clip``); ``SyncBatchNorm`` -> ``BatchNorm2d`` when ``
 is ``cpu`` (multi-process CPU runs); ``MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS`` (encoder BN
 statistics re-estimated before the first iteration); a Mask R-CNN with ``INPUT.MASK_FORMAT
 polygon`` refuses a train JSON converted as RLE. ``--resume`` continues from the last
-checkpoint in ``OUTPUT_DIR`` (what ``run_table5.py`` always passes).
+checkpoint in ``OUTPUT_DIR`` (what ``run_table5.py`` always passes). ``--eval-only`` needs
+``MODEL.WEIGHTS`` (or ``--resume`` with a checkpoint) unless ``--eval-random-weights``.
 """
 
 import logging
@@ -34,7 +35,7 @@ from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from seethroughnet.config import build_config  # noqa: E402
-from seethroughnet.engine import check_eval_weights  # noqa: E402
+from seethroughnet.engine import add_eval_arguments, check_eval_weights  # noqa: E402
 from seethroughnet.resumable import ResumableTrainerMixin  # noqa: E402
 from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
 from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn  # noqa: E402
@@ -294,7 +295,9 @@ def write_results(cfg, results, model=None, mode="train"):
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        check_eval_weights(cfg, resume=args.resume)
+        check_eval_weights(
+            cfg, resume=args.resume, allow_random=getattr(args, "eval_random_weights", False)
+        )
         model = Trainer.build_model(cfg)
         build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
@@ -315,7 +318,7 @@ def main(args):
 def cli(argv=None):
     from seethroughnet.utils.safe_load import add_safety_arguments
 
-    args = add_safety_arguments(default_argument_parser()).parse_args(argv)
+    args = add_eval_arguments(add_safety_arguments(default_argument_parser())).parse_args(argv)
     return launch(
         main,
         args.num_gpus,

@@ -2,7 +2,12 @@
 """SeeThroughNet training and evaluation script (detectron2 conventions).
 
     python projects/SeeThroughNet/train_net.py --config-file <yaml> [--num-gpus N] [--resume] \
-        [--eval-only] [--allow-unsafe-config] [--trust-weights-file] [KEY VALUE ...]
+        [--eval-only [--eval-random-weights]] [--allow-unsafe-config] [--trust-weights-file] \
+        [KEY VALUE ...]
+
+``--eval-only`` needs ``MODEL.WEIGHTS`` (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``);
+``--eval-random-weights`` evaluates a randomly initialised model on purpose
+(``MODEL.ALLOW_RANDOM_INIT`` is training's opt-out only).
 
 Multi-process runs use NCCL on GPUs and gloo on CPU (``MODEL.DEVICE cpu --num-gpus N``
 starts N CPU processes).
@@ -16,14 +21,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from detectron2.engine import default_argument_parser, launch  # noqa: E402
 
-from seethroughnet.engine import Trainer, check_eval_weights, setup  # noqa: E402
+from seethroughnet.engine import (  # noqa: E402
+    Trainer,
+    add_eval_arguments,
+    check_eval_weights,
+    setup,
+)
 from seethroughnet.utils.safe_load import add_safety_arguments  # noqa: E402
 
 
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        check_eval_weights(cfg, resume=args.resume)
+        check_eval_weights(
+            cfg, resume=args.resume, allow_random=getattr(args, "eval_random_weights", False)
+        )
         model = Trainer.build_model(cfg)
         Trainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
@@ -33,7 +45,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = add_safety_arguments(default_argument_parser()).parse_args()
+    args = add_eval_arguments(add_safety_arguments(default_argument_parser())).parse_args()
     print("Command Line Args:", args)
     launch(
         main,

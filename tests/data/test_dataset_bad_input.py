@@ -197,6 +197,40 @@ def test_image_and_label_sizes_differ(tiny_cs, cs):
     assert "sizes disagree" in msg
 
 
+def _save_with_orientation(path, array, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # EXIF Orientation
+    Image.fromarray(array).save(path, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("mode", ["header", "full"])
+def test_exif_rotated_image_whose_oriented_size_differs_from_its_label(
+    tiny_cs, cs, monkeypatch, mode
+):
+    """detectron2 reads images with their EXIF orientation applied; the validator must compare
+    that size with the label's, naming the image, not leave it to training (issue #25)."""
+    from detectron2.data.detection_utils import read_image
+
+    monkeypatch.setenv("SEETHROUGHNET_VALIDATE", mode)
+    root, files = cs
+    s = files["val"][1]
+    h, w = tiny_cs.H, tiny_cs.W
+    _save_with_orientation(s["image"], np.zeros((h, w, 3), np.uint8), 6)  # stored W x H
+    assert read_image(str(s["image"])).shape[:2] == (w, h)  # as training will see it: rotated
+    msg = load_error()
+    assert s["image"] in msg and "EXIF orientation" in msg
+    assert f"{h}x{w}" in msg and f"{w}x{h}" in msg
+    assert "sizes disagree" in msg
+
+
+def test_exif_rotated_image_whose_oriented_size_matches_its_label_loads(tiny_cs, cs):
+    root, files = cs
+    s = files["val"][1]
+    h, w = tiny_cs.H, tiny_cs.W
+    _save_with_orientation(s["image"], np.zeros((w, h, 3), np.uint8), 8)  # stored H x W: rotated
+    assert len(DatasetCatalog.get(SEM_VAL)) == 4
+
+
 def test_truncated_label_png(cs):
     root, files = cs
     s = files["val"][1]

@@ -145,3 +145,49 @@ def test_guard_paths():
     check_pretrained_weights(
         build_config(os.path.join(CONFIGS, "CPP-Plugin/CamVid-CPU/pspnet_R18_camvid.yaml"))
     )
+
+
+LAZY_CONFIG = """from detectron2.config import LazyCall as L
+from detectron2.solver import WarmupParamScheduler
+
+train = dict(output_dir="./output", max_iter=90000)
+"""
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("lazy.py", LAZY_CONFIG, "LazyConfig"),
+        (
+            "lazy.yaml",  # LazyConfig.save writes YAML
+            "model:\n  _target_: detectron2.modeling.GeneralizedRCNN\ntrain:\n  max_iter: 10\n",
+            "LazyConfig",
+        ),
+        ("empty.yaml", "", "is empty"),
+        ("comments_only.yaml", "# nothing here\n", "is empty"),
+        ("list.yaml", "- MODEL\n- SOLVER\n", "a list"),
+        ("scalar.yaml", "seethroughnet\n", "a str"),
+    ],
+)
+def test_a_config_that_is_not_a_yaml_mapping_is_refused_naming_the_file(
+    tmp_path, name, text, expected
+):
+    """Issue #25: a LazyConfig ``.py``, an empty file or a YAML list ended in a bare
+    AttributeError / TypeError without the file's name."""
+    from seethroughnet.config import build_config
+    from seethroughnet.utils.safe_load import ConfigFileError
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigFileError) as e:
+        build_config(str(path))
+    msg = str(e.value)
+    assert str(path) in msg and expected in msg
+    assert "mapping" in msg  # what was expected: a YAML mapping of config keys
+    # the same as a _BASE_ file, named with the file that pulls it in
+    child = tmp_path / "child.yaml"
+    child.write_text(f'_BASE_: "{name}"\nSEED: 1\n')
+    with pytest.raises(ConfigFileError) as e:
+        build_config(str(child))
+    msg = str(e.value)
+    assert str(path) in msg and str(child) in msg and expected in msg

@@ -93,6 +93,38 @@ def test_overwrite_removes_the_old_zip_before_the_first_new_png(tmp_path):
         export_predictions(_Model(), _loader(1), str(out), progress=False)
 
 
+def test_overwrite_removes_only_what_an_export_wrote(tmp_path):
+    """--overwrite deletes the earlier export's result PNGs, its zip and the temporary files of a
+    killed write, never a file the user put into the folder (issue #25)."""
+    from seethroughnet.experiments.export import export_predictions
+
+    out = tmp_path / "submission"
+    export_predictions(_Model(), _loader(3), str(out), progress=False)
+    city = out / "city"
+    stale = city / ".city_000000_000009_pred_labelIds.png.k1ll3d.part.png"  # a killed write's
+    stale.write_bytes(b"half a png")
+    user = {
+        out / "notes.png": b"user 1",
+        out / "README.txt": b"user 2",
+        city / "city_000000_000000_leftImg8bit.png": b"user 3",  # an input image kept beside
+        city / "my_overlay.png": b"user 4",
+        out / "other" / "x_pred_labelIds.png": b"user 5",  # not in a folder named as its city
+    }
+    for path, data in user.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+    written = export_predictions(_Model(), _loader(1), str(out), overwrite=True, progress=False)
+    for path, data in user.items():
+        assert path.read_bytes() == data, f"--overwrite removed the user's file {path}"
+    results = sorted(p.name for p in city.glob("*_pred_labelIds.png"))
+    assert results == ["city_000000_000000_pred_labelIds.png"], results  # the old 000001, 000002
+    assert not stale.exists()
+    assert written == [str(city / "city_000000_000000_pred_labelIds.png")]
+    assert zipfile.ZipFile(str(out) + ".zip").namelist() == [
+        "city/city_000000_000000_pred_labelIds.png"
+    ]
+
+
 def test_unwritable_export_folder_is_named(tmp_path):
     from seethroughnet.experiments.export import export_predictions
 

@@ -207,6 +207,73 @@ def test_resume_with_last_checkpoint_naming_a_missing_file_uses_the_previous_one
         ck.resume_or_load("", resume=True)
 
 
+@pytest.mark.parametrize(
+    "junk",
+    [b"\xff\xfe\x80 not utf-8 \x00\x9c", bytes(range(256)), b"model_0000001.pth\xff"],
+    ids=["binary", "all-bytes", "name-then-junk"],
+)
+def test_resume_with_undecodable_last_checkpoint_warns_and_uses_the_checkpoints(
+    tmp_path, caplog, junk
+):
+    """``last_checkpoint`` holding bytes that are not text (issue #25): a warning naming the file,
+    then the newest readable checkpoint, as for a missing, empty or truncated one."""
+    import logging
+
+    from seethroughnet.checkpoint import StrictCheckpointer, UnreadableCheckpointError
+
+    out = tmp_path / "run"
+    model = torch.nn.Linear(2, 2)
+    ck = StrictCheckpointer(model, str(out))
+    ck.save("model_0000001")
+    (out / "last_checkpoint").write_bytes(junk)
+    with torch.no_grad():
+        model.weight.zero_()
+    with caplog.at_level(logging.WARNING):
+        ck.resume_or_load("", resume=True)
+    assert model.weight.abs().sum() > 0  # loaded model_0000001
+    assert str(out / "last_checkpoint") in caplog.text
+    os.remove(out / "model_0000001.pth")
+    with pytest.raises(UnreadableCheckpointError, match="no readable checkpoint") as e:
+        ck.resume_or_load("", resume=True)
+    assert str(out) in str(e.value)
+
+
+def test_stale_part_files_of_a_killed_first_checkpoint_are_removed_at_the_next_start(
+    tmp_path, caplog
+):
+    """A kill during the first checkpoint write leaves only a temporary file (no checkpoint, no
+    last_checkpoint); the next training start (with or without --resume) removes it, saying so
+    (issue #25). An --eval-only start without --resume leaves the folder alone: it may be a
+    running training's OUTPUT_DIR."""
+    import logging
+
+    from seethroughnet.checkpoint import StrictCheckpointer
+
+    class _TrainerState:  # what the trainer's checkpointer saves beside the model
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    out = tmp_path / "run"
+    out.mkdir()
+    model = torch.nn.Linear(2, 2)
+    for resume in (True, False):
+        stale = out / ".model_0000001.pth.x7k2a9.part.pth"
+        stale.write_bytes(b"half a checkpoint")
+        eval_only = StrictCheckpointer(model, str(out))
+        if not resume:
+            eval_only.resume_or_load("", resume=False)
+            assert stale.exists()
+        ck = StrictCheckpointer(model, str(out), trainer=_TrainerState())
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            ck.resume_or_load("", resume=resume)
+        assert not stale.exists(), f"resume={resume}"
+        assert str(stale) in caplog.text and "removing" in caplog.text
+
+
 def test_truncated_weights_file_is_named(tmp_path):
     from seethroughnet.checkpoint import StrictCheckpointer, UnreadableCheckpointError
 
@@ -218,7 +285,9 @@ def test_truncated_weights_file_is_named(tmp_path):
         StrictCheckpointer(model).load(str(path))
 
 
-def test_eval_only_without_weights_is_an_error_unless_random_init_is_allowed(dataset_env, tmp_path):
+def test_eval_only_without_weights_is_an_error_unless_random_weights_are_asked_for(
+    dataset_env, tmp_path
+):
     cmd = [
         sys.executable,
         TRAIN_NET,
@@ -229,23 +298,47 @@ def test_eval_only_without_weights_is_an_error_unless_random_init_is_allowed(dat
         "OUTPUT_DIR",
         str(tmp_path / "e"),
     ]
+    for allow_random_init in ("False", "True"):  # training's opt-out does not cover evaluation
+        r = subprocess.run(
+            cmd + ["MODEL.ALLOW_RANDOM_INIT", allow_random_init],
+            env=dataset_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode != 0
+        assert "MODEL.WEIGHTS" in r.stderr and "--eval-random-weights" in r.stderr
     r = subprocess.run(
-        cmd + ["MODEL.ALLOW_RANDOM_INIT", "False"],
-        env=dataset_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode != 0
-    assert "MODEL.WEIGHTS" in r.stderr and "MODEL.ALLOW_RANDOM_INIT True" in r.stderr
-    r = subprocess.run(
-        cmd + ["MODEL.ALLOW_RANDOM_INIT", "True"],
+        cmd[:2] + ["--eval-random-weights"] + cmd[2:],
         env=dataset_env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_eval_only_needs_weights_even_where_training_may_start_from_random_init(tmp_path):
+    """MODEL.ALLOW_RANDOM_INIT (the demo config sets it) lets *training* start from random weights;
+    it must not let --eval-only evaluate a random model and exit 0 (issue #25). Weights, a
+    checkpoint --resume finds, or the evaluation's own opt-in are needed."""
+    from seethroughnet.config import build_config
+    from seethroughnet.engine import RandomInitError, check_eval_weights
+
+    out = tmp_path / "e"
+    out.mkdir()
+    cfg = build_config(TINY_CONFIG, ["MODEL.ALLOW_RANDOM_INIT", "True", "OUTPUT_DIR", str(out)])
+    for resume in (False, True):  # --resume finds nothing in an empty OUTPUT_DIR
+        with pytest.raises(RandomInitError, match=r"--eval-random-weights") as e:
+            check_eval_weights(cfg, resume=resume)
+        assert "MODEL.WEIGHTS" in str(e.value) and "ALLOW_RANDOM_INIT" in str(e.value)
+    check_eval_weights(cfg, allow_random=True)  # the evaluation's opt-in
+    torch.save({"model": {}}, out / "model_0000009.pth")  # a checkpoint --resume would find
+    check_eval_weights(cfg, resume=True)
+    with pytest.raises(RandomInitError):
+        check_eval_weights(cfg, resume=False)
+    cfg.MODEL.WEIGHTS = str(out / "model_0000009.pth")
+    check_eval_weights(cfg)
 
 
 def test_non_finite_loss_at_the_last_iteration_writes_no_results(

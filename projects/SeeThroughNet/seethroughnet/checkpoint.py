@@ -13,7 +13,10 @@ holding other pickled objects is refused unless the checkpointer is ``trusted``
 
 Checkpoints and ``last_checkpoint`` are written to a temporary name and renamed, so a run killed
 while saving leaves the previous checkpoint intact; ``--resume`` passes over a newest checkpoint
-that is missing, empty or truncated (with a warning naming it) to the previous one.
+that is missing, empty or truncated (with a warning naming it) to the previous one, and over a
+``last_checkpoint`` that is not text (a warning naming it) to the newest checkpoint in the folder.
+The temporary files of a killed write are removed, with a warning naming each, when training
+starts (with or without ``--resume``) and by any ``--resume``.
 """
 
 import logging
@@ -153,6 +156,42 @@ class SafeCheckpointer(DetectionCheckpointer):
                 f.write(last_filename_basename)
 
     # ---- resuming: the newest readable checkpoint ---------------------------------------------
+    def get_checkpoint_file(self):
+        """The checkpoint ``last_checkpoint`` names, or "" when there is none or it does not hold
+        text (bytes that are not UTF-8: a warning names the file; fvcore would raise a bare
+        ``UnicodeDecodeError``)."""
+        save_file = os.path.join(self.save_dir, "last_checkpoint")
+        try:
+            with self.path_manager.open(save_file, "rb") as f:
+                raw = f.read()
+        except OSError:  # missing, or just removed by another process
+            return ""
+        try:
+            name = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            logging.getLogger(__name__).warning(
+                f"{save_file} does not hold a checkpoint name ({len(raw)} bytes that are not "
+                f"text); ignoring it and resuming from the newest readable model_*.pth in "
+                f"{self.save_dir}"
+            )
+            return ""
+        return os.path.join(self.save_dir, name) if name else ""
+
+    def remove_stale_part_files(self):
+        """Remove the temporary files (``.<name>.<random>.part<suffix>``, :func:`atomic_path`) that
+        a run killed while writing left in ``save_dir``, with a warning naming each."""
+        if not self.save_dir or not os.path.isdir(self.save_dir):
+            return
+        log = logging.getLogger(__name__)
+        for stale in sorted(os.listdir(self.save_dir)):
+            path = os.path.join(self.save_dir, stale)
+            if stale.startswith(".") and ".part" in stale and os.path.isfile(path):
+                log.warning(f"removing {path}, a file a killed run left half-written")
+                try:
+                    os.remove(path)
+                except FileNotFoundError:  # another rank removed it first
+                    pass
+
     def resume_candidates(self):
         """The checkpoint named by ``last_checkpoint`` first, then the others in ``save_dir``,
         newest (highest iteration) first."""
@@ -175,19 +214,14 @@ class SafeCheckpointer(DetectionCheckpointer):
         return super().has_checkpoint() or bool(self.resume_candidates())
 
     def resume_or_load(self, path, *, resume=True):
+        # Temporary files of a killed write go at a training start (the checkpointer that saves
+        # the trainer) and at any --resume. An --eval-only start without --resume leaves them:
+        # its OUTPUT_DIR may be the folder of a training that is running.
+        if resume or "trainer" in self.checkpointables:
+            self.remove_stale_part_files()
         if not (resume and self.has_checkpoint()):
             return super().resume_or_load(path, resume=False)
         log = logging.getLogger(__name__)
-        for stale in os.listdir(self.save_dir):
-            if stale.startswith(".") and ".part" in stale:  # left by a run killed while writing
-                log.warning(
-                    f"removing {os.path.join(self.save_dir, stale)}, a file a killed run left "
-                    "half-written"
-                )
-                try:
-                    os.remove(os.path.join(self.save_dir, stale))
-                except FileNotFoundError:  # another rank removed it first
-                    pass
         skipped = []
         for candidate in self.resume_candidates():
             try:

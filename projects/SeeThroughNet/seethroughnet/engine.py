@@ -8,21 +8,29 @@ import os
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import default_setup, hooks
-from detectron2.evaluation import DatasetEvaluators, SemSegEvaluator
+from detectron2.evaluation import DatasetEvaluators
 
 from . import modeling  # noqa: F401  (registers the backbone and meta-architecture)
 from .checkpoint import StrictCheckpointer
 from .config import build_config
 from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
-from .evaluation import CityscapesOfficialSemSegEvaluator
+from .evaluation import CityscapesOfficialSemSegEvaluator, ProjectSemSegEvaluator
 from .lr_schedule import build_lr_scheduler as build_poly_lr_scheduler
 from .resumable import ResumableTrainerMixin, build_resumable_train_loader
 from .training import PortableDefaultTrainer
 from .utils.atomic import check_writable_dir
 from .utils.norm import convert_sync_batchnorm_to_bn
 
-__all__ = ["Trainer", "setup", "check_pretrained_weights", "check_eval_weights", "RandomInitError"]
+__all__ = [
+    "Trainer",
+    "setup",
+    "add_eval_arguments",
+    "check_pretrained_weights",
+    "check_eval_weights",
+    "EVAL_RANDOM_WEIGHTS_FLAG",
+    "RandomInitError",
+]
 
 
 class RandomInitError(RuntimeError):
@@ -70,19 +78,51 @@ def check_pretrained_weights(cfg) -> None:
     )
 
 
-def check_eval_weights(cfg, resume=False) -> None:
+#: ``train_net.py`` flag: evaluate a model without weights (random initialisation) on purpose.
+EVAL_RANDOM_WEIGHTS_FLAG = "--eval-random-weights"
+
+
+def add_eval_arguments(parser):
+    """Add :data:`EVAL_RANDOM_WEIGHTS_FLAG` to a ``train_net.py`` argument parser."""
+    parser.add_argument(
+        EVAL_RANDOM_WEIGHTS_FLAG,
+        action="store_true",
+        help="with --eval-only: evaluate a randomly initialised model on purpose (without it, "
+        "--eval-only needs MODEL.WEIGHTS or a checkpoint that --resume finds)",
+    )
+    return parser
+
+
+def check_eval_weights(cfg, resume=False, allow_random=False) -> None:
     """Refuse to evaluate a randomly initialised model: ``--eval-only`` needs ``MODEL.WEIGHTS``
-    (or ``--resume`` with a checkpoint in ``OUTPUT_DIR``) unless
-    ``MODEL.ALLOW_RANDOM_INIT True``."""
-    if cfg.MODEL.WEIGHTS or cfg.MODEL.ALLOW_RANDOM_INIT:
+    or, with ``--resume``, a checkpoint in ``OUTPUT_DIR`` (``last_checkpoint`` or a
+    ``model_*.pth``), unless ``allow_random`` (:data:`EVAL_RANDOM_WEIGHTS_FLAG`).
+    ``MODEL.ALLOW_RANDOM_INIT`` is training's opt-out and does not count here: the demo config
+    sets it, and evaluating random weights is never what an evaluation of that config means."""
+    if cfg.MODEL.WEIGHTS or allow_random:
         return
-    if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
-        return
+    if resume and os.path.isdir(cfg.OUTPUT_DIR):
+        names = os.listdir(cfg.OUTPUT_DIR)
+        if "last_checkpoint" in names or any(_is_checkpoint_name(n) for n in names):
+            return
+    note = (
+        " (MODEL.ALLOW_RANDOM_INIT True lets training start from random weights; it does not "
+        "apply to evaluation)"
+        if cfg.MODEL.ALLOW_RANDOM_INIT
+        else ""
+    )
+    found = f"; --resume found no checkpoint in {cfg.OUTPUT_DIR}" if resume else ""
     raise RandomInitError(
-        "--eval-only without weights would evaluate a randomly initialised model: set "
-        "MODEL.WEIGHTS "
-        "to a trained checkpoint (or pass --resume with a checkpoint in OUTPUT_DIR), or add "
-        "`MODEL.ALLOW_RANDOM_INIT True` to evaluate random weights on purpose"
+        "--eval-only without weights would evaluate a randomly initialised model"
+        f"{found}: set MODEL.WEIGHTS to a trained checkpoint (or pass --resume with a checkpoint "
+        f"in OUTPUT_DIR), or pass {EVAL_RANDOM_WEIGHTS_FLAG} to evaluate random weights on "
+        f"purpose{note}"
+    )
+
+
+def _is_checkpoint_name(name) -> bool:
+    return name == "model_final.pth" or (
+        name.startswith("model_") and name.endswith(".pth") and name[6:-4].isdigit()
     )
 
 
@@ -161,9 +201,11 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).evaluator_type
-        sem_seg = SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        # the project's metrics on detectron2's confusion matrix: one mIoU definition on every
+        # detectron2 install (evaluation/metrics.py)
+        sem_seg = ProjectSemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
         if evaluator_type == "cityscapes_sem_seg":
-            # the official Cityscapes script (on labelIds) beside detectron2's confusion matrix
+            # the official Cityscapes script (on labelIds) beside the confusion matrix
             return DatasetEvaluators([sem_seg, CityscapesOfficialSemSegEvaluator(dataset_name)])
         if evaluator_type == "sem_seg":
             return sem_seg

@@ -3,9 +3,11 @@ cityscapesscripts' evaluation of exported files (used by ``tools/export_cityscap
 and ``tools/run_demo.py``).
 
 Each PNG is written through :func:`seethroughnet.utils.atomic.atomic_path`; the zip likewise. A
-folder that already holds predictions (or an existing ``OUTPUT.zip``) is refused unless
-``overwrite``, which removes the old zip and then the old PNGs before the first new PNG is
-written, so an interrupted export never leaves an earlier model's results under this name.
+folder that already holds PNGs (or an existing ``OUTPUT.zip``) is refused unless ``overwrite``,
+which removes the old zip and then the old results before the first new PNG is written, so an
+interrupted export never leaves an earlier model's results under this name. It removes only what
+an export writes (:func:`export_written_files`): ``OUTPUT/<city>/<city>_*_pred_labelIds.png`` and
+the temporary files of such a write that was killed; every other file in the folder is kept.
 """
 
 import argparse
@@ -21,7 +23,13 @@ from tqdm import tqdm
 
 from seethroughnet.utils.atomic import atomic_path, check_writable_dir
 
-__all__ = ["trainid_to_labelid_lut", "export_predictions", "evaluate_exported_predictions", "main"]
+__all__ = [
+    "trainid_to_labelid_lut",
+    "export_written_files",
+    "export_predictions",
+    "evaluate_exported_predictions",
+    "main",
+]
 
 #: The command line of ``tools/export_cityscapes_submission.py`` (:func:`main`).
 USAGE = """Export a SeeThroughNet model's predictions for the Cityscapes benchmark server.
@@ -60,6 +68,34 @@ def _prediction_name(file_name):
     return stem + "_pred_labelIds.png", stem.split("_")[0]
 
 
+_RESULT_SUFFIX = "_pred_labelIds.png"
+
+
+def _is_export_file(city, name):
+    """Whether ``OUTPUT/<city>/<name>`` is named as this export names its results
+    (:func:`_prediction_name`), or as :func:`atomic_path`'s temporary file of one."""
+    if name.startswith(".") and ".part" in name:  # ".<result name>.<random>.part.png"
+        name = name[1:].split(".png.", 1)[0] + ".png"
+    return name.endswith(_RESULT_SUFFIX) and name.split("_")[0] == city
+
+
+def export_written_files(output_dir):
+    """The files in ``output_dir`` that an export wrote (or began to write and was killed):
+    ``<city>/<city>_..._pred_labelIds.png`` one folder down, and their temporary files."""
+    found = []
+    if not os.path.isdir(output_dir):
+        return found
+    for city in sorted(os.listdir(output_dir)):
+        folder = os.path.join(output_dir, city)
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and not os.path.islink(path) and _is_export_file(city, name):
+                found.append(path)
+    return found
+
+
 def export_predictions(
     model, data_loader, output_dir, *, overwrite=False, make_zip=True, progress=True
 ):
@@ -70,21 +106,21 @@ def export_predictions(
     if existing or old_zip:
         if not overwrite:
             if existing:
-                what = (
-                    f"{output_dir} already holds {len(existing)} prediction PNGs "
-                    f"(e.g. {existing[0]})"
-                )
+                what = f"{output_dir} already holds {len(existing)} PNGs (e.g. {existing[0]})"
             else:
                 what = f"{zip_path} already exists"
             raise FileExistsError(
-                f"{what}; choose another --output or pass --overwrite to " "replace them"
+                f"{what}; choose another --output, or pass --overwrite to replace an earlier "
+                "export's results (files the export did not write are kept)"
             )
         # the old zip goes first: an export killed part-way must not leave an earlier model's
         # complete zip under the name of this one
         if old_zip:
             os.remove(zip_path)
-        for p in existing:
-            os.remove(p)
+    # what an earlier export wrote (refused above unless overwrite) or began to write when it was
+    # killed (temporary files, which the PNG glob does not see); never a file the user put there
+    for p in export_written_files(output_dir):
+        os.remove(p)
     check_writable_dir(output_dir, "the output folder", "choose a writable --output")
     lut = trainid_to_labelid_lut()
     written = []
@@ -146,7 +182,11 @@ def main(argv=None):
     from seethroughnet.checkpoint import UnreadableCheckpointError
     from seethroughnet.engine import Trainer
     from seethroughnet.experiments.models import load_model
-    from seethroughnet.utils.safe_load import UnsafeFileError, apply_safety_arguments
+    from seethroughnet.utils.safe_load import (
+        ConfigFileError,
+        UnsafeFileError,
+        apply_safety_arguments,
+    )
 
     if not os.path.isfile(args.weights):
         sys.exit(f"error: --weights {args.weights} does not exist")
@@ -158,7 +198,7 @@ def main(argv=None):
             allow_unsafe_config=args.allow_unsafe_config,
             freeze=True,
         )
-    except (UnsafeFileError, UnreadableCheckpointError) as e:
+    except (ConfigFileError, UnsafeFileError, UnreadableCheckpointError) as e:
         sys.exit(f"error: {e}")
     loader = Trainer.build_test_loader(cfg, args.dataset)
     try:

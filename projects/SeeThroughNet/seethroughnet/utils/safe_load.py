@@ -34,6 +34,7 @@ __all__ = [
     "TRUST_WEIGHTS_FLAG",
     "TRUST_WEIGHTS_KEY",
     "NUMPY_GLOBALS",
+    "ConfigFileError",
     "UnsafeFileError",
     "UnsafeConfigError",
     "UntrustedWeightsError",
@@ -58,6 +59,11 @@ TRUST_WEIGHTS_HINT = (
     f"{TRUST_WEIGHTS_KEY} True on the command line)"
 )
 BASE_KEY = "_BASE_"  # detectron2 / fvcore: the file this one is merged onto
+
+
+class ConfigFileError(ValueError):
+    """A config file that is not a YAML mapping of config keys (a LazyConfig ``.py`` or YAML, an
+    empty file, a list, a scalar); the message names the file and what is expected."""
 
 
 class UnsafeFileError(ValueError):
@@ -152,15 +158,61 @@ def load_yaml_file(
     return yaml.safe_load(text)
 
 
+_EXPECTED_CONFIG = (
+    "a YAML mapping of config keys (`KEY: value` lines, nested, optionally `_BASE_: <file>`), as "
+    "the files under projects/SeeThroughNet/configs are"
+)
+
+
+def _is_lazy_config(data: dict) -> bool:
+    """detectron2 LazyConfig content: ``_target_`` entries (``LazyConfig.save`` writes YAML)."""
+    todo = [data]
+    for _ in range(10000):
+        if not todo:
+            return False
+        node = todo.pop()
+        if isinstance(node, dict):
+            if "_target_" in node:
+                return True
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return False
+
+
+def check_config_mapping(path: str, data: Any, via: str = "") -> dict:
+    """``data`` (a config file's parsed YAML) if it is a mapping of config keys; otherwise a
+    :class:`ConfigFileError` naming ``path`` and what was expected."""
+    if data is None:
+        what = "is empty (or holds only comments)"
+    elif not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        what = f"holds {kind}, not a mapping of config keys"
+    elif _is_lazy_config(data):
+        what = (
+            "is a detectron2 LazyConfig (it has `_target_` entries); this project's tools read "
+            "yacs-style configs"
+        )
+    else:
+        return data
+    raise ConfigFileError(f"config file {path}{via} {what}: expected {_EXPECTED_CONFIG}")
+
+
 def _config_chain(path: str, allow_unsafe: bool, parent: str = "", depth: int = 0):
     """``[(file, dict)]`` for ``path`` and its ``_BASE_`` files, resolved as fvcore's
-    ``CfgNode.load_yaml_with_base`` does."""
+    ``CfgNode.load_yaml_with_base`` does; a file that is not a mapping of config keys raises
+    :class:`ConfigFileError`."""
     if depth > 32:
         raise ValueError(f"config file {path}: more than 32 nested {BASE_KEY} files (a cycle?)")
     via = f" ({BASE_KEY} of {parent})" if parent else ""
-    data = load_yaml_file(path, allow_unsafe=allow_unsafe, via=via)
+    if str(path).endswith(".py"):
+        raise ConfigFileError(
+            f"config file {path}{via} is a Python file (a detectron2 LazyConfig); this project's "
+            f"tools read YAML configs: expected {_EXPECTED_CONFIG}"
+        )
+    data = check_config_mapping(path, load_yaml_file(path, allow_unsafe=allow_unsafe, via=via), via)
     out = [(path, data)]
-    if isinstance(data, dict) and data.get(BASE_KEY):
+    if data.get(BASE_KEY):
         base = str(data[BASE_KEY])
         if base.startswith("~"):
             base = os.path.expanduser(base)

@@ -19,6 +19,7 @@ __all__ = [
     "LabelTable",
     "format_values",
     "read_header",
+    "read_image_header",
     "read_label",
     "decode_label_file",
     "verify_image_file",
@@ -150,6 +151,69 @@ def read_header(path: str, what: str = "image") -> Tuple[int, int, str]:
             f"{what} file {path} is not a readable image ({type(e).__name__}: {e}); "
             "it is probably truncated or corrupt: re-download / re-generate it."
         ) from None
+
+
+_EXIF_ORIENTATION = 0x0112
+# The EXIF orientations that detectron2's read_image turns into a transpose or a 90-degree
+# rotation (detection_utils._apply_exif_orientation: 5 TRANSPOSE, 6 ROTATE_270, 7 TRANSVERSE,
+# 8 ROTATE_90), i.e. the ones that swap width and height; 2-4 are flips and 180-degree turns.
+_SWAPPING_ORIENTATIONS = {
+    5: "transpose",
+    6: "rotate 90 clockwise",
+    7: "transverse",
+    8: "rotate 90 counter-clockwise",
+}
+
+
+def _exif_orientation(im) -> int:
+    """The EXIF orientation tag of an opened image (1 if none), from its header: for PNG the eXIf
+    chunk before the pixel data (where the PNG specification puts it), for other formats PIL's
+    ``getexif``; an unreadable EXIF block counts as none, as detectron2 treats it."""
+    try:
+        if im.format == "PNG":
+            raw = im.info.get("exif")  # PngImageFile.getexif() would decode the whole image
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = im.getexif()
+        return int(exif.get(_EXIF_ORIENTATION) or 1)
+    except Exception:
+        return 1
+
+
+def read_image_header(path: str, what: str = "image") -> Tuple[int, int, str, int]:
+    """``(width, height, mode, orientation)`` of an image as detectron2's ``read_image`` returns
+    it: width and height after its EXIF orientation tag is applied (swapped for orientations
+    5-8), from the header only. ``orientation`` is the tag's value, 1 without one."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = _exif_orientation(im)
+            if orientation in _SWAPPING_ORIENTATIONS:
+                w, h = h, w
+            return w, h, im.mode, orientation
+    except FileNotFoundError:
+        raise DatasetError(f"{what} file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{what} file {path} is a folder, not an image file.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise DatasetError(
+            f"{what} file {path} is not a readable image ({type(e).__name__}: {e}); "
+            "it is probably truncated or corrupt: re-download / re-generate it."
+        ) from None
+
+
+def exif_orientation_note(orientation: int, w: int, h: int) -> str:
+    """For a size message: how an image of oriented size ``w`` x ``h`` got it ('' if it did not
+    turn)."""
+    if orientation not in _SWAPPING_ORIENTATIONS:
+        return ""
+    return (
+        f" once its EXIF orientation tag ({orientation}: {_SWAPPING_ORIENTATIONS[orientation]}) is "
+        f"applied, as detectron2 reads images for training and evaluation (stored {h}x{w})"
+    )
 
 
 def check_label_mode(path: str, mode: str, allowed: Sequence[str]) -> None:

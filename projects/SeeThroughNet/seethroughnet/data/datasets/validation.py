@@ -9,6 +9,8 @@ Two validation levels, chosen with the environment variable ``SEETHROUGHNET_VALI
     Folders exist, the split has images, every image has its label file(s) and every label
     file has its image, image and label sizes agree.  Sizes come from the PNG/JPEG headers
     (``PIL.Image.open`` does not decode pixel data), so this costs one small read per file.
+    An image's size is the one detectron2's ``read_image`` gives it, i.e. with its EXIF
+    orientation tag applied (orientations 5-8 swap width and height; a label is read as stored).
 ``full`` (default)
     ``header`` plus a full decode of every label file (a truncated or corrupt PNG is an error
     naming the file; every value must be in the dataset's label table) and a CRC/structure
@@ -45,8 +47,10 @@ from .label_files import (
     bad_value_message,
     check_label_mode,
     decode_label_file,
+    exif_orientation_note,
     format_values,
     read_header,
+    read_image_header,
     read_label,
     verify_image_file,
 )
@@ -244,21 +248,35 @@ def validate_samples(
 
     # ---- headers: sizes agree -------------------------------------------------------
     def header_job(s: Sample):
-        w, h, _ = read_header(s.image, "image")
+        # the size detectron2's read_image gives: EXIF orientation applied
+        w, h, _, orientation = read_image_header(s.image, "image")
+        turned = exif_orientation_note(orientation, w, h)
+        fix = (
+            " Rotate the image's pixels and drop the tag (PIL.ImageOps.exif_transpose), or "
+            "rotate the label to match."
+            if turned
+            else ""
+        )
         problems = []
         for lf in s.labels:
             lw, lh, lmode = read_header(lf.path, "label")
             check_label_mode(lf.path, lmode, lf.allowed_modes)
             if (lw, lh) != (w, h):
-                problems.append(
-                    f"{lf.path} is {lw}x{lh} (WxH) but its image {s.image} is {w}x{h}; "
-                    "a label file must have exactly its image's size."
-                )
+                if turned:
+                    problems.append(
+                        f"image {s.image} is {w}x{h} (WxH){turned}, but its label {lf.path} is "
+                        f"{lw}x{lh}; a label file must have exactly its image's size.{fix}"
+                    )
+                else:
+                    problems.append(
+                        f"{lf.path} is {lw}x{lh} (WxH) but its image {s.image} is {w}x{h}; "
+                        "a label file must have exactly its image's size."
+                    )
         if s.expected_size is not None and tuple(s.expected_size) != (w, h):
             ew, eh = s.expected_size
             problems.append(
-                f"{s.image} is {w}x{h} (WxH) but {s.expected_size_source or 'its annotation'} "
-                f"says {ew}x{eh}."
+                f"{s.image} is {w}x{h} (WxH){turned} but "
+                f"{s.expected_size_source or 'its annotation'} says {ew}x{eh}.{fix}"
             )
         return (w, h), problems
 

@@ -449,6 +449,21 @@ def test_table1_cell_trains_across_both_processes_of_a_2_gpu_cpu_standin(tmp_pat
     assert len(rec["IoU"]) == 19 and 0.0 <= rec["mIoU"] <= 100.0
 
 
+def test_a_grid_with_a_failed_cell_exits_non_zero_naming_the_cell(tmp_path, capsys):
+    """The grid goes on past a failing cell, renders what it has, then exits 1 naming the failed
+    cells and how to retry: a script (or a smoke test) never reads a half-failed grid as done."""
+    pytest.importorskip("detectron2")
+    grid = _tiny_table1_grid(tmp_path, 1)
+    out = tmp_path / "out"
+    # a key no config has: the cell's training stops at config time, the grid records it
+    assert rs.main(["run", grid, "--out", str(out), "MODEL.NOT_A_KEY", "1"]) == 1
+    err = capsys.readouterr().err
+    cell = "pspnet__cityscapes__cpp_kl_h4__s0"
+    assert f"1 of 1 cells failed: {cell}" in err and "--retry-failed" in err
+    assert json.loads((out / cell / "result.json").read_text())["status"] == "failed"
+    assert (out / "tables.md").exists()
+
+
 def test_a_grid_asking_for_more_gpus_than_the_node_has_stops_before_any_cell(tmp_path, capsys):
     grid = _tiny_table1_grid(tmp_path, 4)
     args = ["run", grid, "--out", str(tmp_path / "out"), "--cpu-gpus", "2"]

@@ -86,7 +86,7 @@ def cpp_tiny_opts():
     with open(CPP_TINY) as f:
         opts = flat(yaml.safe_load(f))
     return opts + [
-        "MODEL.REQUIRES_PRETRAINED", "False", "SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "2",
+        "MODEL.REQUIRES_PRETRAINED", "False", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2",
         "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.CROP.SIZE", "(64, 64)", "INPUT.MIN_SIZE_TEST",
         "64", "INPUT.MAX_SIZE_TEST", "128", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "0",
     ]  # fmt: skip

@@ -680,7 +680,7 @@ def main(argv=None) -> int:
         if extra:
             grid = dict(grid, opts=list(grid.get("opts") or []) + extra)
         try:
-            run_grid(
+            records = run_grid(
                 grid,
                 out,
                 parallel=args.parallel or int(grid.get("parallel", 1)),
@@ -693,6 +693,16 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     print(render(grid, out, args.md, args.fig))
+    if args.cmd == "run" and not args.dry_run:
+        failed = sorted(r["id"] for r in records if r.get("status") != "ok")
+        if failed:  # the tables above leave these cells out: a grid with failures is not done
+            print(
+                f"error: {len(failed)} of {len(records)} cells failed: {', '.join(failed)} "
+                f"(each cell's result.json and log.txt under {out} say why; fix it and run the "
+                "same command with --retry-failed)",
+                file=sys.stderr,
+            )
+            return 1
     return 0
 
 

@@ -46,7 +46,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install lint
-	$(PY) -m pytest tests -q --ignore=tests/mmseg
+	$(PY) -m pytest tests -q --ignore=tests/mmseg --durations=15
 
 # Upstream main imports pkg_resources in detectron2.model_zoo: setuptools < 81 still ships it
 # (>= 77 for this project's pyproject license field). Cityscapes loading/evaluation needs no change:
@@ -74,9 +74,11 @@ $(STAMP_UPSTREAM): requirements.txt pyproject.toml $(UPSTREAM_PREREQ)
 	$(PY_UPSTREAM) -c "from detectron2 import _C, model_zoo; import detectron2, seethroughnet; print('upstream route: detectron2', detectron2.__version__, 'from', detectron2.__file__)"
 	@touch $@
 
-# REPRODUCE.md's smoke runs (marker reproduce, a few minutes) run on route A only.
+# REPRODUCE.md's smoke runs (marker reproduce, a few minutes) run on route A only, and so do the
+# test files whose whole (static) import graph holds no detectron2 (tests/route_selection.py):
+# the same code on every install, already run by `make test`.
 test-upstream: $(STAMP_UPSTREAM)
-	$(PY_UPSTREAM) -m pytest tests -q -m "not reproduce" --ignore=tests/mmseg
+	SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1 $(PY_UPSTREAM) -m pytest tests -q -m "not reproduce" --ignore=tests/mmseg --durations=15
 
 # The MMSegmentation equivalence tier (tests/mmseg): MMSegmentation 1.2.2 itself, run side by side
 # with the project's Table 1 models, losses and pipelines. Its own venv shares route A's packages (as

@@ -87,3 +87,25 @@ def fake_mapillary(tmp_path):
         )
 
     return write
+
+
+def pytest_collection_modifyitems(config, items):
+    """``SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1`` (make test-upstream: route A already ran every
+    test): deselect the test files that cannot differ between detectron2 installs
+    (tests/route_selection.py)."""
+    if os.environ.get("SEETHROUGHNET_ROUTE_DEPENDENT_ONLY") != "1":
+        return
+    from route_selection import route_independent
+
+    cache: dict = {}
+    keep, drop = [], []
+    for item in items:
+        path = str(item.fspath)
+        if path not in cache:
+            cache[path] = route_independent(path)
+        (drop if cache[path] else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        files = sorted({os.path.relpath(str(i.fspath)) for i in drop})
+        print(f"\nroute-dependent tests only: {len(drop)} tests in {len(files)} files deselected")

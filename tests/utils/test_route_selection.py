@@ -1,0 +1,40 @@
+"""``make test-upstream`` runs only the test files whose import graph can reach detectron2
+(tests/route_selection.py ``route_independent``): the classification on hand-made test files."""
+
+import os
+
+import route_selection
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_file_importing_only_plain_pytorch_project_code_is_route_independent(tmp_path):
+    f = _write(
+        tmp_path, "test_a.py", "import torch\nfrom seethroughnet.nn.cpp import cpp_targets\n"
+    )
+    assert route_selection.route_independent(f)
+
+
+def test_a_file_reaching_detectron2_through_the_project_is_route_dependent(tmp_path):
+    # seethroughnet.config imports detectron2 at module level
+    f = _write(tmp_path, "test_b.py", "from seethroughnet.config import add_seethroughnet_config\n")
+    assert not route_selection.route_independent(f)
+    # a package's __init__ counts: importing a submodule runs it
+    seen: set = set()
+    config = route_selection._module_file("seethroughnet.config")
+    assert config is not None and route_selection._imports_detectron2(config, seen)
+
+
+def test_a_file_that_may_reach_detectron2_another_way_is_route_dependent(tmp_path):
+    for body in ("import subprocess\n", "x = 'tools/gpu_check.py'\n", "import importlib\n"):
+        assert not route_selection.route_independent(_write(tmp_path, "test_c.py", body))
+
+
+def test_the_suites_pure_pytorch_files_are_found():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert route_selection.route_independent(os.path.join(here, "nn", "test_cpp_targets.py"))
+    assert not route_selection.route_independent(os.path.join(here, "engine", "test_config.py"))

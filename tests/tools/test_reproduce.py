@@ -257,7 +257,7 @@ def smoke_form(cmd: str, world: str):
         from transfer.table5 import SMOKE_OPTS
 
         out += list(SMOKE_OPTS) + ["MODEL.HRNET.VARIANT", "hrnet_w18_small_v2"]
-        out += ["SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "(1,)"]
+        out += ["SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(1,)"]
     elif program == "transfer.run_table5":
         out += ["--smoke", "--iters", "4", "--variant", "hrnet_w18_small_v2"]
         out += ["--detectors", "faster_rcnn", "--modes", "frozen"]
@@ -265,7 +265,7 @@ def smoke_form(cmd: str, world: str):
             out += ["--inits", "stn_cpp"]
     elif program == "transfer.smoke":
         out += ["--height", "64", "--width", "128", "--num-train", "2", "--num-val", "2"]
-        out += ["--stn-iters", "1", "--iters", "1", "--recompute-bn-imagenet", "0"]
+        out += ["--stn-iters", "1", "--iters", "2", "--recompute-bn-imagenet", "0"]
         out += ["--detectors", "faster_rcnn", "--inits", "stn_cpp", "--modes", "frozen"]
     elif program == "tools/estimate_gpu_hours.py":
         out += ["--table", "Table 4", "--steps", "1", "--warmup", "0", "--measure-size", "64", "64"]

@@ -94,7 +94,7 @@ SMOKE_OPTS = [
     "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "64",
     # A few iterations from barely trained encoders: clip gradients so that the randomly
     # initialised FPN and heads do not diverge, and keep every scored detection (the model-zoo
-    # thresholds, 0.05 for the R-CNNs and 0.2 for FCOS, would leave nothing to evaluate).
+    # COCO thresholds, 0.05 for every detector, would leave nothing to evaluate).
     "SOLVER.CLIP_GRADIENTS.ENABLED", "True",
     "SOLVER.CLIP_GRADIENTS.CLIP_TYPE", "norm",
     "SOLVER.CLIP_GRADIENTS.CLIP_VALUE", "1.0",

@@ -204,6 +204,29 @@ def test_figure5_grid_has_5_heads_x_2_losses(figure5_grid, table1_grid):
     assert len(four) == 6 and four <= t1_ids
 
 
+@pytest.mark.parametrize("which", ["figure5", "figure5_all"])
+def test_figure5_4_head_cells_are_table1_voc_cells(
+    which, figure5_grid, figure5_all_grid, table1_grid
+):
+    """REPRODUCE.md runs the Figure 5 grids with Table 1's ``--out``: every 4-head cell resolves to
+    the folder of a Table 1 VOC cell and trains exactly that run (same config file, same overrides
+    with the same ImageNet files, same GPUs), so a finished Table 1 cell is not trained twice."""
+    extra = ["MODEL.RESNETS.IMAGENET_CHECKPOINT", "r.pth", "MODEL.HRNET.CHECKPOINT", "h.pth"]
+    fig = {"figure5": figure5_grid, "figure5_all": figure5_all_grid}[which]
+    fig = {**fig, "opts": list(fig.get("opts") or []) + extra}
+    t1 = {**table1_grid, "opts": list(table1_grid.get("opts") or []) + extra}
+    table1_cells = {c["id"]: c for c in cpp_study.expand_grid(t1)}
+    four = [c for c in cpp_study.expand_grid(fig) if c["num_heads"] == 4]
+    assert len(four) == len(cpp_study_report.figure5_models(fig)) * 2 * 3
+    for c in four:
+        same = table1_cells[c["id"]]
+        assert same["dataset"] == "voc" and (same["loss"], same["num_heads"]) == (c["loss"], 4)
+        assert (same["config"], same["opts"], same["gpus"]) == (c["config"], c["opts"], c["gpus"])
+        # the opts say what the cell folder name says
+        assert c["opts"][c["opts"].index("MODEL.CPP_AUX.LOSS") + 1] == c["loss"]
+        assert c["opts"][c["opts"].index("SEED") + 1] == str(c["seed"])
+
+
 def test_figure5_all_models_grid_is_the_pspnet_sweep_for_each_model(
     figure5_all_grid, figure5_grid, table1_grid
 ):

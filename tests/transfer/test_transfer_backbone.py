@@ -314,3 +314,20 @@ def test_each_detector_trains_one_step(detector):
     with torch.no_grad():
         out = model([{"image": torch.zeros(3, 64, 128), "height": 64, "width": 128}])
     assert "instances" in out[0]
+
+
+def test_every_detector_is_evaluated_at_the_same_coco_thresholds():
+    """Table 5 compares APs across detectors: all three models, as built from their shipped
+    configs, keep detections scoring >= 0.05, suppress at IoU 0.5 and keep 100 per image (the
+    standard COCO-evaluation settings of mmdetection's R-CNN and FCOS ``test_cfg`` and detectron2's
+    ``ROI_HEADS`` defaults), not the FCOS LazyConfig's 0.2 / 0.6."""
+    seen = {}
+    for detector in DETECTORS:
+        model = build_model(_cfg(detector))
+        if detector == "fcos":
+            m = model
+            seen[detector] = (m.test_score_thresh, m.test_nms_thresh, m.max_detections_per_image)
+        else:
+            p = model.roi_heads.box_predictor
+            seen[detector] = (p.test_score_thresh, p.test_nms_thresh, p.test_topk_per_image)
+    assert seen == {d: (0.05, 0.5, 100) for d in DETECTORS}

@@ -375,9 +375,12 @@ def _add_transfer_keys(cfg):
     cfg.MODEL.FCOS.CENTER_SAMPLING_RADIUS = 1.5
     cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
-    cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
+    # test thresholds: the standard COCO-evaluation ones (mmdetection's FCOS test_cfg score_thr
+    # 0.05, nms iou_threshold 0.5; detectron2's ROI_HEADS defaults), not the FCOS LazyConfig's
+    # 0.2 / 0.6, so that every Table 5 detector is evaluated alike
+    cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.05
     cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
-    cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
+    cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.5
 
     # Converted Cityscapes (transfer/convert_cityscapes_to_coco.py). "" =
     # $DETECTRON2_DATASETS/cityscapes (default datasets/cityscapes) and <root>/annotations.

@@ -33,6 +33,9 @@ hierarchically with the learnt attention (Tao et al.) or averaged, optional hori
 merged results of the plain and flipped image are averaged), optional sliding window per scale.
 
 Where the paper is silent we follow HRNet-OCR / Tao et al.; see ``docs/seethroughnet_model.md``.
+
+The options (``cpp_on``, ``per_scale_loss``, ... above) are the fields of the option groups of
+:mod:`seethroughnet.nn.options`, each with its default and config key.
 """
 
 from __future__ import annotations
@@ -183,7 +186,8 @@ class SeeThroughNet(nn.Module):
         if with_scale_attention:
             if self.scale_attention is None:
                 raise ValueError(
-                    "no scale-attention head: the model was built with train_resolutions=(1.0,)"
+                    "no scale-attention head: the model was built with "
+                    "TrainingScales(resolutions=(1.0,))"
                 )
             out["scale_attn"] = self.scale_attention(ocr["feats"])
         return out
@@ -317,7 +321,8 @@ class SeeThroughNet(nn.Module):
             flip: also run on the horizontally flipped image and average the two merged results.
             merge: ``"attention"`` (Tao et al.'s hierarchical merge with the learnt per-scale
                 attention, highest scale innermost; needs the head, i.e. a model trained with
-                ``train_resolutions=(0.5, 1.0)``) or ``"average"`` (mean of the per-scale logits).
+                ``TrainingScales(resolutions=(0.5, 1.0))``) or ``"average"`` (mean of the
+                per-scale logits).
             crop_size / stride: sliding-window inference per scale (windows of ``crop_size``,
                 overlaps averaged; ``stride`` defaults to ``crop_size``); ``None``: whole image.
                 Any image size is accepted (each pass is zero-padded to a multiple of 32).
@@ -331,8 +336,8 @@ class SeeThroughNet(nn.Module):
         with_attn = merge == "attention" and len(scales) > 1
         if with_attn and self.scale_attention is None:
             raise ValueError(
-                "merge='attention' needs the scale-attention head (train_resolutions=(0.5, 1.0)); "
-                "use merge='average'"
+                "merge='attention' needs the scale-attention head "
+                "(TrainingScales(resolutions=(0.5, 1.0))); use merge='average'"
             )
         result = None
         flips = (False, True) if flip else (False,)

@@ -1,5 +1,5 @@
 """The option groups of ``seethroughnet.nn.options`` and the config: every SeeThroughNet key is read
-by exactly one field, the groups' defaults are the config's defaults, a bad value names its key,
+by exactly one field, the groups' defaults are Base-SeeThroughNet.yaml's, a bad value names its key,
 and the paper config builds the paper's W48 model (its parameter count in
 docs/seethroughnet_model.md)."""
 
@@ -18,6 +18,7 @@ TINY = os.path.join(REPO, "tests", "configs", "seethroughnet_tiny.yaml")
 W48 = os.path.join(
     REPO, "projects/SeeThroughNet/configs/Cityscapes/seethroughnet_W48_cityscapes_fine.yaml"
 )
+BASE = os.path.join(REPO, "projects/SeeThroughNet/configs/Base-SeeThroughNet.yaml")
 GROUPS = (
     O.EncoderOptions,
     O.DecoderOptions,
@@ -60,8 +61,10 @@ def test_every_seethroughnet_key_is_read_by_exactly_one_field():
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.__name__)
-def test_group_defaults_are_the_config_defaults(group):
-    assert group.from_cfg(build_config()) == group()
+def test_group_defaults_are_the_base_config(group):
+    """The plain defaults are the model of Base-SeeThroughNet.yaml (which sets detectron2's
+    MODEL.BACKBONE.FREEZE_AT, default 2, to the paper's 0)."""
+    assert group.from_cfg(build_config(BASE)) == group()
 
 
 @pytest.mark.parametrize(

@@ -58,16 +58,7 @@ class Settings:
         self.cuda = self.device.type == "cuda"
         self.stn_variant = "hrnet_w18_small_v2" if tiny else "hrnet_w48"
         self.stn_size = (128, 256) if tiny else (1024, 2048)
-        self.stn_heads = (
-            dict(
-                decoder_attention_channels=16,
-                ocr_mid_channels=32,
-                ocr_key_channels=16,
-                scale_attention_channels=16,
-            )
-            if tiny
-            else {}
-        )
+        self.stn_heads = dict(attention=16, ocr_mid=32, ocr_key=16) if tiny else {}
         self.table1_size = (64, 64) if tiny else (512, 1024)
         self.det_size = (128, 256) if tiny else (1024, 2048)
         self.warmup, self.steps = (1, 1) if tiny else (2, 5)
@@ -165,10 +156,27 @@ def check_cuda_tests(s: Settings) -> List[List[str]]:
 
 
 def _seethroughnet(s: Settings):
+    from seethroughnet.nn.options import (
+        DecoderOptions,
+        EncoderOptions,
+        OCROptions,
+        TrainingScales,
+    )
     from seethroughnet.nn.seethroughnet import SeeThroughNet
 
     torch.manual_seed(0)
-    return SeeThroughNet(K, s.stn_variant, norm="BN", head_norm="BN", **s.stn_heads).to(s.device)
+    h = s.stn_heads
+    heads = (
+        dict(
+            decoder=DecoderOptions(attention_channels=h["attention"]),
+            ocr=OCROptions(mid_channels=h["ocr_mid"], key_channels=h["ocr_key"]),
+            scales=TrainingScales(attention_channels=h["attention"]),
+        )
+        if h
+        else {}
+    )
+    model = SeeThroughNet(K, EncoderOptions(s.stn_variant, norm="BN"), head_norm="BN", **heads)
+    return model.to(s.device)
 
 
 def check_seethroughnet_train(s: Settings) -> List[List[str]]:

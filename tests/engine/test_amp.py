@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from seethroughnet.nn.options import DecoderOptions, EncoderOptions, OCROptions, TrainingScales
 from seethroughnet.nn.seethroughnet import SeeThroughNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,11 +26,10 @@ def test_seethroughnet_step_under_bfloat16_autocast():
     torch.manual_seed(0)
     model = SeeThroughNet(
         K,
-        "hrnet_w18_small_v2",
-        decoder_attention_channels=16,
-        ocr_mid_channels=32,
-        ocr_key_channels=16,
-        scale_attention_channels=16,
+        EncoderOptions("hrnet_w18_small_v2"),
+        decoder=DecoderOptions(attention_channels=16),
+        ocr=OCROptions(mid_channels=32, key_channels=16),
+        scales=TrainingScales(attention_channels=16),
     )
     x, y = _batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):

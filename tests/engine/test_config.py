@@ -32,11 +32,12 @@ def test_default_objective_is_the_nvidia_rmi_with_cpp_on_the_coarse_maps():
         0.5,
         "sum",
     )
+    opts = net.loss_options
     assert (
-        net.rmi_weight == 1.0
-        and net.cpp_on == "coarse"
-        and net.per_scale_loss == "ce"
-        and net.gamma == 0.05
+        opts.rmi_weight == 1.0
+        and opts.cpp_on == "coarse"
+        and opts.per_scale_loss == "ce"
+        and opts.gamma == 0.05
     )
 
 
@@ -67,7 +68,8 @@ def test_every_objective_key_reaches_the_model():
         0.25,
         "mean",
     )
-    assert net.rmi_weight == 0.7 and net.cpp_on == "aggregated" and net.per_scale_loss == "bce"
+    opts = net.loss_options
+    assert opts.rmi_weight == 0.7 and opts.cpp_on == "aggregated" and opts.per_scale_loss == "bce"
 
 
 @pytest.mark.parametrize(

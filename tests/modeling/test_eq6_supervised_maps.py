@@ -83,7 +83,7 @@ def test_default_is_coarse():
 
 def test_coarse_leaves_the_ocr_input_map_without_a_loss_of_its_own():
     model, k = tiny_model("coarse")
-    assert model.cpp_on == "coarse"
+    assert model.loss_options.cpp_on == "coarse"
     direct, losses = terms_acting_on(model, k, "soft_regions", through_ocr=False)
     assert {"loss_cpp_s4_r1.0", "loss_cpp_s4_r0.5", "loss_rmi"} <= set(losses)
     assert direct == {"r1.0": set(), "r0.5": set()}
@@ -102,7 +102,7 @@ def test_coarse_leaves_the_ocr_input_map_without_a_loss_of_its_own():
 
 def test_aggregated_puts_the_stride4_cpp_term_on_the_ocr_input_map():
     model, k = tiny_model("aggregated")
-    assert model.cpp_on == "aggregated"
+    assert model.loss_options.cpp_on == "aggregated"
     direct, _ = terms_acting_on(model, k, "soft_regions", through_ocr=False)
     assert direct == {"r1.0": {"loss_cpp_s4_r1.0"}, "r0.5": {"loss_cpp_s4_r0.5"}}
     # and the coarse maps are reached only through Eq. 3: X_4 by the stride-4 term, X_32 by all

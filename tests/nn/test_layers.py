@@ -7,6 +7,8 @@ from torch import nn
 
 from seethroughnet.nn.layers import (
     ConvNormAct,
+    FrozenBatchNorm2d,
+    convert_norm,
     norm_layer,
     resize,
     short_list,
@@ -19,8 +21,27 @@ def test_norm_layer_by_name():
     assert type(norm_layer("BN", 8)) is nn.BatchNorm2d
     assert type(norm_layer("SyncBN", 8)) is nn.SyncBatchNorm
     assert norm_layer("GN", 64).num_groups == 32 and norm_layer("GN", 48).num_groups == 1
-    with pytest.raises(ValueError, match="unknown norm 'LN'; valid choices: BN, SyncBN, GN"):
+    with pytest.raises(
+        ValueError, match="unknown norm 'LN'; valid choices: BN, SyncBN, FrozenBN, GN"
+    ):
         norm_layer("LN", 8)
+    frozen = norm_layer("FrozenBN", 8)  # fixed: buffers only, the identity until a state dict loads
+    assert type(frozen) is FrozenBatchNorm2d and not list(frozen.parameters())
+    x = torch.randn(2, 8, 3, 3)
+    assert torch.allclose(frozen(x), x, atol=1e-4)
+
+
+def test_convert_norm_names_every_norm_but_gn():
+    def net():
+        return nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8))
+
+    assert type(convert_norm(net(), "BN")[1]) is nn.BatchNorm2d
+    assert type(convert_norm(net(), "SyncBN")[1]) is nn.SyncBatchNorm
+    assert type(convert_norm(net(), "FrozenBN")[1]) is FrozenBatchNorm2d
+    with pytest.raises(ValueError, match="'GN' cannot replace the BatchNorms"):
+        convert_norm(net(), "GN")
+    with pytest.raises(ValueError, match="unknown norm 'LN'"):
+        convert_norm(net(), "LN")
 
 
 def test_conv_norm_act_layout_and_padding():

@@ -11,6 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seethroughnet.nn.options import (
+    DecoderOptions,
+    EncoderOptions,
+    LossOptions,
+    TrainingScales,
+)
 from seethroughnet.nn.seethroughnet import SeeThroughNet
 
 from bilinear_reference import (
@@ -23,7 +29,7 @@ K = 5
 
 def small_model(**kw) -> SeeThroughNet:
     kw.setdefault("num_classes", K)
-    kw.setdefault("backbone", SMALL)
+    kw.setdefault("encoder", EncoderOptions(SMALL))
     return SeeThroughNet(**kw)
 
 
@@ -110,7 +116,10 @@ def test_gradients_reach_every_head(trained_step):
 )
 def test_ablation_combinations(use_attention, aux_kind):
     torch.manual_seed(0)
-    model = small_model(use_scale_attention=use_attention, aux_loss_kind=aux_kind)
+    model = small_model(
+        decoder=DecoderOptions(use_scale_attention=use_attention),
+        loss=LossOptions(aux_loss_kind=aux_kind),
+    )
     assert (len(model.decoder.attention_heads) > 0) == use_attention
     x, y = random_batch(seed=1)
     out = model(x)
@@ -129,7 +138,7 @@ def test_cpp_loss_uses_the_right_map_and_stride(cpp_on, prefix):
     from seethroughnet.nn.cpp import cpp_targets
 
     torch.manual_seed(0)
-    model = small_model(cpp_on=cpp_on)
+    model = small_model(loss=LossOptions(cpp_on=cpp_on))
     x, y = random_batch()
     out = model(x)
     losses = model.losses(out, y)
@@ -147,7 +156,7 @@ def test_cpp_on_switch_decides_which_heads_the_cpp_terms_train(cpp_on):
     """Under "coarse" the Eq. 6 terms reach the coarse heads at 1/16, 1/8, 1/4 and not the
     attention-mask generators; under "aggregated" they reach both."""
     torch.manual_seed(0)
-    model = small_model(cpp_on=cpp_on)
+    model = small_model(loss=LossOptions(cpp_on=cpp_on))
     x, y = random_batch()
     losses = model.losses(model(x), y)
     cpp_total = sum(v for k, v in losses.items() if k.startswith("loss_cpp_"))
@@ -177,7 +186,7 @@ def test_per_scale_loss_bce_is_the_rmi_reference_bce():
     """PER_SCALE_LOSS "bce": gamma x (sigmoid BCE over all classes of the up-sampled X_r,
     summed over valid pixels, / (valid pixels + 1)), as [41]'s code with do_rmi=False."""
     torch.manual_seed(0)
-    model = small_model(per_scale_loss="bce")
+    model = small_model(loss=LossOptions(per_scale_loss="bce"))
     x, y = random_batch()
     out = model(x)
     losses = model.losses(out, y)
@@ -192,13 +201,13 @@ def test_per_scale_loss_bce_is_the_rmi_reference_bce():
         ref = float((bce * valid).sum() / (valid.sum() + 1))
         assert losses[f"loss_ce_{r}"].item() == pytest.approx(0.05 * ref, rel=1e-4)
     with pytest.raises(ValueError, match="per_scale_loss must be one of"):
-        small_model(per_scale_loss="focal")
+        LossOptions(per_scale_loss="focal")
     with pytest.raises(ValueError, match="cpp_on must be one of"):
-        small_model(cpp_on="both")
+        LossOptions(cpp_on="both")
 
 
 def test_single_resolution_training_and_size_checks():
-    model = small_model(train_resolutions=(1.0,))
+    model = small_model(scales=TrainingScales(resolutions=(1.0,)))
     assert model.size_divisibility == 32
     x, y = random_batch(h=32, w=64)
     out = model(x)
@@ -316,7 +325,7 @@ class Fixed_sigmoid(nn.Module):
 # ----------------------------------------------------------------------------------------------
 def test_w48_full_model():
     """Paper configuration on a tiny input (about 3 s on 2 CPU cores)."""
-    model = SeeThroughNet(num_classes=19, backbone="hrnet_w48")
+    model = SeeThroughNet(num_classes=19, encoder=EncoderOptions("hrnet_w48"))
     x = torch.randn(2, 3, 64, 64)
     y = torch.randint(0, 19, (2, 64, 64))
     out = model(x)

@@ -17,6 +17,7 @@ from torch import nn
 
 from seethroughnet.nn.aux_losses import AuxiliaryLoss
 from seethroughnet.nn.cpp import cpp_targets
+from seethroughnet.nn.options import DecoderOptions, EncoderOptions, OCROptions, TrainingScales
 from seethroughnet.nn.seethroughnet import SeeThroughNet
 
 PARTS = ("encoder", "decoder", "ocr", "scale_attention")
@@ -28,16 +29,14 @@ PART_LABELS = {
 }
 HEADS = {
     "paper": dict(
-        decoder_attention_channels=256,
-        ocr_mid_channels=512,
-        ocr_key_channels=256,
-        scale_attention_channels=256,
+        decoder=DecoderOptions(attention_channels=256),
+        ocr=OCROptions(mid_channels=512, key_channels=256),
+        scales=TrainingScales(attention_channels=256),
     ),
     "demo": dict(
-        decoder_attention_channels=64,
-        ocr_mid_channels=128,
-        ocr_key_channels=64,
-        scale_attention_channels=64,
+        decoder=DecoderOptions(attention_channels=64),
+        ocr=OCROptions(mid_channels=128, key_channels=64),
+        scales=TrainingScales(attention_channels=64),
     ),
 }
 VARIANTS = ("cpp_kl", "none", "upsample_ce", "nearest_ce")
@@ -73,13 +72,9 @@ def environment() -> str:
     )
 
 
-def build_model(
-    backbone: str, heads: str = "paper", aux_loss_kind: str = "cpp_kl", **kw
-) -> SeeThroughNet:
+def build_model(backbone: str, heads: str = "paper") -> SeeThroughNet:
     """A freshly initialised SeeThroughNet (no checkpoint; weights do not matter for timing)."""
-    return SeeThroughNet(
-        num_classes=K, backbone=backbone, aux_loss_kind=aux_loss_kind, **HEADS[heads], **kw
-    )
+    return SeeThroughNet(num_classes=K, encoder=EncoderOptions(backbone), **HEADS[heads])
 
 
 def build_model_from_config(path: str, opts: Sequence[str] = ()) -> Tuple[SeeThroughNet, object]:
@@ -210,7 +205,7 @@ def aux_terms_cost(
     device="cpu",
 ) -> List[Tuple[float, float]]:
     """``(wall, CPU)`` seconds of the six decoder loss terms alone: their targets (``cpp_targets``
-    for ``cpp_kl``), the losses on the maps ``model.cpp_on`` names (``coarse_{16,8,4}`` or
+    for ``cpp_kl``), the losses on the maps ``model.loss_options.cpp_on`` (``coarse_{16,8,4}`` or
     ``agg_{16,8,4}``) of both passes (detached copies, so nothing else is recomputed) and their
     backward to those maps. Mirrors the decoder part of :meth:`SeeThroughNet.losses`."""
     dev = torch.device(device)
@@ -219,7 +214,9 @@ def aux_terms_cost(
     for r in model.train_resolutions:
         for s in (16, 8, 4):
             maps[(r, s)] = (
-                outputs[f"r{float(r)}"][f"{'coarse' if model.cpp_on == 'coarse' else 'agg'}_{s}"]
+                outputs[f"r{float(r)}"][
+                    f"{'coarse' if model.loss_options.cpp_on == 'coarse' else 'agg'}_{s}"
+                ]
                 .detach()
                 .clone()
             )

@@ -46,11 +46,17 @@ from typing import Dict, List, NamedTuple, Optional
 import torch
 from torch import nn
 
-from .layers import short_list, state_dict_of, strip_wrapper_prefixes
+from .layers import (  # FrozenBatchNorm2d, convert_norm: re-exported
+    FrozenBatchNorm2d,
+    check_norm,
+    convert_norm,
+    short_list,
+    state_dict_of,
+    strip_wrapper_prefixes,
+)
 
 __all__ = [
     "HRNET_VARIANTS",
-    "NORMS",
     "FUSE_UPSAMPLE_MODES",
     "FrozenBatchNorm2d",
     "HRNetV2Encoder",
@@ -61,8 +67,6 @@ __all__ = [
 
 #: Tested timm variants. W48 is the paper's backbone; the small ones are for tests and demos.
 HRNET_VARIANTS = ("hrnet_w48", "hrnet_w18", "hrnet_w18_small_v2")
-#: ``norm`` choices.
-NORMS = ("BN", "SyncBN", "FrozenBN")
 #: ``fuse_upsample`` choices: segmentation HRNet's bilinear fuse, timm's (classification) nearest
 FUSE_UPSAMPLE_MODES = ("bilinear", "nearest")
 
@@ -86,65 +90,6 @@ _CLASSIFIER_PREFIXES = (
 )
 #: prefixes of wrapped checkpoints (DataParallel, detectron2 backbones) removed before loading
 WRAPPER_PREFIXES = ("module.", "backbone.", "body.")
-
-
-class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm2d with fixed statistics and affine parameters (all buffers, no parameters).
-
-    ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias``, folded into one
-    per-channel scale and shift. Same buffer names as ``nn.BatchNorm2d`` so state dicts load;
-    ``num_batches_tracked`` is accepted and dropped.
-    """
-
-    def __init__(self, num_features: int, eps: float = 1e-5):
-        super().__init__()
-        self.num_features = num_features
-        self.eps = eps
-        self.register_buffer("weight", torch.ones(num_features))
-        self.register_buffer("bias", torch.zeros(num_features))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
-        shift = self.bias - self.running_mean * scale
-        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}"
-
-    @classmethod
-    def convert_frozen_batchnorm(cls, module: nn.Module) -> nn.Module:
-        """Return ``module`` with every ``BatchNorm2d``/``SyncBatchNorm`` replaced (recursively)."""
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            frozen = cls(module.num_features, module.eps)
-            if module.affine:
-                frozen.weight.copy_(module.weight.detach())
-                frozen.bias.copy_(module.bias.detach())
-            if module.track_running_stats and module.running_mean is not None:
-                frozen.running_mean.copy_(module.running_mean)
-                frozen.running_var.copy_(module.running_var)
-            return frozen
-        for name, child in module.named_children():
-            new_child = cls.convert_frozen_batchnorm(child)
-            if new_child is not child:
-                setattr(module, name, new_child)
-        return module
-
-
-def convert_norm(module: nn.Module, norm: str) -> nn.Module:
-    """Convert the ``BatchNorm2d`` layers of ``module`` to ``norm`` (one of :data:`NORMS`)."""
-    if norm == "BN":
-        return module
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    if norm == "FrozenBN":
-        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
-    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
 def _set_fuse_upsampling(body: nn.Module, mode: str, align_corners: bool) -> int:
@@ -245,8 +190,7 @@ class HRNetV2Encoder(nn.Module):
                 f"{', '.join(HRNET_VARIANTS)} (tested; hrnet_w48 is the paper's), or another timm "
                 f"HRNet: {', '.join(m for m in available if m not in HRNET_VARIANTS)}"
             )
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+        check_norm(norm, convertible=True)
         if not 0 <= int(freeze_at) <= len(_FREEZE_GROUPS):
             raise ValueError(f"freeze_at must be in [0, {len(_FREEZE_GROUPS)}], got {freeze_at}")
         self.variant = variant

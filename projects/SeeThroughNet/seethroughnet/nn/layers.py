@@ -1,6 +1,8 @@
 """Small building blocks shared by the model parts (plain PyTorch, no detectron2).
 
-* :func:`norm_layer` -- a normalisation layer by name (``"BN"``, ``"SyncBN"``, ``"GN"``);
+* :data:`NORMS` -- the one list of normalisation names of the project, with
+  :func:`norm_layer` (a fresh layer by name), :func:`convert_norm` (the BatchNorms of a built
+  network, e.g. the HRNet encoder, to another norm) and :class:`FrozenBatchNorm2d`;
 * :class:`ConvNormAct` -- ``conv (no bias) -> norm -> ReLU``, MMSegmentation's ``ConvModule`` and
   the "CBR" block of HRNet-OCR and Tao et al.;
 * :func:`resize` -- bilinear resizing that is the identity when the size already matches;
@@ -20,7 +22,10 @@ from torch import nn
 
 __all__ = [
     "NORMS",
+    "FrozenBatchNorm2d",
+    "check_norm",
     "norm_layer",
+    "convert_norm",
     "ConvNormAct",
     "resize",
     "state_dict_of",
@@ -28,21 +33,98 @@ __all__ = [
     "short_list",
 ]
 
-#: names accepted by :func:`norm_layer`
-NORMS = ("BN", "SyncBN", "GN")
+#: every normalisation name of the project: ``MODEL.HRNET.NORM``, ``MODEL.SEE_THROUGH.HEAD_NORM``
+#: and the plug-in heads' norms. :func:`norm_layer` builds each; :func:`convert_norm` turns a
+#: network's BatchNorms into any but ``"GN"`` (pretrained BatchNorm statistics and affine
+#: parameters have no GroupNorm counterpart).
+NORMS = ("BN", "SyncBN", "FrozenBN", "GN")
+
+
+def check_norm(norm: str, convertible: bool = False) -> str:
+    """``norm`` if it is one of :data:`NORMS` (and, with ``convertible``, one that
+    :func:`convert_norm` can turn a BatchNorm into), else a ``ValueError`` naming the choices."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; valid choices: {', '.join(NORMS)}")
+    if convertible and norm == "GN":
+        raise ValueError(
+            "norm 'GN' cannot replace the BatchNorms of a (pretrained) network: their statistics "
+            "and affine parameters have no GroupNorm counterpart; use BN, SyncBN or FrozenBN"
+        )
+    return norm
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters (all buffers, no parameters).
+
+    ``y = (x - running_mean) / sqrt(running_var + eps) * weight + bias``, folded into one
+    per-channel scale and shift. Same buffer names as ``nn.BatchNorm2d`` so state dicts load;
+    ``num_batches_tracked`` is accepted and dropped.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        return x * scale.view(1, -1, 1, 1).to(x.dtype) + shift.view(1, -1, 1, 1).to(x.dtype)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+    @classmethod
+    def convert_frozen_batchnorm(cls, module: nn.Module) -> nn.Module:
+        """Return ``module`` with every ``BatchNorm2d``/``SyncBatchNorm`` replaced (recursively)."""
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            frozen = cls(module.num_features, module.eps)
+            if module.affine:
+                frozen.weight.copy_(module.weight.detach())
+                frozen.bias.copy_(module.bias.detach())
+            if module.track_running_stats and module.running_mean is not None:
+                frozen.running_mean.copy_(module.running_mean)
+                frozen.running_var.copy_(module.running_var)
+            return frozen
+        for name, child in module.named_children():
+            new_child = cls.convert_frozen_batchnorm(child)
+            if new_child is not child:
+                setattr(module, name, new_child)
+        return module
 
 
 def norm_layer(norm: str, channels: int) -> nn.Module:
     """A freshly initialised normalisation layer: ``"BN"`` -> ``BatchNorm2d``, ``"SyncBN"`` ->
-    ``SyncBatchNorm``, ``"GN"`` -> ``GroupNorm`` with 32 groups (1 if ``channels`` is not a
-    multiple of 32)."""
+    ``SyncBatchNorm``, ``"FrozenBN"`` -> :class:`FrozenBatchNorm2d` (identity until a state dict
+    is loaded), ``"GN"`` -> ``GroupNorm`` with 32 groups (1 if ``channels`` is not a multiple of
+    32)."""
+    check_norm(norm)
     if norm == "BN":
         return nn.BatchNorm2d(channels)
     if norm == "SyncBN":
         return nn.SyncBatchNorm(channels)
-    if norm == "GN":
-        return nn.GroupNorm(32 if channels % 32 == 0 else 1, channels)
-    raise ValueError(f"unknown norm {norm!r}; valid choices: {', '.join(NORMS)}")
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d(channels)
+    return nn.GroupNorm(32 if channels % 32 == 0 else 1, channels)
+
+
+def convert_norm(module: nn.Module, norm: str) -> nn.Module:
+    """``module`` with its ``BatchNorm2d`` layers converted to ``norm`` (``"BN"``: unchanged,
+    ``"SyncBN"``, ``"FrozenBN"``; ``"GN"`` is refused, :func:`check_norm`)."""
+    check_norm(norm, convertible=True)
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+    return module
 
 
 class ConvNormAct(nn.Sequential):

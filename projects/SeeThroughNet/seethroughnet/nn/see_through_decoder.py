@@ -36,7 +36,7 @@ Structure, from coarse to fine over the HRNetV2 branches at strides 32, 16, 8, 4
 Outputs (all logits, ``K`` channels): the coarse maps ``coarse_{32,16,8,4}``, the aggregated maps
 ``agg_{16,8,4}``, the masks ``attn_{32,16,8}`` (when used), and ``soft_regions`` (= ``agg_4``, the
 soft object regions the OCR head consumes). The CPP auxiliary losses of Eq. 6 go on
-``coarse_{16,8,4}`` (default) or ``agg_{16,8,4}`` (``SeeThroughNet(cpp_on=...)``): under the
+``coarse_{16,8,4}`` (default) or ``agg_{16,8,4}`` (``LossOptions(cpp_on=...)``): under the
 default no loss term acts on ``soft_regions``, ``agg_{16,8}``, ``coarse_32`` or the masks other
 than through the OCR head (docs/seethroughnet_model.md, "Eq. 6: which maps carry the CPP losses").
 """

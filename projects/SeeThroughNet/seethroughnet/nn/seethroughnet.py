@@ -33,6 +33,9 @@ hierarchically with the learnt attention (Tao et al.) or averaged, optional hori
 merged results of the plain and flipped image are averaged), optional sliding window per scale.
 
 Where the paper is silent we follow HRNet-OCR / Tao et al.; see ``docs/seethroughnet_model.md``.
+
+The options (``cpp_on``, ``per_scale_loss``, ... above) are the fields of the option groups of
+:mod:`seethroughnet.nn.options`, each with its default and config key.
 """
 
 from __future__ import annotations
@@ -46,30 +49,39 @@ from torch import nn
 
 from .aux_losses import AuxiliaryLoss, resized_cross_entropy
 from .cpp import cpp_targets
-from .hrnet import HRNetV2Encoder
 from .layers import resize
 from .ocr_head import OCRHead, concat_hrnetv2
+from .options import (
+    CPP_ON_CHOICES,
+    MERGE_MODES,
+    PER_SCALE_LOSSES,
+    DecoderOptions,
+    EncoderOptions,
+    InferenceOptions,
+    LossOptions,
+    OCROptions,
+    TrainingScales,
+    _pair,
+)
 from .rmi_loss import RMILoss
 from .scale_attention import ScaleAttentionHead, average_merge, hierarchical_merge
 from .see_through_decoder import SeeThroughDecoder
 from .sliding_window import sliding_window_inference
 
-__all__ = ["SeeThroughNet", "MERGE_MODES", "CPP_ON_CHOICES", "PER_SCALE_LOSSES"]
+__all__ = [
+    "SeeThroughNet",
+    "EncoderOptions",
+    "DecoderOptions",
+    "OCROptions",
+    "TrainingScales",
+    "LossOptions",
+    "InferenceOptions",
+    "MERGE_MODES",
+    "CPP_ON_CHOICES",
+    "PER_SCALE_LOSSES",
+]
 
-#: ``merge`` choices of :meth:`SeeThroughNet.inference`.
-MERGE_MODES = ("attention", "average")
-#: which decoder maps carry the Eq. 6 losses: the coarse heads' ``X_s`` or the aggregated ``X'_s``.
-CPP_ON_CHOICES = ("coarse", "aggregated")
-#: the per-pass losses of Eq. 7: softmax cross-entropy or the RMI reference's sigmoid BCE.
-PER_SCALE_LOSSES = ("ce", "bce")
 _AGG_STRIDES = (16, 8, 4)
-
-
-def _pair(x) -> Tuple[int, int]:
-    if isinstance(x, int):
-        return (x, x)
-    a, b = x
-    return (int(a), int(b))
 
 
 def _rkey(r: float) -> str:
@@ -81,163 +93,78 @@ class SeeThroughNet(nn.Module):
 
     Args:
         num_classes: ``K`` (19 for Cityscapes).
-        backbone: timm HRNet variant (``"hrnet_w48"`` in the paper).
-        checkpoint: local ImageNet checkpoint for the encoder, or ``None``.
-        allow_partial: load a non-matching checkpoint partially instead of raising.
-        trust_checkpoint: load a ``checkpoint`` holding pickled objects other than tensors
-            (runs code from the file; ``MODEL.WEIGHTS_TRUSTED``). Off: such a file is refused.
-        freeze_at: encoder freezing (0 none, 1 stem, k stem + stages 1..k-1).
-        norm: encoder norm, ``"BN"`` / ``"SyncBN"`` / ``"FrozenBN"``.
-        fuse_upsample / fuse_align_corners: the encoder's fuse-layer up-sampling
-            (:class:`HRNetV2Encoder`; ``"bilinear"``, ``False`` = MMSegmentation's HRNet).
-        head_norm: norm of the freshly initialised heads, ``"BN"`` / ``"SyncBN"``.
-        decoder_head_channels: hidden width of the coarse heads (``None``: branch width).
-        decoder_attention_channels: hidden width of the decoder's attention-mask generators.
-        use_scale_attention: decoder multi-scale attention masks (Eq. 3) on/off (Table 4).
-        ocr_mid_channels / ocr_key_channels / ocr_dropout: OCR head sizes (512 / 256 / 0.05).
-        scale_attention_channels: hidden width of Tao et al.'s attention head (256); the head
-            exists only with two training resolutions.
-        train_resolutions: resolutions of the training passes, ``(0.5, 1.0)`` (Eq. 4) or ``(1.0,)``
-            (no multi-resolution training: the main loss goes on ``X_1.0``).
-        aux_loss_kind: ``"cpp_kl"`` (CPP on), ``"upsample_ce"`` (CPP off) or ``"nearest_ce"``.
-        aux_kl_direction / aux_ignore_mode: passed to :class:`AuxiliaryLoss`.
-        cpp_on: ``"coarse"`` (Eq. 6 on the coarse heads' maps, default) or ``"aggregated"``
-            (on the maps aggregated by Eq. 3).
-        rmi_weight: weight of the main RMI loss (1.0).
-        rmi_lambda: lambda between RMI's BCE and MI parts (0.5).
-        rmi_radius / rmi_pool / rmi_pool_stride / rmi_class_reduction: :class:`RMILoss` options.
-        cpp_weight: weight of every decoder auxiliary loss; a float or ``{16: w, 8: w, 4: w}``.
-        gamma: weight of the per-pass losses on ``X_1.0`` and ``X_0.5`` (0.05).
-        per_scale_loss: ``"ce"`` (softmax cross-entropy, default) or ``"bce"`` (the RMI
-            reference's BCE part, as [41]'s code) for the per-pass losses of Eq. 7.
-        ignore_value: ignore label (255).
+        encoder / decoder / ocr / scales / loss / inference: the option groups of
+            :mod:`seethroughnet.nn.options` (each documents its fields, the equation it serves and
+            the config key of every field); the defaults are the paper's model.
+        head_norm: norm of the freshly initialised heads (decoder, OCR, attention), one of
+            :data:`~seethroughnet.nn.layers.NORMS` (``MODEL.SEE_THROUGH.HEAD_NORM``).
         align_corners: of every bilinear resize of feature maps / logits.
-        test_scales / test_flip / test_merge / test_crop_size / test_stride: what ``forward`` does
-            in eval mode (see :meth:`inference`).
+
+    The groups are kept as ``encoder_options``, ``decoder_options``, ``ocr_options``,
+    ``scale_options``, ``loss_options`` and ``inference_options``.
     """
 
     def __init__(
         self,
         num_classes: int = 19,
-        backbone: str = "hrnet_w48",
-        checkpoint: Optional[str] = None,
-        allow_partial: bool = False,
-        trust_checkpoint: bool = False,
-        freeze_at: int = 0,
-        norm: str = "BN",
-        fuse_upsample: str = "bilinear",
-        fuse_align_corners: bool = False,
+        encoder: EncoderOptions = EncoderOptions(),
+        decoder: DecoderOptions = DecoderOptions(),
+        ocr: OCROptions = OCROptions(),
+        scales: TrainingScales = TrainingScales(),
+        loss: LossOptions = LossOptions(),
+        inference: InferenceOptions = InferenceOptions(),
         head_norm: str = "BN",
-        decoder_head_channels: Optional[int] = None,
-        decoder_attention_channels: int = 256,
-        use_scale_attention: bool = True,
-        ocr_mid_channels: int = 512,
-        ocr_key_channels: int = 256,
-        ocr_dropout: float = 0.05,
-        scale_attention_channels: int = 256,
-        train_resolutions: Sequence[float] = (0.5, 1.0),
-        aux_loss_kind: str = "cpp_kl",
-        aux_kl_direction: str = "target_to_prediction",
-        aux_ignore_mode: str = "renormalize",
-        cpp_on: str = "coarse",
-        rmi_weight: float = 1.0,
-        rmi_lambda: float = 0.5,
-        rmi_radius: int = 3,
-        rmi_pool: str = "avg",
-        rmi_pool_stride: int = 4,
-        rmi_class_reduction: str = "sum",
-        cpp_weight: Union[float, Mapping[int, float]] = 1.0,
-        gamma: float = 0.05,
-        per_scale_loss: str = "ce",
-        ignore_value: int = 255,
         align_corners: bool = False,
-        test_scales: Sequence[float] = (1.0,),
-        test_flip: bool = False,
-        test_merge: str = "attention",
-        test_crop_size: Optional[Union[int, Tuple[int, int]]] = None,
-        test_stride: Optional[Union[int, Tuple[int, int]]] = None,
     ):
         super().__init__()
-        train_resolutions = tuple(sorted(float(r) for r in train_resolutions))
-        if train_resolutions not in ((1.0,), (0.5, 1.0)):
-            raise ValueError(
-                f"train_resolutions must be (0.5, 1.0) or (1.0,), got {train_resolutions}"
-            )
-        if test_merge not in MERGE_MODES:
-            raise ValueError(f"test_merge must be one of {MERGE_MODES}, got {test_merge!r}")
-        if cpp_on not in CPP_ON_CHOICES:
-            raise ValueError(f"cpp_on must be one of {CPP_ON_CHOICES}, got {cpp_on!r}")
-        if per_scale_loss not in PER_SCALE_LOSSES:
-            raise ValueError(
-                f"per_scale_loss must be one of {PER_SCALE_LOSSES}, got {per_scale_loss!r}"
-            )
-        self.cpp_on = cpp_on
-        self.per_scale_loss = per_scale_loss
+        self.encoder_options, self.decoder_options, self.ocr_options = encoder, decoder, ocr
+        self.scale_options, self.loss_options, self.inference_options = scales, loss, inference
         self.num_classes = num_classes
-        self.ignore_value = ignore_value
+        self.ignore_value = loss.ignore_value
         self.align_corners = align_corners
-        self.train_resolutions = train_resolutions
-        self.encoder = HRNetV2Encoder(
-            backbone,
-            checkpoint,
-            allow_partial,
-            freeze_at,
-            norm,
-            trust_checkpoint=trust_checkpoint,
-            fuse_upsample=fuse_upsample,
-            fuse_align_corners=fuse_align_corners,
-        )
+        self.train_resolutions = scales.resolutions
+        self.encoder = encoder.build()
         self.decoder = SeeThroughDecoder(
             self.encoder.channels,
             num_classes,
-            head_channels=decoder_head_channels,
-            attention_channels=decoder_attention_channels,
-            use_scale_attention=use_scale_attention,
+            head_channels=decoder.head_channels,
+            attention_channels=decoder.attention_channels,
+            use_scale_attention=decoder.use_scale_attention,
             norm=head_norm,
             align_corners=align_corners,
         )
         self.ocr = OCRHead(
             sum(self.encoder.channels.values()),
             num_classes,
-            mid_channels=ocr_mid_channels,
-            key_channels=ocr_key_channels,
-            dropout=ocr_dropout,
+            mid_channels=ocr.mid_channels,
+            key_channels=ocr.key_channels,
+            dropout=ocr.dropout,
             norm=head_norm,
         )
         # Tao et al.'s attention head is trained only through Eq. 4; without the r=0.5 pass it
         # would be an unused (DDP-unfriendly), untrained module, so it is not built.
         self.scale_attention: Optional[ScaleAttentionHead] = (
-            ScaleAttentionHead(ocr_mid_channels, scale_attention_channels, head_norm)
-            if 0.5 in train_resolutions
+            ScaleAttentionHead(ocr.mid_channels, scales.attention_channels, head_norm)
+            if 0.5 in scales.resolutions
             else None
         )
         self.aux_loss = AuxiliaryLoss(
-            aux_loss_kind,
+            loss.aux_loss_kind,
             num_classes,
-            ignore_value,
-            kl_direction=aux_kl_direction,
-            ignore_mode=aux_ignore_mode,
+            loss.ignore_value,
+            kl_direction=loss.kl_direction,
+            ignore_mode=loss.ignore_mode,
         )
         self.rmi_loss = RMILoss(
             num_classes,
-            radius=rmi_radius,
-            pool=rmi_pool,
-            pool_stride=rmi_pool_stride,
-            lambda_weight=rmi_lambda,
-            class_reduction=rmi_class_reduction,
-            ignore_value=ignore_value,
+            radius=loss.rmi_radius,
+            pool=loss.rmi_pool,
+            pool_stride=loss.rmi_pool_stride,
+            lambda_weight=loss.rmi_lambda,
+            class_reduction=loss.rmi_class_reduction,
+            ignore_value=loss.ignore_value,
         )
-        self.rmi_weight = float(rmi_weight)
-        if isinstance(cpp_weight, Mapping):
-            self.cpp_weights = {int(s): float(cpp_weight[s]) for s in _AGG_STRIDES}
-        else:
-            self.cpp_weights = {s: float(cpp_weight) for s in _AGG_STRIDES}
-        self.gamma = float(gamma)
-        self.test_scales = tuple(test_scales)
-        self.test_flip = bool(test_flip)
-        self.test_merge = test_merge
-        self.test_crop_size = test_crop_size
-        self.test_stride = test_stride
+        self.cpp_weights = dict(zip(_AGG_STRIDES, loss.aux_weights))
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -259,7 +186,8 @@ class SeeThroughNet(nn.Module):
         if with_scale_attention:
             if self.scale_attention is None:
                 raise ValueError(
-                    "no scale-attention head: the model was built with train_resolutions=(1.0,)"
+                    "no scale-attention head: the model was built with "
+                    "TrainingScales(resolutions=(1.0,))"
                 )
             out["scale_attn"] = self.scale_attention(ocr["feats"])
         return out
@@ -267,16 +195,11 @@ class SeeThroughNet(nn.Module):
     def forward(self, images: torch.Tensor):
         """Training: ``{"r1.0": pass dict, "r0.5": pass dict, "merged": X (N,K,H/4,W/4)}``
         (``"r0.5"`` only with two training resolutions; its dict holds ``scale_attn``).
-        Eval: :meth:`inference` with the ``test_*`` settings, ``(N, K, H, W)`` logits."""
+        Eval: :meth:`inference` with ``inference_options``, ``(N, K, H, W)`` logits."""
         if not self.training:
-            return self.inference(
-                images,
-                scales=self.test_scales,
-                flip=self.test_flip,
-                merge=self.test_merge,
-                crop_size=self.test_crop_size,
-                stride=self.test_stride,
-            )
+            opts = self.inference_options
+            crop_size, stride = opts.window
+            return self.inference(images, opts.scales, opts.flip, opts.merge, crop_size, stride)
         h, w = images.shape[-2:]
         div = self.size_divisibility
         if h % div or w % div:
@@ -311,11 +234,13 @@ class SeeThroughNet(nn.Module):
 
         ``labels``: ``(N, H, W)`` at the input resolution, ``ignore_value`` for ignored pixels.
         Keys: ``loss_rmi``; ``loss_cpp_s{16,8,4}_r{1.0,0.5}`` (on ``coarse_s`` or ``agg_s``, see
-        ``cpp_on``); ``loss_ce_r{1.0,0.5}`` (softmax CE or BCE, see ``per_scale_loss``).
+        ``cpp_on``); ``loss_ce_r{1.0,0.5}`` (softmax CE or BCE, see ``per_scale_loss``); the
+        options are ``loss_options`` (:class:`~seethroughnet.nn.options.LossOptions`).
         """
+        opts = self.loss_options
         labels = labels.long()
         out: Dict[str, torch.Tensor] = {
-            "loss_rmi": self.rmi_weight * self.rmi_loss(outputs["merged"], labels)
+            "loss_rmi": opts.rmi_weight * self.rmi_loss(outputs["merged"], labels)
         }
         targets: Dict[int, torch.Tensor] = {}
         if self.aux_loss.needs_cpp_targets:
@@ -328,7 +253,7 @@ class SeeThroughNet(nn.Module):
         for r in sorted(self.train_resolutions, reverse=True):
             branch = outputs[_rkey(r)]
             for s in _AGG_STRIDES:
-                logits = branch[f"{'coarse' if self.cpp_on == 'coarse' else 'agg'}_{s}"]
+                logits = branch[f"{'coarse' if opts.cpp_on == 'coarse' else 'agg'}_{s}"]
                 t = targets.get(int(round(s / r)))
                 if t is not None and t.shape[-2:] != logits.shape[-2:]:
                     t = None  # let the loss derive the stride from the shapes
@@ -337,11 +262,11 @@ class SeeThroughNet(nn.Module):
                 )
         for r in sorted(self.train_resolutions, reverse=True):
             logits = outputs[_rkey(r)]["logits"]
-            if self.per_scale_loss == "bce":
+            if opts.per_scale_loss == "bce":
                 per_scale = self.rmi_loss.binary_cross_entropy(logits, labels)
             else:
                 per_scale = resized_cross_entropy(logits, labels, self.ignore_value)
-            out[f"loss_ce_{_rkey(r)}"] = self.gamma * per_scale
+            out[f"loss_ce_{_rkey(r)}"] = opts.gamma * per_scale
         return out
 
     # ------------------------------------------------------------------------------------------
@@ -396,7 +321,8 @@ class SeeThroughNet(nn.Module):
             flip: also run on the horizontally flipped image and average the two merged results.
             merge: ``"attention"`` (Tao et al.'s hierarchical merge with the learnt per-scale
                 attention, highest scale innermost; needs the head, i.e. a model trained with
-                ``train_resolutions=(0.5, 1.0)``) or ``"average"`` (mean of the per-scale logits).
+                ``TrainingScales(resolutions=(0.5, 1.0))``) or ``"average"`` (mean of the
+                per-scale logits).
             crop_size / stride: sliding-window inference per scale (windows of ``crop_size``,
                 overlaps averaged; ``stride`` defaults to ``crop_size``); ``None``: whole image.
                 Any image size is accepted (each pass is zero-padded to a multiple of 32).
@@ -410,8 +336,8 @@ class SeeThroughNet(nn.Module):
         with_attn = merge == "attention" and len(scales) > 1
         if with_attn and self.scale_attention is None:
             raise ValueError(
-                "merge='attention' needs the scale-attention head (train_resolutions=(0.5, 1.0)); "
-                "use merge='average'"
+                "merge='attention' needs the scale-attention head "
+                "(TrainingScales(resolutions=(0.5, 1.0))); use merge='average'"
             )
         result = None
         flips = (False, True) if flip else (False,)

@@ -6,6 +6,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
 
 from ...nn.hrnet import HRNetV2Encoder
+from ...nn.options import EncoderOptions
 
 __all__ = ["HRNetV2Backbone", "build_hrnetv2_backbone"]
 
@@ -42,16 +43,8 @@ class HRNetV2Backbone(Backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_hrnetv2_backbone(cfg, input_shape=None):
-    """``MODEL.BACKBONE.NAME: build_hrnetv2_backbone``; options under ``MODEL.HRNET`` and
-    ``MODEL.BACKBONE.FREEZE_AT`` (0: train all, 1: freeze the stem, 2+: stem and stages);
-    ``MODEL.HRNET.FUSE_UPSAMPLE`` / ``FUSE_ALIGN_CORNERS``: the fuse layers' up-sampling."""
-    encoder = HRNetV2Encoder(
-        variant=cfg.MODEL.HRNET.VARIANT,
-        checkpoint=cfg.MODEL.HRNET.CHECKPOINT or None,
-        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
-        norm=cfg.MODEL.HRNET.NORM,
-        trust_checkpoint=cfg.MODEL.WEIGHTS_TRUSTED,
-        fuse_upsample=cfg.MODEL.HRNET.FUSE_UPSAMPLE,
-        fuse_align_corners=cfg.MODEL.HRNET.FUSE_ALIGN_CORNERS,
-    )
-    return HRNetV2Backbone(encoder, cfg.MODEL.HRNET.OUT_FEATURES)
+    """``MODEL.BACKBONE.NAME: build_hrnetv2_backbone``: the encoder of
+    :class:`~seethroughnet.nn.options.EncoderOptions` (``MODEL.HRNET.*``,
+    ``MODEL.BACKBONE.FREEZE_AT``, ``MODEL.WEIGHTS_TRUSTED``), as SeeThroughNet builds it."""
+    options = EncoderOptions.from_cfg(cfg)
+    return HRNetV2Backbone(options.build(), options.out_features)

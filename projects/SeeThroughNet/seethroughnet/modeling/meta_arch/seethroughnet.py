@@ -12,6 +12,14 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
 
+from ...nn.options import (
+    DecoderOptions,
+    EncoderOptions,
+    InferenceOptions,
+    LossOptions,
+    OCROptions,
+    TrainingScales,
+)
 from ...nn.seethroughnet import SeeThroughNet
 from ..common import check_finite_losses, normalized_images, padded_labels, semantic_outputs
 
@@ -19,53 +27,17 @@ __all__ = ["SeeThroughNetSegmentor", "build_seethroughnet_from_cfg"]
 
 
 def build_seethroughnet_from_cfg(cfg) -> SeeThroughNet:
-    """The plain model with every hyper-parameter taken from the config."""
-    st, t = cfg.MODEL.SEE_THROUGH, cfg.TEST.SEE_THROUGH
-    if len(st.AUX_LOSS_WEIGHTS) != 3:
-        raise ValueError(
-            "MODEL.SEE_THROUGH.AUX_LOSS_WEIGHTS needs 3 values (strides 16, 8, 4), got "
-            f"{list(st.AUX_LOSS_WEIGHTS)}"
-        )
-    slide = t.MODE == "slide"
-    if t.MODE not in ("whole", "slide"):
-        raise ValueError(f"TEST.SEE_THROUGH.MODE must be 'whole' or 'slide', got {t.MODE!r}")
+    """The plain model; each option group reads its own config keys (``from_cfg``,
+    :mod:`seethroughnet.nn.options`)."""
     return SeeThroughNet(
         num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-        backbone=cfg.MODEL.HRNET.VARIANT,
-        checkpoint=cfg.MODEL.HRNET.CHECKPOINT or None,
-        trust_checkpoint=cfg.MODEL.WEIGHTS_TRUSTED,
-        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
-        norm=cfg.MODEL.HRNET.NORM,
-        fuse_upsample=cfg.MODEL.HRNET.FUSE_UPSAMPLE,
-        fuse_align_corners=cfg.MODEL.HRNET.FUSE_ALIGN_CORNERS,
-        head_norm=st.HEAD_NORM,
-        decoder_head_channels=st.DECODER_CHANNELS or None,
-        decoder_attention_channels=st.DECODER_ATTENTION_CHANNELS,
-        use_scale_attention=st.USE_SCALE_ATTENTION,
-        ocr_mid_channels=st.OCR_MID_CHANNELS,
-        ocr_key_channels=st.OCR_KEY_CHANNELS,
-        ocr_dropout=st.OCR_DROPOUT,
-        scale_attention_channels=st.SCALE_ATTENTION_CHANNELS,
-        train_resolutions=tuple(st.TRAIN_SCALES),
-        aux_loss_kind=st.AUX_LOSS,
-        aux_kl_direction=st.KL_DIRECTION,
-        aux_ignore_mode=st.IGNORE_MODE,
-        cpp_on=st.CPP_ON,
-        rmi_weight=st.RMI.WEIGHT,
-        rmi_lambda=st.RMI.LAMBDA,
-        rmi_radius=st.RMI.RADIUS,
-        rmi_pool=st.RMI.POOL,
-        rmi_pool_stride=st.RMI.POOL_STRIDE,
-        rmi_class_reduction=st.RMI.CLASS_REDUCTION,
-        cpp_weight=dict(zip((16, 8, 4), st.AUX_LOSS_WEIGHTS)),
-        gamma=st.CE_WEIGHT,
-        per_scale_loss=st.PER_SCALE_LOSS,
-        ignore_value=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-        test_scales=tuple(t.SCALES),
-        test_flip=t.FLIP,
-        test_merge=t.MERGE,
-        test_crop_size=tuple(t.CROP_SIZE) if slide else None,
-        test_stride=tuple(t.STRIDE) if slide else None,
+        encoder=EncoderOptions.from_cfg(cfg),
+        decoder=DecoderOptions.from_cfg(cfg),
+        ocr=OCROptions.from_cfg(cfg),
+        scales=TrainingScales.from_cfg(cfg),
+        loss=LossOptions.from_cfg(cfg),
+        inference=InferenceOptions.from_cfg(cfg),
+        head_norm=cfg.MODEL.SEE_THROUGH.HEAD_NORM,
     )
 
 

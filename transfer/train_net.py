@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import sys
-import weakref
 
 if __package__ in (None, ""):  # run as a script: make `transfer` importable from the repo root
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -167,8 +166,8 @@ def build_checkpointer(cfg, model, **kwargs):
 
 class Trainer(SeeThroughNetTrainer):
     """The project's trainer (seethroughnet/engine.py: exact, crash-safe resume, SyncBN -> BN on
-    CPU) with the transfer pieces: detectron2's ``DatasetMapper``, test loader and LR schedules,
-    the transfer model preparation, the full-model gradient clipping, COCO evaluation, the safe
+    CPU) with the transfer pieces: detectron2's ``DatasetMapper`` and test loader, the transfer
+    model preparation, the full-model gradient clipping, COCO evaluation, the safe
     (not strict) checkpointer and the optional encoder BN re-estimation."""
 
     @classmethod
@@ -192,14 +191,7 @@ class Trainer(SeeThroughNetTrainer):
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer):
-        from detectron2.solver import build_lr_scheduler
-
-        return build_lr_scheduler(cfg, optimizer)
-
-    @classmethod
-    def build_checkpointer(cls, cfg, model, trainer=None):
-        kwargs = {"trainer": weakref.proxy(trainer)} if trainer is not None else {}
+    def build_checkpointer(cls, cfg, model, **kwargs):
         return build_checkpointer(cfg, model, **kwargs)
 
     def resume_or_load(self, resume=True):

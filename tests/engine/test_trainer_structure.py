@@ -174,8 +174,8 @@ def test_checkpointer_and_train_loader_are_built_once(make_synthetic_cityscapes,
 
     class Counting(Trainer):
         @classmethod
-        def build_checkpointer(cls, cfg, model, trainer=None):
-            calls["checkpointer"].append(super().build_checkpointer(cfg, model, trainer=trainer))
+        def build_checkpointer(cls, cfg, model, **kwargs):
+            calls["checkpointer"].append(super().build_checkpointer(cfg, model, **kwargs))
             return calls["checkpointer"][-1]
 
         @classmethod

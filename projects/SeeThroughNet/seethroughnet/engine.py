@@ -1,14 +1,7 @@
-"""The detectron2 trainer for SeeThroughNet, in one class: :class:`Trainer`.
-``projects/SeeThroughNet/train_net.py`` is a thin command line around it; ``transfer/train_net.py``
-subclasses it.
-
-Read from ``train_net.py`` down: :func:`setup` (config, checks, ``default_setup``), then
-``Trainer(cfg)`` builds, each once and in this order, the model, the optimizer, the resumable
-train loader (``resumable.py``), the DDP wrapper, the step loop, the LR schedule, the checkpointer
-(``checkpoint.py``: safe loading, strictness, atomic saves) and the hooks; ``resume_or_load``
-restores a checkpoint (weights, iteration, schedule, and what the project adds for exact
-resume: see :meth:`Trainer.state_dict`); ``train`` runs ``TrainerBase``'s loop over
-:meth:`Trainer.run_step`.
+"""The project's trainer, one class: :class:`Trainer` (``train_net.py`` is a thin command line
+around it, ``transfer/train_net.py`` subclasses it), with :func:`setup` and the weight guards.
+``Trainer(cfg)`` builds, each once, the model, optimizer, resumable train loader (resumable.py),
+step loop, LR schedule, checkpointer (checkpoint.py) and hooks; exact resume: :meth:`state_dict`.
 """
 
 import logging
@@ -234,18 +227,10 @@ def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
 
 # ---------------------------------------------------------------------------------------------
 class Trainer(DefaultTrainer):
-    """detectron2's ``DefaultTrainer`` with the project's pieces, each built once in
-    ``__init__``: the model (SyncBN -> BN on CPU), the resumable train loader, the step loop
-    (:func:`create_ddp_model`, :func:`build_step_trainer`), the poly LR schedule, the strict, safe,
-    atomic checkpointer (:meth:`build_checkpointer`) and the hooks (:meth:`build_hooks`).
-
-    ``__init__`` does not call ``DefaultTrainer.__init__``, which would build its own DDP wrapper,
-    step loop and ``DetectionCheckpointer``; it keeps that constructor's order. The step loop is
-    ``self.step_loop``; :meth:`run_step`, :meth:`state_dict`, :meth:`load_state_dict`,
-    :meth:`train` and the ``model`` / ``data_loader`` / ``optimizer`` properties use it and build
-    on ``TrainerBase``'s. Everything else (``resume_or_load``, ``test``, ``build_writers``,
-    ``auto_scale_workers``) is detectron2's.
-    """
+    """``DefaultTrainer`` whose ``__init__`` (in that constructor's order, without calling it: it
+    would build its own DDP wrapper, step loop and ``DetectionCheckpointer``) builds the project's
+    pieces once. The step loop is ``self.step_loop``; ``run_step``, ``state_dict``, ``train`` and
+    the ``model`` / ``data_loader`` / ``optimizer`` properties use it on ``TrainerBase``'s."""
 
     def __init__(self, cfg):
         TrainerBase.__init__(self)
@@ -259,7 +244,7 @@ class Trainer(DefaultTrainer):
         model = create_ddp_model(model, broadcast_buffers=False)
         self.step_loop = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = self.build_checkpointer(cfg, model, trainer=self)
+        self.checkpointer = self.build_checkpointer(cfg, model, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.last_eval_results = None  # the newest evaluation's results (EvalHook)
@@ -293,17 +278,12 @@ class Trainer(DefaultTrainer):
         return build_poly_lr_scheduler(cfg, optimizer)
 
     @classmethod
-    def build_checkpointer(cls, cfg, model, trainer=None) -> DetectionCheckpointer:
-        """The checkpointer of ``--resume``, ``MODEL.WEIGHTS`` and the periodic saves (and of
-        ``--eval-only``, without ``trainer``): safe loading, strict unless
-        ``MODEL.WEIGHTS_ALLOW_PARTIAL``, atomic saves (checkpoint.py)."""
-        kwargs = {"trainer": weakref.proxy(trainer)} if trainer is not None else {}
+    def build_checkpointer(cls, cfg, model, **kwargs) -> DetectionCheckpointer:
+        """The one checkpointer of ``--resume``, ``MODEL.WEIGHTS`` and the periodic saves (and of
+        ``--eval-only``): safe loading, strict unless ``MODEL.WEIGHTS_ALLOW_PARTIAL``, atomic."""
+        allow_partial, trusted = cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, cfg.MODEL.WEIGHTS_TRUSTED
         return StrictCheckpointer(
-            model,
-            cfg.OUTPUT_DIR,
-            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
-            trusted=cfg.MODEL.WEIGHTS_TRUSTED,
-            **kwargs,
+            model, cfg.OUTPUT_DIR, allow_partial=allow_partial, trusted=trusted, **kwargs
         )
 
     @classmethod

@@ -115,29 +115,12 @@ class _BatchStream(torch.utils.data.IterableDataset):
     """Batches of this rank's stream from ``start`` on; in a DataLoader worker ``w`` of ``n``
     only batches ``w, w + n, ...``, so that the loader's round-robin gives them in order."""
 
-    def __init__(
-        self,
-        dataset,
-        mapper,
-        batch_size,
-        seed,
-        rank,
-        world_size,
-        start,
-        shuffle=True,
-        per_sample_seeds=True,
-        order=None,
-    ):
-        self.dataset, self.mapper, self.batch_size = dataset, mapper, batch_size
-        self.order = order  # None: shuffled epochs of the images; else e.g. ClassUniformOrder
-        self.seed, self.rank, self.world_size, self.start, self.shuffle = (
-            seed,
-            rank,
-            world_size,
-            start,
-            shuffle,
-        )
-        self.per_sample_seeds = per_sample_seeds
+    def __init__(self, loader):
+        """The stream of ``loader`` (a :class:`ResumableTrainLoader`) from its position on."""
+        self.dataset, self.mapper, self.order = loader.dataset, loader.mapper, loader.order
+        self.batch_size, self.seed, self.start = loader.batch_size, loader.seed, loader.position
+        self.rank, self.world_size, self.shuffle = loader.rank, loader.world_size, loader.shuffle
+        self.per_sample_seeds = loader.num_workers > 0
 
     def _sample(self, element):
         """The dataset dict of a stream element: an image index, or (with an ``order``) a pair
@@ -201,12 +184,8 @@ class ResumableTrainLoader:
         # None: detectron2's TrainingSampler stream; else an object with elements(seed, start)
         # and describe() (seethroughnet.data.class_uniform.ClassUniformOrder)
         self.order = order
-        self.mapper, self.batch_size, self.num_workers, self.shuffle = (
-            mapper,
-            batch_size,
-            num_workers,
-            shuffle,
-        )
+        self.mapper, self.batch_size, self.num_workers = mapper, batch_size, num_workers
+        self.shuffle = shuffle
         self.seed = int(seed)
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
         self.position = 0  # samples of this rank's stream in the batches handed out so far
@@ -251,18 +230,7 @@ class ResumableTrainLoader:
 
     def __iter__(self):
         self._started = True
-        stream = _BatchStream(
-            self.dataset,
-            self.mapper,
-            self.batch_size,
-            self.seed,
-            self.rank,
-            self.world_size,
-            self.position,
-            self.shuffle,
-            per_sample_seeds=self.num_workers > 0,
-            order=self.order,
-        )
+        stream = _BatchStream(self)
         if self.num_workers == 0 and self.position == 0:
             # the one draw from the global generator that detectron2's loader (a torch DataLoader)
             # makes when its iterator starts: seeded runs keep their numbers

@@ -100,19 +100,17 @@ class HRFPN(Backbone):
             weight_init.c2_xavier_fill(conv)
         base = strides[0]
         out_strides = [base * 2**i * conv_stride for i in range(self.num_outs)]
-        self._out_features = [f"p{int(math.log2(s))}" for s in out_strides]
-        self._out_feature_strides = dict(zip(self._out_features, out_strides))
-        self._out_feature_channels = {k: out_channels for k in self._out_features}
+        self.feature_names = [f"p{int(math.log2(s))}" for s in out_strides]
+        self.feature_strides = dict(zip(self.feature_names, out_strides))
+        self.feature_channels = {k: out_channels for k in self.feature_names}
         # Every pooled level covers a whole number of stride-`base` cells and every output
         # convolution halves an even size: padding to the largest output stride keeps the
         # levels exactly at their nominal strides.
-        self._size_divisibility = max(
-            out_strides[-1], getattr(bottom_up, "size_divisibility", 0) or 0
-        )
+        self.divisibility = max(out_strides[-1], getattr(bottom_up, "size_divisibility", 0) or 0)
 
     @property
     def size_divisibility(self) -> int:
-        return self._size_divisibility
+        return self.divisibility
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         feats = self.bottom_up(x)
@@ -129,13 +127,11 @@ class HRFPN(Backbone):
         ]
         return {
             name: conv(level)
-            for name, conv, level in zip(self._out_features, self.output_convs, levels)
+            for name, conv, level in zip(self.feature_names, self.output_convs, levels)
         }
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return {
-            k: ShapeSpec(
-                channels=self._out_feature_channels[k], stride=self._out_feature_strides[k]
-            )
-            for k in self._out_features
+            k: ShapeSpec(channels=self.feature_channels[k], stride=self.feature_strides[k])
+            for k in self.feature_names
         }

@@ -32,13 +32,11 @@ import detectron2.utils.comm as comm  # noqa: E402
 import torch  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
 
 from seethroughnet.config import build_config  # noqa: E402
+from seethroughnet.engine import Trainer as SeeThroughNetTrainer  # noqa: E402
 from seethroughnet.engine import add_eval_arguments, check_eval_weights  # noqa: E402
-from seethroughnet.resumable import ResumableTrainerMixin  # noqa: E402
-from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
-from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn  # noqa: E402
+from seethroughnet.resumable import build_resumable_train_loader  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
 
@@ -166,34 +164,35 @@ def build_checkpointer(cfg, model, **kwargs):
     return SafeCheckpointer(model, cfg.OUTPUT_DIR, trusted=cfg.MODEL.WEIGHTS_TRUSTED, **kwargs)
 
 
-class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
-    """DefaultTrainer with the transfer model preparation, COCO evaluation, the safe checkpointer
-    (for MODEL.WEIGHTS and --resume; the periodic checkpointer hook saves with it, atomically), the
-    project's exact, crash-safe resume (seethroughnet/resumable.py), the full-model gradient
-    clipping, SyncBN -> BN on CPU and the optional encoder BN re-estimation."""
-
-    def __init__(self, cfg):
-        import weakref
-
-        from detectron2.engine import hooks
-
-        super().__init__(cfg)
-        safe = build_checkpointer(cfg, self._trainer.model, trainer=weakref.proxy(self))
-        for h in self._hooks:
-            if isinstance(h, hooks.PeriodicCheckpointer):
-                h.checkpointer = safe
-        self.checkpointer = safe
+class Trainer(SeeThroughNetTrainer):
+    """The project's trainer (seethroughnet/engine.py: exact, crash-safe resume, SyncBN -> BN on
+    CPU) with the transfer pieces: detectron2's ``DatasetMapper`` and test loader, the transfer
+    model preparation, the full-model gradient clipping, COCO evaluation, the safe
+    (not strict) checkpointer and the optional encoder BN re-estimation."""
 
     @classmethod
     def build_model(cls, cfg):
-        model = build_model(cfg)
-        if cfg.MODEL.DEVICE == "cpu":
-            model = convert_sync_batchnorm_to_bn(model)  # SyncBN cannot train on CPU with gloo
-        return prepare_model(cfg, model)
+        return prepare_model(cfg, super().build_model(cfg))
 
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        from detectron2.data import DatasetMapper
+
+        return build_resumable_train_loader(cfg, DatasetMapper(cfg, True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        from detectron2.data import build_detection_test_loader
+
+        return build_detection_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_checkpointer(cls, cfg, model, **kwargs):
+        return build_checkpointer(cfg, model, **kwargs)
 
     def resume_or_load(self, resume=True):
         super().resume_or_load(resume=resume)
@@ -299,15 +298,13 @@ def main(args):
             cfg, resume=args.resume, allow_random=getattr(args, "eval_random_weights", False)
         )
         model = Trainer.build_model(cfg)
-        build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        Trainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         write_results(cfg, res, model, mode="eval")
         return res
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    res = trainer.train()
-    if res is None:  # DefaultTrainer.train() returns results only when TEST.EXPECTED_RESULTS is set
-        res = getattr(trainer, "_last_eval_results", None)
+    res = trainer.train()  # the last evaluation's results
     if res is None and len(cfg.DATASETS.TEST):
         res = Trainer.test(cfg, trainer.model)
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model

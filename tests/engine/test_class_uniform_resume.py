@@ -114,8 +114,8 @@ if n is not None:
 
     def run_step(self):
         if self.iter == n:
-            data = next(self._trainer._data_loader_iter)
-            self._trainer.model(data)
+            data = next(self.step_loop._data_loader_iter)
+            self.step_loop.model(data)
             print("READY-TO-KILL", flush=True)
             time.sleep(600)
         original_step(self)

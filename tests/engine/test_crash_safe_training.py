@@ -43,8 +43,8 @@ if point:
 
         def run_step(self):
             if self.iter == n:
-                data = next(self._trainer._data_loader_iter)
-                self._trainer.model(data)
+                data = next(self.step_loop._data_loader_iter)
+                self.step_loop.model(data)
                 wait()
             original_step(self)
 
@@ -380,7 +380,7 @@ def test_non_finite_loss_at_the_last_iteration_writes_no_results(
     assert "iteration 1" in msg and "loss_rmi" in msg
     train_files = {d["file_name"] for d in DatasetCatalog.get(cfg.DATASETS.TRAIN[0])}
     assert any(f in msg for f in train_files), msg
-    assert not hasattr(trainer, "_last_eval_results")
+    assert trainer.last_eval_results is None
     rows = (
         [json.loads(line) for line in open(out / "metrics.json")]
         if (out / "metrics.json").exists()

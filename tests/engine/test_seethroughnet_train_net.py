@@ -81,7 +81,7 @@ def test_training_logs_every_loss_term_and_evaluates(trained):
     assert glob.glob(os.path.join(out, "events.out.tfevents.*")), "no TensorBoard event file"
     for name in ("model_0000001.pth", "model_final.pth", "last_checkpoint"):
         assert os.path.exists(os.path.join(out, name)), name
-    results = trainer._last_eval_results
+    results = trainer.last_eval_results
     assert 0.0 <= results["sem_seg"]["mIoU"] <= 100.0
     assert "IoU" in results["cityscapes_sem_seg"]
 
@@ -445,9 +445,8 @@ def test_training_refuses_random_init_where_the_config_requires_pretrained(
 def test_amp_on_cpu_trains_with_bfloat16_autocast(cityscapes_root, tmp_path, monkeypatch):
     """SOLVER.AMP.ENABLED on CPU: the project's step trainer runs the forward pass under bfloat16
     autocast (seen inside the model), every logged loss term is finite."""
-    from seethroughnet.engine import Trainer
+    from seethroughnet.engine import CPUAutocastTrainer, Trainer
     from seethroughnet.nn.seethroughnet import SeeThroughNet
-    from seethroughnet.training import CPUAutocastTrainer
 
     seen = []
     original = SeeThroughNet.forward
@@ -468,7 +467,7 @@ def test_amp_on_cpu_trains_with_bfloat16_autocast(cityscapes_root, tmp_path, mon
     )
     cfg.freeze()
     trainer = Trainer(cfg)
-    assert isinstance(trainer._trainer, CPUAutocastTrainer)
+    assert isinstance(trainer.step_loop, CPUAutocastTrainer)
     trainer.resume_or_load(resume=False)
     trainer.train()
     train_seen = seen[:2]

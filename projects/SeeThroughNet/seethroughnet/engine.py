@@ -1,14 +1,32 @@
-"""The detectron2 trainer for SeeThroughNet: data loaders with the project's mapper,
-evaluators chosen by the dataset's ``evaluator_type``, the poly LR schedule and the strict
-checkpointer. ``projects/SeeThroughNet/train_net.py`` is a thin command line around it."""
+"""The project's trainer, one class: :class:`Trainer` (``train_net.py`` is a thin command line
+around it, ``transfer/train_net.py`` subclasses it), with :func:`setup` and the weight guards.
+``Trainer(cfg)`` builds, each once, the model, optimizer, resumable train loader (resumable.py),
+step loop, LR schedule, checkpointer (checkpoint.py) and hooks; exact resume: :meth:`state_dict`.
+"""
 
 import logging
 import os
+import random
+import time
+import weakref
 
+import numpy as np
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import MetadataCatalog, build_detection_test_loader
-from detectron2.engine import default_setup, hooks
-from detectron2.evaluation import DatasetEvaluators
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+from detectron2.engine import (
+    AMPTrainer,
+    DefaultTrainer,
+    SimpleTrainer,
+    TrainerBase,
+    default_setup,
+    hooks,
+)
+from detectron2.evaluation import DatasetEvaluators, verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+from fvcore.nn.precise_bn import get_bn_modules
+from torch.nn.parallel import DistributedDataParallel
 
 from . import modeling  # noqa: F401  (registers the backbone and meta-architecture)
 from .checkpoint import StrictCheckpointer
@@ -17,14 +35,25 @@ from .data.dataset_mappers import SemanticSegmentationMapper
 from .data.datasets import register_all
 from .evaluation import CityscapesOfficialSemSegEvaluator, ProjectSemSegEvaluator
 from .lr_schedule import build_lr_scheduler as build_poly_lr_scheduler
-from .resumable import ResumableTrainerMixin, build_resumable_train_loader
-from .training import PortableDefaultTrainer
+from .resumable import (
+    ResumableTrainLoader,
+    build_resumable_train_loader,
+    get_rng_state,
+    preserved_rng,
+    sample_seed,
+    set_rng_state,
+)
 from .utils.atomic import check_writable_dir
 from .utils.norm import convert_sync_batchnorm_to_bn
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Trainer",
     "setup",
+    "create_ddp_model",
+    "build_step_trainer",
+    "CPUAutocastTrainer",
     "add_eval_arguments",
     "check_pretrained_weights",
     "check_eval_weights",
@@ -148,33 +177,85 @@ def setup(args):
     return cfg
 
 
-class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
-    """The project's trainer with exact resume (resumable.py): optimizer, scaler, generators and
-    the data stream's position are checkpointed, atomically (checkpoint.py)."""
+# ---------------------------------------------------------------------------------------------
+# the step loop: the two choices that differ from DefaultTrainer's
+def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
+    """``DistributedDataParallel(model)`` when there is more than one process; the local GPU as
+    ``device_ids`` only when the model is on CUDA. (Upstream main's ``create_ddp_model`` passes
+    ``device_ids`` for every module, which DDP rejects for CPU modules: multi-process CPU (gloo)
+    training would fail there.)"""
+    if comm.get_world_size() == 1:
+        return model
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    if on_cuda and "device_ids" not in kwargs:
+        kwargs["device_ids"] = [comm.get_local_rank()]
+    return DistributedDataParallel(model, **kwargs)
+
+
+class CPUAutocastTrainer(SimpleTrainer):
+    """``SimpleTrainer`` whose forward pass (and losses) runs under bfloat16 autocast on the CPU.
+    The loss modules compute in float32 themselves (RMI's log-det in float64); bfloat16 has
+    float32's range, so no gradient scaling is needed."""
+
+    def run_step(self):
+        assert self.model.training, "[CPUAutocastTrainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss_dict = self.model(data)
+        losses = loss_dict if isinstance(loss_dict, torch.Tensor) else sum(loss_dict.values())
+        if isinstance(loss_dict, torch.Tensor):
+            loss_dict = {"total_loss": loss_dict}
+        self.optimizer.zero_grad()
+        losses.backward()
+        self._write_metrics(loss_dict, data_time)
+        self.optimizer.step()
+
+
+def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
+    """``SOLVER.AMP.ENABLED``: detectron2's ``AMPTrainer`` (float16 autocast, gradient scaling) on
+    CUDA, :class:`CPUAutocastTrainer` (bfloat16) on CPU, where ``AMPTrainer`` would run without
+    autocast; otherwise ``SimpleTrainer``."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return SimpleTrainer(model, data_loader, optimizer)
+    if cfg.MODEL.DEVICE.startswith("cuda"):
+        return AMPTrainer(model, data_loader, optimizer)
+    logger.info("SOLVER.AMP.ENABLED on CPU: bfloat16 autocast")
+    return CPUAutocastTrainer(model, data_loader, optimizer)
+
+
+# ---------------------------------------------------------------------------------------------
+class Trainer(DefaultTrainer):
+    """``DefaultTrainer`` whose ``__init__`` (in that constructor's order, without calling it: it
+    would build its own DDP wrapper, step loop and ``DetectionCheckpointer``) builds the project's
+    pieces once. The step loop is ``self.step_loop``; ``run_step``, ``state_dict``, ``train`` and
+    the ``model`` / ``data_loader`` / ``optimizer`` properties use it on ``TrainerBase``'s."""
 
     def __init__(self, cfg):
-        super().__init__(cfg)
-        # Strict loading (see checkpoint.py); the periodic checkpointer hook saves through it too.
-        strict = self.build_checkpointer(cfg, self._trainer.model, trainer=self)
-        for h in self._hooks:
-            if isinstance(h, hooks.PeriodicCheckpointer):
-                h.checkpointer = strict
-        self.checkpointer = strict
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()  # as DefaultTrainer: setup_logger is not called for detectron2
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        self.cfg = cfg
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+        self.step_loop = build_step_trainer(cfg, model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = self.build_checkpointer(cfg, model, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.last_eval_results = None  # the newest evaluation's results (EvalHook)
+        self.step_failed = False  # a step raised: no evaluation, no results
+        self.register_hooks(self.build_hooks())
 
-    def resume_or_load(self, resume=True):
-        if not (resume and self.checkpointer.has_checkpoint()):
-            check_pretrained_weights(self.cfg)
-        super().resume_or_load(resume=resume)
-        # The poly schedule's horizon is part of its saved state: a run resumed with a longer
-        # SOLVER.MAX_ITER would otherwise evaluate (1 - iter / old_max) ** power past 1.
-        sched = self.scheduler
-        if getattr(sched, "max_iters", self.max_iter) != self.max_iter:
-            logging.getLogger(__name__).warning(
-                f"resumed LR schedule had max_iters={sched.max_iters}; using "
-                f"SOLVER.MAX_ITER={self.max_iter}"
-            )
-            sched.max_iters = self.max_iter
+    model = property(lambda self: self.step_loop.model)
+    data_loader = property(lambda self: self.step_loop.data_loader)
+    optimizer = property(lambda self: self.step_loop.optimizer)
 
+    # ---- the pieces ---------------------------------------------------------------------------
     @classmethod
     def build_model(cls, cfg):
         model = super().build_model(cfg)
@@ -184,16 +265,25 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
         return model
 
     @classmethod
-    def build_checkpointer(cls, cfg, model, trainer=None) -> DetectionCheckpointer:
-        import weakref
+    def build_train_loader(cls, cfg):
+        return build_resumable_train_loader(cfg, SemanticSegmentationMapper(cfg, is_train=True))
 
-        kwargs = {"trainer": weakref.proxy(trainer)} if trainer is not None else {}
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        mapper = SemanticSegmentationMapper(cfg, is_train=False, dataset_name=dataset_name)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        return build_poly_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_checkpointer(cls, cfg, model, **kwargs) -> DetectionCheckpointer:
+        """The one checkpointer of ``--resume``, ``MODEL.WEIGHTS`` and the periodic saves (and of
+        ``--eval-only``): safe loading, strict unless ``MODEL.WEIGHTS_ALLOW_PARTIAL``, atomic."""
+        allow_partial, trusted = cfg.MODEL.WEIGHTS_ALLOW_PARTIAL, cfg.MODEL.WEIGHTS_TRUSTED
         return StrictCheckpointer(
-            model,
-            cfg.OUTPUT_DIR,
-            allow_partial=cfg.MODEL.WEIGHTS_ALLOW_PARTIAL,
-            trusted=cfg.MODEL.WEIGHTS_TRUSTED,
-            **kwargs,
+            model, cfg.OUTPUT_DIR, allow_partial=allow_partial, trusted=trusted, **kwargs
         )
 
     @classmethod
@@ -214,15 +304,113 @@ class Trainer(ResumableTrainerMixin, PortableDefaultTrainer):
             "evaluates 'sem_seg' and 'cityscapes_sem_seg' datasets"
         )
 
-    @classmethod
-    def build_train_loader(cls, cfg):
-        return build_resumable_train_loader(cfg, SemanticSegmentationMapper(cfg, is_train=True))
+    def build_hooks(self):
+        """DefaultTrainer's hooks, in its order, with :meth:`evaluate` as the evaluation."""
+        cfg = self.cfg
+        ret = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
+            bn_cfg = cfg.clone()
+            bn_cfg.defrost()
+            bn_cfg.DATALOADER.NUM_WORKERS = 0  # as DefaultTrainer: less memory and time
+            loader = self.build_train_loader(bn_cfg)
+            ret.append(
+                hooks.PreciseBN(
+                    cfg.TEST.EVAL_PERIOD, self.model, loader, cfg.TEST.PRECISE_BN.NUM_ITER
+                )
+            )
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+        ret.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate))
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=20))
+        return ret
 
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        mapper = SemanticSegmentationMapper(cfg, is_train=False, dataset_name=dataset_name)
-        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
+    # ---- running ------------------------------------------------------------------------------
+    def resume_or_load(self, resume=True):
+        if not (resume and self.checkpointer.has_checkpoint()):
+            check_pretrained_weights(self.cfg)
+        super().resume_or_load(resume=resume)
+        # The poly schedule's horizon is part of its saved state: a run resumed with a longer
+        # SOLVER.MAX_ITER would otherwise evaluate (1 - iter / old_max) ** power past 1.
+        sched = self.scheduler
+        if getattr(sched, "max_iters", self.max_iter) != self.max_iter:
+            logger.warning(
+                f"resumed LR schedule had max_iters={sched.max_iters}; using "
+                f"SOLVER.MAX_ITER={self.max_iter}"
+            )
+            sched.max_iters = self.max_iter
 
-    @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer):
-        return build_poly_lr_scheduler(cfg, optimizer)
+    def train(self):
+        """Validate the test datasets first (rather than find a bad file after hours of
+        training), run the loop, and return the last evaluation's results (None without one)."""
+        for name in self.cfg.DATASETS.TEST:
+            DatasetCatalog.get(name)
+        TrainerBase.train(self, self.start_iter, self.max_iter)
+        if len(self.cfg.TEST.EXPECTED_RESULTS) and comm.is_main_process():
+            verify_results(self.cfg, self.last_eval_results)
+        return self.last_eval_results
+
+    def run_step(self):
+        """One step of the step loop; a failed step stops evaluation, and a non-finite loss's
+        error names the batch's image files."""
+        self.step_loop.iter = self.iter
+        try:
+            self.step_loop.run_step()
+        except Exception as e:
+            self.step_failed = True
+            files = [f for f in getattr(self.data_loader, "last_files", []) if f]
+            if isinstance(e, FloatingPointError) and files:
+                raise FloatingPointError(f"{e} The batch held: {', '.join(files)}") from e
+            raise
+
+    def evaluate(self):
+        """The EvalHook's function: :meth:`test`, leaving the generators as they were (exact
+        resume); nothing after a failed step (a non-finite loss must not produce results)."""
+        if self.step_failed:
+            logger.error(
+                "training stopped by an error: no evaluation of the model, no results written"
+            )
+            return None
+        with preserved_rng():
+            self.last_eval_results = self.test(self.cfg, self.model)
+        return self.last_eval_results
+
+    # ---- exact resume -------------------------------------------------------------------------
+    def state_dict(self):
+        """``TrainerBase``'s state (iteration; the hooks': the LR schedule) and what exact resume
+        needs beyond it:
+
+        * ``_trainer``: the step loop's own ``state_dict`` (detectron2's: the optimizer, and the
+          grad scaler under ``AMPTrainer``), under the key upstream main's ``DefaultTrainer``
+          uses; detectron2 v0.6's ``DefaultTrainer`` does not save it;
+        * ``rng``: the global generators (:func:`~seethroughnet.resumable.get_rng_state`);
+        * ``data``: the train stream's seed and position (:class:`ResumableTrainLoader`).
+        """
+        state = TrainerBase.state_dict(self)
+        state["_trainer"] = self.step_loop.state_dict()
+        state["rng"] = get_rng_state()
+        if isinstance(self.data_loader, ResumableTrainLoader):
+            state["data"] = self.data_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        TrainerBase.load_state_dict(self, state)
+        if "_trainer" in state:
+            self.step_loop.load_state_dict(state["_trainer"])
+        if "rng" in state:
+            if comm.get_world_size() == 1:
+                set_rng_state(state["rng"])
+            else:
+                # only rank 0's generators are saved: every rank is re-seeded from (iteration, rank)
+                seed = sample_seed(int(state["iteration"]), comm.get_rank(), 0)
+                torch.manual_seed(seed)
+                np.random.seed(seed)
+                random.seed(seed)
+        if "data" in state and isinstance(self.data_loader, ResumableTrainLoader):
+            self.data_loader.load_state_dict(state["data"])
+        missing = [k for k in ("_trainer", "rng", "data") if k not in state]
+        if missing:
+            logger.warning(
+                f"the checkpoint holds no {', '.join(missing)} state (saved by an older version): "
+                "training continues, but not exactly as an uninterrupted run would"
+            )

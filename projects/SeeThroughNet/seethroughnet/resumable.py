@@ -1,21 +1,22 @@
-"""Exact resume for detectron2 trainers: a killed run restarted with ``--resume`` reaches the
-same weights as an uninterrupted one.
+"""The resumable training data stream and the generators' state, for exact resume
+(:class:`seethroughnet.engine.Trainer` saves and restores both with its checkpoint).
 
-detectron2 v0.6 checkpoints only the iteration and the hooks' state (the LR schedule): the
-optimizer (SGD momentum), the AMP grad scaler, the random number generators and the position of
-the training data stream are lost. :class:`ResumableTrainerMixin` adds them to the trainer's
-state, and :class:`ResumableTrainLoader` replaces detectron2's train loader by a stream whose
-position is part of that state:
-
-* the index stream is TrainingSampler's (``randperm`` epochs from the seed detectron2's
-  sampler draws, which follows ``SEED``; the seed is saved), every ``world_size``-th element to
-  a rank; consecutive elements form a batch, so the position is "samples consumed";
+* the index stream is TrainingSampler's (``randperm`` epochs from a seed drawn by
+  ``comm.shared_random_seed()``, which follows ``SEED``; the seed is saved), every
+  ``world_size``-th element to a rank; consecutive elements form a batch, so the position is
+  "samples consumed". An ``order`` (e.g. the class-uniform order, ``data/class_uniform.py``)
+  replaces the shuffled epochs by any stream that starts at an element without generating the
+  ones before it;
 * with ``DATALOADER.NUM_WORKERS 0`` the augmentations draw from the global generators in the
   main process, as detectron2's loader does (a seeded run reproduces its numbers exactly), and
   those generators are saved with the checkpoint; with workers, each sample's augmentation draws
-  from generators seeded by (seed, rank, position), which a worker restart cannot disturb;
-* the main process's generators (dropout, ...) are saved with the checkpoint, and evaluation
-  during training leaves them untouched.
+  from generators seeded by (seed, rank, position), which a worker restart cannot disturb.
+
+The whole state of the stream is two integers (seed, position), valid for any number of
+workers. torchdata's ``StatefulDataLoader`` is not used: it would be a new dependency that adds
+nothing here, since it restores an ``IterableDataset`` only through that dataset's own
+``state_dict`` (which would be these two integers), and its own state (per-worker iterators,
+samplers, RNG snapshots) is tied to ``num_workers``, which a resumed run may change.
 
 Everything saved is made of tensors, numbers, strings, lists and dicts, so checkpoints load
 with ``torch.load(weights_only=True)``.
@@ -29,14 +30,14 @@ import random
 import numpy as np
 import torch
 from detectron2.data.common import DatasetFromList
-from detectron2.engine import hooks
 from detectron2.utils import comm
 
 __all__ = [
     "ResumableTrainLoader",
-    "ResumableTrainerMixin",
     "build_resumable_train_loader",
     "get_rng_state",
+    "preserved_rng",
+    "sample_seed",
     "set_rng_state",
 ]
 
@@ -94,7 +95,7 @@ def preserved_rng():
         set_rng_state(state)
 
 
-def _sample_seed(seed: int, rank: int, position: int) -> int:
+def sample_seed(seed: int, rank: int, position: int) -> int:
     return int(np.random.SeedSequence([seed, rank, position]).generate_state(1)[0])
 
 
@@ -114,29 +115,12 @@ class _BatchStream(torch.utils.data.IterableDataset):
     """Batches of this rank's stream from ``start`` on; in a DataLoader worker ``w`` of ``n``
     only batches ``w, w + n, ...``, so that the loader's round-robin gives them in order."""
 
-    def __init__(
-        self,
-        dataset,
-        mapper,
-        batch_size,
-        seed,
-        rank,
-        world_size,
-        start,
-        shuffle=True,
-        per_sample_seeds=True,
-        order=None,
-    ):
-        self.dataset, self.mapper, self.batch_size = dataset, mapper, batch_size
-        self.order = order  # None: shuffled epochs of the images; else e.g. ClassUniformOrder
-        self.seed, self.rank, self.world_size, self.start, self.shuffle = (
-            seed,
-            rank,
-            world_size,
-            start,
-            shuffle,
-        )
-        self.per_sample_seeds = per_sample_seeds
+    def __init__(self, loader):
+        """The stream of ``loader`` (a :class:`ResumableTrainLoader`) from its position on."""
+        self.dataset, self.mapper, self.order = loader.dataset, loader.mapper, loader.order
+        self.batch_size, self.seed, self.start = loader.batch_size, loader.seed, loader.position
+        self.rank, self.world_size, self.shuffle = loader.rank, loader.world_size, loader.shuffle
+        self.per_sample_seeds = loader.num_workers > 0
 
     def _sample(self, element):
         """The dataset dict of a stream element: an image index, or (with an ``order``) a pair
@@ -154,7 +138,7 @@ class _BatchStream(torch.utils.data.IterableDataset):
         if not self.per_sample_seeds:
             return self.mapper(self._sample(element))
         with preserved_rng():
-            s = _sample_seed(self.seed, self.rank, position)
+            s = sample_seed(self.seed, self.rank, position)
             random.seed(s)
             np.random.seed(s)
             torch.manual_seed(s)
@@ -200,12 +184,8 @@ class ResumableTrainLoader:
         # None: detectron2's TrainingSampler stream; else an object with elements(seed, start)
         # and describe() (seethroughnet.data.class_uniform.ClassUniformOrder)
         self.order = order
-        self.mapper, self.batch_size, self.num_workers, self.shuffle = (
-            mapper,
-            batch_size,
-            num_workers,
-            shuffle,
-        )
+        self.mapper, self.batch_size, self.num_workers = mapper, batch_size, num_workers
+        self.shuffle = shuffle
         self.seed = int(seed)
         self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
         self.position = 0  # samples of this rank's stream in the batches handed out so far
@@ -250,18 +230,7 @@ class ResumableTrainLoader:
 
     def __iter__(self):
         self._started = True
-        stream = _BatchStream(
-            self.dataset,
-            self.mapper,
-            self.batch_size,
-            self.seed,
-            self.rank,
-            self.world_size,
-            self.position,
-            self.shuffle,
-            per_sample_seeds=self.num_workers > 0,
-            order=self.order,
-        )
+        stream = _BatchStream(self)
         if self.num_workers == 0 and self.position == 0:
             # the one draw from the global generator that detectron2's loader (a torch DataLoader)
             # makes when its iterator starts: seeded runs keep their numbers
@@ -288,8 +257,7 @@ def _class_uniform_enabled(cfg) -> bool:
 def build_resumable_train_loader(cfg, mapper):
     """:class:`ResumableTrainLoader` over ``cfg.DATASETS.TRAIN`` (detectron2's dataset filtering),
     or detectron2's own loader, with a warning, for samplers other than ``TrainingSampler``."""
-    from detectron2.data import build_detection_train_loader
-    from detectron2.data.build import _train_loader_from_config
+    from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 
     class_uniform = _class_uniform_enabled(cfg)
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler" and class_uniform:
@@ -304,140 +272,33 @@ def build_resumable_train_loader(cfg, mapper):
             "not checkpointed, a resumed run sees other images than an uninterrupted one"
         )
         return build_detection_train_loader(cfg, mapper=mapper)
-    args = _train_loader_from_config(cfg, mapper)
     world = comm.get_world_size()
-    total = args["total_batch_size"]
+    total = cfg.SOLVER.IMS_PER_BATCH
     if total % world:
         raise ValueError(
             f"SOLVER.IMS_PER_BATCH {total} must be divisible by the number of processes ({world})"
         )
-    seed = args[
-        "sampler"
-    ]._seed  # detectron2's TrainingSampler: shared_random_seed(), i.e. follows SEED
+    dataset = get_detection_dataset_dicts(  # the arguments build_detection_train_loader passes
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=(
+            cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0
+        ),
+        proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
+    )
+    # the seed detectron2 v0.6's TrainingSampler draws: one draw from the (SEED-seeded) global
+    # NumPy generator, rank 0's shared by all ranks
+    seed = comm.shared_random_seed()
     order = None
     if class_uniform:
         from .data.class_uniform import build_class_uniform_order
 
-        order = build_class_uniform_order(cfg, args["dataset"])
+        order = build_class_uniform_order(cfg, dataset)
     return ResumableTrainLoader(
-        args["dataset"],
-        args["mapper"],
+        dataset,
+        mapper,
         total // world,
         seed=seed,
-        num_workers=args["num_workers"],
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
         order=order,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# the trainer
-class ResumableTrainerMixin:
-    """Mix into a ``DefaultTrainer`` subclass (before it) to checkpoint the optimizer, the AMP
-    scaler, the generators and the data stream, to evaluate without disturbing the generators,
-    and to skip evaluation when a step failed (a non-finite loss at the last iteration must not
-    produce results); a failed step's error names the batch's image files."""
-
-    _step_failed = False
-
-    def __init__(self, cfg):
-        super().__init__(cfg)
-        from detectron2.checkpoint import DetectionCheckpointer
-
-        from .checkpoint import SafeCheckpointer
-
-        if type(self.checkpointer) is DetectionCheckpointer:
-            # atomic saves and a resume that skips unreadable checkpoints (subclasses may install
-            # their own SafeCheckpointer / StrictCheckpointer after this)
-            import weakref
-
-            self.checkpointer = SafeCheckpointer(
-                self._trainer.model,
-                self.cfg.OUTPUT_DIR,
-                trusted=getattr(self.cfg.MODEL, "WEIGHTS_TRUSTED", False),
-                trainer=weakref.proxy(self),
-            )
-            for h in self._hooks:
-                if isinstance(h, hooks.PeriodicCheckpointer):
-                    h.checkpointer = self.checkpointer
-
-    @classmethod
-    def build_train_loader(cls, cfg):
-        """detectron2's ``DatasetMapper`` over a :class:`ResumableTrainLoader`; subclasses with
-        their own mapper call :func:`build_resumable_train_loader` themselves."""
-        from detectron2.data import DatasetMapper
-
-        return build_resumable_train_loader(cfg, DatasetMapper(cfg, True))
-
-    def state_dict(self):
-        state = super().state_dict()
-        state["_trainer"] = self._trainer.state_dict()  # optimizer (+ grad_scaler under AMP)
-        state["rng"] = get_rng_state()
-        loader = getattr(self._trainer, "data_loader", None)
-        if isinstance(loader, ResumableTrainLoader):
-            state["data"] = loader.state_dict()
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        missing = [k for k in ("_trainer", "rng", "data") if k not in state]
-        if "_trainer" in state:
-            self._trainer.load_state_dict(state["_trainer"])
-        if "rng" in state:
-            if comm.get_world_size() == 1:
-                set_rng_state(state["rng"])
-            else:
-                # only rank 0's generators are saved: every rank is re-seeded from (iteration, rank)
-                seed = _sample_seed(int(state["iteration"]), comm.get_rank(), 0)
-                torch.manual_seed(seed)
-                np.random.seed(seed)
-                random.seed(seed)
-        loader = getattr(self._trainer, "data_loader", None)
-        if "data" in state and isinstance(loader, ResumableTrainLoader):
-            loader.load_state_dict(state["data"])
-        if missing:
-            logger.warning(
-                f"the checkpoint holds no {', '.join(missing)} state (saved by an older version): "
-                "training continues, but not exactly as an uninterrupted run would"
-            )
-
-    def train(self):
-        self.validate_test_datasets()
-        return super().train()
-
-    def validate_test_datasets(self):
-        """Load (and so validate) every dataset the evaluation after training will read, now,
-        rather than find a bad file after hours of training."""
-        from detectron2.data import DatasetCatalog
-
-        for name in self.cfg.DATASETS.TEST:
-            DatasetCatalog.get(name)
-
-    def build_hooks(self):
-        ret = super().build_hooks()
-        for h in ret:
-            if isinstance(h, hooks.EvalHook):
-                h._func = self._guarded_eval(h._func)
-        return ret
-
-    def _guarded_eval(self, func):
-        def run():
-            if self._step_failed:
-                logger.error(
-                    "training stopped by an error: no evaluation of the model, no results written"
-                )
-                return None
-            with preserved_rng():
-                return func()
-
-        return run
-
-    def run_step(self):
-        try:
-            super().run_step()
-        except Exception as e:
-            self._step_failed = True
-            loader = getattr(self._trainer, "data_loader", None)
-            files = [f for f in getattr(loader, "last_files", []) if f]
-            if isinstance(e, FloatingPointError) and files:
-                raise FloatingPointError(f"{e} The batch held: {', '.join(files)}") from e
-            raise

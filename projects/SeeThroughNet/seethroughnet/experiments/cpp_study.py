@@ -154,14 +154,12 @@ def train_cell(
     # an interrupted attempt (a requeued cluster job, a killed cell) continues from its checkpoint
     resumed_from = _last_checkpoint(out_dir)
     trainer.resume_or_load(resume=resumed_from is not None)
-    trainer.train()
+    res = trainer.train()  # the results of the EvalHook's evaluation after the last iteration
     train_s = time.time() - t0
     model = trainer.model
-    # DefaultTrainer's EvalHook evaluates after the last iteration; test only if it did not (on
-    # every rank alike: evaluation is collective, and ranks > 0 hold {} as their results)
-    if hasattr(trainer, "_last_eval_results"):
-        res = trainer._last_eval_results
-    else:
+    # test only if there was no evaluation (on every rank alike: evaluation is collective, and
+    # ranks > 0 hold {} as their results)
+    if res is None:
         res = Trainer.test(cfg, model)
     model = getattr(model, "module", model)  # DistributedDataParallel's wrapped model
     ranks = comm.all_gather(

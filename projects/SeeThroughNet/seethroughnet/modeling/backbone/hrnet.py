@@ -20,20 +20,18 @@ class HRNetV2Backbone(Backbone):
             raise ValueError(
                 f"MODEL.HRNET.OUT_FEATURES: unknown {unknown}; valid: {sorted(encoder.channels)}"
             )
-        self._out_features = list(out_features)
-        self._out_feature_channels = {k: encoder.channels[k] for k in self._out_features}
-        self._out_feature_strides = {k: encoder.strides[k] for k in self._out_features}
+        self.feature_names = list(out_features)
+        self.feature_channels = {k: encoder.channels[k] for k in self.feature_names}
+        self.feature_strides = {k: encoder.strides[k] for k in self.feature_names}
 
     def forward(self, x):
         features = self.encoder(x)
-        return {k: features[k] for k in self._out_features}
+        return {k: features[k] for k in self.feature_names}
 
     def output_shape(self):
         return {
-            k: ShapeSpec(
-                channels=self._out_feature_channels[k], stride=self._out_feature_strides[k]
-            )
-            for k in self._out_features
+            k: ShapeSpec(channels=self.feature_channels[k], stride=self.feature_strides[k])
+            for k in self.feature_names
         }
 
     @property

@@ -234,7 +234,7 @@ def test_export_cli_refuses_a_used_folder(trained, tmp_path):
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert r.returncode != 0
-    assert "already holds 1 prediction PNGs" in r.stderr and "--overwrite" in r.stderr
+    assert "already holds 1 PNG file(s)" in r.stderr and "--overwrite" in r.stderr
 
 
 def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path):

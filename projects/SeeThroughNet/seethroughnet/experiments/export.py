@@ -106,7 +106,9 @@ def export_predictions(
     if existing or old_zip:
         if not overwrite:
             if existing:
-                what = f"{output_dir} already holds {len(existing)} PNG file(s) (e.g. {existing[0]})"
+                what = (
+                    f"{output_dir} already holds {len(existing)} PNG file(s) (e.g. {existing[0]})"
+                )
             else:
                 what = f"{zip_path} already exists"
             raise FileExistsError(

@@ -4,8 +4,9 @@ Each field carries its default and, in ``metadata["cfg"]``, the detectron2 confi
 (``None``: a plain-PyTorch option with no key). ``Group.from_cfg(cfg)`` reads those keys from any
 object with attribute access (a detectron2 ``CfgNode``; nothing here imports detectron2), so an
 option is added in one place: a field here (with its key) and the key with its comment in
-``seethroughnet/config.py``. ``tests/modeling/test_seethroughnet_options_config.py`` checks that every key of
-``MODEL.SEE_THROUGH`` / ``TEST.SEE_THROUGH`` / ``MODEL.HRNET`` is read by exactly one field.
+``seethroughnet/config.py``. ``tests/modeling/test_seethroughnet_options_config.py`` checks that
+every key of ``MODEL.SEE_THROUGH`` / ``TEST.SEE_THROUGH`` / ``MODEL.HRNET`` is read by exactly one
+field.
 
 =================  ===============================================================================
 group              serves

@@ -73,14 +73,13 @@ def published_results(configs_root):
 
 
 def markdown_table(found):
-    lines = [
-        "| model | " + " | ".join(c for c, _ in COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+    from seethroughnet.experiments.report import markdown_table as table
+
+    rows = [
+        [row] + [f"{found[(row, c)][0]:.2f}" if (row, c) in found else "-" for c, _ in COLUMNS]
+        for row, _, _ in MODELS
     ]
-    for row, _, _ in MODELS:
-        cells = [f"{found[(row, c)][0]:.2f}" if (row, c) in found else "-" for c, _ in COLUMNS]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return table(["model"] + [c for c, _ in COLUMNS], rows)
 
 
 def main(argv=None):

@@ -34,7 +34,16 @@ def test_params_rows():
 
 def test_markdown_table():
     t = markdown_table(["a", "b"], [[1, 2], [3, 4]])
-    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |", "| 3 | 4 |"]
+    # tabulate's "github" format: columns padded to a common width
+    assert t.splitlines() == ["| a   | b   |", "|-----|-----|", "| 1   | 2   |", "| 3   | 4   |"]
+    # cells kept as written (no number re-formatting), alignment marks with colalign
+    t = markdown_table(["id", "mIoU"], [[7, "1.50"], [10, None]], colalign=("right", "left"))
+    assert t.splitlines() == [
+        "|   id | mIoU   |",
+        "|-----:|:-------|",
+        "|    7 | 1.50   |",
+        "|   10 | None   |",
+    ]
 
 
 def test_inference_wrapper_matches_model_inference(model):
@@ -133,9 +142,9 @@ def test_cli_train_small_size(capsys):
         ]
     )
     out = capsys.readouterr().out
-    assert (
-        "| cpp_kl | 1 |" in out and "| none | 1 |" in out and "cpp_targets(labels 1x64x128" in out
-    )
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines()]
+    assert [c[:2] for c in cells if c[0] in ("cpp_kl", "none")] == [["cpp_kl", "1"], ["none", "1"]]
+    assert "cpp_targets(labels 1x64x128" in out
 
 
 def test_cli_memory_measures_each_variant_in_its_own_process(capsys):
@@ -147,7 +156,7 @@ def test_cli_memory_measures_each_variant_in_its_own_process(capsys):
     rows = [
         ln
         for ln in capsys.readouterr().out.splitlines()
-        if ln.startswith("| cpp_kl |") or ln.startswith("| none |")
+        if ln.startswith("| cpp_kl ") or ln.startswith("| none ")
     ]
     assert len(rows) == 2
     for row in rows:

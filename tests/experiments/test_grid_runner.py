@@ -129,7 +129,7 @@ def test_report_helpers():
     assert fmt_mean_std(float("nan"), 1.0) == "n/a" and fmt_mean_std(1.0, float("nan"), 1) == "1.0"
     assert fmt_mean_std(0.5, None, 2, sign=True) == "+0.50"
     table = markdown_table(["a", "b"], [[1, 2]])
-    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+    assert table.splitlines() == ["| a   | b   |", "|-----|-----|", "| 1   | 2   |"]
 
 
 # ------------------------------------------------------------------ GPUs of the local executor

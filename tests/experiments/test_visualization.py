@@ -206,6 +206,83 @@ def test_detectron2_semantic_segmentor(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
+# the tools' input is evaluation's input (issue 26: a test-time resize, as VOC / Context's
+# MIN_SIZE_TEST 512, was skipped by the tools)
+def _resizing_cfg(cfg, fmt="BGR"):
+    """The demo model's config with a VOC-style test resize (shortest edge 64 on a 48x80 image:
+    the input is 64x107) and a BGR input format, so that both the resize and the channel order
+    matter."""
+    c = cfg.clone()
+    c.defrost()
+    c.INPUT.MIN_SIZE_TEST = 64
+    c.INPUT.MAX_SIZE_TEST = 1000
+    c.INPUT.FORMAT = fmt
+    return c
+
+
+def _evaluation_logits(cfg, model, path, h, w):
+    """Evaluation's logits for one image file: the test loader's mapper
+    (``Trainer.build_test_loader``: ``SemanticSegmentationMapper(cfg, is_train=False,
+    dataset_name)``) on a dataset dict, then the model call of ``inference_on_dataset``."""
+    from seethroughnet.data.dataset_mappers import SemanticSegmentationMapper
+
+    mapper = SemanticSegmentationMapper(cfg, is_train=False, dataset_name=cfg.DATASETS.TEST[0])
+    batch = mapper({"file_name": str(path), "height": h, "width": w, "image_id": "x"})
+    assert tuple(batch["image"].shape) == (3, 64, 107)  # the resize happened
+    with torch.no_grad():
+        return model([batch])[0]["sem_seg"]
+
+
+def test_tool_predictions_equal_evaluation_with_a_test_resize(demo_model, tmp_path):
+    from seethroughnet.visualization.models import predict, predict_logits, read_image
+
+    base_cfg, model = demo_model
+    cfg = _resizing_cfg(base_cfg)
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    img[10:30, 20:60] = (200, 30, 30)
+    Image.fromarray(img).save(tmp_path / "i.png")
+    ref = _evaluation_logits(cfg, model, tmp_path / "i.png", 48, 80)
+    assert tuple(ref.shape) == (19, 48, 80)
+    image = read_image(str(tmp_path / "i.png"))
+    got = predict_logits(model, cfg, image)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(predict(model, cfg, image), ref.argmax(0).numpy())
+    # what the tools computed before: the file-size image, no resize -- measurably different
+    with torch.no_grad():
+        before = model(
+            [
+                {
+                    "image": torch.from_numpy(img[:, :, ::-1].transpose(2, 0, 1).copy()),
+                    "height": 48,
+                    "width": 80,
+                }
+            ]
+        )[0]["sem_seg"]
+    assert (before - ref).abs().max() > 1e-3
+
+
+def test_gradcam_logits_are_evaluation_logits_with_a_test_resize(demo_model, tmp_path):
+    """Grad-CAM's single-scale forward (the demo tests at scale 1.0 only) on the resized input,
+    resized back to the image: evaluation's logits; the CAM is at the image size."""
+    base_cfg, model = demo_model
+    assert list(base_cfg.TEST.SEE_THROUGH.SCALES) == [1.0] and not base_cfg.TEST.SEE_THROUGH.FLIP
+    cfg = _resizing_cfg(base_cfg, "RGB")
+    img = np.random.default_rng(4).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "i.png")
+    ref = _evaluation_logits(cfg, model, tmp_path / "i.png", 48, 80)
+    from seethroughnet.visualization.models import model_input
+
+    inp = model_input(cfg, img)
+    fwd = segmentation_forward(model, inp["image"], output_size=(inp["height"], inp["width"]))
+    with torch.no_grad():
+        torch.testing.assert_close(fwd()[0], ref, atol=1e-5, rtol=0)
+    res = commands.explain(model, cfg, img, "car")
+    assert res.cam.shape == (48, 80)
+    np.testing.assert_array_equal(res.prediction, ref.argmax(0).numpy())
+
+
+# ----------------------------------------------------------------------------------------------
 # command lines
 def test_gradcam_cli(files, capsys):
     out = files / "out" / "gradcam.png"

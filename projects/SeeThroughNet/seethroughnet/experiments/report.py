@@ -12,12 +12,24 @@ from seethroughnet.utils.atomic import atomic_path
 __all__ = ["markdown_table", "mean_std", "fmt_mean_std", "figure", "save_png"]
 
 
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A GitHub markdown table (header, ``---`` separator, one line per row)."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(str(c) for c in r) + " |")
-    return "\n".join(lines)
+def markdown_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    colalign: Optional[Sequence[str]] = None,
+) -> str:
+    """A GitHub markdown table (header, separator, one line per row) rendered by ``tabulate``
+    (``tablefmt="github"``; with ``colalign``, e.g. ``("right", "left")``, ``"pipe"``, whose
+    separator carries the ``:`` alignment marks). Cells are written as ``str(cell)``, never
+    re-parsed as numbers (``"1.50"`` stays ``1.50``, ``None`` stays ``None``)."""
+    from tabulate import tabulate
+
+    cells = [[str(c) for c in r] for r in rows]
+    headers = [str(h) for h in headers]
+    if colalign is None:
+        return tabulate(cells, headers, tablefmt="github", disable_numparse=True)
+    return tabulate(
+        cells, headers, tablefmt="pipe", disable_numparse=True, colalign=tuple(colalign)
+    )
 
 
 def mean_std(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:

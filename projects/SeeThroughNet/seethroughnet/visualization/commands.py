@@ -70,12 +70,13 @@ def explain(model, cfg, image_rgb: np.ndarray, class_name, layer: Optional[str] 
     model loaded by :func:`seethroughnet.experiments.models.load_model`; returns the
     :class:`.gradcam.GradCAMResult`."""
     from .gradcam import default_layer, grad_cam, resolve_class, segmentation_forward
-    from .models import class_metadata, to_model_input
+    from .models import class_metadata, model_input
 
     md = class_metadata(cfg)
     k = resolve_class(class_name, md.stuff_classes)
     layer = layer or default_layer(model)
-    fwd = segmentation_forward(model, to_model_input(image_rgb, cfg.INPUT.FORMAT))
+    inp = model_input(cfg, image_rgb)  # evaluation's input: the test-time resize applied
+    fwd = segmentation_forward(model, inp["image"], output_size=(inp["height"], inp["width"]))
     return grad_cam(model, fwd, layer, k, box=box)
 
 
@@ -187,7 +188,7 @@ def compare_main(argv=None) -> int:
     from seethroughnet.experiments.models import load_model
 
     from .figures import comparison_figure, save_figure
-    from .models import class_metadata, predict, read_image, to_model_input
+    from .models import class_metadata, predict, read_image
 
     image = read_image(a.image)
     box = _box(a.box)
@@ -208,7 +209,7 @@ def compare_main(argv=None) -> int:
             raise
         md = class_metadata(cfg)
         names = names or md
-        preds[label] = predict(model, to_model_input(image, cfg.INPUT.FORMAT))
+        preds[label] = predict(model, cfg, image)
         res = explain(model, cfg, image, a.cls, a.layer, box if a.cam_region == "box" else None)
         cams[label] = res.cam
         _report(res, md.stuff_classes, prefix=f"{label}: ")
@@ -254,7 +255,7 @@ def overlay_main(argv=None) -> int:
     from seethroughnet.experiments.models import load_model
 
     from .figures import draw_sem_seg, save_image
-    from .models import class_metadata, predict, read_image, to_model_input
+    from .models import class_metadata, predict, read_image
 
     if a.gt is not None and len(a.gt) != len(a.input):
         raise ValueError(
@@ -268,7 +269,7 @@ def overlay_main(argv=None) -> int:
     md = class_metadata(cfg)
     for i, path in enumerate(a.input):
         image = read_image(path)
-        pred = predict(model, to_model_input(image, cfg.INPUT.FORMAT))
+        pred = predict(model, cfg, image)
         out = draw_sem_seg(image, pred, md, alpha=a.alpha, scale=a.scale)
         if a.gt is not None:
             gt = np.array(Image.open(a.gt[i]))

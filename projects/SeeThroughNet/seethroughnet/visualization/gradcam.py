@@ -366,10 +366,14 @@ def grad_cam(
 
 # ----------------------------------------------------------------------------------------------
 # forward adapters: full-resolution logits with autograd on
-def _seethroughnet_forward(model: nn.Module, image: torch.Tensor) -> Callable[[], torch.Tensor]:
+def _seethroughnet_forward(
+    model: nn.Module, image: torch.Tensor, output_size: Tuple[int, int]
+) -> Callable[[], torch.Tensor]:
     """One single-scale pass of ``SeeThroughNet.forward_single`` (its ``inference`` is
     ``@torch.no_grad``): normalise, zero-pad to a multiple of 32, stride-4 logits up-sampled to
-    the padded size and cropped back, as ``SeeThroughNet._padded_pass`` does."""
+    the padded size and cropped back, as ``SeeThroughNet._padded_pass`` does; then bilinearly
+    resized (``align_corners=False``) to ``output_size`` as detectron2's
+    ``sem_seg_postprocess`` resizes the model's output to the input's height x width."""
     net = model.net
 
     def run():
@@ -384,15 +388,20 @@ def _seethroughnet_forward(model: nn.Module, image: torch.Tensor) -> Callable[[]
         logits = F.interpolate(
             logits, size=(ph, pw), mode="bilinear", align_corners=net.align_corners
         )
-        return logits[..., :h, :w]
+        logits = logits[..., :h, :w]
+        if tuple(output_size) != (h, w):
+            logits = F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
+        return logits
 
     return run
 
 
-def _detectron2_forward(model: nn.Module, image: torch.Tensor) -> Callable[[], torch.Tensor]:
+def _detectron2_forward(
+    model: nn.Module, image: torch.Tensor, output_size: Tuple[int, int]
+) -> Callable[[], torch.Tensor]:
     """Any detectron2 semantic-segmentation meta-architecture whose eval forward keeps autograd
     (e.g. ``SemanticSegmentor``): ``model([{"image", "height", "width"}])[0]["sem_seg"]``."""
-    h, w = image.shape[-2:]
+    h, w = output_size
 
     def run():
         out = model([{"image": image, "height": h, "width": w}])
@@ -411,16 +420,23 @@ def _detectron2_forward(model: nn.Module, image: torch.Tensor) -> Callable[[], t
     return run
 
 
-FORWARD_ADAPTERS: Dict[str, Callable[[nn.Module, torch.Tensor], Callable[[], torch.Tensor]]] = {
+Adapter = Callable[[nn.Module, torch.Tensor, Tuple[int, int]], Callable[[], torch.Tensor]]
+FORWARD_ADAPTERS: Dict[str, Adapter] = {
     "SeeThroughNetSegmentor": _seethroughnet_forward,
 }
 
 
-def segmentation_forward(model: nn.Module, image: torch.Tensor) -> Callable[[], torch.Tensor]:
+def segmentation_forward(
+    model: nn.Module, image: torch.Tensor, output_size: Optional[Tuple[int, int]] = None
+) -> Callable[[], torch.Tensor]:
     """A callable giving ``(1, K, H, W)`` logits with autograd on for ``image`` (uint8 or float
-    ``(3, H, W)`` in the model's input format, unnormalised, as detectron2 models take it).
-    The model should be in eval mode."""
+    ``(3, h, w)`` in the model's input format, unnormalised, as detectron2 models take it).
+    ``output_size``: ``(H, W)`` of the logits, the original image size when ``image`` is the
+    test-time resized input (the ``height`` / ``width`` of detectron2's input dict;
+    :func:`seethroughnet.visualization.models.model_input` gives all three); ``None``: the
+    image's own size. The model should be in eval mode."""
     if image.dim() != 3:
         raise ValueError(f"image must be (C, H, W), got {tuple(image.shape)}")
+    size = tuple(int(v) for v in (output_size or image.shape[-2:]))
     adapter = FORWARD_ADAPTERS.get(type(model).__name__, _detectron2_forward)
-    return adapter(model, image)
+    return adapter(model, image, size)

@@ -8,7 +8,14 @@ import os
 import numpy as np
 import torch
 
-__all__ = ["class_metadata", "predict", "read_image", "to_model_input"]
+__all__ = [
+    "class_metadata",
+    "model_input",
+    "predict",
+    "predict_logits",
+    "read_image",
+    "to_input_format",
+]
 
 
 def class_metadata(cfg):
@@ -61,22 +68,39 @@ def read_image(path: str) -> np.ndarray:
     return np.ascontiguousarray(d2_read(path, format="RGB"))
 
 
-def to_model_input(image_rgb: np.ndarray, input_format: str) -> torch.Tensor:
-    """``(3, H, W)`` uint8 tensor in ``INPUT.FORMAT`` (``RGB`` or ``BGR``) from an RGB array."""
+def to_input_format(image_rgb: np.ndarray, input_format: str) -> np.ndarray:
+    """``(H, W, 3)`` uint8 array in ``INPUT.FORMAT`` (``RGB`` or ``BGR``) from an RGB array, as
+    detectron2's ``read_image(path, format=INPUT.FORMAT)`` gives the evaluation loader."""
     if input_format == "BGR":
-        image_rgb = image_rgb[:, :, ::-1]
-    elif input_format != "RGB":
+        return np.ascontiguousarray(image_rgb[:, :, ::-1])
+    if input_format != "RGB":
         raise ValueError(
             f"INPUT.FORMAT {input_format!r} is not supported by the visualisation tools (RGB or "
             "BGR)"
         )
-    return torch.from_numpy(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)))
+    return np.ascontiguousarray(image_rgb)
+
+
+def model_input(cfg, image_rgb: np.ndarray) -> dict:
+    """Evaluation's model input for an RGB image: ``{"image", "height", "width"}`` from the
+    test mapper of ``cfg`` (``SemanticSegmentationMapper.model_input``: the test-time resize
+    of ``INPUT.MIN_SIZE_TEST`` / ``INPUT.RESIZE.TEST_SCALE`` applied, ``height`` x ``width``
+    the image's own size, to which the model resizes its output)."""
+    from seethroughnet.data.dataset_mappers import SemanticSegmentationMapper
+
+    mapper = SemanticSegmentationMapper.for_test_images(cfg)
+    return mapper.model_input(to_input_format(image_rgb, cfg.INPUT.FORMAT))
 
 
 @torch.no_grad()
-def predict(model, image: torch.Tensor) -> np.ndarray:
-    """The model's own eval-mode prediction (test scales / flip per its config) as ``(H, W)``
-    int64 class indices."""
-    h, w = image.shape[-2:]
-    out = model([{"image": image, "height": h, "width": w}])[0]["sem_seg"]
-    return out.argmax(0).cpu().numpy().astype(np.int64)
+def predict_logits(model, cfg, image_rgb: np.ndarray) -> torch.Tensor:
+    """The model's eval-mode logits ``(K, H, W)`` for an RGB image ``(H, W, 3)``, computed as
+    evaluation computes them: :func:`model_input` (test-time resize), then
+    ``model([input])[0]["sem_seg"]`` (test scales / flip per the config, output resized back
+    to the image size)."""
+    return model([model_input(cfg, image_rgb)])[0]["sem_seg"]
+
+
+def predict(model, cfg, image_rgb: np.ndarray) -> np.ndarray:
+    """:func:`predict_logits` as ``(H, W)`` int64 class indices."""
+    return predict_logits(model, cfg, image_rgb).argmax(0).cpu().numpy().astype(np.int64)

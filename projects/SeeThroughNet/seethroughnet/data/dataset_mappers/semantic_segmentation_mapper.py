@@ -364,16 +364,51 @@ class SemanticSegmentationMapper:
                 f"{dataset_dict['file_name']}: a training sample has no sem_seg_file_name"
             )
 
-        aug_input = T.AugInput(image, sem_seg=sem_seg)
         # (class_id, x, y) of a class-uniform sample (DATALOADER.CLASS_UNIFORM), else None
-        aug_input.class_uniform_centroid = dataset_dict.pop("class_uniform_centroid", None)
+        centroid = dataset_dict.pop("class_uniform_centroid", None)
+        image, sem_seg = self._augment(image, sem_seg, centroid)
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if sem_seg is not None:
+            dataset_dict["sem_seg"] = torch.as_tensor(sem_seg.astype(np.int64))
+        return dataset_dict
+
+    def _augment(self, image, sem_seg=None, centroid=None):
+        """``(image, sem_seg)`` after the augmentations (and the training pad, if any)."""
+        aug_input = T.AugInput(image, sem_seg=sem_seg)
+        aug_input.class_uniform_centroid = centroid
         self.augmentations(aug_input)
         image, sem_seg = aug_input.image, aug_input.sem_seg
         if self.pad_size is not None:
             image = M.pad_to_size(image, self.pad_size, self.pad_pixel_value)
             if sem_seg is not None:
                 sem_seg = M.pad_to_size(sem_seg, self.pad_size, self.ignore_value)
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        if sem_seg is not None:
-            dataset_dict["sem_seg"] = torch.as_tensor(sem_seg.astype(np.int64))
-        return dataset_dict
+        return image, sem_seg
+
+    def model_input(self, image: np.ndarray) -> dict:
+        """The model input of an image already in memory, ``(H, W, 3)`` uint8 in
+        ``INPUT.FORMAT``, prepared as :meth:`__call__` prepares a dataset image:
+        ``{"image": augmented CHW tensor, "height": H, "width": W}`` (the model resizes its
+        output back to ``height`` x ``width``). The visualisation tools use it, so that their
+        predictions are evaluation's (test-time resize included)."""
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+            shape = getattr(image, "shape", None)
+            raise ValueError(f"image must be an (H, W, 3) array, got shape {shape}")
+        h, w = image.shape[:2]
+        out, _ = self._augment(image)
+        tensor = torch.as_tensor(np.ascontiguousarray(out.transpose(2, 0, 1)))
+        return {"image": tensor, "height": h, "width": w}
+
+    @classmethod
+    def for_test_images(cls, cfg):
+        """The test-time mapper of ``cfg`` without a dataset (images given in memory to
+        :meth:`model_input`): the augmentations of ``build_test_augmentations(cfg)``, as the
+        evaluation loader's ``SemanticSegmentationMapper(cfg, is_train=False)`` has them."""
+        ignore = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+        return cls(
+            False,
+            augmentations=build_test_augmentations(cfg),
+            image_format=cfg.INPUT.FORMAT,
+            num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            ignore_value=ignore,
+            dataset_ignore_label=ignore,
+        )

@@ -5,6 +5,7 @@ model whose FLOP line predicts a third size's fvcore count."""
 import os
 
 import pytest
+import torch
 
 pytest.importorskip("detectron2")
 
@@ -67,3 +68,145 @@ def test_detector_is_measured_at_its_training_size(detector):
     cost = gh.measure_model(detector, cfg, opts, warmup=0, steps=1)
     assert cost.measure_size == (80, 160) and cost.a is None and cost.seconds > 0
     assert cost.image_seconds((160, 320)) == pytest.approx(4 * cost.seconds)
+
+
+# ---- memory estimate and calibration (seethroughnet/experiments/gpu_calibration.py) -------------
+
+
+class _TwoConvs(torch.nn.Module):
+    """conv 3->4 (3x3) -> ReLU -> conv 4->2 (1x1) -> sum, plus a frozen parameter of 5 floats.
+    Autograd keeps for backward the input of conv 1 (3 channels), the ReLU output (4 channels,
+    also conv 2's input: one storage); the weights are parameters, counted apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(4, 2, 1)
+        self.frozen = torch.nn.Parameter(torch.zeros(5), requires_grad=False)
+
+    def forward(self, x):
+        return {"loss": self.c2(torch.relu(self.c1(x))).sum()}
+
+
+def test_saved_tensor_bytes_of_two_convs_by_hand():
+    net = _TwoConvs()
+    x = torch.randn(2, 3, 8, 16)
+    nbytes, out = gh.saved_tensor_bytes(lambda: net(x), exclude=list(net.parameters()))
+    assert nbytes == 2 * 8 * 16 * (3 + 4) * 4  # fp32: input 3 ch + ReLU output 4 ch, per pixel
+    assert out["loss"].requires_grad
+
+
+def test_model_memory_fits_activations_and_counts_parameters_by_hand():
+    net = _TwoConvs()
+    mem = gh.model_memory("two", net, lambda b, s: torch.randn(b, 3, *s), [(8, 8), (16, 24)], 2)
+    assert mem.a == pytest.approx(7 * 4) and mem.b == pytest.approx(0.0, abs=1e-6)
+    trainable = (4 * 3 * 9 + 4 + 2 * 4 + 2) * 4
+    assert mem.trainable_bytes == trainable and mem.param_bytes == trainable + 5 * 4
+    # params + grads + momentum + 3 images of 32x64 activations
+    expected = trainable + 20 + 2 * trainable + 3 * 28 * 32 * 64
+    assert mem.peak_bytes((32, 64), 3) == pytest.approx(expected)
+
+
+def _calibrators(tmp_path, text):
+    from seethroughnet.experiments.gpu_calibration import load_calibration
+
+    path = tmp_path / "cal.yaml"
+    path.write_text(text)
+    return load_calibration(str(path))
+
+
+CAL = """
+time:
+  - {name: step, source: s1, model: m1, size: [4, 8], seconds_per_step: 0.9, images_per_gpu: 3,
+     applies_to: [resnet, hrnet]}
+  - {name: wall, source: s2, model: m2, size: [4, 4], wall_days: [2, 3], gpus: 10,
+     images: 864000, applies_to: [hrnet]}
+  - {name: absent, source: s3, model: nowhere, size: [4, 4], seconds_per_step: 1,
+     images_per_gpu: 1, applies_to: [resnet]}
+memory:
+  - {name: mem, source: s4, model: m1, size: [4, 8], images_per_gpu: 2, gb: 6.0,
+     applies_to: [resnet, hrnet]}
+gpu_choice: {sizes_gb: [24, 16, 80], margin: 1.25}
+"""
+
+
+def test_calibration_ratios_and_ranges_by_hand(tmp_path):
+    from seethroughnet.experiments import gpu_calibration as gc
+
+    cal = _calibrators(tmp_path, CAL)
+    assert cal["gpu_choice"] == {"sizes_gb": [16.0, 24.0, 80.0], "margin": 1.25}
+    est = {"m1": 0.1, "m2": 0.5}  # estimated GPU-seconds per image
+    time = gc.calibrator_ratios(cal["time"], lambda c: est.get(c.model))
+    # step: 0.9 s / 3 images = 0.3 s per image, / 0.1 estimated = 3
+    assert time[0]["published"] == pytest.approx((0.3, 0.3))
+    assert time[0]["ratio"] == pytest.approx((3.0, 3.0))
+    # wall: 2..3 days x 86400 s x 10 GPUs / 864000 images = 2..3 s per image, / 0.5 = 4..6
+    assert time[1]["published"] == pytest.approx((2.0, 3.0))
+    assert time[1]["ratio"] == pytest.approx((4.0, 6.0))
+    assert time[2]["ratio"] is None  # its model was not measured: left out of every range
+    assert gc.family_range(time, "resnet") == pytest.approx((3.0, 3.0))
+    assert gc.family_range(time, "hrnet") == pytest.approx((3.0, 6.0))
+    assert gc.family_range(time, "detector") is None
+    memory = gc.calibrator_ratios(cal["memory"], lambda c: 4e9)  # 6 GB published / 4 GB = 1.5
+    rows = [
+        {"table": "T", "family": "hrnet", "gpu_hours": 10.0, "peak_bytes": 10e9},
+        {"table": "T", "family": "resnet", "gpu_hours": 2.0, "peak_bytes": None},
+        {"table": "U", "family": "detector", "gpu_hours": 1.0, "peak_bytes": 1e9},
+    ]
+    out = gc.calibrated_rows(rows, time, memory, cal["gpu_choice"])
+    assert out[0]["gpu_hours_range"] == pytest.approx((30.0, 60.0))
+    assert out[0]["peak_gb_range"] == pytest.approx((15.0, 15.0))
+    assert out[0]["gpu_gb"] == 24.0  # 15 GB x 1.25 = 18.75 > 16
+    assert out[1]["gpu_hours_range"] == pytest.approx((6.0, 6.0)) and out[1]["gpu_gb"] is None
+    assert out[2]["gpu_hours_range"] is None and out[2]["peak_gb_range"] is None
+    tot = gc.totals(out)
+    assert tot["T"]["gpu_hours"] == 12.0 and tot["T"]["range"] == pytest.approx((36.0, 66.0))
+    assert tot["U"]["range"] is None
+
+
+@pytest.mark.parametrize(
+    "peak, expected", [(13.3, 16.0), (13.4, 24.0), (66.6, 80.0), (66.7, None), (0.1, 16.0)]
+)
+def test_gpu_choice_is_the_smallest_that_holds_peak_times_margin(peak, expected):
+    from seethroughnet.experiments.gpu_calibration import choose_gpu
+
+    assert choose_gpu(peak, [80, 16, 24, 32, 40], 1.2) == expected
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("source: s1, ", "", "time[0] (step) needs a 'source' entry"),
+        ("applies_to: [hrnet]}", "applies_to: [gpu]}", "time[1] (wall): 'applies_to'"),
+        ("wall_days: [2, 3]", "wall_days: [3, 2]", "time[1] (wall): 'wall_days' low 3.0"),
+        ("images: 864000", "images: 0", "time[1] (wall): 'images' must be a positive integer"),
+        ("gb: 6.0", "gb: lots", "memory[0] (mem): 'gb' must be a positive number"),
+        ("seconds_per_step: 0.9, ", "", "time[0] (step) needs a 'seconds_per_step' entry"),
+        ("gpu_choice: {sizes_gb: [24, 16, 80], margin: 1.25}", "", "'gpu_choice' mapping"),
+    ],
+)
+def test_bad_calibration_file_names_the_key(tmp_path, old, new, message):
+    assert old in CAL
+    with pytest.raises(ValueError) as e:
+        _calibrators(tmp_path, CAL.replace(old, new))
+    assert message in str(e.value) and "cal.yaml" in str(e.value)
+
+
+def test_shipped_calibration_file_loads_and_names_cost_file_models():
+    from seethroughnet.experiments.gpu_calibration import load_calibration
+
+    cal = load_calibration(
+        os.path.join(REPO, "projects/SeeThroughNet/configs/gpu_hours_calibration.yaml")
+    )
+    spec = gh.load_cost_file(os.path.join(REPO, "projects/SeeThroughNet/configs/gpu_hours.yaml"))
+    for c in cal["time"] + cal["memory"]:
+        assert c.model in spec["models"], c.name
+        assert c.source
+
+
+def test_calibrate_from_a_bad_json_says_what_to_do(tmp_path):
+    bad = tmp_path / "gpu_hours.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(SystemExit) as e:
+        gh.load_measurements(str(bad))
+    assert str(bad) in str(e.value) and "without --calibrate-from" in str(e.value)

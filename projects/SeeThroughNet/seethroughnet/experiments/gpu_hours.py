@@ -845,7 +845,9 @@ def main(argv=None) -> int:
         cpu = sgemm_gflops()
     for name in tqdm([m for m in needed if m not in costs], desc="measuring step times"):
         m = models[name]
-        costs[name] = measure_model(name, m["config"], m["opts"], size, a.warmup, a.steps)
+        costs[name] = measure_model(
+            name, m["config"], m["opts"], size, warmup=a.warmup, steps=a.steps
+        )
     memories: Dict[str, ModelMemory] = {}
     for name in tqdm(needed, desc="measuring memory"):
         m = models[name]

@@ -210,3 +210,48 @@ def test_calibrate_from_a_bad_json_says_what_to_do(tmp_path):
     with pytest.raises(SystemExit) as e:
         gh.load_measurements(str(bad))
     assert str(bad) in str(e.value) and "without --calibrate-from" in str(e.value)
+
+
+def test_command_line_calibrates_time_and_memory_by_hand(tmp_path):
+    """tools/estimate_gpu_hours.py end to end on the tiny model (warm-up and steps given), with a
+    calibrator stating the run's own setting: the calibrated GPU-hours are the published seconds
+    per image x images trained, the calibrated memory the published GB, whatever this machine
+    measured; ``--calibrate-from`` reuses the step time and re-measures only the memory."""
+    import json
+
+    tiny = "tests/configs/seethroughnet_tiny.yaml"  # crop 64x128, batch 2, 4 iterations
+    cost = tmp_path / "cost.yaml"
+    cost.write_text(
+        'gpu: {name: "test GPU", peak_tflops: 10}\nmeasure_size: [32, 64]\ntables:\n'
+        f"  - table: T\n    runs:\n      - {{name: tiny, runs: 3, gpus: 2, config: {tiny}}}\n"
+    )
+    cal = tmp_path / "cal.yaml"
+    cal.write_text(
+        f"time:\n  - {{name: t, source: s, model: {tiny}, size: [64, 128], seconds_per_step: 0.5,"
+        " images_per_gpu: 1, applies_to: [hrnet]}\n"
+        f"memory:\n  - {{name: m, source: s, model: {tiny}, size: [64, 128], images_per_gpu: 1,"
+        " gb: 1.0, applies_to: [hrnet]}\n"
+        "gpu_choice: {sizes_gb: [0.5, 2, 4], margin: 1.5}\n"
+    )
+    out = tmp_path / "out"
+    args = ["--cost-file", str(cost), "--calibration", str(cal), "--out", str(out)]
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        assert gh.main(args + ["--warmup", "1", "--steps", "1"]) == 0
+        first = json.loads((out / "gpu_hours.json").read_text())
+        (row,) = first["rows"]
+        assert (row["gpus"], row["images_per_gpu"], row["family"]) == (2, 1.0, "hrnet")
+        # 3 runs x 4 iterations x 2 images x 0.5 GPU-s per image (the calibrator's statement)
+        assert row["gpu_hours_range"] == pytest.approx([3 * 4 * 2 * 0.5 / 3600] * 2)
+        assert row["peak_gb_range"] == pytest.approx([1.0, 1.0]) and row["gpu_gb"] == 2.0
+        assert row["peak_bytes"] > 0 and " | 2 GB |" in (out / "gpu_hours.md").read_text()
+        second_out = tmp_path / "again"
+        again = args[:-1] + [str(second_out), "--calibrate-from", str(out / "gpu_hours.json")]
+        assert gh.main(again) == 0
+        second = json.loads((second_out / "gpu_hours.json").read_text())
+        assert second["models"] == first["models"]  # step times reused, not measured again
+        assert second["cpu_sgemm_gflops"] == first["cpu_sgemm_gflops"]
+        assert second["memories"] == first["memories"]  # the count is deterministic
+    finally:
+        os.chdir(cwd)

@@ -200,10 +200,10 @@ def choose_gpu(peak_gb: float, sizes_gb: Sequence[float], margin: float) -> Opti
 
 
 def calibrated_rows(rows: Sequence[dict], time_ratios, memory_ratios, gpu_choice) -> List[dict]:
-    """``rows`` (:func:`gpu_hours.run_rows`, with ``family``, ``gpu_hours`` and ``peak_bytes``)
-    with the calibrated ranges added: ``gpu_hours_range``, ``peak_gb_range`` (``None`` where no
-    calibrator applies) and ``gpu_gb`` (:func:`choose_gpu` of the high end, ``None`` where
-    nothing fits)."""
+    """``rows`` (:func:`gpu_hours.run_rows`, with ``family``, ``gpu_hours`` and ``peak_bytes``,
+    either ``None`` where not measured) with the calibrated ranges added: ``gpu_hours_range``,
+    ``peak_gb_range`` (``None`` where no calibrator applies or nothing was measured) and
+    ``gpu_gb`` (:func:`choose_gpu` of the high end, ``None`` where nothing fits)."""
     out = []
     for r in rows:
         tr = family_range(time_ratios, r["family"])
@@ -211,10 +211,13 @@ def calibrated_rows(rows: Sequence[dict], time_ratios, memory_ratios, gpu_choice
         peak_gb = r["peak_bytes"] / GB if r.get("peak_bytes") is not None else None
         mem = (peak_gb * mr[0], peak_gb * mr[1]) if (mr and peak_gb is not None) else None
         gpu = choose_gpu(mem[1], gpu_choice["sizes_gb"], gpu_choice["margin"]) if mem else None
+        hours = r.get("gpu_hours")
         out.append(
             {
                 **r,
-                "gpu_hours_range": (r["gpu_hours"] * tr[0], r["gpu_hours"] * tr[1]) if tr else None,
+                "gpu_hours_range": (hours * tr[0], hours * tr[1])
+                if (tr and hours is not None)
+                else None,
                 "peak_gb": peak_gb,
                 "peak_gb_range": mem,
                 "gpu_gb": gpu,
@@ -225,11 +228,14 @@ def calibrated_rows(rows: Sequence[dict], time_ratios, memory_ratios, gpu_choice
 
 def totals(rows: Sequence[dict]) -> Dict[str, dict]:
     """Per table: the FP32-peak GPU-hours and the calibrated range's sums (``None`` where a row
-    of the table has no range)."""
+    of the table has none)."""
     out: Dict[str, dict] = {}
     for r in rows:
         t = out.setdefault(r["table"], {"gpu_hours": 0.0, "range": (0.0, 0.0)})
-        t["gpu_hours"] += r["gpu_hours"]
+        if t["gpu_hours"] is None or r.get("gpu_hours") is None:
+            t["gpu_hours"] = None
+        else:
+            t["gpu_hours"] += r["gpu_hours"]
         rng = r.get("gpu_hours_range")
         if t["range"] is None or rng is None:
             t["range"] = None

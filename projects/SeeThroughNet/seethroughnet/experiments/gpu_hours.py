@@ -423,7 +423,8 @@ def run_rows(
     crop, batch and iterations read from the built config, CPU seconds per step, estimated GPU
     seconds per step, GPU-hours of one run and of all ``runs``; its GPUs (default 1), images per
     GPU, calibration family (:func:`model_family`), and, with ``memories``, the estimated peak
-    bytes per GPU at its largest training input (:func:`max_train_size`), else ``None``."""
+    bytes per GPU at its largest training input (:func:`max_train_size`), else ``None``. A run
+    whose model is not in ``costs`` has ``None`` step times and GPU-hours."""
     from .models import load_config
 
     rows = []
@@ -431,9 +432,10 @@ def run_rows(
         cfg = load_config(r["config"], list(r.get("opts", ())) + list(MEASURE_OPTS))
         crop = train_size(cfg)
         batch, iters = int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.SOLVER.MAX_ITER)
-        cpu_step = costs[r["model"]].image_seconds(crop) * batch
-        gpu_step = cpu_step / speedup
-        one = gpu_step * iters / 3600
+        cost = costs.get(r["model"])  # None: step time not measured (--skip-step-times)
+        cpu_step = cost.image_seconds(crop) * batch if cost else None
+        gpu_step = cpu_step / speedup if cost else None
+        one = gpu_step * iters / 3600 if cost else None
         gpus = int(r.get("gpus", 1))
         per_gpu = batch / gpus
         mem = (memories or {}).get(r["model"])
@@ -450,7 +452,7 @@ def run_rows(
                 "cpu_step_s": cpu_step,
                 "gpu_step_s": gpu_step,
                 "gpu_hours_per_run": one,
-                "gpu_hours": one * int(r["runs"]),
+                "gpu_hours": one * int(r["runs"]) if cost else None,
                 "gpus": gpus,
                 "images_per_gpu": per_gpu,
                 "family": model_family(cfg),
@@ -710,8 +712,8 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping, memories=None, calibration=N
                     f"{r['gpus']} x {r['images_per_gpu']:g}",
                     r["iters"],
                     r["runs"],
-                    f"{r['gpu_step_s']:.2f}",
-                    f"{r['gpu_hours']:.0f}",
+                    "not measured" if r["gpu_step_s"] is None else f"{r['gpu_step_s']:.2f}",
+                    "not measured" if r["gpu_hours"] is None else f"{r['gpu_hours']:.0f}",
                     _range(r.get("gpu_hours_range")),
                     (
                         f"{r['peak_bytes'] / GB:.1f}, " + "x".join(map(str, r["memory_size"]))
@@ -730,7 +732,14 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping, memories=None, calibration=N
     out.append(
         markdown_table(
             ["table", "GPU-hours (FP32 peak)", "GPU-hours (calibrated)"],
-            [[t, f"{v['gpu_hours']:.0f}", _range(v["range"])] for t, v in tot.items()],
+            [
+                [
+                    t,
+                    "not measured" if v["gpu_hours"] is None else f"{v['gpu_hours']:.0f}",
+                    "not measured" if v["gpu_hours"] is None else _range(v["range"]),
+                ]
+                for t, v in tot.items()
+            ],
         )
     )
     return "\n".join(out) + "\n"
@@ -789,6 +798,7 @@ def calibrate(rows, costs, memories, speedup: float, calibration: Mapping) -> Tu
 
 def main(argv=None) -> int:
     import argparse
+    import sys
 
     from tqdm import tqdm
 
@@ -811,6 +821,12 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--measure-size", nargs=2, type=int, metavar=("H", "W"))
     p.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every model")
+    p.add_argument(
+        "--skip-step-times",
+        action="store_true",
+        help="measure the step times of the time calibrators' models only: the runs get memory, "
+        "the GPU they need and no GPU-hours (a fraction of the full measurement's CPU time)",
+    )
     p.add_argument(
         "--calibrate-from",
         metavar="JSON",
@@ -843,7 +859,10 @@ def main(argv=None) -> int:
         costs = {k: c for k, c in costs.items() if k in needed}
     else:
         cpu = sgemm_gflops()
-    for name in tqdm([m for m in needed if m not in costs], desc="measuring step times"):
+    timed = [m for m in needed if m not in costs]
+    if a.skip_step_times:
+        timed = [m for m in timed if m in {c.model for c in calibration["time"]}]
+    for name in tqdm(timed, desc="measuring step times"):
         m = models[name]
         costs[name] = measure_model(
             name, m["config"], m["opts"], size, warmup=a.warmup, steps=a.steps
@@ -867,6 +886,7 @@ def main(argv=None) -> int:
         {
             "commit": _git_commit(),
             "calibrate_from": a.calibrate_from,
+            "argv": list(argv) if argv is not None else sys.argv[1:],
             "gpu": spec["gpu"],
             "cpu_sgemm_gflops": cpu,
             "models": {k: vars(c) for k, c in costs.items()},

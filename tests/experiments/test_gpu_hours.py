@@ -152,6 +152,7 @@ def test_calibration_ratios_and_ranges_by_hand(tmp_path):
         {"table": "T", "family": "hrnet", "gpu_hours": 10.0, "peak_bytes": 10e9},
         {"table": "T", "family": "resnet", "gpu_hours": 2.0, "peak_bytes": None},
         {"table": "U", "family": "detector", "gpu_hours": 1.0, "peak_bytes": 1e9},
+        {"table": "V", "family": "hrnet", "gpu_hours": None, "peak_bytes": 4e9},  # not timed
     ]
     out = gc.calibrated_rows(rows, time, memory, cal["gpu_choice"])
     assert out[0]["gpu_hours_range"] == pytest.approx((30.0, 60.0))
@@ -162,6 +163,8 @@ def test_calibration_ratios_and_ranges_by_hand(tmp_path):
     tot = gc.totals(out)
     assert tot["T"]["gpu_hours"] == 12.0 and tot["T"]["range"] == pytest.approx((36.0, 66.0))
     assert tot["U"]["range"] is None
+    assert out[3]["gpu_hours_range"] is None and out[3]["peak_gb_range"] == pytest.approx((6, 6))
+    assert out[3]["gpu_gb"] == 16.0 and tot["V"]["gpu_hours"] is None
 
 
 @pytest.mark.parametrize(

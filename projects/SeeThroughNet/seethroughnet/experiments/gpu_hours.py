@@ -60,8 +60,12 @@ __all__ = [
     "estimate",
 ]
 
-#: measuring overrides: one CPU process, random init, no weight files
+#: measuring overrides: one CPU process, random init, no weight files, and no padding of the
+#: training inputs to the crop inside the model (INPUT.PAD.MODE "normalized", the Table 1 configs):
+#: a step is measured at the measured size and scaled to the crop by the FLOP line
 MEASURE_OPTS = (
+    "INPUT.PAD.MODE",
+    "none",
     "MODEL.DEVICE",
     "cpu",
     "MODEL.WEIGHTS",

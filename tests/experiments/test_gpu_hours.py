@@ -258,3 +258,21 @@ def test_command_line_calibrates_time_and_memory_by_hand(tmp_path):
         assert second["memories"] == first["memories"]  # the count is deterministic
     finally:
         os.chdir(cwd)
+
+
+def test_padding_to_the_crop_is_off_while_measuring():
+    """The Table 1 configs pad every training input to INPUT.CROP.SIZE inside the model
+    (INPUT.PAD.MODE "normalized"); measured with that, a step "at" a small size would run at the
+    full crop. A tiny PSPNet of those configs, measured at sizes below its crop: the saved
+    activations grow with the input (they would be equal if padded)."""
+    cfg = "projects/SeeThroughNet/configs/CPP-Plugin/pspnet_R101_cityscapes.yaml"
+    tiny = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
+    tiny += ["MODEL.RESNETS.STEM_OUT_CHANNELS", "32", "MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]"]
+    tiny += ["MODEL.RESNETS.NORM", "BN", "MODEL.DECODE_HEAD.CHANNELS", "16"]
+    tiny += ["MODEL.DECODE_HEAD.NORM", "BN", "INPUT.CROP.SIZE", "(64, 128)"]
+    from seethroughnet.experiments.models import load_config
+
+    assert load_config(os.path.join(REPO, cfg), tiny).INPUT.PAD.MODE == "normalized"
+    mem = gh.measure_memory("psp", os.path.join(REPO, cfg), tiny, measure_size=(16, 32))
+    small, large = mem.activation_bytes((16, 32)), mem.activation_bytes((32, 64))
+    assert mem.a > 0 and large > 1.5 * small > 0  # padded: a == 0, equal at both sizes

@@ -386,8 +386,9 @@ def measure_memory(
     measure_size: Tuple[int, int] = (128, 256),
 ) -> ModelMemory:
     """:class:`ModelMemory` of ``config_file`` + ``opts`` built as :func:`measure_model` builds it:
-    a segmentor at ``measure_size`` and twice its sides (batch 2), a detector at half its training
-    size (:func:`train_size`) and that size (batch 1)."""
+    a segmentor at half ``measure_size``'s sides and at ``measure_size`` (batch 2; the CPU's
+    memory for a paper-size model's activations at twice the measured size is more than 20 GB),
+    a detector at half its training size (:func:`train_size`) and that size (batch 1)."""
     from detectron2.modeling import build_model
 
     from .models import load_config
@@ -414,7 +415,7 @@ def measure_memory(
     def make(batch, size):
         return training_inputs(batch, size, n)
 
-    return model_memory(name, model, make, [(h, w), (2 * h, 2 * w)], batch=2)
+    return model_memory(name, model, make, [(h // 2, w // 2), (h, w)], batch=2)
 
 
 def run_rows(

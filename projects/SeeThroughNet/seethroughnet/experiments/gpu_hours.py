@@ -388,7 +388,8 @@ def measure_memory(
     """:class:`ModelMemory` of ``config_file`` + ``opts`` built as :func:`measure_model` builds it:
     a segmentor at half ``measure_size``'s sides and at ``measure_size`` (batch 2; the CPU's
     memory for a paper-size model's activations at twice the measured size is more than 20 GB),
-    a detector at half its training size (:func:`train_size`) and that size (batch 1)."""
+    a detector at a quarter and half its training size (:func:`train_size`; batch 1; at the full
+    size an HRNet-W48 detector's forward exceeds 20 GB of CPU memory)."""
     from detectron2.modeling import build_model
 
     from .models import load_config
@@ -407,7 +408,7 @@ def measure_memory(
         def make(batch, size):
             return detection_inputs(batch, size, n)
 
-        return model_memory(name, model, make, [(h // 2, w // 2), (h, w)], batch=1)
+        return model_memory(name, model, make, [(h // 4, w // 4), (h // 2, w // 2)], batch=1)
     model = convert_sync_batchnorm_to_bn(build_model(cfg))
     n = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     h, w = measure_size

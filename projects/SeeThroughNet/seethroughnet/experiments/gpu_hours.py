@@ -21,6 +21,19 @@ For every run of a table (a grid's cells, or a list of configs), the training co
 Runs with several GPUs cost the same GPU-hours (per-GPU batch x GPUs = IMS_PER_BATCH), ignoring
 communication. Paper-scale configs with SyncBN are measured with BN (one process; same flops;
 the trainers' :func:`~seethroughnet.utils.norm.convert_sync_batchnorm_to_bn`).
+
+**Memory.** A run's peak GPU memory per GPU is estimated as parameters + gradients + SGD momentum
+(the trainable parameters twice more) + the activations its per-GPU images keep for backward:
+the bytes of the distinct storages autograd saves during one training forward
+(:func:`saved_tensor_bytes`, ``torch.autograd.graph.saved_tensors_hooks``), counted on the CPU at
+two sizes and fitted per image as ``a*H*W + b`` (:class:`ModelMemory`), evaluated at the run's
+crop (a detector: its largest training size). Workspace and temporaries of the backward pass are
+not counted; the calibration against published training memory
+(:mod:`~seethroughnet.experiments.gpu_calibration`) measures what that leaves out.
+
+**Calibration.** Both estimates are multiplied by the range of published / estimated ratios of
+the calibrators of the run's family (:mod:`~seethroughnet.experiments.gpu_calibration`, the
+file ``configs/gpu_hours_calibration.yaml``): the FP32-peak time is a lower bound, not a plan.
 """
 
 from __future__ import annotations
@@ -47,8 +60,12 @@ __all__ = [
     "estimate",
 ]
 
-#: measuring overrides: one CPU process, random init, no weight files
+#: measuring overrides: one CPU process, random init, no weight files, and no padding of the
+#: training inputs to the crop inside the model (INPUT.PAD.MODE "normalized", the Table 1 configs):
+#: a step is measured at the measured size and scaled to the crop by the FLOP line
 MEASURE_OPTS = (
+    "INPUT.PAD.MODE",
+    "none",
     "MODEL.DEVICE",
     "cpu",
     "MODEL.WEIGHTS",
@@ -105,6 +122,29 @@ def train_size(cfg) -> Tuple[int, int]:
         return tuple(int(x) for x in cfg.INPUT.CROP.SIZE)
     short = int(round(float(np.mean(cfg.INPUT.MIN_SIZE_TRAIN))))
     return short, min(2 * short, int(cfg.INPUT.MAX_SIZE_TRAIN))
+
+
+def max_train_size(cfg) -> Tuple[int, int]:
+    """The largest training input of ``cfg`` (what its peak memory is planned for): the crop of a
+    semantic segmentor; for a detector the largest ``MIN_SIZE_TRAIN`` as the short side and twice
+    that, at most ``MAX_SIZE_TRAIN``, as the long side."""
+    if not is_detector(cfg):
+        return train_size(cfg)
+    short = int(max(cfg.INPUT.MIN_SIZE_TRAIN))
+    return short, min(2 * short, int(cfg.INPUT.MAX_SIZE_TRAIN))
+
+
+def model_family(cfg) -> str:
+    """The calibration family of ``cfg`` (:mod:`gpu_calibration`): ``detector``, ``hrnet`` (an HRNet
+    backbone, SeeThroughNet) or ``resnet``."""
+    if is_detector(cfg):
+        return "detector"
+    if (
+        "hrnet" in cfg.MODEL.BACKBONE.NAME
+        or cfg.MODEL.META_ARCHITECTURE == "SeeThroughNetSegmentor"
+    ):
+        return "hrnet"
+    return "resnet"
 
 
 def detection_inputs(
@@ -268,12 +308,129 @@ def _measure_detector(name: str, cfg, warmup: int, steps: int) -> "ModelCost":
     return ModelCost(name, secs, size, a=None, b=None)
 
 
+def _storage_ptr(t) -> Optional[int]:
+    try:
+        ptr = t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError, TypeError):  # sparse, meta, or no storage
+        return None
+    return ptr or None
+
+
+def saved_tensor_bytes(fn, exclude: Iterable[torch.Tensor] = ()) -> Tuple[int, object]:
+    """``(bytes, fn())``: the bytes of the distinct storages (shared storages once) that autograd
+    saves for backward while ``fn()`` runs, the storages of ``exclude`` (the parameters, counted
+    apart) left out."""
+    skip = {_storage_ptr(t) for t in exclude}
+    storages: Dict[int, int] = {}
+
+    def pack(t):
+        ptr = _storage_ptr(t)
+        if ptr is not None and ptr not in skip:
+            storages[ptr] = max(storages.get(ptr, 0), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return int(sum(storages.values())), out
+
+
+@dataclass
+class ModelMemory:
+    """A model's training memory: parameter bytes (with buffers), trainable parameter bytes, and
+    the saved activations of one training image ``a*H*W + b`` bytes (fitted at ``sizes``)."""
+
+    name: str
+    a: float
+    b: float
+    param_bytes: int
+    trainable_bytes: int
+    sizes: Tuple[Tuple[int, int], Tuple[int, int]]
+
+    def activation_bytes(self, size: Tuple[int, int]) -> float:
+        return self.a * size[0] * size[1] + self.b
+
+    def peak_bytes(self, size: Tuple[int, int], images: float) -> float:
+        """Parameters + gradients + SGD momentum + ``images`` images' saved activations."""
+        return self.param_bytes + 2 * self.trainable_bytes + images * self.activation_bytes(size)
+
+
+def model_memory(name: str, model, make_inputs, sizes, batch: int) -> ModelMemory:
+    """:class:`ModelMemory` of ``model`` (train mode): saved bytes of one training forward of
+    ``make_inputs(batch, size)`` at the two ``sizes``, per image, fitted as ``a*H*W + b``."""
+    from detectron2.utils.events import EventStorage
+
+    model.train()
+    params = list(model.parameters())
+    per_image = []
+    for size in sizes:
+        inputs = make_inputs(batch, size)
+        with EventStorage():
+            nbytes, losses = saved_tensor_bytes(lambda: model(inputs), exclude=params)
+        del losses
+        per_image.append(nbytes / batch)
+    (h1, w1), (h2, w2) = sizes
+    a = (per_image[1] - per_image[0]) / (h2 * w2 - h1 * w1)
+    unique = {_storage_ptr(p): p for p in params}.values()
+    param_bytes = sum(p.numel() * p.element_size() for p in unique)
+    param_bytes += sum(b.numel() * b.element_size() for b in model.buffers())
+    trainable = sum(p.numel() * p.element_size() for p in unique if p.requires_grad)
+    return ModelMemory(
+        name, a, per_image[0] - a * h1 * w1, int(param_bytes), int(trainable), tuple(sizes)
+    )
+
+
+def measure_memory(
+    name: str,
+    config_file: str,
+    opts: Sequence[str] = (),
+    measure_size: Tuple[int, int] = (128, 256),
+) -> ModelMemory:
+    """:class:`ModelMemory` of ``config_file`` + ``opts`` built as :func:`measure_model` builds it:
+    a segmentor at half ``measure_size``'s sides and at ``measure_size`` (batch 2; the CPU's
+    memory for a paper-size model's activations at twice the measured size is more than 20 GB),
+    a detector at a quarter and half its training size (:func:`train_size`; batch 1; at the full
+    size an HRNet-W48 detector's forward exceeds 20 GB of CPU memory)."""
+    from detectron2.modeling import build_model
+
+    from .models import load_config
+
+    cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS))
+    torch.manual_seed(0)
+    if is_detector(cfg):
+        import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
+
+        cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
+        cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
+        model = convert_sync_batchnorm_to_bn(build_model(cfg))
+        h, w = train_size(cfg)
+        n = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+        def make(batch, size):
+            return detection_inputs(batch, size, n)
+
+        return model_memory(name, model, make, [(h // 4, w // 4), (h // 2, w // 2)], batch=1)
+    model = convert_sync_batchnorm_to_bn(build_model(cfg))
+    n = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    h, w = measure_size
+
+    def make(batch, size):
+        return training_inputs(batch, size, n)
+
+    return model_memory(name, model, make, [(h // 2, w // 2), (h, w)], batch=2)
+
+
 def run_rows(
-    runs: Iterable[Mapping], costs: Mapping[str, ModelCost], speedup: float
+    runs: Iterable[Mapping],
+    costs: Mapping[str, ModelCost],
+    speedup: float,
+    memories: Optional[Mapping[str, ModelMemory]] = None,
 ) -> List[Dict[str, object]]:
-    """One row per run group ``{"table", "name", "model", "config", "opts", "runs"}``: its crop,
-    batch and iterations read from the built config, CPU seconds per step, estimated GPU seconds
-    per step, GPU-hours of one run and of all ``runs``."""
+    """One row per run group ``{"table", "name", "model", "config", "opts", "runs", "gpus"}``: its
+    crop, batch and iterations read from the built config, CPU seconds per step, estimated GPU
+    seconds per step, GPU-hours of one run and of all ``runs``; its GPUs (default 1), images per
+    GPU, calibration family (:func:`model_family`), and, with ``memories``, the estimated peak
+    bytes per GPU at its largest training input (:func:`max_train_size`), else ``None``. A run
+    whose model is not in ``costs`` has ``None`` step times and GPU-hours."""
     from .models import load_config
 
     rows = []
@@ -281,9 +438,14 @@ def run_rows(
         cfg = load_config(r["config"], list(r.get("opts", ())) + list(MEASURE_OPTS))
         crop = train_size(cfg)
         batch, iters = int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.SOLVER.MAX_ITER)
-        cpu_step = costs[r["model"]].image_seconds(crop) * batch
-        gpu_step = cpu_step / speedup
-        one = gpu_step * iters / 3600
+        cost = costs.get(r["model"])  # None: step time not measured (--skip-step-times)
+        cpu_step = cost.image_seconds(crop) * batch if cost else None
+        gpu_step = cpu_step / speedup if cost else None
+        one = gpu_step * iters / 3600 if cost else None
+        gpus = int(r.get("gpus", 1))
+        per_gpu = batch / gpus
+        mem = (memories or {}).get(r["model"])
+        mem_size = max_train_size(cfg)
         rows.append(
             {
                 "table": r["table"],
@@ -296,7 +458,12 @@ def run_rows(
                 "cpu_step_s": cpu_step,
                 "gpu_step_s": gpu_step,
                 "gpu_hours_per_run": one,
-                "gpu_hours": one * int(r["runs"]),
+                "gpu_hours": one * int(r["runs"]) if cost else None,
+                "gpus": gpus,
+                "images_per_gpu": per_gpu,
+                "family": model_family(cfg),
+                "memory_size": mem_size,
+                "peak_bytes": mem.peak_bytes(mem_size, per_gpu) if mem else None,
             }
         )
     return rows
@@ -354,17 +521,36 @@ def runs_from_grid(table: str, grid_file: str) -> Tuple[Dict[str, dict], List[di
                 "model": cell["model"],
                 "config": cell["config"],
                 "opts": cell["opts"],
+                "gpus": cell.get("gpus", 1),
                 "runs": 0,
             }
         groups[key]["runs"] += 1
     return models, list(groups.values())
 
 
+ZOO_PREFIX = "detectron2-zoo:"
+
+
+def resolve_config_path(config: str) -> str:
+    """``config``, or for ``detectron2-zoo:<path>`` the file of that name under the installed
+    detectron2 package's ``model_zoo/configs`` (a stock detectron2 model, e.g. a calibrator)."""
+    if not config.startswith(ZOO_PREFIX):
+        return config
+    import detectron2
+
+    root = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs")
+    path = os.path.join(root, config[len(ZOO_PREFIX) :])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{config}: no such file in the installed detectron2 ({path})")
+    return path
+
+
 def load_cost_file(path: str) -> dict:
     """The cost file (``projects/SeeThroughNet/configs/gpu_hours.yaml``): ``gpu`` (``name``,
     ``peak_tflops``), ``measure_size``, ``models`` and ``tables``, each table either a ``grid``
-    file or a list of ``runs`` (``name``, ``config``, ``opts``, ``runs``, and ``model``, a name in
-    ``models``, where not the run's own config). Returns
+    file or a list of ``runs`` (``name``, ``config``, ``opts``, ``runs``, ``gpus``, and ``model``, a
+    name in ``models``, where not the run's own config). A model's config may be
+    ``detectron2-zoo:<path>`` (:func:`resolve_config_path`). Returns
     ``{"gpu", "measure_size", "models", "runs"}`` with the grids expanded."""
     from seethroughnet.utils.safe_load import load_yaml_file
 
@@ -372,7 +558,10 @@ def load_cost_file(path: str) -> dict:
     for key in ("gpu", "tables"):
         if key not in spec:
             raise ValueError(f"{path}: the cost file needs a {key!r} entry")
-    models = dict(spec.get("models") or {})
+    models = {
+        name: {**m, "config": resolve_config_path(m["config"])}
+        for name, m in (spec.get("models") or {}).items()
+    }
     runs: List[dict] = []
     for t in spec["tables"]:
         if "grid" in t:
@@ -399,38 +588,125 @@ ROW_HEADERS = [
     "runs of",
     "crop",
     "batch",
+    "GPUs x images/GPU",
     "iterations",
     "runs",
-    "CPU s/step (1 thread, est.)",
-    "GPU s/step (est.)",
-    "GPU-h per run",
-    "GPU-h",
+    "GPU s/step (FP32 peak)",
+    "GPU-h (FP32 peak)",
+    "GPU-h (calibrated)",
+    "peak GB/GPU (est., at)",
+    "peak GB/GPU (calibrated)",
+    "GPU needed",
 ]
 
 
-def markdown(rows, costs, cpu_gflops, gpu: Mapping) -> str:
-    """The estimate as markdown: the per-model measurements, the per-run-group rows, the totals
-    per table."""
+def _range(r, fmt: str = "{:.0f}") -> str:
+    return "no calibrator" if r is None else f"{fmt.format(r[0])}-{fmt.format(r[1])}"
+
+
+def _setting(c) -> str:
+    n = c.images_per_gpu
+    per = f", {n} image{'s' if n != 1 else ''}/GPU" if n else ""
+    return "x".join(map(str, c.size)) + per
+
+
+def markdown(rows, costs, cpu_gflops, gpu: Mapping, memories=None, calibration=None) -> str:
+    """The estimate as markdown: the per-model measurements, the calibrators (with
+    ``calibration``: ``{"time", "memory"}`` lists of :func:`gpu_calibration.calibrator_ratios`,
+    ``"gpu_choice"``), the per-run-group rows (:func:`gpu_calibration.calibrated_rows`) and the
+    totals per table."""
+    from .gpu_calibration import GB, totals
     from .report import markdown_table
 
+    memories = memories or {}
     speedup = float(gpu["peak_tflops"]) * 1000 / cpu_gflops
     out = [
         f"CPU: one thread, SGEMM {cpu_gflops:.1f} GFLOP/s (measured). GPU: {gpu['name']}, "
         f"{float(gpu['peak_tflops']):g} TFLOP/s FP32 peak (stated) -> speedup {speedup:.0f}x.",
         "",
         markdown_table(
-            ["model", "CPU s / training image", "at", "GFLOPs (inference) at that size"],
+            [
+                "model",
+                "CPU s / training image",
+                "at",
+                "GFLOPs (inference) at that size",
+                "saved activations MB / image, at",
+                "params + grads + momentum GB",
+            ],
             [
                 [
                     os.path.basename(c.name),
                     f"{c.seconds:.2f}",
                     "x".join(map(str, c.measure_size)),
                     f"{c.flops(c.measure_size) / 1e9:.1f}" if c.a is not None else "not counted",
+                    (
+                        f"{memories[k].activation_bytes(memories[k].sizes[1]) / 1e6:.0f}, "
+                        + "x".join(map(str, memories[k].sizes[1]))
+                        if k in memories
+                        else "not measured"
+                    ),
+                    (
+                        f"{(memories[k].param_bytes + 2 * memories[k].trainable_bytes) / GB:.2f}"
+                        if k in memories
+                        else "not measured"
+                    ),
                 ]
-                for c in costs.values()
+                for k, c in costs.items()
             ],
         ),
         "",
+    ]
+    if calibration:
+        for kind, unit, pub, est in (
+            ("time", "GPU-s / image", lambda x: f"{x:.3f}", lambda x: f"{x:.3f}"),
+            ("memory", "GB", lambda x: f"{x / GB:.1f}", lambda x: f"{x / GB:.2f}"),
+        ):
+            out += [
+                markdown_table(
+                    [
+                        f"{kind} calibrator",
+                        "model measured here",
+                        "setting",
+                        f"published {unit}",
+                        f"estimated {unit}",
+                        "ratio",
+                        "applies to",
+                    ],
+                    [
+                        [
+                            r["calibrator"].name,
+                            os.path.basename(r["calibrator"].model),
+                            _setting(r["calibrator"]),
+                            _range(r["published"], "{:.2f}")
+                            if r["published"][0] != r["published"][1]
+                            else pub(r["published"][0]),
+                            "not measured" if r["estimated"] is None else est(r["estimated"]),
+                            _range(r["ratio"], "{:.2f}") if r["ratio"] else "not measured",
+                            ", ".join(r["calibrator"].applies_to),
+                        ]
+                        for r in calibration[kind]
+                    ],
+                ),
+                "",
+            ]
+        out += ["Sources:", ""]
+        for kind in ("time", "memory"):
+            for r in calibration[kind]:
+                out.append(f"- {r['calibrator'].name}: {r['calibrator'].source}")
+        choice = calibration["gpu_choice"]
+        out += [
+            "",
+            f"GPU needed: the smallest of {', '.join(f'{s:g}' for s in choice['sizes_gb'])} GB "
+            f"that holds the calibrated peak's high end x {choice['margin']:g}.",
+            "",
+        ]
+
+    def gpu_needed(r):
+        if r.get("peak_gb_range") is None:
+            return "no calibrator" if r.get("peak_gb") is not None else "not measured"
+        return "more than the largest" if r["gpu_gb"] is None else f"{r['gpu_gb']:g} GB"
+
+    out += [
         markdown_table(
             ROW_HEADERS,
             [
@@ -439,64 +715,193 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping) -> str:
                     r["name"],
                     "x".join(map(str, r["crop"])),
                     r["batch"],
+                    f"{r['gpus']} x {r['images_per_gpu']:g}",
                     r["iters"],
                     r["runs"],
-                    f"{r['cpu_step_s']:.1f}",
-                    f"{r['gpu_step_s']:.2f}",
-                    f"{r['gpu_hours_per_run']:.1f}",
-                    f"{r['gpu_hours']:.0f}",
+                    "not measured" if r["gpu_step_s"] is None else f"{r['gpu_step_s']:.2f}",
+                    "not measured" if r["gpu_hours"] is None else f"{r['gpu_hours']:.0f}",
+                    _range(r.get("gpu_hours_range")),
+                    (
+                        f"{r['peak_bytes'] / GB:.1f}, " + "x".join(map(str, r["memory_size"]))
+                        if r.get("peak_bytes") is not None
+                        else "not measured"
+                    ),
+                    _range(r.get("peak_gb_range"), "{:.1f}") if r.get("peak_bytes") else "-",
+                    gpu_needed(r),
                 ]
                 for r in rows
             ],
         ),
         "",
     ]
-    totals: Dict[str, float] = {}
-    for r in rows:
-        totals[r["table"]] = totals.get(r["table"], 0.0) + r["gpu_hours"]
+    tot = totals(rows)
     out.append(
-        markdown_table(["table", "GPU-hours (est.)"], [[t, f"{h:.0f}"] for t, h in totals.items()])
+        markdown_table(
+            ["table", "GPU-hours (FP32 peak)", "GPU-hours (calibrated)"],
+            [
+                [
+                    t,
+                    "not measured" if v["gpu_hours"] is None else f"{v['gpu_hours']:.0f}",
+                    "not measured" if v["gpu_hours"] is None else _range(v["range"]),
+                ]
+                for t, v in tot.items()
+            ],
+        )
     )
     return "\n".join(out) + "\n"
 
 
+def _git_commit() -> Optional[str]:
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def load_measurements(path: str) -> Tuple[Dict[str, ModelCost], float]:
+    """``(costs, cpu_sgemm_gflops)`` from a ``gpu_hours.json`` this tool wrote."""
+    import json
+
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        costs = {
+            k: ModelCost(v["name"], v["seconds"], tuple(v["measure_size"]), v["a"], v["b"])
+            for k, v in data["models"].items()
+        }
+        return costs, float(data["cpu_sgemm_gflops"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(
+            f"--calibrate-from {path}: not a gpu_hours.json of tools/estimate_gpu_hours.py "
+            f"({type(e).__name__}: {e}); run the tool without --calibrate-from to measure"
+        ) from None
+
+
+def calibrate(rows, costs, memories, speedup: float, calibration: Mapping) -> Tuple[list, dict]:
+    """``(rows with ranges, {"time", "memory", "gpu_choice"})``: every calibrator's ratio against
+    this estimate (:func:`gpu_calibration.calibrator_ratios`) and the rows' calibrated ranges."""
+    from .gpu_calibration import calibrated_rows, calibrator_ratios
+
+    def est_time(c):
+        cost = costs.get(c.model)
+        return None if cost is None else cost.image_seconds(c.size) / speedup
+
+    def est_memory(c):
+        mem = memories.get(c.model)
+        return None if mem is None else mem.peak_bytes(c.size, c.images_per_gpu)
+
+    ratios = {
+        "time": calibrator_ratios(calibration["time"], est_time),
+        "memory": calibrator_ratios(calibration["memory"], est_memory),
+        "gpu_choice": calibration["gpu_choice"],
+    }
+    return calibrated_rows(rows, ratios["time"], ratios["memory"], ratios["gpu_choice"]), ratios
+
+
 def main(argv=None) -> int:
     import argparse
+    import sys
+
+    from tqdm import tqdm
 
     from seethroughnet.utils.atomic import write_json_atomic, write_text_atomic
 
+    from .gpu_calibration import load_calibration
+
     p = argparse.ArgumentParser(
-        description="Estimated GPU-hours of the paper's training runs from a training step "
-        "measured on one CPU thread (REPRODUCE.md).",
+        description="Estimated GPU-hours and peak GPU memory of the paper's training runs from a "
+        "training step measured on one CPU thread, calibrated against published V100 "
+        "measurements (REPRODUCE.md).",
     )
     p.add_argument("--cost-file", default="projects/SeeThroughNet/configs/gpu_hours.yaml")
+    p.add_argument(
+        "--calibration", default="projects/SeeThroughNet/configs/gpu_hours_calibration.yaml"
+    )
     p.add_argument("--out", required=True, help="folder for gpu_hours.md and gpu_hours.json")
     p.add_argument("--table", action="append", help="only these tables (repeatable)")
     p.add_argument("--steps", type=int, default=2, help="measured steps per model")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--measure-size", nargs=2, type=int, metavar=("H", "W"))
     p.add_argument("--opts", nargs="*", default=[], help="KEY VALUE overrides for every model")
+    p.add_argument(
+        "--skip-step-times",
+        action="store_true",
+        help="measure the step times of the time calibrators' models only: the runs get memory, "
+        "the GPU they need and no GPU-hours (a fraction of the full measurement's CPU time)",
+    )
+    p.add_argument(
+        "--calibrate-from",
+        metavar="JSON",
+        help="reuse the step times (and SGEMM rate) of a gpu_hours.json this tool wrote; measure "
+        "only the models it lacks, and the memory",
+    )
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     spec = load_cost_file(a.cost_file)
+    calibration = load_calibration(a.calibration)
     runs = [r for r in spec["runs"] if not a.table or r["table"] in a.table]
     if not runs:
         raise SystemExit(f"{a.cost_file}: no runs of the tables {a.table}")
     models = {k: {**m, "opts": list(m.get("opts", [])) + a.opts} for k, m in spec["models"].items()}
     runs = [{**r, "opts": list(r.get("opts", [])) + a.opts} for r in runs]
     size = tuple(a.measure_size) if a.measure_size else spec["measure_size"]
-    rows, costs, cpu = estimate(
-        models, runs, float(spec["gpu"]["peak_tflops"]), size, a.warmup, a.steps
-    )
-    text = markdown(rows, costs, cpu, spec["gpu"])
+    needed = sorted({r["model"] for r in runs})
+    if not a.table:  # every table: the calibrators' models too
+        for c in calibration["time"] + calibration["memory"]:
+            if c.model not in models:
+                raise SystemExit(
+                    f"{a.calibration}: calibrator {c.name!r} names the model {c.model!r}, which "
+                    f"{a.cost_file} does not define (its 'models', a grid's model, or a run)"
+                )
+            if c.model not in needed:
+                needed.append(c.model)
+    costs: Dict[str, ModelCost] = {}
+    if a.calibrate_from:
+        costs, cpu = load_measurements(a.calibrate_from)
+        costs = {k: c for k, c in costs.items() if k in needed}
+    else:
+        cpu = sgemm_gflops()
+    timed = [m for m in needed if m not in costs]
+    if a.skip_step_times:
+        timed = [m for m in timed if m in {c.model for c in calibration["time"]}]
+    for name in tqdm(timed, desc="measuring step times"):
+        m = models[name]
+        costs[name] = measure_model(
+            name, m["config"], m["opts"], size, warmup=a.warmup, steps=a.steps
+        )
+    memories: Dict[str, ModelMemory] = {}
+    for name in tqdm(needed, desc="measuring memory"):
+        m = models[name]
+        memories[name] = measure_memory(name, m["config"], m["opts"], size)
+    speedup = float(spec["gpu"]["peak_tflops"]) * 1000 / cpu
+    rows = run_rows(runs, costs, speedup, memories)
+    rows, ratios = calibrate(rows, costs, memories, speedup, calibration)
+    text = markdown(rows, costs, cpu, spec["gpu"], memories, ratios)
     os.makedirs(a.out, exist_ok=True)
     write_text_atomic(os.path.join(a.out, "gpu_hours.md"), text)
+
+    def plain(r):
+        return {**r, "calibrator": vars(r["calibrator"])}
+
     write_json_atomic(
         os.path.join(a.out, "gpu_hours.json"),
         {
+            "commit": _git_commit(),
+            "calibrate_from": a.calibrate_from,
+            "argv": list(argv) if argv is not None else sys.argv[1:],
             "gpu": spec["gpu"],
             "cpu_sgemm_gflops": cpu,
             "models": {k: vars(c) for k, c in costs.items()},
+            "memories": {k: vars(m) for k, m in memories.items()},
+            "calibration": {
+                "time": [plain(r) for r in ratios["time"]],
+                "memory": [plain(r) for r in ratios["memory"]],
+                "gpu_choice": ratios["gpu_choice"],
+            },
             "rows": rows,
         },
         indent=1,

@@ -388,8 +388,8 @@ def measure_memory(
     """:class:`ModelMemory` of ``config_file`` + ``opts`` built as :func:`measure_model` builds it:
     a segmentor at half ``measure_size``'s sides and at ``measure_size`` (batch 2; the CPU's
     memory for a paper-size model's activations at twice the measured size is more than 20 GB),
-    a detector at a quarter and half its training size (:func:`train_size`; batch 1; at the full
-    size an HRNet-W48 detector's forward exceeds 20 GB of CPU memory)."""
+    a detector at an eighth and a quarter of its training size's sides (:func:`train_size`; batch
+    1; at half of it an HRNet-W48 detector's forward exceeded the 23 GB of a 2-core CPU machine)."""
     from detectron2.modeling import build_model
 
     from .models import load_config
@@ -408,7 +408,7 @@ def measure_memory(
         def make(batch, size):
             return detection_inputs(batch, size, n)
 
-        return model_memory(name, model, make, [(h // 4, w // 4), (h // 2, w // 2)], batch=1)
+        return model_memory(name, model, make, [(h // 8, w // 8), (h // 4, w // 4)], batch=1)
     model = convert_sync_batchnorm_to_bn(build_model(cfg))
     n = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     h, w = measure_size
@@ -720,7 +720,11 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping, memories=None, calibration=N
                     r["runs"],
                     "not measured" if r["gpu_step_s"] is None else f"{r['gpu_step_s']:.2f}",
                     "not measured" if r["gpu_hours"] is None else f"{r['gpu_hours']:.0f}",
-                    _range(r.get("gpu_hours_range")),
+                    (
+                        "not measured"
+                        if r["gpu_hours"] is None
+                        else _range(r.get("gpu_hours_range"))
+                    ),
                     (
                         f"{r['peak_bytes'] / GB:.1f}, " + "x".join(map(str, r["memory_size"]))
                         if r.get("peak_bytes") is not None

@@ -34,11 +34,11 @@ from detectron2.engine import default_argument_parser, default_setup, launch  # 
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
-from seethroughnet.config import build_config  # noqa: E402
 from seethroughnet.engine import add_eval_arguments, check_eval_weights  # noqa: E402
 from seethroughnet.resumable import ResumableTrainerMixin  # noqa: E402
 from seethroughnet.training import PortableDefaultTrainer  # noqa: E402
 from seethroughnet.utils.norm import convert_sync_batchnorm_to_bn  # noqa: E402
+from transfer.config import build_transfer_config  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
 
@@ -233,7 +233,7 @@ def setup(args):
     from seethroughnet.utils.safe_load import apply_safety_arguments
 
     # safe YAML only (this file and its _BASE_ files) unless --allow-unsafe-config
-    cfg = build_config(
+    cfg = build_transfer_config(
         args.config_file,
         apply_safety_arguments(args, args.opts),
         allow_unsafe=getattr(args, "allow_unsafe_config", False),

@@ -17,6 +17,7 @@ from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from seethroughnet.config import add_seethroughnet_config  # noqa: E402
+from transfer.config import add_transfer_config  # noqa: E402
 from transfer.encoder_init import (  # noqa: E402
     EncoderWeightsError,
     find_encoder_prefix,
@@ -64,8 +65,7 @@ def _save_stn_checkpoint(path, state, prefix="net.encoder.", extra=True):
 
 
 def _cfg(detector, **opts):
-    cfg = get_cfg()
-    add_seethroughnet_config(cfg)
+    cfg = add_transfer_config(add_seethroughnet_config(get_cfg()))
     cfg.merge_from_file(os.path.join(CONFIGS, DETECTORS[detector]))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.HRNET.VARIANT = VARIANT

@@ -231,14 +231,18 @@ def measure_model(
     fit_sizes: Optional[Sequence[Tuple[int, int]]] = None,
     warmup: int = 1,
     steps: int = 2,
+    extra_config: Sequence = (),
 ) -> ModelCost:
     """Build ``config_file`` + ``opts`` (random init, CPU, BN) and measure it (:class:`ModelCost`);
-    the FLOP line is fitted at ``fit_sizes`` (default ``measure_size`` and twice its sides)."""
+    the FLOP line is fitted at ``fit_sizes`` (default ``measure_size`` and twice its sides).
+    ``extra_config``: key adders for configs of another project (Table 5's detectors:
+    ``transfer.config.add_transfer_config``, whose caller also imports ``transfer.modeling`` to
+    register the detectors' backbones; this package does not import ``transfer``)."""
     from detectron2.modeling import build_model
 
     from .models import load_config
 
-    cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS))
+    cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS), extra_config=extra_config)
     torch.manual_seed(0)
     if is_detector(cfg):
         return _measure_detector(name, cfg, warmup, steps)
@@ -257,10 +261,9 @@ def _measure_detector(name: str, cfg, warmup: int, steps: int) -> "ModelCost":
     random init (the cost of a step does not depend on the weights), batch 1: no FLOP scaling."""
     from detectron2.modeling import build_model
 
-    import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
-
-    cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
-    cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
+    if "TRANSFER" in cfg.MODEL:  # Table 5's detectors (transfer/config.py): no encoder weights
+        cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
+        cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
     model = convert_sync_batchnorm_to_bn(build_model(cfg))
     size = train_size(cfg)
     inputs = detection_inputs(1, size, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
@@ -269,7 +272,10 @@ def _measure_detector(name: str, cfg, warmup: int, steps: int) -> "ModelCost":
 
 
 def run_rows(
-    runs: Iterable[Mapping], costs: Mapping[str, ModelCost], speedup: float
+    runs: Iterable[Mapping],
+    costs: Mapping[str, ModelCost],
+    speedup: float,
+    extra_config: Sequence = (),
 ) -> List[Dict[str, object]]:
     """One row per run group ``{"table", "name", "model", "config", "opts", "runs"}``: its crop,
     batch and iterations read from the built config, CPU seconds per step, estimated GPU seconds
@@ -278,7 +284,9 @@ def run_rows(
 
     rows = []
     for r in runs:
-        cfg = load_config(r["config"], list(r.get("opts", ())) + list(MEASURE_OPTS))
+        cfg = load_config(
+            r["config"], list(r.get("opts", ())) + list(MEASURE_OPTS), extra_config=extra_config
+        )
         crop = train_size(cfg)
         batch, iters = int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.SOLVER.MAX_ITER)
         cpu_step = costs[r["model"]].image_seconds(crop) * batch
@@ -310,6 +318,7 @@ def estimate(
     warmup: int = 1,
     steps: int = 2,
     progress: bool = True,
+    extra_config: Sequence = (),
 ) -> Tuple[List[Dict[str, object]], Dict[str, ModelCost], float]:
     """Measure every model that ``runs`` name (``models[name] = {"config", "opts"}``), the SGEMM
     rate, and return ``(rows, costs, cpu_sgemm_gflops)`` (:func:`run_rows`)."""
@@ -323,11 +332,17 @@ def estimate(
     for name in tqdm(needed, desc="measuring models", disable=not progress):
         m = models[name]
         costs[name] = measure_model(
-            name, m["config"], m.get("opts", ()), measure_size, warmup=warmup, steps=steps
+            name,
+            m["config"],
+            m.get("opts", ()),
+            measure_size,
+            warmup=warmup,
+            steps=steps,
+            extra_config=extra_config,
         )
     cpu = sgemm_gflops()
     speedup = gpu_peak_tflops * 1000 / cpu
-    return run_rows(runs, costs, speedup), costs, cpu
+    return run_rows(runs, costs, speedup, extra_config), costs, cpu
 
 
 def runs_from_grid(table: str, grid_file: str) -> Tuple[Dict[str, dict], List[dict]]:
@@ -460,7 +475,9 @@ def markdown(rows, costs, cpu_gflops, gpu: Mapping) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv=None) -> int:
+def main(argv=None, extra_config: Sequence = ()) -> int:
+    """The command line; ``extra_config`` as in :func:`measure_model` (tools/estimate_gpu_hours.py
+    passes the transfer keys for Table 5's detector configs)."""
     import argparse
 
     from seethroughnet.utils.atomic import write_json_atomic, write_text_atomic
@@ -486,7 +503,13 @@ def main(argv=None) -> int:
     runs = [{**r, "opts": list(r.get("opts", [])) + a.opts} for r in runs]
     size = tuple(a.measure_size) if a.measure_size else spec["measure_size"]
     rows, costs, cpu = estimate(
-        models, runs, float(spec["gpu"]["peak_tflops"]), size, a.warmup, a.steps
+        models,
+        runs,
+        float(spec["gpu"]["peak_tflops"]),
+        size,
+        a.warmup,
+        a.steps,
+        extra_config=extra_config,
     )
     text = markdown(rows, costs, cpu, spec["gpu"])
     os.makedirs(a.out, exist_ok=True)

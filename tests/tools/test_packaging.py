@@ -44,3 +44,27 @@ def test_transfer_imports_from_the_repository_root_only(tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert away.returncode != 0 or Path(away.stdout.strip()) != REPO / "transfer"
+
+
+def test_seethroughnet_never_imports_transfer():
+    """The installed package stands alone: no import statement under seethroughnet/ (module level
+    or inside a function) names the repository's ``transfer`` package."""
+    import ast
+
+    root = REPO / "projects/SeeThroughNet/seethroughnet"
+    files = sorted(root.rglob("*.py"))
+    assert len(files) > 50
+    bad = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            bad += [
+                f"{f.relative_to(REPO)}:{node.lineno}: {n}"
+                for n in names
+                if n and n.split(".")[0] == "transfer"
+            ]
+    assert bad == []

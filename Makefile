@@ -50,7 +50,8 @@ test: install lint
 
 # Upstream main imports pkg_resources in detectron2.model_zoo: setuptools < 81 still ships it
 # (>= 77 for this project's pyproject license field). Cityscapes loading/evaluation needs no change:
-# seethroughnet aliases upstream's internal cityscapesscripts path (seethroughnet/cityscapes_alias.py).
+# the project's Cityscapes loader and evaluator modules alias upstream's internal cityscapesscripts
+# path (seethroughnet/cityscapes_alias.py).
 # UPSTREAM_SHARE_PACKAGES=1 (default): .venv-upstream sees route A's installed packages through a
 # .pth file (appended after its own site-packages, so its own detectron2 and setuptools win) instead
 # of a second 5.5 GB copy of the same pinned torch/torchvision; pip reports them as satisfied.

@@ -328,10 +328,9 @@ def check_detector(s: Settings) -> List[List[str]]:
     from detectron2.structures import BitMasks, Boxes, Instances
     from detectron2.utils.events import EventStorage
 
-    import transfer.modeling  # noqa: F401  (registers the HRNetV2 detection backbones)
-    from seethroughnet.config import build_config
+    from transfer.config import build_transfer_config  # registers the HRNetV2 detection backbones
 
-    cfg = build_config(os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48.yaml"))
+    cfg = build_transfer_config(os.path.join(REPO, "transfer/configs/mask_rcnn_hrnetv2_w48.yaml"))
     cfg.MODEL.DEVICE = s.device.type
     cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
     cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""

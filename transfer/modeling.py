@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Iterable, List, Optional, Sequence
 
@@ -31,11 +32,12 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool, LastLevelP6P
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 from torch import nn
 
-from seethroughnet.config import ENCODER_INITS, NECKS, TOP_BLOCKS
 from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone
 from seethroughnet.nn.hrnet import HRNetV2Encoder
 from seethroughnet.nn.layers import short_list
+from seethroughnet.nn.options import EncoderOptions
 
+from .config import ENCODER_INITS, NECKS, TOP_BLOCKS
 from .encoder_init import EncoderWeightsError, imagenet_report, load_seethroughnet_encoder
 from .hrfpn import HRFPN
 
@@ -113,7 +115,17 @@ def build_transfer_encoder(
     ``fuse_upsample`` / ``fuse_align_corners``: the encoder's fuse-layer up-sampling
     (``MODEL.HRNET.FUSE_UPSAMPLE`` / ``FUSE_ALIGN_CORNERS``; a SeeThroughNet encoder computes the
     function it was trained with only under its own setting)."""
-    fuse = dict(fuse_upsample=fuse_upsample, fuse_align_corners=fuse_align_corners)
+    # the project's one encoder builder (seethroughnet.nn.options.EncoderOptions.build); only an
+    # ImageNet init reads a checkpoint through it, a SeeThroughNet encoder is loaded afterwards
+    options = EncoderOptions(
+        variant=variant,
+        checkpoint=None,
+        freeze_at=freeze_at,
+        norm=norm,
+        trust_checkpoint=trust_weights,
+        fuse_upsample=fuse_upsample,
+        fuse_align_corners=fuse_align_corners,
+    )
     if encoder_init not in ENCODER_INITS:
         raise ValueError(
             f"MODEL.TRANSFER.ENCODER_INIT must be one of {ENCODER_INITS}, got {encoder_init!r}"
@@ -124,14 +136,7 @@ def build_transfer_encoder(
                 "MODEL.TRANSFER.ENCODER_INIT 'imagenet' needs a local ImageNet checkpoint in "
                 "MODEL.TRANSFER.ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT); nothing is downloaded"
             )
-        encoder = HRNetV2Encoder(
-            variant=variant,
-            checkpoint=encoder_weights,
-            freeze_at=freeze_at,
-            norm=norm,
-            trust_checkpoint=trust_weights,
-            **fuse,
-        )
+        encoder = dataclasses.replace(options, checkpoint=encoder_weights).build()
         report = imagenet_report(encoder, encoder_weights, trusted=trust_weights)
     elif encoder_init == "seethroughnet":
         if not encoder_weights:
@@ -139,9 +144,7 @@ def build_transfer_encoder(
                 "MODEL.TRANSFER.ENCODER_INIT 'seethroughnet' needs the SeeThroughNet checkpoint "
                 "(e.g. output/.../model_final.pth) in MODEL.TRANSFER.ENCODER_WEIGHTS"
             )
-        encoder = HRNetV2Encoder(
-            variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm, **fuse
-        )
+        encoder = options.build()
         report = load_seethroughnet_encoder(encoder, encoder_weights, trusted=trust_weights)
     else:
         if encoder_weights:
@@ -149,9 +152,7 @@ def build_transfer_encoder(
                 f"MODEL.TRANSFER.ENCODER_INIT 'random' with ENCODER_WEIGHTS {encoder_weights!r}: "
                 "set ENCODER_INIT to 'imagenet' or 'seethroughnet', or clear ENCODER_WEIGHTS"
             )
-        encoder = HRNetV2Encoder(
-            variant=variant, checkpoint=None, freeze_at=freeze_at, norm=norm, **fuse
-        )
+        encoder = options.build()
         report = {"init": "random", "path": None, "loaded": 0}
         logger.info("encoder: random initialisation (no weights loaded)")
     return encoder, report
@@ -271,17 +272,19 @@ def _encoder_kwargs(cfg, input_shape):
         )
     if input_shape is not None and input_shape.channels not in (None, 3):
         raise ValueError(f"HRNetV2 takes 3-channel images, got input_shape {input_shape}")
+    # the encoder's keys are read where SeeThroughNet reads them (EncoderOptions' config keys)
+    enc = EncoderOptions.from_cfg(cfg)
     return dict(
-        variant=cfg.MODEL.HRNET.VARIANT,
+        variant=enc.variant,
         encoder_init=t.ENCODER_INIT,
         encoder_weights=weights,
-        norm=cfg.MODEL.HRNET.NORM,
-        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        norm=enc.norm,
+        freeze_at=enc.freeze_at,
         freeze_encoder=t.FREEZE_ENCODER,
         norm_eval=t.ENCODER_NORM_EVAL,
-        trust_weights=cfg.MODEL.WEIGHTS_TRUSTED,
-        fuse_upsample=cfg.MODEL.HRNET.FUSE_UPSAMPLE,
-        fuse_align_corners=cfg.MODEL.HRNET.FUSE_ALIGN_CORNERS,
+        trust_weights=enc.trust_checkpoint,
+        fuse_upsample=enc.fuse_upsample,
+        fuse_align_corners=enc.fuse_align_corners,
     )
 
 
@@ -290,7 +293,7 @@ def build_hrnetv2_fpn_backbone(cfg, input_shape: Optional[ShapeSpec] = None):
     """``MODEL.BACKBONE.NAME: build_hrnetv2_fpn_backbone``: the encoder + detectron2's FPN. Reads
     ``MODEL.HRNET.{VARIANT,NORM,CHECKPOINT}``, ``MODEL.BACKBONE.FREEZE_AT``,
     ``MODEL.FPN.{IN_FEATURES,OUT_CHANNELS,NORM,FUSE_TYPE}`` and ``MODEL.TRANSFER.*`` (see
-    :mod:`seethroughnet.config`)."""
+    :mod:`transfer.config`)."""
     return build_transfer_backbone(
         **_encoder_kwargs(cfg, input_shape),
         neck="fpn",

@@ -33,10 +33,10 @@ import torch  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 
-from seethroughnet.config import build_config  # noqa: E402
 from seethroughnet.engine import Trainer as SeeThroughNetTrainer  # noqa: E402
 from seethroughnet.engine import add_eval_arguments, check_eval_weights  # noqa: E402
 from seethroughnet.resumable import build_resumable_train_loader  # noqa: E402
+from transfer.config import build_transfer_config  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
 from transfer.modeling import freeze_unused_parameters, head_in_features  # noqa: E402
 
@@ -232,7 +232,7 @@ def setup(args):
     from seethroughnet.utils.safe_load import apply_safety_arguments
 
     # safe YAML only (this file and its _BASE_ files) unless --allow-unsafe-config
-    cfg = build_config(
+    cfg = build_transfer_config(
         args.config_file,
         apply_safety_arguments(args, args.opts),
         allow_unsafe=getattr(args, "allow_unsafe_config", False),

@@ -55,6 +55,8 @@ def test_measured_tiny_model_flop_line_predicts_a_third_size():
 def test_detector_is_measured_at_its_training_size(detector):
     """Table 5's detectors: one training step on random boxes/polygons at the config's training
     size (mean short side, 1:2), no FLOP line; the rows scale by pixels only across sizes."""
+    import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
+    from transfer.config import add_transfer_config
     from transfer.table5 import SMOKE_OPTS
 
     cfg = os.path.join(REPO, f"transfer/configs/{detector}_hrnetv2_w48.yaml")
@@ -65,7 +67,9 @@ def test_detector_is_measured_at_its_training_size(detector):
         "INPUT.MIN_SIZE_TRAIN",
         "(64, 96)",
     ]
-    cost = gh.measure_model(detector, cfg, opts, warmup=0, steps=1)
+    cost = gh.measure_model(
+        detector, cfg, opts, warmup=0, steps=1, extra_config=(add_transfer_config,)
+    )
     assert cost.measure_size == (80, 160) and cost.a is None and cost.seconds > 0
     assert cost.image_seconds((160, 320)) == pytest.approx(4 * cost.seconds)
 

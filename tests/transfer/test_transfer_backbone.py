@@ -2,6 +2,7 @@
 weights from SeeThroughNet / ImageNet checkpoints, the frozen encoder, one training step of
 Mask R-CNN, Faster R-CNN and FCOS, and clear errors for unusable checkpoints."""
 
+import dataclasses
 import os
 
 import pytest
@@ -17,6 +18,7 @@ from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from seethroughnet.config import add_seethroughnet_config  # noqa: E402
+from transfer.config import add_transfer_config  # noqa: E402
 from transfer.encoder_init import (  # noqa: E402
     EncoderWeightsError,
     find_encoder_prefix,
@@ -64,8 +66,7 @@ def _save_stn_checkpoint(path, state, prefix="net.encoder.", extra=True):
 
 
 def _cfg(detector, **opts):
-    cfg = get_cfg()
-    add_seethroughnet_config(cfg)
+    cfg = add_transfer_config(add_seethroughnet_config(get_cfg()))
     cfg.merge_from_file(os.path.join(CONFIGS, DETECTORS[detector]))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.HRNET.VARIANT = VARIANT
@@ -331,3 +332,30 @@ def test_every_detector_is_evaluated_at_the_same_coco_thresholds():
             p = model.roi_heads.box_predictor
             seen[detector] = (p.test_score_thresh, p.test_nms_thresh, p.test_topk_per_image)
     assert seen == {d: (0.05, 0.5, 100) for d in DETECTORS}
+
+
+def test_encoder_is_built_by_the_projects_one_encoder_builder(monkeypatch, tmp_path):
+    """Every encoder init goes through ``EncoderOptions.build`` (seethroughnet/nn/options.py), with
+    the detector config's encoder keys; only the ImageNet init hands it a checkpoint."""
+    import timm
+
+    from seethroughnet.nn.options import EncoderOptions
+    from transfer.modeling import _encoder_kwargs, build_transfer_encoder
+
+    built = []
+    original = EncoderOptions.build
+    monkeypatch.setattr(EncoderOptions, "build", lambda self: built.append(self) or original(self))
+    cfg = _cfg("mask_rcnn")
+    cfg.MODEL.HRNET.FUSE_UPSAMPLE = "nearest"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 2
+    kw = _encoder_kwargs(cfg, None)
+    enc_kw = {k: kw[k] for k in ("variant", "norm", "freeze_at", "trust_weights")}
+    enc_kw.update(fuse_upsample=kw["fuse_upsample"], fuse_align_corners=kw["fuse_align_corners"])
+    build_transfer_encoder(encoder_init="random", **enc_kw)
+    path = tmp_path / "imagenet.pth"
+    torch.save(timm.create_model(VARIANT, pretrained=False).state_dict(), path)
+    build_transfer_encoder(encoder_init="imagenet", encoder_weights=str(path), **enc_kw)
+    expected = EncoderOptions(
+        variant=VARIANT, norm=cfg.MODEL.HRNET.NORM, freeze_at=2, fuse_upsample="nearest"
+    )
+    assert built == [expected, dataclasses.replace(expected, checkpoint=str(path))]

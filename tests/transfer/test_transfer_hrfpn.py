@@ -18,6 +18,7 @@ from detectron2.modeling import build_model  # noqa: E402
 
 from seethroughnet.config import add_seethroughnet_config  # noqa: E402
 from seethroughnet.modeling.backbone.hrnet import HRNetV2Backbone  # noqa: E402
+from transfer.config import add_transfer_config  # noqa: E402
 from transfer.hrfpn import HRFPN  # noqa: E402
 from transfer.modeling import build_transfer_backbone, recompute_encoder_bn_stats  # noqa: E402
 
@@ -98,8 +99,7 @@ def test_hrfpn_rejects_bad_options():
 
 
 def _fcos_cfg(**opts):
-    cfg = get_cfg()
-    add_seethroughnet_config(cfg)
+    cfg = add_transfer_config(add_seethroughnet_config(get_cfg()))
     cfg.merge_from_file(os.path.join(CONFIGS, "fcos_hrnetv2_w48.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.HRNET.VARIANT = SMALL
@@ -153,8 +153,7 @@ def test_full_model_gradient_clipping_matches_one_global_norm():
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
-    cfg = get_cfg()
-    add_seethroughnet_config(cfg)
+    cfg = add_transfer_config(add_seethroughnet_config(get_cfg()))
     cfg.merge_from_list(
         [
             "SOLVER.BASE_LR",

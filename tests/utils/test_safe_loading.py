@@ -18,6 +18,7 @@ from torch import nn
 
 pytest.importorskip("detectron2")
 
+from seethroughnet.nn.weights import UntrustedWeightsError as NNUntrustedWeightsError  # noqa: E402
 from seethroughnet.utils.safe_load import (  # noqa: E402
     RestrictedUnpickler,
     UnsafeConfigError,
@@ -213,7 +214,7 @@ def test_timm_and_torchvision_state_dicts_load(tmp_path, evil):
     torch.save(src.state_dict(), tmp_path / "timm.pth")
     enc = HRNetV2Encoder("hrnet_w18_small_v2", checkpoint=str(tmp_path / "timm.pth"))
     assert torch.equal(enc.body.conv1.weight, src.conv1.weight)
-    with pytest.raises(UntrustedWeightsError) as e:  # an ImageNet checkpoint with a payload
+    with pytest.raises(NNUntrustedWeightsError) as e:  # an ImageNet checkpoint with a payload
         HRNetV2Encoder("hrnet_w18_small_v2", checkpoint=str(evil.pth))
     evil.refused_weights(str(e.value), evil.pth)
     assert not evil.marker.exists()

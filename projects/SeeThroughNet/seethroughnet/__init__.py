@@ -7,8 +7,3 @@ The detectron2 glue (config keys, registries, dataset mappers, evaluators) lives
 """
 
 __version__ = "0.1.0"
-
-from . import cityscapes_alias as _cityscapes_alias
-
-# upstream detectron2 main imports cityscapesscripts under an internal path (see the module)
-_cityscapes_alias.install()

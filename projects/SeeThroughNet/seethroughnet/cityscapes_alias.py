@@ -12,7 +12,16 @@ real ``cityscapesscripts`` package installed from the registry (``cityscapesScri
 requirements.txt): importing ``deeplearning.projects.cityscapesApi.cityscapesscripts.X`` gives the
 module object ``cityscapesscripts.X``. Nothing is written to disk and no detectron2 file is
 changed; where a real ``deeplearning`` package is installed, nothing is done.
-It is installed when :mod:`seethroughnet` is imported; with detectron2 v0.6 it is never used.
+With detectron2 v0.6 it is never used.
+
+Where it is installed: upstream imports the internal path inside the functions that read or score
+Cityscapes (``load_cityscapes_instances`` / ``load_cityscapes_semantic``, the ``evaluate`` /
+``process`` methods of ``CityscapesSemSegEvaluator`` / ``CityscapesInstanceEvaluator``), not when
+``detectron2.data`` or ``detectron2.evaluation`` is imported. The project calls them only from
+``seethroughnet/data/datasets/cityscapes.py`` (which re-registers detectron2's Cityscapes names
+with validating loaders) and ``seethroughnet/evaluation/cityscapes.py``; each installs the finder
+when it is imported, before its detectron2 imports. ``import seethroughnet`` (and the plain-PyTorch
+:mod:`seethroughnet.nn`) leaves ``sys.meta_path`` alone.
 """
 
 from __future__ import annotations

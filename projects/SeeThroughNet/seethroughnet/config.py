@@ -5,14 +5,14 @@
 * SeeThroughNet (``MODEL.HRNET``, ``MODEL.SEE_THROUGH``, ``TEST.SEE_THROUGH``; paper Sec. 3),
 * the CPP plug-in study (``MODEL.DECODE_HEAD``, ``MODEL.CPP_AUX``, the dilated ResNet's
   ``MODEL.RESNETS`` extras; paper Tables 1-2, Figure 5),
-* the detection transfer (``MODEL.TRANSFER``, ``MODEL.HRFPN``, ``MODEL.FCOS``,
-  ``DATASETS.CITYSCAPES_*``; paper Table 5),
 * checkpoint safety and training guards shared by all of them,
 
-in the manner of detectron2's ``projects/DeepLab/deeplab/config.py``. The YAML files under
-``projects/SeeThroughNet/configs`` and ``transfer/configs`` set them with a comment saying where
-each value comes from. :func:`build_config` merges a file and ``KEY VALUE`` overrides into it;
-an unknown key is an error naming the file (or the override) and the key.
+in the manner of detectron2's ``projects/DeepLab/deeplab/config.py``. The detection transfer
+(paper Table 5) adds its own keys with ``transfer/config.py``'s ``add_transfer_config``, as
+detectron2's PointRend and DeepLab projects do; this package never imports ``transfer``. The YAML
+files under ``projects/SeeThroughNet/configs`` set the keys with a comment saying where each value
+comes from. :func:`build_config` merges a file and ``KEY VALUE`` overrides into it; an unknown key
+is an error naming the file (or the override) and the key.
 """
 
 import logging
@@ -27,12 +27,7 @@ from detectron2.config import get_cfg
 from . import modeling  # noqa: F401  (registration only)
 from .utils.safe_load import merge_config_file
 
-__all__ = ["add_seethroughnet_config", "build_config", "ENCODER_INITS", "TOP_BLOCKS", "NECKS"]
-
-# Allowed values of MODEL.TRANSFER.ENCODER_INIT, MODEL.TRANSFER.TOP_BLOCK and the transfer neck.
-ENCODER_INITS = ("imagenet", "seethroughnet", "random")
-TOP_BLOCKS = ("maxpool", "p6p7", "none")
-NECKS = ("hrfpn", "fpn")
+__all__ = ["add_seethroughnet_config", "build_config"]
 
 
 def add_seethroughnet_config(cfg):
@@ -42,19 +37,23 @@ def add_seethroughnet_config(cfg):
     _add_nvidia_pipeline_keys(cfg)
     _add_class_uniform_keys(cfg)
     _add_cpp_plugin_keys(cfg)
-    _add_transfer_keys(cfg)
     _add_safety_keys(cfg)
     return cfg
 
 
-def build_config(config_file=None, opts=(), *, allow_unsafe=False):
+def build_config(config_file=None, opts=(), *, allow_unsafe=False, extra=()):
     """A config with the project's keys, merged from ``config_file`` and ``KEY VALUE`` opts.
+
+    ``extra``: functions ``f(cfg)`` that add more keys before the merge (a project built on this
+    one: ``transfer.config.add_transfer_config`` for the detection transfer's configs).
 
     The file and its ``_BASE_`` files are read with safe YAML only (``UnsafeConfigError`` for a
     Python tag) unless ``allow_unsafe`` (``--allow-unsafe-config``). On a machine without a GPU a
     ``cuda`` ``MODEL.DEVICE`` becomes ``cpu`` with a warning.
     """
     cfg = add_seethroughnet_config(get_cfg())
+    for add_keys in extra:
+        add_keys(cfg)
     hint = (
         "see projects/SeeThroughNet/seethroughnet/config.py and detectron2's config/defaults.py "
         "for the keys"
@@ -316,76 +315,6 @@ def _add_cpp_plugin_keys(cfg):
     cfg.MODEL.RESNETS.IMAGENET_LAYOUT = "auto"
     # ResNet-D shortcut: average-pool then 1x1 conv in the strided blocks (timm resnet101d)
     cfg.MODEL.RESNETS.AVG_DOWN = False
-
-
-def _add_transfer_keys(cfg):
-    """The detection transfer (paper Table 5): how the HRNetV2 encoder enters a detector."""
-    cfg.MODEL.TRANSFER = CN()
-    # "imagenet": ENCODER_WEIGHTS (or MODEL.HRNET.CHECKPOINT) is a timm/official HRNet ImageNet
-    #   classification checkpoint, loaded strictly by HRNetV2Encoder.
-    # "seethroughnet": ENCODER_WEIGHTS is a checkpoint written by
-    #   projects/SeeThroughNet/train_net.py (with or without CPP); only its encoder weights are
-    #   taken, found under whatever prefix.
-    # "random": no weights (timm's initialisation).
-    cfg.MODEL.TRANSFER.ENCODER_INIT = "imagenet"
-    cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
-    # The paper's "En. frozen": every encoder parameter has requires_grad=False and the encoder
-    # stays in eval mode (BatchNorm statistics fixed) even under model.train().
-    cfg.MODEL.TRANSFER.FREEZE_ENCODER = False
-    # When fine-tuning: keep the encoder's BatchNorm layers in eval mode (running statistics
-    # fixed, affine parameters trained), as mmdetection's HRNet detectors (norm_eval=True) do;
-    # detection batches (2 images per GPU) are too small for BN statistics. False: BN trains.
-    # Ignored (BN trains) for ENCODER_INIT "random", whose statistics mean nothing.
-    cfg.MODEL.TRANSFER.ENCODER_NORM_EVAL = True
-    # FPN level above p5: "maxpool" (Faster/Mask R-CNN: p6 for the RPN), "p6p7" (FCOS/RetinaNet:
-    # p6, p7 by stride-2 convs from p5, as in detectron2's FCOS), "none".
-    cfg.MODEL.TRANSFER.TOP_BLOCK = "maxpool"
-    # Parameters that cannot receive a gradient because the heads do not read the features
-    # they feed (e.g. p2 and the stride-4 branch for an FCOS head on p3-p7) get
-    # requires_grad=False at build time, so that DistributedDataParallel does not need
-    # find_unused_parameters. They are listed in the log.
-    cfg.MODEL.TRANSFER.FREEZE_UNUSED = True
-    # Re-estimate the encoder's BatchNorm running statistics on this many training batches
-    # before the first iteration (cumulative average, encoder forward only, no weight changes;
-    # averaged over processes). 0 = keep the checkpoint's statistics. Meant for the ImageNet
-    # rows, whose statistics otherwise stay ImageNet's under ENCODER_NORM_EVAL / FREEZE_ENCODER
-    # while the SeeThroughNet rows carry Cityscapes statistics (transfer/README.md). Not run when
-    # a run resumes from its own checkpoint (the statistics are in it).
-    cfg.MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS = 0
-
-    # HRFPN (transfer/hrfpn.py), the neck of mmdetection's HRNet detectors; defaults are
-    # mmdetection's HRFPN defaults (mmdet/models/necks/hrfpn.py).
-    cfg.MODEL.HRFPN = CN()
-    cfg.MODEL.HRFPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.HRFPN.OUT_CHANNELS = 256
-    cfg.MODEL.HRFPN.NUM_OUTS = 5
-    cfg.MODEL.HRFPN.POOLING = "AVG"  # AVG | MAX
-    cfg.MODEL.HRFPN.CONV_STRIDE = (
-        1  # 2 in mmdetection's HRNet-FCOS configs (levels at strides 8..128)
-    )
-    cfg.MODEL.HRFPN.NORM = ""  # mmdetection: norm_cfg=None (conv with bias)
-
-    # FCOS as a yaml meta-architecture ("TransferFCOS"); values from detectron2's model zoo.
-    cfg.MODEL.FCOS = CN()
-    cfg.MODEL.FCOS.NUM_CLASSES = 80
-    cfg.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
-    cfg.MODEL.FCOS.NUM_CONVS = 4  # conv_dims=[256] * 4 in common/models/retinanet.py
-    cfg.MODEL.FCOS.HEAD_NORM = "GN"  # common/models/fcos.py
-    cfg.MODEL.FCOS.PRIOR_PROB = 0.01
-    cfg.MODEL.FCOS.CENTER_SAMPLING_RADIUS = 1.5
-    cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
-    cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
-    # test thresholds: the standard COCO-evaluation ones (mmdetection's FCOS test_cfg score_thr
-    # 0.05, nms iou_threshold 0.5; detectron2's ROI_HEADS defaults), not the FCOS LazyConfig's
-    # 0.2 / 0.6, so that every Table 5 detector is evaluated alike
-    cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.05
-    cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
-    cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.5
-
-    # Converted Cityscapes (transfer/convert_cityscapes_to_coco.py). "" =
-    # $DETECTRON2_DATASETS/cityscapes (default datasets/cityscapes) and <root>/annotations.
-    cfg.DATASETS.CITYSCAPES_ROOT = ""
-    cfg.DATASETS.CITYSCAPES_COCO_JSON_DIR = ""
 
 
 def _add_safety_keys(cfg):

@@ -1,6 +1,11 @@
 """Cityscapes' own pixel-level evaluation next to detectron2's ``SemSegEvaluator``."""
 
-from detectron2.evaluation import CityscapesSemSegEvaluator
+from .. import cityscapes_alias
+
+# upstream detectron2 main's evaluator imports cityscapesscripts under an internal path when run
+cityscapes_alias.install()
+
+from detectron2.evaluation import CityscapesSemSegEvaluator  # noqa: E402
 
 __all__ = ["CityscapesOfficialSemSegEvaluator"]
 

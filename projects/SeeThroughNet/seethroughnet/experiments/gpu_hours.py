@@ -271,14 +271,18 @@ def measure_model(
     fit_sizes: Optional[Sequence[Tuple[int, int]]] = None,
     warmup: int = 1,
     steps: int = 2,
+    extra_config: Sequence = (),
 ) -> ModelCost:
     """Build ``config_file`` + ``opts`` (random init, CPU, BN) and measure it (:class:`ModelCost`);
-    the FLOP line is fitted at ``fit_sizes`` (default ``measure_size`` and twice its sides)."""
+    the FLOP line is fitted at ``fit_sizes`` (default ``measure_size`` and twice its sides).
+    ``extra_config``: key adders for configs of another project (Table 5's detectors:
+    ``transfer.config.add_transfer_config``, whose caller also imports ``transfer.modeling`` to
+    register the detectors' backbones; this package does not import ``transfer``)."""
     from detectron2.modeling import build_model
 
     from .models import load_config
 
-    cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS))
+    cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS), extra_config=extra_config)
     torch.manual_seed(0)
     if is_detector(cfg):
         return _measure_detector(name, cfg, warmup, steps)
@@ -297,10 +301,9 @@ def _measure_detector(name: str, cfg, warmup: int, steps: int) -> "ModelCost":
     random init (the cost of a step does not depend on the weights), batch 1: no FLOP scaling."""
     from detectron2.modeling import build_model
 
-    import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
-
-    cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
-    cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
+    if "TRANSFER" in cfg.MODEL:  # Table 5's detectors (transfer/config.py): no encoder weights
+        cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
+        cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
     model = convert_sync_batchnorm_to_bn(build_model(cfg))
     size = train_size(cfg)
     inputs = detection_inputs(1, size, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
@@ -384,6 +387,7 @@ def measure_memory(
     config_file: str,
     opts: Sequence[str] = (),
     measure_size: Tuple[int, int] = (128, 256),
+    extra_config: Sequence = (),
 ) -> ModelMemory:
     """:class:`ModelMemory` of ``config_file`` + ``opts`` built as :func:`measure_model` builds it:
     a segmentor at half ``measure_size``'s sides and at ``measure_size`` (batch 2; the CPU's
@@ -394,13 +398,12 @@ def measure_memory(
 
     from .models import load_config
 
-    cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS))
+    cfg = load_config(config_file, list(opts) + list(MEASURE_OPTS), extra_config=extra_config)
     torch.manual_seed(0)
     if is_detector(cfg):
-        import transfer.modeling  # noqa: F401  (registers the detectors' backbones)
-
-        cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
-        cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
+        if "TRANSFER" in cfg.MODEL:  # Table 5's detectors (transfer/config.py): no encoder weights
+            cfg.MODEL.TRANSFER.ENCODER_INIT = "random"
+            cfg.MODEL.TRANSFER.ENCODER_WEIGHTS = ""
         model = convert_sync_batchnorm_to_bn(build_model(cfg))
         h, w = train_size(cfg)
         n = cfg.MODEL.ROI_HEADS.NUM_CLASSES
@@ -424,6 +427,7 @@ def run_rows(
     costs: Mapping[str, ModelCost],
     speedup: float,
     memories: Optional[Mapping[str, ModelMemory]] = None,
+    extra_config: Sequence = (),
 ) -> List[Dict[str, object]]:
     """One row per run group ``{"table", "name", "model", "config", "opts", "runs", "gpus"}``: its
     crop, batch and iterations read from the built config, CPU seconds per step, estimated GPU
@@ -435,7 +439,9 @@ def run_rows(
 
     rows = []
     for r in runs:
-        cfg = load_config(r["config"], list(r.get("opts", ())) + list(MEASURE_OPTS))
+        cfg = load_config(
+            r["config"], list(r.get("opts", ())) + list(MEASURE_OPTS), extra_config=extra_config
+        )
         crop = train_size(cfg)
         batch, iters = int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.SOLVER.MAX_ITER)
         cost = costs.get(r["model"])  # None: step time not measured (--skip-step-times)
@@ -477,6 +483,7 @@ def estimate(
     warmup: int = 1,
     steps: int = 2,
     progress: bool = True,
+    extra_config: Sequence = (),
 ) -> Tuple[List[Dict[str, object]], Dict[str, ModelCost], float]:
     """Measure every model that ``runs`` name (``models[name] = {"config", "opts"}``), the SGEMM
     rate, and return ``(rows, costs, cpu_sgemm_gflops)`` (:func:`run_rows`)."""
@@ -490,11 +497,17 @@ def estimate(
     for name in tqdm(needed, desc="measuring models", disable=not progress):
         m = models[name]
         costs[name] = measure_model(
-            name, m["config"], m.get("opts", ()), measure_size, warmup=warmup, steps=steps
+            name,
+            m["config"],
+            m.get("opts", ()),
+            measure_size,
+            warmup=warmup,
+            steps=steps,
+            extra_config=extra_config,
         )
     cpu = sgemm_gflops()
     speedup = gpu_peak_tflops * 1000 / cpu
-    return run_rows(runs, costs, speedup), costs, cpu
+    return run_rows(runs, costs, speedup, extra_config), costs, cpu
 
 
 def runs_from_grid(table: str, grid_file: str) -> Tuple[Dict[str, dict], List[dict]]:
@@ -806,7 +819,9 @@ def calibrate(rows, costs, memories, speedup: float, calibration: Mapping) -> Tu
     return calibrated_rows(rows, ratios["time"], ratios["memory"], ratios["gpu_choice"]), ratios
 
 
-def main(argv=None) -> int:
+def main(argv=None, extra_config: Sequence = ()) -> int:
+    """The command line; ``extra_config`` as in :func:`measure_model` (tools/estimate_gpu_hours.py
+    passes the transfer keys for Table 5's detector configs)."""
     import argparse
     import sys
 
@@ -875,14 +890,22 @@ def main(argv=None) -> int:
     for name in tqdm(timed, desc="measuring step times"):
         m = models[name]
         costs[name] = measure_model(
-            name, m["config"], m["opts"], size, warmup=a.warmup, steps=a.steps
+            name,
+            m["config"],
+            m["opts"],
+            size,
+            warmup=a.warmup,
+            steps=a.steps,
+            extra_config=extra_config,
         )
     memories: Dict[str, ModelMemory] = {}
     for name in tqdm(needed, desc="measuring memory"):
         m = models[name]
-        memories[name] = measure_memory(name, m["config"], m["opts"], size)
+        memories[name] = measure_memory(
+            name, m["config"], m["opts"], size, extra_config=extra_config
+        )
     speedup = float(spec["gpu"]["peak_tflops"]) * 1000 / cpu
-    rows = run_rows(runs, costs, speedup, memories)
+    rows = run_rows(runs, costs, speedup, memories, extra_config)
     rows, ratios = calibrate(rows, costs, memories, speedup, calibration)
     text = markdown(rows, costs, cpu, spec["gpu"], memories, ratios)
     os.makedirs(a.out, exist_ok=True)

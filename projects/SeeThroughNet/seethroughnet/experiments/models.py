@@ -24,17 +24,22 @@ def load_config(
     *,
     allow_unsafe_config: bool = False,
     trust_weights: bool = False,
+    extra_config: Sequence = (),
 ):
     """The project config (its keys, the CPP plug-in's) from ``config_file`` + ``KEY VALUE``
     ``opts``, after registering the datasets. The file is read with safe YAML only unless
     ``allow_unsafe_config``; ``trust_weights`` sets ``MODEL.WEIGHTS_TRUSTED True``
     (``--allow-unsafe-config`` / ``--trust-weights-file``). ``device`` overrides
-    ``MODEL.DEVICE``. Not frozen."""
+    ``MODEL.DEVICE``. ``extra_config``: functions ``f(cfg)`` adding the keys of a project built on
+    this one (``transfer.config.add_transfer_config`` for Table 5's detector configs). Not
+    frozen."""
     from seethroughnet.config import build_config
 
     register_datasets()
     opts = list(opts) + (["MODEL.WEIGHTS_TRUSTED", "True"] if trust_weights else [])
-    cfg = build_config(config_file, opts, allow_unsafe=allow_unsafe_config)
+    cfg = build_config(
+        config_file, opts, allow_unsafe=allow_unsafe_config, extra=tuple(extra_config)
+    )
     if device:
         cfg.MODEL.DEVICE = device
     return cfg

@@ -48,7 +48,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..utils.atomic import atomic_path
+from .atomic import atomic_path
 
 __all__ = [
     "REMAINDER_POLICIES",

@@ -51,7 +51,6 @@ from .layers import (  # FrozenBatchNorm2d, convert_norm: re-exported
     check_norm,
     convert_norm,
     short_list,
-    state_dict_of,
     strip_wrapper_prefixes,
 )
 
@@ -245,14 +244,14 @@ class HRNetV2Encoder(nn.Module):
 
         Raises ``ValueError`` listing missing / unexpected / shape-mismatched keys unless
         ``allow_partial``. BatchNorm ``num_batches_tracked`` buffers may be absent. The file is
-        read by :func:`seethroughnet.utils.safe_load.load_weights_file` (``weights_only=True``
-        for ``.pth``, numpy arrays only for ``.pkl``; other pickled objects refused unless
-        ``trusted``).
+        read by :func:`seethroughnet.nn.weights.load_state_dict_file` (``torch.load`` with
+        ``weights_only=True``; other pickled objects refused unless ``trusted``).
         """
-        from ..utils.safe_load import load_weights_file
+        from .weights import load_state_dict_file
 
-        obj = load_weights_file(path, trusted=trusted)
-        state = strip_wrapper_prefixes(state_dict_of(obj), WRAPPER_PREFIXES)
+        state = strip_wrapper_prefixes(
+            load_state_dict_file(path, trusted=trusted), WRAPPER_PREFIXES
+        )
         dropped = [k for k in state if k.startswith(_CLASSIFIER_PREFIXES)]
         state = {k: v for k, v in state.items() if k not in set(dropped)}
         own = self.body.state_dict()

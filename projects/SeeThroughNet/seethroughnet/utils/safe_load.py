@@ -29,6 +29,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import yaml
 
+from ..nn import weights as _nn_weights
+
 __all__ = [
     "ALLOW_UNSAFE_CONFIG_FLAG",
     "TRUST_WEIGHTS_FLAG",
@@ -74,8 +76,9 @@ class UnsafeConfigError(UnsafeFileError):
     pass
 
 
-class UntrustedWeightsError(UnsafeFileError, pickle.UnpicklingError):
-    pass
+class UntrustedWeightsError(UnsafeFileError, _nn_weights.UntrustedWeightsError):
+    """A refused weight file; a subclass of the plain loader's error in
+    :mod:`seethroughnet.nn.weights` (itself a ``pickle.UnpicklingError``)."""
 
 
 # ------------------------------------------------------------------------------------------ YAML

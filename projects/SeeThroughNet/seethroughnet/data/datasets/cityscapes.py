@@ -20,11 +20,20 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 
-from ...nn.layers import short_list
-from .validation import (
+from ... import cityscapes_alias
+
+# upstream detectron2 main's loaders import cityscapesscripts under an internal path when called
+cityscapes_alias.install()
+
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.data.datasets.cityscapes import (  # noqa: E402
+    load_cityscapes_instances,
+    load_cityscapes_semantic,
+)
+
+from ...nn.layers import short_list  # noqa: E402
+from .validation import (  # noqa: E402
     DatasetError,
     LabelFile,
     LabelTable,

@@ -77,9 +77,10 @@ $(STAMP_UPSTREAM): requirements.txt pyproject.toml $(UPSTREAM_PREREQ)
 
 # REPRODUCE.md's smoke runs (marker reproduce, a few minutes) run on route A only, and so do the
 # test files whose whole (static) import graph holds no detectron2 (tests/route_selection.py):
-# the same code on every install, already run by `make test`.
+# the same code on every install, already run by `make test`. Two processes (pytest-xdist), each
+# test file in one of them (its module fixtures and order kept).
 test-upstream: $(STAMP_UPSTREAM)
-	SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1 $(PY_UPSTREAM) -m pytest tests -q -m "not reproduce" --ignore=tests/mmseg --durations=15
+	SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1 $(PY_UPSTREAM) -m pytest tests -q -m "not reproduce" --ignore=tests/mmseg --durations=15 -n 2 --dist loadfile
 
 # The MMSegmentation equivalence tier (tests/mmseg): MMSegmentation 1.2.2 itself, run side by side
 # with the project's Table 1 models, losses and pipelines. Its own venv shares route A's packages (as

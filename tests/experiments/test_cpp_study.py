@@ -361,7 +361,9 @@ def test_cli_overrides_reach_every_cell_after_the_grid_opts(tmp_path, monkeypatc
     grid["opts"] = ["SOLVER.MAX_ITER", "3"]
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
     seen = {}
-    monkeypatch.setattr(rs, "run_grid", lambda g, out, **kw: seen.update(cells=rs.expand_grid(g)))
+    monkeypatch.setattr(
+        rs, "run_grid", lambda g, out, **kw: seen.update(cells=rs.expand_grid(g)) or []
+    )
     monkeypatch.setattr(rs, "render", lambda *a, **k: "")
     args = ["run", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "out")]
     assert rs.main(args + ["MODEL.HRNET.CHECKPOINT", "w.pth", "SOLVER.MAX_ITER", "5"]) == 0

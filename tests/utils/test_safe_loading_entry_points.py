@@ -19,10 +19,10 @@ from torch import nn
 
 pytest.importorskip("detectron2")
 
-from seethroughnet.utils.safe_load import (  # noqa: E402
-    UnsafeConfigError,
-    UntrustedWeightsError,
-)
+# the plain loader's error (seethroughnet.nn.weights): the encoder builders raise it, and the
+# detectron2 glue's UntrustedWeightsError is its subclass, so it catches a refusal from either
+from seethroughnet.nn.weights import UntrustedWeightsError  # noqa: E402
+from seethroughnet.utils.safe_load import UnsafeConfigError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(

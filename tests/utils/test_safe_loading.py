@@ -48,9 +48,10 @@ def test_yaml_python_tag_refused_by_the_config_builders(evil):
     assert not evil.marker.exists()
 
 
-def test_detectron2_is_never_asked_to_fall_back_to_unsafe_yaml(evil, monkeypatch):
-    """Defence in depth: even if the tag scan missed the tag, detectron2's merge_from_file is
-    called with allow_unsafe=False and so raises instead of calling yaml.unsafe_load."""
+def test_fvcore_itself_refuses_unsafe_yaml(evil, monkeypatch):
+    """fvcore does the reading (merge_from_file with allow_unsafe=False, yaml.safe_load): with the
+    project's explanation of a failure switched off, fvcore's own ConstructorError stops the
+    load and the payload never runs."""
     import yaml
 
     from seethroughnet.config import build_config

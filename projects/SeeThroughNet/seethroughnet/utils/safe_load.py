@@ -2,9 +2,10 @@
 
 Every YAML config, checkpoint and weight file the project opens goes through this module:
 
-* YAML configs (and every ``_BASE_`` file they pull in) are parsed with PyYAML's ``SafeLoader``
-  only. A file holding a tag that needs Python objects (``!!python/object/apply:...``) is refused
-  by :class:`UnsafeConfigError`, naming the file, the tag and its line, unless the caller opted in
+* YAML configs (and every ``_BASE_`` file they pull in) are read by fvcore's own safe load
+  (``yaml.safe_load``); other YAML files (grids, cost files) by :func:`load_yaml_file`. A file
+  holding a tag that needs Python objects (``!!python/object/apply:...``) is refused by
+  :class:`UnsafeConfigError`, naming the file, the tag and its line, unless the caller opted in
   (``--allow-unsafe-config``).
 * ``.pth`` / ``.pt`` (and any other non-``.pkl``) files load with ``torch.load(weights_only=True)``
   (tensors, containers, numbers, strings, and the numpy arrays of :data:`NUMPY_GLOBALS`).
@@ -204,15 +205,13 @@ def check_config_mapping(path: str, data: Any, via: str = "") -> dict:
 def _config_chain(path: str, allow_unsafe: bool, parent: str = "", depth: int = 0):
     """``[(file, dict)]`` for ``path`` and its ``_BASE_`` files, resolved as fvcore's
     ``CfgNode.load_yaml_with_base`` does; a file that is not a mapping of config keys raises
-    :class:`ConfigFileError`."""
+    :class:`ConfigFileError`, a tag safe YAML cannot construct :class:`UnsafeConfigError` (both
+    naming the file and the file whose ``_BASE_`` pulled it in). Used by
+    :func:`merge_config_file` only to explain a failure of fvcore's own reading."""
     if depth > 32:
         raise ValueError(f"config file {path}: more than 32 nested {BASE_KEY} files (a cycle?)")
     via = f" ({BASE_KEY} of {parent})" if parent else ""
-    if str(path).endswith(".py"):
-        raise ConfigFileError(
-            f"config file {path}{via} is a Python file (a detectron2 LazyConfig); this project's "
-            f"tools read YAML configs: expected {_EXPECTED_CONFIG}"
-        )
+    _refuse_python_config(path, via)
     data = check_config_mapping(path, load_yaml_file(path, allow_unsafe=allow_unsafe, via=via), via)
     out = [(path, data)]
     if data.get(BASE_KEY):
@@ -225,21 +224,51 @@ def _config_chain(path: str, allow_unsafe: bool, parent: str = "", depth: int = 
     return out
 
 
+def _refuse_python_config(path: str, via: str = "") -> None:
+    if str(path).endswith(".py"):
+        raise ConfigFileError(
+            f"config file {path}{via} is a Python file (a detectron2 LazyConfig); this project's "
+            f"tools read YAML configs: expected {_EXPECTED_CONFIG}"
+        )
+
+
 def merge_config_file(cfg, path: str, *, allow_unsafe: bool = False) -> None:
-    """``cfg.merge_from_file(path)`` with safe YAML only: ``path`` and every ``_BASE_`` file are
-    checked first (:func:`load_yaml_file`), and detectron2 is called with ``allow_unsafe`` off so
-    that it never falls back to ``yaml.unsafe_load`` by itself. Also refuses a file that sets
-    ``MODEL.WEIGHTS_TRUSTED: True`` (only the user, on the command line, can vouch for weights)."""
-    for name, data in _config_chain(path, allow_unsafe):
-        model = data.get("MODEL") if isinstance(data, dict) else None
-        if isinstance(model, dict) and model.get("WEIGHTS_TRUSTED"):
-            raise UnsafeConfigError(
-                f"config file {name} sets {TRUST_WEIGHTS_KEY}: a config file cannot vouch for "
-                "weight files. "
-                f"Remove the key; if you trust the weights, pass {TRUST_WEIGHTS_FLAG} (or "
-                f"{TRUST_WEIGHTS_KEY} True) on the command line"
-            )
-    cfg.merge_from_file(path, allow_unsafe=allow_unsafe)
+    """``cfg.merge_from_file(path)`` read by fvcore's own safe loader, with checks around it.
+
+    detectron2's ``merge_from_file(path, allow_unsafe=False)`` reads ``path`` and its ``_BASE_``
+    chain through fvcore's ``CfgNode.load_yaml_with_base``, which parses with ``yaml.safe_load``
+    and raises on any tag safe YAML cannot construct (``allow_unsafe=True``, the
+    ``--allow-unsafe-config`` opt-in, lets fvcore fall back to ``yaml.unsafe_load`` with its own
+    warning). The project adds only:
+
+    * before: a ``.py`` file (a LazyConfig) is refused without being read;
+    * when fvcore fails: the chain is re-read file by file (:func:`_config_chain`) to raise an
+      error naming the file, the tag and its line (:class:`UnsafeConfigError`), or what the file
+      holds instead of a mapping of config keys (:class:`ConfigFileError`); an error it cannot
+      explain (an unknown key) is raised as fvcore raised it;
+    * after: a chain that sets ``MODEL.WEIGHTS_TRUSTED: True`` is refused (only the user, on the
+      command line, can vouch for weights). ``cfg`` is changed only when every check passed."""
+    _refuse_python_config(path)
+    staged = cfg.clone()
+    try:
+        staged.merge_from_file(path, allow_unsafe=allow_unsafe)
+    except Exception:
+        _config_chain(path, allow_unsafe)  # raises the named error where a file explains it
+        raise
+    trusted_key = TRUST_WEIGHTS_KEY.split(".")[-1]
+    if staged.MODEL.get(trusted_key) and not cfg.MODEL.get(trusted_key):
+        setters = [
+            name
+            for name, data in _config_chain(path, allow_unsafe)
+            if isinstance(data.get("MODEL"), dict) and data["MODEL"].get(trusted_key)
+        ]
+        raise UnsafeConfigError(
+            f"config file {setters[0] if setters else path} sets {TRUST_WEIGHTS_KEY}: a config "
+            "file cannot vouch for weight files. "
+            f"Remove the key; if you trust the weights, pass {TRUST_WEIGHTS_FLAG} (or "
+            f"{TRUST_WEIGHTS_KEY} True) on the command line"
+        )
+    cfg.merge_from_other_cfg(staged)
 
 
 # -------------------------------------------------------------------------------------- pickles

@@ -74,9 +74,8 @@ def add_transfer_config(cfg):
     cfg.MODEL.HRFPN.OUT_CHANNELS = 256
     cfg.MODEL.HRFPN.NUM_OUTS = 5
     cfg.MODEL.HRFPN.POOLING = "AVG"  # AVG | MAX
-    cfg.MODEL.HRFPN.CONV_STRIDE = (
-        1  # 2 in mmdetection's HRNet-FCOS configs (levels at strides 8..128)
-    )
+    # 2 in mmdetection's HRNet-FCOS configs (levels at strides 8..128)
+    cfg.MODEL.HRFPN.CONV_STRIDE = 1
     cfg.MODEL.HRFPN.NORM = ""  # mmdetection: norm_cfg=None (conv with bias)
 
     # FCOS as a yaml meta-architecture ("TransferFCOS"); values from detectron2's model zoo.

@@ -386,8 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="ITERS",
         help="ImageNet rows: re-estimate the encoder's BatchNorm statistics on ITERS training "
-        "batches "
-        "before training (MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS); 0 = keep ImageNet's",
+        "batches before training (MODEL.TRANSFER.ENCODER_BN_RECOMPUTE_ITERS); 0 = keep ImageNet's",
     )
     p.add_argument(
         "--variant",

@@ -82,8 +82,7 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
         )
         lines += [
             f"**{heading}** — fine-tuned encoder (frozen encoder in parentheses); best per "
-            "detector in bold "
-            f"where values differ.{seeds_note}",
+            f"detector in bold where values differ.{seeds_note}",
             "",
         ]
         lines.append(

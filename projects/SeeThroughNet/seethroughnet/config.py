@@ -91,9 +91,8 @@ def _add_seethroughnet_keys(cfg):
     # HRNetV2 encoder (timm's HRNet), registered as detectron2 backbone "build_hrnetv2_backbone".
     cfg.MODEL.HRNET = CN()
     cfg.MODEL.HRNET.VARIANT = "hrnet_w48"  # hrnet_w48 (paper) | hrnet_w18 | hrnet_w18_small_v2
-    cfg.MODEL.HRNET.CHECKPOINT = (
-        ""  # optional local ImageNet checkpoint file (timm or official HRNet release layout)
-    )
+    # optional local ImageNet checkpoint file (timm or official HRNet release layout)
+    cfg.MODEL.HRNET.CHECKPOINT = ""
     cfg.MODEL.HRNET.NORM = "BN"  # BN | SyncBN | FrozenBN
     cfg.MODEL.HRNET.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # strides 4, 8, 16, 32
     # Up-sampling of the lower branches in the HRNet fuse layers: "bilinear" = the segmentation
@@ -108,15 +107,12 @@ def _add_seethroughnet_keys(cfg):
 
     cfg.MODEL.SEE_THROUGH = CN()
     # See-Through decoder (Sec. 3.2, Fig. 4, Eq. 3)
-    cfg.MODEL.SEE_THROUGH.DECODER_CHANNELS = (
-        0  # hidden width of the coarse heads (0: the branch width)
-    )
-    cfg.MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS = (
-        256  # hidden width of the attention-mask generators
-    )
-    cfg.MODEL.SEE_THROUGH.HEAD_NORM = (
-        "BN"  # norm of the decoder / OCR / attention heads: BN | SyncBN
-    )
+    # hidden width of the coarse heads (0: the branch width)
+    cfg.MODEL.SEE_THROUGH.DECODER_CHANNELS = 0
+    # hidden width of the attention-mask generators
+    cfg.MODEL.SEE_THROUGH.DECODER_ATTENTION_CHANNELS = 256
+    # norm of the decoder / OCR / attention heads: BN | SyncBN
+    cfg.MODEL.SEE_THROUGH.HEAD_NORM = "BN"
     cfg.MODEL.SEE_THROUGH.USE_SCALE_ATTENTION = True  # Table 4: off = sum of up-sampled maps
     # Auxiliary (decoder) losses at 1/16, 1/8, 1/4 of both passes (Eq. 6):
     # "cpp_kl" (the paper), "upsample_ce" (Table 4 "CPP off" baseline) or "nearest_ce".
@@ -125,9 +121,8 @@ def _add_seethroughnet_keys(cfg):
     # "aggregated" (the maps after the Eq. 3 aggregation). docs/seethroughnet_model.md says why.
     cfg.MODEL.SEE_THROUGH.CPP_ON = "coarse"
     cfg.MODEL.SEE_THROUGH.AUX_LOSS_WEIGHTS = [1.0, 1.0, 1.0]  # at 1/16, 1/8, 1/4
-    cfg.MODEL.SEE_THROUGH.KL_DIRECTION = (
-        "target_to_prediction"  # or "prediction_to_target" (literal Eq. 2)
-    )
+    # "target_to_prediction" or "prediction_to_target" (the literal Eq. 2)
+    cfg.MODEL.SEE_THROUGH.KL_DIRECTION = "target_to_prediction"
     cfg.MODEL.SEE_THROUGH.IGNORE_MODE = "renormalize"  # how CPP targets treat the ignore channel
     # OCR head (Yuan et al.), Sec. 3.2
     cfg.MODEL.SEE_THROUGH.OCR_MID_CHANNELS = 512
@@ -135,9 +130,8 @@ def _add_seethroughnet_keys(cfg):
     cfg.MODEL.SEE_THROUGH.OCR_DROPOUT = 0.05
     # Two-resolution training merged by attention (Eq. 4, after Tao et al.)
     cfg.MODEL.SEE_THROUGH.TRAIN_SCALES = [0.5, 1.0]  # or [1.0]: single-resolution training
-    cfg.MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS = (
-        256  # hidden width of Tao et al.'s attention head
-    )
+    # hidden width of Tao et al.'s attention head
+    cfg.MODEL.SEE_THROUGH.SCALE_ATTENTION_CHANNELS = 256
     # Objective (Eqs. 5 and 7)
     # Eq. 5: RMI on the merged output, as the RMI reference code computes it (nn/rmi_loss.py).
     # Defaults = NVIDIA/semantic-segmentation's RMILoss, which the paper's recipe [41] trains with;
@@ -148,14 +142,12 @@ def _add_seethroughnet_keys(cfg):
     cfg.MODEL.SEE_THROUGH.RMI.RADIUS = 3  # R: R x R neighbourhoods
     cfg.MODEL.SEE_THROUGH.RMI.POOL = "avg"  # "avg" | "max": down-sampling before the neighbourhoods
     cfg.MODEL.SEE_THROUGH.RMI.POOL_STRIDE = 4  # pooling kernel = stride (1: none)
-    cfg.MODEL.SEE_THROUGH.RMI.CLASS_REDUCTION = (
-        "sum"  # "sum" (RMI Eq. 16, both references) | "mean"
-    )
+    # "sum" (RMI Eq. 16, both references) | "mean"
+    cfg.MODEL.SEE_THROUGH.RMI.CLASS_REDUCTION = "sum"
     # Eq. 7: gamma times a per-pass loss on X_1.0 and up-sampled X_0.5
     cfg.MODEL.SEE_THROUGH.CE_WEIGHT = 0.05  # gamma
-    cfg.MODEL.SEE_THROUGH.PER_SCALE_LOSS = (
-        "ce"  # "ce" (softmax, the paper's L_ce) | "bce" ([41]'s code: RMI with RMI off)
-    )
+    # "ce" (softmax, the paper's L_ce) | "bce" ([41]'s code: RMI with RMI off)
+    cfg.MODEL.SEE_THROUGH.PER_SCALE_LOSS = "ce"
 
     # Inference (Sec. 4): scales, flip, merge, whole-image or sliding-window
     cfg.TEST.SEE_THROUGH = CN()

@@ -255,8 +255,7 @@ def cmd_memory(a) -> None:
         r.append(f"{(base[r[0]] / ref - 1) * 100:+.1f}%" if ref else "-")
     _print(
         f"CPU peak RSS of one training step: {a.backbone}, {a.heads} heads, batch {a.batch}, "
-        f"{a.size[0]}x{a.size[1]} "
-        "(two training resolutions), a fresh process per variant",
+        f"{a.size[0]}x{a.size[1]} (two training resolutions), a fresh process per variant",
         [
             "aux losses",
             "loss terms",
@@ -281,8 +280,7 @@ def cmd_infer(a) -> None:
     res = benchmark_infer(cells, tuple(a.size), reps, warm, a.heads, a.device)
     _print(
         f"Inference on {a.device}, batch 1, {a.heads} heads ({time.perf_counter() - t0:.0f} s; "
-        "warm-up runs: "
-        f"{a.warmup}, W48 multi-scale {a.warmup_slow})",
+        f"warm-up runs: {a.warmup}, W48 multi-scale {a.warmup_slow})",
         INFER_HEADERS,
         infer_rows(res, a.size),
     )

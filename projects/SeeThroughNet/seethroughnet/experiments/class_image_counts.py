@@ -382,8 +382,7 @@ def format_markdown(counts: ClassImageCounts) -> str:
     )
     lines = [
         f"**Images per class: {counts.name}** ({n} image{'' if n == 1 else 's'}; an image "
-        "contains a "
-        f"class when at least {at_least} it; source: {counts.source})",
+        f"contains a class when at least {at_least} it; source: {counts.source})",
         "",
         f"| {counts.id_column} | class | images | % of images | pixels | % of labelled pixels |",
         "|---:|:---|---:|---:|---:|---:|",

@@ -254,9 +254,9 @@ def _figure5_model_markdown(grid: dict, records: List[dict], model: str) -> str:
     feats = figure5_features(grid, records, model)
     lines = [
         f"mIoU of {model} on {fig['dataset']} vs number of auxiliary heads "
-        "(mean ± std over seeds; "
-        "n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default res4, res5, res3, res2; "
-        "the stages each point used, as its cells recorded them, in brackets)",
+        "(mean ± std over seeds; n heads = the first n of MODEL.CPP_AUX.ADD_ORDER, default "
+        "res4, res5, res3, res2; the stages each point used, as its cells recorded them, in "
+        "brackets)",
         "",
         "| auxiliary heads | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),

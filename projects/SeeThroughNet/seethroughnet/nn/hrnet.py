@@ -216,8 +216,7 @@ class HRNetV2Encoder(nn.Module):
             )
             logging.getLogger(__name__).info(
                 "HRNet ImageNet checkpoint %s: %d tensors loaded, %d missing, %d unexpected, %d "
-                "wrongly shaped, "
-                "%d classification-head tensors dropped",
+                "wrongly shaped, %d classification-head tensors dropped",
                 checkpoint,
                 len(rep.loaded),
                 len(rep.missing),

@@ -64,9 +64,8 @@ POOL_MODES = ("avg", "max")
 CLASS_REDUCTIONS = ("sum", "mean")
 
 _PROB_FLOOR = 1e-6  # added to the masked probabilities (the references' _CLIP_MIN)
-_LOG_EPS = (
-    1e-8  # added to the Cholesky diagonal before the log (the references' log_det_by_cholesky)
-)
+# added to the Cholesky diagonal before the log (the references' log_det_by_cholesky)
+_LOG_EPS = 1e-8
 
 
 def log_det_by_cholesky(matrices: torch.Tensor, floor: float) -> torch.Tensor:

@@ -146,9 +146,8 @@ def load_yaml_file(
         if not allow_unsafe:
             raise UnsafeConfigError(
                 f"{what} {path}{via}, line {line}: refused, the tag {tag} asks YAML to create "
-                "Python objects "
-                "(running code from the file); configs are read with safe YAML only. If you trust "
-                f"this file, pass {ALLOW_UNSAFE_CONFIG_FLAG}"
+                "Python objects (running code from the file); configs are read with safe YAML "
+                f"only. If you trust this file, pass {ALLOW_UNSAFE_CONFIG_FLAG}"
             )
         logger.warning(
             "%s %s, line %d: tag %s read with yaml.unsafe_load (%s)",

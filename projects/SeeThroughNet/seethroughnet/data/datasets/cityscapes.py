@@ -241,8 +241,7 @@ def _scan(
             "Every leftImg8bit/<split>/<city>/<name>_leftImg8bit.png needs its "
             "gtFine/<split>/<city>/"
             "<name>_gtFine_* files and vice versa: restore the missing files or remove the "
-            "orphans. "
-            f"Cityscapes root: {root} ({origin}).",
+            f"orphans. Cityscapes root: {root} ({origin}).",
         )
     return pairs
 

@@ -172,8 +172,7 @@ def generate_synthetic_cityscapes(
         raise SyntheticDatasetError(
             f"{root}: the folder is not empty and has no {MANIFEST_NAME} (a real Cityscapes, or "
             "other files?). Refusing to write into it. Pass --overwrite (overwrite=True) to delete "
-            "its leftImg8bit/ and gtFine/ "
-            "and generate there, or choose another output folder."
+            "its leftImg8bit/ and gtFine/ and generate there, or choose another output folder."
         )
     if wipe:
         for sub in ("leftImg8bit", "gtFine"):

@@ -331,7 +331,7 @@ def _add_safety_keys(cfg):
     # Stop training when any loss term is NaN or infinite (naming the term and iteration).
     cfg.SOLVER.CHECK_FINITE_LOSS = True
 
-    # Files from elsewhere (issue 15).
+    # Files from elsewhere.
     # Weight / checkpoint files holding pickled Python objects beyond tensors, numpy arrays,
     # numbers, strings and containers are refused (loading them runs code from the file) unless
     # this is True. Only the command line can set it (KEY VALUE or --trust-weights-file): a YAML

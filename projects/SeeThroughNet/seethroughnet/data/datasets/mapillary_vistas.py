@@ -35,12 +35,11 @@ on the 65 native classes).  datasets/README.md lists it as a table. Two variants
 
 * ``mapillary_vistas_cityscapes19_sem_seg_{train,val}`` (default, :data:`MAPILLARY_TO_CITYSCAPES`):
   ``on-rails`` -> 255, so the pre-training sees no Cityscapes ``train`` pixel. This is the paper's
-  stated setting: its Mapillary data "had no train class label" (its words as issue 23 quotes
-  them), and, as the issue reports, the paper builds its argument about the ``train`` class on
-  that premise.
+  stated setting: its Mapillary data "had no train class label" (the paper's words), and the
+  paper builds its argument about the ``train`` class on that premise.
 * ``mapillary_vistas_cityscapes19_onrails_train_sem_seg_{train,val}``
   (:data:`MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN`): ``on-rails`` -> ``train``, unipercept's table
-  unchanged (the project's mapping before issue 23).
+  unchanged.
 
 The switch is the dataset name (``DATASETS.TRAIN`` / ``DATASETS.TEST``), not a config key: each
 variant is a different set of label files on disk (:data:`MAPPED_LABEL_DIRS`), and the names are
@@ -112,8 +111,8 @@ MAPILLARY_IGNORE_LABEL = 65  # "void--unlabeled"
 #: Mapillary label name -> Cityscapes training class; labels not listed become 255 (ignored).
 #: Source: kurt-stolle/unipercept, sources/unipercept/data/sets/vistas.py, CLASSES_AS_CITYSCAPES,
 #: except ``object--vehicle--on-rails`` (unipercept: ``train``), left out here so that it becomes
-#: 255: the paper's Mapillary data "had no train class label" (issue 23; the default, see the
-#: module docstring). :data:`MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN` is unipercept's table whole.
+#: 255: the paper's Mapillary data "had no train class label" (the default; see the module
+#: docstring). :data:`MAPILLARY_TO_CITYSCAPES_ONRAILS_TRAIN` is unipercept's table whole.
 MAPILLARY_TO_CITYSCAPES: Dict[str, str] = {
     "construction--flat--road": "road",
     "construction--flat--bike-lane": "road",

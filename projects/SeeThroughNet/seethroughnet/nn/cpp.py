@@ -31,9 +31,9 @@ Policies (see ``docs/cpp_pooling.md``):
 Implementation: no full-resolution one-hot tensor is ever built. On CPU a small C++ kernel
 (``csrc/cpp_pool.cpp``, a custom operator built on first use by ``torch.utils.cpp_extension.load``
 and cached) counts every pixel in a single pass; everywhere else (CUDA tensors, unusual dtypes,
-no compiler) a pure-torch path counts with ``bincount`` over ``class * cells + cell`` indices in
-bounded-size row bands. Both paths give identical results; the tests check one against the other
-and both against a direct reference.
+no compiler or ninja) a pure-torch path counts with ``bincount`` over ``class * cells + cell``
+indices in bounded-size row bands. Both paths give identical results; the tests check one against
+the other and both against a direct reference.
 """
 
 from __future__ import annotations

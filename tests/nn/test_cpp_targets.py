@@ -212,6 +212,22 @@ def test_auto_falls_back_to_torch_without_kernel(monkeypatch):
         cpp_targets(lab, 4, 4, backend="compiled")
 
 
+def test_ninja_found_beside_the_interpreter(monkeypatch, tmp_path):
+    """``pip install ninja`` puts it in the environment's scripts folder, not always on PATH."""
+    scripts = tmp_path / "bin"
+    scripts.mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(cpp.sysconfig, "get_path", lambda name: str(scripts))
+    assert not cpp._ninja_on_path()
+    ninja = scripts / "ninja"
+    ninja.write_text("#!/bin/sh\n")
+    ninja.chmod(0o755)
+    assert cpp._ninja_on_path()
+    assert cpp.os.environ["PATH"].split(cpp.os.pathsep) == [str(empty), str(scripts)]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
 def test_cuda_agrees_with_cpu(dtype):

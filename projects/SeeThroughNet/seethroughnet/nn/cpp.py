@@ -29,26 +29,24 @@ Policies (see ``docs/cpp_pooling.md``):
   smaller) 1/4 result.
 
 Implementation: no full-resolution one-hot tensor is ever built. On CPU a small C++ kernel
-(``csrc/cpp_pool.cpp``, compiled on first use with the system compiler, cached, loaded with
-:mod:`ctypes`) counts every pixel in a single pass; everywhere else (CUDA tensors, unusual dtypes,
-no compiler) a pure-torch path counts with ``bincount`` over ``class * cells + cell`` indices in
-bounded-size row bands. Both paths give identical results; the tests check one against the other
-and both against a direct reference.
+(``csrc/cpp_pool.cpp``, a custom operator built on first use by ``torch.utils.cpp_extension.load``
+and cached) counts every pixel in a single pass; everywhere else (CUDA tensors, unusual dtypes,
+no compiler or ninja) a pure-torch path counts with ``bincount`` over ``class * cells + cell``
+indices in bounded-size row bands. Both paths give identical results; the tests check one against
+the other and both against a direct reference.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import shutil
-import subprocess
+import sys
+import sysconfig
 import threading
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
-
-from .atomic import atomic_path
 
 __all__ = [
     "REMAINDER_POLICIES",
@@ -76,13 +74,8 @@ for _name in ("uint16", "uint32", "uint64"):
     if hasattr(torch, _name):
         _INTEGER_DTYPES.add(getattr(torch, _name))
 
-_KERNEL_SUFFIX = {
-    torch.uint8: "u8",
-    torch.int8: "i8",
-    torch.int16: "i16",
-    torch.int32: "i32",
-    torch.int64: "i64",
-}
+# label dtypes the compiled kernel takes (and torch.aminmax supports)
+_KERNEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 # Pixels per bincount chunk of the pure-torch path: bounds its temporary memory to a few MiB.
 _TORCH_CHUNK_PIXELS = 1 << 19
@@ -142,7 +135,7 @@ def validate_labels(labels: torch.Tensor, num_classes: int, ignore_value: int = 
     _check_label_dtype(labels)
     if labels.numel() == 0:
         return
-    if labels.dtype not in _KERNEL_SUFFIX:  # uint16/32/64: aminmax is not implemented for them
+    if labels.dtype not in _KERNEL_DTYPES:  # uint16/32/64: aminmax is not implemented for them
         labels = labels.to(torch.int64)
     lo, hi = torch.aminmax(labels)
     lo, hi = int(lo), int(hi)
@@ -177,8 +170,9 @@ def cpp_output_size(size: int, scale: int, remainder: str = "pad") -> int:
 # --------------------------------------------------------------------------------------------
 
 _KERNEL_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "cpp_pool.cpp")
+_KERNEL_CFLAGS = ["-O3"]
 _kernel_lock = threading.Lock()
-_kernel_lib: Optional[ctypes.CDLL] = None
+_kernel_op: Optional[Callable] = None
 _kernel_error: Optional[str] = None
 
 
@@ -190,66 +184,78 @@ def _build_dir() -> str:
     return os.path.join(cache, "seethroughnet")
 
 
-def _load_kernel() -> Optional[ctypes.CDLL]:
-    """Compile (once, cached by source hash) and load the C++ kernel; ``None`` if unavailable.
+def _ninja_on_path() -> bool:
+    """True if ``ninja`` (needed by ``torch.utils.cpp_extension.load``) can be run.
 
-    Set ``SEETHROUGHNET_DISABLE_KERNEL=1`` to force the pure-torch path.
+    A ``pip install ninja`` puts it beside the interpreter (the environment's scripts folder),
+    which is not on ``PATH`` when the environment's python is run without activating it; that
+    folder is then appended to this process's ``PATH``.
     """
-    global _kernel_lib, _kernel_error
-    if _kernel_lib is not None or _kernel_error is not None:
-        return _kernel_lib
+    if shutil.which("ninja"):
+        return True
+    scripts = sysconfig.get_path("scripts")
+    if scripts and shutil.which("ninja", path=scripts):
+        os.environ["PATH"] = os.pathsep.join(filter(None, [os.environ.get("PATH"), scripts]))
+        return True
+    return False
+
+
+def _load_kernel() -> Optional[Callable]:
+    """Build (once per source, torch and python version; cached) and load the C++ kernel.
+
+    Returns ``torch.ops.seethroughnet.cpp_chain``, or ``None`` if it is unavailable (the reason
+    is kept for :func:`compiled_kernel_available`). Built by ``torch.utils.cpp_extension.load``
+    (ninja and the system C++ compiler, ``$CXX`` or ``c++``) into
+    ``$SEETHROUGHNET_BUILD_DIR`` or ``~/.cache/seethroughnet/``. Set
+    ``SEETHROUGHNET_DISABLE_KERNEL=1`` to force the pure-torch path.
+    """
+    global _kernel_op, _kernel_error
+    if _kernel_op is not None or _kernel_error is not None:
+        return _kernel_op
     with _kernel_lock:
-        if _kernel_lib is not None or _kernel_error is not None:
-            return _kernel_lib
+        if _kernel_op is not None or _kernel_error is not None:
+            return _kernel_op
         if os.environ.get("SEETHROUGHNET_DISABLE_KERNEL", "") not in ("", "0"):
             _kernel_error = "disabled by SEETHROUGHNET_DISABLE_KERNEL"
             return None
         try:
+            if not _ninja_on_path():
+                raise RuntimeError(
+                    "ninja not found on PATH (torch.utils.cpp_extension needs it: "
+                    "`pip install ninja` or the system package ninja-build)"
+                )
             with open(_KERNEL_SRC, "rb") as f:
                 src = f.read()
-            cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-            if cxx is None:
-                raise RuntimeError("no C++ compiler (g++/c++) on PATH")
-            flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread"]
-            key = hashlib.sha256(src + " ".join([cxx] + flags).encode()).hexdigest()[:16]
-            out_dir = _build_dir()
+            tag = " ".join([torch.__version__, sys.version, *_KERNEL_CFLAGS]).encode()
+            key = hashlib.sha256(src + tag).hexdigest()[:16]
+            out_dir = os.path.join(_build_dir(), f"cpp_pool_{key}")
             os.makedirs(out_dir, exist_ok=True)
-            so_path = os.path.join(out_dir, f"cpp_pool_{key}.so")
-            if not os.path.exists(so_path):
-                # atomic: concurrent builders never see a partial file
-                with atomic_path(so_path) as tmp:
-                    subprocess.run(
-                        [cxx, *flags, _KERNEL_SRC, "-o", tmp],
-                        check=True,
-                        capture_output=True,
-                        timeout=300,
-                    )
-            lib = ctypes.CDLL(so_path)
-            i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-            for sfx in _KERNEL_SUFFIX.values():
-                fn = getattr(lib, f"cpp_chain_{sfx}")
-                fn.argtypes = [ptr, i64, i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr, c_int, ptr]
-                fn.restype = None
-            _kernel_lib = lib
-        except Exception as exc:  # no compiler, build failure, read-only cache, ...
-            detail = (
-                exc.stderr.decode(errors="replace")[-2000:]
-                if hasattr(exc, "stderr") and exc.stderr
-                else ""
+            from torch.utils.cpp_extension import load
+
+            # registers the operator seethroughnet::cpp_chain; concurrent builders wait on a
+            # file lock in out_dir, later processes reuse the library (ninja finds it up to date)
+            load(
+                name="seethroughnet_cpp_pool",
+                sources=[_KERNEL_SRC],
+                extra_cflags=_KERNEL_CFLAGS,
+                build_directory=out_dir,
+                is_python_module=False,
             )
-            _kernel_error = f"{type(exc).__name__}: {exc} {detail}".strip()
-            _kernel_lib = None
-    return _kernel_lib
+            _kernel_op = torch.ops.seethroughnet.cpp_chain
+        except Exception as exc:  # no compiler or ninja, build failure, read-only cache, ...
+            _kernel_error = f"{type(exc).__name__}: {str(exc)[-2000:]}".strip()
+            _kernel_op = None
+    return _kernel_op
 
 
 def compiled_kernel_available() -> Tuple[bool, str]:
     """``(True, "")`` if the compiled CPU kernel loads, else ``(False, reason)``."""
-    lib = _load_kernel()
-    return (lib is not None), (_kernel_error or "")
+    op = _load_kernel()
+    return (op is not None), (_kernel_error or "")
 
 
 def _kernel_usable(labels: torch.Tensor) -> bool:
-    return labels.device.type == "cpu" and labels.dtype in _KERNEL_SUFFIX
+    return labels.device.type == "cpu" and labels.dtype in _KERNEL_DTYPES
 
 
 def _chains(scales: Sequence[int]) -> List[List[int]]:
@@ -266,37 +272,21 @@ def _chains(scales: Sequence[int]) -> List[List[int]]:
 
 
 def _chain_compiled(labels, chain, sizes, K, ignore_value) -> dict:
-    """All scales of one chain in one pass of the compiled kernel; ``{scale: (N, K+1, h, w)}``."""
-    lib = _load_kernel()
-    labels = labels.contiguous()
-    N, H, W = labels.shape
-    outs = [torch.empty((N, K + 1) + sizes[s], dtype=torch.float32) for s in chain]
-    S = len(chain)
-    i64arr = ctypes.c_int64 * S
-    scales_c = i64arr(*chain)
-    hos = i64arr(*[sizes[s][0] for s in chain])
-    wos = i64arr(*[sizes[s][1] for s in chain])
-    ptrs = (ctypes.c_void_p * S)(*[o.data_ptr() for o in outs])
-    bad = (ctypes.c_int64 * 2)(0, 0)
-    if labels.numel() and all(o.numel() for o in outs):
-        fn = getattr(lib, f"cpp_chain_{_KERNEL_SUFFIX[labels.dtype]}")
-        fn(
-            labels.data_ptr(),
-            N,
-            H,
-            W,
-            K,
-            int(ignore_value),
-            S,
-            scales_c,
-            hos,
-            wos,
-            ptrs,
-            torch.get_num_threads(),
-            bad,
-        )
-    if bad[0]:
-        raise ValueError(_bad_label_message(int(bad[1]), K, ignore_value))
+    """All scales of one chain in one pass of the compiled kernel; ``{scale: (N, K+1, h, w)}``.
+
+    A label outside ``[0, K)`` that is not ``ignore_value`` raises ``ValueError`` (from the
+    kernel, same message as :func:`validate_labels`).
+    """
+    op = _load_kernel()
+    outs = op(
+        labels,
+        K,
+        int(ignore_value),
+        list(chain),
+        [sizes[s][0] for s in chain],
+        [sizes[s][1] for s in chain],
+        torch.get_num_threads(),
+    )
     return dict(zip(chain, outs))
 
 
@@ -433,7 +423,7 @@ def cpp_targets(
         raise ValueError(f"ignore_value {ignore_value} collides with a class index in [0, {K})")
     batched = labels.dim() == 3
     lab = labels if batched else labels.unsqueeze(0)
-    if lab.dtype not in _KERNEL_SUFFIX:  # uint16/32/64: few torch ops support them
+    if lab.dtype not in _KERNEL_DTYPES:  # uint16/32/64: few torch ops support them
         lab = lab.to(torch.int64)
     N, H, W = lab.shape
     sizes = {

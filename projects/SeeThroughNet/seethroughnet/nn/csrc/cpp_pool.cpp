@@ -1,25 +1,30 @@
 // Class Probability Preserving (CPP) pooling, CPU kernel (SeeThroughNet, CVPR 2022, Eq. 1).
 //
-// Plain C ABI, no torch headers: seethroughnet/nn/cpp.py compiles this file with the system C++
-// compiler on first use, loads it with ctypes and passes tensor data pointers. The pure-torch
-// path in cpp.py is the reference; tests/nn/test_cpp_targets.py checks this kernel against it and
-// both against a direct one-hot + average-pooling computation.
+// A PyTorch custom operator, seethroughnet::cpp_chain, registered with TORCH_LIBRARY;
+// seethroughnet/nn/cpp.py builds this file with torch.utils.cpp_extension.load on first use and
+// calls torch.ops.seethroughnet.cpp_chain. The pure-torch path in cpp.py is the reference;
+// tests/nn/test_cpp_targets.py checks this kernel against it and both against a direct one-hot +
+// average-pooling computation.
 //
-// cpp_chain_<T>(labels, N, H, W, K, ignore, S, scales, Hos, Wos, outs, nthreads, bad)
-//   labels: (N, H, W) contiguous integer labels.
+// cpp_chain(labels, num_classes, ignore_value, scales, out_heights, out_widths, num_threads)
+//   labels: (N, H, W) CPU integer labels (uint8, int8, int16, int32, int64).
 //   scales: S scales s_0 < s_1 < ... < s_{S-1}, each dividing the next (a chain such as 4, 8, 16, 32).
-//   outs[k]: float32 (N, K+1, Hos[k], Wos[k]) contiguous, written completely (no need to zero).
-//   Hos/Wos: ceil(H/s) ("pad" policy) or floor(H/s) ("crop" policy).
+//   out_heights/out_widths: ceil(H/s) ("pad" policy) or floor(H/s) ("crop" policy) per scale.
+//   Returns S float32 tensors (N, K+1, out_heights[k], out_widths[k]) of class fractions.
 //
 //   One pass over the labels. Pixels are counted into the rows of the finest output (as float
 //   counts; exact below 2^24), each finished row of scale k is added block-wise into its row of
 //   scale k+1 (counts at s_{k+1} are sums of (s_{k+1}/s_k)^2 blocks of counts at s_k), then the
 //   pixels of edge cells that lie outside the label map are added to the ignore channel and the
-//   row is divided by s_k^2. Work is split over (n, band of s_{S-1} label rows) across nthreads
+//   row is divided by s_k^2. Work is split over (n, band of s_{S-1} label rows) across num_threads
 //   std::threads; every band owns whole rows of every scale, so no two threads write one cell.
 //
-//   Labels outside [0, K) that are not `ignore` are not counted; bad[0] is set to 1 and bad[1]
-//   to the first such value met.
+//   A label outside [0, K) that is not `ignore` raises ValueError naming the first such value met.
+
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <atomic>
@@ -211,26 +216,46 @@ void chain_impl(const T* labels, int64_t N, int64_t H, int64_t W, int64_t K, int
   }
 }
 
+std::vector<at::Tensor> cpp_chain_cpu(const at::Tensor& labels_in, int64_t K, int64_t ignore,
+                                      c10::IntArrayRef scales, c10::IntArrayRef hos,
+                                      c10::IntArrayRef wos, int64_t num_threads) {
+  TORCH_CHECK(labels_in.dim() == 3, "cpp_chain: labels must be (N, H, W), got ", labels_in.sizes());
+  const int64_t S = int64_t(scales.size());
+  TORCH_CHECK(S > 0 && int64_t(hos.size()) == S && int64_t(wos.size()) == S,
+              "cpp_chain: scales, out_heights and out_widths must have one entry per scale");
+  const at::Tensor labels = labels_in.contiguous();
+  const int64_t N = labels.size(0), H = labels.size(1), W = labels.size(2);
+  std::vector<at::Tensor> outs;
+  std::vector<float*> out_ptrs;
+  bool empty = labels.numel() == 0;
+  for (int64_t k = 0; k < S; ++k) {
+    outs.push_back(at::empty({N, K + 1, hos[k], wos[k]}, labels.options().dtype(at::kFloat)));
+    out_ptrs.push_back(outs.back().data_ptr<float>());
+    empty |= outs.back().numel() == 0;
+  }
+  if (empty) return outs;
+  int64_t bad[2] = {0, 0};
+  AT_DISPATCH_INTEGRAL_TYPES(labels.scalar_type(), "cpp_chain", [&] {
+    const scalar_t* lab = labels.const_data_ptr<scalar_t>();
+    const int nt = int(num_threads);
+    switch (scales[0]) {
+      case 2: chain_impl<scalar_t, 2>(lab, N, H, W, K, ignore, S, scales.data(), hos.data(), wos.data(), out_ptrs.data(), nt, bad); break;
+      case 4: chain_impl<scalar_t, 4>(lab, N, H, W, K, ignore, S, scales.data(), hos.data(), wos.data(), out_ptrs.data(), nt, bad); break;
+      case 8: chain_impl<scalar_t, 8>(lab, N, H, W, K, ignore, S, scales.data(), hos.data(), wos.data(), out_ptrs.data(), nt, bad); break;
+      default: chain_impl<scalar_t, 0>(lab, N, H, W, K, ignore, S, scales.data(), hos.data(), wos.data(), out_ptrs.data(), nt, bad);
+    }
+  });
+  TORCH_CHECK_VALUE(!bad[0], "label value ", bad[1], " is outside [0, ", K,
+                    ") and is not the ignore value ", ignore);
+  return outs;
+}
+
 }  // namespace
 
-extern "C" {
+TORCH_LIBRARY(seethroughnet, m) {
+  m.def(
+      "cpp_chain(Tensor labels, int num_classes, int ignore_value, int[] scales, "
+      "int[] out_heights, int[] out_widths, int num_threads) -> Tensor[]");
+}
 
-#define CPP_CHAIN(NAME, T)                                                                       \
-  void NAME(const T* labels, int64_t N, int64_t H, int64_t W, int64_t K, int64_t ignore,         \
-            int64_t S, const int64_t* scales, const int64_t* Hos, const int64_t* Wos,            \
-            float* const* outs, int nthreads, int64_t* bad) {                                    \
-    switch (scales[0]) {                                                                         \
-      case 2: chain_impl<T, 2>(labels, N, H, W, K, ignore, S, scales, Hos, Wos, outs, nthreads, bad); break; \
-      case 4: chain_impl<T, 4>(labels, N, H, W, K, ignore, S, scales, Hos, Wos, outs, nthreads, bad); break; \
-      case 8: chain_impl<T, 8>(labels, N, H, W, K, ignore, S, scales, Hos, Wos, outs, nthreads, bad); break; \
-      default: chain_impl<T, 0>(labels, N, H, W, K, ignore, S, scales, Hos, Wos, outs, nthreads, bad); \
-    }                                                                                            \
-  }
-
-CPP_CHAIN(cpp_chain_u8, uint8_t)
-CPP_CHAIN(cpp_chain_i8, int8_t)
-CPP_CHAIN(cpp_chain_i16, int16_t)
-CPP_CHAIN(cpp_chain_i32, int32_t)
-CPP_CHAIN(cpp_chain_i64, int64_t)
-
-}  // extern "C"
+TORCH_LIBRARY_IMPL(seethroughnet, CPU, m) { m.impl("cpp_chain", &cpp_chain_cpu); }

@@ -4,6 +4,9 @@ Every result is checked against ``reference_cpp`` below: a direct numpy count of
 each ``s x s`` cell (no code shared with the implementation).
 """
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -220,12 +223,17 @@ def test_ninja_found_beside_the_interpreter(monkeypatch, tmp_path):
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setattr(cpp.sysconfig, "get_path", lambda name: str(scripts))
+    package_bin = tmp_path / "package_bin"  # the ninja package's BIN_DIR (a shared install)
+    package_bin.mkdir()
+    monkeypatch.setitem(sys.modules, "ninja", types.SimpleNamespace(BIN_DIR=str(package_bin)))
     assert not cpp._ninja_on_path()
-    ninja = scripts / "ninja"
-    ninja.write_text("#!/bin/sh\n")
-    ninja.chmod(0o755)
-    assert cpp._ninja_on_path()
-    assert cpp.os.environ["PATH"].split(cpp.os.pathsep) == [str(empty), str(scripts)]
+    for folder in (package_bin, scripts):  # either folder holding ninja is enough; scripts first
+        ninja = folder / "ninja"
+        ninja.write_text("#!/bin/sh\n")
+        ninja.chmod(0o755)
+        monkeypatch.setenv("PATH", str(empty))
+        assert cpp._ninja_on_path()
+        assert cpp.os.environ["PATH"].split(cpp.os.pathsep) == [str(empty), str(folder)]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")

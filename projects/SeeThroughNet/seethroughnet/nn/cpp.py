@@ -189,14 +189,21 @@ def _ninja_on_path() -> bool:
 
     A ``pip install ninja`` puts it beside the interpreter (the environment's scripts folder),
     which is not on ``PATH`` when the environment's python is run without activating it; that
-    folder is then appended to this process's ``PATH``.
+    folder (or the ``ninja`` package's ``BIN_DIR``) is then appended to this process's ``PATH``.
     """
     if shutil.which("ninja"):
         return True
-    scripts = sysconfig.get_path("scripts")
-    if scripts and shutil.which("ninja", path=scripts):
-        os.environ["PATH"] = os.pathsep.join(filter(None, [os.environ.get("PATH"), scripts]))
-        return True
+    folders = [sysconfig.get_path("scripts")]
+    try:  # the ninja package's own binary folder (another environment's, on a shared install)
+        import ninja
+
+        folders.append(ninja.BIN_DIR)
+    except (ImportError, AttributeError):
+        pass
+    for folder in filter(None, folders):
+        if shutil.which("ninja", path=folder):
+            os.environ["PATH"] = os.pathsep.join(filter(None, [os.environ.get("PATH"), folder]))
+            return True
     return False
 
 

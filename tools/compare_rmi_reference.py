@@ -182,9 +182,9 @@ def main(argv=None):
                 dv = rel(v_ours, v_ref)
                 dg = float((g_ours - g_ref).abs().max() / g_ref.abs().max().clamp_min(1e-30))
                 worst = max(worst, dv, dg)
-                rows.append([ref_name, set_name, case_name, f"{v_ours:.6f}", f"{v_ref:.6f}"])
-                rows[-1] += [f"{dv:.1e}", f"{dg:.1e}"]
-                print(f"{ref_name}, {set_name}, {case_name}: {', '.join(rows[-1][3:])}", flush=True)
+                values = [f"{v_ours:.6f}", f"{v_ref:.6f}", f"{dv:.1e}", f"{dg:.1e}"]
+                rows.append([ref_name, set_name, case_name, *values])
+                print(f"{ref_name}, {set_name}, {case_name}: {', '.join(values)}", flush=True)
     align = ["left"] * 3 + ["right"] * 4
     lines = [markdown_table(headers, rows, colalign=align), ""]
     lines.append(f"largest relative difference: {worst:.1e} (tolerance {args.rtol:g})")

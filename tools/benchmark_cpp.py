@@ -36,6 +36,7 @@ from typing import Callable, Dict, List
 import torch
 import torch.nn.functional as F
 
+from seethroughnet.experiments.report import markdown_table
 from seethroughnet.nn.cpp import compiled_kernel_available, cpp_targets, nearest_downsample
 
 SCALES = (4, 8, 16, 32)
@@ -243,16 +244,19 @@ def main(argv: List[str] = None) -> int:
             mems[name] = memory_in_subprocess(name, args)
     floor = times["floor"]
     print()
-    print("| method | median ms | x (iv) | min ms | peak extra MiB | x (1/4 output) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
     for name in METHODS:
         mem = (
-            f"{mems[name] / 2**20:.1f} | {mems[name] / out4_bytes:.2f}" if name in mems else "- | -"
+            [f"{mems[name] / 2**20:.1f}", f"{mems[name] / out4_bytes:.2f}"]
+            if name in mems
+            else ["-", "-"]
         )
-        print(
-            f"| {LABELS[name]} | {times[name] * 1e3:.2f} | {times[name] / floor:.1f} | "
-            f"{min(samples[name]) * 1e3:.2f} | {mem} |"
+        rows.append(
+            [LABELS[name], f"{times[name] * 1e3:.2f}", f"{times[name] / floor:.1f}"]
+            + [f"{min(samples[name]) * 1e3:.2f}", *mem]
         )
+    headers = ["method", "median ms", "x (iv)", "min ms", "peak extra MiB", "x (1/4 output)"]
+    print(markdown_table(headers, rows, colalign=["left"] + ["right"] * 5))
     print(f"load average at end {os.getloadavg()[0]:.2f} (other processes share this machine)")
     print(
         f"(median of {args.repeats} interleaved runs, {args.naive_repeats} for (iii); "

@@ -39,6 +39,7 @@ sys.path.insert(
     ),
 )
 
+from seethroughnet.experiments.report import markdown_table  # noqa: E402
 from seethroughnet.nn.rmi_loss import RMILoss  # noqa: E402
 from seethroughnet.utils import atomic_path  # noqa: E402
 
@@ -162,11 +163,9 @@ def main(argv=None):
     p.add_argument("--output", help="also write the table to this markdown file")
     args = p.parse_args(argv)
     zju_cls, nvidia_cls = load_references(args.zju, args.nvidia)
-    lines = [
-        "| reference | setting | case | ours | reference | value rel. diff | gradient max rel. "
-        "diff |",
-        "|---|---|---|---:|---:|---:|---:|",
-    ]
+    headers = ["reference", "setting", "case", "ours", "reference", "value rel. diff"]
+    headers.append("gradient max rel. diff")
+    rows = []
     worst = 0.0
     for ref_name, ref_cls in (
         ("ZJULearning/RMI", zju_cls),
@@ -183,14 +182,13 @@ def main(argv=None):
                 dv = rel(v_ours, v_ref)
                 dg = float((g_ours - g_ref).abs().max() / g_ref.abs().max().clamp_min(1e-30))
                 worst = max(worst, dv, dg)
-                lines.append(
-                    f"| {ref_name} | {set_name} | {case_name} | {v_ours:.6f} | {v_ref:.6f} | "
-                    f"{dv:.1e} | {dg:.1e} |"
-                )
-                print(lines[-1], flush=True)
-    lines.append("")
+                values = [f"{v_ours:.6f}", f"{v_ref:.6f}", f"{dv:.1e}", f"{dg:.1e}"]
+                rows.append([ref_name, set_name, case_name, *values])
+                print(f"{ref_name}, {set_name}, {case_name}: {', '.join(values)}", flush=True)
+    align = ["left"] * 3 + ["right"] * 4
+    lines = [markdown_table(headers, rows, colalign=align), ""]
     lines.append(f"largest relative difference: {worst:.1e} (tolerance {args.rtol:g})")
-    print(lines[-1])
+    print("\n".join(lines))
     if args.output:
         with atomic_path(args.output) as tmp:
             with open(tmp, "w") as f:

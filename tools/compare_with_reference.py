@@ -65,6 +65,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "projects", "SeeThroughNet"))
 
 from seethroughnet.conversion.ocr_references import convert_reference_checkpoint  # noqa: E402
+from seethroughnet.experiments.report import markdown_table  # noqa: E402
 from seethroughnet.nn.ocr_head import concat_hrnetv2  # noqa: E402
 from seethroughnet.utils import atomic_path  # noqa: E402
 
@@ -458,16 +459,16 @@ def main(argv=None) -> int:
             header.append(f"HRNet-Semantic-Segmentation (HRNet-OCR) {commit}")
             print(report.summary().replace(tmp + os.sep, ""))
     lines = [f"references: {'; '.join(header)}; torch {torch.__version__}; float32, CPU", ""]
-    lines.append(
-        "| reference -> project | input | scales | compared | max abs diff | max abs reference |"
-    )
-    lines.append("|---|---|---|---|---|---|")
+    headers = ["reference -> project", "input", "scales", "compared", "max abs diff"]
+    headers.append("max abs reference")
+    cells = []
     failed = 0
     for name, size, scales, what, diff, ref_max in rows:
         ok = diff < args.atol
         failed += not ok
         mark = "" if ok else " FAIL"
-        lines.append(f"| {name} | {size} | {scales} | {what} | {diff:.2e}{mark} | {ref_max:.3g} |")
+        cells.append([name, size, scales, what, f"{diff:.2e}{mark}", f"{ref_max:.3g}"])
+    lines.append(markdown_table(headers, cells))
     table = "\n".join(lines)
     print(table)
     if args.output:

@@ -426,6 +426,7 @@ def main(argv=None) -> int:
     if args.device == "cpu" and not args.tiny:
         p.error("--device cpu needs --tiny (the full sizes are meant for a GPU)")
     s = Settings(args.tiny, args.device)
+    from seethroughnet.experiments.report import markdown_table
     from seethroughnet.utils import atomic_path
 
     rows: List[List[str]] = []
@@ -457,8 +458,7 @@ def main(argv=None) -> int:
         f"Command: `{command.strip()}` (`make gpu-check`), total {total:.0f} s.",
         "",
     ]
-    text += environment(s) + ["", "| check | result |", "|---|---|"]
-    text += [f"| {a} | {b} |" for a, b in rows]
+    text += environment(s) + ["", markdown_table(["check", "result"], rows)]
     text += [
         "",
         f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed else "All checks passed.",

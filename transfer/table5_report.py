@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 from seethroughnet import paper_numbers
-from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png
+from seethroughnet.experiments.report import (
+    figure,
+    fmt_mean_std,
+    markdown_table,
+    mean_std,
+    save_png,
+)
 from seethroughnet.utils.atomic import write_text_atomic
 
 from .table5_grid import DETECTORS, INITS, METRIC_LABELS, METRICS, MODES, Cell, gather, plan
@@ -85,10 +91,7 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
             f"detector in bold where values differ.{seeds_note}",
             "",
         ]
-        lines.append(
-            "| Detector | Encoder | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " |"
-        )
-        lines.append("|---|---|" + "---|" * len(METRICS))
+        rows = []
         for det in dets:
             best = {}
             for mode in MODES:
@@ -110,8 +113,9 @@ def render_markdown(records: Dict[Cell, dict], title: str = "") -> str:
                         )
                         parts.append(_fmt(e, is_best))
                     cells.append(f"{parts[0]} ({parts[1]})")
-                lines.append(f"| {DETECTORS[det][0]} | {label} | " + " | ".join(cells) + " |")
-        lines.append("")
+                rows.append([DETECTORS[det][0], label, *cells])
+        headers = ["Detector", "Encoder"] + [METRIC_LABELS[m] for m in METRICS]
+        lines += [markdown_table(headers, rows), ""]
     lines += paper_comparison(records)
     failed = [(c, r) for c, r in records.items() if r.get("status") != "ok"]
     if failed:
@@ -170,7 +174,7 @@ def paper_comparison(records: Dict[Cell, dict]) -> list:
                             paper_numbers.fmt(p, 1) if paper else "n/a",
                             paper_numbers.fmt_diff(e.mean, p, 1) if paper else "n/a",
                         ]
-                    rows.append("| " + " | ".join(cells) + " |")
+                    rows.append(cells)
         if task == "bbox":
             intro = (
                 "**Against the paper, box AP** — measured mean over seeds, "
@@ -184,8 +188,7 @@ def paper_comparison(records: Dict[Cell, dict]) -> list:
                 "**Against the paper, Mask R-CNN mask AP** — the same paper numbers as above "
                 "(the paper does not say whether they are box or mask AP)."
             )
-        out += [intro, "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        out += rows + [""]
+        out += [intro, "", *markdown_table(headers, rows).splitlines(), ""]
     return out
 
 

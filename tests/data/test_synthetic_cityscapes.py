@@ -18,6 +18,7 @@ from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.labels import id2label, labels, name2label
 from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
+from markdown_rows import row_starting, table_rows
 from PIL import Image
 
 from seethroughnet.data import synthetic as sc
@@ -307,9 +308,15 @@ def test_statistics_match_the_manifest(dataset):
         measured.update({k + "group": v for k, v in st["groups"].items()})
         assert measured == manifest["instances"][split]
     table = sc.format_statistics(stats)
-    assert (
-        "| car | 13 |" in table and len(table.splitlines()) == 2 + 19 + 2
-    )  # header, 19 classes, void, images
+    rows = table_rows(table)  # header, 19 classes, void, images; the separator is not a row
+    assert len(rows) == len(table.splitlines()) - 1 == 1 + 19 + 2
+    header = ["class", "trainId", "train pixels %", "val pixels %"]
+    assert rows[0] == header + ["train instances", "val instances"]
+    groups = stats["train"]["groups"].get("car")
+    car = str(stats["train"]["instances"]["car"]) + (f" (+{groups} groups)" if groups else "")
+    assert row_starting(table, "car", "13")[4] == car
+    images = row_starting(table, "images")
+    assert images == ["images", "", str(NUM["train"]), str(NUM["val"]), "", ""]
 
 
 # --- (c) cityscapesscripts' evaluation: ground truth as prediction scores 100 % -----------------

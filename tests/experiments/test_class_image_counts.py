@@ -8,11 +8,13 @@ each *_gtFine_labelTrainIds.png), on a tiny synthetic Cityscapes and on a hand-m
 import glob
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_rows import row_starting, table_rows
 from PIL import Image
 
 from seethroughnet.experiments import class_image_counts as tool
@@ -183,14 +185,17 @@ def test_hand_made_folder_known_counts(two_image_root, tmp_path, capsys):
     assert result["num_images"] == 2
     assert result["ignored_pixels"] == 10 and result["labelled_pixels"] == 190
     text = open(md).read()
-    assert "| 0 | road | 2 | 100.0 | 157 | 82.63 |" in text
-    assert "| 10 | sky | 1 | 50.0 | 30 | 15.79 |" in text
-    assert "| 13 | car | 1 | 50.0 | 3 | 1.58 |" in text
-    assert "| 14 | truck | 0 | 0.0 | 0 | 0.00 |" in text
-    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert [int(r.split("|")[1]) for r in rows] == list(
-        range(NUM_CLASSES)
-    )  # class order, as Table 3
+    assert row_starting(text, "0") == ["0", "road", "2", "100.0", "157", "82.63"]
+    assert row_starting(text, "10") == ["10", "sky", "1", "50.0", "30", "15.79"]
+    assert row_starting(text, "13") == ["13", "car", "1", "50.0", "3", "1.58"]
+    assert row_starting(text, "14") == ["14", "truck", "0", "0.0", "0", "0.00"]
+    rows = table_rows(text)
+    assert rows[0] == ["trainId", "class", "images", "% of images", "pixels"] + [
+        "% of labelled pixels"
+    ]
+    assert [int(r[0]) for r in rows[1:]] == list(range(NUM_CLASSES))  # class order, as Table 3
+    # numbers right-aligned, class names left-aligned
+    assert re.search(r"^\|-+:\|:-+\|(-+:\|){4}$", text, re.M)
 
     # car has 3 pixels: with --min-pixels 4 image b no longer contains it
     rc, _, err = _run_train_split(

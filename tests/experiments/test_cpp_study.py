@@ -7,6 +7,7 @@ import os
 import sys
 
 import pytest
+from markdown_rows import has_row, row_starting, rows_starting, table_rows
 
 from seethroughnet.experiments import cpp_study as rs
 from seethroughnet.experiments import cpp_study_report as report
@@ -131,8 +132,8 @@ def test_crashing_cell_is_recorded_and_marked_and_retried(tmp_path):
     assert rec["status"] == "failed" and "out of memory" in rec["error"]
     assert sum(r["status"] == "ok" for r in records) == len(records) - 1
     md = rs.render(grid, str(tmp_path))
-    row = next(line for line in md.splitlines() if line.startswith("| dlv3p | toy"))
-    assert "FAILED: s1" in row and "| 1/1 |" not in row and "2/1" in row
+    row = row_starting(md, "dlv3p", "toy")
+    assert "FAILED: s1" in row[-1] and "1/1" not in row and "2/1" in row
     assert f"`{bad}`" in md and "Failed cells" in md
     # not retried by default, retried with retry_failed
     again = FakeLauncher()
@@ -151,21 +152,19 @@ def test_renderers_tables_and_figure(tmp_path):
     assert fig_path.stat().st_size > 1000 and fig_path.read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob("**/*.tmp*"))
     # Table 1: baseline mIoU = 50.5 +- 0.71 (seeds 0, 1), CPP adds 2 on 2 of 4 classes -> +1.00
-    row = next(line for line in md.splitlines() if line.startswith("| psp | toy"))
+    row = row_starting(md, "psp", "toy")
     assert "50.50 ± 0.71" in row and "51.50 ± 0.71" in row and "+1.00 ± 0.00" in row
     # Table 2: instance classes +2, the rest 0
-    assert (
-        "| **instance avg** | | | | +2.00 |" in md
-        and "| **non-instance avg** | | | | +0.00 |" in md
-    )
-    assert "| car | yes |" in md and "| sky |  |" in md
+    assert has_row(md, "**instance avg**", "", "", "", "+2.00")
+    assert has_row(md, "**non-instance avg**", "", "", "", "+0.00")
+    assert has_row(md, "car", "yes") and has_row(md, "sky", "")
     # Figure 5 rows: 0, 1, 2, 4 heads; CPP rises with the heads, up-sampling stays flat
     data = report.figure5_data(grid, rs.gather(grid, str(tmp_path)))
     assert [p[0] for p in data["cpp"]] == [0, 1, 2, 4]
     assert [round(p[1], 2) for p in data["cpp"]] == [50.0, 50.25, 50.5, 51.0]
     assert [round(p[1], 2) for p in data["upsample"]] == [50.0] * 4
-    assert "| 4 | 50.00 (n=1) | 51.00 (n=1) |" in md  # one seed: no std
-    assert "| 50.0, 51.0 / 51.0, 52.0 |" in row  # per-seed values
+    assert has_row(md, "4", "50.00 (n=1)", "51.00 (n=1)")  # one seed: no std
+    assert "50.0, 51.0 / 51.0, 52.0" in row  # per-seed values
 
 
 def test_pending_cells_are_marked(tmp_path):
@@ -312,8 +311,8 @@ def test_figure5_markdown_names_the_stages_each_point_used(tmp_path):
     rs.run_grid(grid, str(tmp_path), run_cell=launcher)
     md = report.figure5_markdown(grid, rs.gather(grid, str(tmp_path)))
     assert "first n of MODEL.CPP_AUX.ADD_ORDER" in md
-    assert "| 0 (none) |" in md and "| 1 (res4) |" in md and "| 2 (res4, res5) |" in md
-    assert "| 4 (res2, res3, res4, res5) |" in md
+    heads = [r[0] for r in table_rows(md)[1:]]  # header off
+    assert heads == ["0 (none)", "1 (res4)", "2 (res4, res5)", "4 (res2, res3, res4, res5)"]
 
 
 def test_cli_dry_run_and_render(tmp_path):
@@ -531,7 +530,7 @@ def test_figure5_for_several_models_one_table_and_one_panel_each(tmp_path):
     rs.run_grid(grid, str(tmp_path), run_cell=FakeLauncher())
     md = rs.render(grid, str(tmp_path), fig_path=str(tmp_path / "two.png"))
     assert "mIoU of psp on toy" in md and "mIoU of dlv3p on toy" in md
-    assert md.count("| 4 | 50.00 (n=1) | 51.00 (n=1) |") == 2
+    assert len(rows_starting(md, "4", "50.00 (n=1)", "51.00 (n=1)")) == 2
     rs.render(_grid(), str(tmp_path), fig_path=str(tmp_path / "one.png"))
     (w2, h2), (w1, h1) = png_size(tmp_path / "two.png"), png_size(tmp_path / "one.png")
     assert h2 == h1 and w2 == 2 * w1

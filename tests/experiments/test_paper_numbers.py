@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from markdown_rows import cells, has_row, row_starting, table_rows
 
 from seethroughnet import paper_numbers as pn
 from seethroughnet.experiments import cpp_study as rs
@@ -68,10 +69,6 @@ def test_gains_are_cpp_minus_baseline_where_the_paper_gives_both():
         assert r["gain"] == pytest.approx(r["mIoU"] - base, abs=0.01), run
 
 
-def _cells(line):
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
 def _number(cell):
     cell = cell.strip().strip("()").replace("+", "")
     return None if cell in ("?", "–", "-") else float(cell)
@@ -83,7 +80,7 @@ def _md_tables(text):
     for sec in re.split(r"^## ", text, flags=re.M)[1:]:
         name = re.match(r"(Table \d+)", sec)
         if name:
-            rows = [_cells(line) for line in sec.splitlines() if line.startswith("|")]
+            rows = [cells(line) for line in sec.splitlines() if line.startswith("|")]
             out[name.group(1)] = [r for r in rows[2:]]  # header and separator off
     return out
 
@@ -142,13 +139,13 @@ def test_reproduce_md_shows_what_the_renderer_prints():
     for name, sec in (("table1", "2"), ("table2", "2"), ("table4", "5"), ("table5", "6")):
         assert sections[sec] < where[name] < sections[str(int(sec) + 1)], name
     assert sections["7"] < where["table6"] < sections["8"]
-    assert "| 85.29 | +1.23 |" in blocks["table4"] and "| 86.12 |" in blocks["table6"]
+    assert has_row(blocks["table4"], "85.29", "+1.23") and has_row(blocks["table6"], "86.12")
 
 
 def test_renderer_command_line(capsys):
     assert pn.main(["--markdown", "table4"]) == 0
     out = capsys.readouterr().out
-    assert out == pn.markdown("table4") and "| ✓ | – | 84.69 | +0.63 |" in out
+    assert out == pn.markdown("table4") and has_row(out, "✓", "–", "84.69", "+0.63")
     with pytest.raises(SystemExit):
         pn.main(["--markdown", "table3"])
 
@@ -189,9 +186,7 @@ def test_table1_and_table2_render_with_paper_and_difference_columns(tmp_path):
     grid = _grid()
     _write_cells(grid, str(tmp_path))
     md = rs.render(grid, str(tmp_path), fig_path=str(tmp_path / "f.png"))
-    lines = md.splitlines()
-    header = next(line for line in lines if line.startswith("| model | dataset"))
-    cols = _cells(header)
+    cols = row_starting(md, "model", "dataset")
     assert cols[5:11] == [
         "paper baseline",
         "paper CPP",
@@ -200,9 +195,7 @@ def test_table1_and_table2_render_with_paper_and_difference_columns(tmp_path):
         "Δ CPP vs paper",
         "Δ gain vs paper",
     ]
-    row = dict(
-        zip(cols, _cells(next(li for li in lines if li.startswith("| ocrnet | cityscapes"))))
-    )
+    row = dict(zip(cols, row_starting(md, "ocrnet", "cityscapes")))
     base, cpp = np.mean([70.0, 71.0]), np.mean([72.0, 73.0])  # CPP: (1 + 1 + 3 + 3) / 4 = +2
     assert (row["paper baseline"], row["paper CPP"], row["paper gain"]) == (
         "81.17",
@@ -212,20 +205,20 @@ def test_table1_and_table2_render_with_paper_and_difference_columns(tmp_path):
     assert row["Δ baseline vs paper"] == f"{base - 81.17:+.2f}" == "-10.67"
     assert row["Δ CPP vs paper"] == f"{cpp - 81.79:+.2f}" == "-9.29"
     assert row["Δ gain vs paper"] == f"{(cpp - base) - 0.62:+.2f}" == "+1.38"
-    row = dict(zip(cols, _cells(next(li for li in lines if li.startswith("| ocrnet | context59")))))
+    row = dict(zip(cols, row_starting(md, "ocrnet", "context59")))
     assert [row[c] for c in cols[5:11]] == ["n/a"] * 6
     assert "context59: the paper's Pascal Context is the 60-class setting" in md
     # Table 2: instance +3, non-instance +1 against the paper's group averages
     i = md.index("**ocrnet / cityscapes**")
     block = md[i : md.index("**upernet / cityscapes**")]
-    assert "| instance | +3.00 | +0.89 | +2.11 |" in block
-    assert "| non-instance | +1.00 | +0.44 | +0.56 |" in block
+    assert row_starting(block, "instance") == ["instance", "+3.00", "+0.89", "+2.11"]
+    assert row_starting(block, "non-instance") == ["non-instance", "+1.00", "+0.44", "+0.56"]
     i = md.index("**upernet / cityscapes**")
-    assert "| instance | +3.00 | ? | ? |" in md[i:]  # unreadable in the paper
+    assert has_row(md[i:], "instance", "+3.00", "?", "?")  # unreadable in the paper
     i = md.index("**ocrnet / context59**")
     # no instance classes in that block: every class counts as non-instance, (1+1+3+3)/4 = +2
-    assert "| instance | n/a | n/a | n/a |" in md[i:]
-    assert "| non-instance | +2.00 | n/a | n/a |" in md[i:]
+    assert has_row(md[i:], "instance", "n/a", "n/a", "n/a")
+    assert has_row(md[i:], "non-instance", "+2.00", "n/a", "n/a")
 
 
 # ---------------------------------------------------------------------------- Table 5 report
@@ -246,15 +239,12 @@ def test_table5_report_puts_the_paper_beside_each_row():
     md = render_markdown(records)
     box = md[md.index("**Against the paper, box AP**") : md.index("**Against the paper, Mask R")]
     assert "compared with box AP here and with mask AP below" in box
-    header = _cells(next(li for li in box.splitlines() if li.startswith("| Detector")))
+    header = row_starting(box, "Detector")
     assert header[:6] == ["Detector", "Encoder", "mode", "AP", "paper AP", "Δ AP"]
     assert header[-3:] == ["AP_l", "paper AP_l", "Δ AP_l"]
 
     def row(text, det, enc, mode):
-        lines = text.splitlines()
-        hit = [li for li in lines if li.startswith(f"| {det} | {enc} | {mode} |")]
-        assert len(hit) == 1, (det, enc, mode)
-        return dict(zip(header, _cells(hit[0])))
+        return dict(zip(header, row_starting(text, det, enc, mode)))
 
     r = row(box, "Mask R-CNN", "SeeThroughNet w/ CPP", "frozen")  # mean over seeds 35.5
     assert (r["AP"], r["paper AP"], r["Δ AP"]) == ("35.5", "46.1", f"{35.5 - 46.1:+.1f}")
@@ -266,7 +256,8 @@ def test_table5_report_puts_the_paper_beside_each_row():
     mask = md[md.index("**Against the paper, Mask R-CNN mask AP**") :]
     r = row(mask, "Mask R-CNN", "ImageNet", "fine-tuned")  # mask AP = box AP - 1 = 29.5
     assert (r["AP"], r["paper AP"], r["Δ AP"]) == ("29.5", "41.0", f"{29.5 - 41.0:+.1f}")
-    assert "| FCOS |" not in mask.split("\n\n")[1]
+    assert row_starting(mask, "Detector") == header
+    assert "FCOS" not in [r[0] for r in table_rows(mask)]
 
 
 # ------------------------------------------------------------------------ Table 4 / 6 summaries
@@ -316,10 +307,10 @@ def test_table4_summary_from_fake_runs(tmp_path, capsys):
     assert r["source"].endswith("eval/inference/cityscapes_fine_sem_seg_val/sem_seg_evaluation.pth")
     r = rows["seethroughnet_W48_cpp-on_msa-off"]
     assert r["source"].endswith("metrics.json") and r["gain"] == pytest.approx(1.0)
-    line = next(li for li in md.splitlines() if "`seethroughnet_W48_cpp-on_msa-off`" in li)
-    assert "| 81.00 | 84.69 | -3.69 | +1.00 | +0.63 | +0.37 |" in line
-    line = next(li for li in md.splitlines() if "`seethroughnet_W48_cpp-off_msa-off`" in li)
-    assert "| 80.00 | 84.06 | -4.06 | – | – | – |" in line
+    row = row_starting(md, "✓", "–", "`seethroughnet_W48_cpp-on_msa-off`")
+    assert row[3:9] == ["81.00", "84.69", "-3.69", "+1.00", "+0.63", "+0.37"]
+    row = row_starting(md, "–", "–", "`seethroughnet_W48_cpp-off_msa-off`")
+    assert row[3:9] == ["80.00", "84.06", "-4.06", "–", "–", "–"]
     assert not list((tmp_path / "t4").glob(".*part*"))  # written through temp files
 
     # a run missing: its row says so and the message names the folder and the config to run
@@ -329,7 +320,7 @@ def test_table4_summary_from_fake_runs(tmp_path, capsys):
     assert f"{runs}/seethroughnet_W48_cpp-off_msa-on: no evaluation result" in err
     assert "configs/Cityscapes/ablation/seethroughnet_W48_cpp-off_msa-on.yaml" in err
     md = out.read_text()
-    assert "| `seethroughnet_W48_cpp-off_msa-on` | missing | 84.37 | n/a |" in md
+    assert has_row(md, "`seethroughnet_W48_cpp-off_msa-on`", "missing", "84.37", "n/a")
     assert "Missing runs:" in md
     # nothing at all: one message, no file
     assert ps.main(["table4", "--runs", str(tmp_path / "none")]) == 2
@@ -347,15 +338,17 @@ def test_table6_summary_val_beside_paper_test_and_server_results(tmp_path, capsy
     assert ps.main(argv) == 0
     md = out.read_text()
     assert "VAL set" in md and "TEST set" in md and "not a like-for-like difference" in md
-    assert "| train | 96.00 | 92.68 | +3.32 | 90.00 | -2.68 |" in md  # train: 80 + 16
-    assert "| mIoU | 87.50 | 86.12 | +1.38 | 90.00 | +3.88 |" in md
+    # train: 80 + 16
+    assert row_starting(md, "train") == ["train", "96.00", "92.68", "+3.32", "90.00", "-2.68"]
+    assert row_starting(md, "mIoU") == ["mIoU", "87.50", "86.12", "+1.38", "90.00", "+3.88"]
     data = json.loads(out.with_suffix(".json").read_text())
     road = data["rows"][0]
     assert road["class"] == "road" and road["val_minus_paper_test"] == pytest.approx(80 - 98.94)
     # without server results: val and paper only, and where the test comparison comes from
     assert ps.main(["table6", "--val-run", str(val), "--out", str(out)]) == 0
     md = out.read_text()
-    assert "| road | 80.00 | 98.94 | -18.94 |" in md and "--server-results" in md
+    assert row_starting(md, "road") == ["road", "80.00", "98.94", "-18.94"]
+    assert "--server-results" in md
     # bad server files: one message naming the file
     server.write_text(json.dumps({"roads": 1.0}))
     assert ps.main(argv) == 2

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from markdown_rows import has_row, row_starting, rows_starting
 from PIL import Image
 
 from transfer import table5 as rt
@@ -80,17 +81,13 @@ def test_markdown_layout_bold_and_parentheses(tmp_path):
     md = render_markdown(records, title="## T5")
     lines = md.splitlines()
     assert lines[0] == "## T5"
-    header = next(l for l in lines if l.startswith("| Detector"))
-    assert header == "| Detector | Encoder | AP | AP50 | AP75 | AP_s | AP_m | AP_l |"
-    row = next(l for l in lines if l.startswith("| Mask R-CNN | SeeThroughNet w/ CPP"))
-    assert row.split(" | ")[2] == "**25.0** (**22.0**)"
-    row = next(l for l in lines if l.startswith("| Mask R-CNN | ImageNet"))
-    assert row.split(" | ")[2] == "20.0 (17.0)"
-    assert (
-        next(l for l in lines if l.startswith("| Faster R-CNN | ImageNet")).split(" | ")[2]
-        == "20.0 (failed)"
-    )
-    assert next(l for l in lines if l.startswith("| FCOS | ImageNet")).split(" | ")[2] == "– (17.0)"
+    box = md[: md.index("**Mask AP (Mask R-CNN)**")]
+    header = rows_starting(box, "Detector")[0]  # the first table: box AP, one column per metric
+    assert header == ["Detector", "Encoder", "AP", "AP50", "AP75", "AP_s", "AP_m", "AP_l"]
+    assert row_starting(box, "Mask R-CNN", "SeeThroughNet w/ CPP")[2] == "**25.0** (**22.0**)"
+    assert row_starting(box, "Mask R-CNN", "ImageNet")[2] == "20.0 (17.0)"
+    assert row_starting(box, "Faster R-CNN", "ImageNet")[2] == "20.0 (failed)"
+    assert row_starting(box, "FCOS", "ImageNet")[2] == "– (17.0)"
     assert "**Mask AP (Mask R-CNN)**" in md
     assert "- `faster_rcnn/imagenet_frozen`: ValueError: bad" in md
     assert "Not run yet: `fcos/imagenet_finetune`" in md
@@ -107,9 +104,8 @@ def test_render_from_a_small_results_file(tmp_path):
     assert rt.main(["--out-dir", str(tmp_path), "--render-only", "--title", "smoke"]) == 0
     md = (tmp_path / "table5.md").read_text()
     assert md.startswith("## smoke")
-    assert (
-        "| Mask R-CNN | SeeThroughNet w/ CPP | 25.0 (–) |" in md and "n/a" in md
-    )  # nothing to compare: no bold
+    # nothing to compare: no bold
+    assert has_row(md, "Mask R-CNN", "SeeThroughNet w/ CPP", "25.0 (–)") and "n/a" in md
     with Image.open(tmp_path / "table5.png") as im:
         assert im.format == "PNG" and im.size[0] > 600
     render_chart({}, str(tmp_path / "empty.png"))  # nothing to plot is not an error
@@ -400,10 +396,10 @@ def test_seeds_give_mean_and_sample_std(tmp_path):
     md = render_markdown(records)
     mean_i, std_i = np.mean([20, 21, 23]), np.std([20, 21, 23], ddof=1)
     mean_s, std_s = np.mean([24, 26]), np.std([24, 26], ddof=1)
-    row = next(l for l in md.splitlines() if l.startswith("| FCOS | ImageNet"))
-    assert row.split(" | ")[2] == f"{mean_i:.1f} ± {std_i:.1f} (–)"
-    row = next(l for l in md.splitlines() if l.startswith("| FCOS | SeeThroughNet w/ CPP"))
-    assert row.split(" | ")[2] == f"**{mean_s:.1f} ± {std_s:.1f}** (–)"
+    row = rows_starting(md, "FCOS", "ImageNet")[0]  # the first table: box AP
+    assert row[2] == f"{mean_i:.1f} ± {std_i:.1f} (–)"
+    row = rows_starting(md, "FCOS", "SeeThroughNet w/ CPP")[0]
+    assert row[2] == f"**{mean_s:.1f} ± {std_s:.1f}** (–)"
     assert "mean ± sample std over up to 3 seeds" in md
     assert "- `fcos/stn_cpp_finetune_seed2`: RuntimeError: diverged" in md
 

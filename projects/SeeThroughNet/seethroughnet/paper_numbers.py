@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from seethroughnet.experiments.report import markdown_table
+
 DATA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_numbers.yaml")
 SOURCE = "Han, Yoo, Oh, SeeThroughNet, CVPR 2022"
 
@@ -177,9 +179,7 @@ def fmt_diff(measured: Optional[float], paper: Number, digits: int = 2) -> str:
 
 
 def _table(headers: List[str], rows: List[List[str]]) -> List[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + [
-        "| " + " | ".join(r) + " |" for r in rows
-    ]
+    return markdown_table(headers, rows).splitlines()
 
 
 def markdown(name: str) -> str:

@@ -47,7 +47,7 @@ from seethroughnet.data.datasets.validation import (
     run_parallel,
     split_file_errors,
 )
-from seethroughnet.experiments.report import save_png
+from seethroughnet.experiments.report import markdown_table, save_png
 from seethroughnet.utils.atomic import check_writable_dir, write_text_atomic
 
 TOOL = "tools/class_image_counts.py"
@@ -384,15 +384,21 @@ def format_markdown(counts: ClassImageCounts) -> str:
         f"**Images per class: {counts.name}** ({n} image{'' if n == 1 else 's'}; an image "
         f"contains a class when at least {at_least} it; source: {counts.source})",
         "",
-        f"| {counts.id_column} | class | images | % of images | pixels | % of labelled pixels |",
-        "|---:|:---|---:|---:|---:|---:|",
     ]
-    for c, cls in enumerate(counts.class_names):
-        lines.append(
-            f"| {c} | {cls} | {counts.images_per_class[c]} | "
-            f"{100 * counts.image_fraction(c):.1f} | "
-            f"{counts.pixels_per_class[c]} | {100 * counts.pixel_share(c):.2f} |"
-        )
+    headers = [counts.id_column, "class", "images", "% of images", "pixels", "% of labelled pixels"]
+    rows = [
+        [
+            c,
+            cls,
+            counts.images_per_class[c],
+            f"{100 * counts.image_fraction(c):.1f}",
+            counts.pixels_per_class[c],
+            f"{100 * counts.pixel_share(c):.2f}",
+        ]
+        for c, cls in enumerate(counts.class_names)
+    ]
+    align = ("right", "left", "right", "right", "right", "right")
+    lines.append(markdown_table(headers, rows, colalign=align))
     total = counts.total_pixels
     ignored_share = 100 * counts.ignored_pixels / total if total else 0.0
     lines += [

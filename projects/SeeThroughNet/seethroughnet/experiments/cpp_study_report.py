@@ -8,7 +8,13 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from seethroughnet import paper_numbers
-from seethroughnet.experiments.report import figure, fmt_mean_std, mean_std, save_png
+from seethroughnet.experiments.report import (
+    figure,
+    fmt_mean_std,
+    markdown_table,
+    mean_std,
+    save_png,
+)
 
 
 def _mean_std(xs: List[float]):
@@ -59,12 +65,11 @@ def table1(grid: dict, records: List[dict]) -> str:
     t1 = grid.get("table1", {"baseline": "baseline", "cpp": "cpp"})
     b_loss, b_n = _variant_spec(grid, t1["baseline"])
     c_loss, c_n = _variant_spec(grid, t1["cpp"])
-    lines = [
-        "| model | dataset | baseline mIoU | with CPP mIoU | gain (paired) | paper baseline "
-        "| paper CPP | paper gain | Δ baseline vs paper | Δ CPP vs paper | Δ gain vs paper "
-        "| seeds (b/c) | per seed: baseline / CPP | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    headers = ["model", "dataset", "baseline mIoU", "with CPP mIoU", "gain (paired)"]
+    headers += ["paper baseline", "paper CPP", "paper gain"]
+    headers += ["Δ baseline vs paper", "Δ CPP vs paper", "Δ gain vs paper"]
+    headers += ["seeds (b/c)", "per seed: baseline / CPP", "notes"]
+    rows = []
     for model in grid["models"]:
         for dataset in grid["datasets"]:
             rb = _select(records, model, dataset, b_loss, b_n)
@@ -85,11 +90,11 @@ def table1(grid: dict, records: List[dict]) -> str:
                 ", ".join(f"{d[k]:.1f}" for k in sorted(d)) or "-" for d in (ob, oc)
             )
             vs_paper = _paper_table1_cells(model, dataset, (mb, mc, mg))
-            lines.append(
-                f"| {model} | {dataset} | {_fmt(mb, sb)} | {_fmt(mc, sc)} | {gain} | {vs_paper} "
-                f"| {len(ob)}/{len(oc)} | {per_seed} | {note} |"
+            rows.append(
+                [model, dataset, _fmt(mb, sb), _fmt(mc, sc), gain, *vs_paper]
+                + [f"{len(ob)}/{len(oc)}", per_seed, note]
             )
-    return "\n".join(lines) + "\n\n" + _paper_note(grid)
+    return markdown_table(headers, rows) + "\n\n" + _paper_note(grid)
 
 
 def _paper_note(grid: dict) -> str:
@@ -103,17 +108,17 @@ def _paper_note(grid: dict) -> str:
     )
 
 
-def _paper_table1_cells(model: str, dataset: str, measured) -> str:
-    """``paper baseline | paper CPP | paper gain | Δ baseline | Δ CPP | Δ gain`` (Δ = measured
+def _paper_table1_cells(model: str, dataset: str, measured) -> List[str]:
+    """``[paper baseline, paper CPP, paper gain, Δ baseline, Δ CPP, Δ gain]`` (Δ = measured
     mean - paper)."""
     paper = paper_numbers.table1(model, dataset)
     if paper is None:
-        return " | ".join(["n/a"] * 6)
+        return ["n/a"] * 6
     pb, pc, pg = paper
     measured = [None if m != m else m for m in measured]  # NaN: no finished run
     cells = [paper_numbers.fmt(pb), paper_numbers.fmt(pc), paper_numbers.fmt(pg, sign=True)]
     cells += [paper_numbers.fmt_diff(m, p) for m, p in zip(measured, paper)]
-    return " | ".join(cells)
+    return cells
 
 
 def table2(grid: dict, records: List[dict]) -> str:
@@ -139,51 +144,46 @@ def table2(grid: dict, records: List[dict]) -> str:
                 out.append(title + f"\n\nno complete pair of runs ({missing or 'no cells'})\n")
                 continue
             classes = list(rb[0]["IoU"])
-            rows = ["| class | instance | baseline IoU | CPP IoU | diff |", "|---|---|---|---|---|"]
+            rows = []
             diffs = {}
             for c in classes:
                 mb = _mean_std([r["IoU"].get(c, float("nan")) for r in rb])[0]
                 mc = _mean_std([r["IoU"].get(c, float("nan")) for r in rc])[0]
                 diffs[c] = mc - mb
                 rows.append(
-                    f"| {c} | {'yes' if c in inst else ''} | {mb:.2f} | {mc:.2f} "
-                    f"| {mc - mb:+.2f} |"
+                    [c, "yes" if c in inst else "", f"{mb:.2f}", f"{mc:.2f}", f"{mc - mb:+.2f}"]
                 )
             di = [d for c, d in diffs.items() if c in inst and d == d]
             dn = [d for c, d in diffs.items() if c not in inst and d == d]
             avg_i, avg_n = _mean_std(di)[0], _mean_std(dn)[0]
-            rows.append(f"| **instance avg** | | | | {avg_i:+.2f} |")
-            rows.append(f"| **non-instance avg** | | | | {avg_n:+.2f} |")
+            rows.append(["**instance avg**", "", "", "", f"{avg_i:+.2f}"])
+            rows.append(["**non-instance avg**", "", "", "", f"{avg_n:+.2f}"])
+            table = markdown_table(["class", "instance", "baseline IoU", "CPP IoU", "diff"], rows)
             vs = _paper_table2(model, dataset, avg_i, avg_n)
-            out.append(title + "\n\n" + "\n".join(rows) + "\n\n" + vs + "\n")
+            out.append(title + "\n\n" + table + "\n\n" + vs + "\n")
     return "\n".join(out)
 
 
 def _paper_table2(model: str, dataset: str, avg_i: float, avg_n: float) -> str:
     """The group averages beside the paper's Table 2 (Cityscapes only)."""
     paper = paper_numbers.table2(model, dataset)
-    rows = [
-        "| class group | measured avg gain | paper avg gain | Δ vs paper |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for label, key, m in (("instance", "instance", avg_i), ("non-instance", "non_instance", avg_n)):
         m = None if m != m else m
         ms = "n/a" if m is None else f"{m:+.2f}"
         if paper is None:
-            rows.append(f"| {label} | {ms} | n/a | n/a |")
+            rows.append([label, ms, "n/a", "n/a"])
         else:
             p = paper[key]
-            rows.append(
-                f"| {label} | {ms} | {paper_numbers.fmt(p, sign=True)} "
-                f"| {paper_numbers.fmt_diff(m, p)} |"
-            )
+            rows.append([label, ms, paper_numbers.fmt(p, sign=True), paper_numbers.fmt_diff(m, p)])
     where = (
         f"paper: {paper_numbers.cite('table2')}"
         + ("; `?`: unreadable in the paper's text" if None in paper.values() else "")
         if paper is not None
         else f"paper: n/a ({paper_numbers.cite('table2')} has Cityscapes and the seven models only)"
     )
-    return "\n".join(rows) + f"\n\n({where}; Δ = measured - paper)"
+    headers = ["class group", "measured avg gain", "paper avg gain", "Δ vs paper"]
+    return markdown_table(headers, rows) + f"\n\n({where}; Δ = measured - paper)"
 
 
 def figure5_models(grid: dict) -> List[str]:
@@ -258,17 +258,16 @@ def _figure5_model_markdown(grid: dict, records: List[dict], model: str) -> str:
         "res4, res5, res3, res2; the stages each point used, as its cells recorded them, in "
         "brackets)",
         "",
-        "| auxiliary heads | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
     ]
+    rows = []
     for i, n in enumerate(heads):
         cells = []
         for name in names:
             _, m, s, k, nf = data[name][i]
             cells.append(_fmt(m, s, k) + (f" FAILED x{nf}" if nf else ""))
         where = f" ({', '.join(feats[n]) or 'none'})" if n in feats else ""
-        lines.append(f"| {n}{where} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([f"{n}{where}", *cells])
+    return "\n".join(lines + [markdown_table(["auxiliary heads", *names], rows)])
 
 
 def figure5_png(grid: dict, records: List[dict], path: str) -> Optional[str]:

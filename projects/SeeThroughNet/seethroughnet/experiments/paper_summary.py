@@ -31,6 +31,7 @@ import sys
 from typing import List, Optional
 
 from seethroughnet import paper_numbers as pn
+from seethroughnet.experiments.report import markdown_table
 from seethroughnet.utils.atomic import write_json_atomic, write_text_atomic
 
 EVAL_FILE = "sem_seg_evaluation.pth"
@@ -188,20 +189,21 @@ def table4_markdown(t: dict) -> str:
         f"Measured: the runs under `{t['runs']}`; paper: {t['cite']}. Δ = measured - paper; "
         "gain = mIoU - the mIoU of the run without CPP and without attention.",
         "",
-        "| CPP pooling | MS attention | run | mIoU | paper mIoU | Δ vs paper | gain | paper gain "
-        "| Δ gain vs paper | result read from |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    headers = ["CPP pooling", "MS attention", "run", "mIoU", "paper mIoU", "Δ vs paper", "gain"]
+    headers += ["paper gain", "Δ gain vs paper", "result read from"]
+    rows = []
     for r in t["rows"]:
         pg = "–" if r["paper_gain"] is None else _f(r["paper_gain"], True)
         g = "–" if r["paper_gain"] is None else _f(r["gain"], True)
         dg = "–" if r["paper_gain"] is None else _f(r["diff_gain"], True)
         m = "missing" if r["mIoU"] is None else _f(r["mIoU"])
-        lines.append(
-            f"| {mark(r['cpp'])} | {mark(r['msa'])} | `{r['run']}` | {m} | {_f(r['paper_mIoU'])} "
-            f"| {_f(r['diff_mIoU'], True)} | {g} | {pg} | {dg} | "
-            f"{'`' + r['source'] + '`' if r['source'] else '–'} |"
+        rows.append(
+            [mark(r["cpp"]), mark(r["msa"]), f"`{r['run']}`", m, _f(r["paper_mIoU"])]
+            + [_f(r["diff_mIoU"], True), g, pg, dg]
+            + [f"`{r['source']}`" if r["source"] else "–"]
         )
+    lines.append(markdown_table(headers, rows))
     if t["missing"]:
         lines += ["", "Missing runs:", ""] + [f"- {m}" for m in t["missing"]]
     return "\n".join(lines) + "\n"
@@ -291,20 +293,16 @@ def table6_markdown(t: dict) -> str:
         ),
         "",
     ]
-    head = "| class | val (measured) | paper test | val - paper test |"
-    sep = "|---|---|---|---|"
+    headers = ["class", "val (measured)", "paper test", "val - paper test"]
     if has_server:
-        head += " server test (measured) | server test - paper test |"
-        sep += "---|---|"
-    lines += [head, sep]
+        headers += ["server test (measured)", "server test - paper test"]
+    rows = []
     for r in t["rows"]:
-        line = (
-            f"| {r['class']} | {_f(r['val'])} | {_f(r['paper_test'])} "
-            f"| {_f(r['val_minus_paper_test'], True)} |"
-        )
+        row = [r["class"], _f(r["val"]), _f(r["paper_test"]), _f(r["val_minus_paper_test"], True)]
         if has_server:
-            line += f" {_f(r['server_test'])} | {_f(r['server_test_minus_paper_test'], True)} |"
-        lines.append(line)
+            row += [_f(r["server_test"]), _f(r["server_test_minus_paper_test"], True)]
+        rows.append(row)
+    lines.append(markdown_table(headers, rows))
     if t["missing"]:
         lines += ["", "Missing:", ""] + [f"- {m}" for m in t["missing"]]
     return "\n".join(lines) + "\n"

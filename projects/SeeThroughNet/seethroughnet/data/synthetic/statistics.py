@@ -10,6 +10,8 @@ from cityscapesscripts.helpers.labels import id2label, name2label
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
+from seethroughnet.experiments.report import markdown_table
+
 from .common import MANIFEST_NAME, SyntheticDatasetError, sample_paths
 from .writer import png_bytes, read_manifest, write_bytes
 
@@ -55,14 +57,9 @@ def compute_statistics(root: str, splits=("train", "val")) -> dict:
 def format_statistics(stats: dict) -> str:
     """A Markdown table of :func:`compute_statistics`' output: evaluated classes, then void."""
     splits = list(stats)
-    head = (
-        "| class | trainId | "
-        + " | ".join(f"{s} pixels %" for s in splits)
-        + " | "
-        + " | ".join(f"{s} instances" for s in splits)
-        + " |"
-    )
-    rows = [head, "|" + "---|" * (2 + 2 * len(splits))]
+    headers = ["class", "trainId"] + [f"{s} pixels %" for s in splits]
+    headers += [f"{s} instances" for s in splits]
+    rows = []
     evaluated = sorted(
         (l for l in CS_LABELS if l.trainId not in (255, -1)), key=lambda l: l.trainId
     )
@@ -87,20 +84,9 @@ def format_statistics(stats: dict) -> str:
                 ins.append(str(stats[s]["instances"].get(l.name, 0)) + groups)
             else:
                 ins.append("")
-        rows.append(
-            f"| {name} | {tid} | "
-            + " | ".join(f"{p:.2f}" for p in pct)
-            + " | "
-            + " | ".join(ins)
-            + " |"
-        )
-    rows.append(
-        "| images | | "
-        + " | ".join(str(stats[s]["images"]) for s in splits)
-        + " | "
-        + " | " * len(splits)
-    )
-    return "\n".join(rows)
+        rows.append([name, tid] + [f"{p:.2f}" for p in pct] + ins)
+    rows.append(["images", ""] + [stats[s]["images"] for s in splits] + [""] * len(splits))
+    return markdown_table(headers, rows)
 
 
 def write_preview(root: str, out_path: str, split: str = "train", n: int = 4, indices=None) -> str:

@@ -4,9 +4,6 @@ Every result is checked against ``reference_cpp`` below: a direct numpy count of
 each ``s x s`` cell (no code shared with the implementation).
 """
 
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -222,12 +219,11 @@ def test_ninja_found_beside_the_interpreter(monkeypatch, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(cpp.sysconfig, "get_path", lambda name: str(scripts))
-    package_bin = tmp_path / "package_bin"  # the ninja package's BIN_DIR (a shared install)
-    package_bin.mkdir()
-    monkeypatch.setitem(sys.modules, "ninja", types.SimpleNamespace(BIN_DIR=str(package_bin)))
+    torch_env_bin = tmp_path / "torch_env_bin"  # the environment torch is installed in
+    torch_env_bin.mkdir()
+    monkeypatch.setattr(cpp, "_scripts_folders", lambda: [str(scripts), str(torch_env_bin)])
     assert not cpp._ninja_on_path()
-    for folder in (package_bin, scripts):  # either folder holding ninja is enough; scripts first
+    for folder in (torch_env_bin, scripts):  # either folder holding ninja is enough; scripts first
         ninja = folder / "ninja"
         ninja.write_text("#!/bin/sh\n")
         ninja.chmod(0o755)

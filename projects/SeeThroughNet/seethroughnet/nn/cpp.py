@@ -184,23 +184,25 @@ def _build_dir() -> str:
     return os.path.join(cache, "seethroughnet")
 
 
+def _scripts_folders() -> List[str]:
+    """This interpreter's scripts folder and that of the environment torch is installed in (on a
+    shared install, e.g. ``make test-upstream``, an environment sees another's packages but not
+    its scripts; ``pip install ninja`` beside torch puts ninja in the latter)."""
+    site_packages = os.path.dirname(os.path.dirname(os.path.abspath(torch.__file__)))
+    torch_env = os.path.dirname(os.path.dirname(os.path.dirname(site_packages)))
+    return [sysconfig.get_path("scripts"), os.path.join(torch_env, "bin")]
+
+
 def _ninja_on_path() -> bool:
     """True if ``ninja`` (needed by ``torch.utils.cpp_extension.load``) can be run.
 
-    A ``pip install ninja`` puts it beside the interpreter (the environment's scripts folder),
-    which is not on ``PATH`` when the environment's python is run without activating it; that
-    folder (or the ``ninja`` package's ``BIN_DIR``) is then appended to this process's ``PATH``.
+    A ``pip install ninja`` puts it in the environment's scripts folder, which is not on ``PATH``
+    when the environment's python is run without activating it; the first of
+    :func:`_scripts_folders` that holds it is then appended to this process's ``PATH``.
     """
     if shutil.which("ninja"):
         return True
-    folders = [sysconfig.get_path("scripts")]
-    try:  # the ninja package's own binary folder (another environment's, on a shared install)
-        import ninja
-
-        folders.append(ninja.BIN_DIR)
-    except (ImportError, AttributeError):
-        pass
-    for folder in filter(None, folders):
+    for folder in filter(None, _scripts_folders()):
         if shutil.which("ninja", path=folder):
             os.environ["PATH"] = os.pathsep.join(filter(None, [os.environ.get("PATH"), folder]))
             return True

@@ -125,6 +125,24 @@ def _image_destinations(a, paths):
     return out
 
 
+def _check_decodable(paths):
+    """Each file's header names an image format PIL reads (cheap: the pixels are not decoded),
+    so that a stray non-image fails before the model loads and before anything is written."""
+    from PIL import Image, UnidentifiedImageError
+
+    from seethroughnet.predictor import InputError
+
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(
+                f"{path} cannot be decoded as an image ({type(e).__name__}: {e}); give PNG or "
+                "JPEG files, or remove it from the --input list / folder"
+            ) from None
+
+
 def _save_png(array, path):
     from PIL import Image
 
@@ -194,7 +212,13 @@ def _load(a):
             "--weights '' for a random-init model"
         )
     try:
-        return Predictor(a.config_file, a.weights, a.opts, a.device, **_safety(a))
+        predictor = Predictor(a.config_file, a.weights, a.opts, a.device, **_safety(a))
+        if not (a.weights or (a.weights is None and predictor.cfg.MODEL.WEIGHTS)):
+            print(
+                "note: no weights (random init): the output shows an untrained model",
+                file=sys.stderr,
+            )
+        return predictor
     except FileNotFoundError as e:
         if a.weights is None and "checkpoint" in str(e):
             raise FileNotFoundError(
@@ -333,6 +357,7 @@ def main(argv=None) -> int:
             _run_video(a, predictor, cap, video_path, label_dir)
         return 0
     jobs = _image_destinations(a, list_images(a.input))
+    _check_decodable([path for path, _, _ in jobs])
     predictor = _load(a)
     _run_images(a, predictor, jobs)
     return 0

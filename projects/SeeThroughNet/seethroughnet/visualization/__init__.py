@@ -3,7 +3,9 @@
 (:mod:`.models`; the model itself comes from :func:`seethroughnet.experiments.models.load_model`).
 The command lines are ``tools/gradcam.py``, ``tools/compare_models.py``,
 ``tools/overlay_predictions.py``, ``tools/plot_iou_comparison.py`` and
-``tools/plot_training_curves.py``; see ``docs/visualization.md``."""
+``tools/plot_training_curves.py``; see ``docs/visualization.md``. ``demo/demo.py``
+(:mod:`.demo`) runs :class:`seethroughnet.predictor.Predictor` on images, folders and videos; see
+``docs/predictor.md``."""
 
 from .gradcam import (
     DEFAULT_LAYERS,

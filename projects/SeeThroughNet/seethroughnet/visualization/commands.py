@@ -24,13 +24,13 @@ def _cli(fn):
 
     @functools.wraps(fn)
     def wrapper(argv: Optional[Sequence[str]] = None) -> int:
-        from seethroughnet.checkpoint import CheckpointMismatchError
+        from seethroughnet.checkpoint import CheckpointMismatchError, UnreadableCheckpointError
 
         try:
             return fn(argv)
         except CheckpointMismatchError as e:
             print(f"error: the checkpoint does not match the config: {e}", file=sys.stderr)
-        except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        except (FileNotFoundError, ValueError, KeyError, TypeError, UnreadableCheckpointError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -81,24 +81,26 @@ def to_input_format(image_rgb: np.ndarray, input_format: str) -> np.ndarray:
     return np.ascontiguousarray(image_rgb)
 
 
-def model_input(cfg, image_rgb: np.ndarray) -> dict:
+def model_input(cfg, image_rgb: np.ndarray, mapper=None) -> dict:
     """Evaluation's model input for an RGB image: ``{"image", "height", "width"}`` from the
     test mapper of ``cfg`` (``SemanticSegmentationMapper.model_input``: the test-time resize
     of ``INPUT.MIN_SIZE_TEST`` / ``INPUT.RESIZE.TEST_SCALE`` applied, ``height`` x ``width``
-    the image's own size, to which the model resizes its output)."""
-    from seethroughnet.data.dataset_mappers import SemanticSegmentationMapper
+    the image's own size, to which the model resizes its output). ``mapper``: that mapper built
+    once by the caller (:class:`seethroughnet.predictor.Predictor`), else built here."""
+    if mapper is None:
+        from seethroughnet.data.dataset_mappers import SemanticSegmentationMapper
 
-    mapper = SemanticSegmentationMapper.for_test_images(cfg)
+        mapper = SemanticSegmentationMapper.for_test_images(cfg)
     return mapper.model_input(to_input_format(image_rgb, cfg.INPUT.FORMAT))
 
 
 @torch.no_grad()
-def predict_logits(model, cfg, image_rgb: np.ndarray) -> torch.Tensor:
+def predict_logits(model, cfg, image_rgb: np.ndarray, mapper=None) -> torch.Tensor:
     """The model's eval-mode logits ``(K, H, W)`` for an RGB image ``(H, W, 3)``, computed as
     evaluation computes them: :func:`model_input` (test-time resize), then
     ``model([input])[0]["sem_seg"]`` (test scales / flip per the config, output resized back
     to the image size)."""
-    return model([model_input(cfg, image_rgb)])[0]["sem_seg"]
+    return model([model_input(cfg, image_rgb, mapper)])[0]["sem_seg"]
 
 
 def predict(model, cfg, image_rgb: np.ndarray) -> np.ndarray:

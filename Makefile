@@ -75,10 +75,11 @@ $(STAMP_UPSTREAM): requirements.txt pyproject.toml $(UPSTREAM_PREREQ)
 	$(PY_UPSTREAM) -c "from detectron2 import _C, model_zoo; import detectron2, seethroughnet; print('upstream route: detectron2', detectron2.__version__, 'from', detectron2.__file__)"
 	@touch $@
 
-# REPRODUCE.md's smoke runs (marker reproduce, a few minutes) run on route A only, and so do the
-# test files whose whole (static) import graph holds no detectron2 (tests/route_selection.py):
-# the same code on every install, already run by `make test`. Two processes (pytest-xdist), each
-# test file in one of them (its module fixtures and order kept).
+# Route B runs what can differ between detectron2 installs (tests/route_selection.py): the files of
+# ROUTE_B_FILES whole, the first fast test of every other file that reaches detectron2, nothing of
+# the files whose whole (static) import graph holds no detectron2 (the same code on every install,
+# already run by `make test`), nor REPRODUCE.md's smoke runs (marker reproduce). Two processes
+# (pytest-xdist), each test file in one of them (its module fixtures and order kept).
 test-upstream: $(STAMP_UPSTREAM)
 	SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1 $(PY_UPSTREAM) -m pytest tests -q -m "not reproduce" --ignore=tests/mmseg --durations=15 -n 2 --dist loadfile
 

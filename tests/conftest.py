@@ -91,21 +91,16 @@ def fake_mapillary(tmp_path):
 
 def pytest_collection_modifyitems(config, items):
     """``SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1`` (make test-upstream: route A already ran every
-    test): deselect the test files that cannot differ between detectron2 installs
+    test): the files that can differ between detectron2 installs whole, a one-test sample of the
+    other files that reach detectron2, nothing of the files that cannot
     (tests/route_selection.py)."""
     if os.environ.get("SEETHROUGHNET_ROUTE_DEPENDENT_ONLY") != "1":
         return
-    from route_selection import route_independent
+    from route_selection import route_b_plan
 
-    cache: dict = {}
-    keep, drop = [], []
-    for item in items:
-        path = str(item.fspath)
-        if path not in cache:
-            cache[path] = route_independent(path)
-        (drop if cache[path] else keep).append(item)
+    keep, drop = route_b_plan(items, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-        files = sorted({os.path.relpath(str(i.fspath)) for i in drop})
-        print(f"\nroute-dependent tests only: {len(drop)} tests in {len(files)} files deselected")
+        files = len({str(i.fspath) for i in keep})
+        print(f"\nroute B: {len(keep)} tests from {files} files kept, {len(drop)} deselected")

@@ -38,7 +38,7 @@ def _imports_detectron2(path: str, seen: set) -> bool:
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     package = _package_of(path)
-    for node in ast.walk(tree):
+    for node in _nodes_outside_lazy_getattr(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -61,6 +61,19 @@ def _imports_detectron2(path: str, seen: set) -> bool:
     return False
 
 
+def _nodes_outside_lazy_getattr(tree):
+    """Every node of ``tree`` except those inside a module-level ``__getattr__`` (PEP 562: a
+    package's lazy attribute, e.g. ``seethroughnet.Predictor``, imports only when it is used)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            lazy = node is tree and isinstance(child, ast.FunctionDef)
+            if not (lazy and child.name == "__getattr__"):
+                todo.append(child)
+
+
 def _package_of(path: str) -> str:
     """The dotted package that holds ``path`` (for relative imports)."""
     path = os.path.abspath(path)
@@ -79,3 +92,58 @@ def route_independent(test_file: str) -> bool:
     if any(m in text for m in _DYNAMIC_MARKERS):
         return False
     return not _imports_detectron2(os.path.abspath(test_file), set())
+
+
+#: Route B (``make test-upstream``) runs these files whole: what can differ between detectron2
+#: v0.6 and upstream main. Every other route-dependent file runs its first test that is not marked
+#: ``slow`` (a sample: it imports and calls detectron2 through that file's path); files whose
+#: import graph holds no detectron2 do not run on route B at all (:func:`route_independent`).
+ROUTE_B_FILES = (
+    # the install and the package on that install
+    "tests/tools/test_detectron2_install.py",
+    "tests/tools/test_packaging.py",
+    # Cityscapes loading and evaluation (upstream's internal cityscapesscripts path), the metric
+    "tests/utils/test_cityscapes_alias.py",
+    "tests/engine/test_sem_seg_miou.py",
+    "tests/data/test_dataset_registration.py",
+    "tests/data/test_dataset_bad_input.py",
+    # instance loading and the detectors of the transfer study
+    "tests/transfer/test_transfer_converter.py",
+    "tests/transfer/test_transfer_backbone.py",
+    "tests/transfer/test_transfer_hrfpn.py",
+    "tests/experiments/test_table5.py",
+    # checkpoint conversion and loading, safe loading through detectron2's checkpointer
+    "tests/conversion/test_reference_conversion.py",
+    "tests/tools/test_convert_weights.py",
+    "tests/utils/test_safe_loading.py",
+    "tests/utils/test_safe_loading_entry_points.py",
+    # the trainer on detectron2's engine: config, DDP (gloo), AMP, resume, structure
+    "tests/engine/test_config.py",
+    "tests/engine/test_seethroughnet_train_net.py",
+    "tests/engine/test_amp.py",
+    "tests/engine/test_crash_safe_training.py",
+    "tests/engine/test_class_uniform_resume.py",
+    "tests/engine/test_trainer_structure.py",
+)
+
+
+def route_b_plan(items, repo_root: str):
+    """``(keep, drop)`` of pytest ``items`` for route B: files of :data:`ROUTE_B_FILES` whole, the
+    first non-``slow`` test of every other route-dependent file, nothing of route-independent
+    files."""
+    whole = {os.path.join(repo_root, f) for f in ROUTE_B_FILES}
+    independent: dict = {}
+    sampled: set = set()
+    keep, drop = [], []
+    for item in items:
+        path = str(item.fspath)
+        if path not in independent:
+            independent[path] = route_independent(path)
+        if path in whole:
+            keep.append(item)
+        elif independent[path] or path in sampled or item.get_closest_marker("slow"):
+            drop.append(item)
+        else:
+            sampled.add(path)
+            keep.append(item)
+    return keep, drop

@@ -38,3 +38,34 @@ def test_the_suites_pure_pytorch_files_are_found():
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert route_selection.route_independent(os.path.join(here, "nn", "test_cpp_targets.py"))
     assert not route_selection.route_independent(os.path.join(here, "engine", "test_config.py"))
+
+
+class _Item:
+    def __init__(self, path, slow=False):
+        self.fspath, self._slow = path, slow
+
+    def get_closest_marker(self, name):
+        return object() if name == "slow" and self._slow else None
+
+
+def test_route_b_plan_runs_the_listed_files_whole_and_samples_the_others(tmp_path):
+    listed = tmp_path / route_selection.ROUTE_B_FILES[0]
+    listed.parent.mkdir(parents=True)
+    listed.write_text("import detectron2\n")
+    other = _write(tmp_path, "test_other.py", "import detectron2\n")
+    plain = _write(tmp_path, "test_plain.py", "import torch\n")
+    items = [_Item(str(listed)), _Item(str(listed), slow=True)]
+    items += [_Item(other, slow=True), _Item(other), _Item(other)]
+    items += [_Item(plain), _Item(plain)]
+    keep, drop = route_selection.route_b_plan(items, str(tmp_path))
+    # the listed file whole (slow included); the first non-slow test of the other; no plain test
+    assert keep == [items[0], items[1], items[3]]
+    assert drop == [items[2], items[4], items[5], items[6]]
+
+
+def test_every_route_b_file_exists():
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    missing = [
+        f for f in route_selection.ROUTE_B_FILES if not os.path.isfile(os.path.join(repo, f))
+    ]
+    assert not missing

@@ -147,22 +147,38 @@ def test_cli_train_small_size(capsys):
     assert "cpp_targets(labels 1x64x128" in out
 
 
-def test_cli_memory_measures_each_variant_in_its_own_process(capsys):
-    """`memory`: one subprocess per variant, peak RSS >= RSS after building, the loss terms of
-    each variant (9 with the decoder terms, 3 without)."""
+def test_cli_memory_measures_each_cell_in_its_own_process(capsys):
+    """`memory`: one subprocess per cell (precision x checkpointing x aux variant), peak RSS >=
+    RSS after building, the loss terms of each variant (9 with the decoder terms, 3 without),
+    the same loss with and without checkpointing; the larger size is skipped when its estimate
+    exceeds --max-rss-gib."""
     benchmark_cli.main(
         ["memory", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--threads", "1"]
+        + ["--sizes", "128x256", "--precisions", "float32", "bf16", "--max-rss-gib", "0.01"]
+        + ["--checkpointing", "none", "encoder,decoder,ocr", "--variants", "cpp_kl"]
+        + ["--skip", "128x256:bf16"]
     )
-    rows = [
-        ln
-        for ln in capsys.readouterr().out.splitlines()
-        if ln.startswith("| cpp_kl ") or ln.startswith("| none ")
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines()]
+    rows = [r for r in rows if r[0] in ("64x128", "128x256")]
+    assert [r[:3] for r in rows] == [
+        [size, prec, ckpt]
+        for size in ("64x128", "128x256")
+        for prec in ("float32", "bf16")
+        for ckpt in ("none", "encoder,decoder,ocr")
     ]
-    assert len(rows) == 2
-    for row in rows:
-        name, terms, built, peak = [c.strip() for c in row.strip("|").split("|")][:4]
-        assert float(peak) >= float(built) > 0
-        assert terms == ("9" if name == "cpp_kl" else "3")
+    small, large = rows[:4], rows[4:]
+    for row in small:
+        _, _, _, name, terms, built, peak = row[:7]
+        assert float(peak) >= float(built) > 0 and terms == "9"
+    assert small[0][9] == small[1][9]  # float32 loss, checkpointing off / on
+    assert [r[6].split(":")[0] for r in large] == ["skipped"] * 2 + ["not measured (--skip)"] * 2
+    benchmark_cli.main(
+        ["memory", "--backbone", BB, "--heads", "demo", "--size", "64", "128", "--threads", "1"]
+        + ["--variants", "none"]
+    )
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| 64x128 ")]
+    assert len(rows) == 1 and [c.strip() for c in rows[0].strip("|").split("|")][4] == "3"
 
 
 def test_build_model_from_config_goes_through_load_model():

@@ -26,6 +26,7 @@ GROUPS = (
     O.TrainingScales,
     O.LossOptions,
     O.InferenceOptions,
+    O.ActivationCheckpointing,
 )
 # read by build_seethroughnet_from_cfg itself (shared by several groups' modules)
 GLUE_KEYS = {"MODEL.SEE_THROUGH.HEAD_NORM", "MODEL.SEM_SEG_HEAD.NUM_CLASSES"}

@@ -148,6 +148,12 @@ def _add_seethroughnet_keys(cfg):
     cfg.MODEL.SEE_THROUGH.CE_WEIGHT = 0.05  # gamma
     # "ce" (softmax, the paper's L_ce) | "bce" ([41]'s code: RMI with RMI off)
     cfg.MODEL.SEE_THROUGH.PER_SCALE_LOSS = "ce"
+    # Not in the paper: activation checkpointing of the training passes, any of "encoder" (HRNet,
+    # one segment per HRNet module), "decoder" (See-Through decoder), "ocr" (HRNetV2 concatenation
+    # + OCR head). Their activations are recomputed in backward: less memory, about one more
+    # forward in time; outputs, gradients and BatchNorm statistics unchanged, no state added
+    # (nn/activation_checkpoint.py). [] = off.
+    cfg.MODEL.SEE_THROUGH.CHECKPOINT_ACTIVATIONS = []
 
     # Inference (Sec. 4): scales, flip, merge, whole-image or sliding-window
     cfg.TEST.SEE_THROUGH = CN()

@@ -17,7 +17,13 @@ from torch import nn
 
 from seethroughnet.nn.aux_losses import AuxiliaryLoss
 from seethroughnet.nn.cpp import cpp_targets
-from seethroughnet.nn.options import DecoderOptions, EncoderOptions, OCROptions, TrainingScales
+from seethroughnet.nn.options import (
+    ActivationCheckpointing,
+    DecoderOptions,
+    EncoderOptions,
+    OCROptions,
+    TrainingScales,
+)
 from seethroughnet.nn.seethroughnet import SeeThroughNet
 
 PARTS = ("encoder", "decoder", "ocr", "scale_attention")
@@ -72,9 +78,18 @@ def environment() -> str:
     )
 
 
-def build_model(backbone: str, heads: str = "paper") -> SeeThroughNet:
-    """A freshly initialised SeeThroughNet (no checkpoint; weights do not matter for timing)."""
-    return SeeThroughNet(num_classes=K, encoder=EncoderOptions(backbone), **HEADS[heads])
+def build_model(
+    backbone: str, heads: str = "paper", checkpointing: Sequence[str] = ()
+) -> SeeThroughNet:
+    """A freshly initialised SeeThroughNet (no checkpoint; weights do not matter for timing);
+    ``checkpointing``: the parts whose activations are recomputed in backward
+    (:class:`~seethroughnet.nn.options.ActivationCheckpointing`)."""
+    return SeeThroughNet(
+        num_classes=K,
+        encoder=EncoderOptions(backbone),
+        checkpointing=ActivationCheckpointing(tuple(checkpointing)),
+        **HEADS[heads],
+    )
 
 
 def build_model_from_config(path: str, opts: Sequence[str] = ()) -> Tuple[SeeThroughNet, object]:
@@ -162,17 +177,33 @@ def _now() -> Tuple[float, float]:
 
 
 def train_step(
-    model, optimizer, images, labels, variant: str, aux: nn.Module, device
+    model,
+    optimizer,
+    images,
+    labels,
+    variant: str,
+    aux: nn.Module,
+    device,
+    autocast: Optional[torch.dtype] = None,
 ) -> Dict[str, float]:
     """One step. Returns wall-clock phase times (s) ``forward``, ``losses``, ``backward_step``,
-    ``step``, the same in process CPU time under ``cpu_*``, and the loss."""
+    ``step``, the same in process CPU time under ``cpu_*``, and the loss. ``autocast``: run the
+    forward and the losses under ``torch.autocast(device.type, dtype=autocast)`` (backward and
+    the SGD step outside it, as AMP recipes do)."""
+    device = torch.device(device)
+    amp = (
+        torch.autocast(device.type, dtype=autocast)
+        if autocast is not None
+        else contextlib.nullcontext()
+    )
     _sync(device)
     t0 = _now()
     optimizer.zero_grad(set_to_none=True)
-    out = model(images)
+    with amp:
+        out = model(images)
     _sync(device)
     t1 = _now()
-    with swapped_aux(model, aux):
+    with swapped_aux(model, aux), amp:
         losses = model.losses(out, labels)
     if variant == "none":
         losses = {k: v for k, v in losses.items() if not k.startswith("loss_cpp_")}

@@ -194,76 +194,152 @@ def _rss_gib() -> Tuple[float, float]:
     return vals["VmRSS"], vals["VmHWM"]
 
 
-def cmd_memory(a) -> None:
-    """Peak resident memory of one CPU training step (forward, every loss term, backward, SGD step)
-    of a freshly built model, one process per variant so that the high-water marks do not mix."""
-    if a.one:
-        torch.manual_seed(0)
-        model = build_model(a.backbone, a.heads)
-        model.train()
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-        h, w = a.size
-        images = torch.randn(a.batch, 3, h, w)
-        labels = make_labels(a.batch, h, w)
-        variant = a.variants[0]
-        rss_built, _ = _rss_gib()
+PRECISIONS = {"float32": None, "bf16": torch.bfloat16}
+
+
+def _parts(spec: str) -> Tuple[str, ...]:
+    """``--checkpointing`` spec: ``none`` or parts joined by commas (``encoder,decoder,ocr``)."""
+    return () if spec == "none" else tuple(spec.split(","))
+
+
+def _one_memory(a) -> None:
+    """The ``memory --one`` subprocess: build, ``--warmup`` + ``--steps`` training steps, print
+    one ``MEMORY`` line (RSS after building, VmHWM, median timed step, loss terms)."""
+    torch.manual_seed(0)
+    model = build_model(a.backbone, a.heads, _parts(a.checkpointing[0]))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    h, w = a.size
+    images = torch.randn(a.batch, 3, h, w)
+    labels = make_labels(a.batch, h, w)
+    variant = a.variants[0]
+    dtype = PRECISIONS[a.precisions[0]]
+    rss_built, _ = _rss_gib()
+    times = []
+    for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         res = train_step(
-            model, opt, images, labels, variant, aux_module(variant, model), torch.device("cpu")
+            model,
+            opt,
+            images,
+            labels,
+            variant,
+            aux_module(variant, model),
+            torch.device("cpu"),
+            autocast=dtype,
         )
-        _, peak = _rss_gib()
-        print(
-            f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {time.perf_counter() - t0:.1f} "
-            f"{res['n_terms']}"
-        )
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    _, peak = _rss_gib()
+    times.sort()
+    print(
+        f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {times[len(times) // 2]:.1f} "
+        f"{res['n_terms']} {res['loss']:.4f}"
+    )
+
+
+def cmd_memory(a) -> None:
+    """Peak resident memory and step time of CPU training steps (forward, every loss term,
+    backward, SGD step) of a freshly built model, one process per cell (size x precision x
+    checkpointing x aux-loss variant) so that the high-water marks do not mix. Cells run from the
+    smallest size up; a cell whose peak, estimated from the same cell at the largest smaller
+    size measured (``built + (peak - built) x pixel ratio``), exceeds ``--max-rss-gib`` is
+    skipped and listed as such, as is a cell ``--skip`` names (to bound the run time)."""
+    if a.one:
+        _one_memory(a)
         return
     import subprocess
 
-    rows = []
+    sizes = sorted({tuple(a.size)} | {tuple(s) for s in a.sizes}, key=lambda s: s[0] * s[1])
+    rows, measured = [], {}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-    for v in a.variants:
-        cmd = [
-            sys.executable,
-            "-m",
-            "seethroughnet.experiments.benchmark_cli",
-            "memory",
-            "--one",
-            "--variants",
-            v,
-            "--backbone",
-            a.backbone,
-            "--size",
-            str(a.size[0]),
-            str(a.size[1]),
-            "--batch",
-            str(a.batch),
-            "--heads",
-            a.heads,
-            "--threads",
-            str(a.threads),
-        ]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMORY ")]
-        if r.returncode != 0 or not line:
-            raise SystemExit(f"memory measurement of {v} failed:\n{r.stderr[-3000:]}")
-        _, name, built, peak, secs, terms = line[0].split()
-        rows.append([name, terms, built, peak, f"{float(peak) - float(built):.3f}", secs])
-    base = {r[0]: float(r[3]) for r in rows}
-    ref = base.get("none")
+    for size in sizes:
+        for prec in a.precisions:
+            for spec in a.checkpointing:
+                for v in a.variants:
+                    key = (prec, spec, v)
+                    cell = [f"{size[0]}x{size[1]}", prec, spec, v]
+                    if any(
+                        all(want in ("*", got) for want, got in zip(sk.split(":"), cell))
+                        for sk in a.skip
+                    ):
+                        rows.append(cell + ["-", "-", "not measured (--skip)"] + ["-"] * 3)
+                        continue
+                    if key in measured:
+                        (sh, sw), built0, peak0 = measured[key]
+                        ratio = size[0] * size[1] / (sh * sw)
+                        estimate = built0 + (peak0 - built0) * ratio
+                        if estimate > a.max_rss_gib:
+                            rows.append(
+                                cell + ["-", "-", f"skipped: ~{estimate:.1f} estimated"] + ["-"] * 3
+                            )
+                            print(f"skipped {cell}: estimated {estimate:.1f} GiB", flush=True)
+                            continue
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "seethroughnet.experiments.benchmark_cli",
+                        "memory",
+                        "--one",
+                        "--variants",
+                        v,
+                        "--backbone",
+                        a.backbone,
+                        "--size",
+                        str(size[0]),
+                        str(size[1]),
+                        "--batch",
+                        str(a.batch),
+                        "--heads",
+                        a.heads,
+                        "--threads",
+                        str(a.threads),
+                        "--checkpointing",
+                        spec,
+                        "--precisions",
+                        prec,
+                        "--warmup",
+                        str(a.warmup),
+                        "--steps",
+                        str(a.steps),
+                    ]
+                    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                    line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMORY ")]
+                    if r.returncode != 0 or not line:
+                        raise SystemExit(
+                            f"memory measurement of {cell} failed:\n{r.stderr[-3000:]}"
+                        )
+                    _, _, built, peak, secs, terms, loss = line[0].split()
+                    measured[key] = (size, float(built), float(peak))
+                    rows.append(
+                        cell + [terms, built, peak, f"{float(peak) - float(built):.3f}", secs, loss]
+                    )
+                    print(f"measured {cell}: {line[0]}", flush=True)
+    base = {
+        (r[0], r[3]): float(r[6])
+        for r in rows
+        if r[1] == "float32" and r[2] == "none" and r[4] != "-"
+    }
     for r in rows:
-        r.append(f"{(base[r[0]] / ref - 1) * 100:+.1f}%" if ref else "-")
+        ref = base.get((r[0], r[3]))
+        r.append(f"{float(r[6]) / ref:.2f}x" if ref and r[4] != "-" else "-")
     _print(
-        f"CPU peak RSS of one training step: {a.backbone}, {a.heads} heads, batch {a.batch}, "
-        f"{a.size[0]}x{a.size[1]} (two training resolutions), a fresh process per variant",
+        f"CPU peak RSS and step time of a training step: {a.backbone}, {a.heads} heads, batch "
+        f"{a.batch}, two training resolutions, a fresh process per row, {a.warmup} warm-up + "
+        f"{a.steps} timed step(s) (median), cells estimated above {a.max_rss_gib} GiB skipped",
         [
+            "size",
+            "precision",
+            "checkpointing",
             "aux losses",
             "loss terms",
             "RSS after building the model (GiB)",
             "peak RSS, VmHWM (GiB)",
             "peak - built (GiB)",
             "step time (s)",
-            "peak vs none",
+            "loss",
+            "peak vs float32 without checkpointing",
         ],
         rows,
     )
@@ -409,8 +485,45 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--batch", type=int, default=1)
     q.add_argument("--variants", nargs="+", default=["cpp_kl", "none"], choices=VARIANTS)
     q.add_argument(
+        "--sizes",
+        nargs="*",
+        default=[],
+        type=lambda s: tuple(int(v) for v in s.split("x")),
+        metavar="HxW",
+        help="more sizes besides --size (multiples of 64)",
+    )
+    q.add_argument(
+        "--checkpointing",
+        nargs="+",
+        default=["none"],
+        help="activation checkpointing per cell: none, or parts joined by commas "
+        "(encoder,decoder,ocr; MODEL.SEE_THROUGH.CHECKPOINT_ACTIVATIONS)",
+    )
+    q.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["float32"],
+        choices=sorted(PRECISIONS),
+        help="bf16: forward and losses under CPU bfloat16 autocast",
+    )
+    q.add_argument("--warmup", type=int, default=0, help="untimed steps before the timed ones")
+    q.add_argument("--steps", type=int, default=1, help="timed steps (median reported)")
+    q.add_argument(
+        "--max-rss-gib",
+        type=float,
+        default=18.0,
+        help="skip a cell whose peak, estimated from a smaller size, is above this",
+    )
+    q.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        metavar="HxW:PRECISION[:CHECKPOINTING]",
+        help="cells not to measure (listed as such; '*' matches anything), e.g. 1024x2048:bf16",
+    )
+    q.add_argument(
         "--one", action="store_true", help=argparse.SUPPRESS
-    )  # internal: measure one variant here
+    )  # internal: measure one cell here
     q.set_defaults(func=cmd_memory)
 
     q = sub.add_parser("all", help="everything docs/seethroughnet_benchmark.md records")

@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
 from torch import nn
 
+from .activation_checkpoint import checkpoint_segment, checkpointing_active
 from .layers import (  # FrozenBatchNorm2d, convert_norm: re-exported
     FrozenBatchNorm2d,
     check_norm,
@@ -117,6 +118,36 @@ def _set_fuse_upsampling(body: nn.Module, mode: str, align_corners: bool) -> int
             "network out differently; fuse_upsample cannot be applied"
         )
     return replaced
+
+
+def _hr_module(module: nn.Module) -> Callable[..., List[torch.Tensor]]:
+    """An HRNet module on its branch tensors as separate arguments (timm's module overwrites the
+    list it is given, so every call builds a fresh one)."""
+
+    def run(*branches: torch.Tensor) -> List[torch.Tensor]:
+        return module(list(branches))
+
+    return run
+
+
+def _stage_entry(
+    transition: nn.ModuleList, module: nn.Module, first: bool
+) -> Callable[..., List[torch.Tensor]]:
+    """timm's ``HighResolutionNet.stages`` step into a stage: the transition layers (from the one
+    stage-1 output for stage 2, else new branch = transition of the last branch, identities
+    elsewhere), then the stage's first HRNet module."""
+
+    def run(*branches: torch.Tensor) -> List[torch.Tensor]:
+        if first:
+            xl = [t(branches[0]) for t in transition]
+        else:
+            xl = [
+                branches[i] if isinstance(t, nn.Identity) else t(branches[-1])
+                for i, t in enumerate(transition)
+            ]
+        return module(xl)
+
+    return run
 
 
 class CheckpointReport(NamedTuple):
@@ -226,6 +257,9 @@ class HRNetV2Encoder(nn.Module):
             )
         self.body = convert_norm(self.body, norm)
         self._freeze(self.freeze_at)
+        #: activation checkpointing of the training forward (nn/activation_checkpoint.py): a plain
+        #: attribute, no state; SeeThroughNet sets it from ``ActivationCheckpointing``
+        self.checkpoint_activations = False
 
     # ------------------------------------------------------------------------------------------
     def _freeze(self, freeze_at: int) -> None:
@@ -289,4 +323,34 @@ class HRNetV2Encoder(nn.Module):
                 f"HRNet input size {(h, w)} must be a multiple of {self.size_divisibility} "
                 "(its fuse layers up-sample by exactly 2); pad the batch first"
             )
+        if checkpointing_active(self, self.checkpoint_activations):
+            return dict(zip(_FEATURE_NAMES, self._checkpointed_body(x)))
         return dict(zip(_FEATURE_NAMES, self.body(x)))
+
+    def _checkpointed_body(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """timm's ``HighResolutionNetFeatures.forward`` (stem, ``layer1``, then per stage its
+        transition and its HRNet modules) with one checkpointed segment for the stem + stage 1
+        and one per HRNet module (the transition into a stage goes with its first module); the
+        same function as ``self.body(x)``."""
+        b = self.body
+        if getattr(b, "incre_modules", None) is not None:
+            raise RuntimeError(
+                "activation checkpointing of the HRNet encoder expects timm's raw branch outputs "
+                "(feature_location=''); this body has incre_modules"
+            )
+        stem = [getattr(b, n) for n in ("conv1", "bn1", "act1", "conv2", "bn2", "act2", "layer1")]
+
+        def run_stem(t):
+            for layer in stem:
+                t = layer(t)
+            return t
+
+        y = checkpoint_segment(run_stem, x, modules=stem)
+        ys: List[torch.Tensor] = [y]
+        for j in (2, 3, 4):
+            transition = getattr(b, f"transition{j - 1}")
+            for index, module in enumerate(getattr(b, f"stage{j}")):
+                parts = [module, transition] if index == 0 else [module]
+                fn = _stage_entry(transition, module, j == 2) if index == 0 else _hr_module(module)
+                ys = list(checkpoint_segment(fn, *ys, modules=parts))
+        return ys

@@ -17,6 +17,8 @@ OCROptions         OCR head on the HRNetV2 representation (Sec. 3.2, Yuan et al.
 TrainingScales     two-resolution training merged by attention, Eq. 4 (Tao et al.)
 LossOptions        Eqs. 5-7: RMI on the merged output, CPP losses, gamma-weighted per-pass losses
 InferenceOptions   multi-scale + flip inference (Sec. 4), hierarchical attention merge (Tao et al.)
+ActivationCheck-   not in the paper: activation checkpointing of the training forward (memory for
+pointing           time; same model, same gradients)
 =================  ===============================================================================
 """
 
@@ -26,6 +28,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
+from .activation_checkpoint import CHECKPOINT_PARTS
 from .hrnet import HRNetV2Encoder
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "TrainingScales",
     "LossOptions",
     "InferenceOptions",
+    "ActivationCheckpointing",
+    "CHECKPOINT_PARTS",
     "MERGE_MODES",
     "CPP_ON_CHOICES",
     "PER_SCALE_LOSSES",
@@ -242,6 +247,30 @@ class InferenceOptions(_Options):
     def window(self) -> Tuple[Optional[Tuple[int, int]], Optional[Tuple[int, int]]]:
         """``(crop_size, stride)`` in ``"slide"`` mode, ``(None, None)`` in ``"whole"`` mode."""
         return (self.crop_size, self.stride) if self.mode == "slide" else (None, None)
+
+
+@dataclass(frozen=True)
+class ActivationCheckpointing(_Options):
+    """Not in the paper: which parts of every training pass keep only their inputs for backward
+    and recompute their activations there (:mod:`seethroughnet.nn.activation_checkpoint`), any of
+    :data:`CHECKPOINT_PARTS`: ``"encoder"`` (HRNet: one segment for the stem + stage 1, one per
+    HRNet module), ``"decoder"`` (the See-Through decoder, Eq. 3) and ``"ocr"`` (the HRNetV2
+    concatenation + OCR head). Empty (default): none. The model, its outputs, losses, gradients
+    and BatchNorm statistics are the plain model's; only memory (less) and step time (one more
+    forward of the named parts) change. Active in training mode with gradients enabled only;
+    adds no state (a checkpoint resumes exactly with it on or off)."""
+
+    parts: Tuple[str, ...] = _opt((), "MODEL.SEE_THROUGH.CHECKPOINT_ACTIVATIONS")
+
+    def __post_init__(self):
+        parts = tuple(str(p) for p in self.parts)
+        bad = [p for p in parts if p not in CHECKPOINT_PARTS]
+        if bad or len(set(parts)) != len(parts):
+            raise ValueError(
+                f"parts must be distinct names out of {CHECKPOINT_PARTS}, got {list(parts)}"
+                f"{self._where('parts')}"
+            )
+        self._set("parts", parts)
 
 
 def _pair(x) -> Tuple[int, int]:

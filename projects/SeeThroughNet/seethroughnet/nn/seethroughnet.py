@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activation_checkpoint import checkpoint_segment, checkpointing_active
 from .aux_losses import AuxiliaryLoss, resized_cross_entropy
 from .cpp import cpp_targets
 from .layers import resize
@@ -55,6 +56,7 @@ from .options import (
     CPP_ON_CHOICES,
     MERGE_MODES,
     PER_SCALE_LOSSES,
+    ActivationCheckpointing,
     DecoderOptions,
     EncoderOptions,
     InferenceOptions,
@@ -76,6 +78,7 @@ __all__ = [
     "TrainingScales",
     "LossOptions",
     "InferenceOptions",
+    "ActivationCheckpointing",
     "MERGE_MODES",
     "CPP_ON_CHOICES",
     "PER_SCALE_LOSSES",
@@ -99,9 +102,12 @@ class SeeThroughNet(nn.Module):
         head_norm: norm of the freshly initialised heads (decoder, OCR, attention), one of
             :data:`~seethroughnet.nn.layers.NORMS` (``MODEL.SEE_THROUGH.HEAD_NORM``).
         align_corners: of every bilinear resize of feature maps / logits.
+        checkpointing: activation checkpointing of the training passes (not in the paper; same
+            outputs, gradients and BatchNorm statistics, less memory, no state:
+            :class:`~seethroughnet.nn.options.ActivationCheckpointing`).
 
     The groups are kept as ``encoder_options``, ``decoder_options``, ``ocr_options``,
-    ``scale_options``, ``loss_options`` and ``inference_options``.
+    ``scale_options``, ``loss_options``, ``inference_options`` and ``checkpointing_options``.
     """
 
     def __init__(
@@ -115,10 +121,12 @@ class SeeThroughNet(nn.Module):
         inference: InferenceOptions = InferenceOptions(),
         head_norm: str = "BN",
         align_corners: bool = False,
+        checkpointing: ActivationCheckpointing = ActivationCheckpointing(),
     ):
         super().__init__()
         self.encoder_options, self.decoder_options, self.ocr_options = encoder, decoder, ocr
         self.scale_options, self.loss_options, self.inference_options = scales, loss, inference
+        self.checkpointing_options = checkpointing
         self.num_classes = num_classes
         self.ignore_value = loss.ignore_value
         self.align_corners = align_corners
@@ -165,6 +173,7 @@ class SeeThroughNet(nn.Module):
             ignore_value=loss.ignore_value,
         )
         self.cpp_weights = dict(zip(_AGG_STRIDES, loss.aux_weights))
+        self.encoder.checkpoint_activations = "encoder" in checkpointing.parts
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -178,9 +187,23 @@ class SeeThroughNet(nn.Module):
         """One pass (sizes multiples of 32). Returns the decoder outputs (``coarse_*``, ``attn_*``,
         ``agg_*``, ``soft_regions``), ``logits`` (X of this pass, stride 4), ``ocr_feats`` and, if
         asked, ``scale_attn`` (Tao et al.'s alpha of this pass)."""
-        feats = self.encoder(images)
-        out = dict(self.decoder(feats))
-        ocr = self.ocr(concat_hrnetv2(feats, align_corners=self.align_corners), out["soft_regions"])
+        parts = self.checkpointing_options.parts
+        feats = self.encoder(images)  # checkpointed per HRNet module if "encoder" in parts
+        if checkpointing_active(self, "decoder" in parts):
+            names = tuple(feats)
+            out = checkpoint_segment(
+                lambda *maps: dict(self.decoder(dict(zip(names, maps)))),
+                *feats.values(),
+                modules=[self.decoder],
+            )
+        else:
+            out = dict(self.decoder(feats))
+        if checkpointing_active(self, "ocr" in parts):
+            ocr = checkpoint_segment(
+                self._ocr, *feats.values(), out["soft_regions"], modules=[self.ocr]
+            )
+        else:
+            ocr = self._ocr(*feats.values(), out["soft_regions"])
         out["logits"] = ocr["logits"]
         out["ocr_feats"] = ocr["feats"]
         if with_scale_attention:
@@ -191,6 +214,12 @@ class SeeThroughNet(nn.Module):
                 )
             out["scale_attn"] = self.scale_attention(ocr["feats"])
         return out
+
+    def _ocr(self, *maps: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The OCR head on the HRNetV2 concatenation of the branches ``maps[:-1]`` (res2..res5)
+        with the soft object regions ``maps[-1]``."""
+        feats = dict(zip(("res2", "res3", "res4", "res5"), maps[:-1]))
+        return self.ocr(concat_hrnetv2(feats, align_corners=self.align_corners), maps[-1])
 
     def forward(self, images: torch.Tensor):
         """Training: ``{"r1.0": pass dict, "r0.5": pass dict, "merged": X (N,K,H/4,W/4)}``

@@ -13,6 +13,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
 
 from ...nn.options import (
+    ActivationCheckpointing,
     DecoderOptions,
     EncoderOptions,
     InferenceOptions,
@@ -38,6 +39,7 @@ def build_seethroughnet_from_cfg(cfg) -> SeeThroughNet:
         loss=LossOptions.from_cfg(cfg),
         inference=InferenceOptions.from_cfg(cfg),
         head_norm=cfg.MODEL.SEE_THROUGH.HEAD_NORM,
+        checkpointing=ActivationCheckpointing.from_cfg(cfg),
     )
 
 

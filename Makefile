@@ -45,8 +45,9 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
+# Two processes (pytest-xdist), each test file in one of them (its module fixtures and order kept).
 test: install lint
-	$(PY) -m pytest tests -q --ignore=tests/mmseg --durations=15
+	$(PY) -m pytest tests -q --ignore=tests/mmseg --durations=15 -n 2 --dist loadfile
 
 # Upstream main imports pkg_resources in detectron2.model_zoo: setuptools < 81 still ships it
 # (>= 77 for this project's pyproject license field). Cityscapes loading/evaluation needs no change:

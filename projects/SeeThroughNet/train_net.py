@@ -19,4 +19,6 @@ from seethroughnet.cli import train as main  # noqa: E402, F401  (train_net.main
 from seethroughnet.cli import train_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    # no sys.exit: tools run this file in their own process (runpy, e.g. a submitit job) and
+    # must get control back, as with detectron2's own train_net.py
+    train_main()

@@ -1,10 +1,17 @@
 """Test-session settings: dataset-validation caches go to a temporary folder, not ~/.cache."""
 
 import os
+import sys
 import tempfile
 
 os.environ.setdefault("SEETHROUGHNET_CACHE_DIR", tempfile.mkdtemp(prefix="stn-test-cache-"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+# datasets/ (the prepare scripts and their _split_sizes helper) importable in every process of the
+# session: pytest-xdist's controller re-imports the class of a warning a worker reports (e.g.
+# _split_sizes.SplitSizeWarning), which fails unless its module can be found there too
+sys.path.append(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
+)
 
 import pytest  # noqa: E402
 

@@ -27,10 +27,6 @@ class ProjectSemSegEvaluator(SemSegEvaluator):
     ``IoU-<class>``, ``mACC``, ``pACC``, ``ACC-<class>``), defined in :mod:`.metrics`; writes
     ``sem_seg_predictions.json`` and ``sem_seg_evaluation.pth`` to ``output_dir`` atomically."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._compute_boundary_iou = False  # upstream main only; route A has no such metric
-
     def evaluate(self):
         conf, predictions = self._conf_matrix, self._predictions
         if self._distributed:

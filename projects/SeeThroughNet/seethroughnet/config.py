@@ -271,6 +271,12 @@ def _add_cpp_plugin_keys(cfg):
     # True: HRNet-Semantic-Segmentation HRNet-OCR, lib/config/default.py MODEL.ALIGN_CORNERS)
     cfg.MODEL.DECODE_HEAD.ALIGN_CORNERS = False
 
+    cfg.MODEL.CPP_SEGMENTOR = CN()
+    # not in the paper (a memory option; same losses and gradients): the parts whose training
+    # activations are recomputed in backward, any of "backbone" (dilated ResNet: one segment per
+    # block; HRNetV2: one per HRNet module) and "decode_head" (one segment); [] = none
+    cfg.MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS = []
+
     cfg.MODEL.CPP_AUX = CN()
     cfg.MODEL.CPP_AUX.ENABLED = True
     # the features that get an auxiliary head (the paper's Table 1: the four stages)

@@ -548,7 +548,3 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":  # the `memory --one` subprocess
     main()
-
-
-if __name__ == "__main__":
-    main()

@@ -21,11 +21,14 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
+from ...nn.activation_checkpoint import checkpoint_segment, checkpointing_active
 from ...nn.aux_losses import AUX_LOSS_KINDS, CE_AVERAGES, resized_cross_entropy
 from ...nn.auxiliary_heads import AuxiliaryHeads
 from ...nn.decode_heads import DECODE_HEADS
 from ...nn.sliding_window import sliding_window_inference
+from ..backbone.hrnet import HRNetV2Backbone
 from ..common import check_finite_losses, normalized_images, padded_labels, semantic_outputs
+from .resnet import ResNet, checkpointed_resnet_features
 
 __all__ = [
     "CPPSegmentor",
@@ -38,6 +41,8 @@ __all__ = [
 
 #: values of TEST.CPP_SEGMENTOR.MODE
 TEST_MODES = ("whole", "slide")
+#: what MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS can name
+CHECKPOINT_PARTS = ("backbone", "decode_head")
 
 
 def pad_bottom_right(x: torch.Tensor, size, value) -> torch.Tensor:
@@ -75,6 +80,22 @@ def _test_config(cfg):
         "test_size_divisibility": t.SIZE_DIVISIBILITY,
         "train_pad_size": tuple(cfg.INPUT.CROP.SIZE) if pad == "normalized" else None,
     }
+
+
+def _checkpoint_parts(cfg, backbone):
+    parts = tuple(cfg.MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS)
+    key = "MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS"
+    bad = [p for p in parts if p not in CHECKPOINT_PARTS]
+    if bad or len(set(parts)) != len(parts):
+        raise ValueError(
+            f"{key}: {list(parts)}; valid: distinct names out of {', '.join(CHECKPOINT_PARTS)}"
+        )
+    if "backbone" in parts and not isinstance(backbone, (ResNet, HRNetV2Backbone)):
+        raise ValueError(
+            f"{key}: 'backbone' needs the dilated ResNet or the HRNetV2 backbone, not "
+            f"{type(backbone).__name__} ({cfg.MODEL.BACKBONE.NAME}); remove 'backbone'"
+        )
+    return parts
 
 
 def _config_value(value):
@@ -202,7 +223,14 @@ class CPPSegmentor(nn.Module):
         test_stride=(320, 320),
         test_size_divisibility: int = 32,
         backbone_size_divisibility: int = 1,
+        checkpoint_parts=(),
     ):
+        """``checkpoint_parts``: not in the paper, a memory option: any of
+        :data:`CHECKPOINT_PARTS` whose training activations are recomputed in backward
+        (:mod:`seethroughnet.nn.activation_checkpoint`; same losses, gradients and BatchNorm
+        statistics). ``"backbone"``: one segment per residual block of a detectron2 ``ResNet``
+        (and its stem), or per HRNet module of :class:`HRNetV2Backbone`; ``"decode_head"``: the
+        decode head as one segment."""
         super().__init__()
         self.backbone = backbone
         self.decode_head = decode_head
@@ -219,6 +247,9 @@ class CPPSegmentor(nn.Module):
         self.test_size_divisibility = max(test_size_divisibility, backbone_size_divisibility, 1)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.checkpoint_parts = tuple(checkpoint_parts)
+        if isinstance(backbone, HRNetV2Backbone):  # checkpointed per HRNet module by the encoder
+            backbone.encoder.checkpoint_activations = "backbone" in self.checkpoint_parts
 
     @classmethod
     def from_config(cls, cfg):
@@ -238,6 +269,7 @@ class CPPSegmentor(nn.Module):
             "size_divisibility": max(32, backbone.size_divisibility),
             "check_finite_loss": cfg.SOLVER.CHECK_FINITE_LOSS,
             "backbone_size_divisibility": backbone.size_divisibility,
+            "checkpoint_parts": _checkpoint_parts(cfg, backbone),
             **_test_config(cfg),
         }
 
@@ -253,8 +285,8 @@ class CPPSegmentor(nn.Module):
         )
         if self.train_pad_size is not None:  # SegDataPreProcessor(size=crop_size): 0 after norm.
             images.tensor = pad_bottom_right(images.tensor, self.train_pad_size, 0.0)
-        features = self.backbone(images.tensor)
-        logits, extra = self._decode(features)
+        features = self._training_features(images.tensor)
+        logits, extra = self._training_decode(features)
         labels = padded_labels(
             batched_inputs, self.size_divisibility, self.ignore_value, self.device
         )
@@ -270,6 +302,23 @@ class CPPSegmentor(nn.Module):
         if self.check_finite_loss:
             check_finite_losses(losses)
         return losses
+
+    def _training_features(self, images: torch.Tensor):
+        if isinstance(self.backbone, ResNet) and checkpointing_active(
+            self, "backbone" in self.checkpoint_parts
+        ):
+            return checkpointed_resnet_features(self.backbone, images)
+        return self.backbone(images)  # HRNetV2Backbone checkpoints itself when asked
+
+    def _training_decode(self, features):
+        if not checkpointing_active(self, "decode_head" in self.checkpoint_parts):
+            return self._decode(features)
+        names = sorted(features)
+
+        def decode(*tensors):
+            return self._decode(dict(zip(names, tensors)))
+
+        return checkpoint_segment(decode, *[features[n] for n in names], modules=[self.decode_head])
 
     def _decode(self, features):
         out = self.decode_head(features)

@@ -21,12 +21,16 @@ gives 16, (1, 1) 32 (MMSegmentation's UPerNet: strides 4/8/16/32).
 """
 
 import logging
+from typing import Dict
 
 import fvcore.nn.weight_init as weight_init
+import torch
 import torch.nn.functional as F
 from detectron2.layers import Conv2d, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicStem, BottleneckBlock, CNNBlockBase, ResNet
+
+from ...nn.activation_checkpoint import checkpoint_segment
 
 try:  # detectron2's DeepLab project (installed with this project)
     from detectron2.projects.deeplab.resnet import DeepLabStem
@@ -144,6 +148,24 @@ def stage_dilations(dilation, multi_grid, contract_dilation):
     if contract_dilation and dilation > 1 and all(g == 1 for g in multi_grid):
         dils[0] = dilation // 2
     return dils
+
+
+def checkpointed_resnet_features(resnet: ResNet, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The features of detectron2's ``ResNet.forward(x)`` (``stem``, ``res2``.. as its
+    ``output_shape()`` names them) with activation checkpointing: the stem and every residual
+    block are one segment each (:func:`seethroughnet.nn.activation_checkpoint.checkpoint_segment`:
+    BatchNorm statistics updated once). Only the segments' inputs are kept for backward."""
+    names = set(resnet.output_shape())
+    outputs = {}
+    x = checkpoint_segment(resnet.stem, x, modules=[resnet.stem])
+    if "stem" in names:
+        outputs["stem"] = x
+    for name, stage in zip(resnet.stage_names, resnet.stages):
+        for block in stage:
+            x = checkpoint_segment(block, x, modules=[block])
+        if name in names:
+            outputs[name] = x
+    return outputs
 
 
 @BACKBONE_REGISTRY.register()

@@ -27,9 +27,8 @@ ABLATIONS = sorted(
     glob.glob(os.path.join(REPO, "projects/SeeThroughNet/configs/Cityscapes/ablation/*.yaml"))
 )
 
-TINY_CONFIG = os.path.join(
-    REPO, "tests/configs/seethroughnet_tiny.yaml"
-)  # the tests' tiny SeeThroughNet
+#: the tests' tiny SeeThroughNet
+TINY_CONFIG = os.path.join(REPO, "tests/configs/seethroughnet_tiny.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -341,6 +340,7 @@ def test_table4_ablation_configs_build_and_differ_only_in_two_keys(path):
 
 _DDP_SCRIPT = r"""
 import os, sys, torch
+import numpy as np
 sys.path.insert(0, {repo!r} + "/projects/SeeThroughNet")
 from detectron2.engine import launch
 from detectron2.utils import comm
@@ -350,23 +350,33 @@ def main(out):
     from seethroughnet.engine import Trainer
     from seethroughnet.config import build_config
     register_all()
-    # SyncBN as in the W48 configs: the CPU trainer must convert it (SyncBatchNorm trains only on
-    # GPUs)
-    cfg = build_config({tiny_config!r}, [
-        "OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4",
-        "MODEL.HRNET.NORM", "SyncBN", "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN",
-    ])
-    cfg.freeze()
-    assert cfg.MODEL.DEVICE == "cpu"
-    torch.manual_seed(comm.get_rank())  # different initial weights: DDP must broadcast rank 0's
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.model.modules())
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trainer.model.modules()) > 50
-    params = {{k: v for k, v in trainer.model.module.named_parameters()}}
-    torch.save(params, os.path.join(out, f"params_rank{{comm.get_rank()}}.pth"))
-    assert torch.distributed.get_backend() == "gloo"
+    # the same 3 iterations without and with activation checkpointing of every part
+    for name, parts in (("plain", "[]"), ("checkpointed", "['encoder', 'decoder', 'ocr']")):
+        # SyncBN as in the W48 configs: the CPU trainer must convert it (SyncBatchNorm trains only
+        # on GPUs)
+        cfg = build_config({tiny_config!r}, [
+            "OUTPUT_DIR", os.path.join(out, name), "SOLVER.MAX_ITER", "3",
+            "SOLVER.IMS_PER_BATCH", "4", "MODEL.HRNET.NORM", "SyncBN",
+            "MODEL.SEE_THROUGH.HEAD_NORM", "SyncBN",
+            "MODEL.SEE_THROUGH.CHECKPOINT_ACTIVATIONS", parts,
+        ])
+        cfg.freeze()
+        assert cfg.MODEL.DEVICE == "cpu"
+        torch.manual_seed(comm.get_rank())  # different initial weights: DDP broadcasts rank 0's
+        np.random.seed(0)  # the data stream's seed (comm.shared_random_seed): the same in both runs
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+        assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.model.modules())
+        assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trainer.model.modules()) > 50
+        model = trainer.model.module
+        state = {{
+            "params": {{k: v.detach().clone() for k, v in model.named_parameters()}},
+            "buffers": {{k: v.detach().clone() for k, v in model.named_buffers()}},
+        }}
+        torch.save(state, os.path.join(out, f"{{name}}_rank{{comm.get_rank()}}.pth"))
+        assert torch.distributed.get_backend() == "gloo"
+        comm.synchronize()
 
 if __name__ == "__main__":
     launch(main, 2, dist_url="auto", args=(sys.argv[1],))
@@ -377,6 +387,9 @@ if __name__ == "__main__":
 def test_two_process_gloo_training_with_syncbn_config_keeps_weights_identical(
     cityscapes_root, tmp_path
 ):
+    """DDP on two gloo processes: the ranks end with the same weights and BatchNorm statistics;
+    with activation checkpointing (MODEL.SEE_THROUGH.CHECKPOINT_ACTIVATIONS) they are the plain
+    run's (gradients all-reduced from the recomputed backward, BN statistics updated once)."""
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT.format(repo=REPO, tiny_config=TINY_CONFIG))
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
@@ -388,11 +401,24 @@ def test_two_process_gloo_training_with_syncbn_config_keeps_weights_identical(
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    p0 = torch.load(tmp_path / "params_rank0.pth")
-    p1 = torch.load(tmp_path / "params_rank1.pth")
-    assert p0.keys() == p1.keys() and len(p0) > 100
-    for k in p0:
-        assert torch.equal(p0[k], p1[k]), k
+    runs = {
+        n: [torch.load(tmp_path / f"{n}_rank{i}.pth") for i in (0, 1)]
+        for n in ("plain", "checkpointed")
+    }
+    for name, (r0, r1) in runs.items():  # DDP: the same parameters on both ranks
+        p0, p1 = r0["params"], r1["params"]
+        assert p0.keys() == p1.keys() and len(p0) > 100, name
+        for k in p0:
+            assert torch.equal(p0[k], p1[k]), (name, k)
+    for rank in (0, 1):  # checkpointed = plain: parameters and each rank's own BN statistics
+        plain, ckpt = runs["plain"][rank], runs["checkpointed"][rank]
+        for kind in ("params", "buffers"):
+            assert plain[kind].keys() == ckpt[kind].keys()
+            for k, want in plain[kind].items():
+                if k.endswith("num_batches_tracked"):
+                    assert torch.equal(ckpt[kind][k], want), k
+                else:
+                    torch.testing.assert_close(ckpt[kind][k], want, rtol=1e-4, atol=1e-5, msg=k)
 
 
 def test_registered_hrnetv2_backbone_output_shape_matches_its_features():

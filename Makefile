@@ -101,7 +101,7 @@ $(STAMP_MMSEG): requirements-mmseg.txt pyproject.toml $(STAMP)
 	@touch $@
 
 test-mmseg: $(STAMP_MMSEG)
-	SEETHROUGHNET_REQUIRE_MMSEG=1 $(PY_MMSEG) -m pytest tests/mmseg -q
+	SEETHROUGHNET_REQUIRE_MMSEG=1 $(PY_MMSEG) -m pytest tests/mmseg -q -n 2 --dist loadfile
 
 gpu-check: install
 	$(PY) tools/gpu_check.py --output docs/gpu_results.md

@@ -155,8 +155,9 @@ def check_cuda_tests(s: Settings) -> List[List[str]]:
     ]
 
 
-def _seethroughnet(s: Settings):
+def _seethroughnet(s: Settings, checkpointing=()):
     from seethroughnet.nn.options import (
+        ActivationCheckpointing,
         DecoderOptions,
         EncoderOptions,
         OCROptions,
@@ -175,20 +176,31 @@ def _seethroughnet(s: Settings):
         if h
         else {}
     )
-    model = SeeThroughNet(K, EncoderOptions(s.stn_variant, norm="BN"), head_norm="BN", **heads)
+    model = SeeThroughNet(
+        K,
+        EncoderOptions(s.stn_variant, norm="BN"),
+        head_norm="BN",
+        checkpointing=ActivationCheckpointing(checkpointing),
+        **heads,
+    )
     return model.to(s.device)
 
 
 def check_seethroughnet_train(s: Settings) -> List[List[str]]:
+    """A training step (both resolutions, every loss) in float32 and with AMP, each without and
+    with activation checkpointing of the encoder, decoder and OCR head (the 16 GB config is AMP +
+    checkpointing): step time and peak memory (CUDA: ``max_memory_allocated``)."""
     rows = []
     h, w = s.stn_size
-    for amp in (False, True):
-        model = _seethroughnet(s).train()
+    every_part = ("encoder", "decoder", "ocr")
+    for amp, parts in ((False, ()), (False, every_part), (True, ()), (True, every_part)):
+        model = _seethroughnet(s, parts).train()
         images = torch.randn(1, 3, h, w, device=s.device)
         labels = _labels(s, 1, h, w)
         step = _train_step_fn(s, model, lambda: model.losses(model(images), labels), amp)
         med, best, peak = _timed_steps(s, step)
         kind = ("AMP float16 + GradScaler" if s.cuda else "autocast bfloat16") if amp else "float32"
+        kind += ", activation checkpointing " + "+".join(parts) if parts else ""
         rows.append(
             [
                 f"SeeThroughNet {s.stn_variant} train step {h}x{w} batch 1, {kind}",
@@ -290,15 +302,9 @@ def check_table1_model(s: Settings) -> List[List[str]]:
             "MODEL.CPP_AUX.HIDDEN_CHANNELS",
             "8",
         ]
-    cfg = build_config(
-        os.path.join(
-            REPO, "projects/SeeThroughNet/configs/CPP-Plugin/deeplabv3plus_R101_cityscapes.yaml"
-        ),
-        opts,
-    )
-    torch.manual_seed(0)
-    model = build_model(cfg).train()
     h, w = s.table1_size
+    opts += ["INPUT.CROP.SIZE", f"({h}, {w})"]  # the training pad size (MMSegmentation's crop)
+    config = "projects/SeeThroughNet/configs/CPP-Plugin/deeplabv3plus_R101_cityscapes.yaml"
     labels = _labels(s, 2, h, w)
     g = torch.Generator().manual_seed(1)
     batch = [
@@ -309,10 +315,19 @@ def check_table1_model(s: Settings) -> List[List[str]]:
         for i in range(2)
     ]
     rows = []
-    for amp in (False, True):
+    checkpointed = ["backbone", "decode_head"]
+    for amp, parts in ((False, []), (True, []), (True, checkpointed)):
+        torch.manual_seed(0)
+        cfg = build_config(
+            os.path.join(REPO, config),
+            opts + ["MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS", str(parts)],
+        )
+        model = build_model(cfg).train()
         step = _train_step_fn(s, model, lambda: model(batch), amp)
         med, best, peak = _timed_steps(s, step)
+        model = step = None  # free before the next row
         kind = ("AMP float16" if s.cuda else "autocast bfloat16") if amp else "float32"
+        kind += ", activation checkpointing " + "+".join(parts) if parts else ""
         depth = cfg.MODEL.RESNETS.DEPTH
         rows.append(
             [

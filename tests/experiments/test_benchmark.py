@@ -204,3 +204,27 @@ def test_tool_help_runs_as_a_subprocess():
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert r.returncode == 0 and "params" in r.stdout and "memory" in r.stdout
+
+
+def test_cli_memory_of_a_table1_config_with_and_without_checkpointing(capsys):
+    """`memory --config`: a Table 1 config's own model and losses (DeepLabV3+ with its four CPP
+    heads, narrowed to ResNet-18 by --opts), one process per checkpointing setting; the same loss
+    with MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS on."""
+    config = os.path.join(
+        REPO, "projects/SeeThroughNet/configs/CPP-Plugin/deeplabv3plus_R101_cityscapes.yaml"
+    )
+    opts = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
+    opts += ["MODEL.RESNETS.RES5_MULTI_GRID", "[1, 1]", "MODEL.DECODE_HEAD.CHANNELS", "16"]
+    opts += ["MODEL.CPP_AUX.HIDDEN_CHANNELS", "8", "MODEL.RESNETS.NORM", "BN"]
+    opts += ["MODEL.DECODE_HEAD.NORM", "BN"]
+    benchmark_cli.main(
+        ["memory", "--config", config, "--opts", *opts, "--size", "64", "128", "--batch", "2"]
+        + ["--threads", "1", "--checkpointing", "none", "backbone,decode_head"]
+    )
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines()]
+    rows = [r for r in rows if r[0] == "64x128"]
+    assert [r[2] for r in rows] == ["none", "backbone,decode_head"]
+    for r in rows:  # the decode head's CE + the four CPP heads' KL terms
+        assert r[4] == "5" and float(r[6]) >= float(r[5]) > 0
+    assert rows[0][9] == rows[1][9]

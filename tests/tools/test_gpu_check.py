@@ -39,9 +39,12 @@ def test_tiny_cpu_self_test_runs_every_check(tmp_path):
     for needle in (
         "train step 128x256 batch 1, float32",
         "autocast bfloat16",
+        "autocast bfloat16, activation checkpointing encoder+decoder+ocr",
+        "float32, activation checkpointing encoder+decoder+ocr",
         "scales 0.5/1.0/2.0 + flip",
         "GLOO process group + DDP",
         "DeepLabV3+ R18 + 4 CPP aux heads",
+        "batch 2, autocast bfloat16, activation checkpointing backbone+decode_head",
         "Mask R-CNN, HRNetV2",
     ):
         assert needle in text, needle

@@ -6,6 +6,10 @@ releases in their official formats), stand-in ImageNet weights, ``output/``, and
 commands read what earlier ones wrote (Table 4's checkpoints feed Table 5 and the figures, Table
 6's chain feeds its export), as on a cluster.
 
+A ``tools/submit.py`` command that only renames an earlier submission (config file, job name,
+output folder) of a config an earlier command trained (Table 4's four runs as cluster jobs) is
+checked at full scale and skipped, saying so: its smoke run would run no new code.
+
 Marked ``reproduce``: route B (``make test-upstream``) deselects these runs (about 4 minutes on
 2 CPU cores); every other test runs on both routes."""
 
@@ -496,10 +500,44 @@ SHORT = {
 IDS = [f"{SHORT[doc]}-{i:02d}" for doc, i, _ in COMMANDS]
 
 
+#: what the commands run so far trained (config files) and the shapes of the submissions run
+TRAINED_CONFIGS: set = set()
+SUBMISSION_SHAPES: set = set()
+#: the values that tell one training run from another of the same table
+RUN_NAMING = ("--config-file", "--job-name", "OUTPUT_DIR")
+
+
+def submission_shape(argv) -> tuple:
+    """A ``tools/submit.py`` command with its config file, job name and output folder blanked."""
+    return tuple("*" if k and argv[k - 1] in RUN_NAMING else t for k, t in enumerate(argv))
+
+
+def repeats_a_run(argv) -> bool:
+    """A ``tools/submit.py`` submission whose config an earlier command has trained and that
+    differs from an earlier submission only in its config, job name and output folder (Table 4's
+    four runs as cluster jobs after REPRODUCE.md trained them): it would run no new code."""
+    if "tools/submit.py" not in argv or "--config-file" not in argv:
+        return False
+    config = argv[argv.index("--config-file") + 1]
+    return config in TRAINED_CONFIGS and submission_shape(argv) in SUBMISSION_SHAPES
+
+
+def record_run(argv) -> None:
+    if "--config-file" in argv and "--eval-only" not in argv:
+        TRAINED_CONFIGS.add(argv[argv.index("--config-file") + 1])
+    if "tools/submit.py" in argv:
+        SUBMISSION_SHAPES.add(submission_shape(argv))
+
+
 @pytest.mark.parametrize("doc,index,cmd", COMMANDS, ids=IDS)
 def test_reproduce_command_runs_in_smoke_form(doc, index, cmd, world):
     check_initialisation(cmd)
     argv, env = smoke_form(cmd, world)
+    if repeats_a_run(argv):
+        pytest.skip(
+            "initialisation checked at full scale; the smoke run would repeat an earlier one"
+        )
+    record_run(argv)
     jobs_before = {
         f[: -len(".sbatch")]
         for f in os.listdir(os.path.join(world, "slurm"))

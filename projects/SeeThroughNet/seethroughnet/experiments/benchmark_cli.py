@@ -202,9 +202,80 @@ def _parts(spec: str) -> Tuple[str, ...]:
     return () if spec == "none" else tuple(spec.split(","))
 
 
+#: the activation-checkpointing key of each meta-architecture (``memory --config``)
+CHECKPOINT_KEYS = {
+    "SeeThroughNetSegmentor": "MODEL.SEE_THROUGH.CHECKPOINT_ACTIVATIONS",
+    "CPPSegmentor": "MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS",
+}
+
+
+def _config_training_step(a):
+    """``memory --config``: ``(model, step)`` of the config's model (detectron2's
+    ``build_model``, random init, the ``--opts`` applied, training pad size = ``--size``) and
+    one training step of it (the model's own losses on ``--batch`` random images with
+    :func:`make_labels` labels, backward, SGD with momentum)."""
+    from detectron2.modeling import build_model as build_detectron2_model
+
+    import seethroughnet.modeling  # noqa: F401  (registers the meta-architectures)
+    from seethroughnet.config import build_config
+
+    h, w = a.size
+    opts = list(a.opts) + ["MODEL.DEVICE", "cpu", "INPUT.CROP.SIZE", f"({h}, {w})"]
+    arch = build_config(a.config, opts).MODEL.META_ARCHITECTURE
+    if arch not in CHECKPOINT_KEYS:
+        raise SystemExit(
+            f"memory --config {a.config}: MODEL.META_ARCHITECTURE {arch!r} has no activation "
+            f"checkpointing; valid: {', '.join(CHECKPOINT_KEYS)}"
+        )
+    parts = list(_parts(a.checkpointing[0]))
+    cfg = build_config(a.config, opts + [CHECKPOINT_KEYS[arch], str(parts)])
+    torch.manual_seed(0)
+    model = build_detectron2_model(cfg).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(1)
+    labels = make_labels(a.batch, h, w)
+    batch = [
+        {
+            "image": torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8),
+            "sem_seg": labels[i],
+            "height": h,
+            "width": w,
+        }
+        for i in range(a.batch)
+    ]
+    dtype = PRECISIONS[a.precisions[0]]
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            losses = model(batch)
+        total = sum(losses.values())
+        total.backward()
+        opt.step()
+        return {"loss": float(total.detach()), "n_terms": len(losses)}
+
+    return model, step
+
+
 def _one_memory(a) -> None:
     """The ``memory --one`` subprocess: build, ``--warmup`` + ``--steps`` training steps, print
     one ``MEMORY`` line (RSS after building, VmHWM, median timed step, loss terms)."""
+    if a.config:
+        _, step = _config_training_step(a)
+        rss_built, _ = _rss_gib()
+        times = []
+        for i in range(a.warmup + a.steps):
+            t0 = time.perf_counter()
+            res = step()
+            if i >= a.warmup:
+                times.append(time.perf_counter() - t0)
+        _, peak = _rss_gib()
+        times.sort()
+        print(
+            f"MEMORY config {rss_built:.3f} {peak:.3f} {times[len(times) // 2]:.1f} "
+            f"{res['n_terms']} {res['loss']:.4f}"
+        )
+        return
     torch.manual_seed(0)
     model = build_model(a.backbone, a.heads, _parts(a.checkpointing[0]))
     model.train()
@@ -250,6 +321,8 @@ def cmd_memory(a) -> None:
         return
     import subprocess
 
+    if a.config:  # the config's own losses: one "variant"
+        a.variants = ["config"]
     sizes = sorted({tuple(a.size)} | {tuple(s) for s in a.sizes}, key=lambda s: s[0] * s[1])
     rows, measured = [], {}
     env = dict(os.environ)
@@ -282,8 +355,6 @@ def cmd_memory(a) -> None:
                         "seethroughnet.experiments.benchmark_cli",
                         "memory",
                         "--one",
-                        "--variants",
-                        v,
                         "--backbone",
                         a.backbone,
                         "--size",
@@ -304,6 +375,10 @@ def cmd_memory(a) -> None:
                         "--steps",
                         str(a.steps),
                     ]
+                    if a.config:
+                        cmd += ["--config", a.config, "--opts", *a.opts]
+                    else:
+                        cmd += ["--variants", v]
                     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMORY ")]
                     if r.returncode != 0 or not line:
@@ -324,9 +399,14 @@ def cmd_memory(a) -> None:
     for r in rows:
         ref = base.get((r[0], r[3]))
         r.append(f"{float(r[6]) / ref:.2f}x" if ref and r[4] != "-" else "-")
+    model = (
+        f"config {a.config}, its own losses"
+        if a.config
+        else f"{a.backbone}, {a.heads} heads, two training resolutions"
+    )
     _print(
-        f"CPU peak RSS and step time of a training step: {a.backbone}, {a.heads} heads, batch "
-        f"{a.batch}, two training resolutions, a fresh process per row, {a.warmup} warm-up + "
+        f"CPU peak RSS and step time of a training step: {model}, batch "
+        f"{a.batch}, a fresh process per row, {a.warmup} warm-up + "
         f"{a.steps} timed step(s) (median), cells estimated above {a.max_rss_gib} GiB skipped",
         [
             "size",
@@ -484,6 +564,20 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--size", nargs=2, type=_size, default=[512, 1024], metavar=("H", "W"))
     q.add_argument("--batch", type=int, default=1)
     q.add_argument("--variants", nargs="+", default=["cpp_kl", "none"], choices=VARIANTS)
+    q.add_argument(
+        "--config",
+        default="",
+        help="measure this project config's model instead (detectron2 build_model, random init, "
+        "its own losses; SeeThroughNet or a Table 1 CPPSegmentor); --checkpointing then names "
+        "its parts (MODEL.SEE_THROUGH / MODEL.CPP_SEGMENTOR.CHECKPOINT_ACTIVATIONS)",
+    )
+    q.add_argument(
+        "--opts",
+        nargs="*",
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides for --config (e.g. MODEL.RESNETS.NORM BN on a CPU)",
+    )
     q.add_argument(
         "--sizes",
         nargs="*",

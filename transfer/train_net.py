@@ -30,11 +30,12 @@ if __package__ in (None, ""):  # run as a script: make `transfer` importable fro
 
 import detectron2.utils.comm as comm  # noqa: E402
 import torch  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 
+from seethroughnet.cli import launch_from_args, run  # noqa: E402
 from seethroughnet.engine import Trainer as SeeThroughNetTrainer  # noqa: E402
-from seethroughnet.engine import add_eval_arguments, check_eval_weights  # noqa: E402
+from seethroughnet.engine import add_eval_arguments  # noqa: E402
 from seethroughnet.resumable import build_resumable_train_loader  # noqa: E402
 from transfer.config import build_transfer_config  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
@@ -291,39 +292,24 @@ def write_results(cfg, results, model=None, mode="train"):
     logger.info("results -> %s: %s", path, out["metrics"])
 
 
+def complete_and_write_results(cfg, results, model, mode):
+    """:func:`seethroughnet.cli.run`'s results hook: a training run without a last evaluation is
+    evaluated once, then :func:`write_results`."""
+    if results is None and mode == "train" and len(cfg.DATASETS.TEST):
+        results = Trainer.test(cfg, model)
+    write_results(cfg, results, model, mode=mode)
+    return results
+
+
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        check_eval_weights(
-            cfg, resume=args.resume, allow_random=getattr(args, "eval_random_weights", False)
-        )
-        model = Trainer.build_model(cfg)
-        Trainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        res = Trainer.test(cfg, model)
-        write_results(cfg, res, model, mode="eval")
-        return res
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    res = trainer.train()  # the last evaluation's results
-    if res is None and len(cfg.DATASETS.TEST):
-        res = Trainer.test(cfg, trainer.model)
-    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
-    write_results(cfg, res, model, mode="train")
-    return res
+    return run(args, Trainer, setup, on_results=complete_and_write_results)
 
 
 def cli(argv=None):
     from seethroughnet.utils.safe_load import add_safety_arguments
 
     args = add_eval_arguments(add_safety_arguments(default_argument_parser())).parse_args(argv)
-    return launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    return launch_from_args(main, args)
 
 
 if __name__ == "__main__":

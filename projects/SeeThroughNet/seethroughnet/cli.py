@@ -17,20 +17,50 @@ from seethroughnet.engine import Trainer, add_eval_arguments, check_eval_weights
 from seethroughnet.utils.safe_load import add_safety_arguments
 
 
-def train(args):
-    """One process's work: train (``trainer.train()``'s last evaluation results) or, with
-    ``--eval-only``, load the weights strictly and evaluate (``Trainer.test``'s results)."""
-    cfg = setup(args)
+def run(args, trainer_cls=None, setup_fn=None, on_results=None):
+    """One process's work for a detectron2 trainer: train (``trainer.train()``'s last evaluation
+    results) or, with ``--eval-only``, load the weights strictly and evaluate
+    (``trainer_cls.test``'s results). ``trainer_cls`` / ``setup_fn``: the project's ``Trainer`` and
+    ``setup`` by default (transfer/train_net.py passes its own). ``on_results(cfg, results,
+    model, mode)`` (``mode`` ``"train"`` or ``"eval"``, ``model`` without its DDP wrapper) may
+    complete or record the results and returns them."""
+    trainer_cls, setup_fn = trainer_cls or Trainer, setup_fn or setup
+    cfg = setup_fn(args)
     if args.eval_only:
         check_eval_weights(
             cfg, resume=args.resume, allow_random=getattr(args, "eval_random_weights", False)
         )
-        model = Trainer.build_model(cfg)
-        Trainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
+        model = trainer_cls.build_model(cfg)
+        trainer_cls.build_checkpointer(cfg, model).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = trainer_cls.test(cfg, model)
+        return on_results(cfg, results, model, "eval") if on_results else results
+    trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    results = trainer.train()
+    if on_results is None:
+        return results
+    model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    return on_results(cfg, results, model, "train")
+
+
+def train(args):
+    """SeeThroughNet's :func:`run` (``train_net.py``'s ``main``)."""
+    return run(args)
+
+
+def launch_from_args(main, args):
+    """``main(args)`` in ``args.num_gpus`` processes per machine through detectron2's
+    ``launch`` (detectron2's ``--num-machines`` / ``--machine-rank`` / ``--dist-url``)."""
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
 
 
 def train_parser():
@@ -43,12 +73,5 @@ def train_main(argv=None):
     processes through detectron2's ``launch``."""
     args = train_parser().parse_args(argv)
     print("Command Line Args:", args)
-    launch(
-        train,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_from_args(train, args)
     return 0

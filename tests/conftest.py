@@ -96,31 +96,13 @@ def fake_mapillary(tmp_path):
     return write
 
 
-def long_files_first(items) -> None:
-    """Sort ``items`` (stably) so that the files holding ``reproduce`` tests come first, then those
-    holding ``slow`` ones, then the rest, each file's tests in their own order. pytest-xdist's
-    ``--dist loadfile`` hands out files in this order: the longest start first instead of
-    running alone at the end while the other process has nothing left."""
-
-    def rank(item) -> int:
-        return (
-            2
-            if item.get_closest_marker("reproduce")
-            else int(bool(item.get_closest_marker("slow")))
-        )
-
-    ranks: dict = {}
-    for item in items:
-        path = str(item.fspath)
-        ranks[path] = max(ranks.get(path, 0), rank(item))
-    items.sort(key=lambda item: -ranks[str(item.fspath)])
-
-
 def pytest_collection_modifyitems(config, items):
-    """The long files first (:func:`long_files_first`). ``SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1``
-    (make test-upstream: route A already ran every test): the files that can differ between
-    detectron2 installs whole, a one-test sample of the other files that reach detectron2, nothing
-    of the files that cannot (tests/route_selection.py)."""
+    """The long files first (``route_selection.long_files_first``).
+    ``SEETHROUGHNET_ROUTE_DEPENDENT_ONLY=1`` (make test-upstream: route A already ran every test):
+    the files that can differ between detectron2 installs whole, a one-test sample of the other
+    files that reach detectron2, nothing of the files that cannot (tests/route_selection.py)."""
+    from route_selection import long_files_first
+
     long_files_first(items)
     if os.environ.get("SEETHROUGHNET_ROUTE_DEPENDENT_ONLY") != "1":
         return

@@ -41,11 +41,11 @@ def test_the_suites_pure_pytorch_files_are_found():
 
 
 class _Item:
-    def __init__(self, path, slow=False):
-        self.fspath, self._slow = path, slow
+    def __init__(self, path, slow=False, reproduce=False):
+        self.fspath, self._markers = path, {"slow": slow, "reproduce": reproduce}
 
     def get_closest_marker(self, name):
-        return object() if name == "slow" and self._slow else None
+        return object() if self._markers.get(name) else None
 
 
 def test_route_b_plan_runs_the_listed_files_whole_and_samples_the_others(tmp_path):
@@ -69,3 +69,15 @@ def test_every_route_b_file_exists():
         f for f in route_selection.ROUTE_B_FILES if not os.path.isfile(os.path.join(repo, f))
     ]
     assert not missing
+
+
+def test_long_files_first_keeps_each_files_order():
+    """Files with a reproduce test, then files with a slow test, then the rest; within a rank the
+    collection order of files, within a file the order of its tests."""
+    a1, a2 = _Item("a.py"), _Item("a.py")
+    b1, b2 = _Item("b.py"), _Item("b.py", slow=True)
+    c1, c2 = _Item("c.py", reproduce=True), _Item("c.py")
+    d1 = _Item("d.py", slow=True)
+    items = [a1, a2, b1, b2, c1, c2, d1]
+    route_selection.long_files_first(items)
+    assert items == [c1, c2, b1, b2, d1, a1, a2]

@@ -100,8 +100,9 @@ $(STAMP_MMSEG): requirements-mmseg.txt pyproject.toml $(STAMP)
 	$(PY_MMSEG) -c "import mmseg, mmengine, seethroughnet, detectron2; print('mmseg tier: mmsegmentation', mmseg.__version__, '| mmengine', mmengine.__version__)"
 	@touch $@
 
+# Two processes, the tests spread one by one (--dist load: one file holds most of the tier's time).
 test-mmseg: $(STAMP_MMSEG)
-	SEETHROUGHNET_REQUIRE_MMSEG=1 $(PY_MMSEG) -m pytest tests/mmseg -q -n 2 --dist loadfile
+	SEETHROUGHNET_REQUIRE_MMSEG=1 $(PY_MMSEG) -m pytest tests/mmseg -q --durations=10 -n 2 --dist load
 
 gpu-check: install
 	$(PY) tools/gpu_check.py --output docs/gpu_results.md

@@ -500,9 +500,10 @@ SHORT = {
 IDS = [f"{SHORT[doc]}-{i:02d}" for doc, i, _ in COMMANDS]
 
 
-#: what the commands run so far trained (config files) and the shapes of the submissions run
-TRAINED_CONFIGS: set = set()
-SUBMISSION_SHAPES: set = set()
+#: what the commands run so far trained (config file -> command) and the shapes of the submissions
+#: they made (shape -> command)
+TRAINED_CONFIGS: dict = {}
+SUBMISSION_SHAPES: dict = {}
 #: the values that tell one training run from another of the same table
 RUN_NAMING = ("--config-file", "--job-name", "OUTPUT_DIR")
 
@@ -512,32 +513,38 @@ def submission_shape(argv) -> tuple:
     return tuple("*" if k and argv[k - 1] in RUN_NAMING else t for k, t in enumerate(argv))
 
 
-def repeats_a_run(argv) -> bool:
-    """A ``tools/submit.py`` submission whose config an earlier command has trained and that
+def repeats_a_run(argv) -> str:
+    """For a ``tools/submit.py`` submission whose config an earlier command has trained and that
     differs from an earlier submission only in its config, job name and output folder (Table 4's
-    four runs as cluster jobs after REPRODUCE.md trained them): it would run no new code."""
+    four runs as cluster jobs after REPRODUCE.md trained them; it would run no new code): which
+    commands it repeats. Otherwise ``""``."""
     if "tools/submit.py" not in argv or "--config-file" not in argv:
-        return False
+        return ""
     config = argv[argv.index("--config-file") + 1]
-    return config in TRAINED_CONFIGS and submission_shape(argv) in SUBMISSION_SHAPES
+    shape = submission_shape(argv)
+    if config in TRAINED_CONFIGS and shape in SUBMISSION_SHAPES:
+        return (
+            f"{SUBMISSION_SHAPES[shape]}'s submission, of the config that "
+            f"{TRAINED_CONFIGS[config]} trained"
+        )
+    return ""
 
 
-def record_run(argv) -> None:
+def record_run(argv, test_id: str) -> None:
     if "--config-file" in argv and "--eval-only" not in argv:
-        TRAINED_CONFIGS.add(argv[argv.index("--config-file") + 1])
+        TRAINED_CONFIGS.setdefault(argv[argv.index("--config-file") + 1], test_id)
     if "tools/submit.py" in argv:
-        SUBMISSION_SHAPES.add(submission_shape(argv))
+        SUBMISSION_SHAPES.setdefault(submission_shape(argv), test_id)
 
 
 @pytest.mark.parametrize("doc,index,cmd", COMMANDS, ids=IDS)
 def test_reproduce_command_runs_in_smoke_form(doc, index, cmd, world):
     check_initialisation(cmd)
     argv, env = smoke_form(cmd, world)
-    if repeats_a_run(argv):
-        pytest.skip(
-            "initialisation checked at full scale; the smoke run would repeat an earlier one"
-        )
-    record_run(argv)
+    repeated = repeats_a_run(argv)
+    if repeated:
+        pytest.skip(f"initialisation checked at full scale; the smoke run would repeat {repeated}")
+    record_run(argv, f"{SHORT[doc]}-{index:02d}")
     jobs_before = {
         f[: -len(".sbatch")]
         for f in os.listdir(os.path.join(world, "slurm"))

@@ -221,14 +221,14 @@ def _config_training_step(a):
 
     h, w = a.size
     opts = list(a.opts) + ["MODEL.DEVICE", "cpu", "INPUT.CROP.SIZE", f"({h}, {w})"]
-    arch = build_config(a.config, opts).MODEL.META_ARCHITECTURE
+    cfg = build_config(a.config, opts)
+    arch = cfg.MODEL.META_ARCHITECTURE
     if arch not in CHECKPOINT_KEYS:
         raise SystemExit(
             f"memory --config {a.config}: MODEL.META_ARCHITECTURE {arch!r} has no activation "
             f"checkpointing; valid: {', '.join(CHECKPOINT_KEYS)}"
         )
-    parts = list(_parts(a.checkpointing[0]))
-    cfg = build_config(a.config, opts + [CHECKPOINT_KEYS[arch], str(parts)])
+    cfg.merge_from_list([CHECKPOINT_KEYS[arch], str(list(_parts(a.checkpointing[0])))])
     torch.manual_seed(0)
     model = build_detectron2_model(cfg).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
@@ -257,24 +257,31 @@ def _config_training_step(a):
     return model, step
 
 
+def _print_memory_line(label: str, warmup: int, steps: int, step) -> None:
+    """Run ``step()`` (one training step, returning ``n_terms`` and ``loss``) ``warmup`` + ``steps``
+    times and print the ``MEMORY`` line: RSS after building (now), VmHWM, median timed step, loss
+    terms and loss of the last step."""
+    rss_built, _ = _rss_gib()
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        res = step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    _, peak = _rss_gib()
+    times.sort()
+    print(
+        f"MEMORY {label} {rss_built:.3f} {peak:.3f} {times[len(times) // 2]:.1f} "
+        f"{res['n_terms']} {res['loss']:.4f}"
+    )
+
+
 def _one_memory(a) -> None:
     """The ``memory --one`` subprocess: build, ``--warmup`` + ``--steps`` training steps, print
     one ``MEMORY`` line (RSS after building, VmHWM, median timed step, loss terms)."""
     if a.config:
         _, step = _config_training_step(a)
-        rss_built, _ = _rss_gib()
-        times = []
-        for i in range(a.warmup + a.steps):
-            t0 = time.perf_counter()
-            res = step()
-            if i >= a.warmup:
-                times.append(time.perf_counter() - t0)
-        _, peak = _rss_gib()
-        times.sort()
-        print(
-            f"MEMORY config {rss_built:.3f} {peak:.3f} {times[len(times) // 2]:.1f} "
-            f"{res['n_terms']} {res['loss']:.4f}"
-        )
+        _print_memory_line("config", a.warmup, a.steps, step)
         return
     torch.manual_seed(0)
     model = build_model(a.backbone, a.heads, _parts(a.checkpointing[0]))
@@ -285,28 +292,14 @@ def _one_memory(a) -> None:
     labels = make_labels(a.batch, h, w)
     variant = a.variants[0]
     dtype = PRECISIONS[a.precisions[0]]
-    rss_built, _ = _rss_gib()
-    times = []
-    for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
-        res = train_step(
-            model,
-            opt,
-            images,
-            labels,
-            variant,
-            aux_module(variant, model),
-            torch.device("cpu"),
-            autocast=dtype,
+    aux = aux_module(variant, model)
+
+    def step():
+        return train_step(
+            model, opt, images, labels, variant, aux, torch.device("cpu"), autocast=dtype
         )
-        if i >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    _, peak = _rss_gib()
-    times.sort()
-    print(
-        f"MEMORY {variant} {rss_built:.3f} {peak:.3f} {times[len(times) // 2]:.1f} "
-        f"{res['n_terms']} {res['loss']:.4f}"
-    )
+
+    _print_memory_line(variant, a.warmup, a.steps, step)
 
 
 def cmd_memory(a) -> None:

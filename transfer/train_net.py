@@ -30,12 +30,11 @@ if __package__ in (None, ""):  # run as a script: make `transfer` importable fro
 
 import detectron2.utils.comm as comm  # noqa: E402
 import torch  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup  # noqa: E402
+from detectron2.engine import default_setup  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 
-from seethroughnet.cli import launch_from_args, run  # noqa: E402
+from seethroughnet.cli import launch_from_args, run, train_parser  # noqa: E402
 from seethroughnet.engine import Trainer as SeeThroughNetTrainer  # noqa: E402
-from seethroughnet.engine import add_eval_arguments  # noqa: E402
 from seethroughnet.resumable import build_resumable_train_loader  # noqa: E402
 from transfer.config import build_transfer_config  # noqa: E402
 from transfer.data import check_datasets, check_mask_format, register_cityscapes_coco  # noqa: E402
@@ -306,10 +305,7 @@ def main(args):
 
 
 def cli(argv=None):
-    from seethroughnet.utils.safe_load import add_safety_arguments
-
-    args = add_eval_arguments(add_safety_arguments(default_argument_parser())).parse_args(argv)
-    return launch_from_args(main, args)
+    return launch_from_args(main, train_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
